@@ -1,0 +1,885 @@
+"""The checker: Program (AST) → checked IR.
+
+It evaluates expressions, expands blocks, loops, conditionals and repetition,
+names every module by the scoping rule, infers channels and static shapes from
+the network's ``input``, and reports every user mistake as a diagnostic. It is
+one pass because the language needs shapes while expanding (a block may test
+``in_channels``); it never mutates the AST.
+
+Flows say how consecutive items are wired: in sequence, as parallel branches,
+or densely connected.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from . import ast, ir, shapes
+from .diagnostics import Diagnostic, NetdslError, closest
+from .evaluate import Env, EvalError, Evaluator, err
+from .layers import LAYERS, PARAMETERS, REQUIRED, ArgTypeError
+from .limits import Limits
+from .loader import Program
+from .span import Span
+from .values import POISON, BlockRef, LayerRef, show, to_json, type_name
+
+# Layers whose output is their input tensor (or a view of it): they keep it shared.
+_PASS_THROUGH = {"identity", "flatten", "dropout", "stochastic_depth"}
+
+
+class _Abort(Exception):
+    """Stop checking: a limit was hit and going on would only cost time."""
+
+
+def camel(name: str) -> str:
+    """``inception_a`` → ``InceptionA``: the module class name of a block.
+
+    >>> camel("basic_block"), camel("bottleneck")
+    ('BasicBlock', 'Bottleneck')
+    """
+    return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p) or name
+
+
+# ---------------------------------------------------------------- flows
+
+
+class SeqFlow:
+    """Items in sequence: each one's input is the previous one's output."""
+
+    def __init__(self, shape, shared: bool, network: bool = False):
+        self.shape = shape
+        self.shared = shared
+        self.nodes: list = []
+        self.network = network
+        self.has_input = not network
+        self.missing_reported = False
+
+    def next_input(self, checker: "Checker", span: Span | None):
+        if not self.has_input and not self.missing_reported:
+            self.missing_reported = True
+            checker.report(Diagnostic("E0308", "no input shape declared before the first layer",
+                                      span, "this layer has no input",
+                                      "start the network with `input [C, H, W]`, e.g. `input [3, 224, 224]`"))
+        return self.shape, self.shared
+
+    def accept(self, nodes, shape, shared, span) -> None:
+        self.nodes.extend(nodes)
+        self.shape = shape
+        self.shared = shared
+
+
+class ConcatFlow:
+    """Parallel branches: every item sees the same input."""
+
+    def __init__(self, shape):
+        self.input = shape
+        self.branches: list[tuple[list, object, Span | None]] = []
+
+    def next_input(self, checker, span):
+        return self.input, True
+
+    def accept(self, nodes, shape, shared, span) -> None:
+        self.branches.append((nodes, shape, span))
+
+
+class DenseFlow:
+    """Dense connectivity: item k sees the concatenation of the input and all earlier outputs."""
+
+    def __init__(self, shape):
+        self.input = shape
+        self.channels = shape[0] if shape else None
+        self.layers: list[list] = []
+        self.ok = shape is not None
+        self.checker: Checker | None = None
+
+    def next_input(self, checker, span):
+        if not self.ok:
+            return None, False
+        return (self.channels,) + tuple(self.input[1:]), False
+
+    def accept(self, nodes, shape, shared, span) -> None:
+        self.layers.append(nodes)
+        if not self.ok or shape is None:
+            self.ok = False
+            return
+        if len(shape) != 3 or shape[1:] != self.input[1:]:
+            self.ok = False
+            self.checker.report(Diagnostic(
+                "E0302", "a dense layer must keep the spatial size",
+                span, f"it gives {shapes.fmt(shape)} from an input of {shapes.fmt(self.input[1:])} size",
+                "dense connectivity concatenates along channels; use stride 1 and 'same' padding"))
+            return
+        self.channels += shape[0]
+
+
+# ---------------------------------------------------------------- scopes
+
+
+class NameScope:
+    """Names the modules of one scope (network, block instance, labelled group)."""
+
+    def __init__(self, parent: "NameScope | None"):
+        self.parent = parent
+        self.used: dict[str, Span | None] = {}
+        self.count = 0
+        self.init: list[tuple[str, str, ir.InitScheme, Span | None]] = []
+        self.matched: set[int] = set()
+
+    def name(self, checker: "Checker", label: str | None, span: Span | None) -> str:
+        position = self.count
+        self.count += 1
+        if label is None:
+            name = str(position)
+            while name in self.used:
+                name += "_"
+        else:
+            name = label
+            if label in self.used:
+                first = self.used[label]
+                checker.report(Diagnostic(
+                    "E0108", f"duplicate label `{label}` in one scope", span, "used again here",
+                    f"the first `{label}` is at {first.where() if first else 'an earlier line'}; "
+                    "labels name modules and must be unique in their block, network or group"))
+        self.used[name] = span
+        return name
+
+
+# ---------------------------------------------------------------- checker
+
+
+class Checker:
+    def __init__(self, program: Program, limits: Limits | None = None):
+        self.program = program
+        self.limits = limits or Limits()
+        self.diags: list[Diagnostic] = []
+        self._seen: set = set()
+        self.chain: list[tuple[str, Span | None]] = []
+        self.nodes = 0
+        self.ev = Evaluator(self.limits, globals=self._global)
+        self.globals = Env()
+        for let in program.lets:
+            self.globals.vars[let.name] = self.value(let.value, self.globals)
+
+    # -- reporting
+    def report(self, d: Diagnostic) -> None:
+        key = (d.code, d.message, d.span.where() if d.span else None,
+               d.span.column if d.span else None)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        if self.chain:
+            notes = [f"in block `{name}` used at {span.where() if span else '?'}"
+                     for name, span in reversed(self.chain)]
+            d = d.with_notes(*notes)
+        self.diags.append(d)
+
+    def _global(self, name: str):
+        if name in self.program.blocks:
+            return BlockRef(name, self.program.blocks[name])
+        return KeyError
+
+    def value(self, expr: ast.Expr, env: Env, init: bool = False):
+        """Evaluate, reporting a mistake and returning POISON instead of raising."""
+        self.ev.init_context = init
+        try:
+            return self.ev.eval(expr, env)
+        except EvalError as e:
+            self.report(e.diagnostic)
+            return POISON
+        finally:
+            self.ev.init_context = False
+
+    def typed(self, expr: ast.Expr, env: Env, kind: str, what: str):
+        v = self.value(expr, env)
+        if v is POISON:
+            return POISON
+        ok = {"bool": isinstance(v, bool),
+              "int": isinstance(v, int) and not isinstance(v, bool),
+              "list": isinstance(v, tuple)}[kind]
+        if not ok:
+            code = "E0214" if kind == "bool" else "E0206"
+            expected = {"bool": "true or false", "int": "an integer", "list": "a list"}[kind]
+            self.report(Diagnostic(code, f"{what} must be {expected}, found {type_name(v)}",
+                                   expr.span, f"this is {show(v)}"))
+            return POISON
+        return v
+
+    # -- entry
+    def network(self, name: str | None = None, overrides: dict | None = None,
+                input_shape=None) -> ir.Network:
+        prog = self.program
+        if name is None:
+            if len(prog.root_networks) != 1:
+                msg = ("the spec defines no network" if not prog.root_networks else
+                       "the spec defines several networks: " + ", ".join(prog.root_networks))
+                raise NetdslError([Diagnostic(
+                    "E0107", msg, None, "",
+                    "choose one with --network NAME" if prog.root_networks else
+                    "add `network NAME() { input [C, H, W] ... }`, or import a spec that has one")],
+                    prog.sources)
+            name = prog.root_networks[0]
+        if name not in prog.networks:
+            near = closest(name, prog.networks)
+            raise NetdslError([Diagnostic("E0107", f"no network named `{name}`", None, "",
+                                          f"did you mean `{near}`?" if near else
+                                          "networks here: " + ", ".join(prog.networks) or "none")],
+                              prog.sources)
+        try:
+            net = self._network(prog.networks[name], overrides or {}, input_shape)
+        except _Abort:
+            net = None
+        if self.diags:
+            raise NetdslError(self.diags, prog.sources)
+        return net
+
+    def _network(self, defn, overrides: dict, input_shape) -> ir.Network | None:
+        shown_name = defn.name
+        defaults: dict[str, object] = {}
+        seen = [defn.name]
+        while isinstance(defn, ast.NetworkAlias):
+            base = self.program.networks.get(defn.base.id)
+            if base is None or defn.base.id in seen:
+                near = closest(defn.base.id, self.program.networks)
+                self.report(Diagnostic("E0107", f"`{defn.base.id}` is not a network", defn.base.span,
+                                       "not defined" if base is None else "defined in terms of itself",
+                                       f"did you mean `{near}`?" if near else None))
+                return None
+            seen.append(base.name)
+            params = {p.name: p for p in _params_of(base, self.program)}
+            for a in defn.args:
+                if a.name is None:
+                    self.report(Diagnostic("E0201", "a network variant takes keyword arguments only",
+                                           a.span, "positional", "write `name = value`"))
+                    continue
+                if a.name not in params:
+                    self._unknown_param(a.name, params, base.name, a.span)
+                    continue
+                defaults.setdefault(a.name, (a.value, None))
+            defn = base
+        env = Env({}, self.globals)
+        params = list(defn.params)
+        names = {p.name for p in params}
+        for key, (value, span) in overrides.items():
+            if key not in names:
+                self._unknown_param(key, {p.name: p for p in params}, defn.name, span)
+        values: dict[str, object] = {}
+        for p in params:
+            if p.name in overrides:
+                v, span = overrides[p.name]
+                if isinstance(v, ast.Expr):
+                    v = self.value(v, self.globals)
+                default = None
+                if p.default is not None:
+                    ev = self.value(p.default, env)
+                    default = ev
+                self._check_override(p, v, default, span)
+            elif p.name in defaults:
+                v = self.value(defaults[p.name][0], self.globals)
+            elif p.default is not None:
+                v = self.value(p.default, env)
+            else:
+                self.report(Diagnostic("E0203", f"network parameter `{p.name}` has no value",
+                                       p.span, "no default",
+                                       f"give it a default, or set it: --set {p.name}=VALUE"))
+                v = POISON
+            env.vars[p.name] = v
+            values[p.name] = v
+        flow = SeqFlow(None, True, network=True)
+        flow.input_override = input_shape
+        flow.sides = []
+        scope = NameScope(None)
+        self.run(defn.body, env, flow, scope)
+        self.close(scope)
+        if not flow.has_input and not flow.missing_reported:
+            self.report(Diagnostic("E0308", "the network declares no input shape", defn.span,
+                                   "no `input` in this network",
+                                   "start the network with `input [C, H, W]`"))
+        if self.diags or flow.shape is None:
+            return None
+        params_json = {k: to_json(v) for k, v in values.items()}
+        return ir.Network(name=shown_name, cls=camel(shown_name), params=params_json,
+                          input_shape=flow.input_shape, body=tuple(flow.nodes),
+                          out_shape=flow.shape, outputs=tuple(flow.sides), span=defn.span)
+
+    def _unknown_param(self, key, params, owner, span):
+        near = closest(key, params)
+        self.report(Diagnostic("E0202", f"`{owner}` has no parameter `{key}`", span,
+                               "unknown parameter",
+                               f"did you mean `{near}`?" if near else
+                               f"`{owner}` takes " + (", ".join(params) or "no parameters")))
+
+    def _check_override(self, p: ast.Param, v, default, span) -> None:
+        if v is POISON or default is None or default is POISON:
+            return
+        kinds = (bool, (int, float), str, tuple, BlockRef)
+        for k in kinds:
+            if isinstance(default, k) and not (k is not bool and isinstance(default, bool)):
+                good = isinstance(v, k) and not (k is not bool and isinstance(v, bool))
+                if k == (int, float) and isinstance(default, int) and isinstance(v, float):
+                    good = False
+                if not good:
+                    self.report(Diagnostic(
+                        "E0206", f"--set {p.name}: expected {type_name(default)} like the default "
+                        f"{show(default)}, found {type_name(v)} {show(v)}", span, "",
+                        f"the spec declares `{p.name} = {show(default)}` at {p.span.where()}"))
+                return
+
+    # -- statements
+    def run(self, stmts, env: Env, flow, scope: NameScope) -> None:
+        for st in stmts:
+            try:
+                self.stmt(st, env, flow, scope)
+            except EvalError as e:
+                self.report(e.diagnostic)
+
+    def stmt(self, st, env: Env, flow, scope: NameScope) -> None:
+        if isinstance(st, ast.Let):
+            env.vars[st.name] = self.value(st.value, env)
+        elif isinstance(st, ast.Assert):
+            cond = self.typed(st.cond, env, "bool", "an `assert` condition")
+            if cond is False:
+                msg = self.value(st.message, env) if st.message is not None else None
+                text = msg if isinstance(msg, str) else "the spec's assertion does not hold"
+                self.report(Diagnostic("E0501", f"assertion failed: {text}", st.cond.span,
+                                       "this is false", "check the parameters given to this block "
+                                       "or network (--set, or the arguments where it is used)"))
+        elif isinstance(st, ast.Input):
+            self.input(st, env, flow)
+        elif isinstance(st, ast.Init):
+            self.init_rule(st, env, scope)
+        elif isinstance(st, ast.For):
+            items = self.typed(st.iterable, env, "list", "a `for` loop's range")
+            if items is POISON:
+                return
+            if len(items) > self.limits.max_repeat:
+                self.report(Diagnostic("E0403", f"loop of {len(items)} iterations is over the limit",
+                                       st.iterable.span, f"limit is {self.limits.max_repeat}",
+                                       "raise it with --limit max_repeat=N"))
+                return
+            for v in items:
+                self.run(st.body, Env({st.var: v}, env), flow, scope)
+        elif isinstance(st, ast.If):
+            cond = self.typed(st.cond, env, "bool", "an `if` condition")
+            if cond is not POISON:
+                self.run(st.body if cond else st.orelse, Env({}, env), flow, scope)
+        elif isinstance(st, ast.Labelled):
+            label = self.label(st.label, env)
+            if label is POISON:
+                return
+            if isinstance(st.unit, ast.Repeat):
+                self.repeat(st.unit, env, flow, scope, label)
+            else:
+                self.item(st.unit, env, flow, scope, label)
+        elif isinstance(st, ast.Repeat):
+            self.repeat(st, env, flow, scope, None)
+        else:
+            self.item(st, env, flow, scope, None)
+
+    def label(self, s: ast.String, env: Env):
+        v = self.value(s, env)
+        if v is POISON:
+            return v
+        if not v or "." in v or not all(c.isalnum() or c == "_" for c in v):
+            self.report(Diagnostic("E0111", f"invalid label \"{v}\"", s.span,
+                                   "labels become module names",
+                                   "use letters, digits and `_`; no dots or spaces"))
+            return POISON
+        return v
+
+    def input(self, st: ast.Input, env: Env, flow) -> None:
+        if not getattr(flow, "network", False):
+            self.report(Diagnostic("E0309", "`input` only belongs in a network", st.span,
+                                   "inside a block or group",
+                                   "blocks take their input from where they are used"))
+            return
+        if flow.has_input or flow.nodes:
+            self.report(Diagnostic("E0309", "`input` must come once, before the first layer",
+                                   st.span, "declared here", None))
+            return
+        flow.has_input = True
+        value = flow.input_override if flow.input_override is not None else self.value(st.shape, env)
+        if value is POISON:
+            return
+        ok = (isinstance(value, tuple) and len(value) in (1, 3)
+              and all(isinstance(d, int) and not isinstance(d, bool) for d in value))
+        if not ok:
+            self.report(Diagnostic("E0309", "`input` must be a list of 3 integers [C, H, W] "
+                                   "(or 1 integer [F])", st.shape.span, f"found {show(value)}",
+                                   "for example `input [3, 224, 224]`"))
+            return
+        if any(d < 1 for d in value) or any(d > self.limits.max_dim for d in value):
+            bad = next(d for d in value if d < 1 or d > self.limits.max_dim)
+            code = "E0309" if bad < 1 else "E0407"
+            self.report(Diagnostic(code, f"input dimension {bad} is out of range", st.shape.span,
+                                   f"in {show(value)}",
+                                   "every dimension must be at least 1" if bad < 1 else
+                                   f"the limit is {self.limits.max_dim} (--limit max_dim=N)"))
+            return
+        flow.shape = tuple(value)
+        flow.input_shape = tuple(value)
+
+    def init_rule(self, st: ast.Init, env: Env, scope: NameScope) -> None:
+        scheme = self.value(st.scheme, env, init=True)
+        if scheme is POISON:
+            return
+        if not isinstance(scheme, ir.InitScheme):
+            self.report(Diagnostic("E0206", f"`init` needs a scheme, found {type_name(scheme)}",
+                                   st.scheme.span, f"this is {show(scheme)}",
+                                   "for example `kaiming_normal(mode = \"fan_out\")`, `zeros`, `ones`"))
+            return
+        if st.target in LAYERS:
+            params = PARAMETERS.get(st.target, ())
+            if st.param not in params:
+                self.report(Diagnostic(
+                    "E0110", f"`{st.target}` has no parameter `{st.param}`", st.span,
+                    "nothing to initialise",
+                    ("its parameters are " + ", ".join(params)) if params else
+                    f"`{st.target}` has no parameters"))
+                return
+        elif st.param not in ("weight", "bias"):
+            self.report(Diagnostic("E0110", f"no parameter `{st.param}`", st.span,
+                                   "layers have `weight` and `bias`", None))
+            return
+        scope.init.append((st.target, st.param, scheme, st.span))
+
+    def close(self, scope: NameScope) -> None:
+        for i, (target, param, _, span) in enumerate(scope.init):
+            if target not in LAYERS and i not in scope.matched:
+                near = closest(target, [n for n in scope.used] + list(PARAMETERS))
+                self.report(Diagnostic(
+                    "E0110", f"`init {target}.{param}` matches no layer", span,
+                    "no layer with this label or kind follows in this scope",
+                    f"did you mean `{near}`?" if near else
+                    "name a layer kind (conv2d, linear, batchnorm2d) or the label of a later layer"))
+
+    def repeat(self, st: ast.Repeat, env: Env, flow, scope: NameScope, label) -> None:
+        n = self.typed(st.count, env, "int", "a repetition count")
+        if n is POISON:
+            return
+        if not 0 <= n <= self.limits.max_repeat:
+            code = "E0403" if n > 0 else "E0204"
+            self.report(Diagnostic(code, f"repetition count {n} is out of range", st.count.span,
+                                   f"`* {n}`", f"repeat between 0 and {self.limits.max_repeat} times"
+                                   + (" (--limit max_repeat=N)" if n > 0 else "")))
+            return
+        if label is None:
+            for _ in range(n):
+                self.item(st.unit, env, flow, scope, None)
+            return
+        shape, shared = flow.next_input(self, st.span)
+        name = scope.name(self, label, st.span)
+        inner = NameScope(scope)
+        sub = SeqFlow(shape, shared)
+        for _ in range(n):
+            self.item(st.unit, env, sub, inner, None)
+        self.close(inner)
+        nodes = self._scope_node(name, None, None, sub, shape, st.span)
+        flow.accept(nodes, sub.shape, sub.shared, st.span)
+
+    def _scope_node(self, name, cls, block, sub: SeqFlow, shape, span):
+        if shape is None or sub.shape is None:
+            return []
+        return [ir.Scope(name=name, cls=cls, block=block, body=tuple(sub.nodes), in_shape=shape,
+                         out_shape=sub.shape, span=span)]
+
+    # -- items
+    def item(self, unit, env: Env, flow, scope: NameScope, label) -> None:
+        shape, shared = flow.next_input(self, unit.span)
+        if isinstance(unit, ast.Side):
+            self._side_flow = flow if getattr(flow, "network", False) and label is None else None
+        if label is not None and not isinstance(unit, ast.Use):
+            # A labelled group or combinator is a scope of its own.
+            name = scope.name(self, label, unit.span)
+            inner = NameScope(scope)
+            sub = SeqFlow(shape, shared)
+            if isinstance(unit, ast.Group):
+                self.run(unit.body, Env({}, env), sub, inner)
+            else:
+                sub.accept(*self.unit(unit, env, shape, shared, inner)[:3], unit.span)
+            self.close(inner)
+            flow.accept(self._scope_node(name, None, None, sub, shape, unit.span), sub.shape,
+                        sub.shared, unit.span)
+            return
+        nodes, out, out_shared = self.unit(unit, env, shape, shared, scope, label)
+        flow.accept(nodes, out, out_shared, unit.span)
+
+    def unit(self, unit, env: Env, shape, shared, scope: NameScope, label=None):
+        if isinstance(unit, ast.Use):
+            return self.use(unit, env, shape, shared, scope, label)
+        if isinstance(unit, ast.Group):
+            sub = SeqFlow(shape, shared)
+            self.run(unit.body, Env({}, env), sub, scope)
+            return sub.nodes, sub.shape, sub.shared
+        if isinstance(unit, ast.Residual):
+            return self.residual(unit, env, shape, shared, scope)
+        if isinstance(unit, ast.Concat):
+            return self.concat(unit, env, shape, scope)
+        if isinstance(unit, ast.Dense):
+            return self.dense(unit, env, shape, scope)
+        if isinstance(unit, ast.Gate):
+            return self.gate(unit, env, shape, scope)
+        if isinstance(unit, ast.Side):
+            return self.side(unit, env, shape, scope)
+        raise AssertionError(type(unit))
+
+    def use(self, use: ast.Use, env: Env, shape, shared, scope, label):
+        target = env.lookup(use.name, None)
+        if not isinstance(target, (BlockRef, LayerRef)) and target is not POISON:
+            # A statement is a layer or a block: a variable of another type does
+            # not hide the layer or block of the same name (`dropout(dropout)`).
+            g = self._global(use.name)
+            if g is not KeyError:
+                target = g
+            elif use.name in LAYERS:
+                target = LayerRef(use.name)
+        if target is POISON:
+            return [], None, False
+        if target is None:
+            near = closest(use.name, list(LAYERS) + list(self.program.blocks) +
+                           [n for n in env.names() if isinstance(env.lookup(n), (BlockRef, LayerRef))])
+            self.report(Diagnostic("E0102", f"unknown layer or block `{use.name}`",
+                                   Span(**{**use.span.model_dump(), "end_column": use.span.column + len(use.name),
+                                           "end_line": use.span.line}),
+                                   "not a layer, a block or a block parameter",
+                                   f"did you mean `{near}`?" if near else
+                                   "define it with `block " + use.name + "(...) { ... }` or import a spec that does"))
+            return [], None, False
+        if isinstance(target, LayerRef):
+            return self.layer(target.kind, use, env, shape, shared, scope, label)
+        if isinstance(target, BlockRef):
+            return self.block(target, use, env, shape, shared, scope, label)
+        self.report(Diagnostic("E0213", f"`{use.name}` is a {type_name(target)}, not a layer or block",
+                               use.span, f"its value is {show(target)}",
+                               "only layers and blocks can be used as statements"))
+        return [], None, False
+
+    def bind(self, what: str, params: list[tuple[str, bool]], use: ast.Use, env: Env):
+        """Match a call's arguments to parameters; values are evaluated in ``env``."""
+        names = [p for p, _ in params]
+        bound: dict[str, tuple[object, ast.Arg]] = {}
+        ok = True
+        for i, a in enumerate(use.args):
+            if a.name is None:
+                if any(b.name is not None for b in use.args[:i]):
+                    self.report(Diagnostic("E0201", "positional argument after a keyword argument",
+                                           a.span, "positional", "put positional arguments first"))
+                    ok = False
+                    continue
+                if i >= len(names):
+                    self.report(Diagnostic("E0201", f"too many arguments to `{what}`", a.span,
+                                           f"argument {i + 1} of at most {len(names)}",
+                                           f"`{what}` takes " + (", ".join(names) or "no arguments")))
+                    ok = False
+                    continue
+                key = names[i]
+            else:
+                key = a.name
+                if key not in names:
+                    near = closest(key, names)
+                    self.report(Diagnostic("E0202", f"`{what}` has no argument `{key}`", a.span,
+                                           "unknown argument",
+                                           f"did you mean `{near}`?" if near else
+                                           f"`{what}` takes " + (", ".join(names) or "no arguments")))
+                    ok = False
+                    continue
+                if key in bound:
+                    self.report(Diagnostic("E0205", f"argument `{key}` given twice", a.span,
+                                           "given again here", None))
+                    ok = False
+                    continue
+            bound[key] = (self.value(a.value, env), a)
+        for name, required in params:
+            if required and name not in bound:
+                self.report(Diagnostic("E0203", f"`{what}` needs argument `{name}`", use.span,
+                                       f"`{name}` is missing",
+                                       f"for example `{what}(" + ", ".join(
+                                           n for n, r in params if r) + ")`"))
+                ok = False
+        if any(v is POISON for v, _ in bound.values()):
+            ok = False
+        return bound, ok
+
+    def layer(self, kind: str, use: ast.Use, env: Env, shape, shared, scope: NameScope, label):
+        sig = LAYERS[kind]
+        bound, ok = self.bind(kind, [(a.name, a.default is REQUIRED) for a in sig.args], use, env)
+        values: dict[str, object] = {}
+        for a in sig.args:
+            if a.name in bound:
+                v, node = bound[a.name]
+                if v is POISON:
+                    continue
+                try:
+                    values[a.name] = a.convert(v)
+                except ArgTypeError as e:
+                    self.report(Diagnostic("E0206", f"`{kind}` argument `{a.name}` must be {e.expected}",
+                                           node.value.span, f"found {type_name(v)} {show(v)}", None))
+                    ok = False
+            else:
+                values[a.name] = a.convert(a.default) if a.default is not REQUIRED else None
+        name = scope.name(self, label, use.span)
+        if not ok or shape is None:
+            return [], None, False
+        if values.get("stride", 0) is None:
+            values["stride"] = values["kernel_size"]
+        if not self._ranges(kind, values, bound, use):
+            return [], None, False
+        try:
+            derived, out = shapes.infer(kind, values, shape)
+        except shapes.ShapeError as e:
+            at = bound[e.arg][1].span if e.arg in bound else use.span
+            self.report(Diagnostic(e.code, e.message, at, e.label, e.help))
+            return [], None, False
+        if any(d > self.limits.max_dim for d in out):
+            self.report(Diagnostic("E0407", f"a dimension of {max(out)} is over the limit",
+                                   use.span, f"output {shapes.fmt(out)}",
+                                   f"the limit is {self.limits.max_dim} (--limit max_dim=N)"))
+            return [], None, False
+        if values.get("inplace") and shared:
+            self.report(Diagnostic(
+                "E0311", f"in-place `{kind}` would overwrite a tensor that is used again", use.span,
+                "its input is also used elsewhere",
+                "its input feeds a shortcut, a gate, another branch or the caller; "
+                "drop `inplace = true` here"))
+            return [], None, False
+        self.nodes += 1
+        if self.nodes > self.limits.max_nodes:
+            self.report(Diagnostic("E0404", f"the network expands to more than {self.limits.max_nodes} "
+                                   "layers", use.span, "the limit was reached here",
+                                   "check repetition counts and loops, or raise --limit max_nodes=N"))
+            raise _Abort
+        try:
+            node = sig.node(kind=kind, name=name, in_shape=shape, out_shape=out, span=use.span,
+                            init=self.init_for(kind, label, scope), **values, **derived)
+        except ValidationError as e:  # a range the catalogue did not check: still the user's
+            first = e.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else ""
+            at = bound[field][1].span if field in bound else use.span
+            self.report(Diagnostic("E0204", f"invalid value for `{kind}` argument `{field}`", at,
+                                   first["msg"], None))
+            return [], None, False
+        passes = kind in _PASS_THROUGH or values.get("inplace", False)
+        return [node], out, shared if passes else False
+
+    def _ranges(self, kind: str, values: dict, bound: dict, use: ast.Use) -> bool:
+        """Argument ranges, checked before shapes so no rule sees a zero stride."""
+        rules = {"out_channels": 1, "out_features": 1, "kernel_size": 1, "stride": 1, "dilation": 1,
+                 "groups": 1, "output_size": 1, "size": 1, "padding": 0}
+        for key, lo in rules.items():
+            v = values.get(key)
+            if v is None:
+                continue
+            items = v if isinstance(v, tuple) else (v,)
+            bad = [x for x in items if x < lo or x > self.limits.max_dim]
+            if bad:
+                at = bound[key][1].span if key in bound else use.span
+                if bad[0] > self.limits.max_dim:
+                    self.report(Diagnostic("E0407", f"`{kind}` argument `{key}` is over the limit", at,
+                                           f"{bad[0]} > {self.limits.max_dim}",
+                                           "raise it with --limit max_dim=N"))
+                else:
+                    self.report(Diagnostic("E0204", f"`{kind}` argument `{key}` must be at least {lo}",
+                                           at, f"found {bad[0]}", None))
+                return False
+        for key in ("p", "momentum"):
+            v = values.get(key)
+            if v is not None and not 0.0 <= v <= 1.0:
+                at = bound[key][1].span if key in bound else use.span
+                self.report(Diagnostic("E0204", f"`{kind}` argument `{key}` must be between 0 and 1",
+                                       at, f"found {v}", None))
+                return False
+        if kind == "batchnorm2d" and values["eps"] <= 0:
+            self.report(Diagnostic("E0204", "`batchnorm2d` argument `eps` must be positive",
+                                   bound["eps"][1].span, f"found {values['eps']}", None))
+            return False
+        return True
+
+    def init_for(self, kind: str, label: str | None, scope: NameScope) -> dict:
+        params = PARAMETERS.get(kind, ())
+        out: dict[str, ir.InitScheme] = {}
+        s, first = scope, True
+        while s is not None and len(out) < len(params):
+            for i in range(len(s.init) - 1, -1, -1):
+                target, param, scheme, _ = s.init[i]
+                if param in out or param not in params:
+                    continue
+                if first and target == label and label not in LAYERS:
+                    out[param] = scheme
+                    s.matched.add(i)
+            for i in range(len(s.init) - 1, -1, -1):
+                target, param, scheme, _ = s.init[i]
+                if target == kind and param in params and param not in out:
+                    out[param] = scheme
+            s, first = s.parent, False
+        return out
+
+    def block(self, ref: BlockRef, use: ast.Use, env: Env, shape, shared, scope, label):
+        defn = ref.defn
+        if len(self.chain) >= self.limits.max_block_depth:
+            self.report(Diagnostic("E0405", f"blocks nested more than {self.limits.max_block_depth} "
+                                   "deep", use.span, f"`{defn.name}` used again here",
+                                   "a block that uses itself needs a condition that ends the recursion"))
+            raise _Abort
+        params = [(p.name, p.default is None) for p in defn.params]
+        bound, ok = self.bind(defn.name, params, use, env)
+        name = scope.name(self, label, use.span)
+        benv = Env({}, self.globals)
+        for p in defn.params:
+            if p.name == "in_channels":
+                self.report(Diagnostic("E0109", "`in_channels` cannot be a block parameter", p.span,
+                                       "reserved name",
+                                       "`in_channels` is always the channel count of the block's input"))
+            if p.name in bound:
+                benv.vars[p.name] = bound[p.name][0]
+            elif p.default is not None:
+                benv.vars[p.name] = self.value(p.default, benv)
+            else:
+                benv.vars[p.name] = POISON
+        benv.vars["in_channels"] = shape[0] if shape else POISON
+        inner = NameScope(scope)
+        sub = SeqFlow(shape if ok else None, shared)
+        self.chain.append((defn.name, use.span))
+        try:
+            self.run(defn.body, benv, sub, inner)
+        finally:
+            self.chain.pop()
+        self.close(inner)
+        if not ok:
+            return [], None, False
+        return self._scope_node(name, camel(defn.name), defn.name, sub, shape, use.span), \
+            sub.shape, sub.shared
+
+    # -- combinators
+    def _cond(self, expr, env) -> bool | None:
+        if expr is None:
+            return True
+        v = self.typed(expr, env, "bool", "a condition")
+        return None if v is POISON else v
+
+    def residual(self, st: ast.Residual, env: Env, shape, shared, scope):
+        on = self._cond(st.cond, env)
+        if on is None:
+            return [], None, False
+        body = SeqFlow(shape, True if on else shared)
+        self.run(st.body, Env({}, env), body, scope)
+        if not on:
+            return body.nodes, body.shape, body.shared
+        sc_nodes, sc_shape = None, shape
+        if st.shortcut is not None:
+            use = self._cond(st.shortcut.cond, env)
+            if use is None:
+                return [], None, False
+            if use:
+                sub = SeqFlow(shape, True)
+                if st.shortcut.label:
+                    name = scope.name(self, st.shortcut.label, st.shortcut.span)
+                    inner = NameScope(scope)
+                    self.run(st.shortcut.body, Env({}, env), sub, inner)
+                    self.close(inner)
+                    sc_nodes = self._scope_node(name, None, None, sub, shape, st.shortcut.span)
+                else:
+                    self.run(st.shortcut.body, Env({}, env), sub, scope)
+                    sc_nodes = sub.nodes
+                sc_shape = sub.shape
+        if shape is None or body.shape is None or sc_shape is None:
+            return [], None, False
+        if body.shape != sc_shape:
+            what = "the shortcut gives" if sc_nodes is not None else "the input is"
+            help = None
+            if sc_nodes is None and body.shape[0] != shape[0]:
+                help = (f"add a shortcut that projects {shape[0]} → {body.shape[0]} channels, e.g. "
+                        f"`shortcut {{ conv2d({body.shape[0]}, 1"
+                        + (f", stride = {shape[1] // body.shape[1]}" if len(shape) == 3 and len(body.shape) == 3
+                           and body.shape[1] and shape[1] != body.shape[1] else "") + ", bias = false) }`")
+            elif sc_nodes is None:
+                help = "the body changes the spatial size; add a shortcut with the same stride"
+            self.report(Diagnostic("E0301", "residual add needs equal shapes", st.span,
+                                   f"body gives {shapes.fmt(body.shape)}, {what} {shapes.fmt(sc_shape)}",
+                                   help))
+            return [], None, False
+        node = ir.Residual(body=tuple(body.nodes), shortcut=None if sc_nodes is None else tuple(sc_nodes),
+                           in_shape=shape, out_shape=body.shape, span=st.span)
+        return [node], body.shape, False
+
+    def concat(self, st: ast.Concat, env: Env, shape, scope):
+        flow = ConcatFlow(shape)
+        self.run(st.body, Env({}, env), flow, scope)
+        if not flow.branches:
+            self.report(Diagnostic("E0302", "`concat` has no branches", st.span, "empty",
+                                   "list one branch per line inside the braces"))
+            return [], None, False
+        if shape is None or any(s is None for _, s, _ in flow.branches):
+            return [], None, False
+        first = flow.branches[0][1]
+        for nodes, s, span in flow.branches:
+            if len(s) != 3 or s[1:] != first[1:]:
+                listing = ", ".join(shapes.fmt(b[1]) for b in flow.branches)
+                self.report(Diagnostic(
+                    "E0302", "concatenated branches must have the same spatial size", span or st.span,
+                    f"this branch gives {shapes.fmt(s)}, the first gives {shapes.fmt(first)}",
+                    f"branch outputs are {listing}; give every branch the same strides and padding"))
+                return [], None, False
+        out = (sum(s[0] for _, s, _ in flow.branches),) + tuple(first[1:])
+        node = ir.Concat(branches=tuple(tuple(n) for n, _, _ in flow.branches), in_shape=shape,
+                         out_shape=out, span=st.span)
+        return [node], out, False
+
+    def dense(self, st: ast.Dense, env: Env, shape, scope):
+        if shape is not None and len(shape) != 3:
+            self.report(Diagnostic("E0306", "`dense` needs a [C, H, W] input", st.span,
+                                   f"the input here is {shapes.fmt(shape)}", None))
+            return [], None, False
+        flow = DenseFlow(shape)
+        flow.checker = self
+        self.run(st.body, Env({}, env), flow, scope)
+        if not flow.ok:
+            return [], None, False
+        out = (flow.channels,) + tuple(shape[1:])
+        node = ir.Dense(layers=tuple(tuple(n) for n in flow.layers), in_shape=shape, out_shape=out,
+                        span=st.span)
+        return [node], out, False
+
+    def gate(self, st: ast.Gate, env: Env, shape, scope):
+        body = SeqFlow(shape, True)
+        self.run(st.body, Env({}, env), body, scope)
+        if shape is None or body.shape is None:
+            return [], None, False
+        g = body.shape
+        fits = len(g) == len(shape) and all(a in (1, b) for a, b in zip(g, shape)) and g[0] == shape[0]
+        if not fits:
+            self.report(Diagnostic("E0303", "a gate must give one factor per channel of its input",
+                                   st.span, f"body gives {shapes.fmt(g)}, the input is {shapes.fmt(shape)}",
+                                   f"end the gate body with {shape[0]} channels of size 1×1 or "
+                                   f"{shapes.fmt(shape[1:])}"))
+            return [], None, False
+        node = ir.Gate(body=tuple(body.nodes), in_shape=shape, out_shape=shape, span=st.span)
+        return [node], shape, False
+
+    def side(self, st: ast.Side, env: Env, shape, scope):
+        flow = self._side_flow
+        if flow is None:
+            self.report(Diagnostic("E0312", "a side output belongs in the network body", st.span,
+                                   "inside a block, group or combinator",
+                                   "move `side` to the top level of the network"))
+            return [], None, False
+        if st.name in flow.sides:
+            self.report(Diagnostic("E0108", f"duplicate side output `{st.name}`", st.span,
+                                   "named again here", None))
+            return [], None, False
+        flow.sides.append(st.name)
+        body = SeqFlow(shape, True)
+        self.run(st.body, Env({}, env), body, scope)
+        if shape is None or body.shape is None:
+            return [], None, True
+        node = ir.Side(name=st.name, body=tuple(body.nodes), in_shape=shape, out_shape=body.shape,
+                       span=st.span)
+        return [node], shape, True
+
+    _side_flow = None
+
+
+def _params_of(defn, program: Program):
+    while isinstance(defn, ast.NetworkAlias):
+        defn = program.networks.get(defn.base.id)
+        if defn is None:
+            return []
+    return defn.params

@@ -1,0 +1,507 @@
+"""Expression evaluation: netdsl's own interpreter for its pure expression
+language. No Python ``eval``; every operation is checked and a mistake is a
+diagnostic at the smallest span that shows it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from . import ast, ir
+from .diagnostics import Diagnostic, closest
+from .layers import LAYERS
+from .limits import Limits
+from .values import POISON, BlockRef, LayerRef, show, type_name
+
+
+_MISSING = object()
+
+
+class EvalError(Exception):
+    """Raised inside evaluation; the checker records ``diagnostic`` and goes on."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+class Env:
+    """Lexical scopes: a chain of name → value frames.
+
+    >>> e = Env({"a": 1}); Env({"b": 2}, e).lookup("a")
+    1
+    """
+
+    __slots__ = ("vars", "parent")
+
+    def __init__(self, vars: dict[str, Any] | None = None, parent: "Env | None" = None):
+        self.vars = vars if vars is not None else {}
+        self.parent = parent
+
+    def lookup(self, name: str, default=KeyError):
+        env = self
+        while env is not None:
+            if name in env.vars:
+                return env.vars[name]
+            env = env.parent
+        if default is KeyError:
+            raise KeyError(name)
+        return default
+
+    def names(self) -> list[str]:
+        out, env = [], self
+        while env is not None:
+            out.extend(env.vars)
+            env = env.parent
+        return out
+
+
+def err(code: str, message: str, node, label: str = "", help: str | None = None) -> EvalError:
+    return EvalError(Diagnostic(code, message, getattr(node, "span", None), label, help))
+
+
+def _make_divisible(v, divisor, min_value=None):
+    # torchvision's _make_divisible, so channel counts match the reference.
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+def _numbers(*vs):
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vs)
+
+
+def _ints(*vs):
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in vs)
+
+
+class Evaluator:
+    """Evaluates AST expressions in an :class:`Env`.
+
+    >>> from netdsl.parser import parse_expr
+    >>> Evaluator().eval(parse_expr("make_divisible(32 * 1.1, 8)"), Env())
+    32
+    """
+
+    def __init__(self, limits: Limits | None = None, globals: Callable[[str], Any] | None = None):
+        self.limits = limits or Limits()
+        self.globals = globals or (lambda name: KeyError)
+        self.init_context = False
+
+    # ------------------------------------------------------------ entry
+    def eval(self, node: ast.Expr, env: Env):
+        method = getattr(self, "_" + type(node).__name__)
+        return method(node, env)
+
+    def check_int(self, v, node):
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > self.limits.max_int:
+            raise err("E0215", "integer overflow", node, f"this value has {len(str(abs(v)))} digits",
+                      f"integers are limited to ±{self.limits.max_int}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise err("E0215", "number out of range", node, f"this gives {v}",
+                      "keep numbers finite: no infinities or NaN")
+        return v
+
+    # ------------------------------------------------------------ atoms
+    def _Number(self, node: ast.Number, env):
+        return self.check_int(node.value, node)
+
+    def _Constant(self, node: ast.Constant, env):
+        return node.value
+
+    def _String(self, node: ast.String, env):
+        out = []
+        for part in node.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            v = self.eval(part, env)
+            if v is POISON:
+                return POISON
+            if isinstance(v, (int, str)) and not isinstance(v, bool):
+                out.append(str(v))
+            else:
+                raise err("E0210", f"cannot put a {type_name(v)} in a string template", part,
+                          f"this is {show(v)}", "template holes take integers or strings")
+        return "".join(out)
+
+    def _List(self, node: ast.List, env):
+        items = tuple(self.eval(i, env) for i in node.items)
+        return POISON if POISON in items else items
+
+    def _Name(self, node: ast.Name, env: Env):
+        v = env.lookup(node.id, _MISSING)
+        if v is not _MISSING:
+            return v
+        g = self.globals(node.id)
+        if g is not KeyError:
+            return g
+        if node.id in LAYERS:
+            return LayerRef(node.id)
+        if node.id in INIT_SCHEMES and self.init_context:
+            return INIT_SCHEMES[node.id](self, ast.Call(node, (), span=node.span), [], {})
+        if node.id in BUILTINS or node.id in INIT_SCHEMES:
+            raise err("E0210", f"`{node.id}` is a function and must be called", node,
+                      "not called", f"write `{node.id}(...)`")
+        near = closest(node.id, env.names() + list(LAYERS))
+        raise err("E0101", f"unknown name `{node.id}`", node, "not defined",
+                  f"did you mean `{near}`?" if near else
+                  "define it with `let`, or as a parameter of the enclosing block or network")
+
+    def _Index(self, node: ast.Index, env):
+        value, index = self.eval(node.value, env), self.eval(node.index, env)
+        if POISON in (value, index):
+            return POISON
+        if not isinstance(value, (tuple, str)):
+            raise err("E0210", f"cannot index a {type_name(value)}", node.value,
+                      f"this is {show(value)}", "only lists and strings can be indexed")
+        if not _ints(index):
+            raise err("E0210", f"list index must be an integer, found {type_name(index)}",
+                      node.index, f"this is {show(index)}")
+        if not -len(value) <= index < len(value):
+            raise err("E0212", "index out of range", node.index,
+                      f"index {index} into a list of length {len(value)}",
+                      f"valid indices are 0 to {len(value) - 1}" if value else "the list is empty")
+        return value[index]
+
+    def _IfExp(self, node: ast.IfExp, env):
+        cond = self.eval(node.cond, env)
+        if cond is POISON:
+            return POISON
+        if not isinstance(cond, bool):
+            raise err("E0214", f"condition must be true or false, found {type_name(cond)}",
+                      node.cond, f"this is {show(cond)}", "compare explicitly, e.g. `x != 0`")
+        return self.eval(node.then if cond else node.orelse, env)
+
+    # ------------------------------------------------------------ operators
+    def _UnaryOp(self, node: ast.UnaryOp, env):
+        v = self.eval(node.operand, env)
+        if v is POISON:
+            return POISON
+        if node.op == "not":
+            if not isinstance(v, bool):
+                raise err("E0210", f"`not` needs true or false, found {type_name(v)}", node.operand,
+                          f"this is {show(v)}")
+            return not v
+        if not _numbers(v):
+            raise err("E0210", f"cannot negate a {type_name(v)}", node.operand, f"this is {show(v)}")
+        return -v if node.op == "-" else v
+
+    def _BinOp(self, node: ast.BinOp, env):
+        op = node.op
+        left = self.eval(node.left, env)
+        if left is POISON:
+            return POISON
+        if op in ("and", "or"):
+            if not isinstance(left, bool):
+                raise err("E0210", f"`{op}` needs true or false, found {type_name(left)}",
+                          node.left, f"this is {show(left)}")
+            if (op == "and" and not left) or (op == "or" and left):
+                return left
+            right = self.eval(node.right, env)
+            if right is POISON:
+                return POISON
+            if not isinstance(right, bool):
+                raise err("E0210", f"`{op}` needs true or false, found {type_name(right)}",
+                          node.right, f"this is {show(right)}")
+            return right
+        right = self.eval(node.right, env)
+        if right is POISON:
+            return POISON
+        if op == "in":
+            if not isinstance(right, (tuple, str)):
+                raise err("E0210", f"`in` needs a list or a string on the right, found {type_name(right)}",
+                          node.right, f"this is {show(right)}")
+            if isinstance(right, str):
+                if not isinstance(left, str):
+                    raise self._type_error(op, left, right, node)
+                return left in right
+            return any(_equal(left, item) for item in right)
+        if op in ("==", "!="):
+            same = _equal(left, right)
+            return same if op == "==" else not same
+        if op in ("<", "<=", ">", ">="):
+            if not (_numbers(left, right) or (isinstance(left, str) and isinstance(right, str))):
+                raise self._type_error(op, left, right, node)
+            return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+        return self.check_int(self._arith(op, left, right, node), node)
+
+    def _arith(self, op, left, right, node):
+        if op == "+" and isinstance(left, tuple) and isinstance(right, tuple):
+            return left + right
+        if op == "+" and isinstance(left, str) and isinstance(right, str):
+            return left + right
+        if not _numbers(left, right):
+            raise self._type_error(op, left, right, node)
+        if op == "+":
+            return left + right
+        if op == "-":
+            return left - right
+        if op == "*":
+            return left * right
+        if op in ("/", "//", "%") and right == 0:
+            raise err("E0211", "division by zero", node.right, "this is zero")
+        if op == "/":
+            return left / right
+        if op == "//":
+            return left // right
+        if op == "%":
+            return left % right
+        if op == "**":
+            if left == 0 and right < 0:
+                raise err("E0211", "division by zero", node, "zero to a negative power")
+            if _ints(left, right) and right >= 0 and abs(left) > 1 and right * math.log2(abs(left)) > 64:
+                raise err("E0215", "integer overflow", node, f"{left} ** {right} is too large",
+                          f"integers are limited to ±{self.limits.max_int}")
+            try:
+                result = left ** right
+            except OverflowError:
+                raise err("E0215", "number out of range", node, f"{left} ** {right} is too large") from None
+            if isinstance(result, complex):
+                raise err("E0210", "a negative number to a fractional power", node,
+                          f"{left} ** {right} is not a real number")
+            return result
+        raise AssertionError(op)
+
+    def _type_error(self, op, left, right, node):
+        return err("E0210", f"cannot apply `{op}` to {type_name(left)} and {type_name(right)}",
+                   node, f"{show(left)} {op} {show(right)}",
+                   "arithmetic works on numbers; `+` also joins two lists or two strings")
+
+    # ------------------------------------------------------------ calls
+    def _Call(self, node: ast.Call, env):
+        name = node.func.id
+        fn = BUILTINS.get(name)
+        scheme = INIT_SCHEMES.get(name)
+        if fn is None and scheme is None:
+            v = env.lookup(name, _MISSING)
+            if v is _MISSING:
+                v = self.globals(name)
+            if isinstance(v, (BlockRef, LayerRef)) or name in LAYERS:
+                raise err("E0213", f"`{name}` is a {'block' if isinstance(v, BlockRef) else 'layer'}, "
+                          "not a function", node.func, "used inside an expression",
+                          "blocks and layers are used as statements, on a line of their own")
+            near = closest(name, list(BUILTINS) + list(INIT_SCHEMES))
+            raise err("E0103", f"unknown function `{name}`", node.func, "not a built-in function",
+                      f"did you mean `{near}`?" if near else
+                      "the functions are " + ", ".join(sorted(BUILTINS)))
+        pos, kw = [], {}
+        for a in node.args:
+            v = self.eval(a.value, env)
+            if v is POISON:
+                return POISON
+            if a.name is None:
+                if kw:
+                    raise err("E0201", "positional argument after a keyword argument", a,
+                              "move it before the keyword arguments")
+                pos.append(v)
+            elif a.name in kw:
+                raise err("E0205", f"argument `{a.name}` given twice", a, "second time here")
+            else:
+                kw[a.name] = v
+        if scheme is not None:
+            if not self.init_context:
+                raise err("E0213", f"`{name}` is an initialisation scheme", node.func,
+                          "used outside `init`", f"write `init conv2d.weight = {name}(...)`")
+            return scheme(self, node, pos, kw)
+        if kw:
+            raise err("E0202", f"`{name}` takes no keyword arguments", node.args[len(pos)],
+                      "keyword argument here")
+        try:
+            return self.check_int(fn(self, node, *pos), node)
+        except TypeError:
+            raise err("E0201", f"wrong number of arguments to `{name}`", node,
+                      f"{len(pos)} argument{'s' if len(pos) != 1 else ''} given",
+                      SIGNATURES.get(name)) from None
+
+
+def _equal(a, b) -> bool:
+    if _numbers(a, b):
+        return a == b
+    if type(a) is not type(b):
+        return False
+    return a == b
+
+
+# ---------------------------------------------------------------- built-ins
+
+
+def _num_arg(name, node, v, i=0):
+    if not _numbers(v):
+        raise err("E0210", f"`{name}` needs a number, found {type_name(v)}", node.args[i] if
+                  i < len(node.args) else node, f"this is {show(v)}")
+
+
+def _seq_arg(name, node, args):
+    items = args[0] if len(args) == 1 and isinstance(args[0], tuple) else tuple(args)
+    if not items:
+        raise err("E0201", f"`{name}` of nothing", node, "no values given",
+                  f"give at least one value: `{name}(a, b)` or `{name}(list)`")
+    for v in items:
+        if not _numbers(v):
+            raise err("E0210", f"`{name}` needs numbers, found {type_name(v)}", node, f"{show(v)}")
+    return items
+
+
+def _b_min(ev, node, *args):
+    return min(_seq_arg("min", node, args))
+
+
+def _b_max(ev, node, *args):
+    return max(_seq_arg("max", node, args))
+
+
+def _b_ceil(ev, node, x):
+    _num_arg("ceil", node, x)
+    return math.ceil(x)
+
+
+def _b_floor(ev, node, x):
+    _num_arg("floor", node, x)
+    return math.floor(x)
+
+
+def _b_round(ev, node, x):
+    _num_arg("round", node, x)
+    return round(x)
+
+
+def _b_int(ev, node, x):
+    _num_arg("int", node, x)
+    return int(x)
+
+
+def _b_float(ev, node, x):
+    _num_arg("float", node, x)
+    return float(x)
+
+
+def _b_abs(ev, node, x):
+    _num_arg("abs", node, x)
+    return abs(x)
+
+
+def _b_sqrt(ev, node, x):
+    _num_arg("sqrt", node, x)
+    if x < 0:
+        raise err("E0210", "square root of a negative number", node, f"sqrt({x})")
+    return math.sqrt(x)
+
+
+def _b_make_divisible(ev, node, v, divisor, min_value=None):
+    _num_arg("make_divisible", node, v, 0)
+    if not _ints(divisor) or divisor <= 0:
+        raise err("E0210", "`make_divisible` needs a positive integer divisor", node,
+                  f"divisor {show(divisor)}")
+    if min_value is not None:
+        _num_arg("make_divisible", node, min_value, 2)
+    return _make_divisible(v, divisor, min_value)
+
+
+def _b_len(ev, node, x):
+    if not isinstance(x, (tuple, str)):
+        raise err("E0210", f"`len` needs a list or a string, found {type_name(x)}", node, f"{show(x)}")
+    return len(x)
+
+
+def _b_sum(ev, node, x):
+    if not isinstance(x, tuple):
+        raise err("E0210", f"`sum` needs a list, found {type_name(x)}", node, f"{show(x)}")
+    for v in x:
+        if not _numbers(v):
+            raise err("E0210", f"`sum` needs a list of numbers, found {type_name(v)}", node, show(v))
+    return sum(x)
+
+
+def _b_range(ev, node, *args):
+    if not 1 <= len(args) <= 3:
+        raise TypeError
+    for i, v in enumerate(args):
+        if not _ints(v):
+            raise err("E0210", f"`range` needs integers, found {type_name(v)}",
+                      node.args[i] if i < len(node.args) else node, f"this is {show(v)}")
+    if len(args) == 3 and args[2] == 0:
+        raise err("E0211", "`range` step is zero", node, "step 0")
+    r = range(*args)
+    if len(r) > ev.limits.max_repeat:
+        raise err("E0403", f"range of {len(r)} values is over the limit", node,
+                  f"limit is {ev.limits.max_repeat}", "raise it with --limit max_repeat=N if you mean it")
+    return tuple(r)
+
+
+BUILTINS: dict[str, Callable] = {
+    "min": _b_min, "max": _b_max, "ceil": _b_ceil, "floor": _b_floor, "round": _b_round,
+    "make_divisible": _b_make_divisible, "len": _b_len, "sum": _b_sum, "range": _b_range,
+    "sqrt": _b_sqrt, "abs": _b_abs, "int": _b_int, "float": _b_float,
+}
+
+SIGNATURES = {
+    "min": "min(a, b, ...) or min(list)", "max": "max(a, b, ...) or max(list)",
+    "ceil": "ceil(x)", "floor": "floor(x)", "round": "round(x)", "int": "int(x)",
+    "float": "float(x)", "abs": "abs(x)", "sqrt": "sqrt(x)",
+    "make_divisible": "make_divisible(value, divisor, min_value = none)",
+    "len": "len(list)", "sum": "sum(list)", "range": "range(stop) or range(start, stop, step)",
+}
+
+
+# ---------------------------------------------------------------- init schemes
+
+_NONLIN = ("linear", "conv2d", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
+# name -> ((arg, default, check), ...)
+_SCHEME_ARGS: dict[str, tuple] = {
+    "kaiming_normal": (("a", 0.0, "num"), ("mode", "fan_in", ("fan_in", "fan_out")),
+                       ("nonlinearity", "leaky_relu", _NONLIN)),
+    "kaiming_uniform": (("a", 0.0, "num"), ("mode", "fan_in", ("fan_in", "fan_out")),
+                        ("nonlinearity", "leaky_relu", _NONLIN)),
+    "xavier_normal": (("gain", 1.0, "num"),),
+    "xavier_uniform": (("gain", 1.0, "num"),),
+    "normal": (("mean", 0.0, "num"), ("std", 1.0, "num")),
+    "uniform": (("a", 0.0, "num"), ("b", 1.0, "num")),
+    "trunc_normal": (("mean", 0.0, "num"), ("std", 1.0, "num"), ("a", -2.0, "num"), ("b", 2.0, "num")),
+    "constant": (("val", None, "num"),),
+    "zeros": (),
+    "ones": (),
+}
+
+
+def _scheme(fn: str):
+    spec = _SCHEME_ARGS[fn]
+
+    def make(ev: Evaluator, node: ast.Call, pos: list, kw: dict) -> ir.InitScheme:
+        names = [s[0] for s in spec]
+        if len(pos) > len(spec):
+            raise err("E0201", f"too many arguments to `{fn}`", node, f"{len(pos)} given",
+                      f"`{fn}` takes " + (", ".join(names) or "no arguments"))
+        values = dict(zip(names, pos))
+        for k, v in kw.items():
+            if k not in names:
+                near = closest(k, names)
+                raise err("E0202", f"`{fn}` has no argument `{k}`", node, "unknown argument",
+                          f"did you mean `{near}`?" if near else f"`{fn}` takes " + (", ".join(names) or "nothing"))
+            values[k] = v
+        out = {}
+        for name, default, check in spec:
+            v = values.get(name, default)
+            if v is None:
+                raise err("E0203", f"`{fn}` needs `{name}`", node, "missing argument")
+            if check == "num":
+                if not _numbers(v):
+                    raise err("E0206", f"`{fn}` argument `{name}` must be a number, found {type_name(v)}",
+                              node, show(v))
+                v = float(v)
+            elif v not in check:
+                raise err("E0204", f"`{fn}` argument `{name}` must be one of {', '.join(check)}",
+                          node, f"found {show(v)}")
+            out[name] = v
+        if fn in ("normal", "trunc_normal") and out["std"] <= 0:
+            raise err("E0204", f"`{fn}` needs std > 0", node, f"std = {out['std']}")
+        return ir.InitScheme(fn=fn, args=out, span=node.span)
+
+    return make
+
+
+INIT_SCHEMES: dict[str, Callable] = {name: _scheme(name) for name in _SCHEME_ARGS}

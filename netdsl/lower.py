@@ -1,0 +1,206 @@
+"""Lowering: checked IR → ``torch.nn.Module``.
+
+Module names come from the IR, so ``state_dict`` keys are predictable. One
+module class per ``block`` definition, named after it. Lowering never sees an
+invalid IR: an exception here is a bug in netdsl, not in the spec.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from . import ir
+from .modules import (Block, Chain, ConcatOp, DenseOp, GateOp, Group, Network, ResidualOp,
+                      SideOp, StochasticDepth, _identity, outputs_type)
+
+_PASS_THROUGH = {"identity", "flatten", "dropout", "stochastic_depth"}
+
+
+def _leaf(node, device) -> nn.Module:
+    k = node.kind
+    f = {"device": device}
+    if k == "conv2d":
+        return nn.Conv2d(node.in_channels, node.out_channels, node.kernel_size, node.stride,
+                         node.padding, node.dilation, node.groups, node.bias, **f)
+    if k == "linear":
+        return nn.Linear(node.in_features, node.out_features, node.bias, **f)
+    if k == "batchnorm2d":
+        return nn.BatchNorm2d(node.num_features, node.eps, node.momentum, node.affine,
+                              node.track_running_stats, **f)
+    if k == "relu":
+        return nn.ReLU(node.inplace)
+    if k == "relu6":
+        return nn.ReLU6(node.inplace)
+    if k == "silu":
+        return nn.SiLU(node.inplace)
+    if k == "hardswish":
+        return nn.Hardswish(node.inplace)
+    if k == "sigmoid":
+        return nn.Sigmoid()
+    if k == "tanh":
+        return nn.Tanh()
+    if k == "gelu":
+        return nn.GELU()
+    if k == "maxpool2d":
+        return nn.MaxPool2d(node.kernel_size, node.stride, node.padding, node.dilation,
+                            ceil_mode=node.ceil_mode)
+    if k == "avgpool2d":
+        return nn.AvgPool2d(node.kernel_size, node.stride, node.padding, node.ceil_mode,
+                            node.count_include_pad)
+    if k == "adaptive_avgpool2d":
+        return nn.AdaptiveAvgPool2d(node.output_size)
+    if k == "dropout":
+        return nn.Dropout(node.p, node.inplace)
+    if k == "flatten":
+        return nn.Flatten()
+    if k == "identity":
+        return nn.Identity()
+    if k == "local_response_norm":
+        return nn.LocalResponseNorm(node.size, node.alpha, node.beta, node.k)
+    if k == "stochastic_depth":
+        return StochasticDepth(node.p, node.mode)
+    raise AssertionError(f"no lowering for layer kind {k!r}")
+
+
+def init_parameter(tensor: torch.Tensor, scheme: ir.InitScheme) -> None:
+    """Apply one declared initialisation scheme in place (``torch.nn.init``)."""
+    a = scheme.args
+    with torch.no_grad():
+        fn = scheme.fn
+        if fn == "kaiming_normal":
+            nn.init.kaiming_normal_(tensor, a=a["a"], mode=a["mode"], nonlinearity=a["nonlinearity"])
+        elif fn == "kaiming_uniform":
+            nn.init.kaiming_uniform_(tensor, a=a["a"], mode=a["mode"], nonlinearity=a["nonlinearity"])
+        elif fn == "xavier_normal":
+            nn.init.xavier_normal_(tensor, gain=a["gain"])
+        elif fn == "xavier_uniform":
+            nn.init.xavier_uniform_(tensor, gain=a["gain"])
+        elif fn == "normal":
+            nn.init.normal_(tensor, a["mean"], a["std"])
+        elif fn == "uniform":
+            nn.init.uniform_(tensor, a["a"], a["b"])
+        elif fn == "trunc_normal":
+            nn.init.trunc_normal_(tensor, a["mean"], a["std"], a["a"], a["b"])
+        elif fn == "constant":
+            nn.init.constant_(tensor, a["val"])
+        elif fn == "zeros":
+            nn.init.zeros_(tensor)
+        elif fn == "ones":
+            nn.init.ones_(tensor)
+        else:
+            raise AssertionError(fn)
+
+
+def _fresh(nodes) -> bool:
+    """Whether a sequence's output is a tensor it allocated (not its input or a view)."""
+    for node in reversed(nodes):
+        if isinstance(node, ir.Scope):
+            return _fresh(node.body)
+        if isinstance(node, ir.Side):
+            continue
+        if isinstance(node, ir.Layer):
+            if node.kind in _PASS_THROUGH or getattr(node, "inplace", False):
+                continue
+            return True
+        return True
+    return False
+
+
+def _pure(nodes) -> bool:
+    return all(isinstance(n, (ir.Layer, ir.Scope)) for n in nodes)
+
+
+class _Lowering:
+    def __init__(self, device):
+        self.device = device
+        self.classes: dict[tuple[str, bool], type] = {}
+        self.init = device is None or torch.device(device).type != "meta"
+
+    def module(self, node) -> nn.Module:
+        if isinstance(node, ir.Scope):
+            return self.scope(node)
+        m = _leaf(node, self.device)
+        if self.init and node.init:
+            for pname, scheme in node.init.items():
+                t = getattr(m, pname, None)
+                if isinstance(t, torch.Tensor):
+                    init_parameter(t, scheme)
+        return m
+
+    def block_class(self, node: ir.Scope, pure: bool) -> type:
+        if node.cls is None:
+            return nn.Sequential if pure else Group
+        key = (node.cls, pure)
+        cls = self.classes.get(key)
+        if cls is None:
+            base = nn.Sequential if pure else Block
+            cls = type(node.cls, (base,), {"__module__": "netdsl.blocks",
+                                           "__doc__": f"Block `{node.block}` of a netdsl spec."})
+            self.classes[key] = cls
+        return cls
+
+    def scope(self, node: ir.Scope) -> nn.Module:
+        pure = _pure(node.body)
+        m = self.block_class(node, pure)()
+        if pure:
+            for child in node.body:
+                m.add_module(child.name, self.module(child))
+        else:
+            m._plan = self.plan(node.body, m)
+        return m
+
+    def plan(self, nodes, owner: nn.Module):
+        steps = [self.step(n, owner) for n in nodes]
+        if not steps:
+            return _identity
+        return steps[0] if len(steps) == 1 else Chain(steps)
+
+    def step(self, node, owner: nn.Module):
+        if isinstance(node, (ir.Layer, ir.Scope)):
+            m = self.module(node)
+            owner.add_module(node.name, m)
+            return m
+        if isinstance(node, ir.Residual):
+            body = self.plan(node.body, owner)
+            shortcut = None if node.shortcut is None else self.plan(node.shortcut, owner)
+            return ResidualOp(body, shortcut, inplace=_fresh(node.body))
+        if isinstance(node, ir.Concat):
+            return ConcatOp(self.plan(b, owner) for b in node.branches)
+        if isinstance(node, ir.Dense):
+            return DenseOp(self.plan(layer, owner) for layer in node.layers)
+        if isinstance(node, ir.Gate):
+            return GateOp(self.plan(node.body, owner))
+        if isinstance(node, ir.Side):
+            return SideOp(node.name, self.plan(node.body, owner))
+        raise AssertionError(type(node))
+
+
+def lower(net: ir.Network, device=None) -> nn.Module:
+    """Build the module of a checked network, its parameters made on ``device``.
+
+    ``device="meta"`` allocates no memory and skips initialisation.
+
+    >>> import netdsl
+    >>> m = lower(netdsl.compile("network n() { input [3, 8, 8]\\n c: conv2d(4, 3) }"), "meta")
+    >>> m.c.weight.shape, m.c.weight.device.type
+    (torch.Size([4, 3, 3, 3]), 'meta')
+    """
+    low = _Lowering(device)
+    cls = type(net.cls, (Network,), {"__module__": "netdsl.networks",
+                                     "__doc__": f"Network `{net.name}` of a netdsl spec."})
+    root = cls()
+    root.spec_name = net.name
+    root.input_shape = tuple(net.input_shape)
+    steps = [low.step(n, root) for n in net.body]
+    root._steps = tuple(steps)
+    root._plan = steps[0] if len(steps) == 1 else (Chain(steps) if steps else _identity)
+    if net.outputs:
+        root._sides = True
+        root._outputs = outputs_type(net.cls, net.outputs)
+    return root
+
+
+__all__ = ["lower", "init_parameter", "math"]

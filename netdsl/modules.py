@@ -1,0 +1,193 @@
+"""Runtime pieces of a built model: module base classes and the small plan
+objects that wire a block's children together.
+
+A plan is built once, at lowering; a forward call runs it without looking
+anything up by name, as a hand-written torchvision module would. Plans hold
+references to the block's own registered children, so ``copy.deepcopy``
+and ``.to(device)`` keep working.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import torch
+from torch import nn
+
+
+class Chain:
+    """Run steps in order."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps):
+        self.steps = tuple(steps)
+
+    def __call__(self, x):
+        for step in self.steps:
+            x = step(x)
+        return x
+
+
+def _identity(x):
+    return x
+
+
+class ResidualOp:
+    """``body(x) + shortcut(x)``; in place when the body's output is its own new tensor."""
+
+    __slots__ = ("body", "shortcut", "inplace")
+
+    def __init__(self, body, shortcut, inplace: bool):
+        self.body, self.shortcut, self.inplace = body, shortcut, inplace
+
+    def __call__(self, x):
+        out = self.body(x)
+        identity = x if self.shortcut is None else self.shortcut(x)
+        if self.inplace:
+            out += identity
+            return out
+        return out + identity
+
+
+class ConcatOp:
+    """Parallel branches over one input, concatenated along channels."""
+
+    __slots__ = ("branches",)
+
+    def __init__(self, branches):
+        self.branches = tuple(branches)
+
+    def __call__(self, x):
+        return torch.cat([branch(x) for branch in self.branches], 1)
+
+
+class DenseOp:
+    """Layer k sees cat(x, y1, ..., y_{k-1}); the result is cat(x, y1, ..., yn)."""
+
+    __slots__ = ("layers",)
+
+    def __init__(self, layers):
+        self.layers = tuple(layers)
+
+    def __call__(self, x):
+        features = [x]
+        for layer in self.layers:
+            features.append(layer(torch.cat(features, 1)))
+        return torch.cat(features, 1)
+
+
+class GateOp:
+    """``x * body(x)``: squeeze-and-excitation style gating."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body):
+        self.body = body
+
+    def __call__(self, x):
+        return self.body(x) * x
+
+
+class SideOp:
+    """A side head; the network runs it in training mode only."""
+
+    __slots__ = ("name", "body")
+
+    def __init__(self, name, body):
+        self.name, self.body = name, body
+
+    def __call__(self, x):
+        return x
+
+
+class Block(nn.Module):
+    """Base of block modules whose body is more than a plain sequence."""
+
+    def __init__(self):
+        super().__init__()
+        self._plan = _identity
+
+    def forward(self, x):
+        return self._plan(x)
+
+
+class Group(Block):
+    """A labelled group holding combinators (a plain one is an ``nn.Sequential``)."""
+
+
+class InputShapeError(ValueError):
+    """A built model was called with an input its spec does not accept."""
+
+
+class Network(nn.Module):
+    """Base of the root module of a built spec."""
+
+    spec_name: str = ""
+    input_shape: tuple[int, ...] = ()
+
+    def __init__(self):
+        super().__init__()
+        self._plan = _identity
+        self._steps: tuple = ()
+        self._sides = False
+        self._outputs = None
+
+    def forward(self, x):
+        try:
+            if self._sides and self.training:
+                return self._forward_with_sides(x)
+            return self._plan(x)
+        except RuntimeError as e:
+            problem = self._input_problem(x)
+            if problem is None:
+                raise
+            raise InputShapeError(problem) from e
+
+    def _forward_with_sides(self, x):
+        sides = []
+        for step in self._steps:
+            if isinstance(step, SideOp):
+                sides.append(step.body(x))
+            else:
+                x = step(x)
+        return self._outputs(x, *sides)
+
+    def _input_problem(self, x) -> str | None:
+        want = self.input_shape
+        if not isinstance(x, torch.Tensor):
+            return f"network `{self.spec_name}` takes a tensor, got {type(x).__name__}"
+        expected = "[N, " + ", ".join(str(d) for d in want) + "]"
+        if x.dim() != len(want) + 1 or x.shape[1] != want[0]:
+            return (f"network `{self.spec_name}` expects input {expected} "
+                    f"(batch first, {want[0]} channels), got {list(x.shape)}")
+        return None
+
+
+def outputs_type(cls_name: str, sides: tuple[str, ...]):
+    """The named tuple a network returns in training mode when it has side outputs."""
+    return collections.namedtuple(f"{cls_name}Outputs", ("logits",) + tuple(sides))
+
+
+class StochasticDepth(nn.Module):
+    """Randomly drop a residual branch per sample ("row") or per batch, in training.
+
+    Same arithmetic and random draws as ``torchvision.ops.StochasticDepth``.
+    """
+
+    def __init__(self, p: float, mode: str = "row"):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival)
+        if survival > 0.0:
+            noise.div_(survival)
+        return x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"

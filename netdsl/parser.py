@@ -1,0 +1,448 @@
+"""Spec text → AST. The grammar lives in ``grammar.lark``; this module only
+drives Lark and builds AST nodes, and turns Lark's errors into diagnostics."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .diagnostics import Diagnostic, NetdslError
+from .span import Span
+
+_KEYWORDS = {
+    "IMPORT", "BLOCK", "NETWORK", "LET", "INPUT", "INIT", "FOR", "IF", "ELSE", "RESIDUAL",
+    "SHORTCUT", "ASSERT", "IN", "CONCAT", "DENSE", "GATE", "SIDE", "LBRACE", "RBRACE", "LSQB", "RSQB",
+}
+
+# How a parse error names what it expected, in words.
+_WORDS = {
+    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "_NL": "a new line",
+    "LBRACE": "`{`", "RBRACE": "`}`", "LSQB": "`[`", "RSQB": "`]`", "LPAR": "`(`",
+    "RPAR": "`)`", "COMMA": "`,`", "COLON": "`:`", "SEMICOLON": "`;`", "EQUAL": "`=`",
+    "DOT": "`.`", "STAR": "`*`", "$END": "the end of the file", "_sep": "a new line",
+}
+
+
+class _ParenNewlines:
+    """Drop line breaks inside ( ) and [ ], so calls and lists may span lines."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        depth = 0
+        for tok in stream:
+            if tok.type in ("LPAR", "LSQB"):
+                depth += 1
+            elif tok.type in ("RPAR", "RSQB"):
+                depth = max(0, depth - 1)
+            elif tok.type == "_NL" and depth:
+                continue
+            yield tok
+
+
+@functools.lru_cache(maxsize=1)
+def _lark() -> Lark:
+    grammar = resources.files(__package__).joinpath("grammar.lark").read_text()
+    return Lark(grammar, parser="lalr", lexer="contextual", start=["start", "expr"],
+                propagate_positions=True, postlex=_ParenNewlines(), maybe_placeholders=True)
+
+
+def parse(text: str, filename: str | None = None) -> ast.Module:
+    """Parse spec text into an AST module.
+
+    >>> m = parse("block unit(c) { conv2d(c, 3)\\n relu }")
+    >>> m.items[0].name
+    'unit'
+    """
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        tree = _lark().parse(text, start="start")
+    except UnexpectedInput as e:
+        raise NetdslError([_syntax_error(e, text, filename)], {filename: text}) from None
+    builder = _Builder(filename, text)
+    items = builder.transform(tree)
+    if builder.errors:
+        raise NetdslError(builder.errors, {filename: text})
+    return ast.Module(items=tuple(items), file=filename)
+
+
+def _syntax_error(e: UnexpectedInput, text: str, filename: str | None) -> Diagnostic:
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        span = Span(file=filename, line=e.line, column=e.column, end_line=e.line,
+                    end_column=e.column + 1)
+        if ch == '"':
+            return Diagnostic("E0003", "unterminated string", span, "the string starts here",
+                              help="close the string with `\"` on the same line")
+        shown = repr(ch)[1:-1] if ch else "end of input"
+        return Diagnostic("E0002", f"unexpected character `{shown}`", span,
+                          "not part of the language",
+                          help="names are letters, digits and `_`; comments start with `#`")
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        expected = _expected_words(e.expected if not hasattr(e, "accepts") or not e.accepts
+                                   else e.accepts)
+        if tok.type == "$END":
+            line = text.count("\n") + 1
+            col = len(text.rsplit("\n", 1)[-1]) + 1
+            span = Span(file=filename, line=line, column=col)
+            return Diagnostic("E0004", "unexpected end of file", span,
+                              f"expected {expected}",
+                              help="a `{`, `(` or `[` may be left open above")
+        span = Span(file=filename, line=tok.line, column=tok.column, end_line=tok.end_line,
+                    end_column=tok.end_column)
+        found = "a line break" if tok.type == "_NL" else f"`{tok.value}`"
+        return Diagnostic("E0001", f"unexpected {found}", span, f"expected {expected}",
+                          help=_syntax_help(tok, e.expected))
+    if isinstance(e, UnexpectedEOF):
+        line = text.count("\n") + 1
+        return Diagnostic("E0004", "unexpected end of file", Span(file=filename, line=line,
+                          column=len(text.rsplit("\n", 1)[-1]) + 1),
+                          f"expected {_expected_words(e.expected)}")
+    return Diagnostic("E0001", "syntax error", None, str(e))
+
+
+def _expected_words(expected) -> str:
+    words = []
+    for name in sorted(expected):
+        if name in ("_NL_CONTINUE", "WS", "COMMENT"):
+            continue
+        word = _WORDS.get(name)
+        if word is None:
+            word = f"`{name.lower()}`" if name.isalpha() and name.isupper() else name
+        if word not in words:
+            words.append(word)
+    if not words:
+        return "something else"
+    if len(words) > 6:
+        words = words[:6] + ["..."]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _syntax_help(tok: Token, expected) -> str | None:
+    if tok.type == "EQUAL" and "LPAR" in expected:
+        return "keyword arguments go inside the parentheses: `conv2d(64, 3, stride = 2)`"
+    if tok.type == "NAME" and "_NL" in expected:
+        return "put each statement on its own line, or separate them with `;`"
+    if "RPAR" in expected and "COMMA" in expected:
+        return "separate arguments with `,` and close the call with `)`"
+    return None
+
+
+def _tok_span(tok: Token, filename: str | None, line_offset: int = 0, col_offset: int = 0) -> Span:
+    if line_offset:
+        return Span(file=filename, line=line_offset, column=col_offset + tok.column - 1,
+                    end_line=line_offset, end_column=col_offset + tok.end_column - 1)
+    return Span(file=filename, line=tok.line, column=tok.column, end_line=tok.end_line,
+                end_column=tok.end_column)
+
+
+@v_args(meta=True)
+class _Builder(Transformer):
+    """Tree → AST nodes. Holds no logic beyond construction."""
+
+    def __init__(self, filename: str | None, text: str, line: int = 0, col: int = 0):
+        super().__init__()
+        self.filename = filename
+        self.text = text
+        self.line = line  # non-zero when parsing a `{hole}` of a string
+        self.col = col
+        self.errors: list[Diagnostic] = []
+
+    def _span(self, meta) -> Span:
+        if getattr(meta, "empty", True):
+            return Span(file=self.filename, line=self.line or 1, column=self.col or 1)
+        if self.line:
+            return Span(file=self.filename, line=self.line, column=self.col + meta.column - 1,
+                        end_line=self.line, end_column=self.col + meta.end_column - 1)
+        return Span(file=self.filename, line=meta.line, column=meta.column,
+                    end_line=meta.end_line, end_column=meta.end_column)
+
+    def _tspan(self, tok: Token) -> Span:
+        return _tok_span(tok, self.filename, self.line, self.col)
+
+    @staticmethod
+    def _clean(children):
+        return [c for c in children if not (isinstance(c, Token) and c.type in _KEYWORDS)]
+
+    # -- top level
+    def start(self, meta, children):
+        return self._clean(children)
+
+    def import_stmt(self, meta, children):
+        (s,) = self._clean(children)
+        return ast.Import(path=self._string_literal(s), span=self._span(meta))
+
+    def block_def(self, meta, children):
+        name, params, body = self._clean(children)
+        return ast.BlockDef(name=str(name), params=tuple(params or ()), body=body,
+                            span=self._tspan(name))
+
+    def network_def(self, meta, children):
+        name, params, body = self._clean(children)
+        return ast.NetworkDef(name=str(name), params=tuple(params or ()), body=body,
+                              span=self._tspan(name))
+
+    def alias_def(self, meta, children):
+        name, base, args = self._clean(children)
+        return ast.NetworkAlias(name=str(name), base=ast.Name(str(base), span=self._tspan(base)),
+                                args=tuple(args or ()), span=self._tspan(name))
+
+    def params(self, meta, children):
+        return children
+
+    def param(self, meta, children):
+        name, default = (children + [None])[:2]
+        return ast.Param(name=str(name), default=default, span=self._tspan(name))
+
+    def body(self, meta, children):
+        return tuple(self._clean(children))
+
+    # -- statements
+    def let_stmt(self, meta, children):
+        name, value = self._clean(children)
+        return ast.Let(name=str(name), value=value, span=self._tspan(name))
+
+    def assert_stmt(self, meta, children):
+        kw, cond, message = (children + [None])[:3]
+        return ast.Assert(cond=cond, message=message, span=self._span(meta))
+
+    def contains(self, meta, children):
+        left, _, right = children
+        return ast.BinOp(op="in", left=left, right=right, span=self._span(meta))
+
+    def input_stmt(self, meta, children):
+        (shape,) = self._clean(children)
+        return ast.Input(shape=shape, span=self._span(meta))
+
+    def init_stmt(self, meta, children):
+        target, param, scheme = self._clean(children)
+        span = self._tspan(target)
+        span = span.model_copy(update={"end_column": self._tspan(param).end_column})
+        return ast.Init(target=str(target), param=str(param), scheme=scheme, span=span)
+
+    def for_stmt(self, meta, children):
+        var, iterable, body = self._clean(children)
+        return ast.For(var=str(var), iterable=iterable, body=body, span=self._span(meta))
+
+    def if_stmt(self, meta, children):
+        parts = self._clean(children)
+        cond, body = parts[0], parts[1]
+        orelse = parts[2] if len(parts) > 2 else ()
+        if isinstance(orelse, ast.If):
+            orelse = (orelse,)
+        return ast.If(cond=cond, body=body, orelse=orelse or (), span=self._span(meta))
+
+    def labelled(self, meta, children):
+        label, unit = children
+        return ast.Labelled(label=label, unit=unit, span=label.span)
+
+    def label(self, meta, children):
+        (tok,) = children
+        if tok.type != "STRING":
+            return ast.String(parts=(str(tok),), span=self._tspan(tok))
+        return self._string(tok)
+
+    def repeat(self, meta, children):
+        unit, count = children
+        return ast.Repeat(unit=unit, count=count, span=self._span(meta))
+
+    def use(self, meta, children):
+        name = children[0]
+        has_parens = len(children) > 1
+        args = children[1] if has_parens else None
+        span = self._span(meta) if has_parens else self._tspan(name)
+        return ast.Use(name=str(name), args=tuple(args or ()), has_parens=has_parens, span=span)
+
+    def group(self, meta, children):
+        (body,) = children
+        return ast.Group(body=body, span=self._span(meta))
+
+    def residual(self, meta, children):
+        kw, *rest = children
+        cond = None
+        if isinstance(rest[0], Token):  # IF
+            cond, rest = rest[1], rest[2:]
+        body = rest[0]
+        shortcut = rest[1] if len(rest) > 1 else None
+        return ast.Residual(cond=cond, body=body, shortcut=shortcut, span=self._tspan(kw))
+
+    def shortcut(self, meta, children):
+        kw, *rest = children
+        label = cond = None
+        if rest and isinstance(rest[0], Token) and rest[0].type == "NAME":
+            label, rest = str(rest[0]), rest[1:]
+        if rest and isinstance(rest[0], Token) and rest[0].type == "IF":
+            cond, rest = rest[1], rest[2:]
+        return ast.Shortcut(label=label, cond=cond, body=rest[0], span=self._tspan(kw))
+
+    def concat(self, meta, children):
+        kw, body = children
+        return ast.Concat(body=body, span=self._tspan(kw))
+
+    def dense(self, meta, children):
+        kw, body = children
+        return ast.Dense(body=body, span=self._tspan(kw))
+
+    def gate(self, meta, children):
+        kw, body = children
+        return ast.Gate(body=body, span=self._tspan(kw))
+
+    def side(self, meta, children):
+        kw, name, body = children
+        return ast.Side(name=str(name), body=body, span=self._tspan(kw))
+
+    # -- arguments
+    def args(self, meta, children):
+        return tuple(children)
+
+    def arg(self, meta, children):
+        (value,) = children
+        return ast.Arg(name=None, value=value, span=value.span)
+
+    def kwarg(self, meta, children):
+        name, value = children
+        span = self._tspan(name)
+        return ast.Arg(name=str(name), value=value, span=span)
+
+    # -- expressions
+    def number(self, meta, children):
+        (tok,) = children
+        text = str(tok)
+        is_float = any(c in text for c in ".eE")
+        return ast.Number(value=float(text) if is_float else int(text), span=self._tspan(tok))
+
+    def string(self, meta, children):
+        return self._string(children[0])
+
+    def true(self, meta, children):
+        return ast.Constant(value=True, span=self._tspan(children[0]))
+
+    def false(self, meta, children):
+        return ast.Constant(value=False, span=self._tspan(children[0]))
+
+    def none(self, meta, children):
+        return ast.Constant(value=None, span=self._tspan(children[0]))
+
+    def name(self, meta, children):
+        (tok,) = children
+        return ast.Name(id=str(tok), span=self._tspan(tok))
+
+    def list(self, meta, children):
+        items = tuple(c for c in children if not isinstance(c, Token) and c is not None)
+        return ast.List(items=items, span=self._span(meta))
+
+    def index(self, meta, children):
+        value, _, idx, _ = children
+        return ast.Index(value=value, index=idx, span=self._span(meta))
+
+    def call(self, meta, children):
+        name, args = children
+        return ast.Call(func=ast.Name(str(name), span=self._tspan(name)), args=tuple(args or ()),
+                        span=self._span(meta))
+
+    def ifexp(self, meta, children):
+        then, _, cond, _, orelse = children
+        return ast.IfExp(cond=cond, then=then, orelse=orelse, span=self._span(meta))
+
+    def _binop(op):  # noqa: N805 - a factory used in the class body
+        def method(self, meta, children):
+            left, right = children
+            return ast.BinOp(op=op, left=left, right=right, span=self._span(meta))
+        return method
+
+    add, sub, mul, div = _binop("+"), _binop("-"), _binop("*"), _binop("/")
+    floordiv, mod, pow = _binop("//"), _binop("%"), _binop("**")
+    eq, ne, lt, le, gt, ge = _binop("=="), _binop("!="), _binop("<"), _binop("<="), _binop(">"), _binop(">=")
+    and_, or_ = _binop("and"), _binop("or")
+
+    def _unop(op):  # noqa: N805
+        def method(self, meta, children):
+            (operand,) = children
+            return ast.UnaryOp(op=op, operand=operand, span=self._span(meta))
+        return method
+
+    neg, pos, not_ = _unop("-"), _unop("+"), _unop("not")
+
+    # -- strings and templates
+    def _string_literal(self, tok: Token) -> str:
+        s = self._string(tok)
+        return "".join(p for p in s.parts if isinstance(p, str))
+
+    def _string(self, tok: Token) -> ast.String:
+        raw = str(tok)[1:-1]
+        base = self._tspan(tok)
+        parts: list = []
+        buf: list[str] = []
+        i = 0
+        escapes = {"n": "\n", "t": "\t", "\\": "\\", '"': '"'}
+        while i < len(raw):
+            ch = raw[i]
+            if ch == "\\" and i + 1 < len(raw):
+                buf.append(escapes.get(raw[i + 1], "\\" + raw[i + 1]))
+                i += 2
+            elif ch == "{" and raw[i + 1:i + 2] == "{":
+                buf.append("{")
+                i += 2
+            elif ch == "}" and raw[i + 1:i + 2] == "}":
+                buf.append("}")
+                i += 2
+            elif ch == "{":
+                end = raw.find("}", i)
+                col = base.column + 1 + i
+                if end < 0:
+                    self.errors.append(Diagnostic(
+                        "E0005", "unclosed `{` in a string template",
+                        Span(file=self.filename, line=base.line, column=col, end_column=col + 1),
+                        "this `{` has no `}`", help="write `{{` for a literal brace"))
+                    break
+                if buf:
+                    parts.append("".join(buf))
+                    buf = []
+                parts.append(self._hole(raw[i + 1:end], base.line, col + 1))
+                i = end + 1
+            else:
+                buf.append(ch)
+                i += 1
+        if buf or not parts:
+            parts.append("".join(buf))
+        return ast.String(parts=tuple(parts), span=base)
+
+    def _hole(self, text: str, line: int, col: int) -> ast.Expr:
+        try:
+            tree = _lark().parse(text, start="expr")
+        except UnexpectedInput as e:
+            d = _syntax_error(e, text, self.filename)
+            span = Span(file=self.filename, line=line, column=col + max(0, (d.span.column if d.span else 1) - 1))
+            self.errors.append(Diagnostic("E0005", "invalid expression in a string template",
+                                          span, d.label, help="a `{...}` hole holds one expression"))
+            return ast.String(parts=("",), span=span)
+        sub = _Builder(self.filename, text, line=line, col=col)
+        node = sub.transform(tree)
+        self.errors.extend(sub.errors)
+        return node
+
+
+def parse_expr(text: str) -> ast.Expr:
+    """Parse one expression (used for ``--set NAME=VALUE``).
+
+    >>> parse_expr("[3, 4]").items[1].value
+    4
+    """
+    try:
+        tree = _lark().parse(text, start="expr")
+    except UnexpectedInput as e:
+        raise NetdslError([_syntax_error(e, text, "<--set>")], {"<--set>": text}) from None
+    builder = _Builder("<--set>", text)
+    node = builder.transform(tree)
+    if builder.errors:
+        raise NetdslError(builder.errors, {"<--set>": text})
+    return node
+
+
+__all__ = ["parse", "parse_expr", "Tree"]

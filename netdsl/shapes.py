@@ -1,0 +1,110 @@
+"""Shape rules: the output shape of each built-in layer, and the input channels
+or features it infers, from its arguments and its input shape.
+
+Shapes have no batch dimension: ``[C, H, W]`` or ``[F]``. A rule that cannot
+apply raises :class:`ShapeError`, which the checker turns into a diagnostic at
+the layer's span.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+Shape = tuple[int, ...]
+
+
+class ShapeError(Exception):
+    def __init__(self, code: str, message: str, label: str, help: str | None = None,
+                 arg: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.label, self.help, self.arg = code, message, label, help, arg
+
+
+def fmt(shape: Shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _need_image(kind: str, shape: Shape) -> None:
+    if len(shape) != 3:
+        help = None
+        if len(shape) == 1:
+            help = f"`{kind}` works on [C, H, W] feature maps; it cannot follow `flatten` or `linear`"
+        raise ShapeError("E0306", f"`{kind}` needs a [C, H, W] input", f"the input here is {fmt(shape)}",
+                         help)
+
+
+def _window(kind: str, size: int, k: int, s: int, p: int, d: int, ceil: bool, axis: str) -> int:
+    eff = d * (k - 1) + 1
+    if size + 2 * p < eff:
+        pool = kind != "conv2d"
+        code = "E0305" if pool else "E0304"
+        pad = f" plus padding {p}" if p else ""
+        what = "pooling window" if pool else "kernel"
+        msg = (f"the spatial size reaches zero: `{kind}` window {eff} is larger than its input {size}{pad}"
+               if pool else f"kernel larger than its input: {eff} > {size}{pad} ({axis})")
+        raise ShapeError(code, msg, f"{what} {eff} on an input of {axis} {size}{pad}",
+                         "make the input larger (see `input`), or use a smaller kernel, "
+                         "more padding or fewer downsampling layers before this one",
+                         arg="kernel_size")
+    out = (size + 2 * p - eff + ((s - 1) if ceil else 0)) // s + 1
+    if ceil and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _spatial(kind: str, a: dict, shape: Shape) -> tuple[int, int]:
+    (kh, kw), (sh, sw), (ph, pw) = a["kernel_size"], a["stride"], a["padding"]
+    dh, dw = a.get("dilation", (1, 1))
+    ceil = a.get("ceil_mode", False)
+    if kind != "conv2d":
+        for p, k, d, ax in ((ph, kh, dh, "height"), (pw, kw, dw, "width")):
+            if p * 2 > d * (k - 1) + 1:
+                raise ShapeError("E0204", f"`{kind}` padding {p} is more than half its window {k}",
+                                 "padding too large", "padding must be at most half the kernel size",
+                                 arg="padding")
+    return (_window(kind, shape[1], kh, sh, ph, dh, ceil, "height"),
+            _window(kind, shape[2], kw, sw, pw, dw, ceil, "width"))
+
+
+def infer(kind: str, args: dict[str, Any], shape: Shape) -> tuple[dict[str, Any], Shape]:
+    """Inferred fields and the output shape of layer ``kind`` on ``shape``.
+
+    >>> infer("conv2d", {"out_channels": 64, "kernel_size": (7, 7), "stride": (2, 2),
+    ...                  "padding": (3, 3), "dilation": (1, 1), "groups": 1}, (3, 224, 224))
+    ({'in_channels': 3}, (64, 112, 112))
+    """
+    if kind == "conv2d":
+        _need_image(kind, shape)
+        c, g = shape[0], args["groups"]
+        if c % g or args["out_channels"] % g:
+            bad = c if c % g else args["out_channels"]
+            which = "input" if c % g else "output"
+            raise ShapeError("E0307", f"groups={g} does not divide the {which} channels ({bad})",
+                             f"{bad} channels in {g} groups", 
+                             f"use a number of groups that divides both {c} and {args['out_channels']}",
+                             arg="groups")
+        h, w = _spatial(kind, args, shape)
+        return {"in_channels": c}, (args["out_channels"], h, w)
+    if kind in ("maxpool2d", "avgpool2d"):
+        _need_image(kind, shape)
+        h, w = _spatial(kind, args, shape)
+        return {}, (shape[0], h, w)
+    if kind == "linear":
+        if len(shape) != 1:
+            n = math.prod(shape)
+            raise ShapeError("E0306", "`linear` needs a flat [features] input",
+                             f"the input here is {fmt(shape)}",
+                             f"add `flatten` before it (it would give [{n}] features)")
+        return {"in_features": shape[0]}, (args["out_features"],)
+    if kind == "batchnorm2d":
+        _need_image(kind, shape)
+        return {"num_features": shape[0]}, shape
+    if kind in ("adaptive_avgpool2d", "local_response_norm"):
+        _need_image(kind, shape)
+        if kind == "adaptive_avgpool2d":
+            return {}, (shape[0],) + tuple(args["output_size"])
+        return {}, shape
+    if kind == "flatten":
+        return {}, (math.prod(shape),)
+    return {}, shape
