@@ -51,12 +51,12 @@ class Diagnostic:
         out = [f"error[{self.code}]: {self.message}"]
         span = self.span
         text = (sources or {}).get(span.file) if span else None
+        pad = " " * (len(str(span.line)) if span else 1)
         if span is not None:
-            out.append(f"  --> {span.where()}")
+            out.append(f"{pad}--> {span.where()}")
             lines = text.splitlines() if text is not None else []
             if 0 < span.line <= len(lines):
                 src = lines[span.line - 1]
-                gutter = " " * len(str(span.line))
                 shown, col = _expand_tabs(src, span.column)
                 if span.end_line in (None, span.line) and span.end_column:
                     _, end = _expand_tabs(src, span.end_column)
@@ -64,19 +64,19 @@ class Diagnostic:
                 else:
                     width = max(1, len(shown.rstrip()) - col + 1)
                 width = min(width, 120)
-                out.append(f"{gutter} |")
+                out.append(f"{pad} |")
                 out.append(f"{span.line} | {shown[:240]}")
                 caret = " " * (col - 1) + "^" * width
-                out.append(f"{gutter} | {caret} {self.label}".rstrip())
-                out.append(f"{gutter} |")
+                out.append(f"{pad} | {caret} {self.label}".rstrip())
+                out.append(f"{pad} |")
             elif self.label:
-                out.append(f"   = {self.label}")
+                out.append(f"{pad} = {self.label}")
         elif self.label:
-            out.append(f"   = {self.label}")
+            out.append(f"{pad} = {self.label}")
         for note in self.notes:
-            out.append(f"   = note: {note}")
+            out.append(f"{pad} = note: {note}")
         if self.help:
-            out.append(f"   = help: {self.help}")
+            out.append(f"{pad} = help: {self.help}")
         return "\n".join(out)
 
 
@@ -143,10 +143,16 @@ def closest(name: str, candidates) -> str | None:
 
 
 def _distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
+    """Edit distance counting a swap of neighbours as one edit (``widht`` → ``width``)."""
+    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        d[i][0] = i
+    for j in range(len(b) + 1):
+        d[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]

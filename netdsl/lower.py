@@ -149,7 +149,7 @@ class _Lowering:
             for child in node.body:
                 m.add_module(child.name, self.module(child))
         else:
-            m._plan = self.plan(node.body, m)
+            _set_plan(m, self.plan(node.body, m))
         return m
 
     def plan(self, nodes, owner: nn.Module):
@@ -178,6 +178,12 @@ class _Lowering:
         raise AssertionError(type(node))
 
 
+def _set_plan(module: nn.Module, plan) -> None:
+    # A plan may itself be a child module (a one-step body); plain attribute
+    # assignment would register it a second time, under the name `_plan`.
+    object.__setattr__(module, "_plan", plan)
+
+
 def lower(net: ir.Network, device=None) -> nn.Module:
     """Build the module of a checked network, its parameters made on ``device``.
 
@@ -196,7 +202,7 @@ def lower(net: ir.Network, device=None) -> nn.Module:
     root.input_shape = tuple(net.input_shape)
     steps = [low.step(n, root) for n in net.body]
     root._steps = tuple(steps)
-    root._plan = steps[0] if len(steps) == 1 else (Chain(steps) if steps else _identity)
+    _set_plan(root, steps[0] if len(steps) == 1 else (Chain(steps) if steps else _identity))
     if net.outputs:
         root._sides = True
         root._outputs = outputs_type(net.cls, net.outputs)

@@ -1,0 +1,115 @@
+"""The `netdsl` command, run as a user runs it: in a subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "netdsl", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_check_prints_the_table_with_totals(spec_path):
+    r = run("check", spec_path("resnet50"))
+    assert r.returncode == 0, r.stderr
+    assert "params:       25,557,032" in r.stdout
+    assert "MACs:         4,111,512,576" in r.stdout
+    assert "layer1" in r.stdout and "Bottleneck" in r.stdout
+    assert r.stderr == ""
+
+
+def test_build_prints_the_table_and_cross_checks_fvcore(spec_path, tmp_path):
+    out = tmp_path / "lenet.pt"
+    r = run("build", spec_path("lenet5"), "--save", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "fvcore total: 416,520" in r.stdout
+    assert "static MACs equal fvcore's total" in r.stdout
+    state = torch.load(out)
+    assert sorted(state) == sorted(["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
+                                    "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias",
+                                    "fc3.weight", "fc3.bias"])
+
+
+def test_build_json_shape(spec_path):
+    r = run("build", spec_path("lenet5"), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert {"network", "input", "params", "macs", "layers"} <= set(d)
+    assert d["network"] == "lenet5" and d["input"] == [1, 32, 32]
+    assert d["params"] == 61_706 and d["macs"] == 416_520 and d["fvcore"] == 416_520
+    assert d["layers"][0] == {"name": "conv1", "type": "Conv2d", "output_shape": [6, 28, 28],
+                              "params": 156, "macs": 117_600, "depth": 0, "counted": True}
+    for row in d["layers"]:
+        assert {"name", "type", "output_shape", "params", "macs"} <= set(row)
+
+
+def test_depth_folds_deeper_modules(spec_path):
+    shallow = json.loads(run("check", spec_path("resnet50"), "--format", "json", "--depth", "1").stdout)
+    deep = json.loads(run("check", spec_path("resnet50"), "--format", "json").stdout)
+    assert [r["name"] for r in shallow["layers"]] == ["conv1", "bn1", "2", "maxpool", "layer1",
+                                                      "layer2", "layer3", "layer4", "avgpool", "9", "fc"]
+    assert len(deep["layers"]) > 150
+    assert sum(r["params"] for r in shallow["layers"]) == shallow["params"]
+    assert "layer1.0.downsample.0" in [r["name"] for r in deep["layers"]]
+
+
+def test_set_and_input_override(spec_path):
+    d = json.loads(run("check", spec_path("resnet"), "--set", "depth=18", "--set", "num_classes=10",
+                       "--input", "3,64,64", "--format", "json").stdout)
+    assert d["input"] == [3, 64, 64] and d["layers"][-1]["output_shape"] == [10]
+    assert d["params"] == 11_181_642   # torchvision resnet18(num_classes=10)
+
+
+def test_emit_ir_is_json_of_the_checked_ir(spec_path):
+    from netdsl import ir
+
+    r = run("check", spec_path("alexnet"), "--emit-ir")
+    assert r.returncode == 0
+    net = ir.Network.model_validate_json(r.stdout)
+    assert net.name == "alexnet" and net.out_shape == (1000,)
+
+
+def test_spec_error_exits_1_with_a_diagnostic_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.net"
+    bad.write_text("network n() {\n  input [3, 32, 32]\n  conv2d(64, 3)\n  lineer(10)\n}\n")
+    r = run("build", str(bad))
+    assert r.returncode == 1
+    assert r.stdout == ""
+    assert "error[E0102]: unknown layer or block `lineer`" in r.stderr
+    assert f"{bad}:4:3" in r.stderr
+    assert "did you mean `linear`?" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("build",), ("frobnicate", "x.net"), ("check", "x.net", "--depth", "many"),
+    ("check", "SPEC", "--input", "3,a,4"), ("check", "SPEC", "--set", "noequals"),
+    ("build", "SPEC", "--device", "tpu"), ("check", "SPEC", "--limit", "max_bananas=3"),
+])
+def test_usage_errors_exit_2(spec_path, args):
+    args = tuple(spec_path("lenet5") if a == "SPEC" else a for a in args)
+    r = run(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this checks the message on a machine without CUDA")
+def test_cuda_without_cuda_is_a_usage_error(spec_path):
+    r = run("build", spec_path("lenet5"), "--device", "cuda")
+    assert r.returncode == 2 and "CUDA is not available" in r.stderr
+
+
+def test_meta_build_skips_fvcore_and_says_so(spec_path):
+    r = run("build", spec_path("vgg16"), "--device", "meta")
+    assert r.returncode == 0, r.stderr
+    assert "params:       138,357,544" in r.stdout
+    assert "skipped on the meta device" in r.stdout
+
+
+def test_missing_spec_file_is_a_spec_error(tmp_path):
+    r = run("check", str(tmp_path / "nope.net"))
+    assert r.returncode == 1 and "not found" in r.stderr and "Traceback" not in r.stderr

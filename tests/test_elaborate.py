@@ -1,0 +1,174 @@
+"""The checker: naming rule, expansion, inference and a few diagnostics.
+
+(Every error code has its own fixture in tests/test_diagnostics.py.)"""
+
+import pytest
+
+import netdsl
+from netdsl import ir
+
+
+def keys(src, **kw):
+    return list(netdsl.build(src, device="meta", **kw).state_dict())
+
+
+def codes(src, **kw):
+    with pytest.raises(netdsl.NetdslError) as info:
+        netdsl.compile(src, **kw)
+    return [(d.code, d.span.line if d.span else None, d.span.column if d.span else None)
+            for d in info.value.diagnostics]
+
+
+def test_unlabelled_modules_are_numbered_by_position_in_their_scope():
+    src = """network n() {
+        input [3, 8, 8]
+        features: { conv2d(4, 3); relu; conv2d(4, 3) }
+        head: linear(2)
+    }"""
+    with pytest.raises(netdsl.NetdslError):  # linear after a 4-D tensor without flatten
+        netdsl.compile(src)
+    src = src.replace("head:", "flatten\n head:")
+    assert keys(src) == ["features.0.weight", "features.0.bias", "features.2.weight",
+                         "features.2.bias", "head.weight", "head.bias"]
+
+
+def test_a_false_if_takes_no_number():
+    src = """network n(bn = false) {
+        input [3, 8, 8]
+        f: { conv2d(4, 3, bias = false); if bn { batchnorm2d }; relu; conv2d(4, 1, bias = false) }
+    }"""
+    assert keys(src) == ["f.0.weight", "f.2.weight"]
+    assert keys(src, bn=True)[:3] == ["f.0.weight", "f.1.weight", "f.1.bias"]
+
+
+def test_labelled_repetition_numbers_copies_like_sequential():
+    src = """block unit(c) { conv: conv2d(c, 3, padding = 1) }
+    network n() { input [3, 8, 8]\n stage: unit(4) * 3 }"""
+    assert keys(src) == [f"stage.{i}.conv.{p}" for i in range(3) for p in ("weight", "bias")]
+
+
+def test_combinators_open_no_scope_but_labelled_shortcut_does():
+    src = """block b(c) {
+        residual { conv1: conv2d(c, 3, padding = 1) } shortcut down { conv2d(c, 1) }
+    }
+    network n() { input [2, 8, 8]\n blk: b(4) }"""
+    assert keys(src) == ["blk.conv1.weight", "blk.conv1.bias", "blk.down.0.weight", "blk.down.0.bias"]
+
+
+def test_in_channels_is_the_block_input_and_conditions_use_it():
+    src = """block b(c) {
+        residual { conv2d(c, 1) } shortcut proj if in_channels != c { conv2d(c, 1) }
+    }
+    network n() { input [3, 4, 4]\n b(3)\n b(5) }"""
+    net = netdsl.compile(src)
+    first, second = net.body
+    assert first.body[0].shortcut is None          # 3 == 3: identity
+    assert second.body[0].shortcut is not None     # 3 != 5: projection
+
+
+def test_blocks_are_values_passed_to_networks():
+    src = """block a() { conv2d(2, 1) }
+    block b() { conv2d(7, 1) }
+    network n(unit = a) { input [1, 4, 4]\n unit }"""
+    assert netdsl.compile(src).out_shape == (2, 4, 4)
+    assert netdsl.compile(src, unit="b").out_shape == (7, 4, 4)
+
+
+def test_one_class_per_block_named_after_it():
+    src = """block basic_unit() { conv2d(2, 1) }
+    network tiny_net() { input [1, 4, 4]\n basic_unit\n basic_unit }"""
+    m = netdsl.build(src)
+    assert type(m).__name__ == "TinyNet"
+    assert type(m[0] if hasattr(m, "__getitem__") else m._modules["0"]).__name__ == "BasicUnit"
+    assert type(m._modules["0"]) is type(m._modules["1"])
+
+
+def test_shapes_and_channels_are_inferred():
+    net = netdsl.compile("""network n() {
+        input [3, 32, 32]
+        conv2d(8, [3, 5], stride = [1, 2], padding = [1, 2])
+        maxpool2d(3, stride = 2, ceil_mode = true)
+        flatten
+        linear(10)
+    }""")
+    conv, pool, flat, fc = net.body
+    assert conv.in_channels == 3 and conv.out_shape == (8, 32, 16)
+    assert pool.out_shape == (8, 16, 8)
+    assert flat.out_shape == (8 * 16 * 8,)
+    assert fc.in_features == 1024
+
+
+def test_concat_dense_and_gate_shapes():
+    net = netdsl.compile("""network n() {
+        input [4, 8, 8]
+        concat { conv2d(3, 1)\n { conv2d(2, 1)\n conv2d(5, 3, padding = 1) } }
+        dense { conv2d(2, 3, padding = 1) * 3 }
+        gate { adaptive_avgpool2d(1)\n conv2d(14, 1)\n sigmoid }
+    }""")
+    cat, dense, gate = net.body
+    assert cat.out_shape == (8, 8, 8)
+    assert [layer[0].in_channels for layer in dense.layers] == [8, 10, 12]
+    assert dense.out_shape == (14, 8, 8)
+    assert gate.out_shape == (14, 8, 8)
+
+
+def test_several_errors_are_reported_together():
+    found = codes("""network n() {
+        input [3, 8, 8]
+        conv2d(4, 3, strid = 2)
+        conv2 (4, 3)
+        let ratio = 1 / 0
+    }""")
+    assert found == [("E0202", 3, 22), ("E0102", 4, 9), ("E0211", 5, 25)]
+
+
+def test_errors_inside_a_block_name_the_instantiation():
+    with pytest.raises(netdsl.NetdslError) as info:
+        netdsl.compile("""block b(c) { conv2d(c, 9) }
+        network n() { input [3, 4, 4]\n b(8) }""")
+    d = info.value.diagnostics[0]
+    assert d.code == "E0304" and d.span.line == 1
+    assert any("in block `b` used at" in note and ":3:" in note for note in d.notes)
+
+
+def test_unknown_names_suggest_the_closest():
+    with pytest.raises(netdsl.NetdslError) as info:
+        netdsl.compile("network n(width = 4) { input [3, 4, 4]\n conv2d(widht, 1) }")
+    d = info.value.diagnostics[0]
+    assert d.code == "E0101" and "`width`" in d.help
+
+
+def test_ir_round_trips_through_json(spec_path):
+    net = netdsl.compile(spec_path("resnet50"))
+    again = ir.Network.model_validate_json(net.model_dump_json())
+    assert again == net
+    assert again.body[4].body[0].body[0].kind == "residual"
+
+
+def test_ir_is_frozen_and_strict():
+    net = netdsl.compile("network n() { input [3, 4, 4]\n c: conv2d(2, 1) }")
+    with pytest.raises(Exception):
+        net.body[0].out_channels = 3
+    data = net.model_dump()
+    data["body"][0]["surprise"] = 1
+    with pytest.raises(Exception):
+        ir.Network.model_validate(data)
+    data["body"][0].pop("surprise")
+    data["body"][0]["groups"] = 3           # 3 does not divide 3 → fine; 2 output channels → not
+    with pytest.raises(Exception):
+        ir.Network.model_validate(data)
+
+
+def test_overrides_from_the_api():
+    net = netdsl.compile("network n(c = 4, ks = [1, 3]) { input [3, 8, 8]\n conv2d(c, ks) }",
+                         c=6, ks=[3, 3])
+    assert net.body[0].out_shape == (6, 6, 6)
+    net = netdsl.compile("network n(c = 4) { input [3, 8, 8]\n conv2d(c, 1) }", input=(5, 9, 9))
+    assert net.body[0].in_channels == 5 and net.body[0].out_shape == (4, 9, 9)
+
+
+def test_inplace_on_a_shared_tensor_is_refused():
+    found = codes("""network n() { input [3, 4, 4]
+        residual { relu(inplace = true)\n conv2d(3, 1) }
+    }""")
+    assert found == [("E0311", 2, 20)]
