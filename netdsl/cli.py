@@ -130,16 +130,21 @@ def cmd_check(args) -> int:
 def fvcore_total(model, input_shape, device) -> int:
     """``FlopCountAnalysis(model, x).total()`` for a batch of one, in eval mode, quietly."""
     import logging
+    import warnings
 
     import torch
-    from fvcore.nn import FlopCountAnalysis
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # importing fvcore trips torch.jit deprecation warnings
+        from fvcore.nn import FlopCountAnalysis
 
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     was_training = model.training
     model.eval()
     try:
         x = torch.zeros((1, *input_shape), device=device)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fvcore's tracer warns about deprecated torch.jit APIs
             fca = FlopCountAnalysis(model, x)
             fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             return int(fca.total())

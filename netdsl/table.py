@@ -29,7 +29,7 @@ def render_table(a: Analysis, depth: int | None = 2, fvcore_total: int | None = 
     for r in rows:
         shape = "[" + ", ".join(str(d) for d in r.output_shape) + "]"
         macs = _n(r.macs) if (r.counted or r.macs) else "—"
-        body.append(("  " * r.depth + r.name.rsplit(".", 1)[-1] if depth != 1 else r.name,
+        body.append(("  " * r.depth + r.name,
                      r.type, shape, _n(r.params), macs))
     widths = [max(len(head[i]), *(len(b[i]) for b in body)) if body else len(head[i])
               for i in range(5)]
