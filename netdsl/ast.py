@@ -63,6 +63,26 @@ class Index(Expr):
 
 
 @dataclass(frozen=True)
+class Slice(Expr):
+    """``xs[start:stop]``; a missing bound is None."""
+
+    value: Expr
+    start: Expr | None
+    stop: Expr | None
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class ListComp(Expr):
+    """``[elt for var in iterable]``."""
+
+    elt: Expr
+    var: str
+    iterable: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class Arg:
     """A call argument; ``name`` is None for a positional one."""
 

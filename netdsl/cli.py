@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _overrides(items: list[str]) -> dict:
+def _overrides(items: list[str], limits: Limits) -> dict:
     from .parser import parse_expr
 
     out = {}
@@ -59,7 +59,14 @@ def _overrides(items: list[str]) -> dict:
         name = name.strip()
         if not eq or not name.isidentifier():
             raise _UsageError(f"--set expects NAME=VALUE, got {item!r}")
-        out[name] = parse_expr(value.strip())
+        if name in out:
+            raise _UsageError(f"--set {name} is given twice")
+        try:
+            out[name] = parse_expr(value.strip(), limits)
+        except NetdslError as e:
+            # The value alone is parsed, so its position says nothing of which --set it was.
+            raise NetdslError([d.with_notes(f"in --set {name}={value.strip()}") for d in e.diagnostics],
+                              e.sources) from None
     return out
 
 
@@ -83,8 +90,10 @@ def _limits(items: list[str]) -> Limits:
             raise _UsageError(f"--limit expects NAME=VALUE with NAME one of {', '.join(Limits.names())}")
         try:
             changes[name] = int(float(value)) if "e" in value.lower() else int(value)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: int(float("1e400"))
             raise _UsageError(f"--limit {name} needs an integer, got {value!r}") from None
+        if changes[name] < 0:
+            raise _UsageError(f"--limit {name} cannot be negative, got {value!r}")
     return Limits().replace(**changes)
 
 
@@ -92,7 +101,7 @@ def _compile(args):
     from .api import compile
 
     limits = _limits(args.limit)
-    overrides = _overrides(args.overrides)
+    overrides = _overrides(args.overrides, limits)
     return compile(args.spec, network=args.network, input=_shape(args.input), limits=limits,
                    **overrides)
 
@@ -121,7 +130,8 @@ def cmd_check(args) -> int:
         return 0
     a = analyse(net)
     if args.format == "json":
-        print(json.dumps(to_json(a, args.depth)))
+        # The same keys as `build`, so one reader serves both: nothing was built or traced.
+        print(json.dumps(to_json(a, args.depth, fvcore=None, device=None)))
     else:
         print(render_table(a, args.depth or 2))
     return 0

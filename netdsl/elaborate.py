@@ -12,6 +12,9 @@ or densely connected.
 
 from __future__ import annotations
 
+import math
+import re
+
 from pydantic import ValidationError
 
 from . import ast, ir, shapes
@@ -23,12 +26,26 @@ from .loader import Program
 from .span import Span
 from .values import POISON, BlockRef, LayerRef, show, to_json, type_name
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+_VALUE_TYPES = (bool, int, float, str, tuple, BlockRef, LayerRef)  # and none
+
 # Layers whose output is their input tensor (or a view of it): they keep it shared.
 _PASS_THROUGH = {"identity", "flatten", "dropout", "stochastic_depth"}
 
 
 class _Abort(Exception):
     """Stop checking: a limit was hit and going on would only cost time."""
+
+
+class _TooDeep(Exception):
+    """Python's stack ran out at statement ``span``, inside the blocks of ``chain``.
+
+    One file's nesting is bounded (E0402) and so is block depth (E0405), but
+    blocks multiply the nesting of their bodies, so the stack is the last bound."""
+
+    def __init__(self, span, chain):
+        super().__init__()
+        self.span, self.chain = span, chain
 
 
 def camel(name: str) -> str:
@@ -155,10 +172,15 @@ class Checker:
         self._seen: set = set()
         self.chain: list[tuple[str, Span | None]] = []
         self.nodes = 0
-        self.ev = Evaluator(self.limits, globals=self._global)
+        self.overridden: dict[str, object] = {}  # network parameters set by --set or the API
+        self.ev = Evaluator(self.limits, globals=self._global, charge=self._charge)
         self.globals = Env()
-        for let in program.lets:
-            self.globals.vars[let.name] = self.value(let.value, self.globals)
+        self.aborted = False
+        try:
+            for let in program.lets:
+                self.globals.vars[let.name] = self.value(let.value, self.globals)
+        except _Abort:
+            self.aborted = True
 
     # -- reporting
     def report(self, d: Diagnostic) -> None:
@@ -168,10 +190,27 @@ class Checker:
             return
         self._seen.add(key)
         if self.chain:
-            notes = [f"in block `{name}` used at {span.where() if span else '?'}"
-                     for name, span in reversed(self.chain)]
-            d = d.with_notes(*notes)
-        self.diags.append(d)
+            # A recursive block repeats one place many times: say it once, with a count.
+            notes: list[list] = []
+            for name, span in reversed(self.chain):
+                note = f"in block `{name}` used at {span.where() if span else '?'}"
+                if notes and notes[-1][0] == note:
+                    notes[-1][1] += 1
+                else:
+                    notes.append([note, 1])
+            d = d.with_notes(*(n if k == 1 else f"{n}, {k} times in a row" for n, k in notes))
+        self.diags.append(self._set_notes(d))
+
+    def _set_notes(self, d: Diagnostic) -> Diagnostic:
+        """Say which --set values the source of a diagnostic uses: a range error at
+        `linear(num_classes)` is the spec's line, but the bad value came from outside."""
+        if not self.overridden or d.span is None:
+            return d
+        names: set[str] = set()
+        for span in [d.span] + [span for _, span in self.chain if span is not None]:
+            names.update(_NAME.findall(_source_at(self.program.sources.get(span.file), span)))
+        return d.with_notes(*(f"`{n}` is {show(v)}, set from outside the spec (--set {n}=...)"
+                              for n, v in self.overridden.items() if n in names))
 
     def _global(self, name: str):
         if name in self.program.blocks:
@@ -208,6 +247,8 @@ class Checker:
     def network(self, name: str | None = None, overrides: dict | None = None,
                 input_shape=None) -> ir.Network:
         prog = self.program
+        if self.aborted:
+            raise NetdslError(self.diags, prog.sources)
         if name is None:
             if len(prog.root_networks) != 1:
                 msg = ("the spec defines no network" if not prog.root_networks else
@@ -228,6 +269,9 @@ class Checker:
             net = self._network(prog.networks[name], overrides or {}, input_shape)
         except _Abort:
             net = None
+        except _TooDeep as e:
+            net = None
+            self._too_deep(e)
         if self.diags:
             raise NetdslError(self.diags, prog.sources)
         return net
@@ -267,12 +311,17 @@ class Checker:
             if p.name in overrides:
                 v, span = overrides[p.name]
                 if isinstance(v, ast.Expr):
-                    v = self.value(v, self.globals)
+                    v = self._set_value(p.name, v)
+                else:
+                    v = self._foreign_value(p.name, v, span)
                 default = None
                 if p.default is not None:
                     ev = self.value(p.default, env)
                     default = ev
-                self._check_override(p, v, default, span)
+                if not self._check_override(p, v, default, span):
+                    v = POISON  # reported once; uses of the parameter stay quiet
+                else:
+                    self.overridden[p.name] = v
             elif p.name in defaults:
                 v = self.value(defaults[p.name][0], self.globals)
             elif p.default is not None:
@@ -301,6 +350,75 @@ class Checker:
                           input_shape=flow.input_shape, body=tuple(flow.nodes),
                           out_shape=flow.shape, outputs=tuple(flow.sides), span=defn.span)
 
+    def _set_value(self, name: str, expr: ast.Expr):
+        """Evaluate an override; a mistake in it says which parameter it was for."""
+        before = len(self.diags)
+        v = self.value(expr, self.globals)
+        self.diags[before:] = [d.with_notes(f"in the value given for `{name}` (--set {name}=...)")
+                               for d in self.diags[before:]]
+        return v
+
+    def _foreign_value(self, name: str, v, span):
+        """A Python value given to ``compile(**overrides)`` must be one the language has,
+        within the limits its own expressions keep to."""
+        level, depth, lim = [v], 0, self.limits
+        while level:
+            for x in level:
+                problem = None
+                if isinstance(x, float) and not math.isfinite(x):
+                    problem = "E0215", f"{x} is not a finite number"
+                elif isinstance(x, int) and not isinstance(x, bool) and abs(x) > lim.max_int:
+                    problem = "E0215", f"an integer of {abs(x).bit_length()} bits is out of range"
+                elif isinstance(x, (tuple, str)) and len(x) > lim.max_repeat:
+                    problem = "E0403", f"{len(x)} items is over the limit of {lim.max_repeat}"
+                elif not (x is None or isinstance(x, _VALUE_TYPES)):
+                    problem = "E0206", f"a Python {type(x).__name__} is not a netdsl value"
+                if problem is not None:
+                    self.report(Diagnostic(problem[0], f"--set {name}: {problem[1]}", span, "",
+                                           "give a number, a string, true, false, none, a list of "
+                                           "these, or a block or layer"))
+                    return POISON
+            depth += 1
+            if depth > lim.max_nesting + 1:
+                self.report(Diagnostic("E0402", f"--set {name}: lists nested deeper than "
+                                       f"{lim.max_nesting} levels", span, "", None))
+                return POISON
+            # Shared sublists are looked at once.
+            level = list({id(y): y for x in level if isinstance(x, tuple) for y in x}.values())
+        return v
+
+    def _too_deep(self, e: _TooDeep) -> None:
+        names = [name for name, _ in e.chain]
+        again = next((n for n in names if names.count(n) > 1), None)
+        notes = [f"inside {len(names)} nested block instances"] if names else []
+        if again is not None:
+            self.report(Diagnostic("E0405", f"block `{again}` uses itself too deeply to check", e.span,
+                                   "the checker ran out of stack here",
+                                   "a block that uses itself needs a condition that ends the "
+                                   "recursion sooner").with_notes(*notes))
+        else:
+            self.report(Diagnostic("E0402", "blocks and bodies nest too deeply to check", e.span,
+                                   "the checker ran out of stack here",
+                                   "flatten the spec: fewer nested blocks, groups and "
+                                   "combinators").with_notes(*notes))
+
+    def _step(self, span) -> None:
+        self._charge(1, span)
+
+    def _charge(self, n: int, at) -> None:
+        """Count ``n`` steps of work done at ``at`` (a span or a node): layers, statements,
+        loop iterations and list items. Each loop and repetition is bounded alone; their
+        product is bounded here, so that even loops which make no layers end in time."""
+        self.nodes += n
+        if self.nodes > self.limits.max_nodes:
+            span = at if isinstance(at, Span) or at is None else getattr(at, "span", None)
+            self.report(Diagnostic("E0404", f"the network takes more than {self.limits.max_nodes:,} "
+                                   "steps to expand", span, "the limit was reached here",
+                                   "each layer, statement, loop iteration and list item is a step; "
+                                   "check repetition counts, loops and list sizes, or raise "
+                                   "--limit max_nodes=N"))
+            raise _Abort
+
     def _unknown_param(self, key, params, owner, span):
         near = closest(key, params)
         self.report(Diagnostic("E0202", f"`{owner}` has no parameter `{key}`", span,
@@ -308,21 +426,18 @@ class Checker:
                                f"did you mean `{near}`?" if near else
                                f"`{owner}` takes " + (", ".join(params) or "no parameters")))
 
-    def _check_override(self, p: ast.Param, v, default, span) -> None:
+    def _check_override(self, p: ast.Param, v, default, span) -> bool:
+        """An override must have the type of the parameter's default (an int may stand for a float)."""
         if v is POISON or default is None or default is POISON:
-            return
-        kinds = (bool, (int, float), str, tuple, BlockRef)
-        for k in kinds:
-            if isinstance(default, k) and not (k is not bool and isinstance(default, bool)):
-                good = isinstance(v, k) and not (k is not bool and isinstance(v, bool))
-                if k == (int, float) and isinstance(default, int) and isinstance(v, float):
-                    good = False
-                if not good:
-                    self.report(Diagnostic(
-                        "E0206", f"--set {p.name}: expected {type_name(default)} like the default "
-                        f"{show(default)}, found {type_name(v)} {show(v)}", span, "",
-                        f"the spec declares `{p.name} = {show(default)}` at {p.span.where()}"))
-                return
+            return v is not POISON
+        wanted, got = type_name(default), type_name(v)
+        if wanted == got or (wanted == "float" and got == "int"):
+            return True
+        self.report(Diagnostic(
+            "E0206", f"--set {p.name}: expected {wanted} like the default {show(default)}, "
+            f"found {got} {show(v)}", span, "",
+            f"the spec declares `{p.name} = {show(default)}` at {p.span.where()}"))
+        return False
 
     # -- statements
     def run(self, stmts, env: Env, flow, scope: NameScope) -> None:
@@ -331,8 +446,11 @@ class Checker:
                 self.stmt(st, env, flow, scope)
             except EvalError as e:
                 self.report(e.diagnostic)
+            except RecursionError:
+                raise _TooDeep(st.span, tuple(self.chain)) from None
 
     def stmt(self, st, env: Env, flow, scope: NameScope) -> None:
+        self._step(st.span)
         if isinstance(st, ast.Let):
             env.vars[st.name] = self.value(st.value, env)
         elif isinstance(st, ast.Assert):
@@ -356,6 +474,7 @@ class Checker:
                                        st.iterable.span, f"limit is {self.limits.max_repeat}",
                                        "raise it with --limit max_repeat=N"))
                 return
+            self._charge(len(items), st.iterable)
             for v in items:
                 self.run(st.body, Env({st.var: v}, env), flow, scope)
         elif isinstance(st, ast.If):
@@ -464,6 +583,7 @@ class Checker:
             return
         if label is None:
             for _ in range(n):
+                self._step(st.span)
                 self.item(st.unit, env, flow, scope, None)
             return
         shape, shared = flow.next_input(self, st.span)
@@ -471,6 +591,7 @@ class Checker:
         inner = NameScope(scope)
         sub = SeqFlow(shape, shared)
         for _ in range(n):
+            self._step(st.span)
             self.item(st.unit, env, sub, inner, None)
         self.close(inner)
         nodes = self._scope_node(name, None, None, sub, shape, st.span)
@@ -641,12 +762,6 @@ class Checker:
                 "its input feeds a shortcut, a gate, another branch or the caller; "
                 "drop `inplace = true` here"))
             return [], None, False
-        self.nodes += 1
-        if self.nodes > self.limits.max_nodes:
-            self.report(Diagnostic("E0404", f"the network expands to more than {self.limits.max_nodes} "
-                                   "layers", use.span, "the limit was reached here",
-                                   "check repetition counts and loops, or raise --limit max_nodes=N"))
-            raise _Abort
         try:
             node = sig.node(kind=kind, name=name, in_shape=shape, out_shape=out, span=use.span,
                             init=self.init_for(kind, label, scope), **values, **derived)
@@ -696,20 +811,23 @@ class Checker:
     def init_for(self, kind: str, label: str | None, scope: NameScope) -> dict:
         params = PARAMETERS.get(kind, ())
         out: dict[str, ir.InitScheme] = {}
-        s, first = scope, True
+        s = scope
         while s is not None and len(out) < len(params):
+            # A label rule reaches into nested blocks and groups like a kind rule does:
+            # `init bn3.weight = zeros` in a network zeroes the bn3 of every block in it.
+            # The nearest scope wins; within one scope a label beats a kind.
             for i in range(len(s.init) - 1, -1, -1):
                 target, param, scheme, _ = s.init[i]
                 if param in out or param not in params:
                     continue
-                if first and target == label and label not in LAYERS:
+                if target == label and label not in LAYERS:
                     out[param] = scheme
                     s.matched.add(i)
             for i in range(len(s.init) - 1, -1, -1):
                 target, param, scheme, _ = s.init[i]
                 if target == kind and param in params and param not in out:
                     out[param] = scheme
-            s, first = s.parent, False
+            s = s.parent
         return out
 
     def block(self, ref: BlockRef, use: ast.Use, env: Env, shape, shared, scope, label):
@@ -875,6 +993,19 @@ class Checker:
         return [node], shape, True
 
     _side_flow = None
+
+
+def _source_at(text: str | None, span: Span) -> str:
+    """The text a span covers (its first five lines), or "" when the source is unknown."""
+    if not text:
+        return ""
+    lines = text.splitlines()[span.line - 1:(span.end_line or span.line)][:5]
+    if not lines:
+        return ""
+    if len(lines) == 1 and span.end_column and (span.end_line in (None, span.line)):
+        return lines[0][span.column - 1:span.end_column - 1]
+    lines[0] = lines[0][span.column - 1:]
+    return "\n".join(lines)
 
 
 def _params_of(defn, program: Program):

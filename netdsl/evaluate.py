@@ -87,10 +87,16 @@ class Evaluator:
     32
     """
 
-    def __init__(self, limits: Limits | None = None, globals: Callable[[str], Any] | None = None):
+    def __init__(self, limits: Limits | None = None, globals: Callable[[str], Any] | None = None,
+                 charge: Callable[[int, Any], None] | None = None):
         self.limits = limits or Limits()
         self.globals = globals or (lambda name: KeyError)
+        # Called with the number of list items an operation walks, and the node doing it:
+        # the checker counts them against max_nodes, since a loop of 200,000 steps that each
+        # sum a 10,000-item list is 2e9 operations however few layers it makes.
+        self.charge = charge or (lambda n, node: None)
         self.init_context = False
+        self._shape: dict[int, tuple[tuple, int, int]] = {}
 
     # ------------------------------------------------------------ entry
     def eval(self, node: ast.Expr, env: Env):
@@ -99,7 +105,8 @@ class Evaluator:
 
     def check_int(self, v, node):
         if isinstance(v, int) and not isinstance(v, bool) and abs(v) > self.limits.max_int:
-            raise err("E0215", "integer overflow", node, f"this value has {len(str(abs(v)))} digits",
+            # Bits, not digits: Python refuses str() of an int over 4300 digits.
+            raise err("E0215", "integer overflow", node, f"this value needs {abs(v).bit_length()} bits",
                       f"integers are limited to ±{self.limits.max_int}")
         if isinstance(v, float) and not math.isfinite(v):
             raise err("E0215", "number out of range", node, f"this gives {v}",
@@ -127,11 +134,26 @@ class Evaluator:
             else:
                 raise err("E0210", f"cannot put a {type_name(v)} in a string template", part,
                           f"this is {show(v)}", "template holes take integers or strings")
-        return "".join(out)
+        text = self.check_size("".join(out), node)
+        self.charge(len(text), node)
+        return text
 
     def _List(self, node: ast.List, env):
         items = tuple(self.eval(i, env) for i in node.items)
-        return POISON if POISON in items else items
+        if POISON in items:
+            return POISON
+        return self.new_list(items, node)
+
+    def new_list(self, items: tuple, node) -> tuple:
+        """A list the spec builds, bounded in nesting and counted as work."""
+        # `let b = [a]` line after line nests without brackets in the text; every
+        # later use of such a value recurses, so nesting is bounded here too.
+        limit = self.limits.max_nesting
+        if self.nesting(items) > limit:
+            raise err("E0402", f"a list nested deeper than {limit} levels", node, "too deep",
+                      "raise it with --limit max_nesting=N if you mean it")
+        self.charge(self.size(items), node)
+        return items
 
     def _Name(self, node: ast.Name, env: Env):
         v = env.lookup(node.id, _MISSING)
@@ -167,6 +189,33 @@ class Evaluator:
                       f"index {index} into a list of length {len(value)}",
                       f"valid indices are 0 to {len(value) - 1}" if value else "the list is empty")
         return value[index]
+
+    def _Slice(self, node: ast.Slice, env):
+        value = self.eval(node.value, env)
+        bounds = [None if b is None else self.eval(b, env) for b in (node.start, node.stop)]
+        if value is POISON or POISON in bounds:
+            return POISON
+        if not isinstance(value, (tuple, str)):
+            raise err("E0210", f"cannot slice a {type_name(value)}", node.value,
+                      f"this is {show(value)}", "only lists and strings can be sliced")
+        for b, expr in zip(bounds, (node.start, node.stop)):
+            if b is not None and not _ints(b):
+                raise err("E0210", f"slice bounds must be integers, found {type_name(b)}", expr,
+                          f"this is {show(b)}")
+        part = value[bounds[0]:bounds[1]]
+        self.charge(len(part), node)
+        return part
+
+    def _ListComp(self, node: ast.ListComp, env: Env):
+        items = self.eval(node.iterable, env)
+        if items is POISON:
+            return POISON
+        if not isinstance(items, tuple):
+            raise err("E0210", f"a list comprehension needs a list, found {type_name(items)}",
+                      node.iterable, f"this is {show(items)}")
+        self.charge(len(items), node)  # a comprehension inside one would multiply unseen
+        out = tuple(self.eval(node.elt, Env({node.var: item}, env)) for item in items)
+        return POISON if POISON in out else self.new_list(out, node)
 
     def _IfExp(self, node: ast.IfExp, env):
         cond = self.eval(node.cond, env)
@@ -212,6 +261,8 @@ class Evaluator:
         right = self.eval(node.right, env)
         if right is POISON:
             return POISON
+        if op in ("in", "==", "!="):
+            self.charge(self.size(right) if op == "in" else min(self.size(left), self.size(right)), node)
         if op == "in":
             if not isinstance(right, (tuple, str)):
                 raise err("E0210", f"`in` needs a list or a string on the right, found {type_name(right)}",
@@ -230,11 +281,52 @@ class Evaluator:
             return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
         return self.check_int(self._arith(op, left, right, node), node)
 
+    def nesting(self, v) -> int:
+        """How deeply lists nest in ``v``: 0 for a number, 1 for ``[1, 2]``.
+
+        >>> Evaluator().nesting((1, (2, (3,))))
+        3
+        """
+        return self._measure(v)[0]
+
+    def size(self, v) -> int:
+        """Items in ``v`` counting those of inner lists, as often as they occur: what
+        comparing or printing it walks. A string's size is its length.
+
+        >>> Evaluator().size((1, (2, 3), "abc"))
+        5
+        """
+        if isinstance(v, str):
+            return len(v)
+        return self._measure(v)[1]
+
+    def _measure(self, v) -> tuple[int, int]:
+        # Remembered per list, so building `[i, big]` in a loop does not walk `big` again.
+        if not isinstance(v, tuple):
+            return 0, 0
+        known = self._shape.get(id(v))
+        if known is not None and known[0] is v:
+            return known[1], known[2]
+        inner = [self._measure(x) for x in v if isinstance(x, tuple)]
+        depth = 1 + max((d for d, _ in inner), default=0)
+        size = len(v) + sum(n for _, n in inner)
+        self._shape[id(v)] = (v, depth, size)
+        return depth, size
+
+    def check_size(self, v, node):
+        """A list or string longer than max_repeat is an error: joining one to itself
+        doubles it, and forty lines of that would fill the memory."""
+        if len(v) > self.limits.max_repeat:
+            what = "list of {} items" if isinstance(v, tuple) else "string of {} characters"
+            raise err("E0403", f"a {what.format(len(v))} is over the limit", node,
+                      f"limit is {self.limits.max_repeat}", "raise it with --limit max_repeat=N")
+        return v
+
     def _arith(self, op, left, right, node):
-        if op == "+" and isinstance(left, tuple) and isinstance(right, tuple):
-            return left + right
-        if op == "+" and isinstance(left, str) and isinstance(right, str):
-            return left + right
+        if op == "+" and isinstance(left, (tuple, str)) and type(left) is type(right):
+            joined = self.check_size(left + right, node)
+            self.charge(self.size(joined), node)
+            return joined
         if not _numbers(left, right):
             raise self._type_error(op, left, right, node)
         if op == "+":
@@ -336,8 +428,9 @@ def _num_arg(name, node, v, i=0):
                   i < len(node.args) else node, f"this is {show(v)}")
 
 
-def _seq_arg(name, node, args):
+def _seq_arg(ev, name, node, args):
     items = args[0] if len(args) == 1 and isinstance(args[0], tuple) else tuple(args)
+    ev.charge(len(items), node)
     if not items:
         raise err("E0201", f"`{name}` of nothing", node, "no values given",
                   f"give at least one value: `{name}(a, b)` or `{name}(list)`")
@@ -348,11 +441,11 @@ def _seq_arg(name, node, args):
 
 
 def _b_min(ev, node, *args):
-    return min(_seq_arg("min", node, args))
+    return min(_seq_arg(ev, "min", node, args))
 
 
 def _b_max(ev, node, *args):
-    return max(_seq_arg("max", node, args))
+    return max(_seq_arg(ev, "max", node, args))
 
 
 def _b_ceil(ev, node, x):
@@ -411,6 +504,7 @@ def _b_len(ev, node, x):
 def _b_sum(ev, node, x):
     if not isinstance(x, tuple):
         raise err("E0210", f"`sum` needs a list, found {type_name(x)}", node, f"{show(x)}")
+    ev.charge(len(x), node)
     for v in x:
         if not _numbers(v):
             raise err("E0210", f"`sum` needs a list of numbers, found {type_name(v)}", node, show(v))
@@ -427,9 +521,12 @@ def _b_range(ev, node, *args):
     if len(args) == 3 and args[2] == 0:
         raise err("E0211", "`range` step is zero", node, "step 0")
     r = range(*args)
-    if len(r) > ev.limits.max_repeat:
-        raise err("E0403", f"range of {len(r)} values is over the limit", node,
+    # len() of a range over 2**63 values raises OverflowError; the length itself is fine.
+    n = (r.stop - r.start + r.step - (1 if r.step > 0 else -1)) // r.step
+    if n > ev.limits.max_repeat:
+        raise err("E0403", f"range of {n} values is over the limit", node,
                   f"limit is {ev.limits.max_repeat}", "raise it with --limit max_repeat=N if you mean it")
+    ev.charge(max(n, 0), node)
     return tuple(r)
 
 

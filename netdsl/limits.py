@@ -18,14 +18,14 @@ class Limits:
     10000
     """
 
-    max_file_bytes: int = 2_000_000      # E0401: size of one spec file
-    max_nesting: int = 100               # E0402: depth of { ( [ nesting
-    max_repeat: int = 10_000             # E0403: a repetition count, loop length or range size
-    max_nodes: int = 200_000             # E0404: layers a network expands to
+    max_file_bytes: int = 500_000        # E0401: size of one spec file (parsing runs at ~150 kB/s)
+    max_nesting: int = 100               # E0402: depth of { ( [, operator chains, else-if chains, lists in lists
+    max_repeat: int = 10_000             # E0403: a repetition count, loop length, range size, list or string length
+    max_nodes: int = 200_000             # E0404: steps to expand a network (layers, statements, list items)
     max_block_depth: int = 64            # E0405: blocks instantiating blocks (recursion)
     max_import_depth: int = 32           # E0406: imports importing imports
     max_dim: int = 1_000_000             # E0407: any one dimension (channels, height, width, features)
-    max_params: int = 20_000_000_000     # E0408: total parameters, counted before allocation
+    max_params: int = 2_000_000_000      # E0408: total parameters (8 GB in float32), counted before allocation
     max_int: int = 2**63 - 1             # E0215: magnitude of any integer value
 
     def replace(self, **changes) -> "Limits":

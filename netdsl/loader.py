@@ -46,6 +46,9 @@ def read_source(path: Path, limits: Limits, at: Span | None = None) -> str:
     if path.is_dir():
         fail("E0105", f"{shown} is a directory, not a spec file", "a directory" if at else "",
              "name a .net file")
+    if not path.is_file():
+        # A FIFO or a device such as /dev/zero would be read for ever.
+        fail("E0105", f"{shown} is not a regular file", "not a file" if at else "", "name a .net file")
     try:
         size = path.stat().st_size
         if size > limits.max_file_bytes:
@@ -70,22 +73,31 @@ def decode(data: bytes, filename: str | None, limits: Limits) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line, col = _position(data, e.start)
+        # The text with the bad bytes replaced, so the message can show the line.
+        sources = {filename: data.decode("utf-8", "replace")}
         raise NetdslError([Diagnostic(
             "E0006", "the spec is not valid UTF-8 text",
-            Span(file=filename, line=line, column=col), f"byte 0x{data[e.start]:02x} here",
-            "save the file as UTF-8")]) from None
+            Span(file=filename, line=line, column=col, end_column=col + 1),
+            f"byte 0x{data[e.start]:02x} here", "save the file as UTF-8")], sources) from None
     if nul >= 0:
         line, col = _position(data, nul)
         raise NetdslError([Diagnostic("E0006", "the spec contains a NUL byte",
-                                      Span(file=filename, line=line, column=col), "",
-                                      "spec files are text; this looks like a binary file")])
+                                      Span(file=filename, line=line, column=col, end_column=col + 1),
+                                      "a NUL byte",
+                                      "spec files are text; this looks like a binary file")],
+                          {filename: text})
     return text
 
 
 def _position(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column of byte ``offset``, the column in characters as the parser counts.
+
+    >>> _position("aé".encode() + b"\\xff", 3)
+    (1, 3)
+    """
     before = data[:offset]
     line = before.count(b"\n") + 1
-    col = len(before) - (before.rfind(b"\n") + 1) + 1
+    col = len(before[before.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
     return line, col
 
 
@@ -135,7 +147,7 @@ def load(text: str, filename: str | None, base_dir: Path, limits: Limits) -> Pro
         prog.sources[filename] = text
         check_nesting(text, filename, limits)
         try:
-            module = parse(text, filename)
+            module = parse(text, filename, limits)
         except NetdslError as e:
             errors.extend(e.diagnostics)
             prog.sources.update(e.sources)
@@ -158,8 +170,9 @@ def load(text: str, filename: str | None, base_dir: Path, limits: Limits) -> Pro
                 if key in done:
                     continue
                 if len(stack) >= limits.max_import_depth:
-                    errors.append(Diagnostic("E0406", f"imports nested deeper than "
-                                             f"{limits.max_import_depth} files", item.span,
+                    n = limits.max_import_depth
+                    errors.append(Diagnostic("E0406", f"imports nested deeper than {n} "
+                                             f"file{'s' if n != 1 else ''}", item.span,
                                              "one import too many",
                                              "raise it with --limit max_import_depth=N"))
                     continue

@@ -138,7 +138,7 @@ class Network(nn.Module):
             if self._sides and self.training:
                 return self._forward_with_sides(x)
             return self._plan(x)
-        except RuntimeError as e:
+        except (RuntimeError, TypeError) as e:  # TypeError: not a tensor at all
             problem = self._input_problem(x)
             if problem is None:
                 raise
@@ -154,13 +154,23 @@ class Network(nn.Module):
         return self._outputs(x, *sides)
 
     def _input_problem(self, x) -> str | None:
+        """Why ``x`` does not fit the spec's ``input``, once a forward call has failed.
+
+        Only a failed call gets here, so a working forward pays for no check; a
+        different height or width is named too, since it breaks a later `linear`.
+        """
         want = self.input_shape
         if not isinstance(x, torch.Tensor):
             return f"network `{self.spec_name}` takes a tensor, got {type(x).__name__}"
         expected = "[N, " + ", ".join(str(d) for d in want) + "]"
+        what = f"{want[0]} channel{'s' if want[0] != 1 else ''}" if len(want) == 3 else \
+            f"{want[0]} feature{'s' if want[0] != 1 else ''}"
         if x.dim() != len(want) + 1 or x.shape[1] != want[0]:
             return (f"network `{self.spec_name}` expects input {expected} "
-                    f"(batch first, {want[0]} channels), got {list(x.shape)}")
+                    f"(batch first, {what}), got {list(x.shape)}")
+        if tuple(x.shape[1:]) != tuple(want):
+            return (f"network `{self.spec_name}` expects input {expected}, got {list(x.shape)}: "
+                    f"its layers were sized for the spec's `input {list(want)}`")
         return None
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.visitors import Transformer_NonRecursive
 
 from . import ast
 from .diagnostics import Diagnostic, NetdslError
+from .limits import Limits
 from .span import Span
 
 _KEYWORDS = {
@@ -25,6 +27,16 @@ _WORDS = {
     "RPAR": "`)`", "COMMA": "`,`", "COLON": "`:`", "SEMICOLON": "`;`", "EQUAL": "`=`",
     "DOT": "`.`", "STAR": "`*`", "$END": "the end of the file", "_sep": "a new line",
 }
+
+
+# Rules that nest: each one met on the way down a tree is one level of
+# nesting. The parser itself is iterative, but checking recurses once per level,
+# so the levels a spec may use are bounded (E0402) before anything recurses.
+_NESTS = frozenset({
+    "body", "if_stmt", "list", "listcomp", "index", "slice", "call", "ifexp", "or_", "and_", "not_", "eq", "ne",
+    "lt", "le", "gt", "ge", "contains", "add", "sub", "mul", "div", "floordiv", "mod", "neg",
+    "pos", "pow",
+})
 
 
 class _ParenNewlines:
@@ -51,24 +63,62 @@ def _lark() -> Lark:
                 propagate_positions=True, postlex=_ParenNewlines(), maybe_placeholders=True)
 
 
-def parse(text: str, filename: str | None = None) -> ast.Module:
+def parse(text: str, filename: str | None = None, limits: Limits | None = None) -> ast.Module:
     """Parse spec text into an AST module.
 
     >>> m = parse("block unit(c) { conv2d(c, 3)\\n relu }")
     >>> m.items[0].name
     'unit'
     """
+    limits = limits or Limits()
     if text.startswith("\ufeff"):
         text = text[1:]
+    if "\r" in text:
+        # Old Mac files end lines with a lone CR; CRLF needs nothing, but one rule is simpler.
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     try:
         tree = _lark().parse(text, start="start")
     except UnexpectedInput as e:
         raise NetdslError([_syntax_error(e, text, filename)], {filename: text}) from None
-    builder = _Builder(filename, text)
+    too_deep = _check_depth(tree, filename, limits.max_nesting)
+    if too_deep is not None:
+        raise NetdslError([too_deep], {filename: text})
+    builder = _Builder(filename, text, max_depth=limits.max_nesting)
     items = builder.transform(tree)
     if builder.errors:
         raise NetdslError(builder.errors, {filename: text})
     return ast.Module(items=tuple(items), file=filename)
+
+
+def _check_depth(tree: Tree, filename: str | None, limit: int,
+                 line: int = 0, col: int = 0) -> Diagnostic | None:
+    """E0402 where ``tree`` nests deeper than ``limit`` levels, else None.
+
+    Iterative, so a chain of ten thousand operators costs no Python stack.
+
+    >>> _check_depth(_lark().parse("- - - 1", start="expr"), None, 2).code
+    'E0402'
+    """
+    todo = [(tree, 0)]
+    while todo:
+        node, depth = todo.pop()
+        if node.data in _NESTS:
+            depth += 1
+            if depth > limit:
+                row, column = getattr(node.meta, "line", 1), getattr(node.meta, "column", 1)
+                at = (Span(file=filename, line=line, column=col + column - 1) if line else
+                      Span(file=filename, line=row, column=column))
+                return Diagnostic(
+                    "E0402", f"nesting deeper than {limit} levels", at, "too deep here",
+                    "each `{ }`, list, call, operator and `else if` is one level; name a part "
+                    "with `let`, or raise --limit max_nesting=N")
+        todo.extend((child, depth) for child in node.children if isinstance(child, Tree))
+    return None
+
+
+def _shown(value: str, width: int = 40) -> str:
+    """A token as a message quotes it: a 100 kB line is not repeated in full."""
+    return value if len(value) <= width else value[:width] + "…"
 
 
 def _syntax_error(e: UnexpectedInput, text: str, filename: str | None) -> Diagnostic:
@@ -96,7 +146,7 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str | None) -> Diagno
                               help="a `{`, `(` or `[` may be left open above")
         span = Span(file=filename, line=tok.line, column=tok.column, end_line=tok.end_line,
                     end_column=tok.end_column)
-        found = "a line break" if tok.type == "_NL" else f"`{tok.value}`"
+        found = "a line break" if tok.type == "_NL" else f"`{_shown(tok.value)}`"
         return Diagnostic("E0001", f"unexpected {found}", span, f"expected {expected}",
                           help=_syntax_help(tok, e.expected))
     if isinstance(e, UnexpectedEOF):
@@ -107,12 +157,24 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str | None) -> Diagno
     return Diagnostic("E0001", "syntax error", None, str(e))
 
 
+@functools.lru_cache(maxsize=1)
+def _literals() -> dict[str, str]:
+    """Terminal name → its text in backquotes, for the anonymous ones (`__ANON_0` is `==`)."""
+    return {t.name: f"`{t.pattern.value}`" for t in _lark().terminals if t.pattern.type == "str"}
+
+
+# What usually fixes a syntax error comes first in "expected ...": a closing
+# bracket or a separator, rather than an operator that could continue an expression.
+_FIRST = ("RPAR", "RSQB", "RBRACE", "COMMA", "_NL", "SEMICOLON", "COLON", "EQUAL", "NAME",
+          "NUMBER", "STRING", "LBRACE", "LPAR", "LSQB")
+
+
 def _expected_words(expected) -> str:
     words = []
-    for name in sorted(expected):
+    for name in sorted(expected, key=lambda n: (_FIRST.index(n) if n in _FIRST else len(_FIRST), n)):
         if name in ("_NL_CONTINUE", "WS", "COMMENT"):
             continue
-        word = _WORDS.get(name)
+        word = _WORDS.get(name) or _literals().get(name)
         if word is None:
             word = f"`{name.lower()}`" if name.isalpha() and name.isupper() else name
         if word not in words:
@@ -127,10 +189,10 @@ def _expected_words(expected) -> str:
 def _syntax_help(tok: Token, expected) -> str | None:
     if tok.type == "EQUAL" and "LPAR" in expected:
         return "keyword arguments go inside the parentheses: `conv2d(64, 3, stride = 2)`"
-    if tok.type == "NAME" and "_NL" in expected:
-        return "put each statement on its own line, or separate them with `;`"
     if "RPAR" in expected and "COMMA" in expected:
         return "separate arguments with `,` and close the call with `)`"
+    if tok.type == "NAME" and "_NL" in expected:
+        return "put each statement on its own line, or separate them with `;`"
     return None
 
 
@@ -143,13 +205,15 @@ def _tok_span(tok: Token, filename: str | None, line_offset: int = 0, col_offset
 
 
 @v_args(meta=True)
-class _Builder(Transformer):
+class _Builder(Transformer_NonRecursive):
     """Tree → AST nodes. Holds no logic beyond construction."""
 
-    def __init__(self, filename: str | None, text: str, line: int = 0, col: int = 0):
+    def __init__(self, filename: str | None, text: str, line: int = 0, col: int = 0,
+                 max_depth: int = Limits.max_nesting):
         super().__init__()
         self.filename = filename
         self.text = text
+        self.max_depth = max_depth
         self.line = line  # non-zero when parsing a `{hole}` of a string
         self.col = col
         self.errors: list[Diagnostic] = []
@@ -315,6 +379,13 @@ class _Builder(Transformer):
         (tok,) = children
         text = str(tok)
         is_float = any(c in text for c in ".eE")
+        if not is_float and len(text) > 4000:
+            # int() refuses over 4300 digits; shorter ones meet the max_int check later.
+            self.errors.append(Diagnostic("E0215", "integer overflow", self._tspan(tok),
+                                          f"a literal of {len(text)} digits",
+                                          "integers are limited to ±max_int (2**63 - 1 unless "
+                                          "--limit max_int=N says otherwise)"))
+            return ast.Number(value=0, span=self._tspan(tok))
         return ast.Number(value=float(text) if is_float else int(text), span=self._tspan(tok))
 
     def string(self, meta, children):
@@ -336,6 +407,14 @@ class _Builder(Transformer):
     def list(self, meta, children):
         items = tuple(c for c in children if not isinstance(c, Token) and c is not None)
         return ast.List(items=items, span=self._span(meta))
+
+    def slice(self, meta, children):
+        value, _, start, stop, _ = children
+        return ast.Slice(value=value, start=start, stop=stop, span=self._span(meta))
+
+    def listcomp(self, meta, children):
+        _, elt, _, var, _, iterable, _ = children
+        return ast.ListComp(elt=elt, var=str(var), iterable=iterable, span=self._span(meta))
 
     def index(self, meta, children):
         value, _, idx, _ = children
@@ -422,23 +501,31 @@ class _Builder(Transformer):
             self.errors.append(Diagnostic("E0005", "invalid expression in a string template",
                                           span, d.label, help="a `{...}` hole holds one expression"))
             return ast.String(parts=("",), span=span)
-        sub = _Builder(self.filename, text, line=line, col=col)
+        too_deep = _check_depth(tree, self.filename, self.max_depth, line, col)
+        if too_deep is not None:
+            self.errors.append(too_deep)
+            return ast.String(parts=("",), span=too_deep.span)
+        sub = _Builder(self.filename, text, line=line, col=col, max_depth=self.max_depth)
         node = sub.transform(tree)
         self.errors.extend(sub.errors)
         return node
 
 
-def parse_expr(text: str) -> ast.Expr:
+def parse_expr(text: str, limits: Limits | None = None) -> ast.Expr:
     """Parse one expression (used for ``--set NAME=VALUE``).
 
     >>> parse_expr("[3, 4]").items[1].value
     4
     """
+    limits = limits or Limits()
     try:
         tree = _lark().parse(text, start="expr")
     except UnexpectedInput as e:
         raise NetdslError([_syntax_error(e, text, "<--set>")], {"<--set>": text}) from None
-    builder = _Builder("<--set>", text)
+    too_deep = _check_depth(tree, "<--set>", limits.max_nesting)
+    if too_deep is not None:
+        raise NetdslError([too_deep], {"<--set>": text})
+    builder = _Builder("<--set>", text, max_depth=limits.max_nesting)
     node = builder.transform(tree)
     if builder.errors:
         raise NetdslError(builder.errors, {"<--set>": text})

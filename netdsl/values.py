@@ -78,15 +78,21 @@ def type_name(v) -> str:
 
 
 def show(v) -> str:
-    """A value as the spec would write it."""
+    """A value as the spec would write it, shortened to fit in a message.
+
+    >>> show((1, 2.5, "a", True)), show(tuple(range(100)))
+    ('[1, 2.5, "a", true]', '[0, 1, 2, 3, 4, 5, 6, 7, … 92 more]')
+    """
     if isinstance(v, bool):
         return "true" if v else "false"
     if v is None:
         return "none"
     if isinstance(v, str):
-        return f'"{v}"'
+        # A diagnostic quotes a value to show it, not to reproduce a 10,000-character string.
+        return f'"{v}"' if len(v) <= 60 else f'"{v[:60]}…" ({len(v)} characters)'
     if isinstance(v, (tuple, list)):
-        return "[" + ", ".join(show(x) for x in v) + "]"
+        more = f", … {len(v) - 8} more" if len(v) > 8 else ""
+        return "[" + ", ".join(show(x) for x in v[:8]) + more + "]"
     return repr(v)
 
 

@@ -1,0 +1,181 @@
+"""Every diagnostic code: a failing-spec fixture that gives it at the stated
+position, a catalogue entry (netdsl/errors.md, identical to docs/errors.md)
+whose example gives it, and `netdsl explain`."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import netdsl
+from netdsl.catalogue import entries, explain
+
+sys.path.insert(0, str(Path(__file__).parent))
+import errors_doc  # noqa: E402
+
+ROOT = errors_doc.ROOT
+FIXTURES = errors_doc.fixtures()
+
+
+def raised_codes() -> set[str]:
+    """Every code the package can raise: the E0xxx string literals in its source."""
+    codes = set()
+    for path in (ROOT / "netdsl").glob("*.py"):
+        codes.update(re.findall(r"""["'](E0\d{3})["']""", path.read_text()))
+    return codes
+
+
+def test_the_package_raises_codes_from_every_stage():
+    # Guards the scan above: if it found nothing, the tests below would pass vacuously.
+    codes = raised_codes()
+    assert {"E0001", "E0101", "E0201", "E0301", "E0401", "E0408", "E0501"} <= codes
+
+
+@pytest.mark.parametrize("fx", FIXTURES, ids=[fx.name for fx in FIXTURES])
+def test_fixture_gives_its_code_at_its_position(fx):
+    assert fx.name.startswith(fx.code + "_"), "a fixture is named after the code it gives"
+    error = errors_doc.compile_fixture(fx)
+    assert error is not None, f"{fx.name} compiles, but should give {fx.code}"
+    first = error.diagnostics[0]
+    assert first.code == fx.code, error.render()
+    if fx.line is None:
+        assert first.span is None
+    else:
+        assert (first.span.line, first.span.column) == (fx.line, fx.column), error.render()
+    assert "Traceback" not in error.render()
+
+
+@pytest.mark.parametrize("code", sorted(raised_codes()))
+def test_every_code_has_a_fixture_and_a_catalogue_entry(code):
+    assert code in {fx.code for fx in FIXTURES}, f"add tests/fixtures/errors/{code}_....net"
+    assert code in entries(), f"add `## {code}: ...` to netdsl/errors.md"
+    assert f"<!-- example: {code}_" in (ROOT / "netdsl" / "errors.md").read_text()
+
+
+def test_the_catalogue_documents_no_code_the_package_lacks():
+    assert set(entries()) <= raised_codes()
+
+
+def test_docs_errors_md_is_the_package_catalogue():
+    package = (ROOT / "netdsl" / "errors.md").read_text(encoding="utf-8")
+    assert (ROOT / "docs" / "errors.md").read_text(encoding="utf-8") == package
+
+
+def test_the_catalogue_shows_what_netdsl_prints_today():
+    # If this fails after a message changed: run `.venv/bin/python tests/errors_doc.py`.
+    package = (ROOT / "netdsl" / "errors.md").read_text(encoding="utf-8")
+    assert errors_doc.refresh(package) == package
+
+
+def _documented_examples():
+    text = (ROOT / "netdsl" / "errors.md").read_text(encoding="utf-8")
+    found = []
+    for m in re.finditer(r"^## (E\d{4}).*?<!-- example: (\S+) -->\n```netdsl\n(.*?)\n```", text,
+                         re.M | re.S):
+        source = re.sub(rb"\\x([0-9a-f]{2})", lambda b: bytes([int(b.group(1), 16)]),
+                        m.group(3).encode("utf-8"))
+        found.append((m.group(1), m.group(2), source + b"\n"))
+    return found
+
+
+def test_every_entry_has_an_example():
+    assert [code for code, _, _ in _documented_examples()] == sorted(entries())
+
+
+@pytest.mark.parametrize("code, name, source", _documented_examples(),
+                         ids=[c for c, _, _ in _documented_examples()])
+def test_every_documented_example_gives_its_code(code, name, source):
+    # The spec as the catalogue prints it, compiled from that text (not the fixture file),
+    # with the --limit and --set its header names.
+    fx = errors_doc.read_fixture(errors_doc.FIXTURES / name)
+    error = errors_doc.compile_fixture(fx, source)
+    assert error is not None and error.diagnostics[0].code == code
+
+
+def test_explain_returns_the_entry_without_the_generator_markers():
+    text = explain("E0301")
+    assert text.startswith("## E0301: residual add needs equal shapes")
+    assert "error[E0301]: residual add needs equal shapes" in text
+    assert "**Fix:**" in text and "<!--" not in text
+    assert explain(" e0301 ") == text
+    assert explain("E0999") is None and explain("nonsense") is None
+
+
+def test_the_catalogue_is_package_data():
+    # `netdsl explain` must work where netdsl is installed without the repository's docs/.
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    package_data = pyproject.split("[tool.setuptools.package-data]")[1].split("[")[1].split("]")[0]
+    assert '"errors.md"' in package_data
+    assert (Path(netdsl.__file__).parent / "errors.md").is_file()
+
+
+def test_cli_explain_prints_an_entry_and_refuses_an_unknown_code():
+    ok = subprocess.run([sys.executable, "-m", "netdsl", "explain", "E0405"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("## E0405: ")
+    bad = subprocess.run([sys.executable, "-m", "netdsl", "explain", "E0999"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown error code 'E0999'" in bad.stderr
+
+
+def test_catalogue_output_is_what_the_cli_prints():
+    # The catalogue renders outputs through the API; the CLI must print the same.
+    fx = next(f for f in FIXTURES if f.limits)
+    r = subprocess.run([sys.executable, "-m", "netdsl", *fx.command().split()[1:]], cwd=errors_doc.FIXTURES,
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert f"$ {fx.command()}\n{r.stderr}" in explain(fx.code)
+
+
+# ---------------------------------------------------------------- several errors at once
+
+
+def test_independent_errors_are_reported_together_in_order():
+    spec = """network n(width = 16) {
+    input [3, 32, 32]
+    conv2d(widht, 3)
+    conv2d(16, 3, strides = 2)
+    conv3d(8, 3)
+    let x = 1 // 0
+    relu
+}
+"""
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(spec)
+    got = [(d.code, d.span.line) for d in e.value.diagnostics]
+    assert got == [("E0101", 3), ("E0202", 4), ("E0102", 5), ("E0211", 6)]
+    assert "error: could not compile the spec (4 errors)" in str(e.value)
+
+
+def test_errors_in_several_blocks_and_the_network_are_reported_together():
+    spec = """block a(c) {
+    conv2d(c, 3, padding = -1)
+}
+block b(c) {
+    conv2d(c, 99)
+}
+network n() {
+    input [3, 8, 8]
+    concat {
+        a(4)
+        b(4)
+    }
+}
+"""
+    # Branches of a concat see the same input, so an error in one leaves the other checkable.
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(spec)
+    assert e.value.codes == ["E0204", "E0304"]
+    # Each error inside a block says where the block was used.
+    assert e.value.diagnostics[0].notes == ("in block `a` used at <spec>:10:9",)
+    assert e.value.diagnostics[1].notes == ("in block `b` used at <spec>:11:9",)
+
+
+def test_one_mistake_is_reported_once():
+    # A bad parameter used three times is one error, not three.
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile("network n(w = 1 / 0) { input [3, 8, 8]\n conv2d(w, 1)\n conv2d(w, 1)\n"
+                       " conv2d(w, 1) }")
+    assert e.value.codes == ["E0211"]

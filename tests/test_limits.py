@@ -1,0 +1,232 @@
+"""Safety limits (netdsl/limits.py): each one refuses a spec with its own
+diagnostic, can be changed from the API and the CLI, and a hostile spec ends in
+a diagnostic, never a RecursionError, a hang or an allocation."""
+
+import subprocess
+import sys
+
+import pytest
+
+import netdsl
+from netdsl import Limits
+
+H = "network n() {\n input [3, 8, 8]\n"
+
+
+def codes(spec, **kw):
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(spec, **kw)
+    assert "Traceback" not in str(e.value)
+    return e.value.codes
+
+
+# Each limit: a spec within the default that a lowered limit refuses.
+LOWERED = [
+    ("max_file_bytes", 20, H + " relu }", "E0401"),
+    ("max_nesting", 3, H + " { { { relu } } } }", "E0402"),
+    ("max_repeat", 3, H + " relu * 4 }", "E0403"),
+    ("max_nodes", 10, H + " for i in range(4) { relu * 3 } }", "E0404"),
+    ("max_block_depth", 2, "block a() { b }\nblock b() { c }\nblock c() { relu }\n" + H + " a }",
+     "E0405"),
+    ("max_dim", 100, H + " conv2d(101, 1) }", "E0407"),
+    ("max_params", 100, H + " conv2d(16, 3) }", "E0408"),
+    ("max_int", 1000, H + " let x = 999 + 2\n relu }", "E0215"),
+]
+
+
+@pytest.mark.parametrize("name, value, spec, code", LOWERED, ids=[x[0] for x in LOWERED])
+def test_each_limit_is_enforced_and_set_from_the_api(name, value, spec, code):
+    netdsl.compile(spec)  # fine under the defaults
+    assert codes(spec, limits=Limits().replace(**{name: value}))[0] == code
+
+
+def test_import_depth_limit(tmp_path):
+    (tmp_path / "a.net").write_text('import "b.net"\n' + H + " relu }")
+    (tmp_path / "b.net").write_text('import "c.net"\n')
+    (tmp_path / "c.net").write_text("block c() { relu }\n")
+    netdsl.compile(tmp_path / "a.net")
+    assert codes(tmp_path / "a.net", limits=Limits(max_import_depth=2)) == ["E0406"]
+
+
+def test_limits_are_set_from_the_cli(tmp_path):
+    spec = tmp_path / "n.net"
+    spec.write_text(H + " conv2d(16, 3) }")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "netdsl", "check", str(spec), *a],  # noqa: E731
+                                    capture_output=True, text=True)
+    assert run().returncode == 0
+    r = run("--limit", "max_params=100")
+    assert r.returncode == 1 and "error[E0408]" in r.stderr and "over the limit of 100" in r.stderr
+    assert run("--limit", "max_params=1e3").returncode == 0  # 448 parameters
+    for bad in ("max_params=lots", "max_params=1e400", "max_params=-1", "no_such_limit=3"):
+        r = run("--limit", bad)
+        assert r.returncode == 2 and r.stderr.startswith("netdsl: error: --limit"), bad
+        assert "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------- parameters (E0408)
+
+
+def test_a_trillion_parameters_are_refused_before_anything_is_built(monkeypatch):
+    import netdsl.lower
+
+    def never(*a, **kw):
+        raise AssertionError("lowering must not start")
+
+    monkeypatch.setattr(netdsl.lower, "lower", never)
+    spec = "network huge() {\n input [1000000]\n fc: linear(1000000)\n}"
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.build(spec)
+    d = e.value.diagnostics[0]
+    assert d.code == "E0408"
+    assert d.message == "the network has 1,000,001,000,000 parameters, over the limit of 2,000,000,000"
+    assert (d.span.line, d.span.column) == (3, 6) and "`fc`" in d.label
+
+
+def test_the_parameter_limit_points_at_the_largest_layer_inside_blocks():
+    spec = "block b(c) { conv2d(c, 3)\n wide: conv2d(c * 64, 3) }\n" + H + " b(64) }"
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(spec, limits=Limits(max_params=10_000))
+    d = e.value.diagnostics[0]
+    assert d.code == "E0408" and d.span.line == 2 and "`wide`" in d.label
+
+
+# ---------------------------------------------------------------- recursion and depth
+
+
+def test_a_block_that_uses_itself_is_E0405():
+    assert codes("block b() { b }\n" + H + " b }") == ["E0405"]
+
+
+def test_recursion_through_two_blocks_is_E0405():
+    assert codes("block a(c) { conv2d(c, 1)\n b(c) }\nblock b(c) { a(c) }\n" + H + " a(4) }")[0] == "E0405"
+
+
+def test_recursion_that_nests_bodies_ends_in_E0405_not_a_recursion_error():
+    # Each level of this recursion costs many Python frames: the stack runs out before
+    # max_block_depth, and that is reported as the recursion it is.
+    body = "residual { " * 20 + "if n > 0 { b(n - 1) }\n relu " + "}" * 20
+    assert codes(f"block b(n) {{ {body} }}\n" + H + " b(1000) }") == ["E0405"]
+
+
+def test_deep_nesting_without_recursion_ends_in_E0402():
+    deep = "block b0() { relu }\n" + "".join(
+        f"block b{i}() {{ {'{ ' * 90}b{i - 1}{' }' * 90} }}\n" for i in range(1, 20))
+    assert codes(deep + H + " b19 }") == ["E0402"]
+
+
+@pytest.mark.parametrize("expr", [
+    "(" * 150 + "1" + ")" * 150,
+    "-" * 5000 + "1",
+    "1" + " + 1" * 5000,
+    "2" + " ** 2" * 3000,
+    "not " * 3000 + "true",
+    "1 if true else " * 2000 + "1",
+], ids=["parens", "minus", "sum", "power", "not", "ifexp"])
+def test_deep_expressions_are_E0402(expr):
+    assert codes(H + f" let x = {expr}\n relu }}") == ["E0402"]
+
+
+def test_a_long_else_if_chain_is_E0402():
+    chain = " if false { relu }" + " else if false { relu }" * 3000
+    assert codes(H + chain + "\n relu }") == ["E0402"]
+
+
+def test_lists_nested_line_by_line_are_E0402():
+    lets = "let a0 = [1]\n" + "".join(f"let a{i} = [a{i - 1}]\n" for i in range(1, 150))
+    assert codes(lets + H + " relu }") == ["E0402"]
+
+
+def test_deep_nesting_in_a_string_template_is_E0402():
+    assert codes(H + ' "a{' + "-" * 500 + '1}": relu }') == ["E0402"]
+
+
+# ---------------------------------------------------------------- sizes
+
+
+def test_huge_repetition_is_E0403():
+    assert codes(H + " relu * 100000000 }") == ["E0403"]
+
+
+@pytest.mark.parametrize("expr", ["range(10 ** 18)", "range(-9223372036854775807, 9223372036854775807)"])
+def test_huge_ranges_are_E0403(expr):
+    assert codes(f"let r = {expr}\n" + H + " relu }") == ["E0403"]
+
+
+@pytest.mark.parametrize("start", ["[1, 2, 3, 4]", '"abcd"'])
+def test_doubling_a_list_or_string_is_E0403_not_a_memory_error(start):
+    lets = f"let a0 = {start}\n" + "".join(f"let a{i} = a{i - 1} + a{i - 1}\n" for i in range(1, 60))
+    assert codes(lets + H + " relu }") == ["E0403"]
+
+
+def test_doubling_a_string_through_a_template_is_E0403():
+    lets = 'let a0 = "abcd"\n' + "".join(f'let a{i} = "{{a{i - 1}}}{{a{i - 1}}}"\n' for i in range(1, 60))
+    assert codes(lets + H + " relu }") == ["E0403"]
+
+
+def test_nested_loops_that_make_no_layers_still_end():
+    # 10^8 iterations of nothing: each loop is within max_repeat, their product is not.
+    spec = H + " for i in range(10000) { for j in range(10000) { let x = i } } }"
+    assert codes(spec) == ["E0404"]
+    assert codes(H + " { { } * 10000 } * 10000 }") == ["E0404"]
+
+
+def test_nested_repetition_of_layers_is_E0404():
+    assert codes(H + " { relu * 100 } * 100 }", limits=Limits(max_nodes=5_000)) == ["E0404"]
+
+
+@pytest.mark.parametrize("work", [
+    "let s = sum(big)", "let t = big == copy", "let u = 5 in big", "let r = range(10000)",
+    "for x in big { }", 'let s = "{text}{text}"', "let m = max(big)", "let l = [big, big]",
+])
+def test_work_on_big_lists_in_loops_is_counted(work):
+    # Each of these is one statement per iteration but walks 10,000 items: 10^4 iterations
+    # of it would be 10^8 operations, so the items count as steps.
+    lets = 'let big = range(10000)\nlet copy = big + []\nlet text = "' + "a" * 4000 + '"\n'
+    spec = lets + H + f" for i in range(10000) {{ {work} }}\n relu }}"
+    assert codes(spec) == ["E0404"]
+
+
+def test_sharing_cannot_hide_the_size_of_a_list():
+    # a9 is [a8, a8], a8 is [a7, a7], ...: ten lines, 2^10 copies of `big` to compare.
+    lets = "let big = range(1000)\nlet a0 = [big]\nlet b0 = [big + []]\n" + "".join(
+        f"let a{i} = [a{i - 1}, a{i - 1}]\nlet b{i} = [b{i - 1}, b{i - 1}]\n" for i in range(1, 12))
+    assert codes(lets + H + " assert a11 == b11\n relu }") == ["E0404"]
+
+
+def _tower(levels):
+    # Each level is a block instance holding a labelled group: two modules deep.
+    return ("block b(n) {\n a: { if n > 0 { b(n - 1) } }\n relu\n}\n"
+            f"network n() {{\n input [3, 8, 8]\n b({levels})\n}}")
+
+
+def test_modules_nested_by_recursion_are_E0402():
+    assert codes(_tower(55)) == ["E0402"]
+
+
+def test_modules_nested_to_the_limit_build_run_and_print():
+    import torch
+
+    from netdsl.ir import Network
+
+    net = netdsl.compile(_tower(48))  # 98 modules deep
+    assert Network.model_validate_json(net.model_dump_json()) == net
+    model = netdsl.build(_tower(48))
+    assert model(torch.zeros(1, 3, 8, 8)).shape == (1, 3, 8, 8)
+
+
+@pytest.mark.parametrize("expr", [
+    "[[x for x in big] for y in big]",
+    "[sum(big) for y in big]",
+])
+def test_nested_comprehensions_are_counted(expr):
+    assert codes(f"let big = range(10000)\nlet m = {expr}\n" + H + " relu }") == ["E0404"]
+
+
+def test_comprehensions_cannot_nest_lists_without_bound():
+    lets = "let a0 = [1]\n" + "".join(f"let a{i} = [a{i - 1} for x in [1]]\n" for i in range(1, 150))
+    assert codes(lets + H + " relu }") == ["E0402"]
+
+
+def test_slices_in_a_loop_are_counted():
+    spec = "let big = range(10000)\n" + H + " for i in range(10000) { let s = big[1:] }\n relu }"
+    assert codes(spec) == ["E0404"]

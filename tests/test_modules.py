@@ -1,0 +1,72 @@
+"""Runtime pieces of a built model: an input the spec does not accept raises
+InputShapeError naming the network, the expected and the given shape."""
+
+import pytest
+import torch
+
+import netdsl
+from netdsl.modules import InputShapeError
+
+CNN = "network small_cnn() {\n input [3, 16, 16]\n conv2d(8, 3)\n relu\n flatten\n linear(10)\n}"
+MLP = "network mlp() {\n input [20]\n linear(5)\n}"
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return netdsl.build(CNN).eval()
+
+
+def test_a_fitting_input_runs(cnn):
+    assert cnn(torch.zeros(2, 3, 16, 16)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("shape, says", [
+    ((2, 4, 16, 16), "(batch first, 3 channels), got [2, 4, 16, 16]"),       # wrong channels
+    ((2, 1, 16, 16), "(batch first, 3 channels), got [2, 1, 16, 16]"),
+    ((3, 16, 16), "(batch first, 3 channels), got [3, 16, 16]"),             # no batch dimension
+    ((2, 3, 16), "(batch first, 3 channels), got [2, 3, 16]"),               # rank 3
+    ((2, 3, 16, 16, 1), "(batch first, 3 channels), got [2, 3, 16, 16, 1]"),  # rank 5
+    ((2, 3, 20, 20), "got [2, 3, 20, 20]: its layers were sized for the spec's `input [3, 16, 16]`"),
+])
+def test_a_wrong_input_names_network_expected_and_given_shape(cnn, shape, says):
+    with pytest.raises(InputShapeError) as e:
+        cnn(torch.zeros(*shape))
+    message = str(e.value)
+    assert message.startswith("network `small_cnn` expects input [N, 3, 16, 16]")
+    assert says in message
+    # The torch error that revealed it stays attached for whoever wants the detail.
+    assert isinstance(e.value.__cause__, (RuntimeError, TypeError))
+
+
+def test_input_shape_error_is_a_value_error(cnn):
+    with pytest.raises(ValueError):
+        cnn(torch.zeros(1, 5, 16, 16))
+
+
+def test_not_a_tensor(cnn):
+    with pytest.raises(InputShapeError, match="network `small_cnn` takes a tensor, got list"):
+        cnn([[1.0, 2.0]])
+
+
+def test_a_flat_network_speaks_of_features():
+    model = netdsl.build(MLP)
+    assert model(torch.zeros(4, 20)).shape == (4, 5)
+    with pytest.raises(InputShapeError, match=r"expects input \[N, 20\] \(batch first, 20 features\), "
+                                              r"got \[4, 21\]"):
+        model(torch.zeros(4, 21))
+
+
+def test_an_error_that_is_not_about_the_shape_passes_through(cnn):
+    # Right shape, wrong dtype: torch's own error is the clearest one.
+    with pytest.raises(RuntimeError) as e:
+        cnn(torch.zeros(2, 3, 16, 16, dtype=torch.int64))
+    assert not isinstance(e.value, InputShapeError)
+
+
+def test_side_outputs_in_training_check_the_input_too():
+    spec = ("network aux_net() {\n input [3, 16, 16]\n conv2d(8, 3)\n side aux { flatten\n linear(2) }\n"
+            " flatten\n linear(10)\n}")
+    model = netdsl.build(spec).train()
+    assert model(torch.zeros(2, 3, 16, 16)).aux.shape == (2, 2)
+    with pytest.raises(InputShapeError, match="network `aux_net` expects input"):
+        model(torch.zeros(2, 2, 16, 16))
