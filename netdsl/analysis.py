@@ -149,6 +149,10 @@ def analyse(net: ir.Network) -> Analysis:
         return total_p, total_m
 
     params, macs = walk(net.body, "", 0)
+    # A side head runs in training only: its rows keep their cost, but the total is
+    # for eval mode, where fvcore never sees it (Inception v3's AuxLogits).
+    macs -= sum(layer_macs(layer) for node in net.body if isinstance(node, ir.Side)
+                for layer in _layers(node.body))
     return Analysis(net.name, tuple(net.input_shape), tuple(net.out_shape), params, macs, rows)
 
 

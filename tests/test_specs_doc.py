@@ -1,0 +1,32 @@
+"""docs/specs.md states each shipped spec's figures; they must be netdsl's."""
+
+import re
+from pathlib import Path
+
+import netdsl
+from netdsl.analysis import analyse
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = (ROOT / "docs" / "specs.md").read_text()
+
+
+def test_every_shipped_network_file_is_listed_with_its_figures():
+    rows = re.findall(r"^\| \[`(\w+\.net)`\]\(\.\./specs/\1\) \| ([\d×]+) \| ([\d,]+) \| ([\d,]+) \| (\d+) \|",
+                      DOC, flags=re.M)
+    assert len(rows) == 9
+    for name, shape, params, macs, keys in rows:
+        path = ROOT / "specs" / name
+        a = analyse(netdsl.compile(str(path)))
+        assert "×".join(map(str, a.input)) == shape, name
+        assert a.params == int(params.replace(",", "")), name
+        assert a.macs == int(macs.replace(",", "")), name
+        assert len(netdsl.build(str(path), device="meta").state_dict()) == int(keys), name
+
+
+def test_family_rows_are_what_the_family_spec_gives():
+    rows = re.findall(r"^\| `(\w+\.net)` \| `([^`]*)` \| [\d×]+ \| ([\d,]+) \| ([\d,]+) \|", DOC, flags=re.M)
+    assert len(rows) == 18
+    for name, settings, params, macs in rows:
+        overrides = dict(kv.split(" = ") for kv in re.split(r", (?=\w+ =)", settings))
+        a = analyse(netdsl.compile(str(ROOT / "specs" / name), **overrides))
+        assert (a.params, a.macs) == (int(params.replace(",", "")), int(macs.replace(",", ""))), settings
