@@ -94,6 +94,51 @@ def init_parameter(tensor: torch.Tensor, scheme: ir.InitScheme) -> None:
             raise AssertionError(fn)
 
 
+def _default_init(m: nn.Module, pname: str, tensor: torch.Tensor) -> bool:
+    """The module's own initialisation of one parameter, as its ``reset_parameters``
+    does it; False for a module kind whose defaults are not known per parameter."""
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if pname == "weight":
+            nn.init.kaiming_uniform_(tensor, a=math.sqrt(5))
+        else:
+            # The bound depends on the weight's shape only, not on its values.
+            fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            nn.init.uniform_(tensor, -bound, bound)
+        return True
+    if isinstance(m, nn.modules.batchnorm._NormBase):
+        (nn.init.ones_ if pname == "weight" else nn.init.zeros_)(tensor)
+        return True
+    return False
+
+
+def initialise(m: nn.Module, declared: dict[str, ir.InitScheme]) -> None:
+    """Initialise the parameters and buffers of one freshly allocated leaf module,
+    each exactly once: a declared scheme where the spec gives one, else the
+    module's own default (``reset_parameters``); batch-norm running statistics
+    are reset.
+
+    >>> lin = torch.nn.Linear(4, 2, device="meta").to_empty(device="cpu")
+    >>> initialise(lin, {"bias": ir.InitScheme(fn="zeros")})
+    >>> lin.bias.tolist()
+    [0.0, 0.0]
+    """
+    own = dict(m.named_parameters(recurse=False))
+    with torch.no_grad():
+        if not any(p in declared for p in own):
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()  # batch norm: running statistics included
+            return
+        undeclared = [p for p in own if p not in declared]
+        if any(not _default_init(m, p, own[p]) for p in undeclared):
+            m.reset_parameters()  # unknown kind: its defaults first, declared schemes on top
+        for pname, scheme in declared.items():
+            if pname in own:
+                init_parameter(own[pname], scheme)
+        if isinstance(m, nn.modules.batchnorm._NormBase):
+            m.reset_running_stats()
+
+
 def _fresh(nodes) -> bool:
     """Whether a sequence's output is a tensor it allocated (not its input or a view)."""
     for node in reversed(nodes):
@@ -115,19 +160,21 @@ def _pure(nodes) -> bool:
 
 class _Lowering:
     def __init__(self, device):
-        self.device = device
+        self.device = torch.device(device) if device is not None else torch.get_default_device()
         self.classes: dict[tuple[str, bool], type] = {}
-        self.init = device is None or torch.device(device).type != "meta"
+        self.init = self.device.type != "meta"
+        # Leaves that own parameters or buffers, with their IR node, in module order:
+        # lower() materialises them on the target device and initialises each once.
+        self.stateful: list[tuple[nn.Module, ir.Layer]] = []
 
     def module(self, node) -> nn.Module:
         if isinstance(node, ir.Scope):
             return self.scope(node)
-        m = _leaf(node, self.device)
-        if self.init and node.init:
-            for pname, scheme in node.init.items():
-                t = getattr(m, pname, None)
-                if isinstance(t, torch.Tensor):
-                    init_parameter(t, scheme)
+        # Made on meta: a constructor on a real device would run the module's own
+        # initialisation, which a declared `init` then overwrites (twice the work).
+        m = _leaf(node, "meta")
+        if next(m.parameters(), None) is not None or next(m.buffers(), None) is not None:
+            self.stateful.append((m, node))
         return m
 
     def block_class(self, node: ir.Scope, pure: bool) -> type:
@@ -187,6 +234,9 @@ def _set_plan(module: nn.Module, plan) -> None:
 def lower(net: ir.Network, device=None) -> nn.Module:
     """Build the module of a checked network, its parameters made on ``device``.
 
+    Modules are made on the meta device, then their storage is allocated once on
+    ``device`` (default: torch's default device) and each parameter initialised
+    once there, by its declared ``init`` scheme or the module's own default.
     ``device="meta"`` allocates no memory and skips initialisation.
 
     >>> import netdsl
@@ -206,7 +256,12 @@ def lower(net: ir.Network, device=None) -> nn.Module:
     if net.outputs:
         root._sides = True
         root._outputs = outputs_type(net.cls, net.outputs)
+    if low.init:
+        # Storage is allocated once, on the target device; nothing is made on the CPU first.
+        root.to_empty(device=low.device)
+        for m, node in low.stateful:
+            initialise(m, node.init)
     return root
 
 
-__all__ = ["lower", "init_parameter", "math"]
+__all__ = ["lower", "init_parameter", "initialise", "math"]

@@ -1,0 +1,144 @@
+"""Lowering allocates parameter storage once, on the target device, and
+initialises every parameter exactly once there; on the meta device it
+allocates nothing at all."""
+
+import math
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import netdsl
+from netdsl.cli import main
+from netdsl.lower import lower
+
+# The first op of every torch.nn.init scheme writes the whole tensor with one of these
+# (trunc_normal_ follows its uniform_ with in-place transforms of the same values).
+_INIT_OPS = {"aten.uniform_.default", "aten.normal_.default", "aten.fill_.Scalar",
+             "aten.zero_.default"}
+_ALLOC_OPS = {"aten.empty.memory_format", "aten.empty_strided.default", "aten.empty_like.default",
+              "aten.zeros.default", "aten.ones.default", "aten.full.default", "aten.lift_fresh.default",
+              "aten.scalar_tensor.default"}
+
+
+class _Ops(TorchDispatchMode):
+    """Every aten op run while active: its name, first argument and outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        outs = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+        self.ops.append((str(func), args[0] if args else None, outs))
+        return out
+
+
+def _storage(t):
+    return t.untyped_storage().data_ptr()
+
+
+def _state(model):
+    return dict(model.named_parameters()) | dict(model.named_buffers())
+
+
+SPECS = ["lenet5", "alexnet", "vgg16", "resnet50"]
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_meta_build_allocates_no_storage(spec_path, name):
+    net = netdsl.compile(spec_path(name))
+    with _Ops() as rec:
+        model = lower(net, device="meta")
+    made = {t.device.type for _, _, outs in rec.ops for t in outs}
+    assert made <= {"meta"}
+    assert all(t.device.type == "meta" for t in _state(model).values())
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_cli_build_on_meta_allocates_no_storage(spec_path, capsys):
+    with _Ops() as rec:
+        assert main(["build", spec_path("vgg16"), "--device", "meta"]) == 0
+    assert {t.device.type for _, _, outs in rec.ops for t in outs} <= {"meta"}
+    assert "params:       138,357,544" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_cpu_build_allocates_and_initialises_each_tensor_once(spec_path, name):
+    net = netdsl.compile(spec_path(name))
+    with _Ops() as rec:
+        model = lower(net, device="cpu")
+    state = _state(model)
+    owner = {_storage(t): k for k, t in state.items()}
+    # Every byte the build allocated on the CPU is a parameter or buffer of the model.
+    allocated = [t for op, _, outs in rec.ops if op in _ALLOC_OPS for t in outs
+                 if t.device.type == "cpu"]
+    assert sorted(_storage(t) for t in allocated if t.numel()) == sorted(
+        _storage(t) for t in state.values() if t.numel())
+    # ... and every parameter was written by exactly one initialisation.
+    inits = {}
+    for op, target, _ in rec.ops:
+        if op in _INIT_OPS and isinstance(target, torch.Tensor) and _storage(target) in owner:
+            k = owner[_storage(target)]
+            inits[k] = inits.get(k, 0) + 1
+    params = [k for k, _ in model.named_parameters()]
+    assert {k: inits.get(k, 0) for k in params} == {k: 1 for k in params}
+
+
+def test_batch_norm_buffers_start_at_their_defaults(spec_path):
+    model = netdsl.build(spec_path("resnet50"))
+    bn = model.layer1[0].bn1
+    assert torch.equal(bn.running_mean, torch.zeros(64))
+    assert torch.equal(bn.running_var, torch.ones(64))
+    assert bn.num_batches_tracked.item() == 0
+    assert torch.equal(bn.weight, torch.ones(64)) and torch.equal(bn.bias, torch.zeros(64))
+
+
+def test_undeclared_parameters_get_the_modules_own_default_draws():
+    # Declared: only the linear's bias. The weight must be drawn as nn.Linear draws it.
+    src = """network n() {
+        input [3, 4, 4]
+        init linear.bias = zeros
+        flatten
+        fc: linear(10)
+    }"""
+    torch.manual_seed(0)
+    ours = netdsl.build(src)
+    torch.manual_seed(0)
+    ref = nn.Linear(48, 10)
+    assert torch.equal(ours.fc.weight, ref.weight)
+    assert torch.equal(ours.fc.bias, torch.zeros(10))
+
+
+def test_undeclared_bias_uses_the_fan_in_bound():
+    src = """network n() {
+        input [16, 8, 8]
+        init conv2d.weight = zeros
+        c: conv2d(8, 3)
+    }"""
+    torch.manual_seed(0)
+    m = netdsl.build(src)
+    bound = 1 / math.sqrt(16 * 3 * 3)
+    assert torch.equal(m.c.weight, torch.zeros(8, 16, 3, 3))
+    assert m.c.bias.abs().max().item() <= bound and m.c.bias.abs().max().item() > bound / 4
+
+
+def test_without_init_statements_the_draws_are_torchvisions(spec_path):
+    # AlexNet declares no init: its modules draw their defaults in module order, as
+    # torchvision's constructor does, so one seed gives the same weights.
+    torch.manual_seed(0)
+    ref = torchvision.models.alexnet()
+    torch.manual_seed(0)
+    ours = netdsl.build(spec_path("alexnet"))
+    theirs = ref.state_dict()
+    assert all(torch.equal(t, theirs[k]) for k, t in ours.state_dict().items())
+
+
+def test_build_follows_the_default_device():
+    net = netdsl.compile("network n() { input [3, 8, 8]\n c: conv2d(4, 3)\n bn: batchnorm2d }")
+    with torch.device("meta"):
+        model = lower(net)
+    assert {t.device.type for t in _state(model).values()} == {"meta"}
