@@ -6,8 +6,8 @@ the network's ``input``, and reports every user mistake as a diagnostic. It is
 one pass because the language needs shapes while expanding (a block may test
 ``in_channels``); it never mutates the AST.
 
-Flows say how consecutive items are wired: in sequence, as parallel branches,
-or densely connected.
+How consecutive items are wired and named lives in ``flows.py``; the
+combinators' checks in ``combinators.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from pydantic import ValidationError
 
 from . import ast, ir, shapes
 from .diagnostics import Diagnostic, NetdslError, closest
-from .evaluate import Env, EvalError, Evaluator, err
+from .combinators import CombinatorChecks
+from .evaluate import Env, EvalError, Evaluator
+from .flows import NameScope, SeqFlow
 from .layers import LAYERS, PARAMETERS, REQUIRED, ArgTypeError
 from .limits import Limits
 from .loader import Program
@@ -57,114 +59,10 @@ def camel(name: str) -> str:
     return "".join(p[:1].upper() + p[1:] for p in name.split("_") if p) or name
 
 
-# ---------------------------------------------------------------- flows
-
-
-class SeqFlow:
-    """Items in sequence: each one's input is the previous one's output."""
-
-    def __init__(self, shape, shared: bool, network: bool = False):
-        self.shape = shape
-        self.shared = shared
-        self.nodes: list = []
-        self.network = network
-        self.has_input = not network
-        self.missing_reported = False
-
-    def next_input(self, checker: "Checker", span: Span | None):
-        if not self.has_input and not self.missing_reported:
-            self.missing_reported = True
-            checker.report(Diagnostic("E0308", "no input shape declared before the first layer",
-                                      span, "this layer has no input",
-                                      "start the network with `input [C, H, W]`, e.g. `input [3, 224, 224]`"))
-        return self.shape, self.shared
-
-    def accept(self, nodes, shape, shared, span) -> None:
-        self.nodes.extend(nodes)
-        self.shape = shape
-        self.shared = shared
-
-
-class ConcatFlow:
-    """Parallel branches: every item sees the same input."""
-
-    def __init__(self, shape):
-        self.input = shape
-        self.branches: list[tuple[list, object, Span | None]] = []
-
-    def next_input(self, checker, span):
-        return self.input, True
-
-    def accept(self, nodes, shape, shared, span) -> None:
-        self.branches.append((nodes, shape, span))
-
-
-class DenseFlow:
-    """Dense connectivity: item k sees the concatenation of the input and all earlier outputs."""
-
-    def __init__(self, shape):
-        self.input = shape
-        self.channels = shape[0] if shape else None
-        self.layers: list[list] = []
-        self.ok = shape is not None
-        self.checker: Checker | None = None
-
-    def next_input(self, checker, span):
-        if not self.ok:
-            return None, False
-        return (self.channels,) + tuple(self.input[1:]), False
-
-    def accept(self, nodes, shape, shared, span) -> None:
-        self.layers.append(nodes)
-        if not self.ok or shape is None:
-            self.ok = False
-            return
-        if len(shape) != 3 or shape[1:] != self.input[1:]:
-            self.ok = False
-            self.checker.report(Diagnostic(
-                "E0302", "a dense layer must keep the spatial size",
-                span, f"it gives {shapes.fmt(shape)} from an input of {shapes.fmt(self.input[1:])} size",
-                "dense connectivity concatenates along channels; use stride 1 and 'same' padding"))
-            return
-        self.channels += shape[0]
-
-
-# ---------------------------------------------------------------- scopes
-
-
-class NameScope:
-    """Names the modules of one scope (network, block instance, labelled group)."""
-
-    def __init__(self, parent: "NameScope | None"):
-        self.parent = parent
-        self.used: dict[str, Span | None] = {}
-        self.count = 0
-        self.init: list[tuple[str, str, ir.InitScheme, Span | None]] = []
-        self.matched: set[int] = set()
-
-    def name(self, checker: "Checker", label: str | None, span: Span | None) -> str:
-        position = self.count
-        self.count += 1
-        if label is None:
-            name = str(position)
-            while name in self.used:
-                name += "_"
-        else:
-            name = label
-            if label in self.used:
-                first = self.used[label]
-                checker.report(Diagnostic(
-                    "E0108", f"duplicate label `{label}` in one scope", span, "used again here",
-                    f"the first `{label}` is at {first.where() if first else 'an earlier line'}; "
-                    "labels name modules and must be unique in their block, network or group"))
-        self.used[name] = span
-        return name
-
-
 # ---------------------------------------------------------------- checker
 
 
-class Checker:
+class Checker(CombinatorChecks):
     def __init__(self, program: Program, limits: Limits | None = None):
         self.program = program
         self.limits = limits or Limits()
@@ -865,135 +763,6 @@ class Checker:
             return [], None, False
         return self._scope_node(name, camel(defn.name), defn.name, sub, shape, use.span), \
             sub.shape, sub.shared
-
-    # -- combinators
-    def _cond(self, expr, env) -> bool | None:
-        if expr is None:
-            return True
-        v = self.typed(expr, env, "bool", "a condition")
-        return None if v is POISON else v
-
-    def residual(self, st: ast.Residual, env: Env, shape, shared, scope):
-        on = self._cond(st.cond, env)
-        if on is None:
-            return [], None, False
-        body = SeqFlow(shape, True if on else shared)
-        self.run(st.body, Env({}, env), body, scope)
-        if not on:
-            return body.nodes, body.shape, body.shared
-        sc_nodes, sc_shape = None, shape
-        if st.shortcut is not None:
-            use = self._cond(st.shortcut.cond, env)
-            if use is None:
-                return [], None, False
-            if use:
-                sub = SeqFlow(shape, True)
-                if st.shortcut.label:
-                    name = scope.name(self, st.shortcut.label, st.shortcut.span)
-                    inner = NameScope(scope)
-                    self.run(st.shortcut.body, Env({}, env), sub, inner)
-                    self.close(inner)
-                    sc_nodes = self._scope_node(name, None, None, sub, shape, st.shortcut.span)
-                else:
-                    self.run(st.shortcut.body, Env({}, env), sub, scope)
-                    sc_nodes = sub.nodes
-                sc_shape = sub.shape
-        if shape is None or body.shape is None or sc_shape is None:
-            return [], None, False
-        if body.shape != sc_shape:
-            what = "the shortcut gives" if sc_nodes is not None else "the input is"
-            help = None
-            if sc_nodes is None and body.shape[0] != shape[0]:
-                help = (f"add a shortcut that projects {shape[0]} → {body.shape[0]} channels, e.g. "
-                        f"`shortcut {{ conv2d({body.shape[0]}, 1"
-                        + (f", stride = {shape[1] // body.shape[1]}" if len(shape) == 3 and len(body.shape) == 3
-                           and body.shape[1] and shape[1] != body.shape[1] else "") + ", bias = false) }`")
-            elif sc_nodes is None:
-                help = "the body changes the spatial size; add a shortcut with the same stride"
-            self.report(Diagnostic("E0301", "residual add needs equal shapes", st.span,
-                                   f"body gives {shapes.fmt(body.shape)}, {what} {shapes.fmt(sc_shape)}",
-                                   help))
-            return [], None, False
-        node = ir.Residual(body=tuple(body.nodes), shortcut=None if sc_nodes is None else tuple(sc_nodes),
-                           in_shape=shape, out_shape=body.shape, span=st.span)
-        return [node], body.shape, False
-
-    def concat(self, st: ast.Concat, env: Env, shape, scope):
-        flow = ConcatFlow(shape)
-        self.run(st.body, Env({}, env), flow, scope)
-        if not flow.branches:
-            self.report(Diagnostic("E0302", "`concat` has no branches", st.span, "empty",
-                                   "list one branch per line inside the braces"))
-            return [], None, False
-        if shape is None or any(s is None for _, s, _ in flow.branches):
-            return [], None, False
-        first = flow.branches[0][1]
-        for nodes, s, span in flow.branches:
-            if len(s) != 3 or s[1:] != first[1:]:
-                listing = ", ".join(shapes.fmt(b[1]) for b in flow.branches)
-                self.report(Diagnostic(
-                    "E0302", "concatenated branches must have the same spatial size", span or st.span,
-                    f"this branch gives {shapes.fmt(s)}, the first gives {shapes.fmt(first)}",
-                    f"branch outputs are {listing}; give every branch the same strides and padding"))
-                return [], None, False
-        out = (sum(s[0] for _, s, _ in flow.branches),) + tuple(first[1:])
-        node = ir.Concat(branches=tuple(tuple(n) for n, _, _ in flow.branches), in_shape=shape,
-                         out_shape=out, span=st.span)
-        return [node], out, False
-
-    def dense(self, st: ast.Dense, env: Env, shape, scope):
-        if shape is not None and len(shape) != 3:
-            self.report(Diagnostic("E0306", "`dense` needs a [C, H, W] input", st.span,
-                                   f"the input here is {shapes.fmt(shape)}", None))
-            return [], None, False
-        flow = DenseFlow(shape)
-        flow.checker = self
-        self.run(st.body, Env({}, env), flow, scope)
-        if not flow.ok:
-            return [], None, False
-        out = (flow.channels,) + tuple(shape[1:])
-        node = ir.Dense(layers=tuple(tuple(n) for n in flow.layers), in_shape=shape, out_shape=out,
-                        span=st.span)
-        return [node], out, False
-
-    def gate(self, st: ast.Gate, env: Env, shape, scope):
-        body = SeqFlow(shape, True)
-        self.run(st.body, Env({}, env), body, scope)
-        if shape is None or body.shape is None:
-            return [], None, False
-        g = body.shape
-        fits = len(g) == len(shape) and all(a in (1, b) for a, b in zip(g, shape)) and g[0] == shape[0]
-        if not fits:
-            self.report(Diagnostic("E0303", "a gate must give one factor per channel of its input",
-                                   st.span, f"body gives {shapes.fmt(g)}, the input is {shapes.fmt(shape)}",
-                                   f"end the gate body with {shape[0]} channels of size 1×1 or "
-                                   f"{shapes.fmt(shape[1:])}"))
-            return [], None, False
-        node = ir.Gate(body=tuple(body.nodes), in_shape=shape, out_shape=shape, span=st.span)
-        return [node], shape, False
-
-    def side(self, st: ast.Side, env: Env, shape, scope):
-        flow = self._side_flow
-        if flow is None:
-            self.report(Diagnostic("E0312", "a side output belongs in the network body", st.span,
-                                   "inside a block, group or combinator",
-                                   "move `side` to the top level of the network"))
-            return [], None, False
-        if st.name in flow.sides:
-            self.report(Diagnostic("E0108", f"duplicate side output `{st.name}`", st.span,
-                                   "named again here", None))
-            return [], None, False
-        flow.sides.append(st.name)
-        body = SeqFlow(shape, True)
-        self.run(st.body, Env({}, env), body, scope)
-        if shape is None or body.shape is None:
-            return [], None, True
-        node = ir.Side(name=st.name, body=tuple(body.nodes), in_shape=shape, out_shape=body.shape,
-                       span=st.span)
-        return [node], shape, True
-
-    _side_flow = None
-
 
 def _source_at(text: str | None, span: Span) -> str:
     """The text a span covers (its first five lines), or "" when the source is unknown."""
