@@ -264,4 +264,4 @@ def lower(net: ir.Network, device=None) -> nn.Module:
     return root
 
 
-__all__ = ["lower", "init_parameter", "initialise", "math"]
+__all__ = ["lower", "init_parameter", "initialise"]

@@ -532,4 +532,4 @@ def parse_expr(text: str, limits: Limits | None = None) -> ast.Expr:
     return node
 
 
-__all__ = ["parse", "parse_expr", "Tree"]
+__all__ = ["parse", "parse_expr"]
