@@ -119,7 +119,7 @@ class Checker(CombinatorChecks):
         """Evaluate, reporting a mistake and returning POISON instead of raising."""
         self.ev.init_context = init
         try:
-            return self.ev.eval(expr, env)
+            return self.ev.evaluate(expr, env)
         except EvalError as e:
             self.report(e.diagnostic)
             return POISON

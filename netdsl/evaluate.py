@@ -83,7 +83,7 @@ class Evaluator:
     """Evaluates AST expressions in an :class:`Env`.
 
     >>> from netdsl.parser import parse_expr
-    >>> Evaluator().eval(parse_expr("make_divisible(32 * 1.1, 8)"), Env())
+    >>> Evaluator().evaluate(parse_expr("make_divisible(32 * 1.1, 8)"), Env())
     32
     """
 
@@ -99,7 +99,7 @@ class Evaluator:
         self._shape: dict[int, tuple[tuple, int, int]] = {}
 
     # ------------------------------------------------------------ entry
-    def eval(self, node: ast.Expr, env: Env):
+    def evaluate(self, node: ast.Expr, env: Env):
         method = getattr(self, "_" + type(node).__name__)
         return method(node, env)
 
@@ -126,7 +126,7 @@ class Evaluator:
             if isinstance(part, str):
                 out.append(part)
                 continue
-            v = self.eval(part, env)
+            v = self.evaluate(part, env)
             if v is POISON:
                 return POISON
             if isinstance(v, (int, str)) and not isinstance(v, bool):
@@ -139,7 +139,7 @@ class Evaluator:
         return text
 
     def _List(self, node: ast.List, env):
-        items = tuple(self.eval(i, env) for i in node.items)
+        items = tuple(self.evaluate(i, env) for i in node.items)
         if POISON in items:
             return POISON
         return self.new_list(items, node)
@@ -175,7 +175,7 @@ class Evaluator:
                   "define it with `let`, or as a parameter of the enclosing block or network")
 
     def _Index(self, node: ast.Index, env):
-        value, index = self.eval(node.value, env), self.eval(node.index, env)
+        value, index = self.evaluate(node.value, env), self.evaluate(node.index, env)
         if POISON in (value, index):
             return POISON
         if not isinstance(value, (tuple, str)):
@@ -191,8 +191,8 @@ class Evaluator:
         return value[index]
 
     def _Slice(self, node: ast.Slice, env):
-        value = self.eval(node.value, env)
-        bounds = [None if b is None else self.eval(b, env) for b in (node.start, node.stop)]
+        value = self.evaluate(node.value, env)
+        bounds = [None if b is None else self.evaluate(b, env) for b in (node.start, node.stop)]
         if value is POISON or POISON in bounds:
             return POISON
         if not isinstance(value, (tuple, str)):
@@ -207,58 +207,49 @@ class Evaluator:
         return part
 
     def _ListComp(self, node: ast.ListComp, env: Env):
-        items = self.eval(node.iterable, env)
+        items = self.evaluate(node.iterable, env)
         if items is POISON:
             return POISON
         if not isinstance(items, tuple):
             raise err("E0210", f"a list comprehension needs a list, found {type_name(items)}",
                       node.iterable, f"this is {show(items)}")
         self.charge(len(items), node)  # a comprehension inside one would multiply unseen
-        out = tuple(self.eval(node.elt, Env({node.var: item}, env)) for item in items)
+        out = tuple(self.evaluate(node.elt, Env({node.var: item}, env)) for item in items)
         return POISON if POISON in out else self.new_list(out, node)
 
     def _IfExp(self, node: ast.IfExp, env):
-        cond = self.eval(node.cond, env)
+        cond = self.evaluate(node.cond, env)
         if cond is POISON:
             return POISON
         if not isinstance(cond, bool):
             raise err("E0214", f"condition must be true or false, found {type_name(cond)}",
                       node.cond, f"this is {show(cond)}", "compare explicitly, e.g. `x != 0`")
-        return self.eval(node.then if cond else node.orelse, env)
+        return self.evaluate(node.then if cond else node.orelse, env)
 
     # ------------------------------------------------------------ operators
     def _UnaryOp(self, node: ast.UnaryOp, env):
-        v = self.eval(node.operand, env)
+        v = self.evaluate(node.operand, env)
         if v is POISON:
             return POISON
         if node.op == "not":
-            if not isinstance(v, bool):
-                raise err("E0210", f"`not` needs true or false, found {type_name(v)}", node.operand,
-                          f"this is {show(v)}")
-            return not v
+            return not _logical("`not`", v, node.operand)
         if not _numbers(v):
             raise err("E0210", f"cannot negate a {type_name(v)}", node.operand, f"this is {show(v)}")
         return -v if node.op == "-" else v
 
     def _BinOp(self, node: ast.BinOp, env):
         op = node.op
-        left = self.eval(node.left, env)
+        left = self.evaluate(node.left, env)
         if left is POISON:
             return POISON
         if op in ("and", "or"):
-            if not isinstance(left, bool):
-                raise err("E0210", f"`{op}` needs true or false, found {type_name(left)}",
-                          node.left, f"this is {show(left)}")
-            if (op == "and" and not left) or (op == "or" and left):
+            if _logical(f"`{op}`", left, node.left) == (op == "or"):
                 return left
-            right = self.eval(node.right, env)
+            right = self.evaluate(node.right, env)
             if right is POISON:
                 return POISON
-            if not isinstance(right, bool):
-                raise err("E0210", f"`{op}` needs true or false, found {type_name(right)}",
-                          node.right, f"this is {show(right)}")
-            return right
-        right = self.eval(node.right, env)
+            return _logical(f"`{op}`", right, node.right)
+        right = self.evaluate(node.right, env)
         if right is POISON:
             return POISON
         if op in ("in", "==", "!="):
@@ -383,7 +374,7 @@ class Evaluator:
                       "the functions are " + ", ".join(sorted(BUILTINS)))
         pos, kw = [], {}
         for a in node.args:
-            v = self.eval(a.value, env)
+            v = self.evaluate(a.value, env)
             if v is POISON:
                 return POISON
             if a.name is None:
@@ -409,6 +400,13 @@ class Evaluator:
             raise err("E0201", f"wrong number of arguments to `{name}`", node,
                       f"{len(pos)} argument{'s' if len(pos) != 1 else ''} given",
                       SIGNATURES.get(name)) from None
+
+
+def _logical(what: str, v, node) -> bool:
+    """``v`` as the operand of a logical operator: true or false, nothing else."""
+    if not isinstance(v, bool):
+        raise err("E0210", f"{what} needs true or false, found {type_name(v)}", node, f"this is {show(v)}")
+    return v
 
 
 def _equal(a, b) -> bool:
