@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import netdsl
 from netdsl import ir
@@ -18,6 +17,7 @@ from netdsl.analysis import _modules, analyse
 from netdsl.cli import main
 from netdsl.limits import Limits
 from netdsl.loader import load
+from torch_ops import OpRecorder
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -156,24 +156,9 @@ class _NoTensors(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-class _Ops(TorchDispatchMode):
-    """Records every aten op (factory functions included) and its outputs' devices."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        devices = {t.device.type for t in torch.utils._pytree.tree_leaves(out)
-                   if isinstance(t, torch.Tensor)}
-        self.ops.append((str(func), devices))
-        return out
-
-
 @pytest.mark.parametrize("path, network", CASES)
 def test_compile_and_analyse_touch_no_tensor(path, network):
-    with _NoTensors() as functions, _Ops() as ops:
+    with _NoTensors() as functions, OpRecorder() as ops:
         a = analyse(netdsl.compile(path, network=network))
     assert a.params > 0
     assert functions.calls == [] and ops.ops == []
@@ -181,7 +166,7 @@ def test_compile_and_analyse_touch_no_tensor(path, network):
 
 @pytest.mark.parametrize("fmt", ["table", "json"])
 def test_netdsl_check_touches_no_tensor(spec_path, capsys, fmt):
-    with _NoTensors() as functions, _Ops() as ops:
+    with _NoTensors() as functions, OpRecorder() as ops:
         assert main(["check", spec_path("resnet50"), "--format", fmt]) == 0
     assert functions.calls == [] and ops.ops == []
     expected = "params:       25,557,032" if fmt == "table" else '"params": 25557032'

@@ -8,11 +8,11 @@ import pytest
 import torch
 import torchvision
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import netdsl
 from netdsl.cli import main
 from netdsl.lower import lower
+from torch_ops import OpRecorder
 
 # The first op of every torch.nn.init scheme writes the whole tensor with one of these
 # (trunc_normal_ follows its uniform_ with in-place transforms of the same values).
@@ -21,20 +21,6 @@ _INIT_OPS = {"aten.uniform_.default", "aten.normal_.default", "aten.fill_.Scalar
 _ALLOC_OPS = {"aten.empty.memory_format", "aten.empty_strided.default", "aten.empty_like.default",
               "aten.zeros.default", "aten.ones.default", "aten.full.default", "aten.lift_fresh.default",
               "aten.scalar_tensor.default"}
-
-
-class _Ops(TorchDispatchMode):
-    """Every aten op run while active: its name, first argument and outputs."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        outs = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
-        self.ops.append((str(func), args[0] if args else None, outs))
-        return out
 
 
 def _storage(t):
@@ -51,7 +37,7 @@ SPECS = ["lenet5", "alexnet", "vgg16", "resnet50"]
 @pytest.mark.parametrize("name", SPECS)
 def test_meta_build_allocates_no_storage(spec_path, name):
     net = netdsl.compile(spec_path(name))
-    with _Ops() as rec:
+    with OpRecorder() as rec:
         model = lower(net, device="meta")
     made = {t.device.type for _, _, outs in rec.ops for t in outs}
     assert made <= {"meta"}
@@ -60,7 +46,7 @@ def test_meta_build_allocates_no_storage(spec_path, name):
 
 
 def test_cli_build_on_meta_allocates_no_storage(spec_path, capsys):
-    with _Ops() as rec:
+    with OpRecorder() as rec:
         assert main(["build", spec_path("vgg16"), "--device", "meta"]) == 0
     assert {t.device.type for _, _, outs in rec.ops for t in outs} <= {"meta"}
     assert "params:       138,357,544" in capsys.readouterr().out
@@ -69,7 +55,7 @@ def test_cli_build_on_meta_allocates_no_storage(spec_path, capsys):
 @pytest.mark.parametrize("name", SPECS)
 def test_cpu_build_allocates_and_initialises_each_tensor_once(spec_path, name):
     net = netdsl.compile(spec_path(name))
-    with _Ops() as rec:
+    with OpRecorder() as rec:
         model = lower(net, device="cpu")
     state = _state(model)
     owner = {_storage(t): k for k, t in state.items()}
