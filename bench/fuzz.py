@@ -1,21 +1,37 @@
-"""Fuzz the front end: bad input must never crash netdsl.
+"""Fuzz netdsl: bad input must never crash it, and what `check` accepts must work.
 
-Each input is a shipped spec (specs/*.net, netdsl/stdlib/*.net) after one to
-four random mutations: token deletion, duplication and swaps, names and
-keywords put in the wrong place, extreme numbers, lines dropped or repeated,
-deep nesting, splices of two specs, truncation and random bytes. Every input
-must either compile (``netdsl.compile``, the front end only: nothing is built)
-or raise ``netdsl.NetdslError``, within a bound of CPU time. Any other
-exception, or running past the bound, is a crash.
+Inputs come from two sources:
 
-    python bench/fuzz.py --inputs 20000 --seed 1
+- mutations of a shipped spec (specs/*.net, netdsl/stdlib/*.net), one to four
+  each: token deletion, duplication and swaps, names and keywords put in the
+  wrong place, extreme numbers, lines dropped or repeated, deep nesting, splices
+  of two specs, truncation and random bytes, random ``--set`` values;
+- whole generated specs (``fuzz_specs.py``): random chains of every catalogue
+  layer with random arguments inside every combinator, attribute-like labels and
+  side names, random ``init`` arguments, 16 KB misspelt names, thousands of
+  errors, control characters; and limits set to their edges.
+
+Every input must either compile or raise ``netdsl.NetdslError``, within a
+bound of CPU time, and its rendered diagnostics must hold no raw control
+character. With ``--contract`` (the default of the long run), every input that
+compiles then goes through what ``check`` promises: a build on the meta device
+and on the CPU, a forward in training and in eval mode, a backward, the output
+shape the checker inferred, the parameter count and fvcore's MACs equal to the
+static analysis, and a save of the state_dict that loads back strictly.
+Networks over ``--macs-budget`` are run at a smaller ``--input`` when the spec
+accepts one, else built on meta only (reported as such). ``--cli`` runs the
+real ``netdsl check`` / ``netdsl build --save`` process instead, judging its
+exit status and output. Anything else is a crash.
+
+    python bench/fuzz.py --inputs 20000 --seed 1 --contract --jobs 2
     python bench/fuzz.py --seed 1 --only 4711 --show       # one input again, printed
+    python bench/fuzz.py --inputs 300 --seed 1 --cli       # the real command, one process each
     python bench/fuzz.py --inputs 5000 --save-crashes /tmp/crashes
 
 Input ``i`` of seed ``S`` depends on nothing else, so any one can be replayed.
-It prints the inputs tried, how many compiled or gave which diagnostics, the
-crashes (with their tracebacks), and the slowest input. Exit status 1 if
-anything crashed.
+It prints the inputs tried, how many compiled or gave which diagnostics, how
+many went through the contract, the crashes (with their tracebacks), and the
+slowest input. Exit status 1 if anything crashed.
 """
 
 from __future__ import annotations
@@ -40,6 +56,9 @@ sys.path.insert(0, str(ROOT))
 
 import netdsl  # noqa: E402
 from netdsl.layers import LAYERS  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fuzz_specs  # noqa: E402
 
 SOURCES = sorted((ROOT / "specs").glob("*.net")) + sorted((ROOT / "netdsl" / "stdlib").glob("*.net"))
 
@@ -68,6 +87,7 @@ class Outcome:
     result: str                     # "compiled", a diagnostic code, "crash" or "timeout"
     detail: str = ""                # the traceback of a crash
     data: bytes = b""
+    contract: str = ""              # "full", "smaller input", "meta only" or "" (not run)
 
 
 @dataclass
@@ -77,10 +97,15 @@ class Report:
     crashes: list[Outcome] = field(default_factory=list)
     slowest: Outcome | None = None
     seconds: float = 0.0
+    contracts: collections.Counter = field(default_factory=collections.Counter)
+    strategies: collections.Counter = field(default_factory=collections.Counter)
 
     def add(self, o: Outcome) -> None:
         self.tried += 1
         self.results[o.result] += 1
+        self.strategies[o.strategy.split(":")[0]] += 1
+        if o.contract:
+            self.contracts[o.contract] += 1
         if o.result in ("crash", "timeout"):
             self.crashes.append(o)
         if self.slowest is None or o.seconds > self.slowest.seconds:
@@ -268,9 +293,36 @@ def random_overrides(rng: random.Random, text: str) -> dict[str, str]:
     return {name: rng.choice(values) for name in rng.sample(params, min(len(params), rng.choice([1, 2])))}
 
 
-def make_input(seed: int, index: int, texts: list[str], names: list[str]):
-    """Input ``index`` of ``seed``: (bytes, what was done to it, a network to ask for, overrides)."""
+@dataclass(frozen=True)
+class Input:
+    """One fuzz input: the spec bytes and how to compile them."""
+
+    data: bytes
+    strategy: str                    # what was done, to read in a report
+    network: str | None = None
+    overrides: tuple = ()            # (name, netdsl expression) pairs, as --set gives them
+    limits: tuple = ()               # (name, value) pairs for Limits(...), as --limit gives them
+
+
+# A limit set to an edge: the smallest values, one past the default, and absurd ones.
+LIMIT_EDGES = [0, 1, 2, 3, 10, 100, 101, 1000, 2**31, 2**63 - 1, 2**63, 10**30, -1]
+
+
+def random_limits(rng: random.Random) -> tuple:
+    name = rng.choice(netdsl.Limits.names())
+    return ((name, rng.choice(LIMIT_EDGES)),)
+
+
+def make_input(seed: int, index: int, texts: list[str], names: list[str]) -> Input:
+    """Input ``index`` of ``seed``, from nothing but the seed, the index and the sources."""
     rng = random.Random(f"{seed}:{index}")
+    limits = random_limits(rng) if rng.random() < 0.04 else ()
+    if rng.random() < 0.3:
+        what, text = fuzz_specs.generate(rng)
+        steps = [f"generated {what}"]
+        if limits:
+            steps.append("limit " + " ".join(f"{k}={v}" for k, v in limits))
+        return Input(text.encode("utf-8"), ", ".join(steps), limits=limits)
     # Library files define no network and would all end in E0107: they are spliced, not roots.
     source = rng.choice([i for i, t in enumerate(texts) if re.search(r"^network\s", t, re.M)])
     text = texts[source]
@@ -291,7 +343,10 @@ def make_input(seed: int, index: int, texts: list[str], names: list[str]):
     overrides = random_overrides(rng, text) if rng.random() < 0.1 else {}
     if overrides:
         steps.append("set " + " ".join(f"{k}={v[:20]}" for k, v in overrides.items()))
-    return data, f"{SOURCES[source].name}: {', '.join(steps)}", network, overrides
+    if limits:
+        steps.append("limit " + " ".join(f"{k}={v}" for k, v in limits))
+    return Input(data, f"{SOURCES[source].name}: {', '.join(steps)}", network,
+                 tuple(overrides.items()), limits)
 
 
 # ---------------------------------------------------------------- running
@@ -320,18 +375,53 @@ def cpu_bound(seconds: float):
         signal.signal(signal.SIGVTALRM, old)
 
 
+# C0 controls but newline and tab, DEL and C1: what a terminal would act on.
+_RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def raw_control(text: str) -> str | None:
+    """A report of the first raw control character in ``text``, or None.
+
+    >>> raw_control("error[E0101]: fine"), raw_control("a\x1b[2Jb")
+    (None, "raw control character '\\x1b' at offset 1")
+    """
+    m = _RAW_CONTROL.search(text)
+    return None if m is None else f"raw control character {m.group()!r} at offset {m.start()}"
+
+
+class ContractBroken(Exception):
+    """What `check` accepted did not build, run or save as promised."""
+
+
 def try_input(data: bytes, network: str | None, bound: float, compile=None,
-              overrides: dict | None = None) -> tuple[str, str, float]:
-    """(result, traceback or "", CPU seconds) of compiling ``data``."""
+              overrides: dict | None = None, limits: dict | None = None,
+              contract=None) -> tuple[str, str, float]:
+    """(result, traceback or "", CPU seconds) of compiling ``data``, then of ``contract(net)``.
+
+    ``contract`` is called with the checked network and returns what it ran
+    ("full", "meta only", ...); the result is then "compiled" with that detail.
+    """
     compile = compile or netdsl.compile
     start = time.process_time()
     try:
         with cpu_bound(bound):
             try:
-                compile(data, network=network, **(overrides or {}))
+                kwargs = dict(overrides or {})
+                if limits:
+                    try:
+                        kwargs["limits"] = netdsl.Limits(**limits)
+                    except (TypeError, ValueError) as e:
+                        return "limit refused", str(e), time.process_time() - start
+                net = compile(data, network=network, **kwargs)
                 result, detail = "compiled", ""
             except netdsl.NetdslError as e:
                 result, detail = (e.diagnostics[0].code if e.diagnostics else "E????"), ""
+                bad = raw_control(e.render())
+                if bad is not None:
+                    result, detail = "crash", f"the rendered diagnostics hold a {bad}"
+                return result, detail, time.process_time() - start
+        if contract is not None:
+            detail = contract(net)
     except _Timeout:
         result, detail = "timeout", f"over {bound} s of CPU time"
     except BaseException as e:  # noqa: BLE001 - anything else is what we are looking for
@@ -339,6 +429,150 @@ def try_input(data: bytes, network: str | None, bound: float, compile=None,
             raise
         result, detail = "crash", "".join(traceback.format_exception(e))
     return result, detail, time.process_time() - start
+
+
+# ---------------------------------------------------------------- the contract
+
+
+def _outputs(out) -> tuple:
+    return tuple(out) if isinstance(out, tuple) else (out,)
+
+
+def run_model(net, workdir: Path, fvcore: bool = True) -> None:
+    """Build a checked network on the CPU, train one step's worth, evaluate, count and save it.
+
+    Raises :class:`ContractBroken` (or whatever broke) when any promise of `check` fails.
+    """
+    import torch
+
+    from netdsl.analysis import analyse
+    from netdsl.cli import fvcore_total
+    from netdsl.lower import lower
+
+    a = analyse(net)
+    model = lower(net, device="cpu")
+    built = sum(p.numel() for p in model.parameters())
+    if built != a.params:
+        raise ContractBroken(f"built {built} parameters, the analysis says {a.params}")
+    # Batch 2: batch norm in training needs more than one value per channel, as in torch.
+    x = torch.randn(2, *net.input_shape, requires_grad=True)
+    model.train()
+    outs = _outputs(model(x))
+    sum(o.float().sum() for o in outs).backward()
+    if x.grad is None or not all(torch.isfinite(p.grad).all() for p in model.parameters()
+                                 if p.grad is not None):
+        raise ContractBroken("the backward pass gave no or non-finite gradients")
+    want = (2, *net.out_shape)
+    if tuple(outs[0].shape) != want:
+        raise ContractBroken(f"training output {list(outs[0].shape)}, the checker inferred {list(want)}")
+    model.eval()
+    with torch.no_grad():
+        y = _outputs(model(x.detach()))
+    if len(y) != 1 or tuple(y[0].shape) != want:
+        raise ContractBroken(f"eval output {[list(t.shape) for t in y]}, the checker inferred {list(want)}")
+    if fvcore:
+        total = fvcore_total(model, net.input_shape, torch.device("cpu"))
+        if total != a.macs:
+            raise ContractBroken(f"fvcore counts {total} MACs, the analysis says {a.macs}")
+    path = workdir / "model.pt"
+    torch.save(model.state_dict(), path)
+    fresh = lower(net, device="meta")
+    fresh.load_state_dict(torch.load(path, weights_only=True), strict=True, assign=True)
+    path.unlink()
+
+
+def make_contract(item: Input, workdir: Path, macs_budget: float, compile=None):
+    """The contract for one input: a function of its checked network, for :func:`try_input`."""
+    compile = compile or netdsl.compile
+
+    def contract(net) -> str:
+        import torch
+
+        from netdsl.analysis import analyse
+        from netdsl.lower import lower
+
+        lower(net, device="meta")
+        if analyse(net).macs <= macs_budget:
+            run_model(net, workdir)
+            return "full"
+        # Too big to run here at its own size: at a smaller input, if the spec takes one.
+        if len(net.input_shape) == 3:
+            c, h, w = net.input_shape
+            for size in (64, 96, 128):
+                if size >= min(h, w):
+                    break
+                try:
+                    small = compile(item.data, network=item.network, input=(c, size, size),
+                                    **dict(item.overrides))
+                except netdsl.NetdslError:
+                    continue
+                if analyse(small).macs <= macs_budget:
+                    run_model(small, workdir)
+                    return "smaller input"
+        del torch
+        return "meta only"
+
+    return contract
+
+
+def try_cli(item: Input, workdir: Path, timeout: float, macs_budget: float) -> tuple[str, str, float]:
+    """(result, detail, wall seconds) of the real ``netdsl check`` (then ``build --save``) process."""
+    import json
+    import subprocess
+
+    spec = workdir / "input.net"
+    spec.write_bytes(item.data)
+    args = [str(spec)]
+    if item.network:
+        args += ["--network", item.network]
+    for k, v in item.overrides:
+        args += ["--set", f"{k}={v}"]
+    for k, v in item.limits:
+        args += ["--limit", f"{k}={v}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+
+    def netdsl_cli(*argv):
+        return subprocess.run([sys.executable, "-m", "netdsl", *argv], capture_output=True,
+                              cwd=workdir, env=env, timeout=timeout)
+
+    try:
+        r = netdsl_cli("check", *args, "--format", "json")
+        result, detail = _judge(r)
+        if result == "compiled":
+            macs = json.loads(r.stdout)["macs"]
+            if macs <= macs_budget:
+                save = workdir / "out.pt"
+                r = netdsl_cli("build", *args, "--save", str(save), "--format", "json")
+                result, detail = _judge(r)
+                if result != "compiled":
+                    result = "crash"
+                    detail = f"check accepted it, build exited {r.returncode}:\n" + detail
+                elif not save.is_file():
+                    result, detail = "crash", "build --save exited 0 and wrote no file"
+                save.unlink(missing_ok=True)
+    except subprocess.TimeoutExpired:
+        result, detail = "timeout", f"over {timeout} s"
+    return result, detail, time.perf_counter() - start
+
+
+def _judge(r) -> tuple[str, str]:
+    """What one netdsl process did: "compiled", a diagnostic code, "usage", or a crash."""
+    err = r.stderr.decode("utf-8", "replace")
+    out = r.stdout.decode("utf-8", "replace")
+    bad = raw_control(err) or raw_control(out)
+    if "Traceback (most recent call last)" in err + out:
+        return "crash", err[-3000:]
+    if bad:
+        return "crash", f"the output holds a {bad}"
+    if r.returncode == 0:
+        return "compiled", ""
+    if r.returncode == 1:
+        m = re.search(r"^error\[(E\d{4})\]", err, re.M)
+        return (m.group(1), "") if m else ("crash", "exit 1 with no diagnostic:\n" + err[-3000:])
+    if r.returncode == 2 and err.startswith("netdsl: error:"):
+        return "usage", ""
+    return "crash", f"exit {r.returncode}:\n" + err[-3000:]
 
 
 @contextmanager
@@ -355,22 +589,82 @@ def spec_folder():
             os.chdir(before)
 
 
+def _sources():
+    texts = [p.read_text(encoding="utf-8") for p in SOURCES]
+    names = sorted({n for t in texts for n in re.findall(r"[A-Za-z_]\w*", t)})
+    return texts, names
+
+
+def _try_one(index: int, seed: int, texts, names, folder: Path, bound: float, compile,
+             mode: str, macs_budget: float) -> Outcome:
+    item = make_input(seed, index, texts, names)
+    if mode == "cli":
+        result, detail, seconds = try_cli(item, folder, max(bound, 60.0) * 4, macs_budget)
+        return Outcome(index, item.strategy, seconds, result, detail, item.data)
+    outcome = {}
+    contract = None
+    if mode == "contract":
+        inner = make_contract(item, folder, macs_budget, compile)
+
+        def contract(net):
+            outcome["contract"] = inner(net)
+            return ""
+
+    result, detail, seconds = try_input(item.data, item.network, bound, compile,
+                                        dict(item.overrides), dict(item.limits), contract)
+    return Outcome(index, item.strategy, seconds, result, detail, item.data,
+                   outcome.get("contract", ""))
+
+
+def _worker(args) -> list[Outcome]:
+    indices, seed, bound, mode, macs_budget = args
+    import torch
+
+    torch.set_num_threads(1)
+    texts, names = _sources()
+    out = []
+    with spec_folder() as folder:
+        for index in indices:
+            o = _try_one(index, seed, texts, names, folder, bound, None, mode, macs_budget)
+            if o.result not in ("crash", "timeout"):
+                o.data = b""  # only crashes travel back whole
+            out.append(o)
+    return out
+
+
 def run(inputs: int, seed: int, bound: float = 5.0, only: int | None = None,
-        compile=None, progress=None) -> Report:
+        compile=None, progress=None, mode: str = "compile", macs_budget: float = 3e8,
+        jobs: int = 1) -> Report:
     """Try ``inputs`` inputs of ``seed`` (or just input ``only``); a Report of what happened.
+
+    ``mode`` is "compile" (the front end only), "contract" (then build, run and
+    save what compiles) or "cli" (the real command, one process per input).
 
     >>> run(5, seed=0).crashes
     []
     """
-    texts = [p.read_text(encoding="utf-8") for p in SOURCES]
-    names = sorted({n for t in texts for n in re.findall(r"[A-Za-z_]\w*", t)})
     report = Report()
     started = time.perf_counter()
-    with spec_folder():
-        for index in ([only] if only is not None else range(inputs)):
-            data, strategy, network, overrides = make_input(seed, index, texts, names)
-            result, detail, seconds = try_input(data, network, bound, compile, overrides)
-            report.add(Outcome(index, strategy, seconds, result, detail, data))
+    indices = [only] if only is not None else list(range(inputs))
+    if jobs > 1 and compile is None and len(indices) > 1:
+        import concurrent.futures
+        import multiprocessing
+
+        chunks = [indices[k:k + 50] for k in range(0, len(indices), 50)]
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+            for outcomes in pool.map(_worker, [(c, seed, bound, mode, macs_budget) for c in chunks]):
+                for o in outcomes:
+                    report.add(o)
+                if progress:
+                    print(f"  {report.tried} inputs, {len(report.crashes)} crashes, "
+                          f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        report.seconds = time.perf_counter() - started
+        return report
+    texts, names = _sources()
+    with spec_folder() as folder:
+        for index in indices:
+            report.add(_try_one(index, seed, texts, names, folder, bound, compile, mode, macs_budget))
             if progress and report.tried % progress == 0:
                 print(f"  {report.tried} inputs, {len(report.crashes)} crashes, "
                       f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
@@ -382,27 +676,46 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--inputs", type=int, default=1000, help="how many inputs to try")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=5.0, help="CPU seconds allowed per input")
+    p.add_argument("--timeout", type=float, default=5.0,
+                   help="CPU seconds allowed per input for the front end (the contract gets 60)")
     p.add_argument("--only", type=int, metavar="I", help="try input I of the seed alone")
     p.add_argument("--show", action="store_true", help="print the input(s) tried")
     p.add_argument("--save-crashes", metavar="DIR", help="write each crashing input to DIR")
     p.add_argument("--progress", type=int, metavar="N", help="report progress every N inputs")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--contract", action="store_true",
+                      help="build, run, backprop and save every input that compiles")
+    mode.add_argument("--cli", action="store_true",
+                      help="run the real `netdsl check` / `build --save` process per input")
+    p.add_argument("--macs-budget", type=float, default=3e8,
+                   help="run the contract at the spec's own input up to this many MACs (default 3e8)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes")
     args = p.parse_args(argv)
 
-    report = run(args.inputs, args.seed, args.timeout, args.only, progress=args.progress)
+    mode_name = "contract" if args.contract else "cli" if args.cli else "compile"
+    bound = args.timeout if mode_name == "compile" else max(args.timeout, 60.0)
+    report = run(args.inputs, args.seed, bound, args.only, progress=args.progress,
+                 mode=mode_name, macs_budget=args.macs_budget, jobs=args.jobs)
     if args.show:
-        for o in ([report.slowest] if report.slowest else []):
-            sys.stdout.write(o.data.decode("utf-8", "backslashreplace") + "\n")
+        texts, names = _sources()
+        for index in ([args.only] if args.only is not None else
+                      [report.slowest.index] if report.slowest else []):
+            item = make_input(args.seed, index, texts, names)
+            sys.stdout.write(item.data.decode("utf-8", "backslashreplace") + "\n")
     other = ", ".join(f"{k} {v}" for k, v in sorted(report.results.items())
                       if k not in ("compiled", "crash", "timeout"))
-    print(f"inputs tried:  {report.tried} (seed {args.seed}, {report.seconds:.1f} s)")
+    print(f"inputs tried:  {report.tried} (seed {args.seed}, mode {mode_name}, {report.seconds:.1f} s)")
+    print("sources:       " + ", ".join(f"{k} {v}" for k, v in sorted(report.strategies.items())))
     print(f"compiled:      {report.results['compiled']}")
+    if mode_name == "contract":
+        print("contract:      " + (", ".join(f"{k} {v}" for k, v in sorted(report.contracts.items()))
+                                   or "none ran"))
     print(f"diagnostics:   {report.tried - report.results['compiled'] - len(report.crashes)} ({other})")
     print(f"crashes:       {len(report.crashes)} ({report.results['crash']} exceptions, "
-          f"{report.results['timeout']} over {args.timeout} s)")
+          f"{report.results['timeout']} over their bound)")
     if report.slowest:
         s = report.slowest
-        print(f"slowest input: #{s.index} ({s.strategy}) {s.seconds:.3f} s CPU, {s.result}")
+        print(f"slowest input: #{s.index} ({s.strategy}) {s.seconds:.3f} s, {s.result}")
     for o in report.crashes:
         print(f"\n--- crash: input #{o.index} ({o.strategy}): {o.result}\n{o.detail}")
         if args.save_crashes:

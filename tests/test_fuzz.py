@@ -1,16 +1,21 @@
-"""A short run of the fuzzer (bench/fuzz.py), and the harness itself: it must
-tell a crash and a hang from a diagnostic. The long run is docs/robustness.md."""
+"""Short runs of the fuzzer (bench/fuzz.py) in each mode, and the harness itself:
+it must tell a crash, a hang, a broken promise of `check` and a terminal escape
+from a diagnostic. The long runs are in docs/robustness.md."""
 
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import netdsl
+from netdsl.layers import LAYERS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import fuzz  # noqa: E402
+import fuzz_specs  # noqa: E402
 
 
 def test_a_short_run_finds_no_crashes():
@@ -28,6 +33,7 @@ def test_a_short_run_finds_no_crashes():
 def test_inputs_are_reproducible_one_by_one():
     texts = [p.read_text(encoding="utf-8") for p in fuzz.SOURCES]
     names = ["a", "b"]
+    assert isinstance(fuzz.make_input(7, 123, texts, names), fuzz.Input)
     assert fuzz.make_input(7, 123, texts, names) == fuzz.make_input(7, 123, texts, names)
     assert fuzz.make_input(7, 123, texts, names) != fuzz.make_input(7, 124, texts, names)
 
@@ -82,8 +88,99 @@ def test_the_report_counts_crashes(monkeypatch):
 def test_the_command_line_prints_the_figures(capsys):
     assert fuzz.main(["--inputs", "20", "--seed", "5"]) == 0
     out = capsys.readouterr().out
-    for line in ("inputs tried:  20 (seed 5", "crashes:       0", "slowest input: #"):
+    for line in ("inputs tried:  20 (seed 5, mode compile", "crashes:       0", "slowest input: #"):
         assert line in out
+
+
+def test_a_short_contract_run_builds_runs_and_saves_what_compiles():
+    report = fuzz.run(60, seed=11, mode="contract")
+    details = "\n".join(f"#{o.index} ({o.strategy}): {o.result}\n{o.detail}" for o in report.crashes)
+    assert not report.crashes, details
+    assert report.contracts["full"] >= 5, report.contracts
+    assert report.contracts["full"] + report.contracts["smaller input"] + \
+        report.contracts["meta only"] == report.results["compiled"]
+
+
+def test_the_contract_catches_a_model_that_does_not_match_its_check(monkeypatch, tmp_path):
+    net = netdsl.compile("network n() { input [3, 8, 8]\n conv2d(4, 3)\n relu }")
+    fuzz.run_model(net, tmp_path)  # the real lowering keeps every promise
+
+    import netdsl.lower as lower
+
+    real = lower._leaf
+    monkeypatch.setattr(lower, "_leaf", lambda node, device: torch.nn.Identity()
+                        if node.kind == "conv2d" else real(node, device))
+    with pytest.raises(fuzz.ContractBroken, match="parameters"):
+        fuzz.run_model(net, tmp_path)
+
+
+def test_a_broken_contract_is_a_crash_with_its_traceback():
+    def contract(net):
+        raise fuzz.ContractBroken("eval output [2, 5], the checker inferred [2, 4]")
+
+    result, detail, _ = fuzz.try_input(b"network n() { input [4]\n linear(4) }", None, 5.0,
+                                       contract=contract)
+    assert result == "crash" and "ContractBroken: eval output" in detail
+
+
+def test_a_raw_control_character_in_a_diagnostic_is_a_crash():
+    def escaping(data, **kw):
+        raise netdsl.NetdslError([netdsl.Diagnostic("E0101", "unknown name `\x1b[2J`")])
+
+    result, detail, _ = fuzz.try_input(b"x", None, 5.0, compile=escaping)
+    assert result == "crash" and "'\\x1b'" in detail
+
+
+def test_limits_a_spec_cannot_have_are_not_crashes():
+    result, _, _ = fuzz.try_input(b"network n() { input [4]\n relu }", None, 5.0,
+                                  limits={"no_such_limit": 3})
+    assert result == "limit refused"
+
+
+def test_the_generated_specs_reach_every_layer_through_the_contract():
+    # The differential test of the shape rules is only as wide as the layers that compile.
+    import random
+
+    compiled_kinds = set()
+    for i in range(300):
+        text = fuzz_specs.gen_layers(random.Random(i))
+        try:
+            net = netdsl.compile(text)
+        except netdsl.NetdslError:
+            continue
+        compiled_kinds |= {kind for kind in LAYERS if kind in text}
+        del net
+    assert compiled_kinds == set(LAYERS)
+
+
+def test_every_generator_makes_specs_that_parse_or_fail_with_a_diagnostic():
+    import random
+
+    for name, gen in fuzz_specs.GENERATORS.items():
+        for i in range(5):
+            text = gen(random.Random(i))
+            result, detail, _ = fuzz.try_input(text.encode(), None, 5.0)
+            assert result != "crash" or "raw control" in detail, (name, i, detail)
+
+
+def _done(code, out="", err=""):
+    return subprocess.CompletedProcess([], code, out.encode(), err.encode())
+
+
+def test_the_cli_mode_judges_a_process_by_status_and_output():
+    assert fuzz._judge(_done(0, "{}")) == ("compiled", "")
+    assert fuzz._judge(_done(1, err="error[E0301]: residual ...")) == ("E0301", "")
+    assert fuzz._judge(_done(2, err="netdsl: error: --depth must be at least 1")) == ("usage", "")
+    assert fuzz._judge(_done(1, err="Traceback (most recent call last):\n ...")) [0] == "crash"
+    assert fuzz._judge(_done(1, err="error[E0101]: `\x1b]0;x\x07`"))[0] == "crash"
+    assert fuzz._judge(_done(1, err="something else"))[0] == "crash"
+    assert fuzz._judge(_done(-11))[0] == "crash"
+
+
+def test_a_short_cli_run_of_the_real_command():
+    report = fuzz.run(3, seed=4, mode="cli")
+    assert report.tried == 3
+    assert not report.crashes, "\n".join(o.detail for o in report.crashes)
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parent / "fixtures" / "crashes").glob("*.net")),

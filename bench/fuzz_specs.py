@@ -1,0 +1,313 @@
+"""Spec generators for the fuzzer: whole new specs aimed at one kind of bug each.
+
+Mutating the shipped specs (fuzz.py) mostly tests the parser and the checker
+on networks the checker already knows. These generators write specs that the
+shipped ones never contain:
+
+- ``layers``: random chains of every catalogue layer with random arguments
+  (edge values included), inside residual, concat, dense, gate, side, labelled
+  groups, blocks and repetition, on random small inputs. What ``check``
+  accepts of them goes through the whole contract (build, forward, backward,
+  save): the differential test of the shape rules and argument checks.
+- ``labels``: labels and side-output names that collide with module
+  attributes or cannot be named-tuple fields.
+- ``init``: ``init`` rules with random scheme arguments.
+- ``long_names``: misspelt names of up to 16 KB (the did-you-mean search).
+- ``many_errors``: thousands of bad lines (rendering and the error cap).
+- ``control``: control characters in strings, labels and comments (terminal injection).
+
+Each generator takes a ``random.Random`` and returns the spec text. Argument
+types are probed from the catalogue's converters, so a layer added to
+``netdsl.layers.LAYERS`` is fuzzed with no change here.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+
+from netdsl.layers import LAYERS, REQUIRED, ArgTypeError
+
+# Names that are attributes of torch modules or of netdsl's runtime classes.
+ATTRIBUTE_NAMES = ["training", "forward", "_modules", "state_dict", "cuda", "__class__", "_plan",
+                   "spec_name", "input_shape", "_steps", "_sides", "_outputs", "eval", "train",
+                   "zero_grad", "parameters", "T_destination", "dump_patches", "call_super_init",
+                   "_parameters", "_buffers", "to", "half", "apply", "__init__", "__dict__",
+                   "register_buffer", "add_module", "get_submodule", "extra_repr", "__call__"]
+# Names a side output may not take: the main output's field, private or keyword names.
+FIELD_NAMES = ["logits", "_x", "_", "def", "class", "lambda", "True", "None", "False", "import",
+               "aux", "aux_logits", "out1", "if_", "from", "return", "yield", "async"]
+
+
+# ---------------------------------------------------------------- argument values
+
+
+@functools.lru_cache(maxsize=None)
+def arg_type(kind: str, arg: str) -> tuple:
+    """("bool" | "pair" | "float" | "int" | "choice", choices) of one layer argument, by probing.
+
+    >>> arg_type("conv2d", "kernel_size"), arg_type("conv2d", "bias")
+    (('pair', ()), ('bool', ()))
+    """
+    convert = LAYERS[kind].arg(arg).convert
+
+    def accepts(v) -> bool:
+        try:
+            convert(v)
+            return True
+        except ArgTypeError:
+            return False
+
+    if accepts(True):
+        return "bool", ()
+    if accepts((2, 3)):
+        return "pair", ()
+    if accepts(0.5):
+        return "float", ()
+    if accepts(3):
+        return "int", ()
+    try:
+        convert(object())
+    except ArgTypeError as e:
+        return "choice", tuple(re.findall(r'"([^"]*)"', e.expected))
+    return "int", ()
+
+
+def _small_int(rng: random.Random) -> int:
+    if rng.random() < 0.12:
+        return rng.choice([0, -1, 7, 16, 33])  # an edge, or a size that rarely fits
+    return rng.choice([1, 1, 2, 2, 3, 4])
+
+
+@functools.lru_cache(maxsize=None)
+def takes_features(kind: str) -> bool:
+    """Whether ``kind`` with its default arguments accepts a flat [F] input (probed once).
+
+    >>> takes_features("linear"), takes_features("conv2d")
+    (True, False)
+    """
+    import netdsl
+
+    call = kind if all(a.default is not REQUIRED for a in LAYERS[kind].args) else \
+        f"{kind}({', '.join('1' for a in LAYERS[kind].args if a.default is REQUIRED)})"
+    try:
+        netdsl.compile(f"network n() {{ input [4]\n {call} }}")
+        return True
+    except netdsl.NetdslError:
+        return False
+
+
+def arg_value(rng: random.Random, kind: str, arg: str) -> str:
+    """A netdsl expression for one argument: mostly plausible, sometimes at or past an edge."""
+    t, choices = arg_type(kind, arg)
+    if t == "bool":
+        return rng.choice(["true", "false"])
+    if t == "int":
+        return str(_small_int(rng))
+    if t == "pair":
+        if rng.random() < 0.3:
+            return f"[{_small_int(rng)}, {_small_int(rng)}]"
+        return str(_small_int(rng))
+    if t == "float":
+        if rng.random() < 0.15:
+            return rng.choice(["0.0", "1.0", "2.0", "-0.5", "1e-12", "1e30"])
+        return rng.choice(["0.1", "0.5", "1e-5", "0.9", "1", "0.25"])
+    return '"' + (rng.choice(choices) if choices and rng.random() < 0.9 else "bogus") + '"'
+
+
+def layer_call(rng: random.Random, kind: str | None = None, flat: bool = False) -> str:
+    """``kind(args...)`` with each argument given (positionally or by name) or left to its default.
+
+    ``flat``: the input is most likely [F], so mostly choose a layer that takes one.
+    """
+    if kind is None:
+        kinds = sorted(LAYERS)
+        if flat and rng.random() < 0.9:
+            kinds = [k for k in kinds if takes_features(k)]
+        elif rng.random() < 0.8:
+            kinds = [k for k in kinds if k not in ("linear", "flatten")]
+        kind = rng.choice(kinds)
+    sig = LAYERS[kind]
+    parts, keyword = [], False
+    for a in sig.args:
+        give = a.default is REQUIRED or rng.random() < 0.4
+        if not give:
+            keyword = True  # a later argument must then be named
+            continue
+        value = arg_value(rng, kind, a.name)
+        if keyword or rng.random() < 0.4:
+            parts.append(f"{a.name} = {value}")
+            keyword = True
+        else:
+            parts.append(value)
+    if not parts and rng.random() < 0.5:
+        return kind
+    return f"{kind}({', '.join(parts)})"
+
+
+# ---------------------------------------------------------------- bodies
+
+
+class _Writer:
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.labels = 0
+        self.blocks: list[str] = []
+        self.defs: list[str] = []
+
+    def label(self) -> str:
+        self.labels += 1
+        return f"l{self.labels}"
+
+    def chain(self, depth: int, n: int | None = None) -> list[str]:
+        rng = self.rng
+        out = []
+        for _ in range(n if n is not None else rng.choice([1, 1, 2, 2, 3, 4])):
+            out.append(self.item(depth))
+            if re.match(r"(\w+: )?(flatten|linear)\b", out[-1]):
+                self.flat = True
+        return out
+
+    flat = False
+
+    def item(self, depth: int) -> str:
+        rng = self.rng
+        r = rng.random()
+        if depth >= 3 or r < 0.55 or self.flat:
+            text = layer_call(rng, flat=self.flat)
+        elif r < 0.65:
+            sc = ""
+            if rng.random() < 0.4:
+                sc = " shortcut { " + "; ".join(self.chain(depth + 1)) + " }"
+            cond = " if " + rng.choice(["true", "false", "1 > 2"]) if rng.random() < 0.2 else ""
+            text = f"residual{cond} {{ " + "; ".join(self.chain(depth + 1)) + " }" + sc
+        elif r < 0.73:
+            branches = ["{ " + "; ".join(self.chain(depth + 1)) + " }" for _ in range(rng.choice([1, 2, 3]))]
+            text = "concat { " + "; ".join(branches) + " }"
+        elif r < 0.79:
+            text = "dense { " + "; ".join(self.chain(depth + 1)) + " }"
+        elif r < 0.85:
+            text = "gate { " + "; ".join(self.chain(depth + 1)) + " }"
+        elif r < 0.92:
+            text = "{ " + "; ".join(self.chain(depth + 1)) + " }"
+        else:
+            name = f"b{len(self.blocks)}"
+            self.blocks.append(name)
+            self.defs.append(f"block {name}(w = 4) {{\n    " + "\n    ".join(self.chain(depth + 1)) + "\n}")
+            text = name + (f"(w = {_small_int(rng)})" if rng.random() < 0.5 else "")
+        if rng.random() < 0.15:
+            text = f"{self.label()}: {text}"
+        if rng.random() < 0.08:
+            text = f"{text} * {rng.choice([0, 1, 2, 3])}"
+        return text
+
+
+def _input(rng: random.Random) -> str:
+    if rng.random() < 0.15:
+        return f"[{rng.choice([1, 2, 4, 7, 16])}]"
+    c = rng.choice([1, 2, 3, 4, 6, 8])
+    h = rng.choice([1, 2, 3, 4, 5, 7, 8, 9, 12, 16])
+    w = h if rng.random() < 0.7 else rng.choice([1, 3, 6, 8, 11])
+    return f"[{c}, {h}, {w}]"
+
+
+def gen_layers(rng: random.Random) -> str:
+    """A random network of catalogue layers and combinators on a small input."""
+    w = _Writer(rng)
+    body = w.chain(0, rng.choice([1, 2, 3, 4, 6]))
+    if rng.random() < 0.15:
+        body.insert(rng.randrange(len(body) + 1), "side aux { " + "; ".join(w.chain(2)) + " }")
+    text = "network n() {\n    input " + _input(rng) + "\n    " + "\n    ".join(body) + "\n}\n"
+    return "\n".join(w.defs + [text])
+
+
+def gen_labels(rng: random.Random) -> str:
+    """Labels and side names that a module or a named tuple cannot take, among ordinary ones."""
+    lines = []
+    for i in range(rng.choice([1, 2, 3])):
+        name = rng.choice(ATTRIBUTE_NAMES + [f"ok{i}", "0", "block", "x" * 300])
+        quoted = rng.random() < 0.4
+        lines.append(f'"{name}": conv2d(4, 1)' if quoted else f"{name}: relu")
+    if rng.random() < 0.5:
+        lines.append(f"side {rng.choice(FIELD_NAMES)} {{ flatten; linear(3) }}")
+    if rng.random() < 0.3:
+        lines.append(f'for i in range(2) {{ "{rng.choice(ATTRIBUTE_NAMES)}{{i}}": relu }}')
+    body = "\n    ".join(lines)
+    inner = f"block b() {{\n    {body}\n}}\n" if rng.random() < 0.3 else ""
+    use = "    b\n" if inner else ""
+    return inner + f"network n() {{\n    input [3, 8, 8]\n{use}    {body if not inner else 'relu'}\n}}\n"
+
+
+_SCHEMES = {
+    "kaiming_normal": ["a", "mode", "nonlinearity"], "kaiming_uniform": ["a", "mode", "nonlinearity"],
+    "xavier_normal": ["gain"], "xavier_uniform": ["gain"], "normal": ["mean", "std"],
+    "uniform": ["a", "b"], "trunc_normal": ["mean", "std", "a", "b"], "constant": ["val"],
+    "zeros": [], "ones": [],
+}
+
+
+def gen_init(rng: random.Random) -> str:
+    """``init`` rules with random scheme arguments, on a net with every parametrised layer."""
+    rules = []
+    for _ in range(rng.choice([1, 2, 3])):
+        fn = rng.choice(sorted(_SCHEMES))
+        args = []
+        for name in _SCHEMES[fn]:
+            if rng.random() < 0.6:
+                if name == "mode":
+                    v = rng.choice(['"fan_in"', '"fan_out"', '"fan_avg"'])
+                elif name == "nonlinearity":
+                    v = rng.choice(['"relu"', '"leaky_relu"', '"tanh"', '"linear"', '"selu"', '"gelu"'])
+                else:
+                    v = rng.choice(["0", "1", "-1", "0.5", "-3", "3", "1e-9", "100", "0.0", "-0.01"])
+                args.append(f"{name} = {v}")
+        target = rng.choice(["conv2d.weight", "conv2d.bias", "linear.weight", "linear.bias",
+                             "batchnorm2d.weight", "batchnorm2d.bias", "fc.weight", "c.bias"])
+        scheme = fn if not args and rng.random() < 0.5 else f"{fn}({', '.join(args)})"
+        rules.append(f"init {target} = {scheme}")
+    return ("network n() {\n    input [3, 8, 8]\n    " + "\n    ".join(rules) +
+            "\n    c: conv2d(4, 3)\n    batchnorm2d\n    flatten\n    fc: linear(5)\n}\n")
+
+
+def gen_long_names(rng: random.Random) -> str:
+    """A misspelt name of up to 16 KB where a name, a layer, an argument or a parameter goes."""
+    n = rng.choice([100, 1000, 4000, 16000])
+    name = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz_") for _ in range(n))
+    where = rng.choice(["layer", "name", "arg", "function", "label", "init"])
+    line = {"layer": name, "name": f"conv2d({name}, 3)", "arg": f"conv2d(4, 3, {name} = 1)",
+            "function": f"conv2d({name}(2), 3)", "label": f"{name}: relu",
+            "init": f"init {name}.weight = zeros\n    relu"}[where]
+    return f"network n(width = 4) {{\n    input [3, 8, 8]\n    {line}\n}}\n"
+
+
+def gen_many_errors(rng: random.Random) -> str:
+    """Thousands of independent mistakes in one file."""
+    n = rng.choice([60, 1000, 5000, 20000])
+    bad = rng.choice(["bogus", "relu(1)", "conv2d(0, 3)", "linear(4)", "let x = 1 / 0",
+                      "conv2d(widht, 3)"])
+    return "network n() {\n    input [3, 8, 8]\n" + f"    {bad}\n" * n + "}\n"
+
+
+_CONTROL = ["\x1b[2J", "\x1b]0;owned\x07", "\x07", "\x1b[31merror[E0000]: fake\x1b[0m", "\x08\x08\x08",
+            "\x7f", "\x9b31m", "\x1b[1A\x1b[2K"]
+
+
+def gen_control(rng: random.Random) -> str:
+    """Control characters where a diagnostic will quote them: strings, labels, comments, names."""
+    c = rng.choice(_CONTROL)
+    line = rng.choice([f'"{c}": relu', f'assert false, "{c}"', f'import "{c}.net"',
+                       f'conv2d(4, 3, mode = "{c}")', f'relu # {c}\n    bogus',
+                       f'let s = "{c}"\n    s', f'"a{c}b{{1 / 0}}": relu'])
+    return f"network n() {{\n    input [3, 8, 8]\n    {line}\n}}\n"
+
+
+GENERATORS = {"layers": gen_layers, "labels": gen_labels, "init": gen_init,
+              "long_names": gen_long_names, "many_errors": gen_many_errors, "control": gen_control}
+WEIGHTS = {"layers": 14, "labels": 3, "init": 3, "long_names": 1, "many_errors": 1, "control": 2}
+
+
+def generate(rng: random.Random) -> tuple[str, str]:
+    """(strategy, spec text) of one generated spec."""
+    name = rng.choices(list(WEIGHTS), list(WEIGHTS.values()))[0]
+    return name, GENERATORS[name](rng)
