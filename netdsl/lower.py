@@ -139,19 +139,47 @@ def initialise(m: nn.Module, declared: dict[str, ir.InitScheme]) -> None:
             m.reset_running_stats()
 
 
-def _fresh(nodes) -> bool:
-    """Whether a sequence's output is a tensor it allocated (not its input or a view)."""
+# Layer kinds whose output autograd never keeps for their backward (they keep their
+# input and weights, or only sizes), so a residual may add into that output in place.
+# Activations keep their output (relu, sigmoid, tanh, any in-place one) or may in some
+# torch version; a kind missing here only costs an extra tensor, one wrongly here
+# breaks backward, so the list is short.
+_OUTPUT_NOT_SAVED = frozenset({"conv2d", "linear", "batchnorm2d", "maxpool2d", "avgpool2d",
+                               "adaptive_avgpool2d"})
+
+
+def _output_free(nodes) -> bool | None:
+    """Whether a sequence's output is a new tensor no backward needs (True), may be
+    needed or is unknown (False), or is its input passed through (None)."""
     for node in reversed(nodes):
-        if isinstance(node, ir.Scope):
-            return _fresh(node.body)
         if isinstance(node, ir.Side):
-            continue
-        if isinstance(node, ir.Layer):
-            if node.kind in _PASS_THROUGH or getattr(node, "inplace", False):
+            continue  # runs beside the sequence; its output is not the sequence's
+        if isinstance(node, ir.Scope):
+            inner = _output_free(node.body)
+            if inner is None:
                 continue
-            return True
-        return True
-    return False
+            return inner
+        if isinstance(node, ir.Layer):
+            if node.kind in _PASS_THROUGH:
+                continue  # its input or, in training, a product nothing keeps
+            return node.kind in _OUTPUT_NOT_SAVED
+        # cat (concat, dense), x * body(x) (gate) and a residual's add keep only their
+        # inputs; a nested residual adds in place only into an output nothing keeps.
+        return isinstance(node, (ir.Residual, ir.Concat, ir.Dense, ir.Gate))
+    return None
+
+
+def _add_in_place(body) -> bool:
+    """Whether a residual may add the shortcut into its body's output in place, as
+    torchvision's blocks do (``out += identity``): only when that output is a tensor
+    the body made and autograd did not save, else backward would see it changed.
+
+    >>> import netdsl
+    >>> net = netdsl.compile("network n() { input [3, 8, 8]\\n residual { conv2d(3, 1)\\n relu } }")
+    >>> _add_in_place(net.body[0].body), _add_in_place(net.body[0].body[:1])
+    (False, True)
+    """
+    return _output_free(body) is True
 
 
 def _pure(nodes) -> bool:
@@ -213,7 +241,7 @@ class _Lowering:
         if isinstance(node, ir.Residual):
             body = self.plan(node.body, owner)
             shortcut = None if node.shortcut is None else self.plan(node.shortcut, owner)
-            return ResidualOp(body, shortcut, inplace=_fresh(node.body))
+            return ResidualOp(body, shortcut, inplace=_add_in_place(node.body))
         if isinstance(node, ir.Concat):
             return ConcatOp(self.plan(b, owner) for b in node.branches)
         if isinstance(node, ir.Dense):
