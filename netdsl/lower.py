@@ -278,6 +278,7 @@ def lower(net: ir.Network, device=None) -> nn.Module:
     root = cls()
     root.spec_name = net.name
     root.input_shape = tuple(net.input_shape)
+    root._ndim = len(net.input_shape) + 1
     steps = [low.step(n, root) for n in net.body]
     root._steps = tuple(steps)
     _set_plan(root, steps[0] if len(steps) == 1 else (Chain(steps) if steps else _identity))
