@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     common(b, "default 2 for the table, all for json")
     b.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or meta (default cpu)")
     b.add_argument("--save", metavar="PATH", help="write the model's state_dict to PATH")
+    b.add_argument("--force", action="store_true",
+                   help="let --save replace an existing file that is not a PyTorch checkpoint")
     b.add_argument("--no-fvcore", action="store_true",
                    help="skip the fvcore cross-check of the static MAC count")
 
@@ -162,14 +164,30 @@ def fvcore_total(model, input_shape, device) -> int:
         model.train(was_training)
 
 
-def cmd_build(args) -> int:
-    import torch
+def _save_target(args, device):
+    """Where --save will write, checked before anything is built."""
+    from .checkpoint import SaveError, check_target
 
+    if args.save is None:
+        if args.force:
+            raise _UsageError("--force only applies to --save")
+        return None
+    if device.type == "meta":
+        raise _UsageError("--save: a model built on the meta device has no values to save; "
+                          "build on cpu or cuda")
+    try:
+        return check_target(args.save, force=args.force, keep=(args.spec,))
+    except SaveError as e:
+        raise _UsageError(str(e)) from None
+
+
+def cmd_build(args) -> int:
     from .analysis import analyse
     from .lower import lower
     from .table import render_table, to_json
 
     device = _device(args.device)
+    target = _save_target(args, device)
     net = _compile(args)
     a = analyse(net)
     model = lower(net, device=device)
@@ -187,11 +205,13 @@ def cmd_build(args) -> int:
         note = (f"fvcore cross-check: MISMATCH — static analysis says {a.macs:,} MACs, fvcore "
                 f"counts {total:,}; please report this as a netdsl bug" if mismatch else
                 "fvcore cross-check: static MACs equal fvcore's total")
-    if args.save:
+    if target is not None:
+        from .checkpoint import SaveError, save
+
         try:
-            torch.save(model.state_dict(), args.save)
-        except OSError as e:
-            raise _UsageError(f"--save {args.save}: {e.strerror or e}") from None
+            save(model.state_dict(), args.save, target)
+        except SaveError as e:
+            raise _UsageError(str(e)) from None
     if args.format == "json":
         extra = {"fvcore": total, "device": str(device)}
         if args.save:
