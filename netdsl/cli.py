@@ -1,13 +1,18 @@
 """The ``netdsl`` command: ``build``, ``check`` and ``explain``.
 
 Exit status: 0 on success, 1 when the spec has errors (diagnostics on stderr),
-2 for a usage error (bad flags, an unavailable device).
+2 for a usage error (bad flags, an unavailable device, a file --save refuses),
+3 for a bug in netdsl (the fvcore cross-check disagrees, or an internal error),
+130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import shlex
 import sys
 
 from .diagnostics import NetdslError
@@ -16,6 +21,20 @@ from .limits import Limits
 
 class _UsageError(Exception):
     pass
+
+
+# Where the internal-error message asks users to report a bug.
+ISSUE_TRACKER = "netdsl's issue tracker"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expects a positive integer (1 = top level only), got {n}")
+    return n
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--input", metavar="C,H,W", help="override the network's input shape")
         sp.add_argument("--network", metavar="NAME", help="which network, when the spec has several")
         sp.add_argument("--format", choices=("table", "json"), default="table", help="output format")
-        sp.add_argument("--depth", type=int, metavar="N",
+        sp.add_argument("--depth", type=_positive_int, metavar="N",
                         help=f"show modules down to depth N ({depth_default_help})")
         sp.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                         help="change a safety limit, e.g. max_params=1e11 (see docs/cli.md)")
@@ -181,6 +200,22 @@ def _save_target(args, device):
         raise _UsageError(str(e)) from None
 
 
+@contextlib.contextmanager
+def _memory(device, what: str):
+    """Running out of memory is the machine's limit, not a bug: say so, as a usage error."""
+    import torch
+
+    oom = (MemoryError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError))
+    try:
+        yield
+    except oom:
+        raise _UsageError(f"not enough memory on {device} {what}; try --device meta") from None
+    except RuntimeError as e:
+        if "can't allocate memory" not in str(e):  # torch's CPU allocator says it this way
+            raise
+        raise _UsageError(f"not enough memory on {device} {what}; try --device meta") from None
+
+
 def cmd_build(args) -> int:
     from .analysis import analyse
     from .lower import lower
@@ -190,7 +225,8 @@ def cmd_build(args) -> int:
     target = _save_target(args, device)
     net = _compile(args)
     a = analyse(net)
-    model = lower(net, device=device)
+    with _memory(device, f"to build `{net.name}` ({a.params:,} parameters)"):
+        model = lower(net, device=device)
     built = sum(p.numel() for p in model.parameters())
     if built != a.params:
         raise AssertionError(f"netdsl bug: built model has {built} parameters, analysis says {a.params}")
@@ -200,7 +236,8 @@ def cmd_build(args) -> int:
     elif args.no_fvcore:
         note = "fvcore cross-check: skipped (--no-fvcore)"
     else:
-        total = fvcore_total(model, net.input_shape, device)
+        with _memory(device, "for the fvcore cross-check (--no-fvcore skips it)"):
+            total = fvcore_total(model, net.input_shape, device)
         mismatch = total != a.macs
         note = (f"fvcore cross-check: MISMATCH — static analysis says {a.macs:,} MACs, fvcore "
                 f"counts {total:,}; please report this as a netdsl bug" if mismatch else
@@ -238,9 +275,8 @@ def cmd_explain(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         return {"build": cmd_build, "check": cmd_check, "explain": cmd_explain}[args.command](args)
     except NetdslError as e:
         print(e.render(), file=sys.stderr)
@@ -250,6 +286,38 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`netdsl check x.net | head`): nothing left to say to it.
+        _silence_stdout()
+        return 141
+    except Exception as e:  # whatever it is, a bug of netdsl's: one message, not a traceback
+        _internal_error(e, sys.argv[1:] if argv is None else argv)
+        return 3
+
+
+def _internal_error(e: Exception, argv: list[str]) -> None:
+    from . import __version__
+
+    if os.environ.get("NETDSL_TRACEBACK") == "1":
+        import traceback
+
+        traceback.print_exception(e, file=sys.stderr)
+    lines = str(e).strip().splitlines()
+    what = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+    print(f"error: internal error in netdsl {__version__}: {what}", file=sys.stderr)
+    print(f"  please report it at {ISSUE_TRACKER} with the command line: "
+          f"netdsl {shlex.join(argv)}"
+          + ("" if os.environ.get("NETDSL_TRACEBACK") == "1" else
+             " (NETDSL_TRACEBACK=1 shows the traceback)"), file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing it at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":
