@@ -71,9 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _overrides(items: list[str], limits: Limits) -> dict:
-    from .parser import parse_expr
-
+def _overrides(items: list[str]) -> dict[str, str]:
+    """NAME -> expression text of each ``--set NAME=VALUE``; the API parses them."""
     out = {}
     for item in items:
         name, eq, value = item.partition("=")
@@ -82,12 +81,7 @@ def _overrides(items: list[str], limits: Limits) -> dict:
             raise _UsageError(f"--set expects NAME=VALUE, got {item!r}")
         if name in out:
             raise _UsageError(f"--set {name} is given twice")
-        try:
-            out[name] = parse_expr(value.strip(), limits)
-        except NetdslError as e:
-            # The value alone is parsed, so its position says nothing of which --set it was.
-            raise NetdslError([d.with_notes(f"in --set {name}={value.strip()}") for d in e.diagnostics],
-                              e.sources) from None
+        out[name] = value.strip()
     return out
 
 
@@ -119,26 +113,20 @@ def _limits(items: list[str]) -> Limits:
 
 
 def _compile(args):
-    from .api import compile
+    from .api import compile_spec
 
     limits = _limits(args.limit)
-    overrides = _overrides(args.overrides, limits)
-    return compile(args.spec, network=args.network, input=_shape(args.input), limits=limits,
-                   **overrides)
+    return compile_spec(args.spec, _overrides(args.overrides), network=args.network,
+                        input=_shape(args.input), limits=limits, origin="cli")
 
 
 def _device(name: str):
-    import torch
+    from .lower import DeviceError, target_device
 
     try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise _UsageError(f"unknown device {name!r}; use cpu, cuda, cuda:N or meta") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise _UsageError("--device cuda: CUDA is not available on this machine")
-    if dev.type not in ("cpu", "cuda", "meta"):
-        raise _UsageError(f"unsupported device {name!r}; use cpu, cuda or meta")
-    return dev
+        return target_device(name)
+    except DeviceError as e:
+        raise _UsageError(str(e)) from None
 
 
 def cmd_check(args) -> int:

@@ -182,13 +182,55 @@ def _add_in_place(body) -> bool:
     return _output_free(body) is True
 
 
+class DeviceError(ValueError):
+    """A device a model cannot be built on here; the message names the accepted ones."""
+
+
+_DEVICES = "cpu, cuda, cuda:N or meta"
+
+
+def target_device(device=None) -> torch.device:
+    """The device to build on, checked: ``None`` is torch's default device; ``cpu``,
+    ``cuda``, ``cuda:N`` and ``meta`` (a str, an int N or a ``torch.device``) are
+    accepted, anything else, or CUDA where there is none, is a DeviceError. The CLI's
+    ``--device`` and the API's ``device=`` both go through here.
+
+    >>> target_device("cpu")
+    device(type='cpu')
+    >>> target_device("tpu")
+    Traceback (most recent call last):
+      ...
+    netdsl.lower.DeviceError: unknown device 'tpu'; use cpu, cuda, cuda:N or meta
+    """
+    if device is None:
+        return torch.get_default_device()
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise TypeError(f'device must be a str such as "cpu" or "cuda:0", a torch.device or None, '
+                        f"not {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise DeviceError(f"unknown device {device!r}; use {_DEVICES}") from None
+    if dev.type not in ("cpu", "cuda", "meta"):
+        raise DeviceError(f"unsupported device {str(dev)!r}; use {_DEVICES}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {str(dev)!r}: CUDA is not available on this machine; "
+                              "use cpu or meta")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise DeviceError(f"device {str(dev)!r}: this machine has {n} CUDA device"
+                              f"{'s' if n != 1 else ''}, cuda:0 to cuda:{n - 1}")
+    return dev
+
+
 def _pure(nodes) -> bool:
     return all(isinstance(n, (ir.Layer, ir.Scope)) for n in nodes)
 
 
 class _Lowering:
     def __init__(self, device):
-        self.device = torch.device(device) if device is not None else torch.get_default_device()
+        self.device = target_device(device)
         self.classes: dict[tuple[str, bool], type] = {}
         self.init = self.device.type != "meta"
         # Leaves that own parameters or buffers, with their IR node, in module order:
@@ -293,4 +335,4 @@ def lower(net: ir.Network, device=None) -> nn.Module:
     return root
 
 
-__all__ = ["lower", "init_parameter", "initialise"]
+__all__ = ["lower", "init_parameter", "initialise", "target_device", "DeviceError"]
