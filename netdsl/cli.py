@@ -147,7 +147,13 @@ def cmd_check(args) -> int:
 
 
 def fvcore_total(model, input_shape, device) -> int:
-    """``FlopCountAnalysis(model, x).total()`` for a batch of one, in eval mode, quietly."""
+    """``FlopCountAnalysis(model, x).total()`` for a batch of one, in eval mode, quietly.
+
+    A batch norm without running statistics normalises by the batch's own even in
+    eval mode, and torch refuses one value per channel (a [C, 1, 1] input at batch
+    1): such a model is traced at batch 2 and the count halved, exactly, since every
+    MAC count is linear in the batch.
+    """
     import logging
     import warnings
 
@@ -158,17 +164,21 @@ def fvcore_total(model, input_shape, device) -> int:
         from fvcore.nn import FlopCountAnalysis
 
     logging.getLogger("fvcore").setLevel(logging.ERROR)
+    batch = 2 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not m.track_running_stats
+                     for m in model.modules()) else 1
     was_training = model.training
     model.eval()
     try:
-        x = torch.zeros((1, *input_shape), device=device)
+        x = torch.zeros((batch, *input_shape), device=device)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fvcore's tracer warns about deprecated torch.jit APIs
             fca = FlopCountAnalysis(model, x)
             fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            return int(fca.total())
+            total = fca.total()
     finally:
         model.train(was_training)
+    # Not a multiple of the batch would be a bug somewhere: let the comparison show it.
+    return int(total) // batch if total % batch == 0 else total / batch
 
 
 def _save_target(args, device):
