@@ -116,9 +116,13 @@ def test_missing_spec_file_is_a_spec_error(tmp_path):
 
 
 @pytest.mark.parametrize("depth", ["0", "-1", "x"])
-def test_depth_must_be_positive(spec_path, depth):
-    r = run("check", spec_path("lenet5"), "--depth", depth)
-    assert r.returncode == 2 and "netdsl check: error: argument --depth: expects a positive integer" in r.stderr
+def test_depth_must_be_positive(spec_path, capsys, depth):
+    from netdsl.cli import main
+
+    with pytest.raises(SystemExit) as e:  # argparse's exit, as the command exits
+        main(["check", spec_path("lenet5"), "--depth", depth])
+    assert e.value.code == 2
+    assert "netdsl check: error: argument --depth: expects a positive integer" in capsys.readouterr().err
 
 
 # The last resort: whatever goes wrong inside netdsl is one message and exit 3.
