@@ -3,7 +3,7 @@
 Exit status: 0 on success, 1 when the spec has errors (diagnostics on stderr),
 2 for a usage error (bad flags, an unavailable device, a file --save refuses),
 3 for a bug in netdsl (the fvcore cross-check disagrees, or an internal error),
-130 when interrupted.
+130 when interrupted, 141 when stdout was closed early.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def cmd_check(args) -> int:
     return 0
 
 
-def fvcore_total(model, input_shape, device) -> int:
+def fvcore_total(model, input_shape, device) -> int | float:
     """``FlopCountAnalysis(model, x).total()`` for a batch of one, in eval mode, quietly.
 
     A batch norm without running statistics normalises by the batch's own even in
