@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import ast, ir
 from .diagnostics import Diagnostic, NetdslError
-from .elaborate import Checker
+from .elaborate import Checker, given
 from .limits import Limits
-from .loader import decode, load, read_source
+from .loader import check_nesting, decode, load, read_source
 from .parser import parse as _parse
 from .parser import parse_expr
 
@@ -22,8 +24,35 @@ def _is_path(spec) -> bool:
     return isinstance(spec, str) and "\n" not in spec and "{" not in spec
 
 
+def _type(value) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def _check_spec(spec) -> None:
+    if not isinstance(spec, (str, bytes, os.PathLike)):
+        raise TypeError("spec must be a path (str or os.PathLike), spec text (str) or bytes, "
+                        f"not {_type(spec)}")
+
+
+def _check_arguments(spec, network, input, limits) -> tuple[int, ...] | None:
+    """Refuse arguments of the wrong kind where they are given, not deep inside;
+    returns ``input`` as a tuple. What is inside them is checked by the checker."""
+    _check_spec(spec)
+    if network is not None and not isinstance(network, str):
+        raise TypeError(f"network must be the name of a network (str) or None, not {_type(network)}")
+    if limits is not None and not isinstance(limits, Limits):
+        raise TypeError(f"limits must be a netdsl.Limits, not {_type(limits)}")
+    if input is None:
+        return None
+    if isinstance(input, (str, bytes)) or not hasattr(input, "__iter__") or isinstance(input, Mapping):
+        raise TypeError("input must be a shape: a tuple or list of integers (C, H, W) or (F,), "
+                        f"not {_type(input)}")
+    return tuple(input)
+
+
 def read_spec(spec, limits: Limits | None = None) -> tuple[str, str | None, Path]:
     """(text, filename, directory for imports) of a path or source text."""
+    _check_spec(spec)
     limits = limits or Limits()
     if _is_path(spec):
         path = Path(spec)
@@ -42,6 +71,10 @@ def parse(text: str, filename: str | None = None) -> ast.Module:
     >>> parse("network n() { input [1, 4, 4]\\n relu }").items[0].name
     'n'
     """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be spec source text (str), not {_type(text)}")
+    if filename is not None and not isinstance(filename, str):
+        raise TypeError(f"filename must be a str or None, not {_type(filename)}")
     return _parse(text, filename)
 
 
@@ -49,31 +82,84 @@ def compile(spec, *, network: str | None = None, input: tuple[int, ...] | None =
             limits: Limits | None = None, **overrides) -> ir.Network:
     """Check a spec and return its IR: every layer with inferred channels and shapes.
 
-    ``spec`` is a path to a ``.net`` file or the source text itself.
-    ``overrides`` set the network's hyperparameters; values are Python values
-    or, as strings, netdsl expressions (``compile(p, depths="[2, 2, 2, 2]")``).
+    ``spec`` is a path to a ``.net`` file, the source text itself, or its bytes.
+    ``overrides`` set the network's hyperparameters: Python values as they are, a
+    string as a netdsl expression (``depths="[2, 2, 2, 2]"``, ``unit="basic"``; a
+    netdsl string is written in quotes, ``mode='"batch"'``). Arguments of the wrong
+    kind raise TypeError; anything wrong in the spec or a value raises NetdslError.
 
     >>> net = compile("network n(width = 8) { input [3, 32, 32]\\n conv2d(width, 3) }", width=16)
     >>> net.body[0].out_shape
     (16, 30, 30)
     """
+    return compile_spec(spec, overrides, network=network, input=input, limits=limits)
+
+
+def compile_spec(spec, overrides: Mapping[str, object] | None = None, *, network: str | None = None,
+                 input=None, limits: Limits | None = None, origin: str = "api") -> ir.Network:
+    """:func:`compile`, with the overrides in a mapping and where they come from:
+    ``origin="cli"`` for ``--set`` texts (every value a str holding an expression),
+    so that messages name them as the user wrote them.
+
+    >>> compile_spec("network n(c = 2) { input [4]\\n linear(c) }", {"c": "1 +"}, origin="cli")
+    Traceback (most recent call last):
+      ...
+    netdsl.diagnostics.NetdslError: error[E0004]: unexpected end of file
+    ...
+      = note: in --set c=1 +
+    ...
+    """
+    if origin not in ("api", "cli"):
+        raise ValueError(f"origin must be 'api' or 'cli', not {origin!r}")
+    shape = _check_arguments(spec, network, input, limits)
+    overrides = dict(overrides or {})
     limits = limits or Limits()
     with _gc_paused():
         text, filename, base = read_spec(spec, limits)
         program = load(text, filename, base, limits)
-        checker = Checker(program, limits)
-        values = {}
+        values, sources = {}, {}
         for key, value in overrides.items():
+            if origin == "cli":
+                values[key] = (parse_override(key, value, limits, "cli", sources), None)
+                continue
             try:
-                values[key] = (_override_value(key, value), None)
+                values[key] = (_override_value(key, value, limits, sources), None)
             except RecursionError:  # a Python list nested a thousand deep
-                raise NetdslError([Diagnostic("E0402", f"--set {key}: lists nested deeper than "
+                raise NetdslError([Diagnostic("E0402", f"{given(key, origin)}: lists nested deeper than "
                                               f"{limits.max_nesting} levels", None, "", None)]) from None
-        shape = tuple(input) if input is not None else None
-        net = checker.network(network, values, shape)
+        # The values' own text is a source too, so their errors show it.
+        program = dataclasses.replace(program, sources={**program.sources, **sources})
+        net = Checker(program, limits, origin).network(network, values, shape)
         _check_module_depth(net, limits, program.sources)
         _check_params(net, limits, program.sources)
     return net
+
+
+def parse_override(name: str, text: str, limits: Limits | None = None, origin: str = "api",
+                   sources: dict | None = None) -> ast.Expr:
+    """Parse a hyperparameter value given as text from outside a spec (``--set NAME=TEXT``
+    or ``compile(NAME="TEXT")``), within the same limits as spec text; an error in it
+    is a NetdslError noted with the value it was in. ``sources`` collects the text.
+
+    >>> parse_override("depths", "[2, 3]").items[1].value
+    3
+    >>> parse_override("depths", "(" * 200 + "1" + ")" * 200)
+    Traceback (most recent call last):
+      ...
+    netdsl.diagnostics.NetdslError: error[E0402]: nesting deeper than 100 levels
+    ...
+    """
+    limits = limits or Limits()
+    filename = f"<--set {name}>" if origin == "cli" else f"<value of {name}>"
+    if sources is not None:
+        sources[filename] = text
+    try:
+        # Parentheses leave no trace in the parse tree: the text's brackets are counted first.
+        check_nesting(text, filename, limits)
+        return parse_expr(text, limits, filename)
+    except NetdslError as e:
+        note = f"in --set {name}={text}" if origin == "cli" else f"in {given(name, origin)}"
+        raise NetdslError([d.with_notes(note) for d in e.diagnostics], e.sources) from None
 
 
 @contextlib.contextmanager
@@ -159,14 +245,11 @@ def _check_params(net: ir.Network, limits: Limits, sources) -> None:
         "(or Limits(max_params=N)), and build on the meta device first")], sources)
 
 
-def _override_value(key, value):
+def _override_value(key, value, limits, sources):
     if isinstance(value, str):
-        try:
-            return parse_expr(value)
-        except NetdslError:
-            return value
-    if isinstance(value, list):
-        return tuple(_override_value(key, v) for v in value)
+        return parse_override(key, value, limits, "api", sources)
+    if isinstance(value, (list, tuple)):
+        return tuple(_override_value(key, v, limits, sources) for v in value)
     return value
 
 
@@ -178,7 +261,8 @@ def build(spec, *, device=None, network: str | None = None, input=None,
     >>> sorted(model.state_dict())
     ['conv1.bias', 'conv1.weight']
     """
-    from .lower import lower
+    from .lower import lower, target_device
 
+    device = target_device(device)  # before the work of checking: a bad device fails at once
     net = compile(spec, network=network, input=input, limits=limits, **overrides)
     return lower(net, device=device)

@@ -1,13 +1,18 @@
 """The ``netdsl`` command: ``build``, ``check`` and ``explain``.
 
 Exit status: 0 on success, 1 when the spec has errors (diagnostics on stderr),
-2 for a usage error (bad flags, an unavailable device).
+2 for a usage error (bad flags, an unavailable device, a file --save refuses),
+3 for a bug in netdsl (the fvcore cross-check disagrees, or an internal error),
+130 when interrupted, 141 when stdout was closed early.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import shlex
 import sys
 
 from .diagnostics import NetdslError
@@ -16,6 +21,20 @@ from .limits import Limits
 
 class _UsageError(Exception):
     pass
+
+
+# Where the internal-error message asks users to report a bug.
+ISSUE_TRACKER = "netdsl's issue tracker"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expects a positive integer (1 = top level only), got {n}")
+    return n
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--input", metavar="C,H,W", help="override the network's input shape")
         sp.add_argument("--network", metavar="NAME", help="which network, when the spec has several")
         sp.add_argument("--format", choices=("table", "json"), default="table", help="output format")
-        sp.add_argument("--depth", type=int, metavar="N",
+        sp.add_argument("--depth", type=_positive_int, metavar="N",
                         help=f"show modules down to depth N ({depth_default_help})")
         sp.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                         help="change a safety limit, e.g. max_params=1e11 (see docs/cli.md)")
@@ -38,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     common(b, "default 2 for the table, all for json")
     b.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or meta (default cpu)")
     b.add_argument("--save", metavar="PATH", help="write the model's state_dict to PATH")
+    b.add_argument("--force", action="store_true",
+                   help="let --save replace an existing file that is not a PyTorch checkpoint")
     b.add_argument("--no-fvcore", action="store_true",
                    help="skip the fvcore cross-check of the static MAC count")
 
@@ -50,9 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _overrides(items: list[str], limits: Limits) -> dict:
-    from .parser import parse_expr
-
+def _overrides(items: list[str]) -> dict[str, str]:
+    """NAME -> expression text of each ``--set NAME=VALUE``; the API parses them."""
     out = {}
     for item in items:
         name, eq, value = item.partition("=")
@@ -61,12 +81,7 @@ def _overrides(items: list[str], limits: Limits) -> dict:
             raise _UsageError(f"--set expects NAME=VALUE, got {item!r}")
         if name in out:
             raise _UsageError(f"--set {name} is given twice")
-        try:
-            out[name] = parse_expr(value.strip(), limits)
-        except NetdslError as e:
-            # The value alone is parsed, so its position says nothing of which --set it was.
-            raise NetdslError([d.with_notes(f"in --set {name}={value.strip()}") for d in e.diagnostics],
-                              e.sources) from None
+        out[name] = value.strip()
     return out
 
 
@@ -98,26 +113,20 @@ def _limits(items: list[str]) -> Limits:
 
 
 def _compile(args):
-    from .api import compile
+    from .api import compile_spec
 
     limits = _limits(args.limit)
-    overrides = _overrides(args.overrides, limits)
-    return compile(args.spec, network=args.network, input=_shape(args.input), limits=limits,
-                   **overrides)
+    return compile_spec(args.spec, _overrides(args.overrides), network=args.network,
+                        input=_shape(args.input), limits=limits, origin="cli")
 
 
 def _device(name: str):
-    import torch
+    from .lower import DeviceError, target_device
 
     try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise _UsageError(f"unknown device {name!r}; use cpu, cuda, cuda:N or meta") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise _UsageError("--device cuda: CUDA is not available on this machine")
-    if dev.type not in ("cpu", "cuda", "meta"):
-        raise _UsageError(f"unsupported device {name!r}; use cpu, cuda or meta")
-    return dev
+        return target_device(name)
+    except DeviceError as e:
+        raise _UsageError(str(e)) from None
 
 
 def cmd_check(args) -> int:
@@ -137,8 +146,14 @@ def cmd_check(args) -> int:
     return 0
 
 
-def fvcore_total(model, input_shape, device) -> int:
-    """``FlopCountAnalysis(model, x).total()`` for a batch of one, in eval mode, quietly."""
+def fvcore_total(model, input_shape, device) -> int | float:
+    """``FlopCountAnalysis(model, x).total()`` for a batch of one, in eval mode, quietly.
+
+    A batch norm without running statistics normalises by the batch's own even in
+    eval mode, and torch refuses one value per channel (a [C, 1, 1] input at batch
+    1): such a model is traced at batch 2 and the count halved, exactly, since every
+    MAC count is linear in the batch.
+    """
     import logging
     import warnings
 
@@ -149,30 +164,67 @@ def fvcore_total(model, input_shape, device) -> int:
         from fvcore.nn import FlopCountAnalysis
 
     logging.getLogger("fvcore").setLevel(logging.ERROR)
+    batch = 2 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not m.track_running_stats
+                     for m in model.modules()) else 1
     was_training = model.training
     model.eval()
     try:
-        x = torch.zeros((1, *input_shape), device=device)
+        x = torch.zeros((batch, *input_shape), device=device)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fvcore's tracer warns about deprecated torch.jit APIs
             fca = FlopCountAnalysis(model, x)
             fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            return int(fca.total())
+            total = fca.total()
     finally:
         model.train(was_training)
+    # Not a multiple of the batch would be a bug somewhere: let the comparison show it.
+    return int(total) // batch if total % batch == 0 else total / batch
+
+
+def _save_target(args, device):
+    """Where --save will write, checked before anything is built."""
+    from .checkpoint import SaveError, check_target
+
+    if args.save is None:
+        if args.force:
+            raise _UsageError("--force only applies to --save")
+        return None
+    if device.type == "meta":
+        raise _UsageError("--save: a model built on the meta device has no values to save; "
+                          "build on cpu or cuda")
+    try:
+        return check_target(args.save, force=args.force, keep=(args.spec,))
+    except SaveError as e:
+        raise _UsageError(str(e)) from None
+
+
+@contextlib.contextmanager
+def _memory(device, what: str):
+    """Running out of memory is the machine's limit, not a bug: say so, as a usage error."""
+    import torch
+
+    oom = (MemoryError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError))
+    try:
+        yield
+    except oom:
+        raise _UsageError(f"not enough memory on {device} {what}; try --device meta") from None
+    except RuntimeError as e:
+        if "can't allocate memory" not in str(e):  # torch's CPU allocator says it this way
+            raise
+        raise _UsageError(f"not enough memory on {device} {what}; try --device meta") from None
 
 
 def cmd_build(args) -> int:
-    import torch
-
     from .analysis import analyse
     from .lower import lower
     from .table import render_table, to_json
 
     device = _device(args.device)
+    target = _save_target(args, device)
     net = _compile(args)
     a = analyse(net)
-    model = lower(net, device=device)
+    with _memory(device, f"to build `{net.name}` ({a.params:,} parameters)"):
+        model = lower(net, device=device)
     built = sum(p.numel() for p in model.parameters())
     if built != a.params:
         raise AssertionError(f"netdsl bug: built model has {built} parameters, analysis says {a.params}")
@@ -182,16 +234,19 @@ def cmd_build(args) -> int:
     elif args.no_fvcore:
         note = "fvcore cross-check: skipped (--no-fvcore)"
     else:
-        total = fvcore_total(model, net.input_shape, device)
+        with _memory(device, "for the fvcore cross-check (--no-fvcore skips it)"):
+            total = fvcore_total(model, net.input_shape, device)
         mismatch = total != a.macs
         note = (f"fvcore cross-check: MISMATCH — static analysis says {a.macs:,} MACs, fvcore "
                 f"counts {total:,}; please report this as a netdsl bug" if mismatch else
                 "fvcore cross-check: static MACs equal fvcore's total")
-    if args.save:
+    if target is not None:
+        from .checkpoint import SaveError, save
+
         try:
-            torch.save(model.state_dict(), args.save)
-        except OSError as e:
-            raise _UsageError(f"--save {args.save}: {e.strerror or e}") from None
+            save(model.state_dict(), args.save, target)
+        except SaveError as e:
+            raise _UsageError(str(e)) from None
     if args.format == "json":
         extra = {"fvcore": total, "device": str(device)}
         if args.save:
@@ -218,9 +273,8 @@ def cmd_explain(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         return {"build": cmd_build, "check": cmd_check, "explain": cmd_explain}[args.command](args)
     except NetdslError as e:
         print(e.render(), file=sys.stderr)
@@ -230,6 +284,38 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`netdsl check x.net | head`): nothing left to say to it.
+        _silence_stdout()
+        return 141
+    except Exception as e:  # whatever it is, a bug of netdsl's: one message, not a traceback
+        _internal_error(e, sys.argv[1:] if argv is None else argv)
+        return 3
+
+
+def _internal_error(e: Exception, argv: list[str]) -> None:
+    from . import __version__
+
+    if os.environ.get("NETDSL_TRACEBACK") == "1":
+        import traceback
+
+        traceback.print_exception(e, file=sys.stderr)
+    lines = str(e).strip().splitlines()
+    what = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+    print(f"error: internal error in netdsl {__version__}: {what}", file=sys.stderr)
+    print(f"  please report it at {ISSUE_TRACKER} with the command line: "
+          f"netdsl {shlex.join(argv)}"
+          + ("" if os.environ.get("NETDSL_TRACEBACK") == "1" else
+             " (NETDSL_TRACEBACK=1 shows the traceback)"), file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing it at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

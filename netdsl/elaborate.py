@@ -62,10 +62,21 @@ def camel(name: str) -> str:
 # ---------------------------------------------------------------- checker
 
 
+def given(name: str, origin: str) -> str:
+    """How messages name a hyperparameter value set from outside the spec: the way
+    the user gave it, on the command line (``origin="cli"``) or to the API.
+
+    >>> given("width", "cli"), given("width", "api")
+    ('--set width', 'the value given for `width`')
+    """
+    return f"--set {name}" if origin == "cli" else f"the value given for `{name}`"
+
+
 class Checker(CombinatorChecks):
-    def __init__(self, program: Program, limits: Limits | None = None):
+    def __init__(self, program: Program, limits: Limits | None = None, origin: str = "api"):
         self.program = program
         self.limits = limits or Limits()
+        self.origin = origin  # where overrides come from: "cli" (--set) or "api" (compile(**kw))
         self.diags: list[Diagnostic] = []
         self._seen: set = set()
         self.chain: list[tuple[str, Span | None]] = []
@@ -100,15 +111,18 @@ class Checker(CombinatorChecks):
         self.diags.append(self._set_notes(d))
 
     def _set_notes(self, d: Diagnostic) -> Diagnostic:
-        """Say which --set values the source of a diagnostic uses: a range error at
+        """Say which overridden values the source of a diagnostic uses: a range error at
         `linear(num_classes)` is the spec's line, but the bad value came from outside."""
         if not self.overridden or d.span is None:
             return d
         names: set[str] = set()
         for span in [d.span] + [span for _, span in self.chain if span is not None]:
             names.update(_NAME.findall(_source_at(self.program.sources.get(span.file), span)))
-        return d.with_notes(*(f"`{n}` is {show(v)}, set from outside the spec (--set {n}=...)"
+        return d.with_notes(*(f"`{n}` is {show(v)}, set from outside the spec ({self._origin_of(n)})"
                               for n, v in self.overridden.items() if n in names))
+
+    def _origin_of(self, name: str) -> str:
+        return f"--set {name}=..." if self.origin == "cli" else given(name, "api")
 
     def _global(self, name: str):
         if name in self.program.blocks:
@@ -227,7 +241,9 @@ class Checker(CombinatorChecks):
             else:
                 self.report(Diagnostic("E0203", f"network parameter `{p.name}` has no value",
                                        p.span, "no default",
-                                       f"give it a default, or set it: --set {p.name}=VALUE"))
+                                       f"give it a default, or set it: " +
+                                       (f"--set {p.name}=VALUE" if self.origin == "cli" else
+                                        f"{p.name}=VALUE")))
                 v = POISON
             env.vars[p.name] = v
             values[p.name] = v
@@ -252,13 +268,40 @@ class Checker(CombinatorChecks):
         """Evaluate an override; a mistake in it says which parameter it was for."""
         before = len(self.diags)
         v = self.value(expr, self.globals)
-        self.diags[before:] = [d.with_notes(f"in the value given for `{name}` (--set {name}=...)")
-                               for d in self.diags[before:]]
+        notes = [f"in {given(name, 'api')}" + (f" (--set {name}=...)" if self.origin == "cli" else "")]
+        if isinstance(expr, ast.Name) and any(d.code == "E0101" for d in self.diags[before:]):
+            # `mode=batch` meant the string: the value is an expression, as in the spec.
+            quoted = f"""'"{expr.id}"'"""
+            notes.append("a string is written in quotes: " +
+                         (f"--set {name}={quoted}" if self.origin == "cli" else f"{name}={quoted}"))
+        self.diags[before:] = [d.with_notes(*notes) for d in self.diags[before:]]
         return v
 
     def _foreign_value(self, name: str, v, span):
         """A Python value given to ``compile(**overrides)`` must be one the language has,
-        within the limits its own expressions keep to."""
+        within the limits its own expressions keep to; strings in it were parsed as
+        expressions, evaluated here.
+
+        >>> from netdsl.parser import parse_expr
+        >>> Checker(Program(None))._foreign_value("depths", (1, parse_expr("1 + 1")), None)
+        (1, 2)
+        """
+        if not self._foreign_ok(name, v, span):
+            return POISON
+        if not _has_expr(v):
+            return v
+        v = self._evaluate_items(name, v)
+        return v if v is POISON or self._foreign_ok(name, v, span) else POISON
+
+    def _evaluate_items(self, name: str, v):
+        if isinstance(v, ast.Expr):
+            return self._set_value(name, v)
+        if isinstance(v, tuple) and _has_expr(v):
+            items = tuple(self._evaluate_items(name, x) for x in v)
+            return POISON if any(x is POISON for x in items) else items
+        return v
+
+    def _foreign_ok(self, name: str, v, span) -> bool:
         level, depth, lim = [v], 0, self.limits
         while level:
             for x in level:
@@ -269,21 +312,21 @@ class Checker(CombinatorChecks):
                     problem = "E0215", f"an integer of {abs(x).bit_length()} bits is out of range"
                 elif isinstance(x, (tuple, str)) and len(x) > lim.max_repeat:
                     problem = "E0403", f"{len(x)} items is over the limit of {lim.max_repeat}"
-                elif not (x is None or isinstance(x, _VALUE_TYPES)):
+                elif not (x is None or isinstance(x, (*_VALUE_TYPES, ast.Expr))):
                     problem = "E0206", f"a Python {type(x).__name__} is not a netdsl value"
                 if problem is not None:
-                    self.report(Diagnostic(problem[0], f"--set {name}: {problem[1]}", span, "",
+                    self.report(Diagnostic(problem[0], f"{given(name, 'api')}: {problem[1]}", span, "",
                                            "give a number, a string, true, false, none, a list of "
                                            "these, or a block or layer"))
-                    return POISON
+                    return False
             depth += 1
             if depth > lim.max_nesting + 1:
-                self.report(Diagnostic("E0402", f"--set {name}: lists nested deeper than "
+                self.report(Diagnostic("E0402", f"{given(name, 'api')}: lists nested deeper than "
                                        f"{lim.max_nesting} levels", span, "", None))
-                return POISON
+                return False
             # Shared sublists are looked at once.
             level = list({id(y): y for x in level if isinstance(x, tuple) for y in x}.values())
-        return v
+        return True
 
     def _too_deep(self, e: _TooDeep) -> None:
         names = [name for name, _ in e.chain]
@@ -332,7 +375,7 @@ class Checker(CombinatorChecks):
         if wanted == got or (wanted == "float" and got == "int"):
             return True
         self.report(Diagnostic(
-            "E0206", f"--set {p.name}: expected {wanted} like the default {show(default)}, "
+            "E0206", f"{given(p.name, self.origin)}: expected {wanted} like the default {show(default)}, "
             f"found {got} {show(v)}", span, "",
             f"the spec declares `{p.name} = {show(default)}` at {p.span.where()}"))
         return False
@@ -775,6 +818,18 @@ def _source_at(text: str | None, span: Span) -> str:
         return lines[0][span.column - 1:span.end_column - 1]
     lines[0] = lines[0][span.column - 1:]
     return "\n".join(lines)
+
+
+def _has_expr(v) -> bool:
+    """Whether a Python override holds an expression (a string it was given) anywhere."""
+    todo = [v]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, ast.Expr):
+            return True
+        if isinstance(x, tuple):
+            todo.extend(x)
+    return False
 
 
 def _params_of(defn, program: Program):

@@ -139,19 +139,89 @@ def initialise(m: nn.Module, declared: dict[str, ir.InitScheme]) -> None:
             m.reset_running_stats()
 
 
-def _fresh(nodes) -> bool:
-    """Whether a sequence's output is a tensor it allocated (not its input or a view)."""
+# Layer kinds whose output autograd never keeps for their backward (they keep their
+# input and weights, or only sizes), so a residual may add into that output in place.
+# Activations keep their output (relu, sigmoid, tanh, any in-place one) or may in some
+# torch version; a kind missing here only costs an extra tensor, one wrongly here
+# breaks backward, so the list is short.
+_OUTPUT_NOT_SAVED = frozenset({"conv2d", "linear", "batchnorm2d", "maxpool2d", "avgpool2d",
+                               "adaptive_avgpool2d"})
+
+
+def _output_free(nodes) -> bool | None:
+    """Whether a sequence's output is a new tensor no backward needs (True), may be
+    needed or is unknown (False), or is its input passed through (None)."""
     for node in reversed(nodes):
-        if isinstance(node, ir.Scope):
-            return _fresh(node.body)
         if isinstance(node, ir.Side):
-            continue
-        if isinstance(node, ir.Layer):
-            if node.kind in _PASS_THROUGH or getattr(node, "inplace", False):
+            continue  # runs beside the sequence; its output is not the sequence's
+        if isinstance(node, ir.Scope):
+            inner = _output_free(node.body)
+            if inner is None:
                 continue
-            return True
-        return True
-    return False
+            return inner
+        if isinstance(node, ir.Layer):
+            if node.kind in _PASS_THROUGH:
+                continue  # its input or, in training, a product nothing keeps
+            return node.kind in _OUTPUT_NOT_SAVED
+        # cat (concat, dense), x * body(x) (gate) and a residual's add keep only their
+        # inputs; a nested residual adds in place only into an output nothing keeps.
+        return isinstance(node, (ir.Residual, ir.Concat, ir.Dense, ir.Gate))
+    return None
+
+
+def _add_in_place(body) -> bool:
+    """Whether a residual may add the shortcut into its body's output in place, as
+    torchvision's blocks do (``out += identity``): only when that output is a tensor
+    the body made and autograd did not save, else backward would see it changed.
+
+    >>> import netdsl
+    >>> net = netdsl.compile("network n() { input [3, 8, 8]\\n residual { conv2d(3, 1)\\n relu } }")
+    >>> _add_in_place(net.body[0].body), _add_in_place(net.body[0].body[:1])
+    (False, True)
+    """
+    return _output_free(body) is True
+
+
+class DeviceError(ValueError):
+    """A device a model cannot be built on here; the message names the accepted ones."""
+
+
+_DEVICES = "cpu, cuda, cuda:N or meta"
+
+
+def target_device(device=None) -> torch.device:
+    """The device to build on, checked: ``None`` is torch's default device; ``cpu``,
+    ``cuda``, ``cuda:N`` and ``meta`` (a str, an int N or a ``torch.device``) are
+    accepted, anything else, or CUDA where there is none, is a DeviceError. The CLI's
+    ``--device`` and the API's ``device=`` both go through here.
+
+    >>> target_device("cpu")
+    device(type='cpu')
+    >>> target_device("tpu")
+    Traceback (most recent call last):
+      ...
+    netdsl.lower.DeviceError: unknown device 'tpu'; use cpu, cuda, cuda:N or meta
+    """
+    if device is None:
+        return torch.get_default_device()
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise TypeError(f'device must be a str such as "cpu" or "cuda:0", a torch.device or None, '
+                        f"not {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise DeviceError(f"unknown device {device!r}; use {_DEVICES}") from None
+    if dev.type not in ("cpu", "cuda", "meta"):
+        raise DeviceError(f"unsupported device {str(dev)!r}; use {_DEVICES}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {str(dev)!r}: CUDA is not available on this machine; "
+                              "use cpu or meta")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise DeviceError(f"device {str(dev)!r}: this machine has {n} CUDA device"
+                              f"{'s' if n != 1 else ''}, cuda:0 to cuda:{n - 1}")
+    return dev
 
 
 def _pure(nodes) -> bool:
@@ -160,7 +230,7 @@ def _pure(nodes) -> bool:
 
 class _Lowering:
     def __init__(self, device):
-        self.device = torch.device(device) if device is not None else torch.get_default_device()
+        self.device = target_device(device)
         self.classes: dict[tuple[str, bool], type] = {}
         self.init = self.device.type != "meta"
         # Leaves that own parameters or buffers, with their IR node, in module order:
@@ -213,7 +283,7 @@ class _Lowering:
         if isinstance(node, ir.Residual):
             body = self.plan(node.body, owner)
             shortcut = None if node.shortcut is None else self.plan(node.shortcut, owner)
-            return ResidualOp(body, shortcut, inplace=_fresh(node.body))
+            return ResidualOp(body, shortcut, inplace=_add_in_place(node.body))
         if isinstance(node, ir.Concat):
             return ConcatOp(self.plan(b, owner) for b in node.branches)
         if isinstance(node, ir.Dense):
@@ -250,6 +320,7 @@ def lower(net: ir.Network, device=None) -> nn.Module:
     root = cls()
     root.spec_name = net.name
     root.input_shape = tuple(net.input_shape)
+    root._ndim = len(net.input_shape) + 1
     steps = [low.step(n, root) for n in net.body]
     root._steps = tuple(steps)
     _set_plan(root, steps[0] if len(steps) == 1 else (Chain(steps) if steps else _identity))
@@ -264,4 +335,4 @@ def lower(net: ir.Network, device=None) -> nn.Module:
     return root
 
 
-__all__ = ["lower", "init_parameter", "initialise"]
+__all__ = ["lower", "init_parameter", "initialise", "target_device", "DeviceError"]

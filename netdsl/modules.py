@@ -13,6 +13,7 @@ import collections
 
 import torch
 from torch import nn
+from torch.fx import Proxy
 
 
 class Chain:
@@ -132,8 +133,14 @@ class Network(nn.Module):
         self._steps: tuple = ()
         self._sides = False
         self._outputs = None
+        self._ndim = 1
 
     def forward(self, x):
+        # A wrong rank is refused before it runs: an unbatched [C, H, W] would otherwise
+        # pass through convolutions as a batch of C one-channel images, or fail deep
+        # inside. While FX traces, x is a Proxy whose rank is not known.
+        if not isinstance(x, Proxy) and getattr(x, "ndim", None) != self._ndim:
+            raise InputShapeError(self._input_problem(x))
         try:
             if self._sides and self.training:
                 return self._forward_with_sides(x)
@@ -156,8 +163,9 @@ class Network(nn.Module):
     def _input_problem(self, x) -> str | None:
         """Why ``x`` does not fit the spec's ``input``, once a forward call has failed.
 
-        Only a failed call gets here, so a working forward pays for no check; a
-        different height or width is named too, since it breaks a later `linear`.
+        Only a wrong rank or a failed call gets here, so a working forward pays for
+        one rank compare; a different height or width is named too, since it breaks
+        a later `linear`.
         """
         want = self.input_shape
         if not isinstance(x, torch.Tensor):
@@ -165,6 +173,10 @@ class Network(nn.Module):
         expected = "[N, " + ", ".join(str(d) for d in want) + "]"
         what = f"{want[0]} channel{'s' if want[0] != 1 else ''}" if len(want) == 3 else \
             f"{want[0]} feature{'s' if want[0] != 1 else ''}"
+        if x.dim() == len(want) and tuple(x.shape) == tuple(want):
+            return (f"network `{self.spec_name}` expects input {expected} "
+                    f"(batch first, {what}), got {list(x.shape)}: one sample without its "
+                    f"batch dimension? pass x.unsqueeze(0)")
         if x.dim() != len(want) + 1 or x.shape[1] != want[0]:
             return (f"network `{self.spec_name}` expects input {expected} "
                     f"(batch first, {what}), got {list(x.shape)}")

@@ -511,8 +511,9 @@ class _Builder(Transformer_NonRecursive):
         return node
 
 
-def parse_expr(text: str, limits: Limits | None = None) -> ast.Expr:
-    """Parse one expression (used for ``--set NAME=VALUE``).
+def parse_expr(text: str, limits: Limits | None = None, filename: str = "<--set>") -> ast.Expr:
+    """Parse one expression (a value given from outside a spec, as ``--set NAME=VALUE``);
+    ``filename`` names the text in spans and diagnostics.
 
     >>> parse_expr("[3, 4]").items[1].value
     4
@@ -521,14 +522,14 @@ def parse_expr(text: str, limits: Limits | None = None) -> ast.Expr:
     try:
         tree = _lark().parse(text, start="expr")
     except UnexpectedInput as e:
-        raise NetdslError([_syntax_error(e, text, "<--set>")], {"<--set>": text}) from None
-    too_deep = _check_depth(tree, "<--set>", limits.max_nesting)
+        raise NetdslError([_syntax_error(e, text, filename)], {filename: text}) from None
+    too_deep = _check_depth(tree, filename, limits.max_nesting)
     if too_deep is not None:
-        raise NetdslError([too_deep], {"<--set>": text})
-    builder = _Builder("<--set>", text, max_depth=limits.max_nesting)
+        raise NetdslError([too_deep], {filename: text})
+    builder = _Builder(filename, text, max_depth=limits.max_nesting)
     node = builder.transform(tree)
     if builder.errors:
-        raise NetdslError(builder.errors, {"<--set>": text})
+        raise NetdslError(builder.errors, {filename: text})
     return node
 
 

@@ -98,11 +98,14 @@ def compile_fixture(fx: Fixture, source: bytes | None = None):
     ``source`` compiles those bytes instead of the file, with the fixture's options.
     """
     import netdsl
+    from netdsl.api import compile_spec
 
     limits = netdsl.Limits().replace(**fx.limits)
     with in_fixtures():
         try:
-            netdsl.compile(fx.name if source is None else source, limits=limits, **fx.overrides)
+            # As `netdsl check --set ...` (the command the catalogue shows) words it.
+            compile_spec(fx.name if source is None else source, fx.overrides, limits=limits,
+                         origin="cli")
         except netdsl.NetdslError as e:
             return e
     return None

@@ -113,3 +113,103 @@ def test_meta_build_skips_fvcore_and_says_so(spec_path):
 def test_missing_spec_file_is_a_spec_error(tmp_path):
     r = run("check", str(tmp_path / "nope.net"))
     assert r.returncode == 1 and "not found" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("depth", ["0", "-1", "x"])
+def test_depth_must_be_positive(spec_path, capsys, depth):
+    from netdsl.cli import main
+
+    with pytest.raises(SystemExit) as e:  # argparse's exit, as the command exits
+        main(["check", spec_path("lenet5"), "--depth", depth])
+    assert e.value.code == 2
+    assert "netdsl check: error: argument --depth: expects a positive integer" in capsys.readouterr().err
+
+
+# The last resort: whatever goes wrong inside netdsl is one message and exit 3.
+
+@pytest.fixture
+def broken_analysis(monkeypatch):
+    import netdsl.analysis
+
+    def boom(net):
+        raise ZeroDivisionError("division by zero\nsecond line")
+
+    monkeypatch.setattr(netdsl.analysis, "analyse", boom)
+
+
+def test_an_internal_error_is_one_message_and_exit_3(spec_path, capsys, monkeypatch, broken_analysis):
+    from netdsl import __version__
+    from netdsl.cli import main
+
+    monkeypatch.delenv("NETDSL_TRACEBACK", raising=False)
+    assert main(["check", spec_path("lenet5"), "--depth", "1"]) == 3
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert lines[0] == f"error: internal error in netdsl {__version__}: ZeroDivisionError: division by zero"
+    assert lines[1].startswith("  please report it at ")
+    assert f"with the command line: netdsl check {spec_path('lenet5')} --depth 1" in lines[1]
+    assert len(lines) == 2 and "Traceback" not in err
+
+
+def test_netdsl_traceback_1_shows_the_traceback(spec_path, capsys, monkeypatch, broken_analysis):
+    from netdsl.cli import main
+
+    monkeypatch.setenv("NETDSL_TRACEBACK", "1")
+    assert main(["check", spec_path("lenet5")]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "in boom" in err
+    assert "error: internal error in netdsl" in err
+
+
+def test_an_internal_error_in_a_subprocess_has_no_traceback(tmp_path):
+    # A spec the checker accepts but whose build is made to fail, as a real user sees it.
+    script = tmp_path / "crash.py"
+    script.write_text("import sys, netdsl.lower as l\n"
+                      "def boom(*a, **k): raise KeyError('plan')\n"
+                      "l.lower = boom\n"
+                      "from netdsl.cli import main\nsys.exit(main())\n")
+    spec = tmp_path / "n.net"
+    spec.write_text("network n() { input [3, 8, 8]\n conv2d(4, 3) }\n")
+    r = subprocess.run([sys.executable, str(script), "build", str(spec)], capture_output=True, text=True,
+                       timeout=300, env={**__import__("os").environ, "NETDSL_TRACEBACK": "0"})
+    assert r.returncode == 3
+    assert "error: internal error in netdsl" in r.stderr and "KeyError: 'plan'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_keyboard_interrupt_exits_130(spec_path, monkeypatch):
+    import netdsl.analysis
+    from netdsl.cli import main
+
+    def interrupted(net):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(netdsl.analysis, "analyse", interrupted)
+    assert main(["check", spec_path("lenet5")]) == 130
+
+
+def test_a_closed_pipe_is_not_an_internal_error(spec_path):
+    # `netdsl check x.net | head -1`: the reader leaves early.
+    p = subprocess.Popen([sys.executable, "-m", "netdsl", "check", spec_path("resnet50"), "--depth", "9"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 141
+    assert "internal error" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError(
+    "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to "
+    "allocate 40000000000000 bytes")])
+def test_running_out_of_memory_is_not_an_internal_error(spec_path, capsys, monkeypatch, error):
+    import netdsl.lower
+    from netdsl.cli import main
+
+    def too_big(*a, **k):
+        raise error
+
+    monkeypatch.setattr(netdsl.lower, "lower", too_big)
+    assert main(["build", spec_path("lenet5")]) == 2
+    assert capsys.readouterr().err == ("netdsl: error: not enough memory on cpu to build `lenet5` "
+                                       "(61,706 parameters); try --device meta\n")

@@ -34,8 +34,50 @@ def test_a_wrong_input_names_network_expected_and_given_shape(cnn, shape, says):
     message = str(e.value)
     assert message.startswith("network `small_cnn` expects input [N, 3, 16, 16]")
     assert says in message
-    # The torch error that revealed it stays attached for whoever wants the detail.
-    assert isinstance(e.value.__cause__, (RuntimeError, TypeError))
+    if len(shape) == 4:
+        # The torch error that revealed it stays attached for whoever wants the detail.
+        assert isinstance(e.value.__cause__, (RuntimeError, TypeError))
+
+
+CONV_ONLY = "network convs() {\n input [3, 16, 16]\n c1: conv2d(8, 3)\n c2: conv2d(8, 3)\n}"
+
+
+@pytest.mark.parametrize("spec, name", [(CNN, "small_cnn"), (CONV_ONLY, "convs")])
+def test_an_unbatched_input_is_refused_before_any_layer_runs(spec, name):
+    # Convolutions alone would take [3, 16, 16] as a batch of 3 one-channel images
+    # and fail only with torch's words, or not at all when the channels happen to fit.
+    model = netdsl.build(spec)
+    ran = []
+    first = next(model.children())
+    first.register_forward_pre_hook(lambda m, args: ran.append(m))
+    with pytest.raises(InputShapeError) as e:
+        model(torch.zeros(3, 16, 16))
+    assert str(e.value) == (f"network `{name}` expects input [N, 3, 16, 16] (batch first, 3 channels), "
+                            "got [3, 16, 16]: one sample without its batch dimension? pass x.unsqueeze(0)")
+    assert ran == []
+    model(torch.zeros(1, 3, 16, 16))
+    assert ran == [first]
+
+
+def test_a_conv_only_network_refuses_an_unbatched_input_whose_channels_fit():
+    model = netdsl.build("network n() {\n input [1, 8, 8]\n conv2d(1, 3)\n}")
+    with pytest.raises(InputShapeError, match=r"got \[1, 8, 8\]: one sample"):
+        model(torch.zeros(1, 8, 8))
+
+
+def test_the_model_still_traces_with_fx(cnn):
+    graph = torch.fx.symbolic_trace(cnn)
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(graph(x), cnn(x))
+    assert [n.op for n in graph.graph.nodes].count("call_module") == 4  # no trace of the check
+
+
+def test_the_model_still_compiles(cnn):
+    x = torch.randn(2, 3, 16, 16)
+    compiled = torch.compile(cnn, backend="eager", fullgraph=True)
+    assert torch.equal(compiled(x), cnn(x))
+    with pytest.raises(InputShapeError, match="batch first"):
+        torch.compile(cnn, backend="eager")(torch.zeros(3, 16, 16))
 
 
 def test_input_shape_error_is_a_value_error(cnn):

@@ -1,0 +1,198 @@
+"""A residual adds its shortcut in place only into a body output that autograd
+did not save: differentially, for every layer kind that can end a body, the
+gradients of the built model equal those of the same model with every add out
+of place."""
+
+import copy
+
+import pytest
+import torch
+
+import netdsl
+from netdsl import lower as lowering
+from netdsl.layers import LAYERS
+from netdsl.modules import Chain, ConcatOp, DenseOp, GateOp, ResidualOp, SideOp
+
+IMAGE = ("[4, 6, 6]", "conv2d(4, 3, padding = 1)")   # input, a fresh layer before the last one
+FLAT = ("[8]", "linear(8)")
+
+# Every kind of netdsl.layers.LAYERS as the last layer of a residual body: (input, layer).
+ENDINGS = {
+    "conv2d": [(IMAGE, "conv2d(4, 1)")],
+    "linear": [(FLAT, "linear(8)"), (FLAT, "linear(8, bias = false)")],
+    "batchnorm2d": [(IMAGE, "batchnorm2d"), (IMAGE, "batchnorm2d(track_running_stats = false)"),
+                    (IMAGE, "batchnorm2d(affine = false)")],
+    "relu": [(IMAGE, "relu"), (IMAGE, "relu(inplace = true)")],
+    "relu6": [(IMAGE, "relu6"), (IMAGE, "relu6(inplace = true)")],
+    "silu": [(IMAGE, "silu"), (IMAGE, "silu(inplace = true)")],
+    "hardswish": [(IMAGE, "hardswish"), (IMAGE, "hardswish(inplace = true)")],
+    "sigmoid": [(IMAGE, "sigmoid")],
+    "tanh": [(IMAGE, "tanh")],
+    "gelu": [(IMAGE, "gelu")],
+    "maxpool2d": [(IMAGE, "maxpool2d(3, stride = 1, padding = 1)")],
+    "avgpool2d": [(IMAGE, "avgpool2d(3, stride = 1, padding = 1)"),
+                  (IMAGE, "avgpool2d(3, stride = 1, padding = 1, count_include_pad = false)")],
+    "adaptive_avgpool2d": [(IMAGE, "adaptive_avgpool2d(6)"),
+                           (("[4, 1, 1]", "conv2d(4, 1)"), "adaptive_avgpool2d(1)")],
+    "dropout": [(IMAGE, "dropout(0.3)"), (IMAGE, "dropout(0.3, inplace = true)")],
+    "flatten": [(FLAT, "flatten")],
+    "identity": [(IMAGE, "identity")],
+    "local_response_norm": [(IMAGE, "local_response_norm(2)")],
+    "stochastic_depth": [(IMAGE, 'stochastic_depth(0.5)'), (IMAGE, 'stochastic_depth(0.5, "batch")')],
+}
+
+# The same ending reached through the forms that wrap it; {P} is the layer before, {L} the last.
+FORMS = {
+    "plain": "residual {{ {P}\n {L} }}",
+    "labelled": "residual {{ {P}\n last: {L} }}",
+    "group": "residual {{ {P}\n {{ {L} }} }}",
+    "labelled group": "residual {{ {P}\n g: {{ {L}\n identity }} }}",
+    "block": "residual {{ {P}\n ending() }}",
+    "nested residual": "residual {{ {P}\n residual {{ {L} }} }}",
+    "with shortcut": "residual {{ {P}\n {L} }} shortcut {{ {S} }}",
+    "after relu": "residual {{ {P}\n relu\n {L} }}",
+}
+
+# An in-place layer first in a nested body would overwrite the inner shortcut's input
+# (E0311), and one after relu overwrites what relu saved, in torch as here.
+_NOT_WITH_INPLACE = {"nested residual", "after relu"}
+
+# Every form for a kind's first variant; the other variants (arguments) in the plain form.
+CASES = [pytest.param(inp, prev, last, form, id=f"{last} / {form}")
+         for kind, endings in ENDINGS.items() for i, ((inp, prev), last) in enumerate(endings)
+         for form in (FORMS if i == 0 else ["plain"])
+         if not ("inplace = true" in last and form in _NOT_WITH_INPLACE)]
+
+
+# Combinators as the last step of a body.
+COMBINATORS = {
+    "concat": "residual { concat { conv2d(2, 1)\n { relu\n conv2d(2, 1) } } }",
+    "dense": "residual { conv2d(2, 1)\n dense { conv2d(2, 3, padding = 1) } }",
+    "gate": "residual { conv2d(4, 1)\n gate { adaptive_avgpool2d(1)\n conv2d(4, 1)\n sigmoid } }",
+    "gate over relu": "residual { conv2d(4, 1)\n relu\n gate { adaptive_avgpool2d(1)\n sigmoid } }",
+    "nested in place": "residual { conv2d(4, 1)\n residual { conv2d(4, 1)\n batchnorm2d } }",
+    "empty body": "residual { identity }",
+}
+
+
+def _spec(inp, prev, last, form):
+    shortcut = "linear(8)" if inp == "[8]" else "conv2d(4, 1)"
+    body = FORMS[form].format(P=prev, L=last, S=shortcut)
+    return f"block ending() {{ {last} }}\nnetwork n() {{ input {inp}\n {body}\n relu }}"
+
+
+def residual_ops(model) -> list[ResidualOp]:
+    found = []
+
+    def walk(plan):
+        if isinstance(plan, ResidualOp):
+            found.append(plan)
+            walk(plan.body)
+            if plan.shortcut is not None:
+                walk(plan.shortcut)
+        elif isinstance(plan, Chain):
+            for step in plan.steps:
+                walk(step)
+        elif isinstance(plan, (ConcatOp, DenseOp)):
+            for step in plan.branches if isinstance(plan, ConcatOp) else plan.layers:
+                walk(step)
+        elif isinstance(plan, (GateOp, SideOp)):
+            walk(plan.body)
+
+    for m in model.modules():
+        if "_plan" in vars(m):
+            walk(vars(m)["_plan"])
+    return found
+
+
+def _run(model, x, weight):
+    # Dropout and stochastic depth draw the same masks in both runs.
+    torch.manual_seed(1)
+    if x.is_cuda:
+        torch.cuda.manual_seed(1)
+    x = x.clone().requires_grad_(True)
+    out = model(x)
+    (out * weight).sum().backward()
+    return out.detach(), x.grad, {k: p.grad for k, p in model.named_parameters()}
+
+
+def differs(spec: str, monkeypatch, whitelist=None, device="cpu") -> str | None:
+    """How the built model's train-mode forward and backward differ from the same
+    model with every residual add out of place; None when they agree."""
+    with monkeypatch.context() as mp:
+        if whitelist is not None:
+            mp.setattr(lowering, "_OUTPUT_NOT_SAVED", frozenset(whitelist))
+        torch.manual_seed(0)
+        model = netdsl.build(spec, device=device).train()
+    reference = copy.deepcopy(model)
+    for op in residual_ops(reference):
+        op.inplace = False
+    shape = (3, *model.input_shape)
+    x = torch.randn(shape, device=device)
+    weight = torch.randn(reference(x).shape, device=device)
+    reference.load_state_dict(model.state_dict())  # that call moved the running statistics
+    want = _run(reference, x, weight)
+    try:
+        got = _run(model, x, weight)
+    except RuntimeError as e:
+        return f"{type(e).__name__}: {e}"
+    if not torch.allclose(got[0], want[0], atol=1e-6):
+        return "outputs differ"
+    if not torch.allclose(got[1], want[1], atol=1e-6):
+        return "input gradients differ"
+    for k, g in want[2].items():
+        if (g is None) != (got[2][k] is None) or (g is not None and not torch.allclose(got[2][k], g, atol=1e-6)):
+            return f"gradient of {k} differs"
+    return None
+
+
+def test_every_layer_kind_is_tried():
+    assert set(ENDINGS) == set(LAYERS)
+
+
+@pytest.mark.parametrize("inp, prev, last, form", CASES)
+def test_gradients_equal_the_out_of_place_reference(inp, prev, last, form, monkeypatch):
+    assert differs(_spec(inp, prev, last, form), monkeypatch) is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_too(monkeypatch):
+    # cuDNN's convolution and batch norm keep other tensors than the CPU kernels.
+    torch.backends.cudnn.deterministic = True
+    for case in CASES:
+        spec = _spec(*case.values)
+        assert differs(spec, monkeypatch, device="cuda") is None, spec
+    for body in COMBINATORS.values():
+        spec = f"network n() {{ input [4, 6, 6]\n {body}\n relu }}"
+        assert differs(spec, monkeypatch, device="cuda") is None, spec
+
+
+@pytest.mark.parametrize("body", COMBINATORS.values(), ids=list(COMBINATORS))
+def test_combinator_endings_equal_the_out_of_place_reference(body, monkeypatch):
+    spec = f"network n() {{ input [4, 6, 6]\n {body}\n relu }}"
+    assert differs(spec, monkeypatch) is None
+
+
+@pytest.mark.parametrize("last, inplace", [
+    ("conv2d(4, 1)", True), ("batchnorm2d", True), ("maxpool2d(3, stride = 1, padding = 1)", True),
+    ("adaptive_avgpool2d(6)", True), ("dropout(0.3)", True), ("stochastic_depth(0.5)", True),
+    ("relu", False), ("relu(inplace = true)", False), ("sigmoid", False), ("tanh", False),
+    ("silu", False), ("gelu", False), ("local_response_norm(2)", False),
+])
+def test_the_add_is_in_place_only_after_a_whitelisted_kind(last, inplace):
+    model = netdsl.build(_spec(*IMAGE, last, "plain"), device="meta")
+    assert [op.inplace for op in residual_ops(model)] == [inplace]
+
+
+@pytest.mark.parametrize("name", ["resnet50", "efficientnet_b0"])
+def test_shipped_residual_bodies_stay_in_place(spec_path, name):
+    # Their bodies end in batch norm (then stochastic depth): torchvision's `out += identity`.
+    ops = residual_ops(netdsl.build(spec_path(name), device="meta"))
+    assert ops and all(op.inplace for op in ops)
+
+
+@pytest.mark.parametrize("last", ["relu", "relu(inplace = true)", "sigmoid", "tanh"])
+def test_the_differential_test_catches_a_wrongly_whitelisted_kind(last, monkeypatch):
+    # The comparison above must fail when a kind that saves its output is let through.
+    spec = _spec(*IMAGE, last, "plain")
+    assert differs(spec, monkeypatch, whitelist=set(LAYERS)) is not None
