@@ -449,6 +449,7 @@ def run_model(net, workdir: Path, fvcore: bool = True) -> None:
     import torch
 
     from netdsl.analysis import analyse
+    from netdsl.checkpoint import check_target, save
     from netdsl.cli import fvcore_total
     from netdsl.lower import lower
 
@@ -478,7 +479,7 @@ def run_model(net, workdir: Path, fvcore: bool = True) -> None:
         if total != a.macs:
             raise ContractBroken(f"fvcore counts {total} MACs, the analysis says {a.macs}")
     path = workdir / "model.pt"
-    torch.save(model.state_dict(), path)
+    save(model.state_dict(), str(path), check_target(str(path)))
     fresh = lower(net, device="meta")
     fresh.load_state_dict(torch.load(path, weights_only=True), strict=True, assign=True)
     path.unlink()
