@@ -18,7 +18,7 @@ import re
 from pydantic import ValidationError
 
 from . import ast, ir, shapes
-from .diagnostics import Diagnostic, NetdslError, closest
+from .diagnostics import Diagnostic, NetdslError, closest, short, source_lines
 from .combinators import CombinatorChecks
 from .evaluate import Env, EvalError, Evaluator
 from .flows import NameScope, SeqFlow
@@ -68,6 +68,7 @@ class Checker(CombinatorChecks):
         self.limits = limits or Limits()
         self.diags: list[Diagnostic] = []
         self._seen: set = set()
+        self._split: dict[str | None, list[str]] = {}
         self.chain: list[tuple[str, Span | None]] = []
         self.nodes = 0
         self.overridden: dict[str, object] = {}  # network parameters set by --set or the API
@@ -106,9 +107,17 @@ class Checker(CombinatorChecks):
             return d
         names: set[str] = set()
         for span in [d.span] + [span for _, span in self.chain if span is not None]:
-            names.update(_NAME.findall(_source_at(self.program.sources.get(span.file), span)))
+            names.update(_NAME.findall(_source_at(self._lines(span.file), span)))
         return d.with_notes(*(f"`{n}` is {show(v)}, set from outside the spec (--set {n}=...)"
                               for n, v in self.overridden.items() if n in names))
+
+    def _lines(self, file: str | None) -> list[str]:
+        # Split once per file: a spec of many errors would otherwise split it per error.
+        lines = self._split.get(file)
+        if lines is None:
+            text = self.program.sources.get(file)
+            lines = self._split[file] = source_lines(text) if text else []
+        return lines
 
     def _global(self, name: str):
         if name in self.program.blocks:
@@ -159,7 +168,7 @@ class Checker(CombinatorChecks):
             name = prog.root_networks[0]
         if name not in prog.networks:
             near = closest(name, prog.networks)
-            raise NetdslError([Diagnostic("E0107", f"no network named `{name}`", None, "",
+            raise NetdslError([Diagnostic("E0107", f"no network named `{short(name)}`", None, "",
                                           f"did you mean `{near}`?" if near else
                                           "networks here: " + ", ".join(prog.networks) or "none")],
                               prog.sources)
@@ -177,16 +186,15 @@ class Checker(CombinatorChecks):
     def _network(self, defn, overrides: dict, input_shape) -> ir.Network | None:
         shown_name = defn.name
         defaults: dict[str, object] = {}
-        seen = [defn.name]
+        if self._alias_cycle(defn):
+            return None
         while isinstance(defn, ast.NetworkAlias):
             base = self.program.networks.get(defn.base.id)
-            if base is None or defn.base.id in seen:
+            if base is None:
                 near = closest(defn.base.id, self.program.networks)
-                self.report(Diagnostic("E0107", f"`{defn.base.id}` is not a network", defn.base.span,
-                                       "not defined" if base is None else "defined in terms of itself",
-                                       f"did you mean `{near}`?" if near else None))
+                self.report(Diagnostic("E0107", f"`{short(defn.base.id)}` is not a network", defn.base.span,
+                                       "not defined", f"did you mean `{near}`?" if near else None))
                 return None
-            seen.append(base.name)
             params = {p.name: p for p in _params_of(base, self.program)}
             for a in defn.args:
                 if a.name is None:
@@ -247,6 +255,24 @@ class Checker(CombinatorChecks):
         return ir.Network(name=shown_name, cls=camel(shown_name), params=params_json,
                           input_shape=flow.input_shape, body=tuple(flow.nodes),
                           out_shape=flow.shape, outputs=tuple(flow.sides), span=defn.span)
+
+    def _alias_cycle(self, first) -> bool:
+        """Report variants based on each other in a cycle (`network a = b()` beside
+        `network b = a()`), at the one being compiled; following them would never end."""
+        names, defn = [first.name], first
+        while isinstance(defn, ast.NetworkAlias):
+            defn = self.program.networks.get(defn.base.id)
+            if defn is None:
+                return False  # a missing base is reported where the variants are followed
+            if defn.name in names:
+                cycle = " → ".join(map(short, names[names.index(defn.name):] + [defn.name]))
+                self.report(Diagnostic("E0107", f"network `{short(first.name)}` is defined in terms of "
+                                       "itself", first.base.span, "a variant of a variant of itself",
+                                       f"the variants {cycle} never reach a network with a body; "
+                                       "base one of them on a network written out in full"))
+                return True
+            names.append(defn.name)
+        return False
 
     def _set_value(self, name: str, expr: ast.Expr):
         """Evaluate an override; a mistake in it says which parameter it was for."""
@@ -319,10 +345,10 @@ class Checker(CombinatorChecks):
 
     def _unknown_param(self, key, params, owner, span):
         near = closest(key, params)
-        self.report(Diagnostic("E0202", f"`{owner}` has no parameter `{key}`", span,
+        self.report(Diagnostic("E0202", f"`{short(owner)}` has no parameter `{short(key)}`", span,
                                "unknown parameter",
                                f"did you mean `{near}`?" if near else
-                               f"`{owner}` takes " + (", ".join(params) or "no parameters")))
+                               f"`{short(owner)}` takes " + (", ".join(map(short, params)) or "no parameters")))
 
     def _check_override(self, p: ast.Param, v, default, span) -> bool:
         """An override must have the type of the parameter's default (an int may stand for a float)."""
@@ -556,18 +582,18 @@ class Checker(CombinatorChecks):
         if target is None:
             near = closest(use.name, list(LAYERS) + list(self.program.blocks) +
                            [n for n in env.names() if isinstance(env.lookup(n), (BlockRef, LayerRef))])
-            self.report(Diagnostic("E0102", f"unknown layer or block `{use.name}`",
+            self.report(Diagnostic("E0102", f"unknown layer or block `{short(use.name)}`",
                                    Span(**{**use.span.model_dump(), "end_column": use.span.column + len(use.name),
                                            "end_line": use.span.line}),
                                    "not a layer, a block or a block parameter",
                                    f"did you mean `{near}`?" if near else
-                                   "define it with `block " + use.name + "(...) { ... }` or import a spec that does"))
+                                   "define it with `block " + short(use.name) + "(...) { ... }` or import a spec that does"))
             return [], None, False
         if isinstance(target, LayerRef):
             return self.layer(target.kind, use, env, shape, shared, scope, label)
         if isinstance(target, BlockRef):
             return self.block(target, use, env, shape, shared, scope, label)
-        self.report(Diagnostic("E0213", f"`{use.name}` is a {type_name(target)}, not a layer or block",
+        self.report(Diagnostic("E0213", f"`{short(use.name)}` is a {type_name(target)}, not a layer or block",
                                use.span, f"its value is {show(target)}",
                                "only layers and blocks can be used as statements"))
         return [], None, False
@@ -585,9 +611,9 @@ class Checker(CombinatorChecks):
                     ok = False
                     continue
                 if i >= len(names):
-                    self.report(Diagnostic("E0201", f"too many arguments to `{what}`", a.span,
+                    self.report(Diagnostic("E0201", f"too many arguments to `{short(what)}`", a.span,
                                            f"argument {i + 1} of at most {len(names)}",
-                                           f"`{what}` takes " + (", ".join(names) or "no arguments")))
+                                           f"`{short(what)}` takes " + (", ".join(map(short, names)) or "no arguments")))
                     ok = False
                     continue
                 key = names[i]
@@ -595,14 +621,14 @@ class Checker(CombinatorChecks):
                 key = a.name
                 if key not in names:
                     near = closest(key, names)
-                    self.report(Diagnostic("E0202", f"`{what}` has no argument `{key}`", a.span,
+                    self.report(Diagnostic("E0202", f"`{short(what)}` has no argument `{short(key)}`", a.span,
                                            "unknown argument",
                                            f"did you mean `{near}`?" if near else
-                                           f"`{what}` takes " + (", ".join(names) or "no arguments")))
+                                           f"`{short(what)}` takes " + (", ".join(map(short, names)) or "no arguments")))
                     ok = False
                     continue
                 if key in bound:
-                    self.report(Diagnostic("E0205", f"argument `{key}` given twice", a.span,
+                    self.report(Diagnostic("E0205", f"argument `{short(key)}` given twice", a.span,
                                            "given again here", None))
                     ok = False
                     continue
@@ -764,11 +790,13 @@ class Checker(CombinatorChecks):
         return self._scope_node(name, camel(defn.name), defn.name, sub, shape, use.span), \
             sub.shape, sub.shared
 
-def _source_at(text: str | None, span: Span) -> str:
-    """The text a span covers (its first five lines), or "" when the source is unknown."""
-    if not text:
-        return ""
-    lines = text.splitlines()[span.line - 1:(span.end_line or span.line)][:5]
+def _source_at(lines: list[str], span: Span) -> str:
+    """The text a span covers (its first five lines) of a source's ``lines``.
+
+    >>> _source_at(["a = 1", "b = width + 2"], Span(line=2, column=5, end_column=14))
+    'width + 2'
+    """
+    lines = lines[span.line - 1:(span.end_line or span.line)][:5]
     if not lines:
         return ""
     if len(lines) == 1 and span.end_column and (span.end_line in (None, span.line)):
@@ -778,8 +806,14 @@ def _source_at(text: str | None, span: Span) -> str:
 
 
 def _params_of(defn, program: Program):
+    """The parameters of the network a variant is based on, or () when there is none
+    (a missing base, or variants in a cycle: the caller reports either)."""
+    seen = set()
     while isinstance(defn, ast.NetworkAlias):
+        if defn.name in seen:
+            return ()
+        seen.add(defn.name)
         defn = program.networks.get(defn.base.id)
         if defn is None:
-            return []
+            return ()
     return defn.params
