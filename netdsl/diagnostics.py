@@ -144,10 +144,13 @@ def source_lines(text: str) -> list[str]:
     (``str.splitlines`` also splits at form feeds and other separators, and
     would put a caret on the wrong line.)
 
-    >>> source_lines("a\r\nb\x0cc\rd")
+    >>> source_lines("a\r\nb\x0cc\rd\n")
     ['a', 'b\x0cc', 'd']
     """
-    return _LINE_BREAK.split(text)
+    lines = _LINE_BREAK.split(text)
+    if lines[-1] == "" and len(lines) > 1:
+        lines.pop()  # the break that ends the last line starts none
+    return lines
 
 
 class _Lines:
