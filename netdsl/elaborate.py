@@ -21,7 +21,7 @@ from . import ast, ir, shapes
 from .diagnostics import Diagnostic, NetdslError, closest, short, source_lines
 from .combinators import CombinatorChecks
 from .evaluate import Env, EvalError, Evaluator
-from .flows import NameScope, SeqFlow
+from .flows import ConcatFlow, NameScope, SeqFlow
 from .layers import LAYERS, PARAMETERS, REQUIRED, ArgTypeError
 from .limits import Limits
 from .loader import Program
@@ -69,6 +69,8 @@ class Checker(CombinatorChecks):
         self.diags: list[Diagnostic] = []
         self._seen: set = set()
         self._split: dict[str | None, list[str]] = {}
+        self._instance_steps: dict[tuple, tuple[int, dict]] = {}
+        self._same: dict[int, tuple] = {}
         self.chain: list[tuple[str, Span | None]] = []
         self.nodes = 0
         self.overridden: dict[str, object] = {}  # network parameters set by --set or the API
@@ -336,12 +338,21 @@ class Checker(CombinatorChecks):
         self.nodes += n
         if self.nodes > self.limits.max_nodes:
             span = at if isinstance(at, Span) or at is None else getattr(at, "span", None)
-            self.report(Diagnostic("E0404", f"the network takes more than {self.limits.max_nodes:,} "
-                                   "steps to expand", span, "the limit was reached here",
-                                   "each layer, statement, loop iteration and list item is a step; "
-                                   "check repetition counts, loops and list sizes, or raise "
-                                   "--limit max_nodes=N"))
-            raise _Abort
+            self._too_many_steps(span, "the limit was reached here")
+
+    def _too_many_steps(self, span, label: str):
+        self.report(Diagnostic("E0404", f"the network takes more than {self.limits.max_nodes:,} "
+                               "steps to expand", span, label,
+                               "each layer, statement, loop iteration and list item is a step; "
+                               "check repetition counts, loops and list sizes, or raise "
+                               "--limit max_nodes=N"))
+        raise _Abort
+
+    def _would_pass(self, steps: int, span, label: str) -> None:
+        """Refuse now work known to take ``steps`` more steps, if that is over the limit:
+        expanding it first would only take longer to reach the same E0404."""
+        if self.nodes + steps > self.limits.max_nodes:
+            self._too_many_steps(span, label)
 
     def _unknown_param(self, key, params, owner, span):
         near = closest(key, params)
@@ -365,13 +376,38 @@ class Checker(CombinatorChecks):
 
     # -- statements
     def run(self, stmts, env: Env, flow, scope: NameScope) -> None:
-        for st in stmts:
+        same = self._same_after(stmts)
+        seen = cost = None
+        for i, st in enumerate(stmts):
+            # A statement equal to the one before it, seeing the same input, does the
+            # same work, and so do the equal ones after it (ten lines of `b0` are `b0 * 10`).
+            state = _input_state(flow)
+            if cost is not None and same[i - 1] > 1 and state == seen:
+                self._would_pass(cost * same[i], st.span, f"{same[i]:,} more statements like the one "
+                                 f"before, of {_steps(cost)} each, would pass the limit")
+            seen, before = state, self.nodes
             try:
                 self.stmt(st, env, flow, scope)
             except EvalError as e:
                 self.report(e.diagnostic)
             except RecursionError:
                 raise _TooDeep(st.span, tuple(self.chain)) from None
+            cost = self.nodes - before
+
+    def _same_after(self, stmts) -> list[int]:
+        """For each statement of a body, how many from it on are equal to it, itself included
+        (1 for a `let`, which changes what the next one sees). Worked out once per body."""
+        known = self._same.get(id(stmts))
+        if known is None or known[0] is not stmts:
+            same = [1] * len(stmts)
+            for i in range(len(stmts) - 2, -1, -1):
+                try:
+                    equal = not isinstance(stmts[i], ast.Let) and stmts[i] == stmts[i + 1]
+                except RecursionError:  # too deep to compare: only a lost shortcut
+                    equal = False
+                same[i] = same[i + 1] + 1 if equal else 1
+            known = self._same[id(stmts)] = (stmts, same)
+        return known[1]
 
     def stmt(self, st, env: Env, flow, scope: NameScope) -> None:
         self._step(st.span)
@@ -506,20 +542,34 @@ class Checker(CombinatorChecks):
                                    + (" (--limit max_repeat=N)" if n > 0 else "")))
             return
         if label is None:
-            for _ in range(n):
-                self._step(st.span)
-                self.item(st.unit, env, flow, scope, None)
+            self._copies(st, n, env, flow, scope)
             return
         shape, shared = flow.next_input(self, st.span)
         name = scope.name(self, label, st.span)
         inner = NameScope(scope)
         sub = SeqFlow(shape, shared)
-        for _ in range(n):
-            self._step(st.span)
-            self.item(st.unit, env, sub, inner, None)
+        self._copies(st, n, env, sub, inner)
         self.close(inner)
         nodes = self._scope_node(name, None, None, sub, shape, st.span)
         flow.accept(nodes, sub.shape, sub.shared, st.span)
+
+    def _copies(self, st: ast.Repeat, n: int, env: Env, flow, scope: NameScope) -> None:
+        """Expand ``n`` copies of a repeated unit into ``flow``.
+
+        A copy that sees the input the copy before it saw does the same work and gives
+        the same output, and so do all the copies after it: their steps are known
+        before they are expanded, and `{ { relu * 9999 } * 9999 } * 9999` is refused
+        after one inner copy, not after 200,000 steps."""
+        seen = cost = None
+        for k in range(n):
+            state = _input_state(flow)
+            if cost is not None and state == seen:
+                self._would_pass(cost * (n - k), st.span,
+                                 f"{n - k:,} more copies of {_steps(cost)} each would pass the limit")
+            seen, before = state, self.nodes
+            self._step(st.span)
+            self.item(st.unit, env, flow, scope, None)
+            cost = self.nodes - before
 
     def _scope_node(self, name, cls, block, sub: SeqFlow, shape, span):
         if shape is None or sub.shape is None:
@@ -777,6 +827,14 @@ class Checker(CombinatorChecks):
             else:
                 benv.vars[p.name] = POISON
         benv.vars["in_channels"] = shape[0] if shape else POISON
+        # An instance of a block with the same arguments and input as an earlier one
+        # does the same work: refuse it before expanding it when that is over the limit.
+        key = _instance_key(defn.name, benv.vars, shape, shared, ok)
+        if key in self._instance_steps:
+            steps = self._instance_steps[key][0]
+            self._would_pass(steps, use.span, f"this instance of `{short(defn.name)}` takes "
+                             f"{_steps(steps)}, like one before it, and would pass the limit")
+        before = self.nodes
         inner = NameScope(scope)
         sub = SeqFlow(shape if ok else None, shared)
         self.chain.append((defn.name, use.span))
@@ -784,11 +842,52 @@ class Checker(CombinatorChecks):
             self.run(defn.body, benv, sub, inner)
         finally:
             self.chain.pop()
+        if key is not None:
+            # The arguments are kept alive with the count: lists are keyed by identity.
+            self._instance_steps[key] = (self.nodes - before, benv.vars)
         self.close(inner)
         if not ok:
             return [], None, False
         return self._scope_node(name, camel(defn.name), defn.name, sub, shape, use.span), \
             sub.shape, sub.shared
+
+def _steps(n: int) -> str:
+    return f"{n:,} step{'s' if n != 1 else ''}"
+
+
+def _input_state(flow):
+    """What the next item of ``flow`` will see as its input, to compare with what the
+    item before it saw (a new object, equal to nothing, where that is not known)."""
+    if isinstance(flow, SeqFlow):
+        return flow.shape, flow.shared, flow.has_input
+    if isinstance(flow, ConcatFlow):
+        return ()  # every branch sees the concat's input
+    return object()
+
+
+def _value_key(v):
+    # Lists by identity (hashing a long one per use would cost its length each time);
+    # the type beside the value, because 1 == 1.0 == true.
+    if isinstance(v, tuple):
+        return tuple, id(v)
+    if isinstance(v, BlockRef):
+        return BlockRef, v.name
+    if isinstance(v, (LayerRef, bool, int, float, str)) or v is None or v is POISON:
+        return type(v), v
+    raise TypeError(type(v))
+
+
+def _instance_key(name: str, values: dict, shape, shared: bool, ok: bool):
+    """What decides the work of expanding a block instance, or None if it cannot be told.
+
+    >>> _instance_key("b", {"c": 4, "k": (1, 2)}, (3, 8, 8), False, True)[1][0]
+    ('c', (<class 'int'>, 4))
+    """
+    try:
+        return name, tuple((k, _value_key(v)) for k, v in values.items()), shape, shared, ok
+    except TypeError:
+        return None
+
 
 def _source_at(lines: list[str], span: Span) -> str:
     """The text a span covers (its first five lines) of a source's ``lines``.

@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import netdsl
 from netdsl import Limits
@@ -230,3 +232,88 @@ def test_comprehensions_cannot_nest_lists_without_bound():
 def test_slices_in_a_loop_are_counted():
     spec = "let big = range(10000)\n" + H + " for i in range(10000) { let s = big[1:] }\n relu }"
     assert codes(spec) == ["E0404"]
+
+
+# ---------------------------------------------------------------- refusing max_nodes early
+
+FANOUT = "block b0() { relu }\n" + "".join(f"block b{i}() {{ b{i - 1} * 10 }}\n" for i in range(1, 8))
+FANOUT_ARGS = "block b0(c) { conv2d(c, 1) }\n" + "".join(
+    f"block b{i}(c) {{ b{i - 1}(c) * 10 }}\n" for i in range(1, 8))
+FANOUT_LINES = "block b0() { relu }\n" + "".join(
+    f"block b{i}() {{ {'; '.join([f'b{i - 1}'] * 10)} }}\n" for i in range(1, 8))
+
+
+@pytest.mark.parametrize("spec", [
+    H + " { { relu * 9999 } * 9999 } * 9999\n}",
+    FANOUT + H + " b7\n}",
+    FANOUT_ARGS + H + " b7(4)\n}",
+    FANOUT_LINES + H + " b7\n}",
+], ids=["nested_repeat", "fanout", "fanout_args", "fanout_lines"])
+def test_work_that_must_pass_max_nodes_is_refused_before_it_is_done(monkeypatch, spec):
+    # Each of these took the whole budget (90,000 to 200,000 layers, 1.4 to 4 s) before
+    # E0404; once one copy or instance shows what each costs, the rest need not be made.
+    from netdsl import elaborate
+
+    made = []
+    real = elaborate.Checker.layer
+    monkeypatch.setattr(elaborate.Checker, "layer", lambda self, *a, **kw: made.append(1) or real(self, *a, **kw))
+    assert codes(spec) == ["E0404"]
+    assert 0 < len(made) <= 20_000
+
+
+def test_an_early_refusal_says_why():
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(H + " { relu * 100 } * 100\n}", limits=Limits(max_nodes=5_000))
+    d = e.value.diagnostics[0]
+    # The first copy sees the network's input, the second what the first made: from the
+    # third on, each copy sees what the one before saw.
+    assert d.code == "E0404" and (d.span.line, d.span.column) == (3, 2)
+    assert d.label == "98 more copies of 102 steps each would pass the limit"
+
+
+_UNITS = ["b{p}", "b{p} * 3", "relu", "conv2d(4, 1)", "if in_channels == 3 {{ relu * 5 }}",
+          "{{ b{p} }} * 2", "concat {{ b{p}; b{p} }}", "relu * 4", "dense {{ b{p} * 2 }}",
+          "let x = range(in_channels * 3)", "b{p}; b{p}"]
+
+
+@st.composite
+def _fanout_specs(draw):
+    lines = ["block b0() { if in_channels == 3 { relu * 7 }\n conv2d(4, 1) }"]
+    for i in range(1, 5):
+        body = draw(st.lists(st.sampled_from(_UNITS), min_size=1, max_size=4))
+        lines.append(f"block b{i}() {{ " + "; ".join(u.format(p=i - 1) for u in body) + " }")
+    # Last, two equal statements that see different inputs (3 channels, then 4).
+    return "\n".join(lines) + "\n" + H + " b4 * 3\n conv2d(3, 1); b1; b1\n}"
+
+
+def _steps_and_codes(spec, max_nodes):
+    from unittest import mock
+
+    from netdsl import elaborate
+
+    steps = []
+    real = elaborate.Checker.network
+
+    def network(self, *a, **kw):
+        try:
+            return real(self, *a, **kw)
+        finally:
+            steps.append(self.nodes)
+
+    with mock.patch.object(elaborate.Checker, "network", network):
+        try:
+            netdsl.compile(spec, limits=Limits(max_nodes=max_nodes))
+            return steps[0], []
+        except netdsl.NetdslError as e:
+            return steps[0], e.codes
+
+
+@settings(max_examples=60, deadline=None)
+@given(_fanout_specs())
+def test_refusing_early_refuses_exactly_what_expanding_would(spec):
+    # The shortcuts only predict: a spec of exactly max_nodes steps still passes, one
+    # step fewer is refused, whichever copy, statement or instance shows it first.
+    steps, found = _steps_and_codes(spec, 10**9)
+    assume(steps <= 30_000 and found == [])
+    assert "E0404" not in _steps_and_codes(spec, steps)[1]
+    assert "E0404" in _steps_and_codes(spec, steps - 1)[1]
