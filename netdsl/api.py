@@ -111,13 +111,20 @@ def _children(node) -> tuple:
     return ()
 
 
+#: How deep pydantic reads JSON: the checked IR must round-trip through it
+#: (``--emit-ir``, ``ir.Network.model_validate_json``).
+_JSON_DEPTH = 200
+
+
 def _check_module_depth(net: ir.Network, limits: Limits, sources) -> None:
-    """Refuse modules nested deeper than ``limits.max_nesting``.
+    """Refuse modules nested deeper than ``limits.max_nesting``, or than the IR's JSON can hold.
 
     One file's text nests at most that deep, but a block that uses a block nests its
     modules again; building the model, running it and printing its IR recurse once
     per level, and past about 130 levels they fail (pydantic's serialiser, fvcore's
-    tracer), so the checked IR is bounded here, iteratively.
+    tracer), so the checked IR is bounded here, iteratively. Its JSON nests two levels
+    per group, block or residual and three per concat or dense (lists of branches),
+    and pydantic reads only 200: about 98 levels of the first kind, 65 of the second.
 
     >>> _check_module_depth(compile("network n() { input [1]\\n a: { b: { relu } } }"), Limits(max_nesting=1), {})
     Traceback (most recent call last):
@@ -125,16 +132,27 @@ def _check_module_depth(net: ir.Network, limits: Limits, sources) -> None:
     netdsl.diagnostics.NetdslError: error[E0402]: modules nested more than 1 deep
     ...
     """
-    todo = [(node, 1) for node in net.body]
+    # (node, its depth in modules, the JSON level of its object: Network { body [ node {)
+    todo = [(node, 1, 3) for node in net.body]
     while todo:
-        node, depth = todo.pop()
+        node, depth, level = todo.pop()
         children = _children(node)
         if children and depth > limits.max_nesting:
             raise NetdslError([Diagnostic(
                 "E0402", f"modules nested more than {limits.max_nesting} deep", node.span,
                 "too deep here", "blocks inside blocks nest their groups and combinators again; "
                 "flatten the spec, or raise --limit max_nesting=N")], sources)
-        todo.extend((child, depth + 1) for child in children)
+        # Below its object, a layer nests its init scheme's arguments (init { weight { args {)
+        # or its shapes; a combinator, its shapes and its children.
+        inner = 3 if getattr(node, "init", None) else 1
+        if level + inner > _JSON_DEPTH:
+            raise NetdslError([Diagnostic(
+                "E0402", "modules nested too deep for the checked IR", node.span, "too deep here",
+                "the IR is JSON, which is read at most 200 levels deep: about 98 levels of groups, "
+                "blocks and residuals, or 65 of concat and dense; flatten the spec"
+                ).with_notes(f"inside {depth - 1} nested modules")], sources)
+        step = 3 if isinstance(node, (ir.Concat, ir.Dense)) else 2
+        todo.extend((child, depth + 1, level + step) for child in children)
 
 
 def _check_params(net: ir.Network, limits: Limits, sources) -> None:

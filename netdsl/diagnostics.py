@@ -74,6 +74,9 @@ class Diagnostic:
                 else:
                     width = max(1, len(shown.rstrip()) - col + 1)
                 width = min(width, 120)
+                if col > 160:  # far along a long line: show the part around the caret
+                    cut = col - 80
+                    shown, col = "…" + shown[cut:], col - cut + 1
                 out.append(f"{pad} |")
                 out.append(f"{span.line} | {shown[:240]}")
                 caret = " " * (col - 1) + "^" * width

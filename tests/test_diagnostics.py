@@ -300,3 +300,11 @@ def test_lines_are_counted_as_the_parser_counts_them():
     error = _error("network n() {\n input [3, 8, 8] # \x0c\n q\n}\n")
     assert error.diagnostics[0].span.line == 3
     assert r"3 |  q" in str(error)
+
+
+def test_a_caret_far_along_a_long_line_stays_under_its_token():
+    spec = "network n() {\n input [3, 8, 8]\n " + "relu; " * 100 + "foo\n}\n"
+    lines = str(_error(spec)).splitlines()
+    shown, caret = lines[3], lines[4]
+    assert shown.startswith("3 | …") and len(shown) < 300 and len(caret) < 300
+    assert shown[caret.index("^"):].startswith("foo") and caret.count("^") == 3
