@@ -46,12 +46,15 @@ def parse(text: str, filename: str | None = None) -> ast.Module:
 
 
 def compile(spec, *, network: str | None = None, input: tuple[int, ...] | None = None,
-            limits: Limits | None = None, **overrides) -> ir.Network:
+            limits: Limits | None = None, import_path=(), **overrides) -> ir.Network:
     """Check a spec and return its IR: every layer with inferred channels and shapes.
 
     ``spec`` is a path to a ``.net`` file or the source text itself.
     ``overrides`` set the network's hyperparameters; values are Python values
     or, as strings, netdsl expressions (``compile(p, depths="[2, 2, 2, 2]")``).
+    ``import_path`` lists directories where an import not found next to the
+    importing file is looked for; imports read nothing outside them, the spec's
+    own directory (the current one for a spec given as text) and ``std/``.
 
     >>> net = compile("network n(width = 8) { input [3, 32, 32]\\n conv2d(width, 3) }", width=16)
     >>> net.body[0].out_shape
@@ -60,7 +63,7 @@ def compile(spec, *, network: str | None = None, input: tuple[int, ...] | None =
     limits = limits or Limits()
     with _gc_paused():
         text, filename, base = read_spec(spec, limits)
-        program = load(text, filename, base, limits)
+        program = load(text, filename, base, limits, import_path)
         checker = Checker(program, limits)
         values = {}
         for key, value in overrides.items():
@@ -189,7 +192,7 @@ def _override_value(key, value):
 
 
 def build(spec, *, device=None, network: str | None = None, input=None,
-          limits: Limits | None = None, **overrides):
+          limits: Limits | None = None, import_path=(), **overrides):
     """Check a spec and build its ``torch.nn.Module``.
 
     >>> model = build("network n() { input [3, 32, 32]\\n conv1: conv2d(8, 3)\\n relu }")
@@ -198,5 +201,5 @@ def build(spec, *, device=None, network: str | None = None, input=None,
     """
     from .lower import lower
 
-    net = compile(spec, network=network, input=input, limits=limits, **overrides)
+    net = compile(spec, network=network, input=input, limits=limits, import_path=import_path, **overrides)
     return lower(net, device=device)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .diagnostics import NetdslError
@@ -33,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"show modules down to depth N ({depth_default_help})")
         sp.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                         help="change a safety limit, e.g. max_params=1e11 (see docs/cli.md)")
+        sp.add_argument("--import-path", action="append", default=[], metavar="DIR",
+                        help="a directory where imports are also looked for; repeatable")
 
     b = sub.add_parser("build", help="check a spec, build the PyTorch model, print its layer table")
     common(b, "default 2 for the table, all for json")
@@ -117,8 +120,11 @@ def _compile(args):
 
     limits = _limits(args.limit)
     overrides = _overrides(args.overrides, limits)
+    for d in args.import_path:
+        if not os.path.isdir(d):
+            raise _UsageError(f"--import-path {d!r} is not a directory")
     return compile(args.spec, network=args.network, input=_shape(args.input), limits=limits,
-                   **overrides)
+                   import_path=args.import_path, **overrides)
 
 
 def _device(name: str):
