@@ -510,13 +510,13 @@ class Checker(CombinatorChecks):
             params = PARAMETERS.get(st.target, ())
             if st.param not in params:
                 self.report(Diagnostic(
-                    "E0110", f"`{st.target}` has no parameter `{st.param}`", st.span,
+                    "E0110", f"`{st.target}` has no parameter `{short(st.param)}`", st.span,
                     "nothing to initialise",
                     ("its parameters are " + ", ".join(params)) if params else
                     f"`{st.target}` has no parameters"))
                 return
         elif st.param not in ("weight", "bias"):
-            self.report(Diagnostic("E0110", f"no parameter `{st.param}`", st.span,
+            self.report(Diagnostic("E0110", f"no parameter `{short(st.param)}`", st.span,
                                    "layers have `weight` and `bias`", None))
             return
         scope.init.append((st.target, st.param, scheme, st.span))
@@ -526,7 +526,7 @@ class Checker(CombinatorChecks):
             if target not in LAYERS and i not in scope.matched:
                 near = closest(target, [n for n in scope.used] + list(PARAMETERS))
                 self.report(Diagnostic(
-                    "E0110", f"`init {target}.{param}` matches no layer", span,
+                    "E0110", f"`init {short(target)}.{short(param)}` matches no layer", span,
                     "no layer with this label or kind follows in this scope",
                     f"did you mean `{near}`?" if near else
                     "name a layer kind (conv2d, linear, batchnorm2d) or the label of a later layer"))

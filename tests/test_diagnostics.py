@@ -208,12 +208,13 @@ def test_a_long_misspelt_name_is_compared_and_quoted_in_bounded_work(monkeypatch
     assert len(str(error)) < 1000
 
 
-@pytest.mark.parametrize("use", ["{}(1)", "conv2d(4, 3, {}=1)", "b({}=1)", "relu * len({}(1))"])
+@pytest.mark.parametrize("use", ["{}(1)", "conv2d(4, 3, {}=1)", "b({}=1)", "relu * len({}(1))",
+                                 "init {}.weight = zeros\n relu", "init conv2d.{} = zeros"])
 def test_every_unknown_name_message_is_cut_to_a_readable_length(use):
     name = "z" * 5000
     spec = "block b(c = 1) { relu }\nnetwork n() {\n input [3, 8, 8]\n " + use.format(name) + "\n}"
     d = _error(spec).diagnostics[0]
-    assert d.code in ("E0102", "E0202", "E0103") and "(5000 characters)" in d.message
+    assert d.code in ("E0102", "E0202", "E0103", "E0110") and "(5000 characters)" in d.message
     assert len(d.message) < 120 and len(d.help or "") < 200
 
 
