@@ -79,7 +79,7 @@ def parse(text: str, filename: str | None = None) -> ast.Module:
 
 
 def compile(spec, *, network: str | None = None, input: tuple[int, ...] | None = None,
-            limits: Limits | None = None, **overrides) -> ir.Network:
+            limits: Limits | None = None, import_path=(), **overrides) -> ir.Network:
     """Check a spec and return its IR: every layer with inferred channels and shapes.
 
     ``spec`` is a path to a ``.net`` file, the source text itself, or its bytes.
@@ -87,16 +87,21 @@ def compile(spec, *, network: str | None = None, input: tuple[int, ...] | None =
     string as a netdsl expression (``depths="[2, 2, 2, 2]"``, ``unit="basic"``; a
     netdsl string is written in quotes, ``mode='"batch"'``). Arguments of the wrong
     kind raise TypeError; anything wrong in the spec or a value raises NetdslError.
+    ``import_path`` lists directories where an import not found next to the
+    importing file is looked for; imports read nothing outside them, the spec's
+    own directory (the current one for a spec given as text) and ``std/``.
 
     >>> net = compile("network n(width = 8) { input [3, 32, 32]\\n conv2d(width, 3) }", width=16)
     >>> net.body[0].out_shape
     (16, 30, 30)
     """
-    return compile_spec(spec, overrides, network=network, input=input, limits=limits)
+    return compile_spec(spec, overrides, network=network, input=input, limits=limits,
+                        import_path=import_path)
 
 
 def compile_spec(spec, overrides: Mapping[str, object] | None = None, *, network: str | None = None,
-                 input=None, limits: Limits | None = None, origin: str = "api") -> ir.Network:
+                 input=None, limits: Limits | None = None, import_path=(),
+                 origin: str = "api") -> ir.Network:
     """:func:`compile`, with the overrides in a mapping and where they come from:
     ``origin="cli"`` for ``--set`` texts (every value a str holding an expression),
     so that messages name them as the user wrote them.
@@ -116,7 +121,7 @@ def compile_spec(spec, overrides: Mapping[str, object] | None = None, *, network
     limits = limits or Limits()
     with _gc_paused():
         text, filename, base = read_spec(spec, limits)
-        program = load(text, filename, base, limits)
+        program = load(text, filename, base, limits, import_path)
         values, sources = {}, {}
         for key, value in overrides.items():
             if origin == "cli":
@@ -197,13 +202,20 @@ def _children(node) -> tuple:
     return ()
 
 
+#: How deep pydantic reads JSON: the checked IR must round-trip through it
+#: (``--emit-ir``, ``ir.Network.model_validate_json``).
+_JSON_DEPTH = 200
+
+
 def _check_module_depth(net: ir.Network, limits: Limits, sources) -> None:
-    """Refuse modules nested deeper than ``limits.max_nesting``.
+    """Refuse modules nested deeper than ``limits.max_nesting``, or than the IR's JSON can hold.
 
     One file's text nests at most that deep, but a block that uses a block nests its
     modules again; building the model, running it and printing its IR recurse once
     per level, and past about 130 levels they fail (pydantic's serialiser, fvcore's
-    tracer), so the checked IR is bounded here, iteratively.
+    tracer), so the checked IR is bounded here, iteratively. Its JSON nests two levels
+    per group, block or residual and three per concat or dense (lists of branches),
+    and pydantic reads only 200: about 98 levels of the first kind, 65 of the second.
 
     >>> _check_module_depth(compile("network n() { input [1]\\n a: { b: { relu } } }"), Limits(max_nesting=1), {})
     Traceback (most recent call last):
@@ -211,16 +223,27 @@ def _check_module_depth(net: ir.Network, limits: Limits, sources) -> None:
     netdsl.diagnostics.NetdslError: error[E0402]: modules nested more than 1 deep
     ...
     """
-    todo = [(node, 1) for node in net.body]
+    # (node, its depth in modules, the JSON level of its object: Network { body [ node {)
+    todo = [(node, 1, 3) for node in net.body]
     while todo:
-        node, depth = todo.pop()
+        node, depth, level = todo.pop()
         children = _children(node)
         if children and depth > limits.max_nesting:
             raise NetdslError([Diagnostic(
                 "E0402", f"modules nested more than {limits.max_nesting} deep", node.span,
                 "too deep here", "blocks inside blocks nest their groups and combinators again; "
                 "flatten the spec, or raise --limit max_nesting=N")], sources)
-        todo.extend((child, depth + 1) for child in children)
+        # Below its object, a layer nests its init scheme's arguments (init { weight { args {)
+        # or its shapes; a combinator, its shapes and its children.
+        inner = 3 if getattr(node, "init", None) else 1
+        if level + inner > _JSON_DEPTH:
+            raise NetdslError([Diagnostic(
+                "E0402", "modules nested too deep for the checked IR", node.span, "too deep here",
+                "the IR is JSON, which is read at most 200 levels deep: about 98 levels of groups, "
+                "blocks and residuals, or 65 of concat and dense; flatten the spec"
+                ).with_notes(f"inside {depth - 1} nested modules")], sources)
+        step = 3 if isinstance(node, (ir.Concat, ir.Dense)) else 2
+        todo.extend((child, depth + 1, level + step) for child in children)
 
 
 def _check_params(net: ir.Network, limits: Limits, sources) -> None:
@@ -254,7 +277,7 @@ def _override_value(key, value, limits, sources):
 
 
 def build(spec, *, device=None, network: str | None = None, input=None,
-          limits: Limits | None = None, **overrides):
+          limits: Limits | None = None, import_path=(), **overrides):
     """Check a spec and build its ``torch.nn.Module``.
 
     >>> model = build("network n() { input [3, 32, 32]\\n conv1: conv2d(8, 3)\\n relu }")
@@ -264,5 +287,6 @@ def build(spec, *, device=None, network: str | None = None, input=None,
     from .lower import lower, target_device
 
     device = target_device(device)  # before the work of checking: a bad device fails at once
-    net = compile(spec, network=network, input=input, limits=limits, **overrides)
+    net = compile(spec, network=network, input=input, limits=limits, import_path=import_path,
+                  **overrides)
     return lower(net, device=device)

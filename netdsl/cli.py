@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"show modules down to depth N ({depth_default_help})")
         sp.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
                         help="change a safety limit, e.g. max_params=1e11 (see docs/cli.md)")
+        sp.add_argument("--import-path", action="append", default=[], metavar="DIR",
+                        help="a directory where imports are also looked for; repeatable")
 
     b = sub.add_parser("build", help="check a spec, build the PyTorch model, print its layer table")
     common(b, "default 2 for the table, all for json")
@@ -103,21 +105,40 @@ def _limits(items: list[str]) -> Limits:
         name, eq, value = item.partition("=")
         if not eq or name not in Limits.names():
             raise _UsageError(f"--limit expects NAME=VALUE with NAME one of {', '.join(Limits.names())}")
-        try:
-            changes[name] = int(float(value)) if "e" in value.lower() else int(value)
-        except (ValueError, OverflowError):  # OverflowError: int(float("1e400"))
-            raise _UsageError(f"--limit {name} needs an integer, got {value!r}") from None
-        if changes[name] < 0:
-            raise _UsageError(f"--limit {name} cannot be negative, got {value!r}")
-    return Limits().replace(**changes)
+        changes[name] = _limit_value(name, value)
+    try:
+        return Limits().replace(**changes)
+    except ValueError as e:  # over a cap: the message says the range and why
+        raise _UsageError(f"--limit {e}".replace("Limits.", "", 1)) from None
+
+
+def _limit_value(name: str, text: str) -> int:
+    """``1e9`` and ``1.5e3`` are integers; ``1e-5`` and ``2.5`` are not, and are refused
+    rather than rounded (to 0, which would refuse every spec)."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        d = Decimal(text.strip())
+    except InvalidOperation:
+        d = None
+    if d is None or not d.is_finite() or d != d.to_integral_value() or d < 0:
+        raise _UsageError(f"--limit {name} needs a non-negative integer (such as 1000 or 1e9), "
+                          f"got {text!r}")
+    if d.adjusted() > 19:  # over 2^63 whatever the cap: do not build a huge int
+        raise _UsageError(f"--limit {name} must be at most {2**63 - 1:,}, got {text!r}")
+    return int(d)
 
 
 def _compile(args):
     from .api import compile_spec
 
     limits = _limits(args.limit)
+    for d in args.import_path:
+        if not os.path.isdir(d):
+            raise _UsageError(f"--import-path {d!r} is not a directory")
     return compile_spec(args.spec, _overrides(args.overrides), network=args.network,
-                        input=_shape(args.input), limits=limits, origin="cli")
+                        input=_shape(args.input), limits=limits, import_path=args.import_path,
+                        origin="cli")
 
 
 def _device(name: str):

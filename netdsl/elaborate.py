@@ -18,10 +18,10 @@ import re
 from pydantic import ValidationError
 
 from . import ast, ir, shapes
-from .diagnostics import Diagnostic, NetdslError, closest
+from .diagnostics import Diagnostic, NetdslError, closest, short, source_lines
 from .combinators import CombinatorChecks
 from .evaluate import Env, EvalError, Evaluator
-from .flows import NameScope, SeqFlow
+from .flows import ConcatFlow, NameScope, SeqFlow
 from .layers import LAYERS, PARAMETERS, REQUIRED, ArgTypeError
 from .limits import Limits
 from .loader import Program
@@ -79,6 +79,9 @@ class Checker(CombinatorChecks):
         self.origin = origin  # where overrides come from: "cli" (--set) or "api" (compile(**kw))
         self.diags: list[Diagnostic] = []
         self._seen: set = set()
+        self._split: dict[str | None, list[str]] = {}
+        self._instance_steps: dict[tuple, tuple[int, dict]] = {}
+        self._same: dict[int, tuple] = {}
         self.chain: list[tuple[str, Span | None]] = []
         self.nodes = 0
         self.overridden: dict[str, object] = {}  # network parameters set by --set or the API
@@ -117,12 +120,20 @@ class Checker(CombinatorChecks):
             return d
         names: set[str] = set()
         for span in [d.span] + [span for _, span in self.chain if span is not None]:
-            names.update(_NAME.findall(_source_at(self.program.sources.get(span.file), span)))
+            names.update(_NAME.findall(_source_at(self._lines(span.file), span)))
         return d.with_notes(*(f"`{n}` is {show(v)}, set from outside the spec ({self._origin_of(n)})"
                               for n, v in self.overridden.items() if n in names))
 
     def _origin_of(self, name: str) -> str:
         return f"--set {name}=..." if self.origin == "cli" else given(name, "api")
+
+    def _lines(self, file: str | None) -> list[str]:
+        # Split once per file: a spec of many errors would otherwise split it per error.
+        lines = self._split.get(file)
+        if lines is None:
+            text = self.program.sources.get(file)
+            lines = self._split[file] = source_lines(text) if text else []
+        return lines
 
     def _global(self, name: str):
         if name in self.program.blocks:
@@ -173,7 +184,7 @@ class Checker(CombinatorChecks):
             name = prog.root_networks[0]
         if name not in prog.networks:
             near = closest(name, prog.networks)
-            raise NetdslError([Diagnostic("E0107", f"no network named `{name}`", None, "",
+            raise NetdslError([Diagnostic("E0107", f"no network named `{short(name)}`", None, "",
                                           f"did you mean `{near}`?" if near else
                                           "networks here: " + ", ".join(prog.networks) or "none")],
                               prog.sources)
@@ -191,16 +202,15 @@ class Checker(CombinatorChecks):
     def _network(self, defn, overrides: dict, input_shape) -> ir.Network | None:
         shown_name = defn.name
         defaults: dict[str, object] = {}
-        seen = [defn.name]
+        if self._alias_cycle(defn):
+            return None
         while isinstance(defn, ast.NetworkAlias):
             base = self.program.networks.get(defn.base.id)
-            if base is None or defn.base.id in seen:
+            if base is None:
                 near = closest(defn.base.id, self.program.networks)
-                self.report(Diagnostic("E0107", f"`{defn.base.id}` is not a network", defn.base.span,
-                                       "not defined" if base is None else "defined in terms of itself",
-                                       f"did you mean `{near}`?" if near else None))
+                self.report(Diagnostic("E0107", f"`{short(defn.base.id)}` is not a network", defn.base.span,
+                                       "not defined", f"did you mean `{near}`?" if near else None))
                 return None
-            seen.append(base.name)
             params = {p.name: p for p in _params_of(base, self.program)}
             for a in defn.args:
                 if a.name is None:
@@ -263,6 +273,24 @@ class Checker(CombinatorChecks):
         return ir.Network(name=shown_name, cls=camel(shown_name), params=params_json,
                           input_shape=flow.input_shape, body=tuple(flow.nodes),
                           out_shape=flow.shape, outputs=tuple(flow.sides), span=defn.span)
+
+    def _alias_cycle(self, first) -> bool:
+        """Report variants based on each other in a cycle (`network a = b()` beside
+        `network b = a()`), at the one being compiled; following them would never end."""
+        names, defn = [first.name], first
+        while isinstance(defn, ast.NetworkAlias):
+            defn = self.program.networks.get(defn.base.id)
+            if defn is None:
+                return False  # a missing base is reported where the variants are followed
+            if defn.name in names:
+                cycle = " → ".join(map(short, names[names.index(defn.name):] + [defn.name]))
+                self.report(Diagnostic("E0107", f"network `{short(first.name)}` is defined in terms of "
+                                       "itself", first.base.span, "a variant of a variant of itself",
+                                       f"the variants {cycle} never reach a network with a body; "
+                                       "base one of them on a network written out in full"))
+                return True
+            names.append(defn.name)
+        return False
 
     def _set_value(self, name: str, expr: ast.Expr):
         """Evaluate an override; a mistake in it says which parameter it was for."""
@@ -353,19 +381,28 @@ class Checker(CombinatorChecks):
         self.nodes += n
         if self.nodes > self.limits.max_nodes:
             span = at if isinstance(at, Span) or at is None else getattr(at, "span", None)
-            self.report(Diagnostic("E0404", f"the network takes more than {self.limits.max_nodes:,} "
-                                   "steps to expand", span, "the limit was reached here",
-                                   "each layer, statement, loop iteration and list item is a step; "
-                                   "check repetition counts, loops and list sizes, or raise "
-                                   "--limit max_nodes=N"))
-            raise _Abort
+            self._too_many_steps(span, "the limit was reached here")
+
+    def _too_many_steps(self, span, label: str):
+        self.report(Diagnostic("E0404", f"the network takes more than {self.limits.max_nodes:,} "
+                               "steps to expand", span, label,
+                               "each layer, statement, loop iteration and list item is a step; "
+                               "check repetition counts, loops and list sizes, or raise "
+                               "--limit max_nodes=N"))
+        raise _Abort
+
+    def _would_pass(self, steps: int, span, label: str) -> None:
+        """Refuse now work known to take ``steps`` more steps, if that is over the limit:
+        expanding it first would only take longer to reach the same E0404."""
+        if self.nodes + steps > self.limits.max_nodes:
+            self._too_many_steps(span, label)
 
     def _unknown_param(self, key, params, owner, span):
         near = closest(key, params)
-        self.report(Diagnostic("E0202", f"`{owner}` has no parameter `{key}`", span,
+        self.report(Diagnostic("E0202", f"`{short(owner)}` has no parameter `{short(key)}`", span,
                                "unknown parameter",
                                f"did you mean `{near}`?" if near else
-                               f"`{owner}` takes " + (", ".join(params) or "no parameters")))
+                               f"`{short(owner)}` takes " + (", ".join(map(short, params)) or "no parameters")))
 
     def _check_override(self, p: ast.Param, v, default, span) -> bool:
         """An override must have the type of the parameter's default (an int may stand for a float)."""
@@ -382,13 +419,38 @@ class Checker(CombinatorChecks):
 
     # -- statements
     def run(self, stmts, env: Env, flow, scope: NameScope) -> None:
-        for st in stmts:
+        same = self._same_after(stmts)
+        seen = cost = None
+        for i, st in enumerate(stmts):
+            # A statement equal to the one before it, seeing the same input, does the
+            # same work, and so do the equal ones after it (ten lines of `b0` are `b0 * 10`).
+            state = _input_state(flow)
+            if cost is not None and same[i - 1] > 1 and state == seen:
+                self._would_pass(cost * same[i], st.span, f"{same[i]:,} more statements like the one "
+                                 f"before, of {_steps(cost)} each, would pass the limit")
+            seen, before = state, self.nodes
             try:
                 self.stmt(st, env, flow, scope)
             except EvalError as e:
                 self.report(e.diagnostic)
             except RecursionError:
                 raise _TooDeep(st.span, tuple(self.chain)) from None
+            cost = self.nodes - before
+
+    def _same_after(self, stmts) -> list[int]:
+        """For each statement of a body, how many from it on are equal to it, itself included
+        (1 for a `let`, which changes what the next one sees). Worked out once per body."""
+        known = self._same.get(id(stmts))
+        if known is None or known[0] is not stmts:
+            same = [1] * len(stmts)
+            for i in range(len(stmts) - 2, -1, -1):
+                try:
+                    equal = not isinstance(stmts[i], ast.Let) and stmts[i] == stmts[i + 1]
+                except RecursionError:  # too deep to compare: only a lost shortcut
+                    equal = False
+                same[i] = same[i + 1] + 1 if equal else 1
+            known = self._same[id(stmts)] = (stmts, same)
+        return known[1]
 
     def stmt(self, st, env: Env, flow, scope: NameScope) -> None:
         self._step(st.span)
@@ -491,13 +553,13 @@ class Checker(CombinatorChecks):
             params = PARAMETERS.get(st.target, ())
             if st.param not in params:
                 self.report(Diagnostic(
-                    "E0110", f"`{st.target}` has no parameter `{st.param}`", st.span,
+                    "E0110", f"`{st.target}` has no parameter `{short(st.param)}`", st.span,
                     "nothing to initialise",
                     ("its parameters are " + ", ".join(params)) if params else
                     f"`{st.target}` has no parameters"))
                 return
         elif st.param not in ("weight", "bias"):
-            self.report(Diagnostic("E0110", f"no parameter `{st.param}`", st.span,
+            self.report(Diagnostic("E0110", f"no parameter `{short(st.param)}`", st.span,
                                    "layers have `weight` and `bias`", None))
             return
         scope.init.append((st.target, st.param, scheme, st.span))
@@ -507,7 +569,7 @@ class Checker(CombinatorChecks):
             if target not in LAYERS and i not in scope.matched:
                 near = closest(target, [n for n in scope.used] + list(PARAMETERS))
                 self.report(Diagnostic(
-                    "E0110", f"`init {target}.{param}` matches no layer", span,
+                    "E0110", f"`init {short(target)}.{short(param)}` matches no layer", span,
                     "no layer with this label or kind follows in this scope",
                     f"did you mean `{near}`?" if near else
                     "name a layer kind (conv2d, linear, batchnorm2d) or the label of a later layer"))
@@ -523,20 +585,34 @@ class Checker(CombinatorChecks):
                                    + (" (--limit max_repeat=N)" if n > 0 else "")))
             return
         if label is None:
-            for _ in range(n):
-                self._step(st.span)
-                self.item(st.unit, env, flow, scope, None)
+            self._copies(st, n, env, flow, scope)
             return
         shape, shared = flow.next_input(self, st.span)
         name = scope.name(self, label, st.span)
         inner = NameScope(scope)
         sub = SeqFlow(shape, shared)
-        for _ in range(n):
-            self._step(st.span)
-            self.item(st.unit, env, sub, inner, None)
+        self._copies(st, n, env, sub, inner)
         self.close(inner)
         nodes = self._scope_node(name, None, None, sub, shape, st.span)
         flow.accept(nodes, sub.shape, sub.shared, st.span)
+
+    def _copies(self, st: ast.Repeat, n: int, env: Env, flow, scope: NameScope) -> None:
+        """Expand ``n`` copies of a repeated unit into ``flow``.
+
+        A copy that sees the input the copy before it saw does the same work and gives
+        the same output, and so do all the copies after it: their steps are known
+        before they are expanded, and `{ { relu * 9999 } * 9999 } * 9999` is refused
+        after one inner copy, not after 200,000 steps."""
+        seen = cost = None
+        for k in range(n):
+            state = _input_state(flow)
+            if cost is not None and state == seen:
+                self._would_pass(cost * (n - k), st.span,
+                                 f"{n - k:,} more copies of {_steps(cost)} each would pass the limit")
+            seen, before = state, self.nodes
+            self._step(st.span)
+            self.item(st.unit, env, flow, scope, None)
+            cost = self.nodes - before
 
     def _scope_node(self, name, cls, block, sub: SeqFlow, shape, span):
         if shape is None or sub.shape is None:
@@ -599,18 +675,18 @@ class Checker(CombinatorChecks):
         if target is None:
             near = closest(use.name, list(LAYERS) + list(self.program.blocks) +
                            [n for n in env.names() if isinstance(env.lookup(n), (BlockRef, LayerRef))])
-            self.report(Diagnostic("E0102", f"unknown layer or block `{use.name}`",
+            self.report(Diagnostic("E0102", f"unknown layer or block `{short(use.name)}`",
                                    Span(**{**use.span.model_dump(), "end_column": use.span.column + len(use.name),
                                            "end_line": use.span.line}),
                                    "not a layer, a block or a block parameter",
                                    f"did you mean `{near}`?" if near else
-                                   "define it with `block " + use.name + "(...) { ... }` or import a spec that does"))
+                                   "define it with `block " + short(use.name) + "(...) { ... }` or import a spec that does"))
             return [], None, False
         if isinstance(target, LayerRef):
             return self.layer(target.kind, use, env, shape, shared, scope, label)
         if isinstance(target, BlockRef):
             return self.block(target, use, env, shape, shared, scope, label)
-        self.report(Diagnostic("E0213", f"`{use.name}` is a {type_name(target)}, not a layer or block",
+        self.report(Diagnostic("E0213", f"`{short(use.name)}` is a {type_name(target)}, not a layer or block",
                                use.span, f"its value is {show(target)}",
                                "only layers and blocks can be used as statements"))
         return [], None, False
@@ -628,9 +704,9 @@ class Checker(CombinatorChecks):
                     ok = False
                     continue
                 if i >= len(names):
-                    self.report(Diagnostic("E0201", f"too many arguments to `{what}`", a.span,
+                    self.report(Diagnostic("E0201", f"too many arguments to `{short(what)}`", a.span,
                                            f"argument {i + 1} of at most {len(names)}",
-                                           f"`{what}` takes " + (", ".join(names) or "no arguments")))
+                                           f"`{short(what)}` takes " + (", ".join(map(short, names)) or "no arguments")))
                     ok = False
                     continue
                 key = names[i]
@@ -638,14 +714,14 @@ class Checker(CombinatorChecks):
                 key = a.name
                 if key not in names:
                     near = closest(key, names)
-                    self.report(Diagnostic("E0202", f"`{what}` has no argument `{key}`", a.span,
+                    self.report(Diagnostic("E0202", f"`{short(what)}` has no argument `{short(key)}`", a.span,
                                            "unknown argument",
                                            f"did you mean `{near}`?" if near else
-                                           f"`{what}` takes " + (", ".join(names) or "no arguments")))
+                                           f"`{short(what)}` takes " + (", ".join(map(short, names)) or "no arguments")))
                     ok = False
                     continue
                 if key in bound:
-                    self.report(Diagnostic("E0205", f"argument `{key}` given twice", a.span,
+                    self.report(Diagnostic("E0205", f"argument `{short(key)}` given twice", a.span,
                                            "given again here", None))
                     ok = False
                     continue
@@ -794,6 +870,14 @@ class Checker(CombinatorChecks):
             else:
                 benv.vars[p.name] = POISON
         benv.vars["in_channels"] = shape[0] if shape else POISON
+        # An instance of a block with the same arguments and input as an earlier one
+        # does the same work: refuse it before expanding it when that is over the limit.
+        key = _instance_key(defn.name, benv.vars, shape, shared, ok)
+        if key in self._instance_steps:
+            steps = self._instance_steps[key][0]
+            self._would_pass(steps, use.span, f"this instance of `{short(defn.name)}` takes "
+                             f"{_steps(steps)}, like one before it, and would pass the limit")
+        before = self.nodes
         inner = NameScope(scope)
         sub = SeqFlow(shape if ok else None, shared)
         self.chain.append((defn.name, use.span))
@@ -801,17 +885,60 @@ class Checker(CombinatorChecks):
             self.run(defn.body, benv, sub, inner)
         finally:
             self.chain.pop()
+        if key is not None:
+            # The arguments are kept alive with the count: lists are keyed by identity.
+            self._instance_steps[key] = (self.nodes - before, benv.vars)
         self.close(inner)
         if not ok:
             return [], None, False
         return self._scope_node(name, camel(defn.name), defn.name, sub, shape, use.span), \
             sub.shape, sub.shared
 
-def _source_at(text: str | None, span: Span) -> str:
-    """The text a span covers (its first five lines), or "" when the source is unknown."""
-    if not text:
-        return ""
-    lines = text.splitlines()[span.line - 1:(span.end_line or span.line)][:5]
+def _steps(n: int) -> str:
+    return f"{n:,} step{'s' if n != 1 else ''}"
+
+
+def _input_state(flow):
+    """What the next item of ``flow`` will see as its input, to compare with what the
+    item before it saw (a new object, equal to nothing, where that is not known)."""
+    if isinstance(flow, SeqFlow):
+        return flow.shape, flow.shared, flow.has_input
+    if isinstance(flow, ConcatFlow):
+        return ()  # every branch sees the concat's input
+    return object()
+
+
+def _value_key(v):
+    # Lists by identity (hashing a long one per use would cost its length each time);
+    # the type beside the value, because 1 == 1.0 == true.
+    if isinstance(v, tuple):
+        return tuple, id(v)
+    if isinstance(v, BlockRef):
+        return BlockRef, v.name
+    if isinstance(v, (LayerRef, bool, int, float, str)) or v is None or v is POISON:
+        return type(v), v
+    raise TypeError(type(v))
+
+
+def _instance_key(name: str, values: dict, shape, shared: bool, ok: bool):
+    """What decides the work of expanding a block instance, or None if it cannot be told.
+
+    >>> _instance_key("b", {"c": 4, "k": (1, 2)}, (3, 8, 8), False, True)[1][0]
+    ('c', (<class 'int'>, 4))
+    """
+    try:
+        return name, tuple((k, _value_key(v)) for k, v in values.items()), shape, shared, ok
+    except TypeError:
+        return None
+
+
+def _source_at(lines: list[str], span: Span) -> str:
+    """The text a span covers (its first five lines) of a source's ``lines``.
+
+    >>> _source_at(["a = 1", "b = width + 2"], Span(line=2, column=5, end_column=14))
+    'width + 2'
+    """
+    lines = lines[span.line - 1:(span.end_line or span.line)][:5]
     if not lines:
         return ""
     if len(lines) == 1 and span.end_column and (span.end_line in (None, span.line)):
@@ -833,8 +960,14 @@ def _has_expr(v) -> bool:
 
 
 def _params_of(defn, program: Program):
+    """The parameters of the network a variant is based on, or () when there is none
+    (a missing base, or variants in a cycle: the caller reports either)."""
+    seen = set()
     while isinstance(defn, ast.NetworkAlias):
+        if defn.name in seen:
+            return ()
+        seen.add(defn.name)
         defn = program.networks.get(defn.base.id)
         if defn is None:
-            return []
+            return ()
     return defn.params

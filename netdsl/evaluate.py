@@ -9,7 +9,7 @@ import math
 from typing import Any, Callable
 
 from . import ast, ir
-from .diagnostics import Diagnostic, closest
+from .diagnostics import Diagnostic, closest, short
 from .layers import LAYERS
 from .limits import Limits
 from .values import POISON, BlockRef, LayerRef, show, type_name
@@ -170,7 +170,7 @@ class Evaluator:
             raise err("E0210", f"`{node.id}` is a function and must be called", node,
                       "not called", f"write `{node.id}(...)`")
         near = closest(node.id, env.names() + list(LAYERS))
-        raise err("E0101", f"unknown name `{node.id}`", node, "not defined",
+        raise err("E0101", f"unknown name `{short(node.id)}`", node, "not defined",
                   f"did you mean `{near}`?" if near else
                   "define it with `let`, or as a parameter of the enclosing block or network")
 
@@ -365,11 +365,11 @@ class Evaluator:
             if v is _MISSING:
                 v = self.globals(name)
             if isinstance(v, (BlockRef, LayerRef)) or name in LAYERS:
-                raise err("E0213", f"`{name}` is a {'block' if isinstance(v, BlockRef) else 'layer'}, "
+                raise err("E0213", f"`{short(name)}` is a {'block' if isinstance(v, BlockRef) else 'layer'}, "
                           "not a function", node.func, "used inside an expression",
                           "blocks and layers are used as statements, on a line of their own")
             near = closest(name, list(BUILTINS) + list(INIT_SCHEMES))
-            raise err("E0103", f"unknown function `{name}`", node.func, "not a built-in function",
+            raise err("E0103", f"unknown function `{short(name)}`", node.func, "not a built-in function",
                       f"did you mean `{near}`?" if near else
                       "the functions are " + ", ".join(sorted(BUILTINS)))
         pos, kw = [], {}
@@ -383,7 +383,7 @@ class Evaluator:
                               "move it before the keyword arguments")
                 pos.append(v)
             elif a.name in kw:
-                raise err("E0205", f"argument `{a.name}` given twice", a, "second time here")
+                raise err("E0205", f"argument `{short(a.name)}` given twice", a, "second time here")
             else:
                 kw[a.name] = v
         if scheme is not None:
@@ -575,7 +575,7 @@ def _scheme(fn: str):
         for k, v in kw.items():
             if k not in names:
                 near = closest(k, names)
-                raise err("E0202", f"`{fn}` has no argument `{k}`", node, "unknown argument",
+                raise err("E0202", f"`{fn}` has no argument `{short(k)}`", node, "unknown argument",
                           f"did you mean `{near}`?" if near else f"`{fn}` takes " + (", ".join(names) or "nothing"))
             values[k] = v
         out = {}

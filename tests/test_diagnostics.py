@@ -179,3 +179,133 @@ def test_one_mistake_is_reported_once():
         netdsl.compile("network n(w = 1 / 0) { input [3, 8, 8]\n conv2d(w, 1)\n conv2d(w, 1)\n"
                        " conv2d(w, 1) }")
     assert e.value.codes == ["E0211"]
+
+
+# ---------------------------------------------------------------- rendering a hostile spec
+
+
+def _error(spec, **kw):
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(spec, **kw)
+    return e.value
+
+
+def test_a_long_misspelt_name_is_compared_and_quoted_in_bounded_work(monkeypatch):
+    # An 8,000-character name beside its misspelling: comparing the two cost their
+    # product (28 s and 2.4 GB for a 16 KB file); quoting it, 8 KB per message.
+    from netdsl import diagnostics
+
+    compared = []
+    real = diagnostics._distance
+    monkeypatch.setattr(diagnostics, "_distance", lambda a, b, bound: compared.append((a, b)) or real(a, b, bound))
+    name = "w" * 8000
+    spec = f"let {name} = 4\nnetwork n() {{\n input [3, 8, 8]\n conv2d({name[:-1]}x, 3)\n}}"
+    error = _error(spec)
+    d = error.diagnostics[0]
+    assert d.code == "E0101" and (d.span.line, d.span.column) == (4, 9)
+    assert all(len(a) <= 64 and len(b) <= 64 + 21 for a, b in compared)
+    assert "(8000 characters)" in d.message and len(d.message) < 100
+    assert len(str(error)) < 1000
+
+
+@pytest.mark.parametrize("use", ["{}(1)", "conv2d(4, 3, {}=1)", "b({}=1)", "relu * len({}(1))",
+                                 "init {}.weight = zeros\n relu", "init conv2d.{} = zeros"])
+def test_every_unknown_name_message_is_cut_to_a_readable_length(use):
+    name = "z" * 5000
+    spec = "block b(c = 1) { relu }\nnetwork n() {\n input [3, 8, 8]\n " + use.format(name) + "\n}"
+    d = _error(spec).diagnostics[0]
+    assert d.code in ("E0102", "E0202", "E0103", "E0110") and "(5000 characters)" in d.message
+    assert len(d.message) < 120 and len(d.help or "") < 200
+
+
+def test_closest_skips_names_that_cannot_be_near():
+    from netdsl.diagnostics import _distance, closest
+
+    assert closest("widht", ["depth", "width", "wdith"]) == "width"  # the first nearest wins
+    assert closest("ab", ["abcdef"]) is None
+    assert closest("conv", ["conv2d" * 20]) is None
+    assert _distance("kitten", "sitting", 10) == 3
+    assert _distance("kitten", "sitting", 1) == 2  # over the bound: bound + 1
+
+
+def test_many_errors_render_the_first_fifty_and_count_the_rest(monkeypatch):
+    from netdsl import diagnostics
+
+    splits = []
+    real = diagnostics.source_lines
+    monkeypatch.setattr(diagnostics, "source_lines", lambda text: splits.append(1) or real(text))
+    n = 3000
+    error = _error("network n() {\n input [3, 8, 8]\n" + "q\n" * n + "}\n")
+    assert len(error.diagnostics) == n  # complete, for the API
+    text = str(error)
+    assert text.count("error[E0102]") == 50
+    assert "\n\n... and 2950 more errors\n\nerror: could not compile the spec (3000 errors)" in text
+    assert len(splits) == 1  # the source is split into lines once per render, not per error
+
+
+def test_set_notes_split_the_source_once(monkeypatch):
+    # A range error at a use of a --set parameter looks up the names in its line.
+    from netdsl import elaborate
+
+    splits = []
+    real = elaborate.source_lines
+    monkeypatch.setattr(elaborate, "source_lines", lambda text: splits.append(1) or real(text))
+    spec = "network n(c = 4) {\n input [3, 8, 8]\n" + "assert c > 0\n" * 200 + "}\n"
+    error = _error(spec, c=-1)
+    assert len(error.diagnostics) == 200 and "set from outside the spec" in error.diagnostics[0].notes[-1]
+    assert len(splits) == 1
+
+
+_RAW = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def _check(tmp_path, spec):
+    (tmp_path / "n.net").write_text(spec)
+    r = subprocess.run([sys.executable, "-m", "netdsl", "check", "n.net"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and not _RAW.search(r.stderr)
+    return r.stderr
+
+
+def test_control_characters_never_reach_the_terminal(tmp_path):
+    out = _check(tmp_path, 'network n() {\n input [3, 8, 8]\n\tassert false, "\x1b]0;title\x07\x9b2J"; foo\n}\n')
+    assert r"error[E0501]: assertion failed: \x1b]0;title\x07\x9b2J" in out
+    lines = out.splitlines()
+    shown = r'3 |     assert false, "\x1b]0;title\x07\x9b2J"; foo'
+    assert lines.count(shown) == 2
+    # The caret is under `foo`, which the escapes before it moved right, as tabs do.
+    caret = lines[len(lines) - lines[::-1].index(shown)]
+    assert caret.index("^") == shown.index("foo")
+    assert caret.endswith(" ^^^ not a layer, a block or a block parameter")
+    # A raw control character outside a string is a syntax error, shown escaped too.
+    out = _check(tmp_path, "network n() {\n input [3, 8, 8]\n relu(\x1b[31m)\n}\n")
+    assert "error[E0002]: unexpected character `\\x1b`" in out
+    assert "3 |  relu(\\x1b[31m)\n  |       ^^^^ not part of the language" in out
+
+
+def test_every_part_of_a_diagnostic_is_escaped():
+    from netdsl.diagnostics import Diagnostic
+    from netdsl.span import Span
+
+    d = Diagnostic("E0101", "m\x1b", Span(file="f\x07.net", line=1, column=3, end_column=4),
+                   "l\x1b", "h\x9b", ("n\x7f",))
+    text = d.render({"f\x07.net": "a\x1bb\u202ec"})
+    assert not _RAW.search(text.replace("\n", "")) and "\u202e" not in text
+    assert text.splitlines() == [
+        r"error[E0101]: m\x1b", r" --> f\x07.net:1:3", "  |", r"1 | a\x1bb\u202ec",
+        r"  |      ^ l\x1b", "  |", r"  = note: n\x7f", r"  = help: h\x9b"]
+
+
+def test_lines_are_counted_as_the_parser_counts_them():
+    # A form feed is not a line break: the caret stays on the parser's line.
+    error = _error("network n() {\n input [3, 8, 8] # \x0c\n q\n}\n")
+    assert error.diagnostics[0].span.line == 3
+    assert r"3 |  q" in str(error)
+
+
+def test_a_caret_far_along_a_long_line_stays_under_its_token():
+    spec = "network n() {\n input [3, 8, 8]\n " + "relu; " * 100 + "foo\n}\n"
+    lines = str(_error(spec)).splitlines()
+    shown, caret = lines[3], lines[4]
+    assert shown.startswith("3 | …") and len(shown) < 300 and len(caret) < 300
+    assert shown[caret.index("^"):].startswith("foo") and caret.count("^") == 3

@@ -86,3 +86,32 @@ def test_language_examples_that_are_whole_specs_compile(tmp_path):
     for text in fragments:
         netdsl.parse("block b(c = 4, planes = 4, stride = 1, out = 4, squeeze = 2, num_layers = 2, "
                      "growth_rate = 2, bn_size = 2) {\n" + text + "\n}")
+
+
+def _number(text):
+    return 2**63 - 1 if text == "2⁶³ − 1" else int(text.replace(",", ""))
+
+
+def test_limits_table_gives_each_default_and_cap():
+    from netdsl.limits import CAPS, INT64_MAX
+
+    row = r"^\| `(\w+)` — .*? \| ([\d,]+|2⁶³ − 1) \| ([\d,]+|2⁶³ − 1) \| E\d{4} \|$"
+    rows = {name: (default, cap) for name, default, cap in re.findall(row, LANGUAGE, flags=re.M)}
+    defaults = netdsl.Limits()
+    assert set(rows) == set(netdsl.Limits.names())
+    for name, (default, cap) in rows.items():
+        assert _number(default) == getattr(defaults, name), name
+        assert _number(cap) == CAPS.get(name, (INT64_MAX,))[0], name
+
+
+def test_the_prose_gives_the_same_defaults_as_the_code():
+    # The file size and parameter limits are quoted in words in three places.
+    robustness = (ROOT / "docs" / "robustness.md").read_text()
+    errors = (ROOT / "docs" / "errors.md").read_text()
+    limits = netdsl.Limits()
+    size = f"{limits.max_file_bytes // 1000} kB"
+    params = f"{limits.max_params // 10**9} billion"
+    assert f"`max_file_bytes` ({size})" in robustness and f"`max_file_bytes` ({size} by default)" in errors
+    assert f"`max_params` ({params} parameters" in robustness and f"`max_params` ({params}," in errors
+    for text in (robustness, errors):
+        assert "2 MB" not in text and "20 billion" not in text

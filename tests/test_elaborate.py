@@ -172,3 +172,13 @@ def test_inplace_on_a_shared_tensor_is_refused():
         residual { relu(inplace = true)\n conv2d(3, 1) }
     }""")
     assert found == [("E0311", 2, 20)]
+
+
+@pytest.mark.parametrize("spec, chosen", [
+    ("network k = k()", "k"),
+    ("network k = k2()\nnetwork k2 = k()", "k"),
+    ("network a = b(w = 1)\nnetwork b = c()\nnetwork c = b()", "a"),
+])
+def test_network_variants_in_a_cycle_are_E0107_not_a_hang(spec, chosen):
+    # Following the bases of these variants never ended.
+    assert codes(spec + "\n", network=chosen)[0][0] == "E0107"

@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import netdsl
 from netdsl import Limits
@@ -57,10 +59,40 @@ def test_limits_are_set_from_the_cli(tmp_path):
     r = run("--limit", "max_params=100")
     assert r.returncode == 1 and "error[E0408]" in r.stderr and "over the limit of 100" in r.stderr
     assert run("--limit", "max_params=1e3").returncode == 0  # 448 parameters
-    for bad in ("max_params=lots", "max_params=1e400", "max_params=-1", "no_such_limit=3"):
+    assert run("--limit", "max_params=1.5e3").returncode == 0  # an integer, however written
+    for bad in ("max_params=lots", "max_params=1e400", "max_params=-1", "no_such_limit=3",
+                "max_repeat=1e-5", "max_repeat=2.5", "max_params=nan", "max_params=inf",
+                "max_nesting=100000", "max_int=1e19", "max_params=1e999999999"):
         r = run("--limit", bad)
         assert r.returncode == 2 and r.stderr.startswith("netdsl: error: --limit"), bad
         assert "Traceback" not in r.stderr
+    r = run("--limit", "max_repeat=1e-5")  # was silently 0, which refuses every repetition
+    assert "needs a non-negative integer" in r.stderr
+    r = run("--limit", "max_nesting=100000")
+    assert "max_nesting must be between 0 and 150" in r.stderr and "stack" in r.stderr
+
+
+@pytest.mark.parametrize("value", [1.0, 1e9, True, "100", None])
+def test_a_limit_that_is_not_an_int_is_a_type_error(value):
+    with pytest.raises(TypeError, match="must be an int"):
+        Limits(max_params=value)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("max_nesting", -1), ("max_nesting", 151), ("max_block_depth", 151), ("max_import_depth", 201),
+    ("max_int", 2**63), ("max_params", 2**63), ("max_repeat", 10**5000),
+], ids=["negative", "nesting", "block_depth", "import_depth", "int", "params", "5000_digits"])
+def test_a_limit_out_of_its_range_is_a_value_error(name, value):
+    with pytest.raises(ValueError, match=f"Limits.{name} must be between 0 and [0-9,]+, got .*: ") as e:
+        Limits().replace(**{name: value})
+    assert len(str(e.value)) < 300
+
+
+def test_every_limit_can_be_set_to_its_cap():
+    from netdsl.limits import CAPS, INT64_MAX
+
+    caps = {name: CAPS.get(name, (INT64_MAX, ""))[0] for name in Limits.names()}
+    assert Limits(**caps).max_nesting == 150
 
 
 # ---------------------------------------------------------------- parameters (E0408)
@@ -230,3 +262,176 @@ def test_comprehensions_cannot_nest_lists_without_bound():
 def test_slices_in_a_loop_are_counted():
     spec = "let big = range(10000)\n" + H + " for i in range(10000) { let s = big[1:] }\n relu }"
     assert codes(spec) == ["E0404"]
+
+
+# ---------------------------------------------------------------- refusing max_nodes early
+
+FANOUT = "block b0() { relu }\n" + "".join(f"block b{i}() {{ b{i - 1} * 10 }}\n" for i in range(1, 8))
+FANOUT_ARGS = "block b0(c) { conv2d(c, 1) }\n" + "".join(
+    f"block b{i}(c) {{ b{i - 1}(c) * 10 }}\n" for i in range(1, 8))
+FANOUT_LINES = "block b0() { relu }\n" + "".join(
+    f"block b{i}() {{ {'; '.join([f'b{i - 1}'] * 10)} }}\n" for i in range(1, 8))
+
+
+@pytest.mark.parametrize("spec", [
+    H + " { { relu * 9999 } * 9999 } * 9999\n}",
+    FANOUT + H + " b7\n}",
+    FANOUT_ARGS + H + " b7(4)\n}",
+    FANOUT_LINES + H + " b7\n}",
+], ids=["nested_repeat", "fanout", "fanout_args", "fanout_lines"])
+def test_work_that_must_pass_max_nodes_is_refused_before_it_is_done(monkeypatch, spec):
+    # Each of these took the whole budget (90,000 to 200,000 layers, 1.4 to 4 s) before
+    # E0404; once one copy or instance shows what each costs, the rest need not be made.
+    from netdsl import elaborate
+
+    made = []
+    real = elaborate.Checker.layer
+    monkeypatch.setattr(elaborate.Checker, "layer", lambda self, *a, **kw: made.append(1) or real(self, *a, **kw))
+    assert codes(spec) == ["E0404"]
+    assert 0 < len(made) <= 20_000
+
+
+def test_an_early_refusal_says_why():
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(H + " { relu * 100 } * 100\n}", limits=Limits(max_nodes=5_000))
+    d = e.value.diagnostics[0]
+    # The first copy sees the network's input, the second what the first made: from the
+    # third on, each copy sees what the one before saw.
+    assert d.code == "E0404" and (d.span.line, d.span.column) == (3, 2)
+    assert d.label == "98 more copies of 102 steps each would pass the limit"
+
+
+_UNITS = ["b{p}", "b{p} * 3", "relu", "conv2d(4, 1)", "if in_channels == 3 {{ relu * 5 }}",
+          "{{ b{p} }} * 2", "concat {{ b{p}; b{p} }}", "relu * 4", "dense {{ b{p} * 2 }}",
+          "let x = range(in_channels * 3)", "b{p}; b{p}"]
+
+
+@st.composite
+def _fanout_specs(draw):
+    lines = ["block b0() { if in_channels == 3 { relu * 7 }\n conv2d(4, 1) }"]
+    for i in range(1, 5):
+        body = draw(st.lists(st.sampled_from(_UNITS), min_size=1, max_size=4))
+        lines.append(f"block b{i}() {{ " + "; ".join(u.format(p=i - 1) for u in body) + " }")
+    # Last, two equal statements that see different inputs (3 channels, then 4).
+    return "\n".join(lines) + "\n" + H + " b4 * 3\n conv2d(3, 1); b1; b1\n}"
+
+
+def _steps_and_codes(spec, max_nodes):
+    from unittest import mock
+
+    from netdsl import elaborate
+
+    steps = []
+    real = elaborate.Checker.network
+
+    def network(self, *a, **kw):
+        try:
+            return real(self, *a, **kw)
+        finally:
+            steps.append(self.nodes)
+
+    with mock.patch.object(elaborate.Checker, "network", network):
+        try:
+            netdsl.compile(spec, limits=Limits(max_nodes=max_nodes))
+            return steps[0], []
+        except netdsl.NetdslError as e:
+            return steps[0], e.codes
+
+
+@settings(max_examples=60, deadline=None)
+@given(_fanout_specs())
+def test_refusing_early_refuses_exactly_what_expanding_would(spec):
+    # The shortcuts only predict: a spec of exactly max_nodes steps still passes, one
+    # step fewer is refused, whichever copy, statement or instance shows it first.
+    steps, found = _steps_and_codes(spec, 10**9)
+    assume(steps <= 30_000 and found == [])
+    assert "E0404" not in _steps_and_codes(spec, steps)[1]
+    assert "E0404" in _steps_and_codes(spec, steps - 1)[1]
+
+
+# ---------------------------------------------------------------- every stage works at the caps
+
+AT_CAPS = Limits(max_nesting=150, max_block_depth=150, max_import_depth=200)
+
+
+def _tower_of(kind, levels, leaf):
+    return H + " " + f"{kind} {{ " * levels + leaf + " }" * levels + "\n}"
+
+
+def _init_groups(levels):
+    return _tower_of("a:", levels, "conv2d(3, 1)").replace(
+        "\n a:", '\n init conv2d.weight = kaiming_normal(mode = "fan_out")\n a:')
+
+
+def _lets(n):  # n operators, n - 1 inside a list
+    return "let x = " + "-" * n + "1\nlet y = [1" + " + 1" * (n - 1) + "]\n" + H + " relu\n}"
+
+
+def _defaults(n):  # n - 1 brackets, n operators
+    return ("network n(x = " + "(" * (n - 1) + "1" + ")" * (n - 1) + ", y = 1" + " ** 1" * n + ") {\n"
+            " input [3, 8, 8]\n relu\n}")
+
+
+# The deepest specs the limits admit at their caps, and one level more. Modules: as deep as
+# the IR's JSON holds, 98 levels of groups, blocks or residuals, 65 of concat or dense.
+# Expressions: as deep as max_nesting, where nothing catches a RecursionError.
+DEEPEST = {
+    "groups": (_init_groups(97), _init_groups(98)),
+    "residuals": (_tower_of("residual", 98, "conv2d(3, 1)"), _tower_of("residual", 99, "conv2d(3, 1)")),
+    "concats": (_tower_of("concat", 65, "conv2d(3, 1)"), _tower_of("concat", 66, "conv2d(3, 1)")),
+    "denses": (_tower_of("dense", 65, "conv2d(2, 1)"), _tower_of("dense", 66, "conv2d(2, 1)")),
+    "blocks": (_tower(48), _tower(49)),
+    "lets": (_lets(150), _lets(151)),
+    "defaults": (_defaults(150), _defaults(151)),
+}
+
+
+@pytest.mark.parametrize("name", DEEPEST)
+def test_at_the_caps_the_deepest_specs_check_emit_build_run_and_save(name):
+    import io
+
+    import torch
+
+    from netdsl.cli import fvcore_total
+    from netdsl.ir import Network
+    from netdsl.lower import lower
+
+    spec, deeper = DEEPEST[name]
+    net = netdsl.compile(spec, limits=AT_CAPS)
+    assert Network.model_validate_json(net.model_dump_json()) == net
+    model = lower(net)
+    x = torch.randn(2, *net.input_shape, requires_grad=True)
+    model(x).sum().backward()
+    assert x.grad is not None
+    fvcore_total(model, net.input_shape, torch.device("cpu"))
+    torch.save(model.state_dict(), io.BytesIO())
+    assert codes(deeper, limits=AT_CAPS)[0] == "E0402"  # one level more: refused, not a crash
+
+
+def test_at_the_caps_the_cli_emits_the_deepest_ir(tmp_path):
+    (tmp_path / "deep.net").write_text(_tower_of("concat", 65, "relu"))
+    r = subprocess.run([sys.executable, "-m", "netdsl", "check", "deep.net", "--emit-ir",
+                        "--limit", "max_nesting=150"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from netdsl.ir import Network
+
+    assert Network.model_validate_json(r.stdout).body[0].kind == "concat"
+
+
+def test_imports_to_the_cap_are_read(tmp_path):
+    # 200 files: main.net and 199 more, each importing the next.
+    for i in range(199):
+        (tmp_path / f"f{i}.net").write_text(f'import "f{i + 1}.net"\n' if i < 198 else "block b() { relu }\n")
+    (tmp_path / "main.net").write_text('import "f0.net"\n' + H + " b\n}")
+    assert netdsl.compile(tmp_path / "main.net", limits=AT_CAPS).body[0].cls == "B"
+    assert codes(tmp_path / "main.net", limits=AT_CAPS.replace(max_import_depth=199)) == ["E0406"]
+
+
+@pytest.mark.parametrize("leaf, levels", [("relu", 65), ("relu", 66)])
+def test_modules_past_what_the_ir_json_holds_are_E0402(leaf, levels):
+    # Within max_nesting, but 66 concats are 202 levels of JSON: --emit-ir could not be read back.
+    spec = _tower_of("concat", levels, leaf)
+    if levels == 65:
+        netdsl.compile(spec)
+    else:
+        assert codes(spec) == ["E0402"]
