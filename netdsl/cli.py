@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("code")
 
     ls = sub.add_parser("lsp", help="run the language server on stdin/stdout, for editors")
-    ls.add_argument("--stdio", action="store_true", help="accepted for clients that pass it; stdio is the only transport")
+    ls.add_argument("--stdio", action="store_true",
+                    help="accepted for clients that pass it; stdio is the only transport")
     return p
 
 

@@ -160,3 +160,23 @@ def test_the_extension_starts_netdsl_lsp_or_only_highlights(with_client, tmp_pat
         assert out["subscriptions"] == 1
     else:
         assert out == {"calls": [], "subscriptions": 0}
+
+
+def test_the_editors_page_matches_the_extension():
+    import tomllib
+
+    page = (ROOT / "docs" / "editors.md").read_text(encoding="utf-8")
+    pkg = json.loads((VSCODE / "package.json").read_text())
+    blocks = re.findall(r"```(\w*)\n(.*?)```", page, re.S)
+    for lang, body in blocks:
+        if lang == "json":
+            settings = json.loads(body)
+            assert set(settings) <= set(pkg["contributes"]["configuration"]["properties"])
+        elif lang == "toml":
+            helix = tomllib.loads(body)
+            assert helix["language-server"]["netdsl"]["args"] == ["lsp"]
+    assert {"json", "toml", "lua"} <= {lang for lang, _ in blocks}
+    # The folder name VS Code expects: publisher.name-version.
+    assert f"{pkg['publisher']}.{pkg['name']}-{pkg['version']}" in page
+    for key in re.findall(r"`(netdsl\.server\.\w+)", page):
+        assert key in pkg["contributes"]["configuration"]["properties"], key
