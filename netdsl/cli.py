@@ -1,4 +1,4 @@
-"""The ``netdsl`` command: ``build``, ``check`` and ``explain``.
+"""The ``netdsl`` command: ``build``, ``check``, ``explain`` and ``lsp``.
 
 Exit status: 0 on success, 1 when the spec has errors (diagnostics on stderr),
 2 for a usage error (bad flags, an unavailable device, a file --save refuses),
@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="explain an error code, e.g. netdsl explain E0301")
     e.add_argument("code")
+
+    ls = sub.add_parser("lsp", help="run the language server on stdin/stdout, for editors")
+    ls.add_argument("--stdio", action="store_true",
+                    help="accepted for clients that pass it; stdio is the only transport")
     return p
 
 
@@ -293,10 +297,22 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_lsp(args) -> int:
+    try:
+        from .lsp import serve
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] not in ("pygls", "lsprotocol"):
+            raise
+        raise _UsageError("`netdsl lsp` needs pygls: pip install 'netdsl[lsp]' "
+                          "(or pip install 'pygls>=2')") from None
+    return serve()
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        return {"build": cmd_build, "check": cmd_check, "explain": cmd_explain}[args.command](args)
+        return {"build": cmd_build, "check": cmd_check, "explain": cmd_explain,
+                "lsp": cmd_lsp}[args.command](args)
     except NetdslError as e:
         print(e.render(), file=sys.stderr)
         return 1
