@@ -24,6 +24,7 @@ from .evaluate import Env, EvalError, Evaluator
 from .flows import NameScope, SeqFlow
 from .layers import LAYERS, PARAMETERS, REQUIRED, ArgTypeError
 from .limits import Limits
+from .reserved import reserved
 from .loader import Program
 from .span import Span
 from .values import POISON, BlockRef, LayerRef, show, to_json, type_name
@@ -401,7 +402,21 @@ class Checker(CombinatorChecks):
                                    "labels become module names",
                                    "use letters, digits and `_`; no dots or spaces"))
             return POISON
-        return v
+        return v if self.label_free(v, s.span) else POISON
+
+    def label_free(self, label: str, span) -> bool:
+        """Whether the built module can take ``label`` as a child's name: torch refuses
+        one that is already an attribute of the parent (`training`, `forward`, ...)."""
+        if not reserved(label):
+            return True
+        other = (label.strip("_") or "x") + "_"
+        while reserved(other):
+            other += "_"
+        self.report(Diagnostic("E0112", f"label `{label}` is an attribute of torch modules",
+                               span, "the built module could not take this name",
+                               f"rename it, e.g. `{other}`: a label becomes an attribute of "
+                               "its parent nn.Module, and may not hide one of the module's own"))
+        return False
 
     def input(self, st: ast.Input, env: Env, flow) -> None:
         if not getattr(flow, "network", False):

@@ -172,3 +172,25 @@ def test_inplace_on_a_shared_tensor_is_refused():
         residual { relu(inplace = true)\n conv2d(3, 1) }
     }""")
     assert found == [("E0311", 2, 20)]
+
+
+@pytest.mark.parametrize("name, why", [("logits", "main output"), ("_x", "`_`"), ("__", "`_`"),
+                                       ("def", "keyword"), ("class", "keyword"),
+                                       ("None", "keyword"), ("lambda", "keyword")])
+def test_a_side_output_name_that_cannot_be_a_tuple_field_is_refused(name, why):
+    src = f"network n() {{\n input [3, 8, 8]\n side {name} {{ flatten\n linear(2) }}\n flatten\n linear(3)\n}}"
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(src)
+    (d,) = e.value.diagnostics
+    assert (d.code, d.span.line, d.span.column) == ("E0113", 3, 7) and why in d.label
+    assert "rename it" in d.help
+
+
+def test_side_output_names_that_are_tuple_fields_build_and_run():
+    import torch
+
+    names = ["aux", "Logits", "logits_", "match", "case", "type", "print", "self", "x_"]
+    sides = "\n".join(f" side {n} {{ flatten\n linear(2) }}" for n in names)
+    model = netdsl.build(f"network n() {{\n input [3, 4, 4]\n{sides}\n flatten\n linear(3)\n}}")
+    out = model(torch.zeros(2, 3, 4, 4))
+    assert out._fields == ("logits", *names) and out.logits.shape == (2, 3)
