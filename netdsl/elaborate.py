@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from . import ast, ir, shapes
 from .diagnostics import Diagnostic, NetdslError, closest
 from .combinators import CombinatorChecks
-from .evaluate import Env, EvalError, Evaluator
+from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator
 from .flows import NameScope, SeqFlow
-from .layers import LAYERS, PARAMETERS, REQUIRED, ArgTypeError
+from .layers import LAYERS, PARAMETERS, REQUIRED, SAVES_OUTPUT, ArgTypeError
 from .limits import Limits
 from .reserved import reserved
 from .loader import Program
@@ -472,7 +472,21 @@ class Checker(CombinatorChecks):
             self.report(Diagnostic("E0110", f"no parameter `{st.param}`", st.span,
                                    "layers have `weight` and `bias`", None))
             return
+        if not self._fan_fits(st.target if st.target in LAYERS else None, st.param, scheme):
+            return
         scope.init.append((st.target, st.param, scheme, st.span))
+
+    def _fan_fits(self, kind: str | None, param: str, scheme: ir.InitScheme) -> bool:
+        """Kaiming and Xavier scale by fan in and out, which torch computes only for
+        a tensor of two or more dimensions: a conv or linear weight."""
+        if scheme.fn not in FAN_SCHEMES or (param == "weight" and kind != "batchnorm2d"):
+            return True
+        what = f"`{kind}.{param}`" if kind else f"a `{param}`"
+        self.report(Diagnostic("E0204", f"`{scheme.fn}` needs a weight of two or more dimensions",
+                               scheme.span, f"{what} has one dimension (no fan in and fan out)",
+                               "use it for conv2d and linear weights; for biases and batch-norm "
+                               "parameters use zeros, ones, constant, normal or uniform"))
+        return False
 
     def close(self, scope: NameScope) -> None:
         for i, (target, param, _, span) in enumerate(scope.init):
@@ -669,11 +683,17 @@ class Checker(CombinatorChecks):
                                    f"the limit is {self.limits.max_dim} (--limit max_dim=N)"))
             return [], None, False
         if values.get("inplace") and shared:
+            if isinstance(shared, str):
+                label, help = (f"`{shared}` before it keeps its output for the backward pass",
+                               f"torch's {shared} computes its gradient from its output; "
+                               "drop `inplace = true` here")
+            else:
+                label, help = ("its input is also used elsewhere",
+                               "its input feeds a shortcut, a gate, another branch or the caller; "
+                               "drop `inplace = true` here")
             self.report(Diagnostic(
                 "E0311", f"in-place `{kind}` would overwrite a tensor that is used again", use.span,
-                "its input is also used elsewhere",
-                "its input feeds a shortcut, a gate, another branch or the caller; "
-                "drop `inplace = true` here"))
+                label, help))
             return [], None, False
         try:
             node = sig.node(kind=kind, name=name, in_shape=shape, out_shape=out, span=use.span,
@@ -685,6 +705,8 @@ class Checker(CombinatorChecks):
             self.report(Diagnostic("E0204", f"invalid value for `{kind}` argument `{field}`", at,
                                    first["msg"], None))
             return [], None, False
+        if kind in SAVES_OUTPUT:
+            return [node], out, kind  # its backward reads its output: no in-place op after it
         passes = kind in _PASS_THROUGH or values.get("inplace", False)
         return [node], out, shared if passes else False
 
@@ -736,6 +758,8 @@ class Checker(CombinatorChecks):
                 if target == label and label not in LAYERS:
                     out[param] = scheme
                     s.matched.add(i)
+                    if not self._fan_fits(kind, param, scheme):
+                        del out[param]
             for i in range(len(s.init) - 1, -1, -1):
                 target, param, scheme, _ = s.init[i]
                 if target == kind and param in params and param not in out:

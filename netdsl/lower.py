@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from . import ir
+from .layers import SAVES_OUTPUT
 from .modules import (Block, Chain, ConcatOp, DenseOp, GateOp, Group, Network, ResidualOp,
                       SideOp, StochasticDepth, _identity, outputs_type)
 
@@ -147,6 +148,8 @@ def _fresh(nodes) -> bool:
         if isinstance(node, ir.Side):
             continue
         if isinstance(node, ir.Layer):
+            if node.kind in SAVES_OUTPUT:
+                return False  # adding in place would overwrite what its backward reads
             if node.kind in _PASS_THROUGH or getattr(node, "inplace", False):
                 continue
             return True
