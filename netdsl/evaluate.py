@@ -668,24 +668,30 @@ def _trunc_normal_problem(mean: float, std: float, a: float, b: float):
     cdf = lambda x: (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0  # noqa: E731  (torch's)
     if cdf(beta) - cdf(alpha) > 0.3:
         return None
+    if _rejection_rate(alpha, beta) < 0.01:
+        return ("a" if alpha > 0 else "b", f"puts [a, b] too far into the tail of "
+                f"N({mean:g}, {std:g}): torch would reject nearly every draw",
+                "keep the mean within a few std of [a, b], or narrow [a, b]")
     if std < 1.2e-38 or max(abs(a), abs(b), abs(mean)) * 2.0 ** -23 > 0.01 * std:
         return ("std", "is too small for the float32 values of mean, a and b",
                 "trunc_normal computes (x - mean) / std in float32; use a larger std or "
                 "`constant` for a fixed value")
-    near = "a" if alpha > 0 else "b"
+    return None
+
+
+def _rejection_rate(alpha: float, beta: float) -> float:
+    """The share of uniform draws on the standardised [alpha, beta] that torch keeps:
+    P(alpha <= Z <= beta) / ((beta - alpha) * pdf(mode)), the mode the point of
+    [alpha, beta] nearest 0 (a lower bound where it is at least 1%)."""
     if beta <= 0:  # the mean above [a, b]: mirror it below
         alpha, beta = -beta, -alpha
     if alpha <= 0:  # the mean inside [a, b]: then [a, b] is narrow and pdf nearly flat on it
-        return None
-    # Acceptance rate: P(a <= X <= b) / ((b - a) * pdf(mode)), with the mode at a.
+        return 1.0
     if math.isfinite(beta) and (beta - alpha) * (beta + alpha) / 2 < 4.6:
-        return None  # pdf(x) / pdf(a) >= exp(-4.6) = 1% everywhere on [a, b]
+        return 0.01  # pdf(x) / pdf(a) >= exp(-4.6) everywhere on [a, b]
     tail = (math.erfc(alpha / math.sqrt(2.0)) - math.erfc(beta / math.sqrt(2.0))) / 2
     peak = math.exp(-alpha * alpha / 2) / math.sqrt(2 * math.pi)
-    if tail > 0 and peak > 0 and tail / ((beta - alpha) * peak) >= 0.01:
-        return None
-    return (near, f"puts [a, b] too far into the tail of N({mean:g}, {std:g}): torch would "
-            "reject nearly every draw", "keep the mean within a few std of [a, b], or narrow [a, b]")
+    return tail / ((beta - alpha) * peak) if tail > 0 and peak > 0 else 0.0
 
 
 # Schemes that scale by a tensor's fan in and fan out: they need a tensor of two or more

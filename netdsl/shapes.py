@@ -103,6 +103,13 @@ def infer(kind: str, args: dict[str, Any], shape: Shape) -> tuple[dict[str, Any]
         return {"in_features": shape[0]}, (args["out_features"],)
     if kind == "batchnorm2d":
         _need_image(kind, shape)
+        if not args.get("track_running_stats", True) and shape[1] * shape[2] == 1:
+            # Without running statistics it normalises over the batch in eval mode too, and
+            # torch needs more than one value per channel: one sample of [C, 1, 1] has one.
+            raise ShapeError("E0306", "`batchnorm2d(track_running_stats = false)` needs more "
+                             "than one value per channel", f"the input here is {fmt(shape)}",
+                             "keep running statistics (the default), or normalise before the "
+                             "spatial size reaches 1 × 1", arg="track_running_stats")
         return {"num_features": shape[0]}, shape
     if kind in ("adaptive_avgpool2d", "local_response_norm"):
         _need_image(kind, shape)

@@ -125,6 +125,8 @@ REGRESSIONS = [
     "network n() {\n input [2, 4, 4]\n conv2d(2, 1)\n tanh\n hardswish(inplace = true)\n}",
     "network n() {\n input [2, 4, 4]\n conv2d(2, 1)\n relu(inplace = true)\n dropout(0.5, inplace = true)\n}",
     "network n() {\n input [2, 4, 4]\n conv2d(2, 1)\n relu\n flatten\n relu(inplace = true)\n}",
+    # batch statistics in eval mode: one sample of [C, 1, 1] has one value per channel
+    "network n() {\n input [1, 1, 1]\n batchnorm2d(track_running_stats = false)\n}",
 ]
 
 
