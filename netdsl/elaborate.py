@@ -24,8 +24,8 @@ from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator
 from .flows import NameScope, SeqFlow
 from .layers import LAYERS, PARAMETERS, REQUIRED, SAVES_OUTPUT, ArgTypeError
 from .limits import Limits
-from .reserved import reserved
 from .loader import Program
+from .reserved import reserved
 from .span import Span
 from .values import POISON, BlockRef, LayerRef, show, to_json, type_name
 
