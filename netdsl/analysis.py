@@ -53,6 +53,9 @@ class Analysis:
     params: int
     macs: int
     rows: list[Row] = field(default_factory=list)
+    activation_bytes: int = 0          # torchinfo's "Forward/backward pass size", batch 1
+    largest_activation_bytes: int = 0  # the largest tensor one sample's forward makes
+    largest_activation: str = ""       # where: a module name, a combinator, or "input"
 
     @property
     def flops(self) -> int:
@@ -94,6 +97,88 @@ def layer_macs(node: ir.Layer) -> int:
     if k == "adaptive_avgpool2d":
         return math.prod(node.in_shape)
     return 0
+
+
+# Activations are float32, for one sample.
+ELEMENT_BYTES = 4
+
+
+def fmt_bytes(n: int) -> str:
+    """Bytes in decimal units, as torchinfo shows them.
+
+    >>> fmt_bytes(177831744), fmt_bytes(512), fmt_bytes(12 * 10**12)
+    ('177.83 MB', '512 B', '12.00 TB')
+    """
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def layer_output_bytes(node: ir.Layer) -> int:
+    """Bytes of one layer's output for one sample (float32).
+
+    >>> layer_output_bytes(ir.Linear(name="fc", in_shape=(400,), out_shape=(120,),
+    ...                              in_features=400, out_features=120))
+    480
+    """
+    return ELEMENT_BYTES * math.prod(node.out_shape)
+
+
+def tensor_bytes(node) -> int:
+    """Bytes of the largest tensor a layer or combinator makes for one sample: its
+    output, or for local_response_norm its squared input padded by ``size - 1``
+    channels (torch pads, then average-pools across channels)."""
+    out = ELEMENT_BYTES * math.prod(node.out_shape)
+    if isinstance(node, ir.Layer) and node.kind == "local_response_norm":
+        c, *rest = node.in_shape
+        out = max(out, ELEMENT_BYTES * (c + node.size - 1) * math.prod(rest))
+    return out
+
+
+def _tensors(nodes, prefix: str):
+    """(name, node) for every layer and combinator of a body, side heads included."""
+    for node in nodes:
+        if isinstance(node, ir.Scope):
+            yield from _tensors(node.body, f"{prefix}{node.name}.")
+            continue
+        if isinstance(node, ir.Layer):
+            yield prefix + node.name, node
+            continue
+        where = prefix.rstrip(".")
+        kind = type(node).__name__.lower()
+        if not isinstance(node, ir.Side):
+            yield (f"{kind} in {where}" if where else kind), node
+        parts = {ir.Residual: lambda n: (n.body, n.shortcut or ()), ir.Concat: lambda n: n.branches,
+                 ir.Dense: lambda n: n.layers, ir.Gate: lambda n: (n.body,),
+                 ir.Side: lambda n: (n.body,)}[type(node)](node)
+        for part in parts:
+            yield from _tensors(part, prefix)
+
+
+def activations(net: ir.Network) -> tuple[int, int, str, object]:
+    """Activation memory of one sample, from the IR: (forward/backward bytes, largest
+    tensor bytes, its name, its IR node or None for the input).
+
+    The first is torchinfo's "Forward/backward pass size" for a batch of one in eval
+    mode: twice (output and its gradient) the float32 output bytes of every leaf
+    module that has parameters. The largest tensor is over everything a forward
+    makes: the input, every layer's output (side heads too), every combinator's.
+
+    >>> import netdsl
+    >>> activations(netdsl.compile("network n() { input [1, 32, 32]\\n c: conv2d(6, 5)\\n relu }"))[:3]
+    (37632, 18816, 'c')
+    """
+    total = 0
+    for node in net.body:
+        if not isinstance(node, ir.Side):  # eval mode: a side head does not run
+            total += sum(2 * layer_output_bytes(n) for n in _layers([node]) if layer_params(n) > 0)
+    largest, name, where = ELEMENT_BYTES * math.prod(net.input_shape), "input", None
+    for n, node in _tensors(net.body, ""):
+        size = tensor_bytes(node)
+        if size > largest:
+            largest, name, where = size, n, node
+    return total, largest, name, where
 
 
 def _modules(nodes):
@@ -153,7 +238,9 @@ def analyse(net: ir.Network) -> Analysis:
     # for eval mode, where fvcore never sees it (Inception v3's AuxLogits).
     macs -= sum(layer_macs(layer) for node in net.body if isinstance(node, ir.Side)
                 for layer in _layers(node.body))
-    return Analysis(net.name, tuple(net.input_shape), tuple(net.out_shape), params, macs, rows)
+    total, largest, name, _ = activations(net)
+    return Analysis(net.name, tuple(net.input_shape), tuple(net.out_shape), params, macs, rows,
+                    total, largest, name)
 
 
 def count_params(net: ir.Network) -> int:

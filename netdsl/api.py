@@ -137,6 +137,7 @@ def compile_spec(spec, overrides: Mapping[str, object] | None = None, *, network
         net = Checker(program, limits, origin).network(network, values, shape)
         _check_module_depth(net, limits, program.sources)
         _check_params(net, limits, program.sources)
+        _check_activations(net, limits, program.sources)
     return net
 
 
@@ -266,6 +267,40 @@ def _check_params(net: ir.Network, limits: Limits, sources) -> None:
         biggest.span, f"the largest layer, `{biggest.name}`, has {layer_params(biggest):,}",
         "check the widths and feature counts; if you mean it, raise --limit max_params=N "
         "(or Limits(max_params=N)), and build on the meta device first")], sources)
+
+
+def _check_activations(net: ir.Network, limits: Limits, sources) -> None:
+    """Refuse a network whose largest activation of one sample is over
+    ``limits.max_activation_bytes``, from its IR, before any tensor exists.
+
+    The largest tensor bounds what building costs: its fvcore cross-check runs one
+    sample without gradients, where each intermediate is freed once used.
+
+    >>> _check_activations(compile("network n() { input [3, 8, 8]\\n conv2d(16, 1) }"),
+    ...                    Limits(max_activation_bytes=1000), {})
+    Traceback (most recent call last):
+      ...
+    netdsl.diagnostics.NetdslError: error[E0409]: the largest activation of one sample is 4,096 bytes, over the limit of 1,000
+    ...
+    """
+    from .analysis import activations, fmt_bytes, layer_output_bytes
+
+    total, largest, name, node = activations(net)
+    if largest <= limits.max_activation_bytes:
+        return
+    if node is None:
+        label = f"its input {list(net.input_shape)} is {fmt_bytes(largest)} in float32"
+    else:
+        what = "output" if largest == layer_output_bytes(node) else "working tensor"
+        label = f"{what} {list(node.out_shape)}: {fmt_bytes(largest)} in float32"
+    raise NetdslError([Diagnostic(
+        "E0409", f"the largest activation of one sample is {largest:,} bytes, over the limit of "
+        f"{limits.max_activation_bytes:,}", net.span if node is None else node.span, label,
+        "use a smaller input (`input`, or --input C,H,W), fewer channels or more downsampling "
+        "early; if you mean it, raise --limit max_activation_bytes=N "
+        "(or Limits(max_activation_bytes=N))").with_notes(
+        ("" if node is None else f"module `{name}`; ") + "all activations of one sample, "
+        f"forward and backward (torchinfo's count): {fmt_bytes(total)}")], sources)
 
 
 def _override_value(key, value, limits, sources):

@@ -199,6 +199,7 @@ class Shortcut:
     cond: Expr | None
     body: tuple[Stmt, ...]
     span: Span = _span()
+    label_span: Span | None = _span()
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,7 @@ class Side(Stmt):
     name: str
     body: tuple[Stmt, ...]
     span: Span = _span()
+    name_span: Span | None = _span()
 
 
 @dataclass(frozen=True)

@@ -171,13 +171,11 @@ def cmd_check(args) -> int:
     return 0
 
 
-def fvcore_total(model, input_shape, device) -> int | float:
+def fvcore_total(model, input_shape, device) -> int:
     """``FlopCountAnalysis(model, x).total()`` for a batch of one, in eval mode, quietly.
 
-    A batch norm without running statistics normalises by the batch's own even in
-    eval mode, and torch refuses one value per channel (a [C, 1, 1] input at batch
-    1): such a model is traced at batch 2 and the count halved, exactly, since every
-    MAC count is linear in the batch.
+    Batch 1 always runs: `check` refuses what cannot (a batch norm that uses batch
+    statistics on one value per channel, E0306).
     """
     import logging
     import warnings
@@ -189,12 +187,10 @@ def fvcore_total(model, input_shape, device) -> int | float:
         from fvcore.nn import FlopCountAnalysis
 
     logging.getLogger("fvcore").setLevel(logging.ERROR)
-    batch = 2 if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not m.track_running_stats
-                     for m in model.modules()) else 1
     was_training = model.training
     model.eval()
     try:
-        x = torch.zeros((batch, *input_shape), device=device)
+        x = torch.zeros((1, *input_shape), device=device)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fvcore's tracer warns about deprecated torch.jit APIs
             fca = FlopCountAnalysis(model, x)
@@ -202,8 +198,7 @@ def fvcore_total(model, input_shape, device) -> int | float:
             total = fca.total()
     finally:
         model.train(was_training)
-    # Not a multiple of the batch would be a bug somewhere: let the comparison show it.
-    return int(total) // batch if total % batch == 0 else total / batch
+    return int(total)
 
 
 def _save_target(args, device):

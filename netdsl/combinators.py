@@ -7,6 +7,8 @@ statements run through the checker like any others. A mixin of
 
 from __future__ import annotations
 
+from keyword import iskeyword
+
 from . import ast, ir, shapes
 from .diagnostics import Diagnostic
 from .evaluate import Env
@@ -36,6 +38,9 @@ class CombinatorChecks:
                 return [], None, False
             if use:
                 sub = SeqFlow(shape, True)
+                if st.shortcut.label and not self.label_free(
+                        st.shortcut.label, st.shortcut.label_span or st.shortcut.span):
+                    return [], None, False
                 if st.shortcut.label:
                     name = scope.name(self, st.shortcut.label, st.shortcut.span)
                     inner = NameScope(scope)
@@ -126,6 +131,17 @@ class CombinatorChecks:
             self.report(Diagnostic("E0312", "a side output belongs in the network body", st.span,
                                    "inside a block, group or combinator",
                                    "move `side` to the top level of the network"))
+            return [], None, False
+        if st.name == "logits" or st.name.startswith("_") or iskeyword(st.name):
+            why, other = (("the main output is `logits`", "aux") if st.name == "logits" else
+                          ("a name starting with `_`", st.name.lstrip("_") or "aux")
+                          if st.name.startswith("_") else ("a Python keyword", st.name))
+            if iskeyword(other) or other == "logits":
+                other += "_"
+            self.report(Diagnostic("E0113", f"side output `{st.name}` cannot be a field of the "
+                                   "outputs tuple", st.name_span or st.span, why,
+                                   f"rename it, e.g. `{other}`: in training the network returns "
+                                   "a named tuple (logits, <side names>)"))
             return [], None, False
         if st.name in flow.sides:
             self.report(Diagnostic("E0108", f"duplicate side output `{st.name}`", st.span,

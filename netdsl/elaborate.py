@@ -20,11 +20,12 @@ from pydantic import ValidationError
 from . import ast, ir, shapes
 from .diagnostics import Diagnostic, NetdslError, closest, short, source_lines
 from .combinators import CombinatorChecks
-from .evaluate import Env, EvalError, Evaluator
+from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator
 from .flows import ConcatFlow, NameScope, SeqFlow
-from .layers import LAYERS, PARAMETERS, REQUIRED, ArgTypeError
+from .layers import LAYERS, PARAMETERS, REQUIRED, SAVES_OUTPUT, ArgTypeError
 from .limits import Limits
 from .loader import Program
+from .reserved import reserved
 from .span import Span
 from .values import POISON, BlockRef, LayerRef, show, to_json, type_name
 
@@ -506,7 +507,21 @@ class Checker(CombinatorChecks):
                                    "labels become module names",
                                    "use letters, digits and `_`; no dots or spaces"))
             return POISON
-        return v
+        return v if self.label_free(v, s.span) else POISON
+
+    def label_free(self, label: str, span) -> bool:
+        """Whether the built module can take ``label`` as a child's name: torch refuses
+        one that is already an attribute of the parent (`training`, `forward`, ...)."""
+        if not reserved(label):
+            return True
+        other = (label.strip("_") or "x") + "_"
+        while reserved(other):
+            other += "_"
+        self.report(Diagnostic("E0112", f"label `{label}` is an attribute of torch modules",
+                               span, "the built module could not take this name",
+                               f"rename it, e.g. `{other}`: a label becomes an attribute of "
+                               "its parent nn.Module, and may not hide one of the module's own"))
+        return False
 
     def input(self, st: ast.Input, env: Env, flow) -> None:
         if not getattr(flow, "network", False):
@@ -562,7 +577,21 @@ class Checker(CombinatorChecks):
             self.report(Diagnostic("E0110", f"no parameter `{short(st.param)}`", st.span,
                                    "layers have `weight` and `bias`", None))
             return
+        if not self._fan_fits(st.target if st.target in LAYERS else None, st.param, scheme):
+            return
         scope.init.append((st.target, st.param, scheme, st.span))
+
+    def _fan_fits(self, kind: str | None, param: str, scheme: ir.InitScheme) -> bool:
+        """Kaiming and Xavier scale by fan in and out, which torch computes only for
+        a tensor of two or more dimensions: a conv or linear weight."""
+        if scheme.fn not in FAN_SCHEMES or (param == "weight" and kind != "batchnorm2d"):
+            return True
+        what = f"`{kind}.{param}`" if kind else f"a `{param}`"
+        self.report(Diagnostic("E0204", f"`{scheme.fn}` needs a weight of two or more dimensions",
+                               scheme.span, f"{what} has one dimension (no fan in and fan out)",
+                               "use it for conv2d and linear weights; for biases and batch-norm "
+                               "parameters use zeros, ones, constant, normal or uniform"))
+        return False
 
     def close(self, scope: NameScope) -> None:
         for i, (target, param, _, span) in enumerate(scope.init):
@@ -773,11 +802,17 @@ class Checker(CombinatorChecks):
                                    f"the limit is {self.limits.max_dim} (--limit max_dim=N)"))
             return [], None, False
         if values.get("inplace") and shared:
+            if isinstance(shared, str):
+                label, help = (f"`{shared}` before it keeps its output for the backward pass",
+                               f"torch's {shared} computes its gradient from its output; "
+                               "drop `inplace = true` here")
+            else:
+                label, help = ("its input is also used elsewhere",
+                               "its input feeds a shortcut, a gate, another branch or the caller; "
+                               "drop `inplace = true` here")
             self.report(Diagnostic(
                 "E0311", f"in-place `{kind}` would overwrite a tensor that is used again", use.span,
-                "its input is also used elsewhere",
-                "its input feeds a shortcut, a gate, another branch or the caller; "
-                "drop `inplace = true` here"))
+                label, help))
             return [], None, False
         try:
             node = sig.node(kind=kind, name=name, in_shape=shape, out_shape=out, span=use.span,
@@ -789,6 +824,8 @@ class Checker(CombinatorChecks):
             self.report(Diagnostic("E0204", f"invalid value for `{kind}` argument `{field}`", at,
                                    first["msg"], None))
             return [], None, False
+        if kind in SAVES_OUTPUT:
+            return [node], out, kind  # its backward reads its output: no in-place op after it
         passes = kind in _PASS_THROUGH or values.get("inplace", False)
         return [node], out, shared if passes else False
 
@@ -840,6 +877,8 @@ class Checker(CombinatorChecks):
                 if target == label and label not in LAYERS:
                     out[param] = scheme
                     s.matched.add(i)
+                    if not self._fan_fits(kind, param, scheme):
+                        del out[param]
             for i in range(len(s.init) - 1, -1, -1):
                 target, param, scheme, _ = s.init[i]
                 if target == kind and param in params and param not in out:

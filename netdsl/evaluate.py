@@ -592,11 +592,110 @@ def _scheme(fn: str):
                 raise err("E0204", f"`{fn}` argument `{name}` must be one of {', '.join(check)}",
                           node, f"found {show(v)}")
             out[name] = v
-        if fn in ("normal", "trunc_normal") and out["std"] <= 0:
-            raise err("E0204", f"`{fn}` needs std > 0", node, f"std = {out['std']}")
+        problem = scheme_problem(fn, out)
+        if problem is not None:
+            name, message, help = problem
+            at = _arg_node(node, names, name)
+            raise err("E0204", f"`{fn}` argument `{name}` {message}", at,
+                      f"{name} = {show(out[name])}", help)
         return ir.InitScheme(fn=fn, args=out, span=node.span)
 
     return make
 
+
+def _arg_node(node: ast.Call, names: list[str], name: str):
+    """The argument of ``node`` that gave ``name`` (the call itself for a default)."""
+    for i, a in enumerate(node.args):
+        if a.name == name or (a.name is None and i < len(names) and names[i] == name):
+            return a.value
+    return node
+
+
+# The largest float32: a parameter's values, and the bounds torch checks them
+# against (uniform_'s `from`, `to` and `to - from`, fill_'s value), must fit it.
+F32_MAX = 3.4028234663852886e38
+
+
+def scheme_problem(fn: str, args: dict) -> tuple[str, str, str | None] | None:
+    """(argument, what is wrong, help) where torch would refuse ``fn(**args)`` on a
+    float32 weight, or None. torch's own checks, made before any tensor exists:
+    ``uniform_`` needs ``from <= to`` and ``to - from`` within float32, ``normal_``
+    needs ``std >= 0``, ``trunc_normal_`` divides by ``std`` and draws from
+    ``[cdf(a), cdf(b)]``, xavier's bounds are ``gain * sqrt(6 / fans)`` (fans >= 2).
+
+    >>> scheme_problem("uniform", {"a": 5.0, "b": 1.0})
+    ('b', 'must be at least a (5.0)', 'uniform draws from [a, b]: swap them')
+    >>> scheme_problem("normal", {"mean": 0.0, "std": 0.0}) is None
+    True
+    """
+    for name, v in args.items():
+        if isinstance(v, float) and abs(v) > F32_MAX:
+            return (name, "does not fit a float32 (at most 3.4e38 in magnitude)",
+                    "parameters are float32 tensors")
+    if fn == "uniform":
+        if args["b"] < args["a"]:
+            return "b", f"must be at least a ({args['a']})", "uniform draws from [a, b]: swap them"
+        if args["b"] - args["a"] > F32_MAX:
+            return "b", "is too far from a: b - a must fit a float32", None
+    if fn == "normal" and args["std"] < 0:
+        return "std", "must not be negative", None
+    if fn == "trunc_normal":
+        return _trunc_normal_problem(args["mean"], args["std"], args["a"], args["b"])
+    if fn in ("xavier_normal", "xavier_uniform") and not 0 <= args["gain"] <= F32_MAX / 4:
+        return "gain", "must be between 0 and 8.5e37", None
+    return None
+
+
+def _trunc_normal_problem(mean: float, std: float, a: float, b: float):
+    """torch's ``trunc_normal_`` (2.x): when over 30% of N(mean, std) lies in [a, b] it
+    draws normal samples and keeps those inside; otherwise it draws uniformly on
+    [a, b] and keeps x with probability pdf(x) / pdf(mode), computing the density in
+    float32, and loops until every element is kept. That loop must end: the
+    acceptance rate must not be tiny, and float32 must resolve (x - mean) / std.
+
+    >>> _trunc_normal_problem(0.0, 1.0, 100.0, 1e6)[0]
+    'a'
+    >>> _trunc_normal_problem(0.0, 0.02, -2.0, 2.0) is None
+    True
+    """
+    if std <= 0:
+        return "std", "must be positive", "use `constant(mean)` for a fixed value"
+    if b < a:
+        return "b", f"must be at least a ({a})", "values are truncated to [a, b]: swap them"
+    if b - a > F32_MAX:
+        return "b", "is too far from a: b - a must fit a float32", None
+    alpha, beta = (a - mean) / std, (b - mean) / std
+    cdf = lambda x: (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0  # noqa: E731  (torch's)
+    if cdf(beta) - cdf(alpha) > 0.3:
+        return None
+    if _rejection_rate(alpha, beta) < 0.01:
+        return ("a" if alpha > 0 else "b", f"puts [a, b] too far into the tail of "
+                f"N({mean:g}, {std:g}): torch would reject nearly every draw",
+                "keep the mean within a few std of [a, b], or narrow [a, b]")
+    if std < 1.2e-38 or max(abs(a), abs(b), abs(mean)) * 2.0 ** -23 > 0.01 * std:
+        return ("std", "is too small for the float32 values of mean, a and b",
+                "trunc_normal computes (x - mean) / std in float32; use a larger std or "
+                "`constant` for a fixed value")
+    return None
+
+
+def _rejection_rate(alpha: float, beta: float) -> float:
+    """The share of uniform draws on the standardised [alpha, beta] that torch keeps:
+    P(alpha <= Z <= beta) / ((beta - alpha) * pdf(mode)), the mode the point of
+    [alpha, beta] nearest 0 (a lower bound where it is at least 1%)."""
+    if beta <= 0:  # the mean above [a, b]: mirror it below
+        alpha, beta = -beta, -alpha
+    if alpha <= 0:  # the mean inside [a, b]: then [a, b] is narrow and pdf nearly flat on it
+        return 1.0
+    if math.isfinite(beta) and (beta - alpha) * (beta + alpha) / 2 < 4.6:
+        return 0.01  # pdf(x) / pdf(a) >= exp(-4.6) everywhere on [a, b]
+    tail = (math.erfc(alpha / math.sqrt(2.0)) - math.erfc(beta / math.sqrt(2.0))) / 2
+    peak = math.exp(-alpha * alpha / 2) / math.sqrt(2 * math.pi)
+    return tail / ((beta - alpha) * peak) if tail > 0 and peak > 0 else 0.0
+
+
+# Schemes that scale by a tensor's fan in and fan out: they need a tensor of two or more
+# dimensions (a conv or linear weight), not a bias or a batch-norm parameter.
+FAN_SCHEMES = ("kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform")
 
 INIT_SCHEMES: dict[str, Callable] = {name: _scheme(name) for name in _SCHEME_ARGS}

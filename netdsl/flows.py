@@ -19,7 +19,12 @@ if TYPE_CHECKING:
 
 
 class SeqFlow:
-    """Items in sequence: each one's input is the previous one's output."""
+    """Items in sequence: each one's input is the previous one's output.
+
+    ``shared`` says whether the current tensor must not be overwritten in place:
+    False, True (something else reads it), or the kind of the layer whose backward
+    pass reads it (``relu``, ``sigmoid``, ``tanh``).
+    """
 
     def __init__(self, shape, shared: bool, network: bool = False):
         self.shape = shape

@@ -168,3 +168,9 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "linear": ("weight", "bias"),
     "batchnorm2d": ("weight", "bias"),
 }
+
+# Kinds whose backward reads their output (torch saves the result of relu, sigmoid and
+# tanh, in place or not): an in-place op on that output, even through a pass-through
+# layer, would make backward fail, so the checker refuses one and lowering adds a
+# residual out of place after one.
+SAVES_OUTPUT = frozenset({"relu", "sigmoid", "tanh"})

@@ -54,6 +54,7 @@ class Limits:
     max_import_depth: int = 32           # E0406: imports importing imports
     max_dim: int = 1_000_000             # E0407: any one dimension (channels, height, width, features)
     max_params: int = 2_000_000_000      # E0408: total parameters (8 GB in float32), counted before allocation
+    max_activation_bytes: int = 512 * 2**20  # E0409: the largest tensor one sample's forward makes (float32)
     max_int: int = 2**63 - 1             # E0215: magnitude of any integer value
 
     def __post_init__(self) -> None:

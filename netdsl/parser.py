@@ -338,12 +338,13 @@ class _Builder(Transformer_NonRecursive):
 
     def shortcut(self, meta, children):
         kw, *rest = children
-        label = cond = None
+        label = cond = label_span = None
         if rest and isinstance(rest[0], Token) and rest[0].type == "NAME":
-            label, rest = str(rest[0]), rest[1:]
+            label, label_span, rest = str(rest[0]), self._tspan(rest[0]), rest[1:]
         if rest and isinstance(rest[0], Token) and rest[0].type == "IF":
             cond, rest = rest[1], rest[2:]
-        return ast.Shortcut(label=label, cond=cond, body=rest[0], span=self._tspan(kw))
+        return ast.Shortcut(label=label, cond=cond, body=rest[0], span=self._tspan(kw),
+                            label_span=label_span)
 
     def concat(self, meta, children):
         kw, body = children
@@ -359,7 +360,7 @@ class _Builder(Transformer_NonRecursive):
 
     def side(self, meta, children):
         kw, name, body = children
-        return ast.Side(name=str(name), body=body, span=self._tspan(kw))
+        return ast.Side(name=str(name), body=body, span=self._tspan(kw), name_span=self._tspan(name))
 
     # -- arguments
     def args(self, meta, children):

@@ -35,9 +35,14 @@ def _need_image(kind: str, shape: Shape) -> None:
 
 
 def _window(kind: str, size: int, k: int, s: int, p: int, d: int, ceil: bool, axis: str) -> int:
+    """Output size along one axis, as torch computes it (``pooling_output_shape``
+    for pools; convolution is the same without ``ceil_mode``)."""
     eff = d * (k - 1) + 1
-    if size + 2 * p < eff:
-        pool = kind != "conv2d"
+    out = (size + 2 * p - eff + ((s - 1) if ceil else 0)) // s + 1
+    if ceil and (out - 1) * s >= size + p:
+        out -= 1  # torch: the last window must start inside the input or its left padding
+    pool = kind != "conv2d"
+    if (pool and out < 1) or (not pool and size + 2 * p < eff):
         code = "E0305" if pool else "E0304"
         pad = f" plus padding {p}" if p else ""
         what = "pooling window" if pool else "kernel"
@@ -47,9 +52,6 @@ def _window(kind: str, size: int, k: int, s: int, p: int, d: int, ceil: bool, ax
                          "make the input larger (see `input`), or use a smaller kernel, "
                          "more padding or fewer downsampling layers before this one",
                          arg="kernel_size")
-    out = (size + 2 * p - eff + ((s - 1) if ceil else 0)) // s + 1
-    if ceil and (out - 1) * s >= size + p:
-        out -= 1
     return out
 
 
@@ -58,11 +60,13 @@ def _spatial(kind: str, a: dict, shape: Shape) -> tuple[int, int]:
     dh, dw = a.get("dilation", (1, 1))
     ceil = a.get("ceil_mode", False)
     if kind != "conv2d":
-        for p, k, d, ax in ((ph, kh, dh, "height"), (pw, kw, dw, "width")):
-            if p * 2 > d * (k - 1) + 1:
+        for p, k in ((ph, kh), (pw, kw)):
+            # torch compares the padding with the window as written, not the dilated one.
+            if p > k // 2:
                 raise ShapeError("E0204", f"`{kind}` padding {p} is more than half its window {k}",
-                                 "padding too large", "padding must be at most half the kernel size",
-                                 arg="padding")
+                                 "padding too large",
+                                 f"pooling padding must be at most half the kernel size ({k // 2} "
+                                 f"for a window of {k}, whatever the dilation)", arg="padding")
     return (_window(kind, shape[1], kh, sh, ph, dh, ceil, "height"),
             _window(kind, shape[2], kw, sw, pw, dw, ceil, "width"))
 
@@ -99,6 +103,13 @@ def infer(kind: str, args: dict[str, Any], shape: Shape) -> tuple[dict[str, Any]
         return {"in_features": shape[0]}, (args["out_features"],)
     if kind == "batchnorm2d":
         _need_image(kind, shape)
+        if not args.get("track_running_stats", True) and shape[1] * shape[2] == 1:
+            # Without running statistics it normalises over the batch in eval mode too, and
+            # torch needs more than one value per channel: one sample of [C, 1, 1] has one.
+            raise ShapeError("E0306", "`batchnorm2d(track_running_stats = false)` needs more "
+                             "than one value per channel", f"the input here is {fmt(shape)}",
+                             "keep running statistics (the default), or normalise before the "
+                             "spatial size reaches 1 × 1", arg="track_running_stats")
         return {"num_features": shape[0]}, shape
     if kind in ("adaptive_avgpool2d", "local_response_norm"):
         _need_image(kind, shape)

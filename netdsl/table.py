@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .analysis import Analysis
+from .analysis import Analysis, fmt_bytes
 
 
 def _n(x: int) -> str:
@@ -48,6 +48,10 @@ def render_table(a: Analysis, depth: int | None = 2, fvcore_total: int | None = 
                                                    f"parent's row; --depth N to show more)" if hidden else ""))
     out.append(f"params:       {_n(a.params)} ({_si(a.params)})")
     out.append(f"MACs:         {_n(a.macs)} ({_si(a.macs)}MAC, = FLOPs / 2, batch 1, eval mode)")
+    out.append(f"activations:  {_n(a.activation_bytes)} B ({fmt_bytes(a.activation_bytes)}, "
+               "forward/backward pass size as torchinfo counts it, batch 1)")
+    out.append(f"largest:      {_n(a.largest_activation_bytes)} B "
+               f"({fmt_bytes(a.largest_activation_bytes)}, one tensor, at {a.largest_activation})")
     if fvcore_total is not None:
         out.append(f"fvcore total: {_n(fvcore_total)} (FlopCountAnalysis, counts one multiply-add as one flop)")
     if note:
@@ -65,6 +69,9 @@ def to_json(a: Analysis, depth: int | None = None, **extra) -> dict:
         "params": a.params,
         "macs": a.macs,
         "flops": a.flops,
+        "activation_bytes": a.activation_bytes,
+        "largest_activation_bytes": a.largest_activation_bytes,
+        "largest_activation": a.largest_activation,
     }
     d.update(extra)
     d["layers"] = [{k: v for k, v in r.to_dict().items()} for r in visible(a, depth)]

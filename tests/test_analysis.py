@@ -17,6 +17,7 @@ from netdsl.analysis import _modules, analyse
 from netdsl.cli import main
 from netdsl.limits import Limits
 from netdsl.loader import load
+from netdsl.lower import lower
 from torch_ops import OpRecorder
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -171,3 +172,58 @@ def test_netdsl_check_touches_no_tensor(spec_path, capsys, fmt):
     assert functions.calls == [] and ops.ops == []
     expected = "params:       25,557,032" if fmt == "table" else '"params": 25557032'
     assert expected in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- activation memory
+
+
+def _runtime_activations(model, input_shape):
+    """What torchinfo counts, measured with hooks on the built model: twice the output
+    bytes of every leaf module with parameters (eval mode, batch 1); and the largest
+    tensor any module returns in training mode (side heads run), or the input."""
+    total, largest = 0, 4 * torch.Size(input_shape).numel()
+
+    def leaf(m, inputs, out):
+        nonlocal total
+        if next(m.parameters(recurse=False), None) is not None:
+            total += 2 * out.numel() * out.element_size()
+
+    def any_module(m, inputs, out):
+        nonlocal largest
+        for t in (out if isinstance(out, tuple) else (out,)):
+            largest = max(largest, t[0].numel() * t.element_size())  # one sample of the batch
+
+    handles = [m.register_forward_hook(leaf) for m in model.modules() if not any(m.children())]
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *input_shape))
+    for h in handles:
+        h.remove()
+    handles = [m.register_forward_hook(any_module) for m in model.modules()]
+    model.train()
+    with torch.no_grad():
+        model(torch.zeros(2, *input_shape))
+    for h in handles:
+        h.remove()
+    return total, largest
+
+
+@pytest.mark.parametrize("spec, input", [
+    ("lenet5", None), ("alexnet", (3, 96, 96)), ("vgg16", (3, 64, 64)), ("resnet50", (3, 96, 96)),
+    ("densenet121", (3, 32, 32)), ("efficientnet_b0", (3, 96, 96)), ("inception_v3", None),
+])
+def test_activation_figures_equal_what_the_built_model_makes(spec_path, spec, input):
+    net = netdsl.compile(spec_path(spec), input=input)
+    a = analyse(net)
+    total, largest = _runtime_activations(lower(net), net.input_shape)
+    assert a.activation_bytes == total
+    assert a.largest_activation_bytes == largest
+
+
+def test_torchinfo_counts_only_leaves_with_parameters_twice_and_side_heads_not():
+    net = netdsl.compile("network n() {\n input [3, 8, 8]\n c: conv2d(4, 3)\n relu\n"
+                         " side aux { flatten\n linear(5) }\n bn: batchnorm2d(affine = false)\n"
+                         " flatten\n fc: linear(2)\n}")
+    a = analyse(net)
+    assert a.activation_bytes == 2 * 4 * (4 * 6 * 6 + 2)  # c and fc; not relu, bn, aux
+    assert (a.largest_activation_bytes, a.largest_activation) == (4 * 3 * 8 * 8, "input")

@@ -47,6 +47,23 @@ def test_build_json_shape(spec_path):
         assert {"name", "type", "output_shape", "params", "macs"} <= set(row)
 
 
+def test_table_and_json_show_activation_memory(spec_path):
+    table = run("check", spec_path("resnet50")).stdout
+    assert "activations:  177,831,744 B (177.83 MB, forward/backward pass size as torchinfo" in table
+    assert "largest:      3,211,264 B (3.21 MB, one tensor, at conv1)" in table
+    for cmd in ("check", "build"):
+        d = json.loads(run(cmd, spec_path("lenet5"), "--format", "json").stdout)
+        assert (d["activation_bytes"], d["largest_activation_bytes"], d["largest_activation"]) == \
+            (52_144, 18_816, "conv1")
+
+
+def test_the_activation_limit_is_set_from_the_cli(spec_path):
+    r = run("check", spec_path("resnet50"), "--input", "3,4000,4000")
+    assert r.returncode == 1 and "error[E0409]" in r.stderr and "Traceback" not in r.stderr
+    assert run("check", spec_path("resnet50"), "--input", "3,4000,4000",
+               "--limit", "max_activation_bytes=2e9").returncode == 0
+
+
 def test_depth_folds_deeper_modules(spec_path):
     shallow = json.loads(run("check", spec_path("resnet50"), "--format", "json", "--depth", "1").stdout)
     deep = json.loads(run("check", spec_path("resnet50"), "--format", "json").stdout)

@@ -182,3 +182,54 @@ def test_inplace_on_a_shared_tensor_is_refused():
 def test_network_variants_in_a_cycle_are_E0107_not_a_hang(spec, chosen):
     # Following the bases of these variants never ended.
     assert codes(spec + "\n", network=chosen)[0][0] == "E0107"
+
+
+@pytest.mark.parametrize("before", ["sigmoid", "tanh", "relu", "relu(inplace = true)",
+                                    "relu\n identity", "tanh\n flatten\n dropout(0.2)"])
+@pytest.mark.parametrize("inplace", ["relu", "relu6", "silu", "hardswish", "dropout"])
+def test_inplace_after_a_layer_whose_backward_reads_its_output_is_refused(before, inplace):
+    import torch
+
+    src = f"network n() {{ input [3, 4, 4]\n conv2d(3, 1)\n {before}\n {inplace}(inplace = true)\n}}"
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(src)
+    (d,) = e.value.diagnostics
+    kind = before.split("(")[0].split("\n")[0]
+    assert d.code == "E0311" and f"`{kind}` before it keeps its output" in d.label
+    # without `inplace` it builds, and backward works
+    model = netdsl.build(src.replace("(inplace = true)\n}", "\n}"))
+    model(torch.randn(2, 3, 4, 4, requires_grad=True)).sum().backward()
+
+
+@pytest.mark.parametrize("last", ["sigmoid", "tanh", "relu", "batchnorm2d\n relu(inplace = true)",
+                                  "relu\n identity"])
+def test_a_residual_body_ending_in_such_a_layer_adds_out_of_place(last):
+    import torch
+
+    model = netdsl.build(f"network n() {{ input [3, 4, 4]\n conv2d(3, 1)\n"
+                         f" residual {{ conv2d(3, 1)\n {last} }}\n}}")
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    model(x).sum().backward()  # an in-place add broke this
+    assert x.grad is not None
+
+
+@pytest.mark.parametrize("name, why", [("logits", "main output"), ("_x", "`_`"), ("__", "`_`"),
+                                       ("def", "keyword"), ("class", "keyword"),
+                                       ("None", "keyword"), ("lambda", "keyword")])
+def test_a_side_output_name_that_cannot_be_a_tuple_field_is_refused(name, why):
+    src = f"network n() {{\n input [3, 8, 8]\n side {name} {{ flatten\n linear(2) }}\n flatten\n linear(3)\n}}"
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(src)
+    (d,) = e.value.diagnostics
+    assert (d.code, d.span.line, d.span.column) == ("E0113", 3, 7) and why in d.label
+    assert "rename it" in d.help
+
+
+def test_side_output_names_that_are_tuple_fields_build_and_run():
+    import torch
+
+    names = ["aux", "Logits", "logits_", "match", "case", "type", "print", "self", "x_"]
+    sides = "\n".join(f" side {n} {{ flatten\n linear(2) }}" for n in names)
+    model = netdsl.build(f"network n() {{\n input [3, 4, 4]\n{sides}\n flatten\n linear(3)\n}}")
+    out = model(torch.zeros(2, 3, 4, 4))
+    assert out._fields == ("logits", *names) and out.logits.shape == (2, 3)

@@ -32,6 +32,7 @@ LOWERED = [
      "E0405"),
     ("max_dim", 100, H + " conv2d(101, 1) }", "E0407"),
     ("max_params", 100, H + " conv2d(16, 3) }", "E0408"),
+    ("max_activation_bytes", 1000, H + " conv2d(16, 3) }", "E0409"),
     ("max_int", 1000, H + " let x = 999 + 2\n relu }", "E0215"),
 ]
 
@@ -120,6 +121,71 @@ def test_the_parameter_limit_points_at_the_largest_layer_inside_blocks():
         netdsl.compile(spec, limits=Limits(max_params=10_000))
     d = e.value.diagnostics[0]
     assert d.code == "E0408" and d.span.line == 2 and "`wide`" in d.label
+
+
+# ---------------------------------------------------------------- activations (E0409)
+
+# Each passed check, then building ran fvcore's forward into gigabytes (issue 8).
+ACTIVATION_REPROS = [
+    ("specs/resnet50.net", {"input": (3, 100000, 100000)}, "conv1", 640_000_000_000),
+    ("network n() {\n input [3, 8, 8]\n adaptive_avgpool2d(1000000)\n}", {}, "0", 12 * 10**12),
+    ("network big() {\n input [3, 4000, 4000]\n conv2d(16, 3, padding = 1)\n relu\n"
+     " adaptive_avgpool2d(1)\n flatten\n linear(10)\n}", {}, "0", 1_024_000_000),
+    ("network n() {\n input [3, 100000, 100000]\n adaptive_avgpool2d(1)\n}", {}, "input",
+     120_000_000_000),
+    # torch pads the squared input by size - 1 channels: 4 GB inside one layer
+    ("network n() {\n input [3, 32, 32]\n local_response_norm(1000000)\n}", {}, "0",
+     4 * (3 + 999_999) * 1024),
+    ("network n() {\n input [64, 600, 600]\n concat {\n identity\n identity\n identity\n"
+     " identity\n identity\n identity\n identity\n }\n}", {}, "concat", 7 * 4 * 64 * 360_000),
+]
+
+
+@pytest.mark.parametrize("spec, kw, where, size", ACTIVATION_REPROS)
+def test_huge_activations_are_refused_before_anything_is_built(spec, kw, where, size, monkeypatch):
+    import netdsl.lower
+
+    monkeypatch.setattr(netdsl.lower, "lower", lambda *a, **k: pytest.fail("lowering started"))
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.build(spec, **kw)
+    (d,) = e.value.diagnostics
+    assert d.code == "E0409" and f"is {size:,} bytes" in d.message and "max_activation_bytes" in d.help
+    assert where == "input" and "input" in d.label or f"module `{where}`" in d.notes[0]
+    assert netdsl.compile(spec, limits=Limits(max_activation_bytes=size), **kw)
+
+
+FAMILIES = [(f"specs/{n}.net", {}) for n in ("lenet5", "alexnet", "vgg16", "inception_v3", "resnet34",
+                                             "resnet50", "densenet121", "efficientnet_b0",
+                                             "efficientnet_b1")] + \
+    [("specs/vgg.net", {"depth": d, "batch_norm": bn}) for d in (11, 13, 16, 19) for bn in (False, True)] + \
+    [("specs/resnet.net", {"depth": d}) for d in (18, 34, 50, 101, 152)] + \
+    [("specs/resnet.net", {"depth": 101, "width_per_group": 128}),
+     ("specs/resnet.net", {"depth": 152, "groups": 32, "width_per_group": 8}),
+     ("specs/densenet.net", {"growth_rate": 48, "block_config": "[6, 12, 36, 24]",
+                             "num_init_features": 96}),
+     ("specs/densenet.net", {"block_config": "[6, 12, 48, 32]"})] + \
+    [("specs/efficientnet.net", {"variant": v}) for v in range(8)]
+
+
+def test_every_shipped_network_is_far_below_the_activation_limit():
+    from netdsl.analysis import activations
+
+    largest = {}
+    for spec, kw in FAMILIES:
+        net = netdsl.compile(spec, **kw)  # E0409 would raise here
+        largest[spec, str(kw)] = activations(net)[1]
+    # EfficientNet-B7 at 600 x 600 is the largest: 69.1 MB, a seventh of the limit.
+    assert max(largest.values()) == largest["specs/efficientnet.net", "{'variant': 7}"] == 69_120_000
+    assert max(largest.values()) * 7 < Limits().max_activation_bytes
+
+
+def test_the_activation_limit_points_at_the_layer_inside_a_block():
+    spec = "block b(c) { conv2d(c, 3)\n wide: conv2d(c * 64, 3) }\n" + H + " b(64) }"
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(spec, limits=Limits(max_activation_bytes=100_000))
+    d = e.value.diagnostics[0]
+    assert d.code == "E0409" and (d.span.line, d.span.column) == (2, 8)
+    assert "module `0.wide`" in d.notes[0] and "[4096, 4, 4]" in d.label
 
 
 # ---------------------------------------------------------------- recursion and depth
