@@ -135,9 +135,7 @@ def compile_spec(spec, overrides: Mapping[str, object] | None = None, *, network
         # The values' own text is a source too, so their errors show it.
         program = dataclasses.replace(program, sources={**program.sources, **sources})
         net = Checker(program, limits, origin).network(network, values, shape)
-        _check_module_depth(net, limits, program.sources)
-        _check_params(net, limits, program.sources)
-        _check_activations(net, limits, program.sources)
+        check_limits(net, limits, program.sources)
     return net
 
 
@@ -206,6 +204,22 @@ def _children(node) -> tuple:
 #: How deep pydantic reads JSON: the checked IR must round-trip through it
 #: (``--emit-ir``, ``ir.Network.model_validate_json``).
 _JSON_DEPTH = 200
+
+
+def check_limits(net: ir.Network, limits: Limits, sources) -> None:
+    """The limits a checked network is held to as a whole, before anything is built:
+    module depth (E0402), parameters (E0408) and the largest activation (E0409).
+    Every front end that checks a spec (compile, the language server) ends here.
+
+    >>> check_limits(compile("network n() { input [4]\\n linear(3) }"), Limits(max_params=10), {})
+    Traceback (most recent call last):
+      ...
+    netdsl.diagnostics.NetdslError: error[E0408]: the network has 15 parameters, over the limit of 10
+    ...
+    """
+    _check_module_depth(net, limits, sources)
+    _check_params(net, limits, sources)
+    _check_activations(net, limits, sources)
 
 
 def _check_module_depth(net: ir.Network, limits: Limits, sources) -> None:

