@@ -192,9 +192,11 @@ def test_a_short_cli_run_of_the_real_command():
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parent / "fixtures" / "crashes").glob("*.net")),
                          ids=lambda p: p.stem)
-def test_each_crash_found_is_now_a_diagnostic(path):
+def test_each_crash_found_is_now_a_diagnostic(path, tmp_path):
     # Regression fixtures: inputs that once crashed or hung netdsl. The first line says the
-    # code they must give now, the second what happened before the fix.
+    # code they must give now (or `compiled`: then build, run and save must work too), the
+    # second what happened before the fix.
     expected = path.read_text(encoding="utf-8").splitlines()[0].removeprefix("# expect: ")
-    result, detail, _ = fuzz.try_input(path.read_bytes(), None, 5.0)
+    result, detail, _ = fuzz.try_input(path.read_bytes(), None, 5.0,
+                                       contract=lambda net: fuzz.run_model(net, tmp_path))
     assert result == expected, detail
