@@ -104,7 +104,7 @@ class Report:
     def add(self, o: Outcome) -> None:
         self.tried += 1
         self.results[o.result] += 1
-        self.strategies[o.strategy.split(":")[0]] += 1
+        self.strategies[o.strategy.split(":")[0].split(", limit")[0]] += 1
         if o.contract:
             self.contracts[o.contract] += 1
         if o.result in ("crash", "timeout"):
@@ -427,11 +427,25 @@ def try_input(data: bytes, network: str | None, bound: float, compile=None,
                 detail = contract(net)
     except _Timeout:
         result, detail = "timeout", f"over {bound} s of CPU time"
+        if _raises_time_limits(limits):
+            result = "slow, as its limits allow"
     except BaseException as e:  # noqa: BLE001 - anything else is what we are looking for
         if isinstance(e, KeyboardInterrupt):
             raise
         result, detail = "crash", "".join(traceback.format_exception(e))
     return result, detail, time.process_time() - start
+
+
+def _raises_time_limits(limits: dict | None) -> bool:
+    """Whether ``limits`` let a spec expand further than the defaults do: then it may
+    take as long as it asked (10⁸ steps are minutes), and running past the bound is no hang.
+
+    >>> _raises_time_limits({"max_nodes": 2**31}), _raises_time_limits({"max_nodes": 10})
+    (True, False)
+    """
+    default = netdsl.Limits()
+    return any(isinstance(v, int) and k in ("max_nodes", "max_repeat") and v > getattr(default, k)
+               for k, v in (limits or {}).items())
 
 
 # ---------------------------------------------------------------- the contract
@@ -717,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
             item = make_input(args.seed, index, texts, names)
             sys.stdout.write(item.data.decode("utf-8", "backslashreplace") + "\n")
     other = ", ".join(f"{k} {v}" for k, v in sorted(report.results.items())
-                      if k not in ("compiled", "crash", "timeout"))
+                      if k not in ("compiled", "crash", "timeout"))  # "slow, as its limits allow" too
     print(f"inputs tried:  {report.tried} (seed {args.seed}, mode {mode_name}, {report.seconds:.1f} s)")
     print("sources:       " + ", ".join(f"{k} {v}" for k, v in sorted(report.strategies.items())))
     print(f"compiled:      {report.results['compiled']}")

@@ -72,6 +72,16 @@ def test_a_hang_is_a_timeout():
     assert 0.15 <= seconds and time.process_time() - started < 5  # the timer ticks coarsely
 
 
+def test_running_long_is_no_hang_when_the_input_raised_its_step_limits():
+    def hang(data, **kw):
+        while True:
+            pass
+
+    raised = fuzz.try_input(b"x", None, 0.2, compile=hang, limits={"max_nodes": 10**9})
+    lowered = fuzz.try_input(b"x", None, 0.2, compile=hang, limits={"max_nodes": 10})
+    assert (raised[0], lowered[0]) == ("slow, as its limits allow", "timeout")
+
+
 def test_the_report_counts_crashes(monkeypatch):
     calls = []
 
