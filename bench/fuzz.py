@@ -682,9 +682,10 @@ def run(inputs: int, seed: int, bound: float = 5.0, only: int | None = None,
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
             for outcomes in pool.map(_worker, [(c, seed, bound, mode, macs_budget) for c in chunks]):
+                before = report.tried
                 for o in outcomes:
                     report.add(o)
-                if progress:
+                if progress and before // progress != report.tried // progress:
                     print(f"  {report.tried} inputs, {len(report.crashes)} crashes, "
                           f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
         report.seconds = time.perf_counter() - started

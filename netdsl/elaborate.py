@@ -860,6 +860,18 @@ class Checker(CombinatorChecks):
             self.report(Diagnostic("E0204", "`batchnorm2d` argument `eps` must be positive",
                                    bound["eps"][1].span, f"found {values['eps']}", None))
             return False
+        if kind == "local_response_norm":
+            # It divides by (k + alpha * mean(x²)) ** beta: a base of zero or below gives
+            # infinities or NaN (a zero input, or a negative base to a fractional power).
+            for key, ok, bound_text in (("k", values["k"] > 0, "positive"),
+                                        ("alpha", values["alpha"] >= 0, "at least 0")):
+                if not ok:
+                    at = bound[key][1].span if key in bound else use.span
+                    self.report(Diagnostic(
+                        "E0204", f"`local_response_norm` argument `{key}` must be {bound_text}", at,
+                        f"found {values[key]}", "it divides by (k + alpha · mean(x²)) ** beta, "
+                        "which must stay positive; AlexNet uses k = 2, alpha = 1e-4"))
+                    return False
         return True
 
     def init_for(self, kind: str, label: str | None, scope: NameScope) -> dict:
