@@ -11,9 +11,68 @@ from keyword import iskeyword
 
 from . import ast, ir, shapes
 from .diagnostics import Diagnostic
-from .evaluate import Env
+from .evaluate import Env, values_of
 from .flows import ConcatFlow, DenseFlow, NameScope, SeqFlow
 from .values import POISON
+
+
+_WINDOWED = ("conv2d", "maxpool2d", "avgpool2d")
+
+
+def _leaves(nodes):
+    """The nodes of a body in order, looking inside block instances and labelled groups."""
+    for n in nodes:
+        if n.kind == "scope":
+            yield from _leaves(n.body)
+        else:
+            yield n
+
+
+def _hw(shape) -> str:
+    return f"{shape[1]}×{shape[2]}"
+
+
+def _turns(shape, out) -> str:
+    return f"keeps {_hw(shape)}" if shape[1:] == out[1:] else f"turns {_hw(shape)} into {_hw(out)}"
+
+
+def _at(span, here) -> str:
+    """Where ``span`` is, as line:column when it is in the file of ``here``."""
+    if span is None:
+        return "?"
+    return f"{span.line}:{span.column}" if here is not None and span.file == here.file else span.where()
+
+
+def _same_padding(n) -> tuple[int, int] | None:
+    """The padding with which a window layer at stride 1 keeps its input's size, or None
+    where none does (an even kernel; a pool's padding may be at most half its window).
+
+    >>> from netdsl.ir import Conv2d
+    >>> _same_padding(Conv2d(name="c", in_shape=(3, 8, 8), out_shape=(4, 4, 4), in_channels=3,
+    ...                      out_channels=4, kernel_size=(5, 5), dilation=(1, 1)))
+    (2, 2)
+    """
+    pads = []
+    for k, d in zip(n.kernel_size, getattr(n, "dilation", (1, 1))):
+        if d * (k - 1) % 2:
+            return None
+        pads.append(d * (k - 1) // 2)
+    if n.kind != "conv2d" and any(p > k // 2 for p, k in zip(pads, n.kernel_size)):
+        return None
+    return tuple(pads)
+
+
+def _stride(nodes, shape, out) -> int | None:
+    """The stride of a 1×1 conv that gives ``out``'s size from ``shape``'s as the body's
+    strided layers do: their strides multiplied, if that fits, else None."""
+    total = 1
+    for n in _leaves(nodes):
+        stride = getattr(n, "stride", (1, 1))
+        if stride[0] != stride[1]:
+            return None
+        total *= stride[0]
+    fits = all((size - 1) // total + 1 == o for size, o in zip(shape[1:], out[1:]))
+    return total if fits else None
 
 
 class CombinatorChecks:
@@ -55,14 +114,12 @@ class CombinatorChecks:
             return [], None, False
         if body.shape != sc_shape:
             what = "the shortcut gives" if sc_nodes is not None else "the input is"
-            help = None
-            if sc_nodes is None and body.shape[0] != shape[0]:
-                help = (f"add a shortcut that projects {shape[0]} → {body.shape[0]} channels, e.g. "
-                        f"`shortcut {{ conv2d({body.shape[0]}, 1"
-                        + (f", stride = {shape[1] // body.shape[1]}" if len(shape) == 3 and len(body.shape) == 3
-                           and body.shape[1] and shape[1] != body.shape[1] else "") + ", bias = false) }`")
-            elif sc_nodes is None:
-                help = "the body changes the spatial size; add a shortcut with the same stride"
+            if sc_nodes is not None:
+                help = self._shortcut_help(st, shape, body.nodes, body.shape, sc_nodes, sc_shape)
+            elif st.shortcut is not None:
+                help = self._skipped_help(st.shortcut, env, shape, body.shape)
+            else:
+                help = self._identity_help(st, shape, body.nodes, body.shape)
             self.report(Diagnostic("E0301", "residual add needs equal shapes", st.span,
                                    f"body gives {shapes.fmt(body.shape)}, {what} {shapes.fmt(sc_shape)}",
                                    help))
@@ -70,6 +127,84 @@ class CombinatorChecks:
         node = ir.Residual(body=tuple(body.nodes), shortcut=None if sc_nodes is None else tuple(sc_nodes),
                            in_shape=shape, out_shape=body.shape, span=st.span)
         return [node], body.shape, False
+
+    # -- what fixes a residual whose body and shortcut disagree
+    def _identity_help(self, st, shape, nodes, out) -> str:
+        """No shortcut: the input is added as it is, so the body must keep its shape."""
+        if len(shape) != 3 or len(out) != 3:
+            return (f"a residual adds its input to its body's output: the body must give "
+                    f"{shapes.fmt(shape)}, or a shortcut must turn the input into {shapes.fmt(out)}")
+        parts = []
+        padded = self._padding_hint(nodes, st.span) if shape[1:] != out[1:] else None
+        if padded is not None:
+            parts.append(padded)
+        stride = None if padded is not None or shape[1:] == out[1:] else _stride(nodes, shape, out)
+        if out[0] != shape[0] or stride is not None:
+            # The example shows the stride; the words name the bigger change.
+            project = (f"projects {shape[0]} → {out[0]} channels" if out[0] != shape[0] else
+                       f"downsamples {_hw(shape)} to {_hw(out)} like the body")
+            args = f"{out[0]}, 1" + (f", stride = {stride}" if stride and stride != 1 else "")
+            parts.append(f"add a shortcut that {project}, e.g. `shortcut {{ conv2d({args}, bias = false) }}`")
+        elif padded is None:
+            parts.append(f"the body turns {_hw(shape)} into {_hw(out)}; add a shortcut that gives the same "
+                         "size, or pad the body so that it gives the input's size divided by its stride")
+        return "; and ".join(parts)
+
+    def _shortcut_help(self, st, shape, nodes, out, sc_nodes, sc_out) -> str:
+        """A shortcut is used, and gives another shape than the body: say which side to change."""
+        if len(out) != len(sc_out):
+            return (f"the body gives {shapes.fmt(out)} and the shortcut {shapes.fmt(sc_out)}: "
+                    "end both with the same kind of layer")
+        parts = []
+        if out[0] != sc_out[0]:
+            last = next((n for n in reversed(list(_leaves(sc_nodes))) if n.kind in ("conv2d", "linear")), None)
+            if last is not None:
+                parts.append(f"the shortcut's last layer `{self.text(last.span)}` at {_at(last.span, st.span)} "
+                             f"gives {sc_out[0]} channels and the body {out[0]}: make it give {out[0]} "
+                             f"(or make the body end with {sc_out[0]})")
+            else:
+                parts.append(f"the shortcut keeps {sc_out[0]} channels and the body gives {out[0]}: "
+                             f"end the shortcut with `conv2d({out[0]}, 1, bias = false)`")
+        if out[1:] != sc_out[1:]:
+            hint = self._padding_hint(nodes, st.span) or self._padding_hint(sc_nodes, st.span)
+            strides = _stride(nodes, shape, out), _stride(sc_nodes, shape, sc_out)
+            if hint is None and None not in strides:
+                hint = (f"the body {_turns(shape, out)} (stride {strides[0]}) and the shortcut "
+                        f"{_turns(shape, sc_out)} (stride {strides[1]}): give the shortcut stride {strides[0]} "
+                        "like the body")
+            parts.append(hint or f"the body {_turns(shape, out)} and the shortcut {_turns(shape, sc_out)}: "
+                         "give them the same strides and padding")
+        return "; and ".join(parts)
+
+    def _skipped_help(self, sc: ast.Shortcut, env, shape, out) -> str:
+        """The shortcut's `if` is false here: its condition, and the values that made it false."""
+        values = values_of(sc.cond, env)
+        what = " and ".join(w for w, changed in (
+            (f"the channels, {shape[0]} → {out[0]}", out[0] != shape[0]),
+            (f"the size, {_hw(shape)} → {_hw(out)}", len(shape) == len(out) == 3 and shape[1:] != out[1:]))
+            if changed) or f"{shapes.fmt(shape)} → {shapes.fmt(out)}"
+        named = f" `{sc.label}`" if sc.label else ""
+        return (f"the shortcut{named} is skipped for this use: its condition `{self.text(sc.cond.span)}` is "
+                f"false" + (f" ({values})" if values else "") + ", so the input is added "
+                f"unchanged; the condition must hold whenever the body changes the shape (here {what})")
+
+    def _padding_hint(self, nodes, here) -> str | None:
+        """Where the layers of ``nodes`` change the spatial size at stride 1, the first one
+        and the padding that keeps the size: a dropped `padding = 1` is the usual cause."""
+        changes = [n for n in _leaves(nodes) if len(n.in_shape) == 3 and len(n.out_shape) == 3
+                   and n.in_shape[1:] != n.out_shape[1:]]
+        if not changes or any(getattr(n, "stride", (1, 1)) != (1, 1) or n.kind not in _WINDOWED
+                              for n in changes):
+            return None
+        n = changes[0]
+        pad = _same_padding(n)
+        fix = ("an even kernel cannot keep the size at stride 1: use an odd one with padding" if pad is None
+               else f"give it `padding = {pad[0] if pad[0] == pad[1] else list(pad)}`")
+        more = len(changes) - 1
+        also = f" ({more} more layer{'s' if more > 1 else ''} after it shrink{'' if more > 1 else 's'} " \
+               "the size too)" if more else ""
+        return (f"`{self.text(n.span)}` at {_at(n.span, here)} turns {_hw(n.in_shape)} into "
+                f"{_hw(n.out_shape)}; {fix}{also}")
 
     def concat(self, st: ast.Concat, env: Env, shape, scope):
         flow = ConcatFlow(shape)

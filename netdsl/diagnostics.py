@@ -171,6 +171,32 @@ class _Lines:
         return lines[line - 1] if 0 < line <= len(lines) else None
 
 
+def by_position(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """``diagnostics`` in the order of the text: by line and column within each file,
+    the files in the order they first come up; those with no location last. Stable,
+    so errors at one place keep the order they were found in.
+
+    The checker finds errors in the order it expands the network, which jumps
+    between a block's definition and its uses; a reader goes down the file.
+
+    >>> at = lambda line, col=1: Span(line=line, column=col)
+    >>> ds = [Diagnostic("E0204", "a", at(30)), Diagnostic("E0107", "b"),
+    ...       Diagnostic("E0101", "c", at(17, 9)), Diagnostic("E0101", "d", at(17, 5))]
+    >>> [d.message for d in by_position(ds)]
+    ['d', 'c', 'a', 'b']
+    """
+    files: dict[str | None, int] = {}
+    for d in diagnostics:
+        if d.span is not None:
+            files.setdefault(d.span.file, len(files))
+
+    def key(d: Diagnostic):
+        s = d.span
+        return (1, 0, 0, 0) if s is None else (0, files[s.file], s.line, s.column)
+
+    return sorted(diagnostics, key=key)
+
+
 #: Diagnostics rendered in full; the rest are counted, as compilers do: after
 #: fifty errors the first is what to fix, and rendering a quarter of a million
 #: would take longer than checking.
@@ -265,6 +291,41 @@ def closest(name: str, candidates) -> str | None:
         if d < best_d:
             best, best_d = cand, d
     return best
+
+
+def related(name: str, candidates, limit: int = 3) -> list[str]:
+    """Candidates that share a run of four or more letters with ``name``, most shared
+    first: what to suggest when none is a near misspelling (:func:`closest`), as a
+    layer torch has but netdsl does not is often named after one it has.
+
+    >>> related("hardsigmoid", ["conv2d", "sigmoid", "hardswish", "relu"])
+    ['sigmoid', 'hardswish']
+    """
+    if len(name) > _MAX_SUGGESTED:
+        return []
+    grams = _grams(name.lower())
+    scored = []
+    for i, cand in enumerate(candidates):
+        if len(cand) > _MAX_SUGGESTED or cand == name:
+            continue
+        shared = len(grams & _grams(cand.lower()))
+        if shared:
+            scored.append((-shared, i, cand))
+    return [cand for _, _, cand in sorted(scored)[:limit]]
+
+
+def _grams(text: str) -> set[str]:
+    return {text[i:i + 4] for i in range(len(text) - 3)}
+
+
+def listing(names) -> str:
+    """Names in backquotes, joined as a sentence joins them.
+
+    >>> listing(["a"]), listing(["a", "b", "c"])
+    ('`a`', '`a`, `b` and `c`')
+    """
+    quoted = [f"`{short(n)}`" for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
 
 
 def _distance(a: str, b: str, bound: int) -> int:

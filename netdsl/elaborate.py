@@ -18,9 +18,9 @@ import re
 from pydantic import ValidationError
 
 from . import ast, ir, shapes
-from .diagnostics import Diagnostic, NetdslError, closest, short, source_lines
+from .diagnostics import Diagnostic, NetdslError, by_position, closest, related, short, source_lines
 from .combinators import CombinatorChecks
-from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator
+from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units
 from .flows import ConcatFlow, NameScope, SeqFlow
 from .layers import LAYERS, PARAMETERS, REQUIRED, SAVES_OUTPUT, ArgTypeError
 from .limits import Limits
@@ -31,6 +31,10 @@ from .values import POISON, BlockRef, LayerRef, show, to_json, type_name
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 _VALUE_TYPES = (bool, int, float, str, tuple, BlockRef, LayerRef)  # and none
+
+# What the smallest values of an argument mean, for the help of a value below them.
+_RANGE_HINTS = {"stride": " (1 keeps the size, 2 halves it)", "padding": " (0 is no padding)",
+                "groups": " (1 is an ordinary convolution)", "dilation": " (1 is an ordinary window)"}
 
 # Layers whose output is their input tensor (or a view of it): they keep it shared.
 _PASS_THROUGH = {"identity", "flatten", "dropout", "stochastic_depth"}
@@ -80,13 +84,15 @@ class Checker(CombinatorChecks):
         self.origin = origin  # where overrides come from: "cli" (--set) or "api" (compile(**kw))
         self.diags: list[Diagnostic] = []
         self._seen: set = set()
+        self._bad_labels: set = set()
         self._split: dict[str | None, list[str]] = {}
         self._instance_steps: dict[tuple, tuple[int, dict]] = {}
         self._same: dict[int, tuple] = {}
         self.chain: list[tuple[str, Span | None]] = []
         self.nodes = 0
         self.overridden: dict[str, object] = {}  # network parameters set by --set or the API
-        self.ev = Evaluator(self.limits, globals=self._global, charge=self._charge)
+        self.ev = Evaluator(self.limits, globals=self._global, charge=self._charge,
+                            blocks=lambda: program.blocks)
         self.globals = Env()
         self.aborted = False
         try:
@@ -162,17 +168,27 @@ class Checker(CombinatorChecks):
         if not ok:
             code = "E0214" if kind == "bool" else "E0206"
             expected = {"bool": "true or false", "int": "an integer", "list": "a list"}[kind]
+            text = self.text(expr.span)
+            help = (as_condition(text, v) if kind == "bool" else as_int(text, v, "count")
+                    if kind == "int" else as_list(text, v))
             self.report(Diagnostic(code, f"{what} must be {expected}, found {type_name(v)}",
-                                   expr.span, f"this is {show(v)}"))
+                                   expr.span, f"this is {show(v)}", help))
             return POISON
         return v
+
+    def text(self, span: Span | None) -> str:
+        """The source text of ``span`` on one line, or `it` where it is long or not known."""
+        if span is None:
+            return "it"
+        text = " ".join(_source_at(self._lines(span.file), span).split())
+        return text if text and len(text) <= 40 else "it"
 
     # -- entry
     def network(self, name: str | None = None, overrides: dict | None = None,
                 input_shape=None) -> ir.Network:
         prog = self.program
         if self.aborted:
-            raise NetdslError(self.diags, prog.sources)
+            raise NetdslError(by_position(self.diags), prog.sources)
         if name is None:
             if len(prog.root_networks) != 1:
                 msg = ("the spec defines no network" if not prog.root_networks else
@@ -197,7 +213,7 @@ class Checker(CombinatorChecks):
             net = None
             self._too_deep(e)
         if self.diags:
-            raise NetdslError(self.diags, prog.sources)
+            raise NetdslError(by_position(self.diags), prog.sources)
         return net
 
     def _network(self, defn, overrides: dict, input_shape) -> ir.Network | None:
@@ -503,9 +519,13 @@ class Checker(CombinatorChecks):
         if v is POISON:
             return v
         if not v or "." in v or not all(c.isalnum() or c == "_" for c in v):
-            self.report(Diagnostic("E0111", f"invalid label \"{v}\"", s.span,
-                                   "labels become module names",
-                                   "use letters, digits and `_`; no dots or spaces"))
+            # Once per place: a template label in a loop is invalid in every iteration.
+            if (s.span.where(), s.span.end_column) not in self._bad_labels:
+                self._bad_labels.add((s.span.where(), s.span.end_column))
+                self.report(Diagnostic("E0111", f"invalid label \"{v}\"", s.span,
+                                       "labels become module names",
+                                       "use letters, digits and `_`; no dots or spaces" +
+                                       (f", e.g. \"{_label_like(v)}\"" if v else "")))
             return POISON
         return v if self.label_free(v, s.span) else POISON
 
@@ -702,13 +722,16 @@ class Checker(CombinatorChecks):
         if target is POISON:
             return [], None, False
         if target is None:
-            near = closest(use.name, list(LAYERS) + list(self.program.blocks) +
+            units = list(LAYERS) + list(self.program.blocks)
+            near = closest(use.name, units +
                            [n for n in env.names() if isinstance(env.lookup(n), (BlockRef, LayerRef))])
+            like = [] if near else related(use.name, units)
             self.report(Diagnostic("E0102", f"unknown layer or block `{short(use.name)}`",
                                    Span(**{**use.span.model_dump(), "end_column": use.span.column + len(use.name),
                                            "end_line": use.span.line}),
                                    "not a layer, a block or a block parameter",
                                    f"did you mean `{near}`?" if near else
+                                   (f"{nearest_units(like)}; or " if like else "") +
                                    "define it with `block " + short(use.name) + "(...) { ... }` or import a spec that does"))
             return [], None, False
         if isinstance(target, LayerRef):
@@ -750,8 +773,11 @@ class Checker(CombinatorChecks):
                     ok = False
                     continue
                 if key in bound:
+                    first = bound[key][1].span
                     self.report(Diagnostic("E0205", f"argument `{short(key)}` given twice", a.span,
-                                           "given again here", None))
+                                           "given again here",
+                                           f"the first `{short(key)}` is at {first.line}:{first.column}; "
+                                           "keep one of them"))
                     ok = False
                     continue
             bound[key] = (self.value(a.value, env), a)
@@ -779,7 +805,8 @@ class Checker(CombinatorChecks):
                     values[a.name] = a.convert(v)
                 except ArgTypeError as e:
                     self.report(Diagnostic("E0206", f"`{kind}` argument `{a.name}` must be {e.expected}",
-                                           node.value.span, f"found {type_name(v)} {show(v)}", None))
+                                           node.value.span, f"found {type_name(v)} {show(v)}",
+                                           self._arg_help(a, v, e.expected, node.value.span)))
                     ok = False
             else:
                 values[a.name] = a.convert(a.default) if a.default is not REQUIRED else None
@@ -829,6 +856,17 @@ class Checker(CombinatorChecks):
         passes = kind in _PASS_THROUGH or values.get("inplace", False)
         return [node], out, shared if passes else False
 
+    def _arg_help(self, a, v, expected: str, span) -> str | None:
+        """The help for a layer argument of the wrong type."""
+        if isinstance(v, float) and expected.startswith("an integer"):
+            return as_int(self.text(span), v, "channels" if "channels" in a.name or "features" in a.name
+                          else "count")
+        if isinstance(v, str) and a.default is not REQUIRED and not isinstance(a.default, str):
+            return f"remove the quotes: the default is `{a.name} = {show(a.default)}`"
+        if a.default is not REQUIRED and a.default is not None:
+            return f"for example `{a.name} = {show(a.default)}`, the default"
+        return None
+
     def _ranges(self, kind: str, values: dict, bound: dict, use: ast.Use) -> bool:
         """Argument ranges, checked before shapes so no rule sees a zero stride."""
         rules = {"out_channels": 1, "out_features": 1, "kernel_size": 1, "stride": 1, "dilation": 1,
@@ -847,18 +885,22 @@ class Checker(CombinatorChecks):
                                            "raise it with --limit max_dim=N"))
                 else:
                     self.report(Diagnostic("E0204", f"`{kind}` argument `{key}` must be at least {lo}",
-                                           at, f"found {bad[0]}", None))
+                                           at, f"found {bad[0]}",
+                                           f"give `{key}` a value of {lo} or more" + _RANGE_HINTS.get(key, "")))
                 return False
         for key in ("p", "momentum"):
             v = values.get(key)
             if v is not None and not 0.0 <= v <= 1.0:
                 at = bound[key][1].span if key in bound else use.span
                 self.report(Diagnostic("E0204", f"`{kind}` argument `{key}` must be between 0 and 1",
-                                       at, f"found {v}", None))
+                                       at, f"found {v}",
+                                       f"`{key}` is a " + ("probability" if key == "p" else "fraction") +
+                                       f"; torch's default is {0.5 if key == 'p' else 0.1}"))
                 return False
         if kind == "batchnorm2d" and values["eps"] <= 0:
             self.report(Diagnostic("E0204", "`batchnorm2d` argument `eps` must be positive",
-                                   bound["eps"][1].span, f"found {values['eps']}", None))
+                                   bound["eps"][1].span, f"found {values['eps']}",
+                                   "`eps` keeps the division by the variance finite; torch's default is 1e-5"))
             return False
         if kind == "local_response_norm":
             # It divides by (k + alpha * mean(x²)) ** beta: a base of zero or below gives
@@ -944,6 +986,67 @@ class Checker(CombinatorChecks):
             return [], None, False
         return self._scope_node(name, camel(defn.name), defn.name, sub, shape, use.span), \
             sub.shape, sub.shared
+
+def as_condition(text: str, v) -> str:
+    """The help for a value used as a condition that is not true or false: the
+    comparison that was probably meant, written out.
+
+    >>> as_condition("p", 0.5)
+    'compare it explicitly: `p > 0` or `p != 0`'
+    >>> as_condition("depths", (1, 2))
+    'compare it explicitly: `len(depths) > 0`'
+    """
+    t = text if _NAME.fullmatch(text) or text == "it" else f"({text})"
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return f"compare it explicitly: `{t} > 0` or `{t} != 0`"
+    if isinstance(v, (tuple, str)):
+        return f"compare it explicitly: `len({text}) > 0`"
+    if v is None:
+        return f"compare it explicitly: `{t} != none`"
+    return "a condition is a comparison (`==`, `!=`, `<`, `in`, ...) or `true` or `false`"
+
+
+def as_int(text: str, v, use: str = "channels") -> str | None:
+    """The help for a value that must be an integer: for a float, the rounding functions
+    that make one, with what they give; ``use`` says what the integer counts.
+
+    >>> as_int("width * 1.5", 48.0)
+    '`width * 1.5` is 48.0, a float: write `int(width * 1.5)` (48) or `make_divisible(width * 1.5, 8)` (48)'
+    >>> as_int("depth * 1.1", 2.2, "count")
+    '`depth * 1.1` is 2.2, a float: write `int(depth * 1.1)` (2) or `ceil(depth * 1.1)` (3)'
+    """
+    if not isinstance(v, float):
+        return None
+    if text == "it":
+        return (f"this is {show(v)}, a float: round it with `int(...)`, `round(...)`, `ceil(...)` "
+                "or `make_divisible(..., 8)`")
+    if use == "channels":
+        other, value = f"make_divisible({text}, 8)", _make_divisible(v, 8)
+    else:
+        other, value = f"ceil({text})", math.ceil(v)
+    return f"`{text}` is {show(v)}, a float: write `int({text})` ({int(v)}) or `{other}` ({value})"
+
+
+def as_list(text: str, v) -> str:
+    """The help for a value that must be a list.
+
+    >>> as_list("n", 3)
+    'write a list, e.g. `range(n)` for [0, 1, 2]'
+    """
+    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+        items = show(tuple(range(v))) if v <= 4 else f"[0, 1, …, {v - 1}]"
+        return f"write a list, e.g. `range({text})` for {items}"
+    return "write a list, e.g. `[1, 2, 3]` or `range(n)`"
+
+
+def _label_like(text: str) -> str:
+    """A valid label close to ``text``: what is not a letter, digit or `_` becomes `_`.
+
+    >>> _label_like("stem.conv"), _label_like("layer 1")
+    ('stem_conv', 'layer_1')
+    """
+    return short("".join(c if c.isalnum() or c == "_" else "_" for c in text))
+
 
 def _steps(n: int) -> str:
     return f"{n:,} step{'s' if n != 1 else ''}"

@@ -6,10 +6,11 @@ diagnostic at the smallest span that shows it.
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from typing import Any, Callable
 
 from . import ast, ir
-from .diagnostics import Diagnostic, closest, short
+from .diagnostics import Diagnostic, closest, listing, related, short
 from .layers import LAYERS
 from .limits import Limits
 from .values import POISON, BlockRef, LayerRef, show, type_name
@@ -88,9 +89,12 @@ class Evaluator:
     """
 
     def __init__(self, limits: Limits | None = None, globals: Callable[[str], Any] | None = None,
-                 charge: Callable[[int, Any], None] | None = None):
+                 charge: Callable[[int, Any], None] | None = None,
+                 blocks: Callable[[], Any] | None = None):
         self.limits = limits or Limits()
         self.globals = globals or (lambda name: KeyError)
+        # The names of the blocks ``globals`` knows, for suggestions.
+        self.blocks = blocks or (lambda: ())
         # Called with the number of list items an operation walks, and the node doing it:
         # the checker counts them against max_nodes, since a loop of 200,000 steps that each
         # sum a 10,000-item list is 2e9 operations however few layers it makes.
@@ -169,10 +173,18 @@ class Evaluator:
         if node.id in BUILTINS or node.id in INIT_SCHEMES:
             raise err("E0210", f"`{node.id}` is a function and must be called", node,
                       "not called", f"write `{node.id}(...)`")
-        near = closest(node.id, env.names() + list(LAYERS))
-        raise err("E0101", f"unknown name `{short(node.id)}`", node, "not defined",
-                  f"did you mean `{near}`?" if near else
-                  "define it with `let`, or as a parameter of the enclosing block or network")
+        units = list(LAYERS) + list(self.blocks())
+        near = closest(node.id, env.names() + units)
+        if near:
+            help = f"did you mean `{near}`?"
+        else:
+            # A value may be a layer or a block (`act = hardswish`): the name may be one netdsl lacks.
+            like = related(node.id, units)
+            help = (f"no layer or block is called `{short(node.id)}`; {nearest_units(like)}. "
+                    "Or define it with `let`, or as a parameter of the enclosing block or network"
+                    if like else
+                    "define it with `let`, or as a parameter of the enclosing block or network")
+        raise err("E0101", f"unknown name `{short(node.id)}`", node, "not defined", help)
 
     def _Index(self, node: ast.Index, env):
         value, index = self.evaluate(node.value, env), self.evaluate(node.index, env)
@@ -270,7 +282,7 @@ class Evaluator:
             if not (_numbers(left, right) or (isinstance(left, str) and isinstance(right, str))):
                 raise self._type_error(op, left, right, node)
             return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
-        return self.check_int(self._arith(op, left, right, node), node)
+        return self.check_int(self._arith(op, left, right, node, env), node)
 
     def nesting(self, v) -> int:
         """How deeply lists nest in ``v``: 0 for a number, 1 for ``[1, 2]``.
@@ -313,7 +325,7 @@ class Evaluator:
                       f"limit is {self.limits.max_repeat}", "raise it with --limit max_repeat=N")
         return v
 
-    def _arith(self, op, left, right, node):
+    def _arith(self, op, left, right, node, env=None):
         if op == "+" and isinstance(left, (tuple, str)) and type(left) is type(right):
             joined = self.check_size(left + right, node)
             self.charge(self.size(joined), node)
@@ -327,7 +339,7 @@ class Evaluator:
         if op == "*":
             return left * right
         if op in ("/", "//", "%") and right == 0:
-            raise err("E0211", "division by zero", node.right, "this is zero")
+            raise err("E0211", "division by zero", node.right, "this is zero", _zero_help(node.right, env))
         if op == "/":
             return left / right
         if op == "//":
@@ -336,7 +348,8 @@ class Evaluator:
             return left % right
         if op == "**":
             if left == 0 and right < 0:
-                raise err("E0211", "division by zero", node, "zero to a negative power")
+                raise err("E0211", "division by zero", node, "zero to a negative power",
+                          "zero has no negative powers: make the base non-zero or the exponent 0 or more")
             if _ints(left, right) and right >= 0 and abs(left) > 1 and right * math.log2(abs(left)) > 64:
                 raise err("E0215", "integer overflow", node, f"{left} ** {right} is too large",
                           f"integers are limited to ±{self.limits.max_int}")
@@ -383,7 +396,8 @@ class Evaluator:
                               "move it before the keyword arguments")
                 pos.append(v)
             elif a.name in kw:
-                raise err("E0205", f"argument `{short(a.name)}` given twice", a, "second time here")
+                raise err("E0205", f"argument `{short(a.name)}` given twice", a, "second time here",
+                          "give each argument once: remove one of them")
             else:
                 kw[a.name] = v
         if scheme is not None:
@@ -400,6 +414,68 @@ class Evaluator:
             raise err("E0201", f"wrong number of arguments to `{name}`", node,
                       f"{len(pos)} argument{'s' if len(pos) != 1 else ''} given",
                       SIGNATURES.get(name)) from None
+
+
+def nearest_units(names: list[str]) -> str:
+    """How a suggestion names the layers and blocks in ``names``.
+
+    >>> nearest_units(["sigmoid"]), nearest_units(["sigmoid", "bottleneck"])
+    ('the nearest layer is `sigmoid`', 'the nearest layers and blocks are `sigmoid` and `bottleneck`')
+    """
+    layers = sum(n in LAYERS for n in names)
+    what = "layer" if layers == len(names) else "block" if not layers else "layer or block"
+    if len(names) == 1:
+        return f"the nearest {what} is {listing(names)}"
+    return f"the nearest {what.replace('layer', 'layers').replace('block', 'blocks').replace(' or ', ' and ')} are {listing(names)}"
+
+
+def names(expr) -> list[str]:
+    """The names an expression reads, in order, once each (not the functions it calls).
+
+    >>> from netdsl.parser import parse_expr
+    >>> names(parse_expr("stride != 1 or in_channels != max(planes, 1) * 4"))
+    ['stride', 'in_channels', 'planes']
+    """
+    out: list[str] = []
+    todo = [expr]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Name):
+            if node.id not in out:
+                out.append(node.id)
+        elif isinstance(node, ast.Call):
+            todo.extend(reversed([a.value for a in node.args]))
+        elif isinstance(node, ast.String):
+            todo.extend(reversed([p for p in node.parts if isinstance(p, ast.Expr)]))
+        elif isinstance(node, ast.Expr):
+            todo.extend(reversed([getattr(node, f.name) for f in fields(node)
+                                  if isinstance(getattr(node, f.name), ast.Expr)]
+                                 + [x for f in fields(node) if isinstance(getattr(node, f.name), tuple)
+                                    for x in getattr(node, f.name) if isinstance(x, ast.Expr)]))
+    return out
+
+
+def values_of(expr, env: "Env | None") -> str:
+    """``name = value`` for each name ``expr`` reads that ``env`` holds a plain value for.
+
+    >>> from netdsl.parser import parse_expr
+    >>> values_of(parse_expr("c // g"), Env({"c": 64, "g": 0}))
+    'c = 64, g = 0'
+    """
+    if env is None:
+        return ""
+    shown = []
+    for name in names(expr):
+        v = env.lookup(name, _MISSING)
+        if v is not _MISSING and v is not POISON and not isinstance(v, (BlockRef, LayerRef)):
+            shown.append(f"{name} = {show(v)}")
+    return ", ".join(shown)
+
+
+def _zero_help(divisor, env) -> str:
+    values = values_of(divisor, env) if not isinstance(divisor, ast.Number) else ""
+    return ("the divisor is 0" + (f" ({values})" if values else "") + "; give values that make it "
+            "non-zero, or guard it, e.g. `max(1, ...)`")
 
 
 def _logical(what: str, v, node) -> bool:
@@ -517,7 +593,8 @@ def _b_range(ev, node, *args):
             raise err("E0210", f"`range` needs integers, found {type_name(v)}",
                       node.args[i] if i < len(node.args) else node, f"this is {show(v)}")
     if len(args) == 3 and args[2] == 0:
-        raise err("E0211", "`range` step is zero", node, "step 0")
+        raise err("E0211", "`range` step is zero", node, "step 0",
+                  "a range steps up or down: give a step of 1 (or -1 to count down)")
     r = range(*args)
     # len() of a range over 2**63 values raises OverflowError; the length itself is fine.
     n = (r.stop - r.start + r.step - (1 if r.step > 0 else -1)) // r.step
@@ -590,7 +667,7 @@ def _scheme(fn: str):
                 v = float(v)
             elif v not in check:
                 raise err("E0204", f"`{fn}` argument `{name}` must be one of {', '.join(check)}",
-                          node, f"found {show(v)}")
+                          node, f"found {show(v)}", f"for example `{name} = {show(check[0])}`")
             out[name] = v
         problem = scheme_problem(fn, out)
         if problem is not None:

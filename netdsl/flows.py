@@ -101,6 +101,7 @@ class NameScope:
     def __init__(self, parent: "NameScope | None"):
         self.parent = parent
         self.used: dict[str, Span | None] = {}
+        self.positions: set[str] = set()  # the names given by position, to unlabelled modules
         self.count = 0
         self.init: list[tuple[str, str, ir.InitScheme, Span | None]] = []
         self.matched: set[int] = set()
@@ -112,14 +113,25 @@ class NameScope:
             name = str(position)
             while name in self.used:
                 name += "_"
+            self.positions.add(name)
         else:
             name = label
             if label in self.used:
                 first = self.used[label]
-                checker.report(Diagnostic(
-                    "E0108", f"duplicate label `{label}` in one scope", span, "used again here",
-                    f"the first `{label}` is at {first.where() if first else 'an earlier line'}; "
-                    "labels name modules and must be unique in their block, network or group"))
+                at = first.where() if first else "an earlier line"
+                if label in self.positions:
+                    # `"1": relu` after an unlabelled module numbered 1: no label was given twice.
+                    checker.report(Diagnostic(
+                        "E0108", f"label `{label}` collides with the name of the unlabelled module "
+                        f"at position {label}", span, f"the module at {at} is already named `{label}`",
+                        "a module without a label is named by its position in its block, network or "
+                        f"group; use a label that is not a number, e.g. `layer{label}`, or label "
+                        "that module too"))
+                else:
+                    checker.report(Diagnostic(
+                        "E0108", f"duplicate label `{label}` in one scope", span, "used again here",
+                        f"the first `{label}` is at {at}; "
+                        "labels name modules and must be unique in their block, network or group"))
         self.used[name] = span
         return name
 

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import ast
-from .diagnostics import Diagnostic, NetdslError, short
+from .diagnostics import Diagnostic, NetdslError, by_position, short
 from .limits import Limits
 from .parser import parse
 from .span import Span
@@ -268,7 +268,7 @@ def load(text: str, filename: str | None, base_dir: Path, limits: Limits, import
     done.add(root_key)
     visit(text, filename, base_dir, [(root_key, None)])
     if errors:
-        raise NetdslError(errors, prog.sources)
+        raise NetdslError(by_position(errors), prog.sources)
     return prog
 
 

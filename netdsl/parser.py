@@ -11,7 +11,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.visitors import Transformer_NonRecursive
 
 from . import ast
-from .diagnostics import Diagnostic, NetdslError
+from .diagnostics import Diagnostic, NetdslError, by_position
 from .limits import Limits
 from .span import Span
 
@@ -79,14 +79,15 @@ def parse(text: str, filename: str | None = None, limits: Limits | None = None) 
     try:
         tree = _lark().parse(text, start="start")
     except UnexpectedInput as e:
-        raise NetdslError([_syntax_error(e, text, filename)], {filename: text}) from None
+        raise NetdslError([_with_unclosed(_syntax_error(e, text, filename), text)],
+                          {filename: text}) from None
     too_deep = _check_depth(tree, filename, limits.max_nesting)
     if too_deep is not None:
         raise NetdslError([too_deep], {filename: text})
     builder = _Builder(filename, text, max_depth=limits.max_nesting)
     items = builder.transform(tree)
     if builder.errors:
-        raise NetdslError(builder.errors, {filename: text})
+        raise NetdslError(by_position(builder.errors), {filename: text})
     return ast.Module(items=tuple(items), file=filename)
 
 
@@ -155,6 +156,87 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str | None) -> Diagno
                           column=len(text.rsplit("\n", 1)[-1]) + 1),
                           f"expected {_expected_words(e.expected)}")
     return Diagnostic("E0001", "syntax error", None, str(e))
+
+
+_CLOSES = {")": "(", "]": "[", "}": "{"}
+_OPENS = {v: k for k, v in _CLOSES.items()}
+
+
+def unclosed(text: str) -> tuple[str, int, int] | None:
+    """The bracket that is opened and never closed, as ``(bracket, line, column)``, or None.
+
+    Where several are open, indentation says which one lost its closer, as rustc
+    guesses: a ``}`` that starts a line closes the ``{`` of the line indented like it,
+    so one opened in between, on a line indented deeper, is the unclosed one. Only a
+    kind of bracket with more openers than closers is named: a misindented but
+    balanced file has none.
+
+    >>> unclosed("network n() {\\n    residual {\\n        relu\\n    relu\\n}\\n")
+    ('{', 2, 14)
+    >>> unclosed("network n() {\\n    relu\\n") , unclosed('a { "{" } # {')
+    (('{', 1, 13), None)
+    """
+    stack: list[tuple[str, int, int, int]] = []  # bracket, line, column, indentation of its line
+    # Where in the stack each kind of bracket, and each indentation of a `{`, is: a closer
+    # finds its opener without walking the stack, so a file of many open brackets is linear.
+    of_kind: dict[str, list[int]] = {"(": [], "[": [], "{": []}
+    of_indent: dict[int, list[int]] = {}
+    lost: list[tuple[str, int, int, int]] = []
+    surplus = {"(": 0, "[": 0, "{": 0}
+    for number, line in enumerate(text.split("\n"), 1):
+        indent = len(line.expandtabs(4)) - len(line.lstrip(" \t").expandtabs(4))
+        first = len(line) - len(line.lstrip(" \t"))
+        i, n = 0, len(line)
+        while i < n:
+            ch = line[i]
+            if ch == "#":
+                break
+            if ch == '"':  # a string, with its escapes, ends on its line (else E0003)
+                i += 1
+                while i < n and line[i] != '"':
+                    i += 2 if line[i] == "\\" else 1
+            elif ch in _OPENS:
+                of_kind[ch].append(len(stack))
+                if ch == "{":
+                    of_indent.setdefault(indent, []).append(len(stack))
+                stack.append((ch, number, i + 1, indent))
+                surplus[ch] += 1
+            elif ch in _CLOSES:
+                want = _CLOSES[ch]
+                surplus[want] -= 1
+                same = of_indent.get(indent) if ch == "}" and i == first else None
+                at = same[-1] if same else of_kind[want][-1] if of_kind[want] else None
+                if at is not None:  # else a stray closer, which is not this question
+                    lost.extend(reversed(stack[at + 1:]))  # innermost first: nearest the closer
+                    for popped in reversed(stack[at:]):
+                        of_kind[popped[0]].pop()
+                        if popped[0] == "{":
+                            of_indent[popped[3]].pop()
+                    del stack[at:]
+            i += 1
+    lost.extend(reversed(stack))
+    for bracket, line, column, _ in lost:
+        if surplus[bracket] > 0:
+            return bracket, line, column
+    return None
+
+
+def _with_unclosed(d: Diagnostic, text: str) -> Diagnostic:
+    """A syntax error with the bracket left open before it named, when there is one:
+    the parser only notices a missing ``}`` lines later, or at the end of the file."""
+    if d.code not in ("E0001", "E0004") or d.span is None:
+        return d
+    found = unclosed(text)
+    if found is None or (found[1], found[2]) >= (d.span.line, d.span.column):
+        return d
+    bracket, line, column = found
+    opened = text.split("\n")[line - 1][:column].strip()
+    if len(opened) > 40:
+        opened = "…" + opened[-39:]
+    what = {"{": "body ends", "[": "list ends", "(": "arguments end"}[bracket]
+    return Diagnostic(d.code, d.message, d.span, d.label,
+                      f"add the `{_OPENS[bracket]}` that closes `{opened}` where its {what}",
+                      d.notes + (f"this `{bracket}` at {line}:{column} is not closed",))
 
 
 @functools.lru_cache(maxsize=1)
@@ -523,7 +605,8 @@ def parse_expr(text: str, limits: Limits | None = None, filename: str = "<--set>
     try:
         tree = _lark().parse(text, start="expr")
     except UnexpectedInput as e:
-        raise NetdslError([_syntax_error(e, text, filename)], {filename: text}) from None
+        raise NetdslError([_with_unclosed(_syntax_error(e, text, filename), text)],
+                          {filename: text}) from None
     too_deep = _check_depth(tree, filename, limits.max_nesting)
     if too_deep is not None:
         raise NetdslError([too_deep], {filename: text})

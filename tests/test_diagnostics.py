@@ -54,6 +54,39 @@ def test_every_code_has_a_fixture_and_a_catalogue_entry(code):
     assert f"<!-- example: {code}_" in (ROOT / "netdsl" / "errors.md").read_text()
 
 
+_NO_HELP = re.compile(r"^No help: *(.*?)\s*$", re.M)
+
+
+def no_help_reason(entry: str) -> str | None:
+    """The reason an entry states for its diagnostic having no `help` line, if it states one."""
+    m = _NO_HELP.search(entry)
+    if m is None:
+        return None
+    assert m.group(1), "`No help:` must say why"
+    return m.group(1)
+
+
+def test_a_no_help_marker_is_read_and_must_give_a_reason():
+    assert no_help_reason("## E0999: x\n\nNo help: the message names the fix.\n") == "the message names the fix."
+    assert no_help_reason("## E0999: x\n\nSee the help line.\n") is None
+    with pytest.raises(AssertionError):
+        no_help_reason("## E0999: x\n\nNo help:\n")
+
+
+@pytest.mark.parametrize("fx", FIXTURES, ids=[fx.name for fx in FIXTURES])
+def test_every_fixture_renders_a_help_or_its_entry_says_why_not(fx):
+    # The docs promise a `help` line with the fix in every diagnostic.
+    error = errors_doc.compile_fixture(fx)
+    first = error.diagnostics[0]
+    reason = no_help_reason(entries()[fx.code])
+    if reason is None:
+        assert first.help and first.help.strip(), f"{fx.name} gives no help:\n{error.render()}"
+        assert "  = help: " in first.render(error.sources)
+    else:
+        # A stale reason hides a help that the catalogue should show.
+        assert not first.help, f"{fx.code} says `No help: {reason}`, but {fx.name} gives one"
+
+
 def test_the_catalogue_documents_no_code_the_package_lacks():
     assert set(entries()) <= raised_codes()
 
@@ -309,3 +342,23 @@ def test_a_caret_far_along_a_long_line_stays_under_its_token():
     shown, caret = lines[3], lines[4]
     assert shown.startswith("3 | …") and len(shown) < 300 and len(caret) < 300
     assert shown[caret.index("^"):].startswith("foo") and caret.count("^") == 3
+
+
+def test_errors_come_in_the_order_of_the_text():
+    # The checker meets them as it expands: the network first (line 6), then the block it
+    # uses (line 2), with the file's `let`s before both (line 11). A reader goes down the file.
+    spec = """block b(c) {
+    conv2d(c, 3, strides = 2)
+}
+network n() {
+    input [3, 32, 32]
+    conv2d(widht, 3)
+    b(4)
+    relu * -1
+}
+let x = 1 // 0
+"""
+    error = _error(spec)
+    assert [(d.code, d.span.line) for d in error.diagnostics] == [
+        ("E0202", 2), ("E0101", 6), ("E0204", 8), ("E0211", 10)]
+

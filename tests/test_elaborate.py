@@ -233,3 +233,97 @@ def test_side_output_names_that_are_tuple_fields_build_and_run():
     model = netdsl.build(f"network n() {{\n input [3, 4, 4]\n{sides}\n flatten\n linear(3)\n}}")
     out = model(torch.zeros(2, 3, 4, 4))
     assert out._fields == ("logits", *names) and out.logits.shape == (2, 3)
+
+
+# ---------------------------------------------------------------- every diagnostic carries its fix
+
+
+def diags(body, params="", **kw):
+    with pytest.raises(netdsl.NetdslError) as info:
+        netdsl.compile(f"network n({params}) {{\n    input [16, 32, 32]\n{body}\n}}\n", **kw)
+    return info.value.diagnostics
+
+
+def test_a_label_that_is_a_position_names_the_unlabelled_module_not_a_duplicate_label():
+    (d,) = diags("    conv2d(16, 3)\n    relu\n    \"1\": relu")
+    assert d.code == "E0108"
+    assert d.message == "label `1` collides with the name of the unlabelled module at position 1"
+    assert d.label == "the module at <spec>:4:5 is already named `1`" and "`layer1`" in d.help
+    (d,) = diags("    a: relu\n    a: relu")
+    assert d.message == "duplicate label `a` in one scope"
+
+
+def test_an_invalid_template_label_in_a_loop_is_reported_once():
+    ds = diags('    for i in range(3) {\n        "a.{i}": relu\n        "b c": relu\n    }')
+    assert [(d.code, d.span.line, d.message) for d in ds] == [
+        ("E0111", 4, 'invalid label "a.0"'), ("E0111", 5, 'invalid label "b c"')]
+    assert ds[0].help.endswith('e.g. "a_0"')
+
+
+@pytest.mark.parametrize("expr, params, help", [
+    ("conv2d(width * 1.5, 3)", "width = 32",
+     "`width * 1.5` is 48.0, a float: write `int(width * 1.5)` (48) or `make_divisible(width * 1.5, 8)` (48)"),
+    ("linear(100 / 3)", "",
+     "`100 / 3` is 33.333333333333336, a float: write `int(100 / 3)` (33) or `make_divisible(100 / 3, 8)` (32)"),
+    ("conv2d(16, k / 2)", "k = 6",
+     "`k / 2` is 3.0, a float: write `int(k / 2)` (3) or `ceil(k / 2)` (3)"),
+    ("relu * (d * 1.5)", "d = 3", "`d * 1.5` is 4.5, a float: write `int(d * 1.5)` (4) or `ceil(d * 1.5)` (5)"),
+    ('conv2d(16, 3, stride = "2")', "", "remove the quotes: the default is `stride = 1`"),
+    ("for i in n { relu }", "n = 3", "write a list, e.g. `range(n)` for [0, 1, 2]"),
+])
+def test_a_value_of_the_wrong_type_says_how_to_make_the_right_one(expr, params, help):
+    d = diags("    " + expr, params)[0]
+    assert d.code == "E0206" and d.help == help
+
+
+@pytest.mark.parametrize("cond, params, help", [
+    ("p", "p = 0.5", "compare it explicitly: `p > 0` or `p != 0`"),
+    ("p * 2", "p = 0.5", "compare it explicitly: `(p * 2) > 0` or `(p * 2) != 0`"),
+    ("xs", "xs = [1]", "compare it explicitly: `len(xs) > 0`"),
+    ("x", "x = none", "compare it explicitly: `x != none`"),
+])
+def test_a_condition_that_is_not_a_bool_gets_the_comparison_written_out(cond, params, help):
+    d = diags(f"    if {cond} {{ relu }}", params)[0]
+    assert d.code == "E0214" and d.help == help
+
+
+def test_an_unknown_layer_used_as_a_value_suggests_the_nearest_layers_and_blocks():
+    spec = """block act_block(act = relu) { act }
+block hard_tanh_block() { tanh }
+network n() {
+    input [16, 8, 8]
+    act_block(act = hardsigmoid)
+    act_block(act = hardtanh)
+}
+"""
+    with pytest.raises(netdsl.NetdslError) as info:
+        netdsl.compile(spec)
+    first, second = info.value.diagnostics
+    assert first.code == second.code == "E0101"
+    assert first.help == ("no layer or block is called `hardsigmoid`; the nearest layers and blocks are "
+                          "`sigmoid`, `hardswish` and `hard_tanh_block`. Or define it with `let`, or as a "
+                          "parameter of the enclosing block or network")
+    assert second.help.startswith("no layer or block is called `hardtanh`; the nearest layers and blocks "
+                                  "are `hard_tanh_block`, `hardswish` and `tanh`.")
+    # A near misspelling still gets one answer.
+    assert diags("    relu * len(convv2d)")[0].help == "did you mean `conv2d`?"
+
+
+def test_an_unknown_layer_as_a_statement_suggests_the_nearest_layers():
+    assert diags("    hardsigmoid")[0].help == (
+        "the nearest layers are `sigmoid` and `hardswish`; or define it with "
+        "`block hardsigmoid(...) { ... }` or import a spec that does")
+
+
+@pytest.mark.parametrize("body, params, help", [
+    ("    conv2d(16, 3, stride = 0)", "", "give `stride` a value of 1 or more (1 keeps the size, 2 halves it)"),
+    ("    dropout(1.5)", "", "`p` is a probability; torch's default is 0.5"),
+    ("    batchnorm2d(eps = 0)", "", "`eps` keeps the division by the variance finite; torch's default is 1e-5"),
+    ("    conv2d(16, 3, stride = 2, stride = 1)", "", "the first `stride` is at 3:19; keep one of them"),
+    ("    relu * (4 // (g - 1))", "g = 1",
+     "the divisor is 0 (g = 1); give values that make it non-zero, or guard it, e.g. `max(1, ...)`"),
+    ("    relu * (4 % 0)", "", "the divisor is 0; give values that make it non-zero, or guard it, e.g. `max(1, ...)`"),
+    ("    relu * len(range(0, 4, 0))", "", "a range steps up or down: give a step of 1 (or -1 to count down)"),
+])
+def test_range_repeat_and_division_errors_carry_a_help(body, params, help):
+    assert diags(body, params)[0].help == help

@@ -120,3 +120,94 @@ def test_rendered_diagnostic_shows_the_line_and_a_caret():
     assert "2 |   relu $" in text
     assert "  |        ^" in text
     assert "  = help:" in text
+
+
+# ---------------------------------------------------------------- a bracket left open
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from netdsl.parser import unclosed  # noqa: E402
+
+
+def _syntax_error(text):
+    with pytest.raises(netdsl.NetdslError) as e:
+        parse(text)
+    return e.value.diagnostics[0]
+
+
+def test_a_missing_brace_is_named_where_it_was_opened_not_where_the_parser_stopped():
+    # The residual's `}` is missing: the parser only fails at the next network, 5 lines on.
+    text = ("network a() {\n    input [3, 8, 8]\n    residual {\n        relu\n\n    relu\n}\n\n"
+            "network b() {\n    input [3, 8, 8]\n}\n")
+    d = _syntax_error(text)
+    assert (d.code, d.span.line) == ("E0001", 9)
+    assert d.notes == ("this `{` at 3:14 is not closed",)
+    assert d.help == "add the `}` that closes `residual {` where its body ends"
+
+
+def test_the_end_of_the_file_names_the_brace_left_open():
+    d = _syntax_error("network n() {\n    input [3, 8, 8]\n    relu\n")
+    assert d.code == "E0004" and d.notes == ("this `{` at 1:13 is not closed",)
+    assert d.help == "add the `}` that closes `network n() {` where its body ends"
+
+
+def test_an_unclosed_call_or_list_is_named_too():
+    d = _syntax_error("network n() {\n    input [3, 8, 8]\n    conv2d(4, 3\n    relu\n}\n")
+    assert d.notes == ("this `(` at 3:11 is not closed",) and "`conv2d(`" in d.help
+    d = _syntax_error("network n(d = [1, 2) {\n    input [3, 8, 8]\n}\n")
+    assert d.notes == ("this `[` at 1:15 is not closed",) and "where its list ends" in d.help
+
+
+def test_a_syntax_error_in_a_balanced_file_names_no_bracket():
+    d = _syntax_error("network n() {\n    input [3, 8, 8]\n    conv2d(16, 3 padding = 1)\n}\n")
+    assert d.notes == () and d.help == "separate arguments with `,` and close the call with `)`"
+
+
+@pytest.mark.parametrize("text, found", [
+    ('a {\n  "{ not a bracket" # nor { this\n}\n', None),        # strings and comments
+    ('a {\n  "x\\"{"\n}\n', None),                                # an escaped quote in a string
+    ("a {\n  b {\n}\n  }\n", None),                               # misindented but balanced
+    ("a {\n  b {\n    c {\n  }\n}\n", ("{", 3, 7)),                # the deepest one lost its line
+    ("a {\n\tb {\n\t\tc\n}\n", ("{", 2, 4)),                       # tabs are indentation
+    ("a {\n  b(1, [2\n}\n", ("[", 2, 8)),                          # inner first
+])
+def test_unclosed(text, found):
+    assert unclosed(text) == found
+
+
+def _nested(draw_sizes, depth=0):
+    """Lines of a well-indented spec body: groups of groups, with their brace positions."""
+    lines, opens = [], []
+    for size in draw_sizes:
+        pad = "    " * depth
+        if isinstance(size, list):
+            opens.append((len(lines), len(pad) + 6))
+            lines.append(f"{pad}grp: {{")
+            inner, inner_opens = _nested(size, depth + 1)
+            opens.extend((i + len(lines), c) for i, c in inner_opens)
+            lines.extend(inner)
+            lines.append(f"{pad}}}")
+        else:
+            lines.extend([f"{pad}relu"] * size)
+    return lines, opens
+
+
+_tree = st.recursive(st.integers(0, 2), lambda kids: st.lists(kids, min_size=1, max_size=3),
+                     max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_tree, min_size=1, max_size=4), st.data())
+def test_the_brace_whose_closing_line_is_removed_is_the_one_named(body, data):
+    lines, opens = _nested(body, 1)
+    text_lines = ["network n() {", "    input [3, 8, 8]"] + lines + ["}"]
+    opens = [(0, 13)] + [(i + 2, c) for i, c in opens]
+    # Remove the line that closes one `{`: the one on the line indented like its opener.
+    which = data.draw(st.integers(0, len(opens) - 1))
+    row, col = opens[which]
+    indent = len(text_lines[row]) - len(text_lines[row].lstrip())
+    close = next(i for i in range(row + 1, len(text_lines)) if text_lines[i] == " " * indent + "}")
+    text = "\n".join(text_lines[:close] + text_lines[close + 1:]) + "\n"
+    assert unclosed(text) == ("{", row + 1, col)
+    d = _syntax_error(text)
+    assert d.code in ("E0001", "E0004") and d.notes == (f"this `{{` at {row + 1}:{col} is not closed",)
