@@ -44,7 +44,7 @@ from netdsl.lower import lower
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
-# spec name → torchvision constructor (NETWORKS.md's reference column)
+# spec name → torchvision constructor (the reference column of docs/specs.md)
 REFERENCES = {
     "alexnet": lambda: torchvision.models.alexnet(),
     "vgg16": lambda: torchvision.models.vgg16(),

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import sys
 
 from .diagnostics import NetdslError
@@ -38,8 +39,13 @@ def _positive_int(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="netdsl", description="Check, build and measure CNN specs.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.add_argument("--version", action="version", version=f"netdsl {__version__}")
+    # Not required=True: argparse would then say "the following arguments are required:
+    # COMMAND", which reads as if a flag given before it (`netdsl --verbose`) were fine.
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(sp, depth_default_help: str):
         sp.add_argument("spec", help="path to a .net spec file")
@@ -68,8 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     common(c, "default 2 for the table, all for json")
     c.add_argument("--emit-ir", action="store_true", help="print the checked IR as JSON")
 
-    e = sub.add_parser("explain", help="explain an error code, e.g. netdsl explain E0301")
-    e.add_argument("code")
+    e = sub.add_parser("explain", help="explain an error code, e.g. netdsl explain E0301; "
+                                       "without a code, list them all")
+    e.add_argument("code", nargs="?")
 
     ls = sub.add_parser("lsp", help="run the language server on stdin/stdout, for editors")
     ls.add_argument("--stdio", action="store_true",
@@ -235,38 +242,48 @@ def _memory(device, what: str):
 
 
 def cmd_build(args) -> int:
-    from .analysis import analyse
-    from .lower import lower
+    from .status import StatusLine
+
+    # Seconds pass before the table (VGG-16: 5 to 13 s): on a terminal, say what is happening.
+    with StatusLine(sys.stderr) as status:
+        status.show("loading torch...")
+        from .analysis import analyse
+        from .lower import lower
+
+        device = _device(args.device)
+        target = _save_target(args, device)
+        status.show(f"checking {args.spec}...")
+        net = _compile(args)
+        a = analyse(net)
+        status.show(f"building `{net.name}`: {a.params:,} parameters on {device}...")
+        with _memory(device, f"to build `{net.name}` ({a.params:,} parameters)"):
+            model = lower(net, device=device)
+        built = sum(p.numel() for p in model.parameters())
+        if built != a.params:
+            raise AssertionError(f"netdsl bug: built model has {built} parameters, analysis says {a.params}")
+        total, note, mismatch = None, None, False
+        if device.type == "meta":
+            note = "fvcore cross-check: skipped on the meta device (nothing to run)"
+        elif args.no_fvcore:
+            note = "fvcore cross-check: skipped (--no-fvcore)"
+        else:
+            status.show("counting MACs with fvcore to cross-check them (--no-fvcore skips this)...")
+            with _memory(device, "for the fvcore cross-check (--no-fvcore skips it)"):
+                total = fvcore_total(model, net.input_shape, device)
+            mismatch = total != a.macs
+            note = (f"fvcore cross-check: MISMATCH — static analysis says {a.macs:,} MACs, fvcore "
+                    f"counts {total:,}; please report this as a netdsl bug" if mismatch else
+                    "fvcore cross-check: static MACs equal fvcore's total")
+        if target is not None:
+            from .checkpoint import SaveError, save
+
+            status.show(f"saving the state_dict to {args.save}...")
+            try:
+                save(model.state_dict(), args.save, target)
+            except SaveError as e:
+                raise _UsageError(str(e)) from None
     from .table import render_table, to_json
 
-    device = _device(args.device)
-    target = _save_target(args, device)
-    net = _compile(args)
-    a = analyse(net)
-    with _memory(device, f"to build `{net.name}` ({a.params:,} parameters)"):
-        model = lower(net, device=device)
-    built = sum(p.numel() for p in model.parameters())
-    if built != a.params:
-        raise AssertionError(f"netdsl bug: built model has {built} parameters, analysis says {a.params}")
-    total, note, mismatch = None, None, False
-    if device.type == "meta":
-        note = "fvcore cross-check: skipped on the meta device (nothing to run)"
-    elif args.no_fvcore:
-        note = "fvcore cross-check: skipped (--no-fvcore)"
-    else:
-        with _memory(device, "for the fvcore cross-check (--no-fvcore skips it)"):
-            total = fvcore_total(model, net.input_shape, device)
-        mismatch = total != a.macs
-        note = (f"fvcore cross-check: MISMATCH — static analysis says {a.macs:,} MACs, fvcore "
-                f"counts {total:,}; please report this as a netdsl bug" if mismatch else
-                "fvcore cross-check: static MACs equal fvcore's total")
-    if target is not None:
-        from .checkpoint import SaveError, save
-
-        try:
-            save(model.state_dict(), args.save, target)
-        except SaveError as e:
-            raise _UsageError(str(e)) from None
     if args.format == "json":
         extra = {"fvcore": total, "device": str(device)}
         if args.save:
@@ -283,12 +300,19 @@ def cmd_build(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from .catalogue import explain
+    from .catalogue import explain, render, titles
 
+    if args.code is None:
+        for code, title in titles().items():
+            print(f"{code}  {title}")
+        print("\nnetdsl explain CODE says what one means, with an example and the fix.")
+        return 0
     text = explain(args.code)
     if text is None:
-        raise _UsageError(f"unknown error code {args.code!r}; codes look like E0301")
-    print(text)
+        raise _UsageError(f"unknown error code {args.code!r}; codes look like E0301 "
+                          "(netdsl explain lists them)")
+    # Wide enough for the examples' diagnostics, narrow enough to read as prose.
+    print(render(text, width=min(shutil.get_terminal_size().columns, 100) - 1), end="")
     return 0
 
 
@@ -305,7 +329,12 @@ def cmd_lsp(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        parser = _parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_usage(sys.stderr)
+            raise _UsageError("give a command: build, check, explain or lsp "
+                              "(netdsl --help says more, netdsl --version prints the version)")
         return {"build": cmd_build, "check": cmd_check, "explain": cmd_explain,
                 "lsp": cmd_lsp}[args.command](args)
     except NetdslError as e:

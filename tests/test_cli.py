@@ -230,3 +230,68 @@ def test_running_out_of_memory_is_not_an_internal_error(spec_path, capsys, monke
     assert main(["build", spec_path("lenet5")]) == 2
     assert capsys.readouterr().err == ("netdsl: error: not enough memory on cpu to build `lenet5` "
                                        "(61,706 parameters); try --device meta\n")
+
+
+def test_version_prints_the_package_version():
+    import netdsl
+
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout == f"netdsl {netdsl.__version__}\n"
+    assert netdsl.__version__ == "0.1.0"
+
+
+def test_no_command_says_which_commands_there_are():
+    r = run()
+    assert r.returncode == 2
+    assert "give a command: build, check, explain or lsp" in r.stderr
+    assert "required" not in r.stderr
+
+
+def _build_on_a_terminal(spec, *args):
+    """`netdsl build` with stderr on a pseudo-terminal and stdout on a pipe, as
+    `netdsl build x.net | less` runs it: (what the terminal got, stdout, status)."""
+    import os
+    import pty
+
+    main, secondary = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "netdsl", "build", spec, *args], stdout=subprocess.PIPE,
+                         stderr=secondary, env={**os.environ, "TERM": "xterm"})
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    out, _ = p.communicate(timeout=300)
+    return seen.decode(), out.decode(), p.returncode
+
+
+def test_build_shows_what_it_is_doing_on_a_terminal_and_erases_it(spec_path):
+    tty, out, status = _build_on_a_terminal(spec_path("lenet5"))
+    assert status == 0
+    erase = "\r\x1b[K"
+    steps = [s for s in tty.split(erase) if s]
+    assert steps == ["loading torch...", f"checking {spec_path('lenet5')}...",
+                     "building `lenet5`: 61,706 parameters on cpu...",
+                     "counting MACs with fvcore to cross-check them (--no-fvcore skips this)..."]
+    assert tty.endswith(erase)  # erased: the prompt comes back on a clean line
+    assert out == run("build", spec_path("lenet5")).stdout  # the table is as piped
+
+
+def test_a_spec_error_on_a_terminal_comes_after_the_status_is_erased(tmp_path):
+    bad = tmp_path / "bad.net"
+    bad.write_text("network n() {\n  input [1, 8, 8]\n  lineer(10)\n}\n")
+    tty, out, status = _build_on_a_terminal(str(bad))
+    assert status == 1 and out == ""
+    before, _, error = tty.partition("error[E0102]")
+    assert before.endswith("\r\x1b[K") and "\x1b" not in error
+
+
+def test_build_writes_no_status_into_a_pipe(spec_path):
+    r = run("build", spec_path("lenet5"))
+    assert r.returncode == 0 and r.stderr == ""

@@ -167,7 +167,7 @@ def test_the_editors_page_matches_the_extension():
 
     page = (ROOT / "docs" / "editors.md").read_text(encoding="utf-8")
     pkg = json.loads((VSCODE / "package.json").read_text())
-    blocks = re.findall(r"```(\w*)\n(.*?)```", page, re.S)
+    blocks = re.findall(r"^```(\w*)[^\n]*\n(.*?)^```$", page, re.S | re.M)  # ```sh no-run too
     for lang, body in blocks:
         if lang == "json":
             settings = json.loads(body)

@@ -1,6 +1,6 @@
 """LeNet-5, AlexNet, VGG-16 and ResNet-34/50: the spec-built model is the
 reference network. torchvision's state_dict loads with strict=True, outputs
-agree, and parameter and key counts equal NETWORKS.md."""
+agree, and parameter and key counts equal the reference figures of docs/specs.md."""
 
 import pytest
 import torch
@@ -9,7 +9,7 @@ from torch import nn
 
 import netdsl
 
-# spec, torchvision constructor, input, params, state_dict keys (NETWORKS.md)
+# spec, torchvision constructor, input, params, state_dict keys (docs/specs.md, reference figures)
 CASES = [
     ("alexnet", torchvision.models.alexnet, (3, 224, 224), 61_100_840, 16),
     ("vgg16", torchvision.models.vgg16, (3, 224, 224), 138_357_544, 32),

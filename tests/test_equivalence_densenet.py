@@ -17,7 +17,7 @@ SPECS = Path(__file__).resolve().parent.parent / "specs"
 FAMILY = str(SPECS / "densenet.net")
 D121 = str(SPECS / "densenet121.net")
 
-# NETWORKS.md, measured on torchvision 0.29.1 / fvcore 0.1.5.
+# The reference figures of docs/specs.md, measured on torchvision 0.29.1 / fvcore 0.1.5.
 PARAMS = 7_978_856
 KEYS = 727
 MACS = 2_865_546_752

@@ -1,7 +1,7 @@
 """specs/efficientnet*.net is torchvision's EfficientNet: B0 and B1 take
 torchvision's weights with strict=True and give the same outputs in eval and
 in training mode (stochastic depth and dropout drawing the same random
-numbers), the same gradients, and NETWORKS.md's counts; B2-B7 have
+numbers), the same gradients, and docs/specs.md's reference counts; B2-B7 have
 torchvision's parameter counts, norms and stochastic-depth rates. ResNet-50's
 gradients are checked here too, beside EfficientNet's gates and residuals."""
 
@@ -17,7 +17,7 @@ from netdsl.analysis import analyse
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
-# NETWORKS.md (torchvision 0.29.1, fvcore 0.1.5): input side, params, fvcore total, keys.
+# docs/specs.md's reference figures (torchvision 0.29.1, fvcore 0.1.5): input side, params, fvcore total, keys.
 FIGURES = {
     "efficientnet_b0": (224, 5_288_548, 401_659_392, 360),
     "efficientnet_b1": (240, 7_794_184, 712_732_416, 508),

@@ -19,7 +19,7 @@ import netdsl
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
-# Every spec that has a torchvision counterpart, with the constructor NETWORKS.md names.
+# Every spec that has a torchvision counterpart, with the constructor docs/specs.md names.
 REFERENCES = {
     "alexnet": torchvision.models.alexnet,
     "vgg16": torchvision.models.vgg16,

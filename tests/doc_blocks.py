@@ -1,0 +1,210 @@
+"""The code blocks of the docs, and how tests/test_docs.py runs them as a reader would.
+
+The convention, for whoever writes docs (README.md and every page of docs/):
+
+- Every fenced block names its language. ```` ```sh ````, ```` ```console ```` and
+  ```` ```python ```` blocks are run by the tests, from the root of a scratch copy of
+  the repository, as a reader with the virtual environment active runs them (`netdsl`,
+  `python` and `python3` on the PATH are the environment's):
+  - ```` ```sh ````: the block is one shell script; it must exit with status 0.
+  - ```` ```console ````: each line starting with `$ ` is a command, the lines under it
+    its output (stdout and stderr together), compared line by line; a line `...` stands
+    for any number of lines. A command must exit with status 0 unless its output shows
+    an `error`.
+  - ```` ```python ````: the block runs as a script. A line that is an expression with a
+    comment after it states the expression's value: `model.fc.out_features  # 10` is
+    checked to be `repr` of the value (a tuple's without its parentheses).
+- Add ` no-run` to the language to show a block without running it: installs, editor
+  set-up, what needs a GPU, long benchmarks (```` ```sh no-run ````).
+- ```` ```text ```` is output shown without its command, or a synopsis: not run.
+  ```` ```netdsl ```` is spec text; with `<!-- file: NAME -->` on the line before it,
+  it is saved as NAME in the scratch copy before the page's commands run. Other
+  languages (`json`, `lua`, `toml`) are configuration, shown as they are.
+
+docs/errors.md is generated (tests/errors_doc.py): its ```` ```console ```` blocks are
+the recorded output of its examples, checked by tests/test_diagnostics.py, not run here.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = {"sh", "console", "python"}
+SHOWN = {"text", "netdsl", "json", "lua", "toml"}
+FLAGS = {"no-run"}
+_FENCE = re.compile(r"^```(.*)$")
+_FILE = re.compile(r"^<!-- file: (\S+) -->$")
+
+
+@dataclass
+class Block:
+    page: Path
+    line: int      # of the opening fence, 1-based
+    language: str
+    flags: set[str]
+    text: str
+    file: str | None  # the name given by a `<!-- file: NAME -->` line before it
+
+    @property
+    def runs(self) -> bool:
+        return self.language in RUN and "no-run" not in self.flags
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+
+def pages() -> list[Path]:
+    """README.md and the docs pages whose blocks are run (docs/errors.md is generated)."""
+    return [ROOT / "README.md"] + sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "errors.md")
+
+
+def blocks(page: Path) -> list[Block]:
+    lines = page.read_text(encoding="utf-8").splitlines()
+    out, i = [], 0
+    while i < len(lines):
+        m = _FENCE.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        words = m.group(1).split()
+        start = i
+        i += 1
+        body = []
+        while i < len(lines) and lines[i] != "```":
+            body.append(lines[i])
+            i += 1
+        if i == len(lines):
+            raise ValueError(f"{page.name}:{start + 1}: a code block that is never closed")
+        i += 1
+        before = lines[start - 1] if start else ""
+        file = _FILE.match(before)
+        out.append(Block(page, start + 1, words[0] if words else "", set(words[1:]),
+                         "\n".join(body) + "\n", file.group(1) if file else None))
+    return out
+
+
+def workspace(tmp: Path, page: Path) -> tuple[Path, dict[str, str]]:
+    """A scratch copy of the repository with the page's files written into it, and the
+    environment of a shell in which the virtual environment is active."""
+    root = tmp / "repo"
+    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis", "*.egg-info"))
+    for b in blocks(page):
+        if b.file:
+            (root / b.file).write_text(b.text, encoding="utf-8")
+    bin_ = tmp / "bin"
+    bin_.mkdir()
+    for name, args in (("netdsl", '-m netdsl "$@"'), ("python", '"$@"'), ("python3", '"$@"')):
+        (bin_ / name).write_text(f'#!/bin/sh\nexec "{sys.executable}" {args}\n')
+        (bin_ / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_}{os.pathsep}{os.environ.get('PATH', '')}",
+           # The code under test is this checkout's, whatever is installed.
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "COLUMNS": "80"}
+    env.pop("NETDSL_TRACEBACK", None)
+    return root, env
+
+
+def run_sh(block: Block, cwd: Path, env: dict[str, str]) -> None:
+    r = subprocess.run(["bash", "-e", "-c", block.text], cwd=cwd, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, f"{block.where}: exit status {r.returncode}\n{r.stdout}{r.stderr}"
+
+
+def console_commands(block: Block) -> list[tuple[str, list[str]]]:
+    """(command, expected output lines) for each `$ ` line of a console block."""
+    out: list[tuple[str, list[str]]] = []
+    for line in block.text.splitlines():
+        if line.startswith("$ "):
+            out.append((line[2:], []))
+        elif out:
+            out[-1][1].append(line.rstrip())
+        elif line.strip():
+            raise AssertionError(f"{block.where}: output before the first `$ ` command: {line!r}")
+    return out
+
+
+def matches(expected: list[str], actual: list[str]) -> bool:
+    """Whether ``actual`` is ``expected``, a line `...` standing for any number of lines."""
+    if not expected:
+        return not actual
+    if expected[0] == "...":
+        return any(matches(expected[1:], actual[i:]) for i in range(len(actual) + 1))
+    return bool(actual) and expected[0] == actual[0] and matches(expected[1:], actual[1:])
+
+
+def _trim(lines: list[str]) -> list[str]:
+    while lines and not lines[0]:
+        lines = lines[1:]
+    while lines and not lines[-1]:
+        lines = lines[:-1]
+    return lines
+
+
+def run_console(block: Block, cwd: Path, env: dict[str, str]) -> None:
+    commands = console_commands(block)
+    assert commands, f"{block.where}: a console block without a `$ ` command"
+    for command, expected in commands:
+        r = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=300)
+        actual = _trim([line.rstrip() for line in r.stdout.splitlines()])
+        expected = _trim(expected)
+        assert matches(expected, actual), (
+            f"{block.where}: `{command}` printed\n" + "\n".join(actual) + "\n--- the docs show\n"
+            + "\n".join(expected))
+        if not any(line.startswith("error") for line in expected):
+            assert r.returncode == 0, f"{block.where}: `{command}` exited with {r.returncode}"
+
+
+def _stated_values(source: str) -> dict[int, str]:
+    """Line number → the comment at the end of that line."""
+    comments = {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.string[1:].strip()
+    return comments
+
+
+def run_python(block: Block, cwd: Path) -> None:
+    tree = ast.parse(block.text, filename=block.where)
+    comments = _stated_values(block.text)
+    namespace: dict = {"__name__": "__main__"}
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        for stmt in tree.body:
+            where = f"{block.where} (line {block.line + stmt.lineno})"
+            stated = comments.get(stmt.end_lineno) if isinstance(stmt, ast.Expr) else None
+            if stated is None:
+                exec(compile(ast.Module([stmt], []), where, "exec"), namespace)
+                continue
+            value = eval(compile(ast.Expression(stmt.value), where, "eval"), namespace)
+            shown = {repr(value)}
+            if isinstance(value, tuple):
+                shown.add(", ".join(map(repr, value)))
+            assert stated in shown, f"{where}: the docs say {stated}, it is {repr(value)}"
+    finally:
+        os.chdir(old)
+
+
+def run(block: Block, tmp: Path) -> None:
+    cwd, env = workspace(tmp, block.page)
+    if block.language == "sh":
+        run_sh(block, cwd, env)
+    elif block.language == "console":
+        run_console(block, cwd, env)
+    else:
+        with contextlib.redirect_stdout(io.StringIO()):
+            run_python(block, cwd)
