@@ -509,8 +509,6 @@ def make_contract(item: Input, workdir: Path, macs_budget: float, compile=None):
     compile = compile or netdsl.compile
 
     def contract(net) -> str:
-        import torch
-
         from netdsl.analysis import analyse
         from netdsl.lower import lower
 
@@ -529,13 +527,13 @@ def make_contract(item: Input, workdir: Path, macs_budget: float, compile=None):
                     break
                 try:
                     small = compile(item.data, network=item.network, input=(c, size, size),
+                                    limits=netdsl.Limits(**dict(item.limits)),
                                     **dict(item.overrides))
                 except netdsl.NetdslError:
                     continue
                 if analyse(small).macs <= macs_budget:
                     run_model(small, workdir)
                     return "smaller input"
-        del torch
         return "meta only"
 
     return contract
