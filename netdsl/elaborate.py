@@ -22,7 +22,7 @@ from .diagnostics import Diagnostic, NetdslError, by_position, closest, related,
 from .combinators import CombinatorChecks
 from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units
 from .flows import ConcatFlow, NameScope, SeqFlow
-from .layers import LAYERS, PARAMETERS, REQUIRED, SAVES_OUTPUT, ArgTypeError
+from .layers import LAYERS, PARAMETERS, PASS_THROUGH, REQUIRED, SAVES_OUTPUT, ArgTypeError
 from .limits import Limits
 from .loader import Program
 from .reserved import reserved
@@ -35,9 +35,6 @@ _VALUE_TYPES = (bool, int, float, str, tuple, BlockRef, LayerRef)  # and none
 # What the smallest values of an argument mean, for the help of a value below them.
 _RANGE_HINTS = {"stride": " (1 keeps the size, 2 halves it)", "padding": " (0 is no padding)",
                 "groups": " (1 is an ordinary convolution)", "dilation": " (1 is an ordinary window)"}
-
-# Layers whose output is their input tensor (or a view of it): they keep it shared.
-_PASS_THROUGH = {"identity", "flatten", "dropout", "stochastic_depth"}
 
 
 class _Abort(Exception):
@@ -853,7 +850,7 @@ class Checker(CombinatorChecks):
             return [], None, False
         if kind in SAVES_OUTPUT:
             return [node], out, kind  # its backward reads its output: no in-place op after it
-        passes = kind in _PASS_THROUGH or values.get("inplace", False)
+        passes = kind in PASS_THROUGH or values.get("inplace", False)
         return [node], out, shared if passes else False
 
     def _arg_help(self, a, v, expected: str, span) -> str | None:

@@ -169,8 +169,21 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "batchnorm2d": ("weight", "bias"),
 }
 
+# What autograd keeps of each kind, for in-place operations. Three sets, because
+# a wrong guess costs differently: one kind missing from OUTPUT_NOT_SAVED costs an
+# extra tensor; one wrongly there breaks backward.
+#
+# Kinds whose output is their input, a view of it, or (dropout, stochastic depth in
+# training) a product nothing keeps: what follows them sees the tensor before them.
+PASS_THROUGH = frozenset({"identity", "flatten", "dropout", "stochastic_depth"})
+
 # Kinds whose backward reads their output (torch saves the result of relu, sigmoid and
-# tanh, in place or not): an in-place op on that output, even through a pass-through
-# layer, would make backward fail, so the checker refuses one and lowering adds a
-# residual out of place after one.
+# tanh, in place or not): the checker refuses an in-place op on that output, even
+# through a pass-through layer (E0311).
 SAVES_OUTPUT = frozenset({"relu", "sigmoid", "tanh"})
+
+# Kinds whose output autograd never keeps (they keep their input and weights, or only
+# sizes): a residual may add its shortcut into that output in place, as torchvision's
+# blocks do. Activations are left out: they keep their output, or may in some torch version.
+OUTPUT_NOT_SAVED = frozenset({"conv2d", "linear", "batchnorm2d", "maxpool2d", "avgpool2d",
+                              "adaptive_avgpool2d"})

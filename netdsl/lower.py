@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from . import ir
+from .layers import OUTPUT_NOT_SAVED, PASS_THROUGH
 from .modules import (Block, Chain, ConcatOp, DenseOp, GateOp, Group, Network, ResidualOp,
                       SideOp, StochasticDepth, _identity, outputs_type)
 
-_PASS_THROUGH = {"identity", "flatten", "dropout", "stochastic_depth"}
 
 
 def _leaf(node, device) -> nn.Module:
@@ -139,15 +139,6 @@ def initialise(m: nn.Module, declared: dict[str, ir.InitScheme]) -> None:
             m.reset_running_stats()
 
 
-# Layer kinds whose output autograd never keeps for their backward (they keep their
-# input and weights, or only sizes), so a residual may add into that output in place.
-# Activations keep their output (relu, sigmoid, tanh, any in-place one) or may in some
-# torch version; a kind missing here only costs an extra tensor, one wrongly here
-# breaks backward, so the list is short.
-_OUTPUT_NOT_SAVED = frozenset({"conv2d", "linear", "batchnorm2d", "maxpool2d", "avgpool2d",
-                               "adaptive_avgpool2d"})
-
-
 def _output_free(nodes) -> bool | None:
     """Whether a sequence's output is a new tensor no backward needs (True), may be
     needed or is unknown (False), or is its input passed through (None)."""
@@ -160,9 +151,9 @@ def _output_free(nodes) -> bool | None:
                 continue
             return inner
         if isinstance(node, ir.Layer):
-            if node.kind in _PASS_THROUGH:
+            if node.kind in PASS_THROUGH:
                 continue  # its input or, in training, a product nothing keeps
-            return node.kind in _OUTPUT_NOT_SAVED
+            return node.kind in OUTPUT_NOT_SAVED
         # cat (concat, dense), x * body(x) (gate) and a residual's add keep only their
         # inputs; a nested residual adds in place only into an output nothing keeps.
         return isinstance(node, (ir.Residual, ir.Concat, ir.Dense, ir.Gate))
