@@ -15,7 +15,7 @@ from torch import nn
 from . import ir
 from .layers import OUTPUT_NOT_SAVED, PASS_THROUGH
 from .modules import (Block, Chain, ConcatOp, DenseOp, GateOp, Group, Network, ResidualOp,
-                      SideOp, StochasticDepth, _identity, outputs_type)
+                      SequentialBlock, SideOp, StochasticDepth, _identity, outputs_type, spec_class)
 
 
 
@@ -222,7 +222,6 @@ def _pure(nodes) -> bool:
 class _Lowering:
     def __init__(self, device):
         self.device = target_device(device)
-        self.classes: dict[tuple[str, bool], type] = {}
         self.init = self.device.type != "meta"
         # Leaves that own parameters or buffers, with their IR node, in module order:
         # lower() materialises them on the target device and initialises each once.
@@ -241,14 +240,8 @@ class _Lowering:
     def block_class(self, node: ir.Scope, pure: bool) -> type:
         if node.cls is None:
             return nn.Sequential if pure else Group
-        key = (node.cls, pure)
-        cls = self.classes.get(key)
-        if cls is None:
-            base = nn.Sequential if pure else Block
-            cls = type(node.cls, (base,), {"__module__": "netdsl.blocks",
-                                           "__doc__": f"Block `{node.block}` of a netdsl spec."})
-            self.classes[key] = cls
-        return cls
+        return spec_class(SequentialBlock if pure else Block, node.cls, "netdsl.blocks",
+                          f"Block `{node.block}` of a netdsl spec.")
 
     def scope(self, node: ir.Scope) -> nn.Module:
         pure = _pure(node.body)
@@ -306,9 +299,7 @@ def lower(net: ir.Network, device=None) -> nn.Module:
     (torch.Size([4, 3, 3, 3]), 'meta')
     """
     low = _Lowering(device)
-    cls = type(net.cls, (Network,), {"__module__": "netdsl.networks",
-                                     "__doc__": f"Network `{net.name}` of a netdsl spec."})
-    root = cls()
+    root = spec_class(Network, net.cls, "netdsl.networks", f"Network `{net.name}` of a netdsl spec.")()
     root.spec_name = net.name
     root.input_shape = tuple(net.input_shape)
     root._ndim = len(net.input_shape) + 1

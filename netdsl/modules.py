@@ -10,6 +10,8 @@ and ``.to(device)`` keep working.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import functools
 
 import torch
 from torch import nn
@@ -102,7 +104,51 @@ class SideOp:
         return x
 
 
-class Block(nn.Module):
+class SpecModule:
+    """Mixin of the module classes a spec names (``Bottleneck``, ``Resnet``).
+
+    Those classes are made when a spec is built, so no module holds them and
+    pickle cannot find them by name; an instance is pickled as its base class,
+    its class name and its state instead, and unpickling makes the class again
+    (:func:`spec_class`). ``torch.save(model)`` and ``pickle`` then work in a
+    process that has never seen the spec, as they do for torchvision's models.
+    """
+
+    def __reduce_ex__(self, protocol):
+        cls = type(self)
+        if cls.__module__ == __name__:  # netdsl's own classes are found by name
+            return super().__reduce_ex__(protocol)
+        base = cls.__bases__[0]
+        return (_remake, (base, cls.__name__, cls.__module__, cls.__doc__), self.__getstate__())
+
+
+_SPEC_CLASSES: dict[tuple, type] = {}
+
+
+def spec_class(base: type, name: str, module: str, doc: str | None) -> type:
+    """The module class ``name`` on ``base``, one per process for each name and base.
+
+    >>> spec_class(Block, "Bottleneck", "netdsl.blocks", None) is spec_class(
+    ...     Block, "Bottleneck", "netdsl.blocks", None)
+    True
+    """
+    key = (base, name, module, doc)
+    cls = _SPEC_CLASSES.get(key)
+    if cls is None:
+        cls = _SPEC_CLASSES[key] = type(name, (base,), {"__module__": module, "__doc__": doc})
+    return cls
+
+
+def _remake(base: type, name: str, module: str, doc: str | None):
+    # Unpickling: an empty instance of the class, whose state pickle restores next.
+    return base.__new__(spec_class(base, name, module, doc))
+
+
+class SequentialBlock(SpecModule, nn.Sequential):
+    """Base of block modules whose body is a plain sequence of modules."""
+
+
+class Block(SpecModule, nn.Module):
     """Base of block modules whose body is more than a plain sequence."""
 
     def __init__(self):
@@ -121,8 +167,20 @@ class InputShapeError(ValueError):
     """A built model was called with an input its spec does not accept."""
 
 
-class Network(nn.Module):
+class Network(SpecModule, nn.Module):
     """Base of the root module of a built spec."""
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if state.get("_outputs") is not None:  # a named tuple type made at build time: by its fields
+            state["_outputs"] = _Fields(state["_outputs"].__name__, state["_outputs"]._fields)
+        return state
+
+    def __setstate__(self, state):
+        fields = state.get("_outputs")
+        if isinstance(fields, _Fields):
+            state = {**state, "_outputs": outputs_type(fields.name[:-len("Outputs")], fields.fields[1:])}
+        super().__setstate__(state)
 
     spec_name: str = ""
     input_shape: tuple[int, ...] = ()
@@ -186,9 +244,23 @@ class Network(nn.Module):
         return None
 
 
+@functools.lru_cache(maxsize=None)
 def outputs_type(cls_name: str, sides: tuple[str, ...]):
-    """The named tuple a network returns in training mode when it has side outputs."""
+    """The named tuple a network returns in training mode when it has side outputs,
+    one type per name and fields in a process.
+
+    >>> outputs_type("InceptionV3", ("aux_logits",))._fields
+    ('logits', 'aux_logits')
+    """
     return collections.namedtuple(f"{cls_name}Outputs", ("logits",) + tuple(sides))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fields:
+    """A network's outputs type as pickled: its name and fields."""
+
+    name: str
+    fields: tuple[str, ...]
 
 
 class StochasticDepth(nn.Module):
