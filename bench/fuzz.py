@@ -17,7 +17,8 @@ character. With ``--contract`` (the default of the long run), every input that
 compiles then goes through what ``check`` promises: a build on the meta device
 and on the CPU, a forward in training and in eval mode, a backward, the output
 shape the checker inferred, the parameter count and fvcore's MACs equal to the
-static analysis, and a save of the state_dict that loads back strictly.
+static analysis, a pickled copy giving the same outputs, and a save of the
+state_dict that loads back strictly.
 Networks over ``--macs-budget`` are run at a smaller ``--input`` when the spec
 accepts one, else built on meta only (reported as such). ``--cli`` runs the
 real ``netdsl check`` / ``netdsl build --save`` process instead, judging its
@@ -39,6 +40,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import pickle
 import random
 import re
 import shutil
@@ -488,6 +490,10 @@ def run_model(net, workdir: Path, fvcore: bool = True) -> None:
         y = _outputs(model(x.detach()))
     if len(y) != 1 or tuple(y[0].shape) != want:
         raise ContractBroken(f"eval output {[list(t.shape) for t in y]}, the checker inferred {list(want)}")
+    twin = pickle.loads(pickle.dumps(model))
+    with torch.no_grad():
+        if not torch.equal(twin(x.detach()), y[0]):
+            raise ContractBroken("the unpickled model gives other outputs")
     if fvcore:
         total = fvcore_total(model, net.input_shape, torch.device("cpu"))
         if total != a.macs:
