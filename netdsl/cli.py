@@ -20,8 +20,18 @@ from .diagnostics import NetdslError
 from .limits import Limits
 
 
-class _UsageError(Exception):
-    pass
+class UsageError(Exception):
+    """A command line netdsl cannot act on: printed as ``netdsl: error: ...``, exit 2."""
+
+
+_UsageError = UsageError  # the name this module's own commands use
+
+# Commands that live in their own module, ``netdsl/commands/NAME.py``. Each module has
+# ``register(sub, common)``, which adds its subparser (``common(sp, ...)`` adds the spec
+# argument and the flags every spec command shares) and sets ``run`` as its handler
+# with ``sp.set_defaults(run=run)``. Modules import torch only inside ``run``: every
+# command line parses all of them.
+COMMANDS: tuple[str, ...] = ()
 
 
 # Where the internal-error message asks users to report a bug.
@@ -333,8 +343,12 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_usage(sys.stderr)
-            raise _UsageError("give a command: build, check, explain or lsp "
-                              "(netdsl --help says more, netdsl --version prints the version)")
+            names = sorted(sub_names(parser))
+            raise _UsageError(f"give a command: {', '.join(names[:-1])} or {names[-1]}"
+                              " (netdsl --help says more, netdsl --version prints the version)")
+        run = getattr(args, "run", None)
+        if run is not None:
+            return run(args)
         return {"build": cmd_build, "check": cmd_check, "explain": cmd_explain,
                 "lsp": cmd_lsp}[args.command](args)
     except NetdslError as e:
@@ -352,6 +366,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # whatever it is, a bug of netdsl's: one message, not a traceback
         _internal_error(e, sys.argv[1:] if argv is None else argv)
         return 3
+
+
+def sub_names(parser: argparse.ArgumentParser) -> list[str]:
+    """The names of the parser's subcommands."""
+    for action in parser._subparsers._group_actions:
+        return list(action.choices)
+    return []
 
 
 def _internal_error(e: Exception, argv: list[str]) -> None:

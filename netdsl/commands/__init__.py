@@ -1,0 +1,1 @@
+"""Commands that live in their own module: see ``netdsl.cli.COMMANDS``."""
