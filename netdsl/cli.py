@@ -91,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("lsp", help="run the language server on stdin/stdout, for editors")
     ls.add_argument("--stdio", action="store_true",
                     help="accepted for clients that pass it; stdio is the only transport")
+
+    import importlib
+
+    for name in COMMANDS:
+        importlib.import_module(f"netdsl.commands.{name}").register(sub, common)
     return p
 
 
