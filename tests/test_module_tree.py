@@ -59,3 +59,23 @@ def test_a_reused_module_is_one_module_called_again():
     assert [n for n, _ in model.named_children()] == ["act", "conv"]
     assert out.shape == (1, 32)
     assert get_graph_node_names(model)[1] == ["x", "act", "conv", "act_1", "conv_1", "flatten"]
+
+
+# What netdsl cannot reproduce, and why: torchvision's _DenseBlock is a ModuleDict
+# subclass that a labelled `dense` group cannot name; torchvision's MBConv registers
+# a StochasticDepth even where it has no residual to drop, and never calls it.
+KNOWN_GAPS = {
+    "densenet121": lambda path, cls: cls == "_DenseBlock",
+    "efficientnet_b0": lambda path, cls: path.endswith(".stochastic_depth") and
+    path.split(".")[2] == "0",
+}
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_GAPS))
+def test_module_trees_differ_only_where_netdsl_cannot_follow(spec_path, name):
+    ours, ref = _pair(spec_path, name)
+    a = {path: type(sub).__name__ for path, sub in ours.named_modules()}
+    b = {path: type(sub).__name__ for path, sub in ref.named_modules()}
+    assert set(a) <= set(b)
+    differing = {(p, b[p]) for p in b if a.get(p) != b[p]}
+    assert differing and all(KNOWN_GAPS[name](p, cls) for p, cls in differing)
