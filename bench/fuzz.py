@@ -454,7 +454,14 @@ def _raises_time_limits(limits: dict | None) -> bool:
 
 
 def _outputs(out) -> tuple:
-    return tuple(out) if isinstance(out, tuple) else (out,)
+    """The outputs, the main one first (`sides` may put `logits` anywhere in the tuple)."""
+    if not isinstance(out, tuple):
+        return (out,)
+    fields = getattr(out, "_fields", ())
+    if "logits" in fields:
+        i = fields.index("logits")
+        return (out[i],) + tuple(out[:i]) + tuple(out[i + 1:])
+    return tuple(out)
 
 
 def run_model(net, workdir: Path, fvcore: bool = True) -> None:

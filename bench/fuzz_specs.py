@@ -12,6 +12,10 @@ shipped ones never contain:
 - ``labels``: labels and side-output names that collide with module
   attributes or cannot be named-tuple fields.
 - ``init``: ``init`` rules with random scheme arguments.
+- ``sharing``: ``reuse`` of labelled layers (right and wrong scopes, other
+  channels), ``apply`` of every layer kind, ``sides`` orders, ``as`` class names.
+- ``expressions``: ``log``, ``log2``, ``exp``, ``round(x, digits)`` and filtered
+  comprehensions with edge values, feeding a layer's arguments.
 - ``long_names``: misspelt names of up to 16 KB (the did-you-mean search).
 - ``many_errors``: thousands of bad lines (rendering and the error cap).
 - ``control``: control characters in strings, labels and comments (terminal injection).
@@ -226,7 +230,8 @@ def gen_labels(rng: random.Random) -> str:
     """Labels and side names that a module or a named tuple cannot take, among ordinary ones."""
     lines = []
     for i in range(rng.choice([1, 2, 3])):
-        name = rng.choice(ATTRIBUTE_NAMES + [f"ok{i}", "0", "block", "x" * 300])
+        name = rng.choice(ATTRIBUTE_NAMES + [f"ok{i}", "0", "block", "x" * 300, "block1-0",
+                                             "a b", "", "a.b", "-", "{i}"])
         quoted = rng.random() < 0.4
         lines.append(f'"{name}": conv2d(4, 1)' if quoted else f"{name}: relu")
     if rng.random() < 0.5:
@@ -270,6 +275,63 @@ def gen_init(rng: random.Random) -> str:
             "\n    c: conv2d(4, 3)\n    batchnorm2d\n    flatten\n    fc: linear(5)\n}\n")
 
 
+def gen_sharing(rng: random.Random) -> str:
+    """``reuse`` and ``apply`` among labelled layers, ``sides`` orders and class names."""
+    w = _Writer(rng)
+    labels: list[str] = []
+    body = []
+    for _ in range(rng.choice([2, 3, 4, 6])):
+        r = rng.random()
+        if r < 0.35 or not labels:
+            label = w.label()
+            labels.append(label)
+            body.append(f"{label}: {layer_call(rng, flat=w.flat)}")
+        elif r < 0.6:
+            name = rng.choice(labels + ["nope", '"l{1}"', "b0"])
+            body.append(f"reuse {name}")
+        elif r < 0.8:
+            body.append(f"apply {layer_call(rng, flat=w.flat)}")
+        else:
+            body.append(w.item(1))
+        if re.search(r"\b(flatten|linear)\b", body[-1]):
+            w.flat = True
+    sides = [f"s{i}" for i in range(rng.choice([0, 0, 1, 2]))]
+    for name in sides:
+        body.insert(rng.randrange(len(body) + 1), f"side {name} {{ apply flatten; linear(3) }}")
+    if rng.random() < 0.6:
+        fields = ["logits"] + sides + (["zz"] if rng.random() < 0.2 else [])
+        rng.shuffle(fields)
+        if rng.random() < 0.2 and fields:
+            fields.pop()
+        body.append(f"sides {rng.choice(['', 'Out', 'T'])}({', '.join(fields) or 'logits'})")
+    cls = rng.choice(["", " as Net", " as _Net", " as Bottleneck"])
+    blocks = [d.replace(") {", ") as Blk {", 1) if rng.random() < 0.5 else d for d in w.defs]
+    return "\n".join(blocks + [f"network n(){cls} {{\n    input " + _input(rng) + "\n    " +
+                               "\n    ".join(body) + "\n}\n"])
+
+
+_EXPR_ATOMS = ["0", "1", "-1", "2", "0.5", "1e-9", "700", "710", "-800", "1e308", "8", "x"]
+
+
+def _expr(rng: random.Random, depth: int = 0) -> str:
+    if depth > 2 or rng.random() < 0.3:
+        return rng.choice(_EXPR_ATOMS)
+    a, b = _expr(rng, depth + 1), _expr(rng, depth + 1)
+    return rng.choice([f"log({a})", f"log2({a})", f"exp({a})", f"round({a}, {b})", f"round({a})",
+                       f"({a} + {b})", f"({a} * {b})", f"({a} / {b})",
+                       f"sum([v for v in [{a}, {b}, 3] if v > {b}])",
+                       f"len([v for v in range(4) if {a}])"])
+
+
+def gen_expressions(rng: random.Random) -> str:
+    """The numeric functions and filtered comprehensions at their domain edges, used as widths."""
+    lets = [f"let x = {rng.choice(_EXPR_ATOMS[:-1])}"]
+    lets += [f"let e{i} = {_expr(rng)}" for i in range(rng.choice([1, 2, 3]))]
+    use = rng.choice(["conv2d(max(1, min(8, int(abs(e0)) % 8 + 1)), 1)", "relu",
+                      'assert e0 == e0, "never"\n    relu'])
+    return "network n() {\n    input [3, 8, 8]\n    " + "\n    ".join(lets) + f"\n    {use}\n}}\n"
+
+
 def gen_long_names(rng: random.Random) -> str:
     """A misspelt name of up to 16 KB where a name, a layer, an argument or a parameter goes."""
     n = rng.choice([100, 1000, 4000, 16000])
@@ -303,8 +365,10 @@ def gen_control(rng: random.Random) -> str:
 
 
 GENERATORS = {"layers": gen_layers, "labels": gen_labels, "init": gen_init,
+              "sharing": gen_sharing, "expressions": gen_expressions,
               "long_names": gen_long_names, "many_errors": gen_many_errors, "control": gen_control}
-WEIGHTS = {"layers": 14, "labels": 3, "init": 3, "long_names": 1, "many_errors": 1, "control": 2}
+WEIGHTS = {"layers": 14, "labels": 3, "init": 3, "sharing": 5, "expressions": 3, "long_names": 1,
+           "many_errors": 1, "control": 2}
 
 
 def generate(rng: random.Random) -> tuple[str, str]:

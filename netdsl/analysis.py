@@ -69,6 +69,8 @@ def layer_params(node: ir.Layer) -> int:
     ...                        out_features=120))
     48120
     """
+    if node.reuse:  # a module called again owns nothing new
+        return 0
     k = node.kind
     if k == "conv2d":
         kh, kw = node.kernel_size
@@ -201,7 +203,8 @@ def _modules(nodes):
 
 
 def scope_type(node: ir.Scope) -> str:
-    pure = all(isinstance(n, (ir.Layer, ir.Scope)) for n in node.body)
+    pure = all(isinstance(n, ir.Scope) or (isinstance(n, ir.Layer) and not n.reuse and
+                                           not n.functional) for n in node.body)
     if node.cls is not None:
         return node.cls
     return "Sequential" if pure else "Group"
@@ -221,6 +224,10 @@ def analyse(net: ir.Network) -> Analysis:
         total_p = total_m = 0
         for node in _modules(nodes):
             name = prefix + node.name
+            if isinstance(node, ir.Layer) and (node.reuse or node.functional):
+                # No module of its own, so no row of named_modules; its work still counts.
+                total_m += layer_macs(node)
+                continue
             if isinstance(node, ir.Scope):
                 row = Row(name, scope_type(node), depth, tuple(node.out_shape), 0, 0, True)
                 rows.append(row)

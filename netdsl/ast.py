@@ -74,12 +74,13 @@ class Slice(Expr):
 
 @dataclass(frozen=True)
 class ListComp(Expr):
-    """``[elt for var in iterable]``."""
+    """``[elt for var in iterable]``, or ``[elt for var in iterable if cond]``."""
 
     elt: Expr
     var: str
     iterable: Expr
     span: Span = _span()
+    cond: Expr | None = None
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,32 @@ class Side(Stmt):
 
 
 @dataclass(frozen=True)
+class Reuse(Stmt):
+    """``reuse relu``: call the module labelled ``relu`` in this scope again."""
+
+    label: "String"
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Apply(Stmt):
+    """``apply relu(inplace = true)``: a parameter-free layer called as a function."""
+
+    use: Use
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Sides(Stmt):
+    """``sides GoogLeNetOutputs(logits, aux2, aux1)``: the training outputs' type and order."""
+
+    type_name: str | None
+    fields: tuple[str, ...]
+    span: Span = _span()
+    field_spans: tuple[Span, ...] = field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Repeat(Stmt):
     unit: Stmt
     count: Expr
@@ -272,6 +299,7 @@ class BlockDef:
     params: tuple[Param, ...]
     body: tuple[Stmt, ...]
     span: Span = _span()
+    cls: str | None = None  # `block bottleneck(...) as Bottleneck`
 
 
 @dataclass(frozen=True)
@@ -280,6 +308,7 @@ class NetworkDef:
     params: tuple[Param, ...]
     body: tuple[Stmt, ...]
     span: Span = _span()
+    cls: str | None = None  # `network googlenet(...) as GoogLeNet`
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from keyword import iskeyword
 
 from . import ast, ir, shapes
-from .diagnostics import Diagnostic
+from .diagnostics import Diagnostic, closest
 from .evaluate import Env, values_of
 from .flows import ConcatFlow, DenseFlow, NameScope, SeqFlow
 from .values import POISON
@@ -292,3 +292,47 @@ class CombinatorChecks:
         return [node], shape, True
 
     _side_flow = None
+
+    def sides_order(self, st: ast.Sides, flow) -> None:
+        """``sides GoogLeNetOutputs(logits, aux_logits2, aux_logits1)``: the type name and
+        field order of the training tuple; checked against the sides at the network's end."""
+        if not getattr(flow, "network", False):
+            self.report(Diagnostic("E0119", "`sides` belongs in the network body", st.span,
+                                   "inside a block, group or combinator",
+                                   "move `sides` to the top level of the network"))
+            return
+        if flow.sides_decl is not None:
+            self.report(Diagnostic("E0119", "`sides` given twice", st.span, "second time here",
+                                   f"keep one; the first is at {flow.sides_decl.span.where()}"))
+            return
+        flow.sides_decl = st
+
+    def training_outputs(self, flow, cls: str) -> tuple[str | None, tuple[str, ...]]:
+        """The training tuple's type name and field order: ``sides`` where the network
+        gives it, else ``<cls>Outputs(logits, <sides in spec order>)``."""
+        st = flow.sides_decl
+        default = ("logits",) + tuple(flow.sides)
+        if st is None:
+            return None, default
+        seen: set[str] = set()
+        for name, span in zip(st.fields, st.field_spans or [st.span] * len(st.fields)):
+            if name in seen:
+                self.report(Diagnostic("E0120", f"`{name}` is listed twice in `sides`", span,
+                                       "second time here", "list each output once"))
+            elif name not in default:
+                near = closest(name, default)
+                self.report(Diagnostic("E0120", f"`sides` lists `{name}`, which is no output",
+                                       span, "not `logits` nor a side output",
+                                       f"did you mean `{near}`?" if near else
+                                       "the outputs are " + ", ".join(default)))
+            seen.add(name)
+        missing = [n for n in default if n not in seen]
+        if missing:
+            self.report(Diagnostic("E0120", "`sides` leaves out " + ", ".join(f"`{n}`" for n in missing),
+                                   st.span, "every output needs a place in the tuple",
+                                   f"add {', '.join(missing)} to the list"))
+        type_name = st.type_name or f"{cls}Outputs"
+        if iskeyword(type_name):
+            self.report(Diagnostic("E0120", f"`{type_name}` cannot name a tuple type", st.span,
+                                   "a Python keyword", f"use another name, e.g. `{cls}Outputs`"))
+        return type_name, tuple(st.fields)

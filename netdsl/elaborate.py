@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from . import ast, ir, shapes
 from .diagnostics import Diagnostic, NetdslError, by_position, closest, related, short, source_lines
+from .calls import CallChecks
 from .combinators import CombinatorChecks
 from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units
 from .flows import ConcatFlow, NameScope, SeqFlow
@@ -74,7 +75,7 @@ def given(name: str, origin: str) -> str:
     return f"--set {name}" if origin == "cli" else f"the value given for `{name}`"
 
 
-class Checker(CombinatorChecks):
+class Checker(CombinatorChecks, CallChecks):
     def __init__(self, program: Program, limits: Limits | None = None, origin: str = "api"):
         self.program = program
         self.limits = limits or Limits()
@@ -275,8 +276,10 @@ class Checker(CombinatorChecks):
         flow.input_override = input_shape
         flow.sides = []
         scope = NameScope(None)
+        flow.sides_decl = None
         self.run(defn.body, env, flow, scope)
         self.close(scope)
+        sides_type, order = self.training_outputs(flow, defn.cls or camel(shown_name))
         if not flow.has_input and not flow.missing_reported:
             self.report(Diagnostic("E0308", "the network declares no input shape", defn.span,
                                    "no `input` in this network",
@@ -284,9 +287,10 @@ class Checker(CombinatorChecks):
         if self.diags or flow.shape is None:
             return None
         params_json = {k: to_json(v) for k, v in values.items()}
-        return ir.Network(name=shown_name, cls=camel(shown_name), params=params_json,
+        return ir.Network(name=shown_name, cls=defn.cls or camel(shown_name), params=params_json,
                           input_shape=flow.input_shape, body=tuple(flow.nodes),
-                          out_shape=flow.shape, outputs=tuple(flow.sides), span=defn.span)
+                          out_shape=flow.shape, outputs=tuple(flow.sides), span=defn.span,
+                          sides_type=sides_type, sides_order=order)
 
     def _alias_cycle(self, first) -> bool:
         """Report variants based on each other in a cycle (`network a = b()` beside
@@ -508,6 +512,12 @@ class Checker(CombinatorChecks):
                 self.item(st.unit, env, flow, scope, label)
         elif isinstance(st, ast.Repeat):
             self.repeat(st, env, flow, scope, None)
+        elif isinstance(st, ast.Reuse):
+            self.reuse(st, env, flow, scope)
+        elif isinstance(st, ast.Apply):
+            self.apply(st, env, flow, scope)
+        elif isinstance(st, ast.Sides):
+            self.sides_order(st, flow)
         else:
             self.item(st, env, flow, scope, None)
 
@@ -515,13 +525,13 @@ class Checker(CombinatorChecks):
         v = self.value(s, env)
         if v is POISON:
             return v
-        if not v or "." in v or not all(c.isalnum() or c == "_" for c in v):
+        if not v or "." in v:
             # Once per place: a template label in a loop is invalid in every iteration.
             if (s.span.where(), s.span.end_column) not in self._bad_labels:
                 self._bad_labels.add((s.span.where(), s.span.end_column))
                 self.report(Diagnostic("E0111", f"invalid label \"{v}\"", s.span,
                                        "labels become module names",
-                                       "use letters, digits and `_`; no dots or spaces" +
+                                       "a module name is any text without a `.`" +
                                        (f", e.g. \"{_label_like(v)}\"" if v else "")))
             return POISON
         return v if self.label_free(v, s.span) else POISON
@@ -789,7 +799,8 @@ class Checker(CombinatorChecks):
             ok = False
         return bound, ok
 
-    def layer(self, kind: str, use: ast.Use, env: Env, shape, shared, scope: NameScope, label):
+    def layer(self, kind: str, use: ast.Use, env: Env, shape, shared, scope: NameScope, label,
+              functional: bool = False):
         sig = LAYERS[kind]
         bound, ok = self.bind(kind, [(a.name, a.default is REQUIRED) for a in sig.args], use, env)
         values: dict[str, object] = {}
@@ -807,13 +818,24 @@ class Checker(CombinatorChecks):
                     ok = False
             else:
                 values[a.name] = a.convert(a.default) if a.default is not REQUIRED else None
-        name = scope.name(self, label, use.span)
+        name = kind if functional else scope.name(self, label, use.span)
         if not ok or shape is None:
             return [], None, False
         if values.get("stride", 0) is None:
             values["stride"] = values["kernel_size"]
         if not self._ranges(kind, values, bound, use):
             return [], None, False
+        init = {} if functional else self.init_for(kind, label, scope)
+        result = self.place(kind, values, bound, use, shape, shared, name, init,
+                            functional=functional)
+        if label is not None and result[0]:
+            scope.layers[name] = (kind, values, result[0][0])
+        return result
+
+    def place(self, kind: str, values: dict, bound: dict, use: ast.Use, shape, shared, name: str,
+              init: dict, **flags):
+        """The IR node of layer ``kind`` with argument ``values`` on input ``shape``,
+        its output shape, and whether that output may not be overwritten in place."""
         try:
             derived, out = shapes.infer(kind, values, shape)
         except shapes.ShapeError as e:
@@ -839,8 +861,8 @@ class Checker(CombinatorChecks):
                 label, help))
             return [], None, False
         try:
-            node = sig.node(kind=kind, name=name, in_shape=shape, out_shape=out, span=use.span,
-                            init=self.init_for(kind, label, scope), **values, **derived)
+            node = LAYERS[kind].node(kind=kind, name=name, in_shape=shape, out_shape=out,
+                                     span=use.span, init=init, **values, **derived, **flags)
         except ValidationError as e:  # a range the catalogue did not check: still the user's
             first = e.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else ""
@@ -981,7 +1003,7 @@ class Checker(CombinatorChecks):
         self.close(inner)
         if not ok:
             return [], None, False
-        return self._scope_node(name, camel(defn.name), defn.name, sub, shape, use.span), \
+        return self._scope_node(name, defn.cls or camel(defn.name), defn.name, sub, shape, use.span), \
             sub.shape, sub.shared
 
 def as_condition(text: str, v) -> str:

@@ -226,8 +226,20 @@ class Evaluator:
             raise err("E0210", f"a list comprehension needs a list, found {type_name(items)}",
                       node.iterable, f"this is {show(items)}")
         self.charge(len(items), node)  # a comprehension inside one would multiply unseen
+        if node.cond is not None:
+            items = tuple(item for item in items if self._keep(node, Env({node.var: item}, env)))
         out = tuple(self.evaluate(node.elt, Env({node.var: item}, env)) for item in items)
         return POISON if POISON in out else self.new_list(out, node)
+
+    def _keep(self, node: ast.ListComp, env: Env) -> bool:
+        """Whether a filtered comprehension keeps an item: its condition, which must be a bool."""
+        cond = self.evaluate(node.cond, env)
+        if cond is POISON:
+            return False
+        if not isinstance(cond, bool):
+            raise err("E0214", f"a comprehension's `if` must be true or false, found {type_name(cond)}",
+                      node.cond, f"this is {show(cond)}", "compare explicitly, e.g. `x != 0`")
+        return cond
 
     def _IfExp(self, node: ast.IfExp, env):
         cond = self.evaluate(node.cond, env)
@@ -532,9 +544,45 @@ def _b_floor(ev, node, x):
     return math.floor(x)
 
 
-def _b_round(ev, node, x):
+def _b_round(ev, node, x, digits=None):
     _num_arg("round", node, x)
-    return round(x)
+    if digits is None:
+        return round(x)
+    if not _ints(digits):
+        raise err("E0210", f"`round` needs an integer number of digits, found {type_name(digits)}",
+                  node.args[1], f"this is {show(digits)}", "for example `round(x, 2)`")
+    if abs(digits) > 400:  # beyond float precision either way; Python would also be slow
+        raise err("E0215", "number of digits out of range", node.args[1], f"this is {digits}",
+                  "round to between -400 and 400 digits")
+    return round(x, digits)
+
+
+def _positive(name: str, node, x) -> None:
+    """The domain of a logarithm: refused at the call, with the value found."""
+    _num_arg(name, node, x)
+    if x <= 0:
+        raise err("E0210", f"`{name}` of {'zero' if x == 0 else 'a negative number'}", node,
+                  f"{name}({show(x)}) is undefined",
+                  "a logarithm needs a number above 0; check the value passed in")
+
+
+def _b_log(ev, node, x):
+    _positive("log", node, x)
+    return math.log(x)
+
+
+def _b_log2(ev, node, x):
+    _positive("log2", node, x)
+    return math.log2(x)
+
+
+def _b_exp(ev, node, x):
+    _num_arg("exp", node, x)
+    try:
+        return math.exp(x)
+    except OverflowError:
+        raise err("E0215", "number out of range", node, f"exp({show(x)}) is too large",
+                  "exp overflows above about exp(709)") from None
 
 
 def _b_int(ev, node, x):
@@ -609,11 +657,13 @@ BUILTINS: dict[str, Callable] = {
     "min": _b_min, "max": _b_max, "ceil": _b_ceil, "floor": _b_floor, "round": _b_round,
     "make_divisible": _b_make_divisible, "len": _b_len, "sum": _b_sum, "range": _b_range,
     "sqrt": _b_sqrt, "abs": _b_abs, "int": _b_int, "float": _b_float,
+    "log": _b_log, "log2": _b_log2, "exp": _b_exp,
 }
 
 SIGNATURES = {
     "min": "min(a, b, ...) or min(list)", "max": "max(a, b, ...) or max(list)",
-    "ceil": "ceil(x)", "floor": "floor(x)", "round": "round(x)", "int": "int(x)",
+    "ceil": "ceil(x)", "floor": "floor(x)", "round": "round(x) or round(x, digits)", "int": "int(x)",
+    "log": "log(x)", "log2": "log2(x)", "exp": "exp(x)",
     "float": "float(x)", "abs": "abs(x)", "sqrt": "sqrt(x)",
     "make_divisible": "make_divisible(value, divisor, min_value = none)",
     "len": "len(list)", "sum": "sum(list)", "range": "range(stop) or range(start, stop, step)",

@@ -105,6 +105,8 @@ class NameScope:
         self.count = 0
         self.init: list[tuple[str, str, ir.InitScheme, Span | None]] = []
         self.matched: set[int] = set()
+        # Labelled layers, for `reuse`: label -> (kind, argument values, IR node).
+        self.layers: dict[str, tuple] = {}
 
     def name(self, checker: "Checker", label: str | None, span: Span | None) -> str:
         position = self.count

@@ -42,12 +42,19 @@ class InitScheme(Node):
 
 
 class Layer(Node):
-    """A leaf module; ``name`` is its name inside the enclosing scope."""
+    """A leaf module; ``name`` is its name inside the enclosing scope.
+
+    ``reuse``: another call of the module already named ``name`` in this scope
+    (``reuse relu``), which owns no parameters of its own. ``functional``: no
+    module at all, the layer's torch function called in place (``apply flatten``).
+    """
 
     name: str
     in_shape: Shape
     out_shape: Shape
     init: dict[str, InitScheme] = {}
+    reuse: bool = False
+    functional: bool = False
 
 
 class Conv2d(Layer):
@@ -223,6 +230,10 @@ class Network(Node):
     body: tuple[AnyNode, ...]
     out_shape: Shape
     outputs: tuple[str, ...] = ()
+    # The training tuple's type name and field order (`sides T(logits, ...)`); by
+    # default `<cls>Outputs` with logits first, then the sides in spec order.
+    sides_type: str | None = None
+    sides_order: tuple[str, ...] = ()
 
 
 for _model in (Scope, Residual, Concat, Dense, Gate, Side, Network):

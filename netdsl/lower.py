@@ -14,8 +14,9 @@ from torch import nn
 
 from . import ir
 from .layers import OUTPUT_NOT_SAVED, PASS_THROUGH
-from .modules import (Block, Chain, ConcatOp, DenseOp, GateOp, Group, Network, ResidualOp,
-                      SequentialBlock, SideOp, StochasticDepth, _identity, outputs_type, spec_class)
+from .modules import (Block, Chain, ConcatOp, DenseOp, FunctionOp, GateOp, Group, Network,
+                      ResidualOp, SequentialBlock, SideOp, StochasticDepth, _identity, named_outputs,
+                      spec_class)
 
 
 
@@ -216,7 +217,9 @@ def target_device(device=None) -> torch.device:
 
 
 def _pure(nodes) -> bool:
-    return all(isinstance(n, (ir.Layer, ir.Scope)) for n in nodes)
+    """Whether a body is a plain sequence of modules, each called once: an nn.Sequential."""
+    return all(isinstance(n, ir.Scope) or (isinstance(n, ir.Layer) and not n.reuse and
+                                           not n.functional) for n in nodes)
 
 
 class _Lowering:
@@ -260,6 +263,10 @@ class _Lowering:
         return steps[0] if len(steps) == 1 else Chain(steps)
 
     def step(self, node, owner: nn.Module):
+        if isinstance(node, ir.Layer) and node.reuse:
+            return owner._modules[node.name]  # the module its label made, called again
+        if isinstance(node, ir.Layer) and node.functional:
+            return FunctionOp.of(node)
         if isinstance(node, (ir.Layer, ir.Scope)):
             m = self.module(node)
             owner.add_module(node.name, m)
@@ -308,7 +315,10 @@ def lower(net: ir.Network, device=None) -> nn.Module:
     _set_plan(root, steps[0] if len(steps) == 1 else (Chain(steps) if steps else _identity))
     if net.outputs:
         root._sides = True
-        root._outputs = outputs_type(net.cls, net.outputs)
+        fields = net.sides_order or ("logits",) + tuple(net.outputs)
+        root._outputs = named_outputs(net.sides_type or f"{net.cls}Outputs", fields)
+        made = ("logits",) + tuple(net.outputs)  # the order the forward computes them in
+        root._sides_order = tuple(made.index(f) for f in fields)
     if low.init:
         # Storage is allocated once, on the target device; nothing is made on the CPU first.
         root.to_empty(device=low.device)

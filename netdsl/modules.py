@@ -14,6 +14,7 @@ import dataclasses
 import functools
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.fx import Proxy
 
@@ -104,6 +105,51 @@ class SideOp:
         return x
 
 
+class FunctionOp:
+    """A layer called as its torch function, as ``torch.flatten(x, 1)`` in a forward:
+    no module, and in an FX graph a node named after the function."""
+
+    __slots__ = ("name", "kwargs", "fn")
+
+    def __init__(self, name: str, kwargs: dict):
+        self.name, self.kwargs = name, kwargs
+        self.fn = _FUNCTIONS[name]
+
+    @classmethod
+    def of(cls, node) -> "FunctionOp":
+        """The call an ``apply`` layer makes (``node.functional``)."""
+        k = node.kind
+        if k in ("relu", "relu6", "silu", "hardswish"):
+            return cls(k, {"inplace": node.inplace})
+        if k == "maxpool2d":
+            return cls("max_pool2d", {"kernel_size": node.kernel_size, "stride": node.stride,
+                                      "padding": node.padding, "dilation": node.dilation,
+                                      "ceil_mode": node.ceil_mode})
+        if k == "avgpool2d":
+            return cls("avg_pool2d", {"kernel_size": node.kernel_size, "stride": node.stride,
+                                      "padding": node.padding, "ceil_mode": node.ceil_mode,
+                                      "count_include_pad": node.count_include_pad})
+        if k == "adaptive_avgpool2d":
+            return cls("adaptive_avg_pool2d", {"output_size": node.output_size})
+        if k == "flatten":
+            return cls("flatten", {"start_dim": 1})
+        return cls(k, {})
+
+    def __call__(self, x):
+        return self.fn(x, **self.kwargs)
+
+    def __reduce__(self):
+        return FunctionOp, (self.name, self.kwargs)
+
+
+_FUNCTIONS = {
+    "relu": F.relu, "relu6": F.relu6, "silu": F.silu, "hardswish": F.hardswish,
+    "sigmoid": torch.sigmoid, "tanh": torch.tanh, "gelu": F.gelu, "max_pool2d": F.max_pool2d,
+    "avg_pool2d": F.avg_pool2d, "adaptive_avg_pool2d": F.adaptive_avg_pool2d,
+    "flatten": torch.flatten,
+}
+
+
 class SpecModule:
     """Mixin of the module classes a spec names (``Bottleneck``, ``Resnet``).
 
@@ -179,7 +225,7 @@ class Network(SpecModule, nn.Module):
     def __setstate__(self, state):
         fields = state.get("_outputs")
         if isinstance(fields, _Fields):
-            state = {**state, "_outputs": outputs_type(fields.name[:-len("Outputs")], fields.fields[1:])}
+            state = {**state, "_outputs": named_outputs(fields.name, fields.fields)}
         super().__setstate__(state)
 
     spec_name: str = ""
@@ -191,6 +237,7 @@ class Network(SpecModule, nn.Module):
         self._steps: tuple = ()
         self._sides = False
         self._outputs = None
+        self._sides_order: tuple[int, ...] = ()
         self._ndim = 1
 
     def forward(self, x):
@@ -216,7 +263,8 @@ class Network(SpecModule, nn.Module):
                 sides.append(step.body(x))
             else:
                 x = step(x)
-        return self._outputs(x, *sides)
+        made = (x, *sides)
+        return self._outputs(*[made[i] for i in self._sides_order])
 
     def _input_problem(self, x) -> str | None:
         """Why ``x`` does not fit the spec's ``input``, once a forward call has failed.
@@ -252,7 +300,17 @@ def outputs_type(cls_name: str, sides: tuple[str, ...]):
     >>> outputs_type("InceptionV3", ("aux_logits",))._fields
     ('logits', 'aux_logits')
     """
-    return collections.namedtuple(f"{cls_name}Outputs", ("logits",) + tuple(sides))
+    return named_outputs(f"{cls_name}Outputs", ("logits",) + tuple(sides))
+
+
+@functools.lru_cache(maxsize=None)
+def named_outputs(type_name: str, fields: tuple[str, ...]):
+    """The named tuple type ``type_name`` with ``fields`` in that order, one per process.
+
+    >>> named_outputs("GoogLeNetOutputs", ("logits", "aux_logits2", "aux_logits1"))._fields
+    ('logits', 'aux_logits2', 'aux_logits1')
+    """
+    return collections.namedtuple(type_name, fields)
 
 
 @dataclasses.dataclass(frozen=True)

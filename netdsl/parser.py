@@ -17,7 +17,7 @@ from .span import Span
 
 _KEYWORDS = {
     "IMPORT", "BLOCK", "NETWORK", "LET", "INPUT", "INIT", "FOR", "IF", "ELSE", "RESIDUAL",
-    "SHORTCUT", "ASSERT", "IN", "CONCAT", "DENSE", "GATE", "SIDE", "LBRACE", "RBRACE", "LSQB", "RSQB",
+    "SHORTCUT", "ASSERT", "IN", "CONCAT", "DENSE", "GATE", "SIDE", "SIDES", "AS", "REUSE", "APPLY", "LBRACE", "RBRACE", "LSQB", "RSQB",
 }
 
 # How a parse error names what it expected, in words.
@@ -325,14 +325,22 @@ class _Builder(Transformer_NonRecursive):
         return ast.Import(path=self._string_literal(s), span=self._span(meta))
 
     def block_def(self, meta, children):
-        name, params, body = self._clean(children)
+        name, params, *cls, body = self._clean(children)
         return ast.BlockDef(name=str(name), params=tuple(params or ()), body=body,
-                            span=self._tspan(name))
+                            span=self._tspan(name), cls=cls[0] if cls else None)
 
     def network_def(self, meta, children):
-        name, params, body = self._clean(children)
+        name, params, *cls, body = self._clean(children)
         return ast.NetworkDef(name=str(name), params=tuple(params or ()), body=body,
-                              span=self._tspan(name))
+                              span=self._tspan(name), cls=cls[0] if cls else None)
+
+    def sides_type(self, meta, children):
+        (name,) = children
+        return str(name)
+
+    def class_name(self, meta, children):
+        (name,) = self._clean(children)
+        return str(name)
 
     def alias_def(self, meta, children):
         name, base, args = self._clean(children)
@@ -393,6 +401,22 @@ class _Builder(Transformer_NonRecursive):
         if tok.type != "STRING":
             return ast.String(parts=(str(tok),), span=self._tspan(tok))
         return self._string(tok)
+
+    def reuse_stmt(self, meta, children):
+        (tok,) = self._clean(children)
+        return ast.Reuse(label=self.label(meta, [tok]), span=self._span(meta))
+
+    def apply_stmt(self, meta, children):
+        (use,) = self._clean(children)
+        return ast.Apply(use=use, span=self._span(meta))
+
+    def sides_stmt(self, meta, children):
+        names = self._clean(children)
+        type_name = None
+        if isinstance(names[0], str) and not isinstance(names[0], Token):
+            type_name, names = names[0], names[1:]
+        return ast.Sides(type_name=type_name, fields=tuple(map(str, names)), span=self._span(meta),
+                         field_spans=tuple(self._tspan(n) for n in names))
 
     def repeat(self, meta, children):
         unit, count = children
@@ -496,8 +520,11 @@ class _Builder(Transformer_NonRecursive):
         return ast.Slice(value=value, start=start, stop=stop, span=self._span(meta))
 
     def listcomp(self, meta, children):
-        _, elt, _, var, _, iterable, _ = children
-        return ast.ListComp(elt=elt, var=str(var), iterable=iterable, span=self._span(meta))
+        _, elt, _, var, _, iterable, *rest = children
+        conds = [c for c in rest if isinstance(c, ast.Expr)]
+        cond = conds[0] if conds else None
+        return ast.ListComp(elt=elt, var=str(var), iterable=iterable, span=self._span(meta),
+                            cond=cond)
 
     def index(self, meta, children):
         value, _, idx, _ = children

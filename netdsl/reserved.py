@@ -37,7 +37,7 @@ RESERVED: frozenset[str] = frozenset({
     '_maybe_warn_non_full_backward_hook', '_modules', '_named_members', '_ndim',
     '_non_persistent_buffers_set', '_outputs', '_parameters', '_plan',
     '_register_load_state_dict_pre_hook', '_register_state_dict_hook',
-    '_replicate_for_data_parallel', '_save_to_state_dict', '_sides', '_slow_forward',
+    '_replicate_for_data_parallel', '_save_to_state_dict', '_sides', '_sides_order', '_slow_forward',
     '_state_dict_hooks', '_state_dict_pre_hooks', '_steps', '_version', '_wrapped_call_impl',
 
     'T_destination', 'add_module', 'append', 'apply', 'bfloat16', 'buffers', 'call_super_init',

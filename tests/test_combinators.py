@@ -101,3 +101,33 @@ def test_a_layer_in_an_imported_block_is_located_with_its_file(tmp_path):
         netdsl.compile(tmp_path / "n.net")
     help = e.value.diagnostics[0].help
     assert help.startswith("`conv2d(16, 3)` at ") and "lib.net:2:5 turns 8×8 into 6×6" in help
+
+
+def test_sides_states_the_training_tuples_type_and_order_and_it_pickles():
+    import pickle
+
+    import torch
+
+    text = ("network n() as Net { input [2, 4, 4]\n side a { apply flatten\n linear(3) }\n"
+            " side b { apply flatten\n linear(4) }\n sides Out(b, logits, a)\n apply flatten\n"
+            " linear(5) }")
+    model = netdsl.build(text).train()
+    x = torch.randn(2, 2, 4, 4)
+    out = model(x)
+    assert type(out).__name__ == "Out" and out._fields == ("b", "logits", "a")
+    assert [t.shape[1] for t in out] == [4, 5, 3]
+    twin = pickle.loads(pickle.dumps(model))
+    assert type(twin(x)).__name__ == "Out" and twin(x)._fields == out._fields
+    default = netdsl.build(text.replace(" sides Out(b, logits, a)\n", "")).train()(x)
+    assert type(default).__name__ == "NetOutputs" and default._fields == ("logits", "a", "b")
+
+
+@pytest.mark.parametrize("sides, where", [
+    ("sides (logits, a, a)", (4, 20)), ("sides (logits)", (4, 2)), ("sides (logits, a, c)", (4, 20)),
+    ("sides class(logits, a)", (4, 2))])
+def test_sides_must_list_logits_and_every_side_once(sides, where):
+    text = f"network n() {{ input [2, 4, 4]\n side a {{ apply flatten\n linear(3) }}\n {sides}\n relu }}"
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(text)
+    d = e.value.diagnostics[0]
+    assert (d.code, d.span.line, d.span.column) == ("E0120", *where)
