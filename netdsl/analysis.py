@@ -22,11 +22,12 @@ TYPE_NAMES = {
     "tanh": "Tanh", "gelu": "GELU", "maxpool2d": "MaxPool2d", "avgpool2d": "AvgPool2d",
     "adaptive_avgpool2d": "AdaptiveAvgPool2d", "dropout": "Dropout", "flatten": "Flatten",
     "identity": "Identity", "local_response_norm": "LocalResponseNorm",
-    "stochastic_depth": "StochasticDepth",
+    "stochastic_depth": "StochasticDepth", "conv_transpose2d": "ConvTranspose2d",
+    "upsample": "Upsample", "channel_shuffle": "ChannelShuffle",
 }
 
 # Layer kinds fvcore has a counting rule for.
-COUNTED = {"conv2d", "linear", "batchnorm2d", "adaptive_avgpool2d"}
+COUNTED = {"conv2d", "linear", "batchnorm2d", "adaptive_avgpool2d", "conv_transpose2d", "upsample"}
 
 
 @dataclass
@@ -74,6 +75,10 @@ def layer_params(node: ir.Layer) -> int:
         kh, kw = node.kernel_size
         return node.out_channels * (node.in_channels // node.groups) * kh * kw + \
             (node.out_channels if node.bias else 0)
+    if k == "conv_transpose2d":
+        kh, kw = node.kernel_size
+        return node.in_channels * (node.out_channels // node.groups) * kh * kw + \
+            (node.out_channels if node.bias else 0)
     if k == "linear":
         return node.out_features * node.in_features + (node.out_features if node.bias else 0)
     if k == "batchnorm2d":
@@ -96,6 +101,12 @@ def layer_macs(node: ir.Layer) -> int:
         return n * (2 if node.affine else 1)
     if k == "adaptive_avgpool2d":
         return math.prod(node.in_shape)
+    if k == "conv_transpose2d":  # fvcore: the weight's size times the input's spatial size
+        kh, kw = node.kernel_size
+        return node.in_channels * (node.out_channels // node.groups) * kh * kw * \
+            math.prod(node.in_shape[1:])
+    if k == "upsample":  # fvcore: one per output element, four for bilinear
+        return math.prod(node.out_shape) * (4 if node.mode == "bilinear" else 1)
     return 0
 
 
@@ -145,13 +156,16 @@ def _tensors(nodes, prefix: str):
         if isinstance(node, ir.Layer):
             yield prefix + node.name, node
             continue
+        if isinstance(node, (ir.Bind, ir.From)):
+            continue  # a name for a tensor that exists already
         where = prefix.rstrip(".")
-        kind = type(node).__name__.lower()
+        kind = type(node).__name__.lower() if not isinstance(node, ir.Merge) else node.op
         if not isinstance(node, ir.Side):
             yield (f"{kind} in {where}" if where else kind), node
         parts = {ir.Residual: lambda n: (n.body, n.shortcut or ()), ir.Concat: lambda n: n.branches,
                  ir.Dense: lambda n: n.layers, ir.Gate: lambda n: (n.body,),
-                 ir.Side: lambda n: (n.body,)}[type(node)](node)
+                 ir.Side: lambda n: (n.body,), ir.Split: lambda n: n.parts,
+                 ir.Merge: lambda n: ()}[type(node)](node)
         for part in parts:
             yield from _tensors(part, prefix)
 
@@ -198,6 +212,9 @@ def _modules(nodes):
                 yield from _modules(layer)
         elif isinstance(node, (ir.Gate, ir.Side)):
             yield from _modules(node.body)
+        elif isinstance(node, ir.Split):
+            for part in node.parts:
+                yield from _modules(part)
 
 
 def scope_type(node: ir.Scope) -> str:

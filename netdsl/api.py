@@ -198,6 +198,8 @@ def _children(node) -> tuple:
         return tuple(n for branch in node.branches for n in branch)
     if isinstance(node, ir.Dense):
         return tuple(n for layer in node.layers for n in layer)
+    if isinstance(node, ir.Split):
+        return tuple(n for part in node.parts for n in part)
     return ()
 
 
