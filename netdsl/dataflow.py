@@ -199,6 +199,8 @@ class DataflowChecks:
                                    "result in that one"))
             return
         if st.form not in FORMS:
+            for e in st.entries:  # read, so that they are not reported unused as well
+                self._read(values, e.source, env)
             near = closest(st.form, FORMS)
             self.report(Diagnostic("E0131", f"unknown output form `{short(st.form)}`", st.form_span or st.span,
                                    "not tuple, namedtuple or dict",

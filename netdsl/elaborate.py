@@ -727,7 +727,7 @@ class Checker(CombinatorChecks, DataflowChecks):
             return
         nodes, out, out_shared = self.unit(unit, env, shape, shared, scope, label)
         flow.accept(nodes, out, out_shared, unit.span)
-        if values is not None and not isinstance(unit, ast.Group):
+        if values is not None and not isinstance(unit, (ast.Group, ast.Side)):
             values.dangling = unit.span
 
     def unit(self, unit, env: Env, shape, shared, scope: NameScope, label=None):
