@@ -302,6 +302,17 @@ class Checker(CombinatorChecks, DataflowChecks):
         """The network's `output`, checked to come last; and side outputs refused beside
         dataflow, whose training-mode tuple has no place for them yet."""
         values = flow.values
+        given = flow.input_override
+        names = [n for n, _, _ in values.inputs]
+        extra = ([k for k in given if k not in names] if isinstance(given, dict) else
+                 [] if not (isinstance(given, tuple) and given and isinstance(given[0], tuple))
+                 or len(given) <= len(names) or not names else [f"shape {len(names) + 1}"])
+        for key in extra:
+            near = closest(str(key), names)
+            self.report(Diagnostic("E0132", f"input shape given for `{short(str(key))}`, which the network "
+                                   "does not declare", None, "",
+                                   f"did you mean `{near}`?" if near else
+                                   "its inputs are " + (", ".join(names) or "unnamed")))
         if values.output is not None and len(flow.nodes) > values.output[2]:
             after = flow.nodes[values.output[2]]
             self.report(Diagnostic("E0131", "`output` must be the network's last statement", after.span,
@@ -587,6 +598,10 @@ class Checker(CombinatorChecks, DataflowChecks):
             return
         flow.has_input = True
         value = flow.input_override if flow.input_override is not None else self.value(st.shape, env)
+        if isinstance(value, dict) or (isinstance(value, tuple) and value and isinstance(value[0], tuple)):
+            self.report(Diagnostic("E0132", "this network has one unnamed input", st.span,
+                                   "one shape expected", "give one shape, e.g. (3, 224, 224)"))
+            return
         if value is POISON:
             return
         ok = (isinstance(value, tuple) and len(value) in (1, 3)
