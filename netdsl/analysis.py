@@ -57,6 +57,9 @@ class Analysis:
     activation_bytes: int = 0          # torchinfo's "Forward/backward pass size", batch 1
     largest_activation_bytes: int = 0  # the largest tensor one sample's forward makes
     largest_activation: str = ""       # where: a module name, a combinator, or "input"
+    # Networks of named inputs or a stated `output`: name → shape, in order (else empty).
+    inputs: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
 
     @property
     def flops(self) -> int:
@@ -188,6 +191,9 @@ def activations(net: ir.Network) -> tuple[int, int, str, object]:
         if not isinstance(node, ir.Side):  # eval mode: a side head does not run
             total += sum(2 * layer_output_bytes(n) for n in _layers([node]) if layer_params(n) > 0)
     largest, name, where = ELEMENT_BYTES * math.prod(net.input_shape), "input", None
+    for i in net.inputs:
+        if ELEMENT_BYTES * math.prod(i.shape) > largest:
+            largest, name = ELEMENT_BYTES * math.prod(i.shape), f"input {i.name}"
     for n, node in _tensors(net.body, ""):
         size = tensor_bytes(node)
         if size > largest:
@@ -218,9 +224,11 @@ def _modules(nodes):
 
 
 def scope_type(node: ir.Scope) -> str:
-    pure = all(isinstance(n, (ir.Layer, ir.Scope)) for n in node.body)
+    pure = all(isinstance(n, (ir.Layer, ir.Scope)) for n in node.body) and not ir.has_flow(node.body)
     if node.cls is not None:
         return node.cls
+    if ir.has_flow(node.body):
+        return "Container"  # its parts are wired by name from the body around it
     return "Sequential" if pure else "Group"
 
 
@@ -257,7 +265,9 @@ def analyse(net: ir.Network) -> Analysis:
                 for layer in _layers(node.body))
     total, largest, name, _ = activations(net)
     return Analysis(net.name, tuple(net.input_shape), tuple(net.out_shape), params, macs, rows,
-                    total, largest, name)
+                    total, largest, name, {i.name: tuple(i.shape) for i in net.inputs},
+                    {} if net.result is None else
+                    {k: tuple(s) for k, s in zip(net.result.keys, net.result.shapes)})
 
 
 def count_params(net: ir.Network) -> int:

@@ -283,6 +283,18 @@ AnyNode = Annotated[Union[LayerNode, Scope, Residual, Concat, Dense, Gate, Side,
 FLOW_NODES = (Bind, From, Merge)
 
 
+def has_flow(nodes) -> bool:
+    """Whether a body names results or reads them, itself or in its labelled groups (which
+    share its names); a block instance's names are its own. Such a body is lowered to a
+    plan over named slots, and its labelled groups to containers.
+
+    >>> has_flow((Bind(name="a", in_shape=(1,), out_shape=(1,)),))
+    True
+    """
+    return any(isinstance(n, FLOW_NODES) or (isinstance(n, Scope) and n.cls is None and has_flow(n.body))
+               for n in nodes)
+
+
 class Outputs(Node):
     """What a network returns, in order: ``form`` is tuple, namedtuple or dict; ``keys``
     the field names or dict keys; ``sources`` the named results."""

@@ -228,11 +228,7 @@ def _pure(nodes) -> bool:
     return all(isinstance(n, (ir.Layer, ir.Scope)) for n in nodes) and not _has_flow(nodes)
 
 
-def _has_flow(nodes) -> bool:
-    """Whether a body names results or reads them, itself or in its labelled groups (which
-    share its names); a block instance's names are its own."""
-    return any(isinstance(n, ir.FLOW_NODES) or (isinstance(n, ir.Scope) and n.cls is None
-                                                and _has_flow(n.body)) for n in nodes)
+_has_flow = ir.has_flow
 
 
 def _fuse(steps: list, out) -> list:
