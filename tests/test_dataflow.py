@@ -308,3 +308,18 @@ def test_in_place_layer_after_a_named_result_is_refused():
     with pytest.raises(netdsl.NetdslError, match="E0311"):
         netdsl.compile("network n() { input [3, 8, 8]\n conv2d(4, 1) -> a\n relu(inplace = true) -> b\n"
                        " add(a, b) }")
+
+
+def test_language_dataflow_examples_compile_and_build():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "language.md").read_text()
+    section = text.split("## General dataflow: named results")[1].split("## Names and state_dict keys")[0]
+    specs = [b for b in section.split("```netdsl\n")[1:]]
+    specs = [b.split("```")[0] for b in specs]
+    assert len(specs) == 3
+    for spec in specs:
+        net = netdsl.compile(spec)
+        model = netdsl.build(spec).eval()
+        xs = [torch.randn(1, *i.shape) for i in net.inputs] or [torch.randn(1, *net.input_shape)]
+        model(*xs)

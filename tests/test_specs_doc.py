@@ -13,7 +13,7 @@ DOC = (ROOT / "docs" / "specs.md").read_text()
 def test_every_shipped_network_file_is_listed_with_its_figures():
     rows = re.findall(r"^\| \[`(\w+\.net)`\]\(\.\./specs/\1\) \| ([\d×]+) \| ([\d,]+) \| ([\d,]+) \| (\d+) \|",
                       DOC, flags=re.M)
-    assert len(rows) == 9
+    assert len(rows) == 15
     for name, shape, params, macs, keys in rows:
         path = ROOT / "specs" / name
         a = analyse(netdsl.compile(str(path)))
