@@ -131,6 +131,7 @@ class DataflowChecks:
         self._fresh(values, st.span)
         shape, name = self._read(values, st.source, env)
         values.no_current = False
+        values.dangling = st.span  # a `from` that nothing follows before the next one reads nothing
         if shape is POISON:
             flow.shape = None
             return
