@@ -455,6 +455,8 @@ def _raises_time_limits(limits: dict | None) -> bool:
 
 def _outputs(out) -> tuple:
     """The outputs, the main one first (`sides` may put `logits` anywhere in the tuple)."""
+    if isinstance(out, dict):  # `output dict(...)`
+        return tuple(out.values())
     if not isinstance(out, tuple):
         return (out,)
     fields = getattr(out, "_fields", ())
@@ -482,27 +484,31 @@ def run_model(net, workdir: Path, fvcore: bool = True) -> None:
     if built != a.params:
         raise ContractBroken(f"built {built} parameters, the analysis says {a.params}")
     # Batch 2: batch norm in training needs more than one value per channel, as in torch.
-    x = torch.randn(2, *net.input_shape, requires_grad=True)
+    shapes = [tuple(i.shape) for i in net.inputs] or [tuple(net.input_shape)]
+    xs = [torch.randn(2, *s, requires_grad=True) for s in shapes]
     model.train()
-    outs = _outputs(model(x))
+    outs = _outputs(model(*xs))
     sum(o.float().sum() for o in outs).backward()
-    if x.grad is None or not all(torch.isfinite(p.grad).all() for p in model.parameters()
-                                 if p.grad is not None):
+    if any(x.grad is None for x in xs) or not all(torch.isfinite(p.grad).all() for p in model.parameters()
+                                                  if p.grad is not None):
         raise ContractBroken("the backward pass gave no or non-finite gradients")
-    want = (2, *net.out_shape)
-    if tuple(outs[0].shape) != want:
-        raise ContractBroken(f"training output {list(outs[0].shape)}, the checker inferred {list(want)}")
+    wants = [(2, *s) for s in net.result.shapes] if net.result is not None else [(2, *net.out_shape)]
+    if [tuple(o.shape) for o in outs[:len(wants)]] != wants:
+        raise ContractBroken(f"training outputs {[list(o.shape) for o in outs]}, the checker inferred "
+                             f"{[list(w) for w in wants]}")
     model.eval()
     with torch.no_grad():
-        y = _outputs(model(x.detach()))
-    if len(y) != 1 or tuple(y[0].shape) != want:
-        raise ContractBroken(f"eval output {[list(t.shape) for t in y]}, the checker inferred {list(want)}")
+        y = _outputs(model(*[x.detach() for x in xs]))
+    if [tuple(t.shape) for t in y] != wants:
+        raise ContractBroken(f"eval output {[list(t.shape) for t in y]}, the checker inferred "
+                             f"{[list(w) for w in wants]}")
     twin = pickle.loads(pickle.dumps(model))
     with torch.no_grad():
-        if not torch.equal(twin(x.detach()), y[0]):
+        again = _outputs(twin(*[x.detach() for x in xs]))
+        if len(again) != len(y) or not all(torch.equal(a, b) for a, b in zip(again, y)):
             raise ContractBroken("the unpickled model gives other outputs")
     if fvcore:
-        total = fvcore_total(model, net.input_shape, torch.device("cpu"))
+        total = fvcore_total(model, shapes, torch.device("cpu"))
         if total != a.macs:
             raise ContractBroken(f"fvcore counts {total} MACs, the analysis says {a.macs}")
     path = workdir / "model.pt"
@@ -533,7 +539,7 @@ def make_contract(item: Input, workdir: Path, macs_budget: float, compile=None):
             run_model(net, workdir)
             return "full"
         # Too big to run here at its own size: at a smaller input, if the spec takes one.
-        if len(net.input_shape) == 3:
+        if len(net.input_shape) == 3 and not net.inputs:
             c, h, w = net.input_shape
             for size in (64, 96, 128):
                 if size >= min(h, w):

@@ -19,6 +19,8 @@ shipped ones never contain:
 - ``long_names``: misspelt names of up to 16 KB (the did-you-mean search).
 - ``many_errors``: thousands of bad lines (rendering and the error cap).
 - ``control``: control characters in strings, labels and comments (terminal injection).
+- ``dataflow``: named results, `from`, `add`/`concat` merges, `split`, several inputs
+  and stated outputs, with now and then a misspelt, early or unused name.
 
 Each generator takes a ``random.Random`` and returns the spec text. Argument
 types are probed from the catalogue's converters, so a layer added to
@@ -193,8 +195,13 @@ class _Writer:
             text = "dense { " + "; ".join(self.chain(depth + 1)) + " }"
         elif r < 0.85:
             text = "gate { " + "; ".join(self.chain(depth + 1)) + " }"
-        elif r < 0.92:
+        elif r < 0.88:
             text = "{ " + "; ".join(self.chain(depth + 1)) + " }"
+        elif r < 0.92:
+            parts = ["{ " + ("; ".join(self.chain(depth + 1)) if rng.random() < 0.7 else "") + " }"
+                     for _ in range(rng.choice([1, 2, 2, 3]))]
+            sizes = f"[{', '.join(str(_small_int(rng)) for _ in parts)}] " if rng.random() < 0.3 else ""
+            text = f"split {sizes}{{ " + "; ".join(parts) + " }"
         else:
             name = f"b{len(self.blocks)}"
             self.blocks.append(name)
@@ -364,11 +371,70 @@ def gen_control(rng: random.Random) -> str:
     return f"network n() {{\n    input [3, 8, 8]\n    {line}\n}}\n"
 
 
+def gen_dataflow(rng: random.Random) -> str:
+    """A network wired by name: chains named with `->`, read back by `from`, merged by
+    `add` or `concat`, maybe from several inputs and into a stated `output`; now and then
+    a name misspelt, read early, given twice or never read."""
+    w = _Writer(rng)
+    c, h = rng.choice([2, 3, 4, 8]), rng.choice([4, 8, 16])
+    lines, names, unread = [], [], []
+    if rng.random() < 0.3:
+        for k in range(rng.choice([2, 3])):
+            lines.append(f"input in{k}: [{rng.choice([1, c])}, {h}, {h}]")
+            names.append(f"in{k}")
+        lines.append(f"from {names[0]}")
+        unread.extend(names[1:])
+    else:
+        lines.append(f"input [{c}, {h}, {h}]")
+
+    def ref() -> str:
+        r = rng.random()
+        if r < 0.04 or not names:
+            return rng.choice(["nowhere", "r" + str(len(names) + 1), "x"])  # unknown or early
+        name = rng.choice(unread if unread and r < 0.75 else names)
+        if name in unread:
+            unread.remove(name)
+        return name
+
+    for k in range(rng.choice([1, 2, 3, 4, 5])):
+        r = rng.random()
+        if r < 0.15 and names:
+            lines.append(f"from {ref()}")  # then a layer: a `from` before a merge reads nothing
+            r = 0.0
+        if r < 0.45:
+            step = rng.choice(["conv2d(4, 1)", "conv2d(4, 3, padding = 1)", "maxpool2d(2)",
+                               "conv2d(4, 3, stride = 2, padding = 1)", "upsample(scale_factor = 2)",
+                               "relu", "conv_transpose2d(4, 2, stride = 2)", "batchnorm2d",
+                               "channel_shuffle(2)"] + [layer_call(rng)])
+            if rng.random() < 0.3:
+                step = f"{w.label()}: {{ {step}; {'; '.join(w.chain(2, 1))} }}"
+        elif r < 0.75:
+            step = f"{rng.choice(['add', 'concat'])}({', '.join(ref() for _ in range(rng.choice([1, 2, 2, 3])))})"
+        else:
+            step = "split { {}; { " + "; ".join(w.chain(2)) + " } }"
+        name = f"r{len(names)}" if rng.random() < 0.95 or not names else names[-1]
+        lines.append(f"{step} -> {name}")
+        names.append(name)
+        unread.append(name)
+    if names and (rng.random() < 0.5 or len(unread) > 1):
+        form = rng.choice(["tuple", "namedtuple", "dict", "dict", "list"] if rng.random() < 0.1 else
+                          ["tuple", "namedtuple", "dict"])
+        picked = list(dict.fromkeys(unread if rng.random() < 0.9 else
+                                    [rng.choice(names) for _ in range(rng.choice([1, 2, 3]))]))
+        entries = [f'"{n}": {n}' if form == "dict" else n for n in picked]
+        lines.append(f"output {form}({', '.join(entries)})")
+    elif names and rng.random() < 0.8:
+        lines.append(f"from {unread[0] if unread else names[-1]}")
+    text = "network n() {\n    " + "\n    ".join(lines) + "\n}\n"
+    return "\n".join(w.defs + [text])
+
+
 GENERATORS = {"layers": gen_layers, "labels": gen_labels, "init": gen_init,
               "sharing": gen_sharing, "expressions": gen_expressions,
-              "long_names": gen_long_names, "many_errors": gen_many_errors, "control": gen_control}
+              "long_names": gen_long_names, "many_errors": gen_many_errors, "control": gen_control,
+              "dataflow": gen_dataflow}
 WEIGHTS = {"layers": 14, "labels": 3, "init": 3, "sharing": 5, "expressions": 3, "long_names": 1,
-           "many_errors": 1, "control": 2}
+           "many_errors": 1, "control": 2, "dataflow": 5}
 
 
 def generate(rng: random.Random) -> tuple[str, str]:

@@ -22,11 +22,12 @@ TYPE_NAMES = {
     "tanh": "Tanh", "gelu": "GELU", "maxpool2d": "MaxPool2d", "avgpool2d": "AvgPool2d",
     "adaptive_avgpool2d": "AdaptiveAvgPool2d", "dropout": "Dropout", "flatten": "Flatten",
     "identity": "Identity", "local_response_norm": "LocalResponseNorm",
-    "stochastic_depth": "StochasticDepth",
+    "stochastic_depth": "StochasticDepth", "conv_transpose2d": "ConvTranspose2d",
+    "upsample": "Upsample", "channel_shuffle": "ChannelShuffle",
 }
 
 # Layer kinds fvcore has a counting rule for.
-COUNTED = {"conv2d", "linear", "batchnorm2d", "adaptive_avgpool2d"}
+COUNTED = {"conv2d", "linear", "batchnorm2d", "adaptive_avgpool2d", "conv_transpose2d", "upsample"}
 
 
 @dataclass
@@ -56,6 +57,9 @@ class Analysis:
     activation_bytes: int = 0          # torchinfo's "Forward/backward pass size", batch 1
     largest_activation_bytes: int = 0  # the largest tensor one sample's forward makes
     largest_activation: str = ""       # where: a module name, a combinator, or "input"
+    # Networks of named inputs or a stated `output`: name → shape, in order (else empty).
+    inputs: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
 
     @property
     def flops(self) -> int:
@@ -75,6 +79,10 @@ def layer_params(node: ir.Layer) -> int:
     if k == "conv2d":
         kh, kw = node.kernel_size
         return node.out_channels * (node.in_channels // node.groups) * kh * kw + \
+            (node.out_channels if node.bias else 0)
+    if k == "conv_transpose2d":
+        kh, kw = node.kernel_size
+        return node.in_channels * (node.out_channels // node.groups) * kh * kw + \
             (node.out_channels if node.bias else 0)
     if k == "linear":
         return node.out_features * node.in_features + (node.out_features if node.bias else 0)
@@ -98,6 +106,12 @@ def layer_macs(node: ir.Layer) -> int:
         return n * (2 if node.affine else 1)
     if k == "adaptive_avgpool2d":
         return math.prod(node.in_shape)
+    if k == "conv_transpose2d":  # fvcore: the weight's size times the input's spatial size
+        kh, kw = node.kernel_size
+        return node.in_channels * (node.out_channels // node.groups) * kh * kw * \
+            math.prod(node.in_shape[1:])
+    if k == "upsample":  # fvcore: one per output element, four for bilinear
+        return math.prod(node.out_shape) * (4 if node.mode == "bilinear" else 1)
     return 0
 
 
@@ -147,13 +161,16 @@ def _tensors(nodes, prefix: str):
         if isinstance(node, ir.Layer):
             yield prefix + node.name, node
             continue
+        if isinstance(node, (ir.Bind, ir.From)):
+            continue  # a name for a tensor that exists already
         where = prefix.rstrip(".")
-        kind = type(node).__name__.lower()
+        kind = type(node).__name__.lower() if not isinstance(node, ir.Merge) else node.op
         if not isinstance(node, ir.Side):
             yield (f"{kind} in {where}" if where else kind), node
         parts = {ir.Residual: lambda n: (n.body, n.shortcut or ()), ir.Concat: lambda n: n.branches,
                  ir.Dense: lambda n: n.layers, ir.Gate: lambda n: (n.body,),
-                 ir.Side: lambda n: (n.body,)}[type(node)](node)
+                 ir.Side: lambda n: (n.body,), ir.Split: lambda n: n.parts,
+                 ir.Merge: lambda n: ()}[type(node)](node)
         for part in parts:
             yield from _tensors(part, prefix)
 
@@ -176,6 +193,9 @@ def activations(net: ir.Network) -> tuple[int, int, str, object]:
         if not isinstance(node, ir.Side):  # eval mode: a side head does not run
             total += sum(2 * layer_output_bytes(n) for n in _layers([node]) if layer_params(n) > 0)
     largest, name, where = ELEMENT_BYTES * math.prod(net.input_shape), "input", None
+    for i in net.inputs:
+        if ELEMENT_BYTES * math.prod(i.shape) > largest:
+            largest, name = ELEMENT_BYTES * math.prod(i.shape), f"input {i.name}"
     for n, node in _tensors(net.body, ""):
         size = tensor_bytes(node)
         if size > largest:
@@ -200,13 +220,18 @@ def _modules(nodes):
                 yield from _modules(layer)
         elif isinstance(node, (ir.Gate, ir.Side)):
             yield from _modules(node.body)
+        elif isinstance(node, ir.Split):
+            for part in node.parts:
+                yield from _modules(part)
 
 
 def scope_type(node: ir.Scope) -> str:
     pure = all(isinstance(n, ir.Scope) or (isinstance(n, ir.Layer) and not n.reuse and
-                                           not n.functional) for n in node.body)
+                                           not n.functional) for n in node.body) and not ir.has_flow(node.body)
     if node.cls is not None:
         return node.cls
+    if ir.has_flow(node.body):
+        return "Container"  # its parts are wired by name from the body around it
     return "Sequential" if pure else "Group"
 
 
@@ -247,7 +272,9 @@ def analyse(net: ir.Network) -> Analysis:
                 for layer in _layers(node.body))
     total, largest, name, _ = activations(net)
     return Analysis(net.name, tuple(net.input_shape), tuple(net.out_shape), params, macs, rows,
-                    total, largest, name)
+                    total, largest, name, {i.name: tuple(i.shape) for i in net.inputs},
+                    {} if net.result is None else
+                    {k: tuple(s) for k, s in zip(net.result.keys, net.result.shapes)})
 
 
 def count_params(net: ir.Network) -> int:

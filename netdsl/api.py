@@ -44,10 +44,15 @@ def _check_arguments(spec, network, input, limits) -> tuple[int, ...] | None:
         raise TypeError(f"limits must be a netdsl.Limits, not {_type(limits)}")
     if input is None:
         return None
-    if isinstance(input, (str, bytes)) or not hasattr(input, "__iter__") or isinstance(input, Mapping):
+    if isinstance(input, Mapping):  # a network of named inputs: a shape per name
+        return {k: _check_arguments(spec, None, v, None) for k, v in input.items()}
+    if isinstance(input, (str, bytes)) or not hasattr(input, "__iter__"):
         raise TypeError("input must be a shape: a tuple or list of integers (C, H, W) or (F,), "
                         f"not {_type(input)}")
-    return tuple(input)
+    input = tuple(input)
+    if input and all(isinstance(s, (tuple, list)) for s in input):  # a shape per input, in order
+        return tuple(tuple(s) for s in input)
+    return input
 
 
 def read_spec(spec, limits: Limits | None = None) -> tuple[str, str | None, Path]:
@@ -198,6 +203,8 @@ def _children(node) -> tuple:
         return tuple(n for branch in node.branches for n in branch)
     if isinstance(node, ir.Dense):
         return tuple(n for layer in node.layers for n in layer)
+    if isinstance(node, ir.Split):
+        return tuple(n for part in node.parts for n in part)
     return ()
 
 

@@ -327,3 +327,76 @@ class Module:
 
     items: tuple[Import | BlockDef | NetworkDef | NetworkAlias | Let, ...]
     file: str | None = None
+
+
+# ---------------------------------------------------------------- general dataflow
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A named result, read or written: ``skip`` or a template ``"skip{i}"``."""
+
+    name: String
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Bind(Stmt):
+    """``unit -> name``: the output of ``unit`` (or, alone, the current result) gets a name."""
+
+    unit: Stmt | None
+    target: Ref
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class From(Stmt):
+    """``from name``: the next statement reads the named result instead of the current one."""
+
+    source: Ref
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Merge(Stmt):
+    """``add(a, b)`` or ``concat(a, b)``: named results merged into the current one."""
+
+    op: str
+    sources: tuple[Ref, ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class OutputEntry:
+    key: String | None
+    source: Ref
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Output(Stmt):
+    """``output dict("0": c3, pool: p)``: what a network returns, in this order."""
+
+    form: str
+    entries: tuple[OutputEntry, ...]
+    span: Span = _span()
+    form_span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class NamedInput(Stmt):
+    """``input rgb: [3, 224, 224]``: one of a network's several inputs."""
+
+    name: str
+    shape: Expr
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class Split(Stmt):
+    """``split { a \\n b }``: the channels cut into parts (equal, or ``sizes``), part k run
+    through branch k, the results concatenated."""
+
+    sizes: Expr | None
+    body: tuple[Stmt, ...]
+    span: Span = _span()

@@ -61,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("spec", help="path to a .net spec file")
         sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                         help="set a network hyperparameter (a netdsl expression: 10, 1.1, [3, 4], basic)")
-        sp.add_argument("--input", metavar="C,H,W", help="override the network's input shape")
+        sp.add_argument("--input", metavar="C,H,W", action="append",
+                        help="override the network's input shape; for a network of several inputs, "
+                             "once per input, in order or as NAME=C,H,W")
         sp.add_argument("--network", metavar="NAME", help="which network, when the spec has several")
         sp.add_argument("--format", choices=("table", "json"), default="table", help="output format")
         sp.add_argument("--depth", type=_positive_int, metavar="N",
@@ -113,9 +115,22 @@ def _overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _shape(text: str | None):
+def _shape(text):
+    """One --input (``C,H,W``), or several: shapes in order, or by name (``rgb=3,224,224``)."""
     if text is None:
         return None
+    if isinstance(text, list):
+        named = [t.partition("=") for t in text]
+        if all(sep for _, sep, _ in named):
+            out = {}
+            for name, _, dims in named:
+                if name.strip() in out:
+                    raise _UsageError(f"--input {name.strip()} is given twice")
+                out[name.strip()] = _shape(dims)
+            return out
+        if any(sep for _, sep, _ in named):
+            raise _UsageError("--input: give every shape by name (NAME=C,H,W) or none")
+        return _shape(text[0]) if len(text) == 1 else tuple(_shape(t) for t in text)
     try:
         dims = tuple(int(x) for x in text.replace("x", ",").split(","))
     except ValueError:
@@ -194,7 +209,8 @@ def cmd_check(args) -> int:
 
 
 def fvcore_total(model, input_shape, device) -> int:
-    """``FlopCountAnalysis(model, x).total()`` for a batch of one, in eval mode, quietly.
+    """``FlopCountAnalysis(model, x).total()`` for a batch of one, in eval mode, quietly;
+    ``input_shape`` is one shape, or a list of them for a network of several inputs.
 
     Batch 1 always runs: `check` refuses what cannot (a batch norm that uses batch
     statistics on one value per channel, E0306).
@@ -212,7 +228,9 @@ def fvcore_total(model, input_shape, device) -> int:
     was_training = model.training
     model.eval()
     try:
-        x = torch.zeros((1, *input_shape), device=device)
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        x = tuple(torch.zeros((1, *s), device=device) for s in shapes)
+        x = x[0] if len(x) == 1 else x
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fvcore's tracer warns about deprecated torch.jit APIs
             fca = FlopCountAnalysis(model, x)
@@ -284,7 +302,7 @@ def cmd_build(args) -> int:
         else:
             status.show("counting MACs with fvcore to cross-check them (--no-fvcore skips this)...")
             with _memory(device, "for the fvcore cross-check (--no-fvcore skips it)"):
-                total = fvcore_total(model, net.input_shape, device)
+                total = fvcore_total(model, [i.shape for i in net.inputs] or [net.input_shape], device)
             mismatch = total != a.macs
             note = (f"fvcore cross-check: MISMATCH — static analysis says {a.macs:,} MACs, fvcore "
                     f"counts {total:,}; please report this as a netdsl bug" if mismatch else

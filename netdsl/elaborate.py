@@ -21,6 +21,7 @@ from . import ast, ir, shapes
 from .diagnostics import Diagnostic, NetdslError, by_position, closest, related, short, source_lines
 from .calls import CallChecks
 from .combinators import CombinatorChecks
+from .dataflow import DataflowChecks, ValueScope
 from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units
 from .flows import ConcatFlow, NameScope, SeqFlow
 from .layers import LAYERS, PARAMETERS, PASS_THROUGH, REQUIRED, SAVES_OUTPUT, ArgTypeError
@@ -75,7 +76,7 @@ def given(name: str, origin: str) -> str:
     return f"--set {name}" if origin == "cli" else f"the value given for `{name}`"
 
 
-class Checker(CombinatorChecks, CallChecks):
+class Checker(CombinatorChecks, CallChecks, DataflowChecks):
     def __init__(self, program: Program, limits: Limits | None = None, origin: str = "api"):
         self.program = program
         self.limits = limits or Limits()
@@ -89,6 +90,8 @@ class Checker(CombinatorChecks, CallChecks):
         self.chain: list[tuple[str, Span | None]] = []
         self.nodes = 0
         self.overridden: dict[str, object] = {}  # network parameters set by --set or the API
+        self._inner_names: dict = {}
+        self._flow_values = None
         self.ev = Evaluator(self.limits, globals=self._global, charge=self._charge,
                             blocks=lambda: program.blocks)
         self.globals = Env()
@@ -275,22 +278,54 @@ class Checker(CombinatorChecks, CallChecks):
         flow = SeqFlow(None, True, network=True)
         flow.input_override = input_shape
         flow.sides = []
+        flow.input_shape = None
+        flow.values = self._network_values = ValueScope(None)
         scope = NameScope(None)
         flow.sides_decl = None
         self.run(defn.body, env, flow, scope)
         self.close(scope)
         sides_type, order = self.training_outputs(flow, defn.cls or camel(shown_name))
+        self.df_close(flow.values)
+        result = self._network_result(flow)
         if not flow.has_input and not flow.missing_reported:
             self.report(Diagnostic("E0308", "the network declares no input shape", defn.span,
                                    "no `input` in this network",
                                    "start the network with `input [C, H, W]`"))
-        if self.diags or flow.shape is None:
+        if self.diags or (flow.shape is None and result is None):
             return None
         params_json = {k: to_json(v) for k, v in values.items()}
+        inputs = tuple(ir.NetInput(name=n, shape=s, span=sp) for n, s, sp in flow.values.inputs)
+        out_shape = flow.shape if result is None else result.shapes[0]
         return ir.Network(name=shown_name, cls=defn.cls or camel(shown_name), params=params_json,
                           input_shape=flow.input_shape, body=tuple(flow.nodes),
-                          out_shape=flow.shape, outputs=tuple(flow.sides), span=defn.span,
-                          sides_type=sides_type, sides_order=order)
+                          out_shape=out_shape, outputs=tuple(flow.sides), span=defn.span,
+                          sides_type=sides_type, sides_order=order, inputs=inputs, result=result)
+
+    def _network_result(self, flow) -> ir.Outputs | None:
+        """The network's `output`, checked to come last; and side outputs refused beside
+        dataflow, whose training-mode tuple has no place for them yet."""
+        values = flow.values
+        given = flow.input_override
+        names = [n for n, _, _ in values.inputs]
+        extra = ([k for k in given if k not in names] if isinstance(given, dict) else
+                 [] if not (isinstance(given, tuple) and given and isinstance(given[0], tuple))
+                 or len(given) <= len(names) or not names else [f"shape {len(names) + 1}"])
+        for key in extra:
+            near = closest(str(key), names)
+            self.report(Diagnostic("E0132", f"input shape given for `{short(str(key))}`, which the network "
+                                   "does not declare", None, "",
+                                   f"did you mean `{near}`?" if near else
+                                   "its inputs are " + (", ".join(names) or "unnamed")))
+        if values.output is not None and len(flow.nodes) > values.output[2]:
+            after = flow.nodes[values.output[2]]
+            self.report(Diagnostic("E0131", "`output` must be the network's last statement", after.span,
+                                   "this comes after it", "move `output` to the end of the network"))
+        if values.used and flow.sides:
+            side = next(n for n in flow.nodes if isinstance(n, ir.Side))
+            self.report(Diagnostic("E0133", "side outputs cannot be used with named results", side.span,
+                                   "a side output", "list the head's result in `output` instead: name it "
+                                   "with `-> NAME` and return it in eval and training alike"))
+        return values.output[0] if values.output is not None else None
 
     def _alias_cycle(self, first) -> bool:
         """Report variants based on each other in a cycle (`network a = b()` beside
@@ -518,6 +553,16 @@ class Checker(CombinatorChecks, CallChecks):
             self.apply(st, env, flow, scope)
         elif isinstance(st, ast.Sides):
             self.sides_order(st, flow)
+        elif isinstance(st, ast.Bind):
+            self.df_bind(st, env, flow, scope)
+        elif isinstance(st, ast.From):
+            self.df_from(st, env, flow)
+        elif isinstance(st, ast.Merge):
+            self.df_merge(st, env, flow)
+        elif isinstance(st, ast.Output):
+            self.df_output(st, env, flow)
+        elif isinstance(st, ast.NamedInput):
+            self.df_input(st, env, flow)
         else:
             self.item(st, env, flow, scope, None)
 
@@ -562,6 +607,10 @@ class Checker(CombinatorChecks, CallChecks):
             return
         flow.has_input = True
         value = flow.input_override if flow.input_override is not None else self.value(st.shape, env)
+        if isinstance(value, dict) or (isinstance(value, tuple) and value and isinstance(value[0], tuple)):
+            self.report(Diagnostic("E0132", "this network has one unnamed input", st.span,
+                                   "one shape expected", "give one shape, e.g. (3, 224, 224)"))
+            return
         if value is POISON:
             return
         ok = (isinstance(value, tuple) and len(value) in (1, 3)
@@ -647,6 +696,7 @@ class Checker(CombinatorChecks, CallChecks):
         name = scope.name(self, label, st.span)
         inner = NameScope(scope)
         sub = SeqFlow(shape, shared)
+        sub.values = flow.values if isinstance(flow, SeqFlow) else None
         self._copies(st, n, env, sub, inner)
         self.close(inner)
         nodes = self._scope_node(name, None, None, sub, shape, st.span)
@@ -679,6 +729,8 @@ class Checker(CombinatorChecks, CallChecks):
     # -- items
     def item(self, unit, env: Env, flow, scope: NameScope, label) -> None:
         shape, shared = flow.next_input(self, unit.span)
+        values = flow.values if isinstance(flow, SeqFlow) else None
+        self._flow_values = values
         if isinstance(unit, ast.Side):
             self._side_flow = flow if getattr(flow, "network", False) and label is None else None
         if label is not None and not isinstance(unit, ast.Use):
@@ -686,6 +738,7 @@ class Checker(CombinatorChecks, CallChecks):
             name = scope.name(self, label, unit.span)
             inner = NameScope(scope)
             sub = SeqFlow(shape, shared)
+            sub.values = values
             if isinstance(unit, ast.Group):
                 self.run(unit.body, Env({}, env), sub, inner)
             else:
@@ -693,15 +746,20 @@ class Checker(CombinatorChecks, CallChecks):
             self.close(inner)
             flow.accept(self._scope_node(name, None, None, sub, shape, unit.span), sub.shape,
                         sub.shared, unit.span)
+            if values is not None and not isinstance(unit, ast.Group):
+                values.dangling = unit.span
             return
         nodes, out, out_shared = self.unit(unit, env, shape, shared, scope, label)
         flow.accept(nodes, out, out_shared, unit.span)
+        if values is not None and not isinstance(unit, (ast.Group, ast.Side)):
+            values.dangling = unit.span
 
     def unit(self, unit, env: Env, shape, shared, scope: NameScope, label=None):
         if isinstance(unit, ast.Use):
             return self.use(unit, env, shape, shared, scope, label)
         if isinstance(unit, ast.Group):
             sub = SeqFlow(shape, shared)
+            sub.values = self._flow_values
             self.run(unit.body, Env({}, env), sub, scope)
             return sub.nodes, sub.shape, sub.shared
         if isinstance(unit, ast.Residual):
@@ -714,6 +772,8 @@ class Checker(CombinatorChecks, CallChecks):
             return self.gate(unit, env, shape, scope)
         if isinstance(unit, ast.Side):
             return self.side(unit, env, shape, scope)
+        if isinstance(unit, ast.Split):
+            return self.split(unit, env, shape, scope)
         raise AssertionError(type(unit))
 
     def use(self, use: ast.Use, env: Env, shape, shared, scope, label):
@@ -992,9 +1052,11 @@ class Checker(CombinatorChecks, CallChecks):
         before = self.nodes
         inner = NameScope(scope)
         sub = SeqFlow(shape if ok else None, shared)
+        sub.values = ValueScope(defn.name)
         self.chain.append((defn.name, use.span))
         try:
             self.run(defn.body, benv, sub, inner)
+            self.df_close(sub.values)
         finally:
             self.chain.pop()
         if key is not None:

@@ -26,6 +26,8 @@ class SeqFlow:
     pass reads it (``relu``, ``sigmoid``, ``tanh``).
     """
 
+    values = None  # the names it may bind and read (dataflow.ValueScope); None in combinators
+
     def __init__(self, shape, shared: bool, network: bool = False):
         self.shape = shape
         self.shared = shared
@@ -35,6 +37,8 @@ class SeqFlow:
         self.missing_reported = False
 
     def next_input(self, checker: "Checker", span: Span | None):
+        if self.values is not None and self.values.no_current:
+            checker._no_current(self.values, span)
         if not self.has_input and not self.missing_reported:
             self.missing_reported = True
             checker.report(Diagnostic("E0308", "no input shape declared before the first layer",

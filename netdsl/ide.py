@@ -191,6 +191,8 @@ def _children(node, name: str) -> list[tuple[object, str]]:
         nodes = tuple(n for b in node.branches for n in b)
     elif isinstance(node, ir.Dense):
         nodes = tuple(n for b in node.layers for n in b)
+    elif isinstance(node, ir.Split):
+        nodes = tuple(n for p in node.parts for n in p)
     else:
         return []
     return [(n, _name(n, prefix)) for n in nodes]

@@ -147,9 +147,37 @@ class StochasticDepth(Layer):
     mode: Literal["row", "batch"] = "row"
 
 
+class ConvTranspose2d(Layer):
+    kind: Literal["conv_transpose2d"] = "conv_transpose2d"
+    in_channels: PosInt
+    out_channels: PosInt
+    kernel_size: Pair
+    stride: Pair = (1, 1)
+    padding: NonNegPair = (0, 0)
+    output_padding: NonNegPair = (0, 0)
+    groups: PosInt = 1
+    bias: bool = True
+    dilation: Pair = (1, 1)
+
+
+class Upsample(Layer):
+    """``size`` or ``scale_factor``, exactly one (torch.nn.Upsample)."""
+
+    kind: Literal["upsample"] = "upsample"
+    size: Pair | None = None
+    scale_factor: Annotated[float, Field(gt=0.0)] | None = None
+    mode: Literal["nearest", "bilinear"] = "nearest"
+    align_corners: bool | None = None
+
+
+class ChannelShuffle(Layer):
+    kind: Literal["channel_shuffle"] = "channel_shuffle"
+    groups: PosInt
+
+
 LayerNode = Union[Conv2d, Linear, BatchNorm2d, Activation, MaxPool2d, AvgPool2d,
                   AdaptiveAvgPool2d, Dropout, Flatten, Identity, LocalResponseNorm,
-                  StochasticDepth]
+                  StochasticDepth, ConvTranspose2d, Upsample, ChannelShuffle]
 
 
 class Scope(Node):
@@ -215,8 +243,80 @@ class Side(Node):
     out_shape: Shape
 
 
-AnyNode = Annotated[Union[LayerNode, Scope, Residual, Concat, Dense, Gate, Side],
-                    Field(discriminator="kind")]
+class Bind(Node):
+    """``-> name``: the current result gets a name in its network or block instance."""
+
+    kind: Literal["bind"] = "bind"
+    name: str
+    in_shape: Shape
+    out_shape: Shape
+
+
+class From(Node):
+    """``from name``: the named result becomes the current one (``in_shape`` is () where
+    there was none yet: a network of several inputs)."""
+
+    kind: Literal["from"] = "from"
+    name: str
+    in_shape: Shape = ()
+    out_shape: Shape
+
+
+class Merge(Node):
+    """``add(a, b, ...)`` or ``concat(a, b, ...)`` of named results, in that order."""
+
+    kind: Literal["merge"] = "merge"
+    op: Literal["add", "concat"]
+    sources: tuple[str, ...]
+    in_shape: Shape = ()
+    out_shape: Shape
+
+
+class Split(Node):
+    """The input's channels cut into ``sizes``; part k runs through ``parts[k]``; the
+    results are concatenated along channels."""
+
+    kind: Literal["split"] = "split"
+    sizes: tuple[PosInt, ...]
+    parts: tuple[tuple["AnyNode", ...], ...]
+    in_shape: Shape
+    out_shape: Shape
+
+
+AnyNode = Annotated[Union[LayerNode, Scope, Residual, Concat, Dense, Gate, Side, Bind, From, Merge,
+                          Split], Field(discriminator="kind")]
+
+# The nodes of general dataflow: they name results or read them back.
+FLOW_NODES = (Bind, From, Merge)
+
+
+def has_flow(nodes) -> bool:
+    """Whether a body names results or reads them, itself or in its labelled groups (which
+    share its names); a block instance's names are its own. Such a body is lowered to a
+    plan over named slots, and its labelled groups to containers.
+
+    >>> has_flow((Bind(name="a", in_shape=(1,), out_shape=(1,)),))
+    True
+    """
+    return any(isinstance(n, FLOW_NODES) or (isinstance(n, Scope) and n.cls is None and has_flow(n.body))
+               for n in nodes)
+
+
+class Outputs(Node):
+    """What a network returns, in order: ``form`` is tuple, namedtuple or dict; ``keys``
+    the field names or dict keys; ``sources`` the named results."""
+
+    form: Literal["tuple", "namedtuple", "dict"]
+    keys: tuple[str, ...]
+    sources: tuple[str, ...]
+    shapes: tuple[Shape, ...]
+
+
+class NetInput(Node):
+    """One of a network's named inputs."""
+
+    name: str
+    shape: Shape
 
 
 class Network(Node):
@@ -234,7 +334,11 @@ class Network(Node):
     # default `<cls>Outputs` with logits first, then the sides in spec order.
     sides_type: str | None = None
     sides_order: tuple[str, ...] = ()
+    # General dataflow: named inputs (empty for one unnamed `input`; the first is
+    # ``input_shape``) and what the network returns where it says (else ``out_shape``).
+    inputs: tuple[NetInput, ...] = ()
+    result: Outputs | None = None
 
 
-for _model in (Scope, Residual, Concat, Dense, Gate, Side, Network):
+for _model in (Scope, Residual, Concat, Dense, Gate, Side, Split, Network):
     _model.model_rebuild()

@@ -160,6 +160,25 @@ LAYERS: dict[str, LayerSig] = {sig.kind: sig for sig in [
         Arg("p", _float, doc="probability of dropping the residual branch"),
         Arg("mode", _str(("row", "batch")), "row", '"row" drops per sample, "batch" the whole batch'),
     ), "stochastic depth (torchvision.ops.StochasticDepth), active in training only"),
+    LayerSig("conv_transpose2d", ir.ConvTranspose2d, (
+        Arg("out_channels", _int, doc="number of output channels"),
+        Arg("kernel_size", _pair, doc="int or [h, w]"),
+        Arg("stride", _pair, 1, "int or [h, w]"),
+        Arg("padding", _pair, 0, "int or [h, w], removed from both sides of the output"),
+        Arg("output_padding", _pair, 0, "int or [h, w], added to one side of the output"),
+        Arg("groups", _int, 1, "must divide input and output channels"),
+        Arg("bias", _bool, True, "add a learnable bias"),
+        Arg("dilation", _pair, 1, "int or [h, w]"),
+    ), "2-D transposed convolution (torch.nn.ConvTranspose2d); input channels are inferred"),
+    LayerSig("upsample", ir.Upsample, (
+        Arg("scale_factor", lambda v: None if v is None else _float(v), None, "multiplier of height and width"),
+        Arg("size", _pair_or_none, None, "output size, int or [h, w] (instead of scale_factor)"),
+        Arg("mode", _str(("nearest", "bilinear")), "nearest", '"nearest" or "bilinear"'),
+        Arg("align_corners", lambda v: None if v is None else _bool(v), None, "bilinear only"),
+    ), "upsampling by a factor or to a size (torch.nn.Upsample)"),
+    LayerSig("channel_shuffle", ir.ChannelShuffle, (
+        Arg("groups", _int, doc="number of channel groups to interleave"),
+    ), "interleave the channels of `groups` groups (torch.nn.ChannelShuffle, ShuffleNet)"),
 ]}
 
 # Parameters each layer kind owns, for `init KIND.PARAM = ...`.
@@ -167,6 +186,7 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "conv2d": ("weight", "bias"),
     "linear": ("weight", "bias"),
     "batchnorm2d": ("weight", "bias"),
+    "conv_transpose2d": ("weight", "bias"),
 }
 
 # What autograd keeps of each kind, for in-place operations. Three sets, because
@@ -186,4 +206,4 @@ SAVES_OUTPUT = frozenset({"relu", "sigmoid", "tanh"})
 # sizes): a residual may add its shortcut into that output in place, as torchvision's
 # blocks do. Activations are left out: they keep their output, or may in some torch version.
 OUTPUT_NOT_SAVED = frozenset({"conv2d", "linear", "batchnorm2d", "maxpool2d", "avgpool2d",
-                              "adaptive_avgpool2d"})
+                              "adaptive_avgpool2d", "conv_transpose2d", "upsample"})

@@ -14,9 +14,10 @@ from torch import nn
 
 from . import ir
 from .layers import OUTPUT_NOT_SAVED, PASS_THROUGH
-from .modules import (Block, Chain, ConcatOp, DenseOp, FunctionOp, GateOp, Group, Network,
-                      ResidualOp, SequentialBlock, SideOp, StochasticDepth, _identity, named_outputs,
-                      spec_class)
+from .modules import (Block, Chain, ConcatOp, Container, DenseOp, FunctionOp, GateOp, GraphOp,
+                      Group, Network, OutputMaker, ResidualOp, SequentialBlock, SideOp, SplitOp,
+                      StochasticDepth, _identity, add_op, cat_op, named_outputs, network_class,
+                      outputs_type, spec_class)
 
 
 
@@ -63,6 +64,14 @@ def _leaf(node, device) -> nn.Module:
         return nn.LocalResponseNorm(node.size, node.alpha, node.beta, node.k)
     if k == "stochastic_depth":
         return StochasticDepth(node.p, node.mode)
+    if k == "conv_transpose2d":
+        return nn.ConvTranspose2d(node.in_channels, node.out_channels, node.kernel_size, node.stride,
+                                  node.padding, node.output_padding, node.groups, node.bias,
+                                  node.dilation, **f)
+    if k == "upsample":
+        return nn.Upsample(node.size, node.scale_factor, node.mode, node.align_corners)
+    if k == "channel_shuffle":
+        return nn.ChannelShuffle(node.groups)
     raise AssertionError(f"no lowering for layer kind {k!r}")
 
 
@@ -98,7 +107,7 @@ def init_parameter(tensor: torch.Tensor, scheme: ir.InitScheme) -> None:
 def _default_init(m: nn.Module, pname: str, tensor: torch.Tensor) -> bool:
     """The module's own initialisation of one parameter, as its ``reset_parameters``
     does it; False for a module kind whose defaults are not known per parameter."""
-    if isinstance(m, (nn.Conv2d, nn.Linear)):
+    if isinstance(m, (nn.Conv2d, nn.Linear, nn.ConvTranspose2d)):
         if pname == "weight":
             nn.init.kaiming_uniform_(tensor, a=math.sqrt(5))
         else:
@@ -219,7 +228,39 @@ def target_device(device=None) -> torch.device:
 def _pure(nodes) -> bool:
     """Whether a body is a plain sequence of modules, each called once: an nn.Sequential."""
     return all(isinstance(n, ir.Scope) or (isinstance(n, ir.Layer) and not n.reuse and
-                                           not n.functional) for n in nodes)
+                                           not n.functional) for n in nodes) and not _has_flow(nodes)
+
+
+_has_flow = ir.has_flow
+
+
+def _fuse(steps: list, out) -> list:
+    """Join a one-input step into the one before it when nothing else reads what that one
+    made, so a plain run of layers between names is one Chain; then say after which step
+    each slot is read for the last time."""
+    reads: dict[int, int] = {}
+    for _, src, _ in steps:
+        for i in src:
+            reads[i] = reads.get(i, 0) + 1
+    outs = out if isinstance(out, tuple) else (out,)
+    for i in outs:
+        reads[i] = reads.get(i, 0) + 1
+    fused: list = []
+    for fn, src, dst in steps:
+        if (fused and len(src) == 1 and src[0] == fused[-1][2] and reads[src[0]] == 1
+                and len(fused[-1][1]) == 1):
+            prev = fused[-1][0]
+            chain = list(prev.steps) if isinstance(prev, Chain) else [prev]
+            fused[-1] = [Chain(chain + [fn]), fused[-1][1], dst]
+        else:
+            fused.append([fn, src, dst])
+    last: dict[int, int] = {}
+    for k, (_, src, _) in enumerate(fused):
+        for i in src:
+            last[i] = k
+    keep = set(outs)
+    return [(fn, tuple(src), dst, tuple(sorted(i for i in set(src) if last[i] == k and i not in keep)))
+            for k, (fn, src, dst) in enumerate(fused)]
 
 
 class _Lowering:
@@ -256,7 +297,41 @@ class _Lowering:
             _set_plan(m, self.plan(node.body, m))
         return m
 
+    def graph(self, nodes, owner: nn.Module, inputs: tuple[str, ...] = (), result=None) -> GraphOp:
+        """The plan of a body wired by name: slots for the inputs and each step's result."""
+        names = {name: i for i, name in enumerate(inputs)}
+        size = max(1, len(inputs))
+        cur = 0
+        steps: list = []
+
+        def emit(nodes, owner):
+            nonlocal cur, size
+            for n in nodes:
+                if isinstance(n, ir.Bind):
+                    names[n.name] = cur
+                    continue
+                if isinstance(n, ir.From):
+                    cur = names[n.name]
+                    continue
+                if isinstance(n, ir.Scope) and n.cls is None and _has_flow(n.body):
+                    m = Container()
+                    owner.add_module(n.name, m)
+                    emit(n.body, m)
+                    continue
+                if isinstance(n, ir.Merge):
+                    fn, src = (add_op if n.op == "add" else cat_op), tuple(names[s] for s in n.sources)
+                else:
+                    fn, src = self.step(n, owner), (cur,)
+                steps.append([fn, src, size])
+                cur, size = size, size + 1
+
+        emit(nodes, owner)
+        out = cur if result is None else tuple(names[s] for s in result.sources)
+        return GraphOp(_fuse(steps, out), size, out)
+
     def plan(self, nodes, owner: nn.Module):
+        if _has_flow(nodes):
+            return self.graph(nodes, owner)
         steps = [self.step(n, owner) for n in nodes]
         if not steps:
             return _identity
@@ -283,6 +358,8 @@ class _Lowering:
             return GateOp(self.plan(node.body, owner))
         if isinstance(node, ir.Side):
             return SideOp(node.name, self.plan(node.body, owner))
+        if isinstance(node, ir.Split):
+            return SplitOp(node.sizes, (self.plan(p, owner) for p in node.parts))
         raise AssertionError(type(node))
 
 
@@ -306,13 +383,21 @@ def lower(net: ir.Network, device=None) -> nn.Module:
     (torch.Size([4, 3, 3, 3]), 'meta')
     """
     low = _Lowering(device)
-    root = spec_class(Network, net.cls, "netdsl.networks", f"Network `{net.name}` of a netdsl spec.")()
+    inputs = tuple(i.name for i in net.inputs)
+    root = network_class(net.cls, f"Network `{net.name}` of a netdsl spec.", inputs)()
     root.spec_name = net.name
     root.input_shape = tuple(net.input_shape)
     root._ndim = len(net.input_shape) + 1
-    steps = [low.step(n, root) for n in net.body]
+    if net.inputs or net.result is not None or _has_flow(net.body):
+        root._input_shapes = tuple(tuple(i.shape) for i in net.inputs)
+        _set_plan(root, low.graph(net.body, root, inputs, net.result))
+        if net.result is not None:
+            root._result = OutputMaker(net.cls, net.result.form, net.result.keys)
+        steps = []
+    else:
+        steps = [low.step(n, root) for n in net.body]
+        _set_plan(root, steps[0] if len(steps) == 1 else (Chain(steps) if steps else _identity))
     root._steps = tuple(steps)
-    _set_plan(root, steps[0] if len(steps) == 1 else (Chain(steps) if steps else _identity))
     if net.outputs:
         root._sides = True
         fields = net.sides_order or ("logits",) + tuple(net.outputs)

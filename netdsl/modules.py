@@ -150,6 +150,65 @@ _FUNCTIONS = {
 }
 
 
+class GraphOp:
+    """General dataflow: steps over numbered slots, worked out at lowering.
+
+    Slots ``0 .. n_inputs - 1`` hold the inputs; step ``(fn, src, dst, free)`` calls
+    ``fn`` on the slots ``src`` (one, or several for a merge), writes slot ``dst``,
+    then drops the slots ``free`` that nothing reads later, so a skip is held only
+    as long as a hand-written forward's local would be. ``out`` is a slot or a tuple
+    of slots. No names are looked up per call.
+    """
+
+    __slots__ = ("steps", "size", "out")
+
+    def __init__(self, steps, size: int, out):
+        self.steps, self.size, self.out = tuple(steps), size, out
+
+    def __call__(self, *xs):
+        v = list(xs)
+        v.extend([None] * (self.size - len(xs)))
+        for fn, src, dst, free in self.steps:
+            if len(src) == 1:
+                v[dst] = fn(v[src[0]])
+            else:
+                v[dst] = fn(*[v[i] for i in src])
+            for i in free:
+                v[i] = None
+        if isinstance(self.out, tuple):
+            return tuple(v[i] for i in self.out)
+        return v[self.out]
+
+
+def add_op(*xs):
+    """``add(a, b, ...)``: the sum of named results, left to right."""
+    out = xs[0] + xs[1]
+    for x in xs[2:]:
+        out = out + x
+    return out
+
+
+def cat_op(*xs):
+    """``concat(a, b, ...)``: named results joined along channels."""
+    return torch.cat(xs, 1)
+
+
+class SplitOp:
+    """The channels cut into parts (``x.chunk`` when equal, as torchvision's ShuffleNet
+    does), part k through ``parts[k]``, the results concatenated."""
+
+    __slots__ = ("sizes", "parts", "equal")
+
+    def __init__(self, sizes, parts):
+        self.sizes, self.parts = tuple(sizes), tuple(parts)
+        self.equal = len(set(self.sizes)) == 1
+
+    def __call__(self, x):
+        xs = x.chunk(len(self.parts), 1) if self.equal else torch.split(x, self.sizes, 1)
+        # Indexed, not zipped: under FX the chunks are one Proxy, which cannot be iterated.
+        return torch.cat([part(xs[i]) for i, part in enumerate(self.parts)], 1)
+
+
 class SpecModule:
     """Mixin of the module classes a spec names (``Bottleneck``, ``Resnet``).
 
@@ -164,6 +223,9 @@ class SpecModule:
         cls = type(self)
         if cls.__module__ == __name__:  # netdsl's own classes are found by name
             return super().__reduce_ex__(protocol)
+        inputs = getattr(cls, "_input_names", ())
+        if inputs:  # a network of several inputs: its forward is made with the class
+            return (_remake_network, (cls.__name__, cls.__doc__, inputs), self.__getstate__())
         base = cls.__bases__[0]
         return (_remake, (base, cls.__name__, cls.__module__, cls.__doc__), self.__getstate__())
 
@@ -209,6 +271,12 @@ class Group(Block):
     """A labelled group holding combinators (a plain one is an ``nn.Sequential``)."""
 
 
+class Container(SpecModule, nn.Module):
+    """A labelled group whose parts are wired by name (``-> c3``, ``from c3``): it holds
+    its modules under its name, and the network or block around it runs them, as
+    torchvision's FPN runs ``inner_blocks[i]`` one by one."""
+
+
 class InputShapeError(ValueError):
     """A built model was called with an input its spec does not accept."""
 
@@ -239,6 +307,8 @@ class Network(SpecModule, nn.Module):
         self._outputs = None
         self._sides_order: tuple[int, ...] = ()
         self._ndim = 1
+        self._result = None  # makes the stated tuple, named tuple or dict of `output`
+        self._input_shapes: tuple = ()
 
     def forward(self, x):
         # A wrong rank is refused before it runs: an unbatched [C, H, W] would otherwise
@@ -249,12 +319,22 @@ class Network(SpecModule, nn.Module):
         try:
             if self._sides and self.training:
                 return self._forward_with_sides(x)
+            if self._result is not None:
+                return self._result(self._plan(x))
             return self._plan(x)
         except (RuntimeError, TypeError) as e:  # TypeError: not a tensor at all
             problem = self._input_problem(x)
             if problem is None:
                 raise
             raise InputShapeError(problem) from e
+
+    def _forward_many(self, xs):
+        """The forward of a network of several named inputs (``forward(self, rgb, depth)``)."""
+        for x, want in zip(xs, self._input_shapes):
+            if not isinstance(x, Proxy) and getattr(x, "ndim", None) != len(want) + 1:
+                raise InputShapeError(self._input_problem(x, want))
+        out = self._plan(*xs)
+        return self._result(out) if self._result is not None else out
 
     def _forward_with_sides(self, x):
         sides = []
@@ -266,14 +346,14 @@ class Network(SpecModule, nn.Module):
         made = (x, *sides)
         return self._outputs(*[made[i] for i in self._sides_order])
 
-    def _input_problem(self, x) -> str | None:
+    def _input_problem(self, x, want=None) -> str | None:
         """Why ``x`` does not fit the spec's ``input``, once a forward call has failed.
 
         Only a wrong rank or a failed call gets here, so a working forward pays for
         one rank compare; a different height or width is named too, since it breaks
         a later `linear`.
         """
-        want = self.input_shape
+        want = self.input_shape if want is None else want
         if not isinstance(x, torch.Tensor):
             return f"network `{self.spec_name}` takes a tensor, got {type(x).__name__}"
         expected = "[N, " + ", ".join(str(d) for d in want) + "]"
@@ -311,6 +391,93 @@ def named_outputs(type_name: str, fields: tuple[str, ...]):
     ('logits', 'aux_logits2', 'aux_logits1')
     """
     return collections.namedtuple(type_name, fields)
+
+
+class OutputMaker:
+    """Turns the tuple a plan returns into the network's stated ``output``."""
+
+    __slots__ = ("form", "keys", "type")
+
+    def __init__(self, cls_name: str, form: str, keys: tuple[str, ...]):
+        self.form, self.keys = form, tuple(keys)
+        self.type = collections.namedtuple(f"{cls_name}Outputs", keys) if form == "namedtuple" else None
+
+    def __call__(self, values):
+        if self.form == "dict":
+            return dict(zip(self.keys, values))
+        if self.form == "namedtuple":
+            return self.type(*values)
+        return values
+
+    def __reduce__(self):
+        return OutputMaker, (self.type.__name__[:-len("Outputs")] if self.type else "", self.form, self.keys)
+
+
+# Forwards of networks with several inputs, one per count; the argument names are set to
+# the spec's input names when a network class is made (FX and torch.compile read them).
+def _forward2(self, x0, x1):
+    return self._forward_many((x0, x1))
+
+
+def _forward3(self, x0, x1, x2):
+    return self._forward_many((x0, x1, x2))
+
+
+def _forward4(self, x0, x1, x2, x3):
+    return self._forward_many((x0, x1, x2, x3))
+
+
+def _forward5(self, x0, x1, x2, x3, x4):
+    return self._forward_many((x0, x1, x2, x3, x4))
+
+
+def _forward6(self, x0, x1, x2, x3, x4, x5):
+    return self._forward_many((x0, x1, x2, x3, x4, x5))
+
+
+def _forward7(self, x0, x1, x2, x3, x4, x5, x6):
+    return self._forward_many((x0, x1, x2, x3, x4, x5, x6))
+
+
+def _forward8(self, x0, x1, x2, x3, x4, x5, x6, x7):
+    return self._forward_many((x0, x1, x2, x3, x4, x5, x6, x7))
+
+
+_FORWARDS = {2: _forward2, 3: _forward3, 4: _forward4, 5: _forward5, 6: _forward6, 7: _forward7,
+             8: _forward8}
+MAX_INPUTS = max(_FORWARDS)
+
+
+def forward_for(names: tuple[str, ...]):
+    """A ``forward(self, <names>)`` calling ``_forward_many``, with the spec's input names.
+
+    >>> import inspect
+    >>> str(inspect.signature(forward_for(("rgb", "depth"))))
+    '(self, rgb, depth)'
+    """
+    template = _FORWARDS[len(names)]
+    code = template.__code__
+    code = code.replace(co_varnames=("self",) + tuple(names) + code.co_varnames[len(names) + 1:])
+    fn = type(template)(code, template.__globals__, "forward")
+    fn.__qualname__ = "forward"
+    return fn
+
+
+def network_class(name: str, doc: str | None, inputs: tuple[str, ...] = ()) -> type:
+    """The root module class of a spec; one of several inputs gets a forward taking them."""
+    if len(inputs) < 2:
+        return spec_class(Network, name, "netdsl.networks", doc)
+    key = (Network, name, "netdsl.networks", doc, inputs)
+    cls = _SPEC_CLASSES.get(key)
+    if cls is None:
+        cls = _SPEC_CLASSES[key] = type(name, (Network,), {
+            "__module__": "netdsl.networks", "__doc__": doc, "forward": forward_for(inputs),
+            "_input_names": inputs})
+    return cls
+
+
+def _remake_network(name: str, doc: str | None, inputs: tuple[str, ...]):
+    return Network.__new__(network_class(name, doc, inputs))
 
 
 @dataclasses.dataclass(frozen=True)

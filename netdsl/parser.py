@@ -17,7 +17,8 @@ from .span import Span
 
 _KEYWORDS = {
     "IMPORT", "BLOCK", "NETWORK", "LET", "INPUT", "INIT", "FOR", "IF", "ELSE", "RESIDUAL",
-    "SHORTCUT", "ASSERT", "IN", "CONCAT", "DENSE", "GATE", "SIDE", "SIDES", "AS", "REUSE", "APPLY", "LBRACE", "RBRACE", "LSQB", "RSQB",
+    "SHORTCUT", "ASSERT", "IN", "CONCAT", "DENSE", "GATE", "SIDE", "SIDES", "AS", "REUSE",
+    "APPLY", "FROM", "OUTPUT", "SPLIT", "ARROW", "LBRACE", "RBRACE", "LSQB", "RSQB",
 }
 
 # How a parse error names what it expected, in words.
@@ -467,6 +468,46 @@ class _Builder(Transformer_NonRecursive):
     def side(self, meta, children):
         kw, name, body = children
         return ast.Side(name=str(name), body=body, span=self._tspan(kw), name_span=self._tspan(name))
+
+    # -- general dataflow
+    def ref(self, meta, children):
+        (tok,) = children
+        name = self._string(tok) if tok.type == "STRING" else ast.String(parts=(str(tok),),
+                                                                          span=self._tspan(tok))
+        return ast.Ref(name=name, span=self._tspan(tok))
+
+    def bound(self, meta, children):
+        *unit, arrow, target = children
+        unit = unit[0] if unit else None
+        return ast.Bind(unit=unit, target=target,
+                        span=unit.span if unit is not None else self._tspan(arrow))
+
+    def from_stmt(self, meta, children):
+        kw, source = children
+        return ast.From(source=source, span=self._span(meta))
+
+    def merge(self, meta, children):
+        kw, *sources = children
+        return ast.Merge(op=str(kw), sources=tuple(s for s in sources if s is not None),
+                         span=self._span(meta))
+
+    def output_stmt(self, meta, children):
+        kw, form, *entries = children
+        return ast.Output(form=str(form), entries=tuple(e for e in entries if e is not None),
+                          span=self._tspan(kw), form_span=self._tspan(form))
+
+    def out_entry(self, meta, children):
+        key, source = children if len(children) == 2 else (None, children[0])
+        return ast.OutputEntry(key=key, source=source, span=self._span(meta))
+
+    def named_input(self, meta, children):
+        kw, name, shape = children
+        return ast.NamedInput(name=str(name), shape=shape, span=self._tspan(name))
+
+    def split(self, meta, children):
+        kw, *sizes, body = children
+        sizes = sizes[0] if sizes else None
+        return ast.Split(sizes=sizes, body=body, span=self._tspan(kw))
 
     # -- arguments
     def args(self, meta, children):

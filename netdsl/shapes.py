@@ -118,4 +118,67 @@ def infer(kind: str, args: dict[str, Any], shape: Shape) -> tuple[dict[str, Any]
         return {}, shape
     if kind == "flatten":
         return {}, (math.prod(shape),)
+    if kind in _RESAMPLING:
+        _need_image(kind, shape)
+        return _RESAMPLING[kind](args, shape)
     return {}, shape
+
+
+def _conv_transpose(args: dict, shape: Shape):
+    c, g = shape[0], args["groups"]
+    if c % g or args["out_channels"] % g:
+        bad = c if c % g else args["out_channels"]
+        raise ShapeError("E0307", f"groups={g} does not divide the {'input' if c % g else 'output'} "
+                         f"channels ({bad})", f"{bad} channels in {g} groups",
+                         f"use a number of groups that divides both {c} and {args['out_channels']}",
+                         arg="groups")
+    out = []
+    for size, k, s, p, op, d, axis in zip(shape[1:], args["kernel_size"], args["stride"], args["padding"],
+                                          args["output_padding"], args["dilation"], ("height", "width")):
+        if op < 0 or op >= max(s, d):
+            raise ShapeError("E0204", f"`conv_transpose2d` output_padding {op} must be below its stride "
+                             f"or dilation", "output padding too large",
+                             f"output_padding only picks among the {s} sizes a stride of {s} can come "
+                             "from: use 0, or at most stride - 1", arg="output_padding")
+        o = (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+        if o < 1:
+            raise ShapeError("E0304", f"`conv_transpose2d` output {axis} would be {o}",
+                             f"padding {p} removes more than the output has", "use less padding",
+                             arg="padding")
+        out.append(o)
+    return {"in_channels": c}, (args["out_channels"], *out)
+
+
+def _upsample(args: dict, shape: Shape):
+    size, scale = args["size"], args["scale_factor"]
+    if (size is None) == (scale is None):
+        raise ShapeError("E0203", "`upsample` needs exactly one of `size` and `scale_factor`",
+                         "both given" if size is not None else "neither given",
+                         "for example `upsample(scale_factor = 2)` or `upsample(size = [28, 28])`")
+    if args["align_corners"] is not None and args["mode"] == "nearest":
+        raise ShapeError("E0204", "`align_corners` only applies to mode \"bilinear\"",
+                         "with mode \"nearest\"", "drop `align_corners`, or use mode = \"bilinear\"",
+                         arg="align_corners")
+    if size is not None:
+        return {}, (shape[0], *size)
+    if scale <= 0:
+        raise ShapeError("E0204", "`upsample` scale_factor must be positive", f"found {scale}",
+                         "2 doubles the height and width", arg="scale_factor")
+    out = tuple(math.floor(d * scale) for d in shape[1:])
+    if min(out) < 1:
+        raise ShapeError("E0305", "the spatial size reaches zero", f"{fmt(shape)} scaled by {scale}",
+                         "use a larger scale_factor", arg="scale_factor")
+    return {}, (shape[0], *out)
+
+
+def _channel_shuffle(args: dict, shape: Shape):
+    g = args["groups"]
+    if shape[0] % g:
+        raise ShapeError("E0307", f"groups={g} does not divide the input channels ({shape[0]})",
+                         f"{shape[0]} channels in {g} groups",
+                         f"use a number of groups that divides {shape[0]}", arg="groups")
+    return {}, shape
+
+
+_RESAMPLING = {"conv_transpose2d": _conv_transpose, "upsample": _upsample,
+               "channel_shuffle": _channel_shuffle}

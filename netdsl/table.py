@@ -38,8 +38,7 @@ def render_table(a: Analysis, depth: int | None = 2, fvcore_total: int | None = 
     def line(cells):
         return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)).rstrip()
 
-    out = [f"{a.network}: input [{', '.join(str(d) for d in a.input)}] → "
-           f"[{', '.join(str(d) for d in a.output_shape)}]", "", line(head),
+    out = [f"{a.network}: {_ends(a)}", "", line(head),
            line(tuple("─" * w for w in widths))]
     out += [line(b) for b in body]
     out.append(line(tuple("─" * w for w in widths)))
@@ -61,6 +60,19 @@ def render_table(a: Analysis, depth: int | None = 2, fvcore_total: int | None = 
     return "\n".join(out)
 
 
+def _shape(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _ends(a: Analysis) -> str:
+    """The table's first line: what goes in and what comes out, by name where named."""
+    ins = (f"input {_shape(a.input)}" if not a.inputs else
+           "inputs " + ", ".join(f"{k} {_shape(s)}" for k, s in a.inputs.items()))
+    outs = (_shape(a.output_shape) if not a.outputs else
+            "outputs " + ", ".join(f"{k} {_shape(s)}" for k, s in a.outputs.items()))
+    return f"{ins} → {outs}"
+
+
 def to_json(a: Analysis, depth: int | None = None, **extra) -> dict:
     d = {
         "network": a.network,
@@ -73,6 +85,10 @@ def to_json(a: Analysis, depth: int | None = None, **extra) -> dict:
         "largest_activation_bytes": a.largest_activation_bytes,
         "largest_activation": a.largest_activation,
     }
+    if a.inputs:
+        d["inputs"] = {k: list(s) for k, s in a.inputs.items()}
+    if a.outputs:
+        d["outputs"] = {k: list(s) for k, s in a.outputs.items()}
     d.update(extra)
     d["layers"] = [{k: v for k, v in r.to_dict().items()} for r in visible(a, depth)]
     return d

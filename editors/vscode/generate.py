@@ -33,7 +33,9 @@ KEYWORD_SCOPES = {
     "keyword.control.netdsl": ("if", "else", "for", "in", "assert"),
     "keyword.operator.logical.netdsl": ("and", "or", "not"),
     "constant.language.netdsl": ("true", "false", "none"),
-    "keyword.other.combinator.netdsl": ("residual", "shortcut", "concat", "dense", "gate", "side"),
+    "keyword.other.combinator.netdsl": ("residual", "shortcut", "concat", "dense", "gate", "side",
+                                        "split"),
+    "keyword.other.dataflow.netdsl": ("from", "add", "output"),
 }
 OTHER = "keyword.other.netdsl"
 NAME = r"[A-Za-z_][A-Za-z_0-9]*"
@@ -92,7 +94,7 @@ def build() -> dict:
                 {"include": "#init-schemes"},
                 {"name": "variable.language.netdsl", "match": r"\bin_channels\b"},
                 {"match": rf"\b({NAME})(?=\s*\()", "captures": {"1": {"name": "entity.name.function.call.netdsl"}}},
-                {"name": "keyword.operator.netdsl", "match": r"\*\*|//|==|!=|<=|>=|[-+*/%<>=]"},
+                {"name": "keyword.operator.netdsl", "match": r"->|\*\*|//|==|!=|<=|>=|[-+*/%<>=]"},
                 {"name": "punctuation.separator.netdsl", "match": r"[,;.:]"},
             ]},
             "keywords": {"patterns": [{"name": scope, "match": _words(words)}
