@@ -182,7 +182,9 @@ def _scope(g: _Builder, node: ir.Scope, srcs: Srcs, prefix: str, depth: int) -> 
 def _residual(g: _Builder, node: ir.Residual, srcs: Srcs, prefix: str, depth: int) -> Srcs:
     x = g.single(srcs, node.in_shape)
     body = g.emit(node.body, [(x, "data")], prefix, depth)
-    short = g.emit(node.shortcut, [(x, "skip")], prefix, depth) if node.shortcut else [(x, "skip")]
+    short = [(x, "skip")]
+    if node.shortcut:  # drawn dashed into and out of the projection, as a path apart
+        short = [(s, "skip") for s, _ in g.emit(node.shortcut, short, prefix, depth)]
     add = g.node("op", "", "add", node.out_shape)
     g.connect(body + short, add)
     return [(add, "data")]
