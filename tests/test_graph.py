@@ -110,16 +110,28 @@ def test_concat_joins_every_branch_and_nested_concats_too():
 
 
 def test_a_dense_layer_sees_the_input_and_every_earlier_layer():
-    d = diagram(NETS["densenet121"], depth=3)
-    by_name = {n.name: n for n in d.nodes}
-    for k in (1, 2, 6):
-        layer = by_name[f"features.denseblock1.denselayer{k}"]
-        kinds = Counter(e.kind for e in _edges_into(d, layer.id))
-        assert kinds == ({"data": 1, "dense": k - 1} if k > 1 else {"data": 1})
-    # The block's concat takes the block input and all six outputs.
-    pool0 = by_name["features.pool0"]
-    cat = next(e.dst for e in d.edges if e.src == pool0.id and e.kind == "dense")
-    assert len(_edges_into(d, cat)) == 7
+    net = NETS["densenet121"]
+    d = diagram(net, depth=3)
+    by_id = {n.id: n for n in d.nodes}
+    block = net.body[0].body[4].body[0]  # features.denseblock1's dense
+    x = next(n for n in d.nodes if n.name == "features.pool0")
+    # Each layer reads the running concatenation, which then takes on its output.
+    acc = x
+    for k in range(1, 7):
+        layer = next(n for n in d.nodes if n.name == f"features.denseblock1.denselayer{k}")
+        assert [by_id[e.src] for e in _edges_into(d, layer.id)] == [acc]
+        [cat] = [by_id[e.dst] for e in d.edges if e.src == layer.id]
+        assert sorted((by_id[e.src].id, e.kind) for e in _edges_into(d, cat.id)) == \
+            sorted([(acc.id, "dense"), (layer.id, "data")])
+        assert cat.type == "concat" and cat.shape == (64 + 32 * k, 56, 56)
+        acc = cat
+    assert acc.shape == block.out_shape
+
+
+def test_every_shipped_diagram_is_within_mermaids_edge_limit():
+    # GitHub's Mermaid refuses a chart of 500 edges or more (maxEdges).
+    for net in NETS.values():
+        assert len(diagram(net).edges) < 500, net.name
 
 
 def test_a_gate_multiplies_its_input_by_the_body():
