@@ -337,7 +337,8 @@ def to_mermaid(d: Diagram) -> str:
                 left, right = _MERMAID_SHAPES[x.role]
                 out.append(f"{indent}{x.id}{left}{label(x)}{right}")
             else:
-                out.append(f'{indent}subgraph {x.id}["{mermaid_text(x.label)}"]')
+                # Mermaid refuses an empty title: a space, coded, is one it draws as empty.
+                out.append(f'{indent}subgraph {x.id}["{mermaid_text(x.label) or "#32;"}"]')
                 block(x.id, indent + "  ")
                 out.append(f"{indent}end")
 

@@ -294,7 +294,7 @@ def parse_dot(text: str) -> dict:
 
 
 _MERMAID_LINE = re.compile(
-    r'^(?P<i> *)(?:(?P<head>flowchart TD)|subgraph (?P<cid>c\d+)\["(?P<cl>[^"]*)"\]|(?P<end>end)|'
+    r'^(?P<i> *)(?:(?P<head>flowchart TD)|subgraph (?P<cid>c\d+)\["(?P<cl>[^"]+)"\]|(?P<end>end)|'
     r'(?P<nid>n\d+)(?:\(\["(?P<l1>[^"]*)"\]\)|\[\["(?P<l2>[^"]*)"\]\]|\(\("(?P<l3>[^"]*)"\)\)|'
     r'\["(?P<l4>[^"]*)"\])|(?P<src>n\d+) (?:-->|-\.->|-\.->\|side\|) (?P<dst>n\d+))$')
 
@@ -375,7 +375,7 @@ def test_any_label_gives_valid_mermaid_that_reads_back_as_the_label(names, clust
     d = _labelled(names, cluster_labels, "t")
     parsed = parse_mermaid(to_mermaid(d))
     assert parsed["nodes"] == _expected(d)
-    assert parsed["clusters"] == [[_shown(c.label)] for c in d.clusters]
+    assert parsed["clusters"] == [[_shown(c.label) or " "] for c in d.clusters]
     assert parsed["edges"] == [(e.src, e.dst) for e in d.edges]
 
 
