@@ -133,11 +133,11 @@ def main(argv: list[str]) -> int:
     text = render()
     if argv[1:] == ["--check"]:
         if PAGE.read_text(encoding="utf-8") != text:
-            print(f"{PAGE.relative_to(ROOT)} is out of date: run python docs/gallery.py", file=sys.stderr)
+            print(f"{PAGE} is out of date: run python docs/gallery.py", file=sys.stderr)
             return 1
         return 0
     PAGE.write_text(text, encoding="utf-8")
-    print(f"wrote {PAGE.relative_to(ROOT)}")
+    print(f"wrote {PAGE}")
     return 0
 
 
