@@ -69,20 +69,6 @@ class Diff:
     macs: int                        # the same, eval mode
 
 
-def _parts(node) -> list[tuple]:
-    """The bodies inside any combinator, read from its fields, so that constructs
-    added to the IR are looked through without a change here."""
-    out = []
-    for name in type(node).model_fields:
-        value = getattr(node, name)
-        if isinstance(value, tuple) and value:
-            if all(isinstance(v, ir.Node) for v in value):
-                out.append(value)
-            elif all(isinstance(v, tuple) for v in value):
-                out.extend(v for v in value if all(isinstance(x, ir.Node) for x in v))
-    return out
-
-
 def modules(net: ir.Network) -> list[Module]:
     """Every module of ``net`` in ``named_modules`` order, with its figures.
 
@@ -109,7 +95,7 @@ def modules(net: ir.Network) -> list[Module]:
                                      p, mc, side, False)
             else:
                 inner = side or node.kind == "side"
-                for part in _parts(node):
+                for part in ir.bodies(node):
                     p, mc = walk(part, prefix, depth, inner)
                     params, macs = params + p, macs + mc
                 continue

@@ -135,20 +135,6 @@ def _layer(g: _Builder, node: ir.Layer, srcs: Srcs, prefix: str, depth: int) -> 
     return [(nid, "data")]
 
 
-def _bodies(node) -> list[tuple]:
-    """The bodies inside any combinator, read from its fields: a tuple of nodes is one
-    body, a tuple of such tuples several."""
-    out = []
-    for name in type(node).model_fields:
-        value = getattr(node, name)
-        if isinstance(value, tuple) and value:
-            if all(isinstance(v, ir.Node) for v in value):
-                out.append(value)
-            elif all(isinstance(v, tuple) and all(isinstance(x, ir.Node) for x in v) for v in value):
-                out.extend(value)
-    return out
-
-
 def _hidden_kinds(nodes) -> list[str]:
     """The combinators inside a module, not counting those of the modules inside it."""
     found: list[str] = []
@@ -157,7 +143,7 @@ def _hidden_kinds(nodes) -> list[str]:
             continue
         if node.kind not in found:
             found.append(node.kind)
-        for body in _bodies(node):
+        for body in ir.bodies(node):
             found += [k for k in _hidden_kinds(body) if k not in found]
     return found
 
@@ -236,7 +222,7 @@ def _other(g: _Builder, node, srcs: Srcs, prefix: str, depth: int) -> Srcs:
     """A construct with no function of its own: its bodies side by side, joined by a
     node named after its kind."""
     x = g.single(srcs, getattr(node, "in_shape", ()))
-    outs = [s for body in _bodies(node) for s in g.emit(body, [(x, "data")], prefix, depth)]
+    outs = [s for body in ir.bodies(node) for s in g.emit(body, [(x, "data")], prefix, depth)]
     op = g.node("op", "", node.kind, getattr(node, "out_shape", ()))
     g.connect(outs or [(x, "data")], op)
     return [(op, "data")]

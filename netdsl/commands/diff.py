@@ -14,9 +14,14 @@ def register(sub, common) -> None:
     sp = sub.add_parser("diff", help="compare two specs, or one spec under two sets of --set values: "
                                      "modules added, removed and changed, Δparams and ΔMACs")
     common(sp, "default 2 for the table, all for json")
+    for action in sp._actions:  # the shared arguments, said of two sides
+        if action.dest == "spec":
+            action.metavar, action.help = "A", "path to a .net spec file"
+        elif action.dest == "overrides":
+            action.help = "set a network hyperparameter on both sides; repeatable"
     sp.add_argument("other", nargs="?", metavar="B",
-                    help="the spec to compare against the first (default: the first again, "
-                         "to compare --set-a with --set-b)")
+                    help="the spec to compare with A (default: A again, to compare "
+                         "--set-a with --set-b)")
     sp.add_argument("--set-a", dest="overrides_a", action="append", default=[], metavar="NAME=VALUE",
                     help="set a hyperparameter of A only; repeatable")
     sp.add_argument("--set-b", dest="overrides_b", action="append", default=[], metavar="NAME=VALUE",
