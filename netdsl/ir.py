@@ -342,3 +342,24 @@ class Network(Node):
 
 for _model in (Scope, Residual, Concat, Dense, Gate, Side, Split, Network):
     _model.model_rebuild()
+
+
+def bodies(node: Node) -> list[tuple]:
+    """The bodies inside a combinator, read from its fields (a tuple of nodes is one
+    body, a tuple of such tuples several), so that a pass that only needs to look
+    through combinators works for every one, those added later included.
+
+    >>> r = Residual(body=(Identity(name="a", in_shape=(1,), out_shape=(1,)),),
+    ...              in_shape=(1,), out_shape=(1,))
+    >>> [[n.name for n in b] for b in bodies(r)]
+    [['a']]
+    """
+    out = []
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        if isinstance(value, tuple) and value:
+            if all(isinstance(v, Node) for v in value):
+                out.append(value)
+            elif all(isinstance(v, tuple) for v in value):
+                out.extend(v for v in value if all(isinstance(x, Node) for x in v))
+    return out

@@ -20,6 +20,9 @@ The convention, for whoever writes docs (README.md and every page of docs/):
   ```` ```netdsl ```` is spec text; with `<!-- file: NAME -->` on the line before it,
   it is saved as NAME in the scratch copy before the page's commands run. Other
   languages (`json`, `lua`, `toml`) are configuration, shown as they are.
+- ```` ```mermaid ```` is a diagram, drawn where the page is read. With
+  `<!-- netdsl graph ARGS -->` on the line before it, it is what that command
+  prints (checked by tests/test_gallery.py).
 
 docs/errors.md is generated (tests/errors_doc.py): its ```` ```console ```` blocks are
 the recorded output of its examples, checked by tests/test_diagnostics.py, not run here.
@@ -41,7 +44,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = {"sh", "console", "python"}
-SHOWN = {"text", "netdsl", "json", "lua", "toml"}
+SHOWN = {"text", "netdsl", "json", "lua", "toml", "mermaid"}
 FLAGS = {"no-run"}
 _FENCE = re.compile(r"^```(.*)$")
 _FILE = re.compile(r"^<!-- file: (\S+) -->$")
