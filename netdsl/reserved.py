@@ -31,6 +31,7 @@ RESERVED: frozenset[str] = frozenset({
     '_apply', '_backward_hooks', '_backward_pre_hooks', '_buffers', '_call_impl',
     '_compiled_call_impl', '_forward_hooks', '_forward_hooks_always_called',
     '_forward_hooks_with_kwargs', '_forward_pre_hooks', '_forward_pre_hooks_with_kwargs',
+    '_forward_many', '_input_names', '_input_shapes', '_result',
     '_forward_with_sides', '_get_backward_hooks', '_get_backward_pre_hooks', '_get_item_by_idx',
     '_get_name', '_input_problem', '_is_full_backward_hook', '_load_from_state_dict',
     '_load_state_dict_post_hooks', '_load_state_dict_pre_hooks',

@@ -122,7 +122,16 @@ def test_every_shufflenet_v2_width_has_torchvisions_parameter_count(spec_path, w
     assert analyse(net).params == sum(p.numel() for p in ref.parameters())
 
 
-def test_shufflenet_v2_x1_0_equals_torchvision(spec_path):
+@pytest.fixture
+def one_thread():
+    # Depthwise convolutions on a busy CPU: one thread is several times faster than two.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_shufflenet_v2_x1_0_equals_torchvision(spec_path, one_thread):
     torch.manual_seed(0)
     ref = torchvision.models.shufflenet_v2_x1_0()
     model = netdsl.build(spec_path("shufflenet_v2_x1_0"), input=(3, 32, 32), device="meta")
@@ -323,3 +332,12 @@ def test_language_dataflow_examples_compile_and_build():
         model = netdsl.build(spec).eval()
         xs = [torch.randn(1, *i.shape) for i in net.inputs] or [torch.randn(1, *net.input_shape)]
         model(*xs)
+
+
+def test_a_from_whose_result_nothing_reads_is_refused():
+    # Found by the fuzzer: `from in0` then `from in1` read in0 for nothing, and the built
+    # model gave in0 no gradient although check had accepted it.
+    with pytest.raises(netdsl.NetdslError, match="E0128") as e:
+        netdsl.compile("network n() { input a: [1, 4, 4]\n input b: [1, 4, 4]\n from a\n from b\n"
+                       " output dict(a: a) }")
+    assert e.value.diagnostics[0].span.line == 3

@@ -38,6 +38,9 @@ ENDINGS = {
     "flatten": [(FLAT, "flatten")],
     "identity": [(IMAGE, "identity")],
     "local_response_norm": [(IMAGE, "local_response_norm(2)")],
+    "conv_transpose2d": [(IMAGE, "conv_transpose2d(4, 3, padding = 1)")],
+    "upsample": [(IMAGE, "upsample(scale_factor = 1)"), (IMAGE, "upsample(size = 6, mode = \"bilinear\")")],
+    "channel_shuffle": [(IMAGE, "channel_shuffle(2)")],
     "stochastic_depth": [(IMAGE, 'stochastic_depth(0.5)'), (IMAGE, 'stochastic_depth(0.5, "batch")')],
 }
 

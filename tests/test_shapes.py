@@ -153,7 +153,8 @@ def test_the_property_reaches_every_layer_kind_accepted():
                "maxpool2d": "maxpool2d(2)", "avgpool2d": "avgpool2d(2)",
                "adaptive_avgpool2d": "adaptive_avgpool2d(2)",
                "local_response_norm": "local_response_norm(2)",
-               "stochastic_depth": "stochastic_depth(0.2)"}
+               "stochastic_depth": "stochastic_depth(0.2)", "conv_transpose2d": "conv_transpose2d(4, 3)",
+               "upsample": "upsample(scale_factor = 2)", "channel_shuffle": "channel_shuffle(2)"}
     for kind in LAYERS:
         layer = typical.get(kind, kind)
         shape = (4,) if kind == "linear" else (2, 6, 6)
