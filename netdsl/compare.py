@@ -94,9 +94,12 @@ class Check:
     ok: bool | None
     summary: str
     details: list[str] = field(default_factory=list)
+    max_abs: float | None = None  # outputs and gradients: the largest differences found
+    max_rel: float | None = None
 
     def to_dict(self) -> dict:
-        return {"title": self.title, "ok": self.ok, "summary": self.summary, "details": self.details}
+        return {"title": self.title, "ok": self.ok, "summary": self.summary, "details": self.details,
+                "max_abs_diff": self.max_abs, "max_rel_diff": self.max_rel}
 
 
 @dataclass
@@ -135,6 +138,13 @@ class Report:
     @property
     def ok(self) -> bool:
         return all(c.ok is not False for c in self.checks)
+
+    def check(self, title: str) -> Check:
+        """The check of that title: ``report.check("eval outputs").max_rel``."""
+        for c in self.checks:
+            if c.title == title:
+                return c
+        raise KeyError(f"no check {title!r}; the report has {[c.title for c in self.checks]}")
 
     def render(self) -> str:
         verdict = "equivalent" if self.ok else "NOT equivalent"
@@ -288,7 +298,8 @@ def _g(x: float) -> str:
 
 def tensor_diff(a: torch.Tensor, b: torch.Tensor, atol: float = ATOL, rtol: float = RTOL) -> Diff:
     """Compare ``a`` (ours) with ``b`` (the reference) as ``torch.testing.assert_close``
-    does: shapes equal, and ``|a - b| <= atol + rtol * |b|`` element-wise.
+    does: shapes equal, and ``|a - b| <= atol + rtol * |b|`` element-wise (NaN
+    equals nothing; infinities equal themselves).
 
     >>> import torch
     >>> d = tensor_diff(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]))
@@ -303,36 +314,40 @@ def tensor_diff(a: torch.Tensor, b: torch.Tensor, atol: float = ATOL, rtol: floa
     a, b = a.detach().to("cpu", dtype), b.detach().to("cpu", dtype)
     if a.numel() == 0:
         return Diff(True, 0.0, 0.0, 0, 0)
-    diff = (a - b).abs()
-    nan = a.isnan() | b.isnan()
-    both_nan = a.isnan() & b.isnan()
-    over = (diff > atol + rtol * b.abs()) | (nan & ~both_nan)
-    diff = diff.masked_fill(nan, 0.0)
-    rel = diff / b.abs().clamp_min(torch.finfo(dtype).tiny)
-    bad = int(over.sum())
-    max_abs = float(diff.max())
-    if bool((nan & ~both_nan).any()):
-        max_abs = math.nan
-    return Diff(bad == 0, max_abs, float(rel.masked_fill(diff == 0, 0.0).max()), bad, a.numel())
+    if torch.equal(a, b) and not a.isnan().any():  # the common case, at a fraction of the cost
+        return Diff(True, 0.0, 0.0, 0, a.numel())
+    close = torch.isclose(a, b, rtol=rtol, atol=atol)  # what assert_close uses, NaN unequal
+    finite = a.isfinite() & b.isfinite()
+    diff = (a - b).abs().masked_fill(~finite, 0.0)
+    rel = (diff / b.abs()).masked_fill(diff == 0, 0.0)
+    bad = int((~close).sum())
+    max_abs, max_rel = float(diff.max()), float(rel.max())
+    if bool((~finite & ~close).any()):  # NaN, or infinities that disagree
+        max_abs = max_rel = math.nan
+    return Diff(bad == 0, max_abs, max_rel, bad, a.numel())
 
 
-def _compare_outputs(ours, theirs, atol, rtol) -> tuple[bool, list[str], float]:
-    """(equal, lines, worst abs diff) for two model outputs of any structure."""
+def _compare_outputs(ours, theirs, atol, rtol) -> tuple[bool, list[str], float, float]:
+    """(equal, lines, worst abs diff, worst rel diff) for two model outputs of any structure."""
     a, b = flatten_output(ours), flatten_output(theirs)
     fa, fb = getattr(ours, "_fields", None), getattr(theirs, "_fields", None)
     if len(a) != len(b) or (fa is not None and fb is not None and tuple(fa) != tuple(fb)):
         return False, [f"the outputs differ in structure: the spec's model gives "
-                       f"{_structure(ours)}, the reference {_structure(theirs)}"], math.inf
+                       f"{_structure(ours)}, the reference {_structure(theirs)}"], math.inf, math.inf
     if not a:
-        return False, ["the models return no tensors"], math.inf
-    lines, ok, worst = [], True, 0.0
+        return False, ["the models return no tensors"], math.inf, math.inf
+    lines, ok, worst, worst_rel = [], True, 0.0, 0.0
     for (label, x), (_, y) in zip(a, b):
         d = tensor_diff(x, y, atol, rtol)
-        worst = max(worst, d.max_abs) if not math.isnan(d.max_abs) else math.nan
+        worst, worst_rel = _max(worst, d.max_abs), _max(worst_rel, d.max_rel)
         ok &= d.ok
         if not d.ok:
             lines.append(f"{label}: {d.text(atol, rtol)}")
-    return ok, lines, worst
+    return ok, lines, worst, worst_rel
+
+
+def _max(a: float, b: float) -> float:
+    return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)
 
 
 def _structure(out) -> str:
@@ -441,7 +456,7 @@ def first_difference(model: nn.Module, reference: nn.Module, x, *, train: bool =
                                       d.max_abs, detail, k)
         out_ours = _run(model, x, train, seed)
         out_ref = _run(reference, x, train, seed)
-        _, lines, worst = _compare_outputs(out_ours, out_ref, atol, rtol)
+        _, lines, worst, _ = _compare_outputs(out_ours, out_ref, atol, rtol)
     return Difference("train" if train else "eval", None, None, worst, "; ".join(lines) or "?")
 
 
@@ -519,7 +534,7 @@ def _check_outputs(report: Report, model, reference, x, train: bool, seed: int, 
     with _kept(model, reference):
         ours = _run(model, x, train, seed)
         theirs = _run(reference, x, train, seed)
-        ok, lines, worst = _compare_outputs(ours, theirs, atol, rtol)
+        ok, lines, worst, worst_rel = _compare_outputs(ours, theirs, atol, rtol)
         state_lines = []
         if ok and train:
             # The same batch statistics, folded in with the same momentum.
@@ -533,7 +548,7 @@ def _check_outputs(report: Report, model, reference, x, train: bool, seed: int, 
                                            f"{d.text(atol, rtol)}")
     title = f"{mode} outputs"
     if not ok:
-        report.checks.append(Check(title, False, lines[0], lines[1:]))
+        report.checks.append(Check(title, False, lines[0], lines[1:], worst, worst_rel))
         if report.first_difference is None:
             diff = first_difference(model, reference, x, train=train, seed=seed, atol=atol,
                                     rtol=rtol, spans=spans)
@@ -545,14 +560,15 @@ def _check_outputs(report: Report, model, reference, x, train: bool, seed: int, 
                 report.checks[-1].details.append(diff.hint)
         return
     shape = "; ".join(f"{list(t.shape)}" for _, t in flatten_output(theirs))
-    summary = f"equal within tolerance (max abs diff {_g(worst)}; output {shape})"
+    summary = (f"equal within tolerance (max abs diff {_g(worst)}, max rel {_g(worst_rel)}; "
+               f"output {shape})")
     if state_lines:
         report.checks.append(Check(title, False, "outputs equal, but the running statistics "
-                                   "differ", state_lines[:10]))
+                                   "differ", state_lines[:10], worst, worst_rel))
         return
     note = _scale_note(theirs, atol)
     report.checks.append(Check(title, True, summary + (f", seed {seed}" if train else ""),
-                               [note] if note else []))
+                               [note] if note else [], worst, worst_rel))
 
 
 def _loss_weights(out, seed: int) -> list[torch.Tensor]:
@@ -575,7 +591,7 @@ def _check_gradients(model, reference, x, seed, atol, rtol, spans) -> Check:
         ga = _grads(model, x, seed)
         gb = _grads(reference, x, seed)
     rows = []
-    worst = 0.0
+    worst = worst_rel = 0.0
     for k, a in ga.items():
         b = gb.get(k)
         if k not in gb:
@@ -588,16 +604,16 @@ def _check_gradients(model, reference, x, seed, atol, rtol, spans) -> Check:
         if a is None:
             continue
         d = tensor_diff(a, b, atol, rtol)
-        worst = max(worst, d.max_abs)
+        worst, worst_rel = _max(worst, d.max_abs), _max(worst_rel, d.max_rel)
         if not d.ok:
             rows.append((k, d.text(atol, rtol), where(spans, k) or "?"))
     title = "gradients"
     if rows:
         return Check(title, False, f"{len(rows):,} of {len(ga):,} parameters differ "
                      f"(first in parameter order: {rows[0][0]})",
-                     _table(("parameter", "difference", "spec line"), rows, limit=10))
+                     _table(("parameter", "difference", "spec line"), rows, limit=10), worst, worst_rel)
     return Check(title, True, f"{len(ga):,} parameters, equal within tolerance "
-                 f"(max abs diff {_g(worst)}; loss sum(out · w), seed {seed})")
+                 f"(max abs diff {_g(worst)}; loss sum(out · w), seed {seed})", [], worst, worst_rel)
 
 
 __all__ = ["ATOL", "RTOL", "Check", "Difference", "Report", "check_keys", "compare",

@@ -42,6 +42,34 @@ def reference_module(reference, kwargs: dict | None = None) -> nn.Module:
     return made
 
 
+def randomise_norms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every batch norm of ``model`` random running statistics and affine
+    parameters, in place, and return it.
+
+    Fresh batch norms (mean 0, variance 1, weight 1, bias 0) are close to the
+    identity in eval mode, so an eval comparison would not exercise their
+    statistics or ``eps``; and with small initial weights a fresh network's
+    outputs can be so near zero that any absolute tolerance passes. Randomise
+    the reference before comparing (the spec's model receives its weights).
+
+    >>> bn = randomise_norms(torch.nn.BatchNorm2d(3))
+    >>> bool((bn.running_var != 1).all())
+    True
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                if m.running_mean is not None:
+                    m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                    m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                if m.affine:
+                    m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                    m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+    return model
+
+
 def _name(obj) -> str:
     if isinstance(obj, nn.Module):
         return type(obj).__name__ + "()"
@@ -138,4 +166,4 @@ def assert_equivalent(spec, reference, input=None, *, reference_args: dict | Non
     return report
 
 
-__all__ = ["assert_equivalent", "check_equivalent", "reference_module"]
+__all__ = ["assert_equivalent", "check_equivalent", "randomise_norms", "reference_module"]
