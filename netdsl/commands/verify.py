@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import sys
+import types
 
 HELP = """\
 Build the spec, load the reference model's state_dict into it strictly, and compare
@@ -100,32 +101,38 @@ def resolve(path: str):
     if not path or not all(p.isidentifier() for p in parts):
         raise UsageError(f"--against expects a dotted path such as torchvision.models.resnet50, "
                          f"got {path!r}")
-    obj, i = None, len(parts)
-    while i > 0:
-        name = ".".join(parts[:i])
-        try:
-            obj = importlib.import_module(name)
-            break
-        except ModuleNotFoundError as e:
-            if e.name is None or not (name == e.name or name.startswith(e.name + ".")):
-                raise UsageError(f"--against {path}: importing {name} failed: {e}") from None
-            i -= 1
-        except Exception as e:  # the module's own code failed: its error, not a traceback
-            raise UsageError(f"--against {path}: importing {name} failed: "
-                             f"{type(e).__name__}: {e}") from None
+    # Left to right: an attribute where there is one, else a submodule to import.
+    obj, where = _import(path, parts[0]), parts[0]
     if obj is None:
         raise UsageError(f"--against {path}: no module named {parts[0]} "
                          "(is it installed in this Python environment?)")
-    where = ".".join(parts[:i])
-    for attr in parts[i:]:
-        if not hasattr(obj, attr):
+    for attr in parts[1:]:
+        found = getattr(obj, attr) if hasattr(obj, attr) else None
+        if found is None and isinstance(obj, types.ModuleType) and hasattr(obj, "__path__"):
+            found = _import(path, f"{where}.{attr}")
+        if found is None:
             names = [n for n in dir(obj) if not n.startswith("_")]
             near = difflib.get_close_matches(attr, names, n=1)
-            raise UsageError(f"--against {path}: module {where} has no attribute {attr}"
+            kind = "module" if isinstance(obj, types.ModuleType) else type(obj).__name__
+            raise UsageError(f"--against {path}: {kind} {where} has no attribute {attr}"
                              + (f" (did you mean {near[0]}?)" if near else ""))
-        obj = getattr(obj, attr)
-        where = f"{where}.{attr}"
+        obj, where = found, f"{where}.{attr}"
     return obj
+
+
+def _import(path: str, name: str):
+    """The module ``name``, None if there is no such module; its own failure is a UsageError."""
+    from ..cli import UsageError
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name == name:
+            return None
+        raise UsageError(f"--against {path}: importing {name} failed: {e}") from None
+    except Exception as e:  # the module's own code failed: its error, not a traceback
+        raise UsageError(f"--against {path}: importing {name} failed: "
+                         f"{type(e).__name__}: {e}") from None
 
 
 def reference(path: str, args_text: str):
