@@ -41,11 +41,16 @@ def register(sub, common) -> None:
                          "of it is drawn (default: the spec's input)")
     sp.add_argument("--batch", type=_positive, default=2, metavar="N", help="batch size (default 2)")
     sp.add_argument("--seed", type=int, default=0,
-                    help="seed of the input, the training-mode run and the loss (default 0)")
+                    help="seed of the reference's initialisation, the input, the training-mode "
+                         "run and the loss (default 0)")
     sp.add_argument("--atol", type=_tolerance, default=1e-5, help="absolute tolerance (default 1e-5)")
     sp.add_argument("--rtol", type=_tolerance, default=1e-4,
                     help="relative tolerance (default 1e-4); an element agrees when "
                          "|ours - reference| <= atol + rtol * |reference|")
+    sp.add_argument("--randomise-norms", action="store_true",
+                    help="give the reference's batch norms random running statistics and affine "
+                         "parameters first, so that eval mode exercises them (fresh ones are "
+                         "nearly the identity)")
     sp.add_argument("--no-train", action="store_true", help="skip the training-mode outputs")
     sp.add_argument("--no-grad", action="store_true", help="skip the gradients")
     sp.add_argument("--network", metavar="NAME", help="which network, when the spec has several")
@@ -169,17 +174,21 @@ def reference(path: str, args_text: str):
 
 
 def run(args) -> int:
+    import torch
+
     from ..cli import _compile
     from ..compare import compare, module_spans
     from ..lower import lower
-
-    import torch
+    from ..testing import randomise_norms
 
     net = _compile(args)  # the spec first: its errors come without waiting for the reference
     if "" not in sys.path and os.getcwd() not in sys.path:
         # As `python -m` does: the user's own modules, in the current directory, import.
         sys.path.insert(0, os.getcwd())
+    torch.manual_seed(args.seed)  # the reference's initial weights: the same report each run
     ref = reference(args.against, args.against_args)
+    if args.randomise_norms:
+        randomise_norms(ref, args.seed)
     model = lower(net, device="cpu")
     x = torch.randn(args.batch, *net.input_shape, generator=torch.Generator().manual_seed(args.seed))
     report = compare(model, ref, x, spans=module_spans(net), atol=args.atol, rtol=args.rtol,
