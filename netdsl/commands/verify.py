@@ -140,7 +140,7 @@ def _import(path: str, name: str):
                          f"{type(e).__name__}: {e}") from None
 
 
-def reference(path: str, args_text: str):
+def _reference(path: str, args_text: str):
     """The reference module: ``path`` resolved, called with the JSON kwargs if it is a
     constructor."""
     from torch import nn
@@ -186,7 +186,7 @@ def run(args) -> int:
         # As `python -m` does: the user's own modules, in the current directory, import.
         sys.path.insert(0, os.getcwd())
     torch.manual_seed(args.seed)  # the reference's initial weights: the same report each run
-    ref = reference(args.against, args.against_args)
+    ref = _reference(args.against, args.against_args)
     if args.randomise_norms:
         randomise_norms(ref, args.seed)
     model = lower(net, device="cpu")
