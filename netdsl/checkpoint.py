@@ -4,6 +4,7 @@
 a file, and it overwrites whatever is there, the spec being built included. Here
 the target is checked before anything is built, the checkpoint is written to a
 temporary file beside it and moved over the target only once complete.
+Reading one back (``build --weights``) runs no code: ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -123,6 +124,53 @@ def save(state: dict, path: str, target: Path) -> None:
                         f"the file was {kept}") from None
 
 
+class ReadError(Exception):
+    """A weights file that cannot be read as a state_dict; the message says why."""
+
+
+def read(path: str) -> dict:
+    """The state_dict in the checkpoint ``path``, read with ``torch.load(weights_only=True)``
+    (so reading it runs no code) onto the CPU: a bare state_dict, or one under
+    ``"state_dict"`` or ``"model"`` as training scripts save it. Anything else is
+    a ReadError.
+
+    >>> import torch
+    >>> p = Path(tempfile.mkdtemp()) / "w.pt"
+    >>> torch.save({"epoch": 3, "model": {"fc.weight": torch.zeros(2)}}, p)
+    >>> list(read(str(p)))
+    ['fc.weight']
+    >>> read("/no/such/w.pt")
+    Traceback (most recent call last):
+      ...
+    netdsl.checkpoint.ReadError: --weights /no/such/w.pt: No such file or directory
+    """
+    import pickle
+
+    import torch
+
+    if os.path.isfile(path) and not is_checkpoint(Path(path)):
+        raise ReadError(f"--weights {path}: is not a PyTorch checkpoint (what torch.save writes)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise ReadError(f"--weights {path}: {e.strerror or e}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:
+        why = (str(e).strip() or type(e).__name__).split(". ")[0].splitlines()[0].rstrip(".")
+        raise ReadError(f"--weights {path}: not a checkpoint of tensors that loads without running "
+                        f"code ({why}); a whole pickled model must be saved as "
+                        "torch.save(model.state_dict(), FILE) first") from None
+    if isinstance(data, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(data.get(key), dict):
+                data = data[key]
+                break
+    if not isinstance(data, dict) or not data or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in data.items()):
+        raise ReadError(f"--weights {path}: holds no state_dict (a dict of tensor names to tensors, "
+                        "bare or under \"state_dict\" or \"model\")")
+    return data
+
+
 def _mode_for(target: Path) -> int:
     """The permissions ``open(target, "wb")`` would give: the old file's, or the
     default for a new file (mkstemp's are owner-only)."""
@@ -134,4 +182,4 @@ def _mode_for(target: Path) -> int:
         return 0o666 & ~umask
 
 
-__all__ = ["SaveError", "check_target", "is_checkpoint", "save"]
+__all__ = ["ReadError", "SaveError", "check_target", "is_checkpoint", "read", "save"]

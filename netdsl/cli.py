@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import shlex
@@ -31,7 +32,7 @@ _UsageError = UsageError  # the name this module's own commands use
 # argument and the flags every spec command shares) and sets ``run`` as its handler
 # with ``sp.set_defaults(run=run)``. Modules import torch only inside ``run``: every
 # command line parses all of them.
-COMMANDS: tuple[str, ...] = ("graph", "diff")
+COMMANDS: tuple[str, ...] = ("graph", "diff", "verify")
 
 
 # Where the internal-error message asks users to report a bug.
@@ -77,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     common(b, "default 2 for the table, all for json")
     b.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or meta (default cpu)")
     b.add_argument("--save", metavar="PATH", help="write the model's state_dict to PATH")
+    b.add_argument("--weights", metavar="FILE",
+                   help="load this state_dict into the model, strictly (a bare state_dict, or one "
+                        "under \"state_dict\" or \"model\"); a key mismatch is reported as "
+                        "`verify` does, exit 1")
     b.add_argument("--force", action="store_true",
                    help="let --save replace an existing file that is not a PyTorch checkpoint")
     b.add_argument("--no-fvcore", action="store_true",
@@ -288,9 +293,12 @@ def cmd_build(args) -> int:
         status.show(f"checking {args.spec}...")
         net = _compile(args)
         a = analyse(net)
+        weights = _read_weights(args, device)
         status.show(f"building `{net.name}`: {a.params:,} parameters on {device}...")
         with _memory(device, f"to build `{net.name}` ({a.params:,} parameters)"):
             model = lower(net, device=device)
+        if weights is not None and not _load_weights(model, net, weights, args.weights):
+            return 1
         built = sum(p.numel() for p in model.parameters())
         if built != a.params:
             raise AssertionError(f"netdsl bug: built model has {built} parameters, analysis says {a.params}")
@@ -321,15 +329,50 @@ def cmd_build(args) -> int:
         extra = {"fvcore": total, "device": str(device)}
         if args.save:
             extra["saved"] = args.save
+        if args.weights:
+            extra["weights"] = args.weights
         print(json.dumps(to_json(a, args.depth, **extra)))
     else:
         print(render_table(a, args.depth or 2, total, note))
+        if args.weights:
+            print(f"weights loaded from {args.weights} ({len(weights):,} tensors, strict)")
         if args.save:
             print(f"state_dict saved to {args.save}")
     if mismatch:
         print(f"error: {note}", file=sys.stderr)
         return 3
     return 0
+
+
+def _read_weights(args, device):
+    """The state_dict of ``--weights``, read before anything is built."""
+    from .checkpoint import ReadError, read
+
+    if args.weights is None:
+        return None
+    if device.type == "meta":
+        raise _UsageError("--weights: a model built on the meta device holds no values; "
+                          "build on cpu or cuda")
+    try:
+        return read(args.weights)
+    except ReadError as e:
+        raise _UsageError(str(e)) from None
+
+
+def _load_weights(model, net, weights, path: str) -> bool:
+    """Load ``weights`` strictly; on a key or shape mismatch print the report that
+    `verify` gives (each key beside its nearest match, with its spec line) and
+    return False."""
+    from .compare import check_keys, module_spans
+
+    check = check_keys(model.state_dict(), weights, module_spans(net), theirs_name="file")
+    if not check.ok:
+        print(f"error: --weights {path} does not fit `{net.name}`: {check.summary}", file=sys.stderr)
+        for line in check.details:
+            print(f"  {line}", file=sys.stderr)
+        return False
+    model.load_state_dict(weights, strict=True)
+    return True
 
 
 def cmd_explain(args) -> int:

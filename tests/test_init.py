@@ -28,6 +28,10 @@ REFERENCES = {
     "efficientnet_b0": torchvision.models.efficientnet_b0,
     "inception_v3": lambda: torchvision.models.inception_v3(aux_logits=True, init_weights=True),
     "densenet121": torchvision.models.densenet121,
+    "mobilenet_v2": torchvision.models.mobilenet_v2,
+    "squeezenet1_0": torchvision.models.squeezenet1_0,
+    "squeezenet1_1": torchvision.models.squeezenet1_1,
+    "mnasnet1_0": torchvision.models.mnasnet1_0,
 }
 SHIPPED = [name for name in REFERENCES if (SPECS / f"{name}.net").exists()]
 
