@@ -231,10 +231,13 @@ class Gate(Stmt):
 
 @dataclass(frozen=True)
 class Side(Stmt):
+    """``side NAME { ... }``; a quoted name is a template (``side "aux{i}"``), in ``template``."""
+
     name: str
     body: tuple[Stmt, ...]
     span: Span = _span()
     name_span: Span | None = _span()
+    template: String | None = None
 
 
 @dataclass(frozen=True)

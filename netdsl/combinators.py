@@ -261,6 +261,16 @@ class CombinatorChecks:
         return [node], shape, False
 
     def side(self, st: ast.Side, env: Env, shape, scope):
+        if st.template is not None:
+            name = self.value(st.template, env)
+            if name is POISON:
+                return [], None, False
+            if not name.isidentifier():
+                self.report(Diagnostic("E0113", f"side output \"{name}\" is not a field name",
+                                       st.name_span or st.span, "the outputs tuple needs identifiers",
+                                       "use letters, digits and `_`, not starting with a digit"))
+                return [], None, False
+            st = ast.Side(name=name, body=st.body, span=st.span, name_span=st.name_span)
         flow = self._side_flow
         if flow is None:
             self.report(Diagnostic("E0312", "a side output belongs in the network body", st.span,

@@ -199,6 +199,11 @@ def _children(node, name: str) -> list[tuple[object, str]]:
 
 
 def _name(node, prefix: str) -> str:
+    # A reused module or a called function is no row of the module table: shown apart.
+    if isinstance(node, ir.Layer) and node.reuse:
+        return f"{prefix}{node.name} (again)"
+    if isinstance(node, ir.Layer) and node.functional:
+        return f"{prefix}({node.kind})"
     if isinstance(node, (ir.Layer, ir.Scope)):
         return prefix + node.name
     what = f"side {node.name}" if isinstance(node, ir.Side) else node.kind

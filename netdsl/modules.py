@@ -133,6 +133,8 @@ class FunctionOp:
             return cls("adaptive_avg_pool2d", {"output_size": node.output_size})
         if k == "flatten":
             return cls("flatten", {"start_dim": 1})
+        if k == "gelu":
+            return cls("gelu", {"approximate": getattr(node, "approximate", "none")})
         return cls(k, {})
 
     def __call__(self, x):

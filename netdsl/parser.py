@@ -467,7 +467,9 @@ class _Builder(Transformer_NonRecursive):
 
     def side(self, meta, children):
         kw, name, body = children
-        return ast.Side(name=str(name), body=body, span=self._tspan(kw), name_span=self._tspan(name))
+        template = self._string(name) if name.type == "STRING" else None
+        return ast.Side(name=str(name), body=body, span=self._tspan(kw), name_span=self._tspan(name),
+                        template=template)
 
     # -- general dataflow
     def ref(self, meta, children):

@@ -131,3 +131,15 @@ def test_sides_must_list_logits_and_every_side_once(sides, where):
         netdsl.compile(text)
     d = e.value.diagnostics[0]
     assert (d.code, d.span.line, d.span.column) == ("E0120", *where)
+
+
+def test_a_side_name_may_be_a_template_and_must_be_a_field_name():
+    import torch
+
+    text = ('network n() { input [2, 4, 4]\n for i in range(2) { side "aux{i + 1}" { apply flatten\n'
+            ' linear(3) } }\n sides (logits, aux2, aux1)\n apply flatten\n linear(5) }')
+    assert netdsl.build(text).train()(torch.randn(2, 2, 4, 4))._fields == ("logits", "aux2", "aux1")
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(text.replace("aux{i + 1}", "a-{i}"))
+    d = e.value.diagnostics[0]
+    assert (d.code, d.span.line, d.span.column) == ("E0113", 2, 27)

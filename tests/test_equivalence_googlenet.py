@@ -29,7 +29,7 @@ def test_weights_load_strictly_and_eval_outputs_agree(pair):
     model, ref = pair
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in ref.parameters())
     assert len(model.state_dict()) == len(ref.state_dict())
-    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(1, 3, 112, 112, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert_close(model.eval()(x), ref.eval()(x), atol=1e-5, rtol=1e-4)
 

@@ -187,3 +187,11 @@ def test_no_text_or_position_raises(tmp_path_factory, text, line, column):
         ide.definition(text, idx, line, column)
     ide.completions(text, idx, line, column)
     ide.word_at(text, line, column)
+
+
+def test_hover_shows_a_reused_module_and_a_called_function_apart_from_the_modules():
+    import netdsl
+
+    net = netdsl.compile("network n() { input [2, 4, 4]\n act: relu\n reuse act\n apply flatten }")
+    assert [r.name for r in ide.rows_at(net, None, 3)] == ["act (again)"]
+    assert [(r.name, r.out_shape) for r in ide.rows_at(net, None, 4)] == [("(flatten)", (32,))]
