@@ -58,9 +58,12 @@ class _ParenNewlines:
 
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
+    from .lark_cache import cache_file
+
     grammar = resources.files(__package__).joinpath("grammar.lark").read_text()
-    return Lark(grammar, parser="lalr", lexer="contextual", start=["start", "expr"],
-                propagate_positions=True, postlex=_ParenNewlines(), maybe_placeholders=True)
+    options = dict(parser="lalr", lexer="contextual", start=["start", "expr"],
+                   propagate_positions=True, maybe_placeholders=True)
+    return Lark(grammar, postlex=_ParenNewlines(), cache=cache_file(grammar, options), **options)
 
 
 def parse(text: str, filename: str | None = None, limits: Limits | None = None) -> ast.Module:

@@ -1,0 +1,86 @@
+"""Cold command line: ``netdsl check SPEC`` as a whole process against bare ``python -c pass``.
+
+    python bench/cold.py                     # 15 interleaved pairs, resnet50
+    python bench/cold.py --runs 30 --spec specs/efficientnet_b0.net
+    python bench/cold.py --importtime 12     # also the top entries of -X importtime
+
+Both commands run with the same interpreter and environment, interleaved (A B,
+B A, A B, ...), so a slow phase of a shared machine hits both. Bytecode is
+written to a temporary ``PYTHONPYCACHEPREFIX`` and the first run of each is
+discarded: an installed package has its ``.pyc`` files, and a checkout run
+under ``PYTHONDONTWRITEBYTECODE`` would otherwise compile netdsl in every run.
+The parser's table cache (``netdsl.lark_cache``) is warm after the first run,
+as it is for a user after their first command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(cmd, env) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t
+
+
+def importtime(cmd, env, top: int) -> list[str]:
+    """The ``top`` imports by cumulative time, from one run under ``-X importtime``."""
+    out = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], env=env, cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True).stderr
+    rows = []
+    for line in out.splitlines():
+        if line.startswith("import time:") and "cumulative" not in line:
+            self_us, cum_us, name = line.removeprefix("import time:").split("|")
+            rows.append((int(cum_us), int(self_us), name.strip()))
+    rows.sort(reverse=True)
+    return [f"{cum / 1000:8.1f} ms cumulative {self_ / 1000:7.1f} ms self  {name}"
+            for cum, self_, name in rows[:top]]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=15, help="interleaved pairs (default 15)")
+    ap.add_argument("--spec", default="specs/resnet50.net")
+    ap.add_argument("--importtime", type=int, metavar="N", default=0,
+                    help="print the N slowest imports of the check command")
+    args = ap.parse_args(argv)
+
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    prefix = tempfile.mkdtemp(prefix="netdsl-pyc-")
+    env["PYTHONPYCACHEPREFIX"] = prefix
+    bare = [sys.executable, "-c", "pass"]
+    check = [sys.executable, "-m", "netdsl", "check", args.spec]
+    run(bare, env), run(check, env)  # writes the bytecode and the parser cache
+
+    a, b = [], []
+    for i in range(args.runs):
+        if i % 2:
+            b.append(run(check, env)), a.append(run(bare, env))
+        else:
+            a.append(run(bare, env)), b.append(run(check, env))
+    ratios = [y / x for x, y in zip(a, b)]
+    ms = lambda xs: f"min {min(xs) * 1e3:.1f} ms, median {statistics.median(xs) * 1e3:.1f} ms"
+    print(f"load average {os.getloadavg()[0]:.2f}, {args.runs} interleaved pairs, {sys.executable}")
+    print(f"python -c pass:            {ms(a)}")
+    print(f"netdsl check {args.spec}: {ms(b)}")
+    print(f"ratio of minima {min(b) / min(a):.2f}, median of pair ratios {statistics.median(ratios):.2f}")
+    if args.importtime:
+        print(f"\npython -X importtime -m netdsl check {args.spec} (top {args.importtime}):")
+        print("\n".join(importtime(check, env, args.importtime)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
