@@ -9,7 +9,7 @@ B A, A B, ...), so a slow phase of a shared machine hits both. Bytecode is
 written to a temporary ``PYTHONPYCACHEPREFIX`` and the first run of each is
 discarded: an installed package has its ``.pyc`` files, and a checkout run
 under ``PYTHONDONTWRITEBYTECODE`` would otherwise compile netdsl in every run.
-The parser's table cache (``netdsl.lark_cache``) is warm after the first run,
+The parser's table cache (``netdsl.lalr``) is warm after the first run,
 as it is for a user after their first command.
 """
 

@@ -58,12 +58,14 @@ class _ParenNewlines:
 
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
-    from .lark_cache import cache_file
+    from .lalr import cache_file, skip_unit_reductions
 
     grammar = resources.files(__package__).joinpath("grammar.lark").read_text()
     options = dict(parser="lalr", lexer="contextual", start=["start", "expr"],
                    propagate_positions=True, maybe_placeholders=True)
-    return Lark(grammar, postlex=_ParenNewlines(), cache=cache_file(grammar, options), **options)
+    lark = Lark(grammar, postlex=_ParenNewlines(), cache=cache_file(grammar, options), **options)
+    skip_unit_reductions(lark)
+    return lark
 
 
 def parse(text: str, filename: str | None = None, limits: Limits | None = None) -> ast.Module:
@@ -289,6 +291,13 @@ def _tok_span(tok: Token, filename: str | None, line_offset: int = 0, col_offset
                 end_column=tok.end_column)
 
 
+@functools.cache
+def _rule_methods(cls) -> dict:
+    """Rule name -> the plain function of each ``(self, meta, children)`` method of ``cls``."""
+    return {name: attr.base_func for klass in reversed(cls.__mro__)
+            for name, attr in vars(klass).items() if hasattr(attr, "visit_wrapper")}
+
+
 @v_args(meta=True)
 class _Builder(Transformer_NonRecursive):
     """Tree → AST nodes. Holds no logic beyond construction."""
@@ -302,6 +311,14 @@ class _Builder(Transformer_NonRecursive):
         self.line = line  # non-zero when parsing a `{hole}` of a string
         self.col = col
         self.errors: list[Diagnostic] = []
+
+    def _call_userfunc(self, tree, new_children=None):
+        # Lark's own dispatch binds a fresh v_args wrapper (functools.update_wrapper)
+        # on every node, a tenth of the parse; the rule methods are called directly.
+        f = _rule_methods(type(self)).get(tree.data)
+        if f is None:
+            return super()._call_userfunc(tree, new_children)
+        return f(self, tree.meta, new_children if new_children is not None else tree.children)
 
     def _span(self, meta) -> Span:
         if getattr(meta, "empty", True):

@@ -1,6 +1,7 @@
-"""Where the parser's LALR tables are cached between processes.
+"""How Lark's LALR parser is set up for speed: its tables cached between
+processes, and the reductions that only pass a child on made free.
 
-Building the tables from ``grammar.lark`` takes about a quarter of a second, in
+Tables. Building the tables from ``grammar.lark`` takes about a quarter of a second, in
 every process; loading them back takes a few milliseconds. Lark caches them
 itself (``Lark(cache=path)``): the file starts with a hash of the grammar, the
 options and Lark's version, a stale or unreadable file is ignored and rebuilt,
@@ -77,3 +78,39 @@ def cache_file(grammar: str, options: dict) -> str | bool:
         if path.is_file():  # a read-only install whose cache was written when it was built
             return str(path)
     return False
+
+
+def skip_unit_reductions(lark) -> int:
+    """Make each reduction that only hands its one child up return it directly.
+
+    The expression rules are a precedence ladder (``?expr: ifexp``, ``?ifexp:
+    or_expr``, ... ``?postfix: atom``), so a plain ``16`` is reduced ten times on
+    its way up, and Lark runs each through its tree-building wrappers (child
+    filter, single-child expansion, position propagation): that was a third of
+    the front end's time. For a ``?rule`` whose expansion is one kept symbol, the
+    wrappers return that child unchanged with its positions as they were, so a
+    function that returns it is the same parse. Returns how many rules it changed;
+    on a Lark without the attribute this relies on, it changes none.
+
+    >>> from netdsl.parser import _lark
+    >>> skip_unit_reductions(_lark()) > 10
+    True
+    """
+    callbacks = getattr(lark, "_callbacks", None)
+    if not isinstance(callbacks, dict) or lark.options.keep_all_tokens:
+        return 0
+    changed = 0
+    for rule in list(callbacks):
+        opts = rule.options
+        if not opts.expand1 or rule.alias or len(rule.expansion) != 1 or any(opts.empty_indices or ()):
+            continue
+        (sym,) = rule.expansion
+        if sym.name.startswith("_") or (sym.is_term and sym.filter_out):
+            continue  # an inlined rule or a dropped token: the wrappers do change these
+        callbacks[rule] = _first
+        changed += 1
+    return changed
+
+
+def _first(children):
+    return children[0]
