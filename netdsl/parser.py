@@ -3,6 +3,7 @@ drives Lark and builds AST nodes, and turns Lark's errors into diagnostics."""
 
 from __future__ import annotations
 
+import collections
 import functools
 from importlib import resources
 
@@ -76,6 +77,11 @@ def parse(text: str, filename: str | None = None, limits: Limits | None = None) 
     'unit'
     """
     limits = limits or Limits()
+    key = (text, filename, limits.max_nesting)
+    module = _PARSED.get(key)
+    if module is not None:
+        _PARSED.move_to_end(key)
+        return module
     if text.startswith("\ufeff"):
         text = text[1:]
     if "\r" in text:
@@ -93,7 +99,21 @@ def parse(text: str, filename: str | None = None, limits: Limits | None = None) 
     items = builder.transform(tree)
     if builder.errors:
         raise NetdslError(by_position(builder.errors), {filename: text})
-    return ast.Module(items=tuple(items), file=filename)
+    module = ast.Module(items=tuple(items), file=filename)
+    if len(key[0]) <= _PARSED_TEXT:
+        _PARSED[key] = module
+        if len(_PARSED) > _PARSED_ENTRIES:
+            _PARSED.popitem(last=False)
+    return module
+
+
+# The ASTs of the texts parsed last. An AST is immutable, so one parse serves every
+# compile of the same text: a sweep checks a spec thousands of times, and every
+# compile of resnet50.net parses the library it imports again. Large texts are left
+# out, so the cache holds at most a few megabytes.
+_PARSED: collections.OrderedDict = collections.OrderedDict()
+_PARSED_ENTRIES = 64
+_PARSED_TEXT = 64_000
 
 
 def _check_depth(tree: Tree, filename: str | None, limit: int,
