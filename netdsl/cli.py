@@ -31,7 +31,7 @@ _UsageError = UsageError  # the name this module's own commands use
 # argument and the flags every spec command shares) and sets ``run`` as its handler
 # with ``sp.set_defaults(run=run)``. Modules import torch only inside ``run``: every
 # command line parses all of them.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("sweep",)
 
 
 # Where the internal-error message asks users to report a bug.
@@ -94,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("lsp", help="run the language server on stdin/stdout, for editors")
     ls.add_argument("--stdio", action="store_true",
                     help="accepted for clients that pass it; stdio is the only transport")
+    from importlib import import_module
+
+    for name in COMMANDS:
+        import_module(f"{__package__}.commands.{name}").register(sub, common)
     return p
 
 
