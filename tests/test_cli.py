@@ -243,7 +243,11 @@ def test_version_prints_the_package_version():
 def test_no_command_says_which_commands_there_are():
     r = run()
     assert r.returncode == 2
-    assert "give a command: build, check, explain or lsp" in r.stderr
+    from netdsl.cli import COMMANDS
+
+    names = sorted(["build", "check", "explain", "lsp", *COMMANDS])
+    assert f"give a command: {', '.join(names[:-1])} or {names[-1]}" in r.stderr
+    assert "sweep" in names  # a command in its own module is one of them
     assert "required" not in r.stderr
 
 

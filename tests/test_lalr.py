@@ -12,10 +12,13 @@ SPEC = "network n() { input [3, 8, 8]\n conv2d(4, 3) }"
 
 @pytest.fixture
 def fresh_parser(monkeypatch):
-    """Each test builds the parser again under its own cache directory."""
+    """Each test builds the parser again under its own cache directory (and parses its
+    text again: the parser keeps the ASTs of texts it has seen)."""
     parser._lark.cache_clear()
+    parser._PARSED.clear()
     yield monkeypatch
     parser._lark.cache_clear()
+    parser._PARSED.clear()
 
 
 def _written(tmp_path):
@@ -28,6 +31,7 @@ def test_tables_are_written_then_read_back(fresh_parser, tmp_path):
     (path,) = _written(tmp_path)
     stamp = path.stat().st_mtime_ns
     parser._lark.cache_clear()
+    parser._PARSED.clear()
     assert parser.parse(SPEC) == first
     assert path.stat().st_mtime_ns == stamp  # loaded, not rebuilt
 
@@ -40,6 +44,7 @@ def test_a_corrupt_cache_is_rebuilt(fresh_parser, tmp_path, content):
     good = path.read_bytes()
     path.write_bytes(content)
     parser._lark.cache_clear()
+    parser._PARSED.clear()
     assert parser.parse(SPEC).items[0].name == "n"
     assert path.read_bytes().split(b"\n", 1)[0] == good.split(b"\n", 1)[0]
 
