@@ -39,6 +39,7 @@ import torchvision
 
 import netdsl
 from netdsl.analysis import TYPE_NAMES, analyse
+from netdsl import parser
 from netdsl.lower import lower
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,9 +63,9 @@ LEAF_TYPES = set(TYPE_NAMES.values())
 TARGETS = {
     "forward": 1.02,          # built / torchvision forward latency, at most
     "analysis": 50.0,         # fvcore / static analysis time, at least
-    "front_end_ms": 20.0,     # resnet50 compile, at most
+    "front_end_ms": 10.0,     # resnet50 compile, at most
     "meta_vgg16_s": 0.2,      # VGG-16 build on meta, at most
-    "cpu_build": 1.1,         # spec build / torchvision constructor on cpu, at most
+    "cpu_build": 1.0,         # spec build / torchvision constructor on cpu, at most
 }
 
 
@@ -137,15 +138,23 @@ def bench_front_end(names, quick: bool, report: dict) -> str:
     sizes = [100, 1_000, 10_000]
     for n in sizes:
         text = generated_spec(n)
-        t = median_of(lambda: netdsl.compile(text), 1 if n >= 10_000 else (3 if quick else 5),
+
+        def reparsed():
+            # The parser keeps the ASTs of small texts; linearity is about parsing too.
+            parser._PARSED.clear()
+            netdsl.compile(text)
+
+        t = median_of(reparsed, 1 if n >= 10_000 else (3 if quick else 5),
                       warmup=0 if n >= 10_000 else 1)
         report.setdefault("generated", {})[n] = t
         grow.append([f"{n:,}", ms(t), f"{t / n * 1e6:,.0f}"])
     per = [report["generated"][n] / n for n in sizes]
     report["linearity"] = per[-1] / per[0]
-    return (f"First compile in a process (builds the Lark parser once): {ms(first)} ms "
+    return (f"First compile in a process (loads the Lark parser once): {ms(first)} ms "
             f"(lenet5).\n\n{part}\n\nGenerated flat specs (conv / batch norm / ReLU in turn):\n\n"
             + table(["layers", "compile ms", "µs / layer"], grow)
+            + "\n\nThe shipped specs are compiled again and again: from the second time on, "
+            "their text's AST is the parser's cached one. The generated specs are parsed each time."
             + f"\n\nTime per layer at 10,000 layers / at 100 layers: {report['linearity']:.2f}")
 
 

@@ -6,9 +6,28 @@
 'Tiny'
 """
 
-from .api import build, compile, parse
-from .diagnostics import Diagnostic, NetdslError
-from .limits import Limits
+# The names are looked up on first use (PEP 562): the command line imports this package
+# before any command runs, and `netdsl explain` or `--help` need neither the parser nor
+# pydantic, which are most of what importing the API costs.
+_LAZY = {
+    "build": "api", "compile": "api", "parse": "api",
+    "Diagnostic": "diagnostics", "NetdslError": "diagnostics", "Limits": "limits",
+}
 
 __all__ = ["build", "compile", "parse", "Diagnostic", "NetdslError", "Limits"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

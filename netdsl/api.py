@@ -333,8 +333,12 @@ def _override_value(key, value, limits, sources):
 
 
 def build(spec, *, device=None, network: str | None = None, input=None,
-          limits: Limits | None = None, import_path=(), **overrides):
+          limits: Limits | None = None, import_path=(), fuse: bool = False, **overrides):
     """Check a spec and build its ``torch.nn.Module``.
+
+    ``fuse=True`` builds it for inference only: in eval mode, with each batch norm
+    that follows a convolution folded into it (:func:`netdsl.fuse.fuse`); such a
+    model refuses to train.
 
     >>> model = build("network n() { input [3, 32, 32]\\n conv1: conv2d(8, 3)\\n relu }")
     >>> sorted(model.state_dict())
@@ -345,4 +349,9 @@ def build(spec, *, device=None, network: str | None = None, input=None,
     device = target_device(device)  # before the work of checking: a bad device fails at once
     net = compile(spec, network=network, input=input, limits=limits, import_path=import_path,
                   **overrides)
-    return lower(net, device=device)
+    model = lower(net, device=device)
+    if fuse:
+        from .fuse import fuse as fuse_model
+
+        model = fuse_model(model)
+    return model

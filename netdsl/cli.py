@@ -32,7 +32,7 @@ _UsageError = UsageError  # the name this module's own commands use
 # argument and the flags every spec command shares) and sets ``run`` as its handler
 # with ``sp.set_defaults(run=run)``. Modules import torch only inside ``run``: every
 # command line parses all of them.
-COMMANDS: tuple[str, ...] = ("graph", "diff", "verify")
+COMMANDS: tuple[str, ...] = ("graph", "diff", "verify", "sweep")
 
 
 # Where the internal-error message asks users to report a bug.
@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="let --save replace an existing file that is not a PyTorch checkpoint")
     b.add_argument("--no-fvcore", action="store_true",
                    help="skip the fvcore cross-check of the static MAC count")
+    b.add_argument("--fuse", action="store_true",
+                   help="fold each batch norm into the convolution before it, for inference "
+                        "(the model is then eval-only)")
 
     c = sub.add_parser("check", help="check a spec and print its layer table, without building it")
     common(c, "default 2 for the table, all for json")
@@ -289,6 +292,9 @@ def cmd_build(args) -> int:
         from .lower import lower
 
         device = _device(args.device)
+        if getattr(args, "fuse", False) and args.save:
+            raise _UsageError("--fuse with --save: a fused state_dict loads only into a fused "
+                              "model; save without --fuse, and fuse after loading")
         target = _save_target(args, device)
         status.show(f"checking {args.spec}...")
         net = _compile(args)
@@ -302,7 +308,7 @@ def cmd_build(args) -> int:
         built = sum(p.numel() for p in model.parameters())
         if built != a.params:
             raise AssertionError(f"netdsl bug: built model has {built} parameters, analysis says {a.params}")
-        total, note, mismatch = None, None, False
+        total, note, mismatch, folded = None, None, False, None
         if device.type == "meta":
             note = "fvcore cross-check: skipped on the meta device (nothing to run)"
         elif args.no_fvcore:
@@ -315,6 +321,14 @@ def cmd_build(args) -> int:
             note = (f"fvcore cross-check: MISMATCH — static analysis says {a.macs:,} MACs, fvcore "
                     f"counts {total:,}; please report this as a netdsl bug" if mismatch else
                     "fvcore cross-check: static MACs equal fvcore's total")
+        if getattr(args, "fuse", False) and device.type != "meta":
+            from .fuse import fuse
+
+            status.show("folding batch norms into convolutions (--fuse)...")
+            folded = _count_bn(model)
+            fuse(model)
+            folded -= _count_bn(model)
+            note = f"{note}\nfused: {folded} batch norms folded into the convolutions before them (eval only)"
         if target is not None:
             from .checkpoint import SaveError, save
 
@@ -331,6 +345,8 @@ def cmd_build(args) -> int:
             extra["saved"] = args.save
         if args.weights:
             extra["weights"] = args.weights
+        if folded is not None:
+            extra["fused"] = folded
         print(json.dumps(to_json(a, args.depth, **extra)))
     else:
         print(render_table(a, args.depth or 2, total, note))
@@ -373,6 +389,12 @@ def _load_weights(model, net, weights, path: str) -> bool:
         return False
     model.load_state_dict(weights, strict=True)
     return True
+
+
+def _count_bn(model) -> int:
+    from torch import nn
+
+    return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def cmd_explain(args) -> int:

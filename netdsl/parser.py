@@ -3,6 +3,7 @@ drives Lark and builds AST nodes, and turns Lark's errors into diagnostics."""
 
 from __future__ import annotations
 
+import collections
 import functools
 from importlib import resources
 
@@ -59,9 +60,14 @@ class _ParenNewlines:
 
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
+    from .lalr import cache_file, skip_unit_reductions
+
     grammar = resources.files(__package__).joinpath("grammar.lark").read_text()
-    return Lark(grammar, parser="lalr", lexer="contextual", start=["start", "expr"],
-                propagate_positions=True, postlex=_ParenNewlines(), maybe_placeholders=True)
+    options = dict(parser="lalr", lexer="contextual", start=["start", "expr"],
+                   propagate_positions=True, maybe_placeholders=True)
+    lark = Lark(grammar, postlex=_ParenNewlines(), cache=cache_file(grammar, options), **options)
+    skip_unit_reductions(lark)
+    return lark
 
 
 def parse(text: str, filename: str | None = None, limits: Limits | None = None) -> ast.Module:
@@ -72,6 +78,11 @@ def parse(text: str, filename: str | None = None, limits: Limits | None = None) 
     'unit'
     """
     limits = limits or Limits()
+    key = (text, filename, limits.max_nesting)
+    module = _PARSED.get(key)
+    if module is not None:
+        _PARSED.move_to_end(key)
+        return module
     if text.startswith("\ufeff"):
         text = text[1:]
     if "\r" in text:
@@ -89,7 +100,21 @@ def parse(text: str, filename: str | None = None, limits: Limits | None = None) 
     items = builder.transform(tree)
     if builder.errors:
         raise NetdslError(by_position(builder.errors), {filename: text})
-    return ast.Module(items=tuple(items), file=filename)
+    module = ast.Module(items=tuple(items), file=filename)
+    if len(key[0]) <= _PARSED_TEXT:
+        _PARSED[key] = module
+        if len(_PARSED) > _PARSED_ENTRIES:
+            _PARSED.popitem(last=False)
+    return module
+
+
+# The ASTs of the texts parsed last. An AST is immutable, so one parse serves every
+# compile of the same text: a sweep checks a spec thousands of times, and every
+# compile of resnet50.net parses the library it imports again. Large texts are left
+# out, so the cache holds at most a few megabytes.
+_PARSED: collections.OrderedDict = collections.OrderedDict()
+_PARSED_ENTRIES = 64
+_PARSED_TEXT = 64_000
 
 
 def _check_depth(tree: Tree, filename: str | None, limit: int,
@@ -287,6 +312,13 @@ def _tok_span(tok: Token, filename: str | None, line_offset: int = 0, col_offset
                 end_column=tok.end_column)
 
 
+@functools.cache
+def _rule_methods(cls) -> dict:
+    """Rule name -> the plain function of each ``(self, meta, children)`` method of ``cls``."""
+    return {name: attr.base_func for klass in reversed(cls.__mro__)
+            for name, attr in vars(klass).items() if hasattr(attr, "visit_wrapper")}
+
+
 @v_args(meta=True)
 class _Builder(Transformer_NonRecursive):
     """Tree → AST nodes. Holds no logic beyond construction."""
@@ -300,6 +332,14 @@ class _Builder(Transformer_NonRecursive):
         self.line = line  # non-zero when parsing a `{hole}` of a string
         self.col = col
         self.errors: list[Diagnostic] = []
+
+    def _call_userfunc(self, tree, new_children=None):
+        # Lark's own dispatch binds a fresh v_args wrapper (functools.update_wrapper)
+        # on every node, a tenth of the parse; the rule methods are called directly.
+        f = _rule_methods(type(self)).get(tree.data)
+        if f is None:
+            return super()._call_userfunc(tree, new_children)
+        return f(self, tree.meta, new_children if new_children is not None else tree.children)
 
     def _span(self, meta) -> Span:
         if getattr(meta, "empty", True):

@@ -211,3 +211,22 @@ def test_the_brace_whose_closing_line_is_removed_is_the_one_named(body, data):
     assert unclosed(text) == ("{", row + 1, col)
     d = _syntax_error(text)
     assert d.code in ("E0001", "E0004") and d.notes == (f"this `{{` at {row + 1}:{col} is not closed",)
+
+
+def test_a_text_parsed_again_reuses_its_ast_and_errors_are_not_kept():
+    from netdsl.diagnostics import NetdslError
+    from netdsl.limits import Limits
+    from netdsl.parser import parse as parse_text
+
+    text = "network cached_once() { input [1]\n relu }"
+    first = parse_text(text, "a.net")
+    assert parse_text(text, "a.net") is first
+    assert parse_text(text, "b.net") is not first
+    assert parse_text(text, "b.net").items[0].span.file == "b.net"
+    deep = "network n() { input [1]\n a: { b: { relu } } }"
+    parse_text(deep, "d.net")
+    with pytest.raises(NetdslError):  # a tighter limit is another parse, not the cached one
+        parse_text(deep, "d.net", Limits(max_nesting=1))
+    for _ in range(2):
+        with pytest.raises(NetdslError):
+            parse_text("network n( {", "e.net")

@@ -1,0 +1,71 @@
+"""Warm front end: ``netdsl.compile`` of resnet50 and of flat generated specs, per layer.
+
+    python bench/frontend.py            # 15 runs of resnet50, 3 of each flat size
+    python bench/frontend.py --runs 40
+
+Two figures each: "reparsed" clears the parser's cache of ASTs before every call,
+so the text is parsed again (a spec seen for the first time in a warm process);
+"cached" compiles a text parsed before (a sweep, an editor, a second build), where
+only checking runs (texts over 64,000 characters are not kept: the 10,000-layer
+spec is parsed every time). Times are min and median of the runs in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import netdsl  # noqa: E402
+from netdsl import parser  # noqa: E402
+
+
+def flat_spec(layers: int) -> str:
+    kinds = ["conv2d(16, 3, padding = 1, bias = false)", "batchnorm2d", "relu(inplace = true)"]
+    body = "\n".join("    " + kinds[i % 3] for i in range(layers))
+    return f"network generated() {{\n    input [16, 8, 8]\n{body}\n}}\n"
+
+
+def times(fn, runs: int, reparse: bool) -> list[float]:
+    out = []
+    fn()
+    for _ in range(runs):
+        if reparse:
+            parser._PARSED.clear()
+        gc.collect()
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=15)
+    args = ap.parse_args(argv)
+    fmt = lambda xs, scale=1e3, unit="ms": f"{min(xs) * scale:,.1f} / {statistics.median(xs) * scale:,.1f} {unit}"
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    print("| what | reparsed (min / median) | cached (min / median) |")
+    print("|---|---:|---:|")
+    r50 = str(ROOT / "specs" / "resnet50.net")
+    for name, fn, runs, n in [("resnet50", lambda: netdsl.compile(r50), args.runs, None)] + [
+            (f"flat {n:,} layers, per layer", (lambda t: lambda: netdsl.compile(t))(flat_spec(n)),
+             max(1, args.runs // (1 if n < 1000 else 5 if n < 10000 else 15)), n)
+            for n in (100, 1000, 10000)]:
+        a, b = times(fn, runs, True), times(fn, runs, False)
+        if n is None:
+            print(f"| {name} | {fmt(a)} | {fmt(b)} |")
+        else:
+            print(f"| {name} | {fmt([x / n for x in a], 1e6, 'µs')} | {fmt([x / n for x in b], 1e6, 'µs')} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
