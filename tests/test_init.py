@@ -28,6 +28,9 @@ REFERENCES = {
     "efficientnet_b0": torchvision.models.efficientnet_b0,
     "inception_v3": lambda: torchvision.models.inception_v3(aux_logits=True, init_weights=True),
     "densenet121": torchvision.models.densenet121,
+    "mobilenet_v3_large": torchvision.models.mobilenet_v3_large,
+    "mobilenet_v3_small": torchvision.models.mobilenet_v3_small,
+    "convnext_tiny": torchvision.models.convnext_tiny,
 }
 SHIPPED = [name for name in REFERENCES if (SPECS / f"{name}.net").exists()]
 
