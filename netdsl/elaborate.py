@@ -1066,7 +1066,9 @@ def _instance_key(name: str, values: dict, shape, shared: bool, ok: bool):
     ('c', (<class 'int'>, 4))
     """
     try:
-        return name, tuple((k, _value_key(v)) for k, v in values.items()), shape, shared, ok
+        # A permuted shape equals the plain one, but `linear` reads its layout.
+        layout = getattr(shape, "order", None)
+        return name, tuple((k, _value_key(v)) for k, v in values.items()), shape, layout, shared, ok
     except TypeError:
         return None
 

@@ -327,3 +327,19 @@ def test_an_unknown_layer_as_a_statement_suggests_the_nearest_layers():
 ])
 def test_range_repeat_and_division_errors_carry_a_help(body, params, help):
     assert diags(body, params)[0].help == help
+
+
+def test_a_block_sees_the_layout_of_each_use():
+    # Equal shapes, other layouts: `linear` maps a channels-last input, and refuses the
+    # [C, H, W] map of the second use (the block-instance key includes the layout).
+    src = """block mlp() { linear(8) }
+network n() {
+    input [8, 8, 8]
+    permute([1, 2, 0])
+    mlp
+    permute([2, 0, 1])
+    mlp
+}"""
+    with pytest.raises(netdsl.NetdslError) as info:
+        netdsl.compile(src)
+    assert [d.code for d in info.value.diagnostics] == ["E0306"]
