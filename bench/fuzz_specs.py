@@ -51,7 +51,8 @@ FIELD_NAMES = ["logits", "_x", "_", "def", "class", "lambda", "True", "None", "F
 
 @functools.lru_cache(maxsize=None)
 def arg_type(kind: str, arg: str) -> tuple:
-    """("bool" | "pair" | "float" | "int" | "choice", choices) of one layer argument, by probing.
+    """("bool" | "dims" | "pair" | "float" | "int" | "choice", choices) of one layer argument,
+    by probing ("dims": a list of dimensions, as `permute` takes).
 
     >>> arg_type("conv2d", "kernel_size"), arg_type("conv2d", "bias")
     (('pair', ()), ('bool', ()))
@@ -67,6 +68,8 @@ def arg_type(kind: str, arg: str) -> tuple:
 
     if accepts(True):
         return "bool", ()
+    if accepts((0, 1, 2)) and not accepts(3):
+        return "dims", ()
     if accepts((2, 3)):
         return "pair", ()
     if accepts(0.5):
@@ -111,6 +114,12 @@ def arg_value(rng: random.Random, kind: str, arg: str) -> str:
         return rng.choice(["true", "false"])
     if t == "int":
         return str(_small_int(rng))
+    if t == "dims":
+        dims = [0, 1, 2][:rng.choice([1, 3, 3, 3])]
+        rng.shuffle(dims)
+        if rng.random() < 0.1:
+            dims[-1] = dims[0]  # not a permutation
+        return str(dims)
     if t == "pair":
         if rng.random() < 0.3:
             return f"[{_small_int(rng)}, {_small_int(rng)}]"

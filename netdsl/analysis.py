@@ -15,19 +15,15 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from . import ir
+from .layers import LAYERS
 
-TYPE_NAMES = {
-    "conv2d": "Conv2d", "linear": "Linear", "batchnorm2d": "BatchNorm2d", "relu": "ReLU",
-    "relu6": "ReLU6", "silu": "SiLU", "hardswish": "Hardswish", "sigmoid": "Sigmoid",
-    "tanh": "Tanh", "gelu": "GELU", "maxpool2d": "MaxPool2d", "avgpool2d": "AvgPool2d",
-    "adaptive_avgpool2d": "AdaptiveAvgPool2d", "dropout": "Dropout", "flatten": "Flatten",
-    "identity": "Identity", "local_response_norm": "LocalResponseNorm",
-    "stochastic_depth": "StochasticDepth", "conv_transpose2d": "ConvTranspose2d",
-    "upsample": "Upsample", "channel_shuffle": "ChannelShuffle",
-}
+
+
+# Layer kind → the class name of the module it builds (Conv2d).
+TYPE_NAMES = {k: v.torch_class.rsplit(".", 1)[1] for k, v in LAYERS.items()}
 
 # Layer kinds fvcore has a counting rule for.
-COUNTED = {"conv2d", "linear", "batchnorm2d", "adaptive_avgpool2d", "conv_transpose2d", "upsample"}
+COUNTED = frozenset(k for k, v in LAYERS.items() if v.counted)
 
 
 @dataclass
@@ -75,44 +71,12 @@ def layer_params(node: ir.Layer) -> int:
     """
     if node.reuse:  # a module called again owns nothing new
         return 0
-    k = node.kind
-    if k == "conv2d":
-        kh, kw = node.kernel_size
-        return node.out_channels * (node.in_channels // node.groups) * kh * kw + \
-            (node.out_channels if node.bias else 0)
-    if k == "conv_transpose2d":
-        kh, kw = node.kernel_size
-        return node.in_channels * (node.out_channels // node.groups) * kh * kw + \
-            (node.out_channels if node.bias else 0)
-    if k == "linear":
-        return node.out_features * node.in_features + (node.out_features if node.bias else 0)
-    if k == "batchnorm2d":
-        return 2 * node.num_features if node.affine else 0
-    return 0
+    return LAYERS[node.kind].params(node)
 
 
 def layer_macs(node: ir.Layer) -> int:
     """Multiply-accumulates of one layer for one sample, by fvcore's rules (eval mode)."""
-    k = node.kind
-    if k == "conv2d":
-        kh, kw = node.kernel_size
-        return math.prod(node.out_shape) * (node.in_channels // node.groups) * kh * kw
-    if k == "linear":
-        return node.in_features * node.out_features
-    if k == "batchnorm2d":
-        n = math.prod(node.in_shape)
-        if not node.track_running_stats:  # batch statistics even in eval: fvcore's training rule
-            return n * (5 if node.affine else 4)
-        return n * (2 if node.affine else 1)
-    if k == "adaptive_avgpool2d":
-        return math.prod(node.in_shape)
-    if k == "conv_transpose2d":  # fvcore: the weight's size times the input's spatial size
-        kh, kw = node.kernel_size
-        return node.in_channels * (node.out_channels // node.groups) * kh * kw * \
-            math.prod(node.in_shape[1:])
-    if k == "upsample":  # fvcore: one per output element, four for bilinear
-        return math.prod(node.out_shape) * (4 if node.mode == "bilinear" else 1)
-    return 0
+    return LAYERS[node.kind].macs(node)
 
 
 # Activations are float32, for one sample.
@@ -145,11 +109,9 @@ def tensor_bytes(node) -> int:
     """Bytes of the largest tensor a layer or combinator makes for one sample: its
     output, or for local_response_norm its squared input padded by ``size - 1``
     channels (torch pads, then average-pools across channels)."""
-    out = ELEMENT_BYTES * math.prod(node.out_shape)
-    if isinstance(node, ir.Layer) and node.kind == "local_response_norm":
-        c, *rest = node.in_shape
-        out = max(out, ELEMENT_BYTES * (c + node.size - 1) * math.prod(rest))
-    return out
+    if isinstance(node, ir.Layer):
+        return ELEMENT_BYTES * LAYERS[node.kind].largest_tensor(node)
+    return ELEMENT_BYTES * math.prod(node.out_shape)
 
 
 def _tensors(nodes, prefix: str):
@@ -191,7 +153,8 @@ def activations(net: ir.Network) -> tuple[int, int, str, object]:
     total = 0
     for node in net.body:
         if not isinstance(node, ir.Side):  # eval mode: a side head does not run
-            total += sum(2 * layer_output_bytes(n) for n in _layers([node]) if layer_params(n) > 0)
+            total += sum(2 * layer_output_bytes(n) for n in _layers([node])
+                         if layer_params(n) > 0 and not LAYERS[n.kind].bare_parameter)
     largest, name, where = ELEMENT_BYTES * math.prod(net.input_shape), "input", None
     for i in net.inputs:
         if ELEMENT_BYTES * math.prod(i.shape) > largest:
@@ -225,9 +188,15 @@ def _modules(nodes):
                 yield from _modules(part)
 
 
+def _is_module(node) -> bool:
+    """Whether ``node`` registers a module of its own: not a parameter on its scope, a
+    module called again (`reuse`) or a function (`apply`)."""
+    return isinstance(node, ir.Scope) or not (LAYERS[node.kind].bare_parameter or node.reuse
+                                              or node.functional)
+
+
 def scope_type(node: ir.Scope) -> str:
-    pure = all(isinstance(n, ir.Scope) or (isinstance(n, ir.Layer) and not n.reuse and
-                                           not n.functional) for n in node.body) and not ir.has_flow(node.body)
+    pure = all(isinstance(n, (ir.Layer, ir.Scope)) and _is_module(n) for n in node.body) and not ir.has_flow(node.body)
     if node.cls is not None:
         return node.cls
     if ir.has_flow(node.body):
@@ -257,6 +226,11 @@ def analyse(net: ir.Network) -> Analysis:
                 row = Row(name, scope_type(node), depth, tuple(node.out_shape), 0, 0, True)
                 rows.append(row)
                 row.params, row.macs = walk(node.body, name + ".", depth + 1)
+            elif not _is_module(node):
+                # A bare parameter: the enclosing module's own, no row of its own.
+                total_p += layer_params(node)
+                total_m += layer_macs(node)
+                continue
             else:
                 p, m = layer_params(node), layer_macs(node)
                 rows.append(Row(name, TYPE_NAMES[node.kind], depth, tuple(node.out_shape), p, m,

@@ -24,7 +24,8 @@ from .combinators import CombinatorChecks
 from .dataflow import DataflowChecks, ValueScope
 from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units
 from .flows import ConcatFlow, NameScope, SeqFlow
-from .layers import LAYERS, PARAMETERS, PASS_THROUGH, REQUIRED, SAVES_OUTPUT, ArgTypeError
+from .layers import (LAYERS, PARAMETERS, PASS_THROUGH, REQUIRED, SAVES_OUTPUT, ArgTypeError,
+                     LayerError)
 from .limits import Limits
 from .loader import Program
 from .reserved import reserved
@@ -660,7 +661,8 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
     def _fan_fits(self, kind: str | None, param: str, scheme: ir.InitScheme) -> bool:
         """Kaiming and Xavier scale by fan in and out, which torch computes only for
         a tensor of two or more dimensions: a conv or linear weight."""
-        if scheme.fn not in FAN_SCHEMES or (param == "weight" and kind != "batchnorm2d"):
+        matrix = param in LAYERS[kind].matrix_parameters if kind else param == "weight"
+        if scheme.fn not in FAN_SCHEMES or matrix:
             return True
         what = f"`{kind}.{param}`" if kind else f"a `{param}`"
         self.report(Diagnostic("E0204", f"`{scheme.fn}` needs a weight of two or more dimensions",
@@ -881,9 +883,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         name = kind if functional else scope.name(self, label, use.span)
         if not ok or shape is None:
             return [], None, False
-        if values.get("stride", 0) is None:
-            values["stride"] = values["kernel_size"]
-        if not self._ranges(kind, values, bound, use):
+        if not self._ranges(sig, values, bound, use):
             return [], None, False
         init = {} if functional else self.init_for(kind, label, scope)
         result = self.place(kind, values, bound, use, shape, shared, name, init,
@@ -896,9 +896,11 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
               init: dict, **flags):
         """The IR node of layer ``kind`` with argument ``values`` on input ``shape``,
         its output shape, and whether that output may not be overwritten in place."""
+        sig = LAYERS[kind]
         try:
-            derived, out = shapes.infer(kind, values, shape)
-        except shapes.ShapeError as e:
+            sig.check(values)
+            derived, out = sig.infer(values, shape)
+        except LayerError as e:
             at = bound[e.arg][1].span if e.arg in bound else use.span
             self.report(Diagnostic(e.code, e.message, at, e.label, e.help))
             return [], None, False
@@ -921,8 +923,12 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                 label, help))
             return [], None, False
         try:
-            node = LAYERS[kind].node(kind=kind, name=name, in_shape=shape, out_shape=out,
-                                     span=use.span, init=init, **values, **derived, **flags)
+            # Arguments the IR keeps as the inferred fields instead (layer_norm's `dims`
+            # becomes its normalized_shape) are left out.
+            fields = {k: v for k, v in {**values, **derived}.items()
+                      if k in sig.node.model_fields and k not in ir.Layer.model_fields}
+            node = sig.node(kind=kind, name=name, in_shape=shape, out_shape=out, span=use.span,
+                            init=init, **fields, **flags)
         except ValidationError as e:  # a range the catalogue did not check: still the user's
             first = e.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else ""
@@ -946,53 +952,36 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             return f"for example `{a.name} = {show(a.default)}`, the default"
         return None
 
-    def _ranges(self, kind: str, values: dict, bound: dict, use: ast.Use) -> bool:
-        """Argument ranges, checked before shapes so no rule sees a zero stride."""
-        rules = {"out_channels": 1, "out_features": 1, "kernel_size": 1, "stride": 1, "dilation": 1,
-                 "groups": 1, "output_size": 1, "size": 1, "padding": 0}
-        for key, lo in rules.items():
-            v = values.get(key)
-            if v is None:
+    def _ranges(self, sig, values: dict, bound: dict, use: ast.Use) -> bool:
+        """Argument ranges the catalogue states (``Arg.min``, ``Arg.unit``), checked
+        before shapes so no rule sees a zero stride."""
+        kind = sig.name
+        for a in sig.args:
+            v, key = values.get(a.name), a.name
+            if v is None or isinstance(v, (bool, str)):
                 continue
-            items = v if isinstance(v, tuple) else (v,)
-            bad = [x for x in items if x < lo or x > self.limits.max_dim]
-            if bad:
-                at = bound[key][1].span if key in bound else use.span
-                if bad[0] > self.limits.max_dim:
-                    self.report(Diagnostic("E0407", f"`{kind}` argument `{key}` is over the limit", at,
-                                           f"{bad[0]} > {self.limits.max_dim}",
-                                           "raise it with --limit max_dim=N"))
-                else:
-                    self.report(Diagnostic("E0204", f"`{kind}` argument `{key}` must be at least {lo}",
-                                           at, f"found {bad[0]}",
-                                           f"give `{key}` a value of {lo} or more" + _RANGE_HINTS.get(key, "")))
-                return False
-        for key in ("p", "momentum"):
-            v = values.get(key)
-            if v is not None and not 0.0 <= v <= 1.0:
-                at = bound[key][1].span if key in bound else use.span
+            at = bound[key][1].span if key in bound else use.span
+            if a.min is not None:
+                items = v if isinstance(v, tuple) else (v,)
+                bad = [x for x in items if x < a.min or x > self.limits.max_dim]
+                if bad:
+                    if bad[0] > self.limits.max_dim:
+                        self.report(Diagnostic("E0407", f"`{kind}` argument `{key}` is over the limit", at,
+                                               f"{bad[0]} > {self.limits.max_dim}",
+                                               "raise it with --limit max_dim=N"))
+                    else:
+                        self.report(Diagnostic("E0204", f"`{kind}` argument `{key}` must be at least {a.min}",
+                                               at, f"found {bad[0]}",
+                                               f"give `{key}` a value of {a.min} or more" +
+                                               _RANGE_HINTS.get(key, "")))
+                    return False
+            if a.unit and not 0.0 <= v <= 1.0:
+                default = a.default if a.default is not REQUIRED else 0.5
                 self.report(Diagnostic("E0204", f"`{kind}` argument `{key}` must be between 0 and 1",
                                        at, f"found {v}",
                                        f"`{key}` is a " + ("probability" if key == "p" else "fraction") +
-                                       f"; torch's default is {0.5 if key == 'p' else 0.1}"))
+                                       f"; torch's default is {default}"))
                 return False
-        if kind == "batchnorm2d" and values["eps"] <= 0:
-            self.report(Diagnostic("E0204", "`batchnorm2d` argument `eps` must be positive",
-                                   bound["eps"][1].span, f"found {values['eps']}",
-                                   "`eps` keeps the division by the variance finite; torch's default is 1e-5"))
-            return False
-        if kind == "local_response_norm":
-            # It divides by (k + alpha * mean(x²)) ** beta: a base of zero or below gives
-            # infinities or NaN (a zero input, or a negative base to a fractional power).
-            for key, ok, bound_text in (("k", values["k"] > 0, "positive"),
-                                        ("alpha", values["alpha"] >= 0, "at least 0")):
-                if not ok:
-                    at = bound[key][1].span if key in bound else use.span
-                    self.report(Diagnostic(
-                        "E0204", f"`local_response_norm` argument `{key}` must be {bound_text}", at,
-                        f"found {values[key]}", "it divides by (k + alpha · mean(x²)) ** beta, "
-                        "which must stay positive; AlexNet uses k = 2, alpha = 1e-4"))
-                    return False
         return True
 
     def init_for(self, kind: str, label: str | None, scope: NameScope) -> dict:
@@ -1162,7 +1151,9 @@ def _instance_key(name: str, values: dict, shape, shared: bool, ok: bool):
     ('c', (<class 'int'>, 4))
     """
     try:
-        return name, tuple((k, _value_key(v)) for k, v in values.items()), shape, shared, ok
+        # A permuted shape equals the plain one, but `linear` reads its layout.
+        layout = getattr(shape, "order", None)
+        return name, tuple((k, _value_key(v)) for k, v in values.items()), shape, layout, shared, ok
     except TypeError:
         return None
 

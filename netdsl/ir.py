@@ -15,169 +15,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
-from .span import Span
+from .layers import NODES
+from .layers.base import InitScheme, Layer, Node, PosInt, Shape
 
-Shape = tuple[int, ...]
-PosInt = Annotated[int, Field(ge=1)]
-NonNegInt = Annotated[int, Field(ge=0)]
-Pair = tuple[PosInt, PosInt]
-NonNegPair = tuple[NonNegInt, NonNegInt]
-Prob = Annotated[float, Field(ge=0.0, le=1.0)]
+# The layer nodes are defined with their kinds in netdsl.layers; they are named here,
+# under this module, as they always were: pickles and ``ir.Conv2d`` keep working.
+for _cls in (Node, InitScheme, Layer) + NODES:
+    _cls.__module__ = __name__
+    globals()[_cls.__name__] = _cls
 
-
-class Node(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    span: Span | None = None
-
-
-class InitScheme(Node):
-    """How one parameter tensor is initialised (``torch.nn.init`` names)."""
-
-    fn: Literal["kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform",
-                "normal", "uniform", "trunc_normal", "constant", "zeros", "ones"]
-    args: dict[str, float | str] = {}
-
-
-class Layer(Node):
-    """A leaf module; ``name`` is its name inside the enclosing scope.
-
-    ``reuse``: another call of the module already named ``name`` in this scope
-    (``reuse relu``), which owns no parameters of its own. ``functional``: no
-    module at all, the layer's torch function called in place (``apply flatten``).
-    """
-
-    name: str
-    in_shape: Shape
-    out_shape: Shape
-    init: dict[str, InitScheme] = {}
-    reuse: bool = False
-    functional: bool = False
-
-
-class Conv2d(Layer):
-    kind: Literal["conv2d"] = "conv2d"
-    in_channels: PosInt
-    out_channels: PosInt
-    kernel_size: Pair
-    stride: Pair = (1, 1)
-    padding: NonNegPair = (0, 0)
-    dilation: Pair = (1, 1)
-    groups: PosInt = 1
-    bias: bool = True
-
-    @model_validator(mode="after")
-    def _groups_divide(self) -> "Conv2d":
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError("groups must divide in_channels and out_channels")
-        return self
-
-
-class Linear(Layer):
-    kind: Literal["linear"] = "linear"
-    in_features: PosInt
-    out_features: PosInt
-    bias: bool = True
-
-
-class BatchNorm2d(Layer):
-    kind: Literal["batchnorm2d"] = "batchnorm2d"
-    num_features: PosInt
-    eps: Annotated[float, Field(gt=0.0)] = 1e-5
-    momentum: Prob = 0.1
-    affine: bool = True
-    track_running_stats: bool = True
-
-
-class Activation(Layer):
-    kind: Literal["relu", "relu6", "silu", "sigmoid", "tanh", "hardswish", "gelu"]
-    inplace: bool = False
-
-
-class MaxPool2d(Layer):
-    kind: Literal["maxpool2d"] = "maxpool2d"
-    kernel_size: Pair
-    stride: Pair
-    padding: NonNegPair = (0, 0)
-    dilation: Pair = (1, 1)
-    ceil_mode: bool = False
-
-
-class AvgPool2d(Layer):
-    kind: Literal["avgpool2d"] = "avgpool2d"
-    kernel_size: Pair
-    stride: Pair
-    padding: NonNegPair = (0, 0)
-    ceil_mode: bool = False
-    count_include_pad: bool = True
-
-
-class AdaptiveAvgPool2d(Layer):
-    kind: Literal["adaptive_avgpool2d"] = "adaptive_avgpool2d"
-    output_size: Pair
-
-
-class Dropout(Layer):
-    kind: Literal["dropout"] = "dropout"
-    p: Prob = 0.5
-    inplace: bool = False
-
-
-class Flatten(Layer):
-    kind: Literal["flatten"] = "flatten"
-
-
-class Identity(Layer):
-    kind: Literal["identity"] = "identity"
-
-
-class LocalResponseNorm(Layer):
-    kind: Literal["local_response_norm"] = "local_response_norm"
-    size: PosInt
-    alpha: float = 1e-4
-    beta: float = 0.75
-    k: float = 1.0
-
-
-class StochasticDepth(Layer):
-    kind: Literal["stochastic_depth"] = "stochastic_depth"
-    p: Prob
-    mode: Literal["row", "batch"] = "row"
-
-
-class ConvTranspose2d(Layer):
-    kind: Literal["conv_transpose2d"] = "conv_transpose2d"
-    in_channels: PosInt
-    out_channels: PosInt
-    kernel_size: Pair
-    stride: Pair = (1, 1)
-    padding: NonNegPair = (0, 0)
-    output_padding: NonNegPair = (0, 0)
-    groups: PosInt = 1
-    bias: bool = True
-    dilation: Pair = (1, 1)
-
-
-class Upsample(Layer):
-    """``size`` or ``scale_factor``, exactly one (torch.nn.Upsample)."""
-
-    kind: Literal["upsample"] = "upsample"
-    size: Pair | None = None
-    scale_factor: Annotated[float, Field(gt=0.0)] | None = None
-    mode: Literal["nearest", "bilinear"] = "nearest"
-    align_corners: bool | None = None
-
-
-class ChannelShuffle(Layer):
-    kind: Literal["channel_shuffle"] = "channel_shuffle"
-    groups: PosInt
-
-
-LayerNode = Union[Conv2d, Linear, BatchNorm2d, Activation, MaxPool2d, AvgPool2d,
-                  AdaptiveAvgPool2d, Dropout, Flatten, Identity, LocalResponseNorm,
-                  StochasticDepth, ConvTranspose2d, Upsample, ChannelShuffle]
+LayerNode = Union[NODES]
 
 
 class Scope(Node):

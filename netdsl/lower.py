@@ -7,72 +7,21 @@ invalid IR: an exception here is a bug in netdsl, not in the spec.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from . import ir
-from .layers import OUTPUT_NOT_SAVED, PASS_THROUGH
+from .layers import LAYERS, OUTPUT_NOT_SAVED, PASS_THROUGH
 from .modules import (Block, Chain, ConcatOp, Container, DenseOp, FunctionOp, GateOp, GraphOp,
-                      Group, Network, OutputMaker, ResidualOp, SequentialBlock, SideOp, SplitOp,
-                      StochasticDepth, _identity, add_op, cat_op, named_outputs, network_class,
+                      Group, Network, OutputMaker, ResidualOp, ScaleOp, SequentialBlock, SideOp,
+                      SplitOp, _identity, add_op, cat_op, named_outputs, network_class,
                       outputs_type, spec_class)
 
 
 
-def _leaf(node, device) -> nn.Module:
-    k = node.kind
-    f = {"device": device}
-    if k == "conv2d":
-        return nn.Conv2d(node.in_channels, node.out_channels, node.kernel_size, node.stride,
-                         node.padding, node.dilation, node.groups, node.bias, **f)
-    if k == "linear":
-        return nn.Linear(node.in_features, node.out_features, node.bias, **f)
-    if k == "batchnorm2d":
-        return nn.BatchNorm2d(node.num_features, node.eps, node.momentum, node.affine,
-                              node.track_running_stats, **f)
-    if k == "relu":
-        return nn.ReLU(node.inplace)
-    if k == "relu6":
-        return nn.ReLU6(node.inplace)
-    if k == "silu":
-        return nn.SiLU(node.inplace)
-    if k == "hardswish":
-        return nn.Hardswish(node.inplace)
-    if k == "sigmoid":
-        return nn.Sigmoid()
-    if k == "tanh":
-        return nn.Tanh()
-    if k == "gelu":
-        return nn.GELU()
-    if k == "maxpool2d":
-        return nn.MaxPool2d(node.kernel_size, node.stride, node.padding, node.dilation,
-                            ceil_mode=node.ceil_mode)
-    if k == "avgpool2d":
-        return nn.AvgPool2d(node.kernel_size, node.stride, node.padding, node.ceil_mode,
-                            node.count_include_pad)
-    if k == "adaptive_avgpool2d":
-        return nn.AdaptiveAvgPool2d(node.output_size)
-    if k == "dropout":
-        return nn.Dropout(node.p, node.inplace)
-    if k == "flatten":
-        return nn.Flatten()
-    if k == "identity":
-        return nn.Identity()
-    if k == "local_response_norm":
-        return nn.LocalResponseNorm(node.size, node.alpha, node.beta, node.k)
-    if k == "stochastic_depth":
-        return StochasticDepth(node.p, node.mode)
-    if k == "conv_transpose2d":
-        return nn.ConvTranspose2d(node.in_channels, node.out_channels, node.kernel_size, node.stride,
-                                  node.padding, node.output_padding, node.groups, node.bias,
-                                  node.dilation, **f)
-    if k == "upsample":
-        return nn.Upsample(node.size, node.scale_factor, node.mode, node.align_corners)
-    if k == "channel_shuffle":
-        return nn.ChannelShuffle(node.groups)
-    raise AssertionError(f"no lowering for layer kind {k!r}")
+def _leaf(node, device):
+    """The module (or, for a bare-parameter kind, the parameter) of one layer."""
+    return LAYERS[node.kind].build(node, device)
 
 
 def init_parameter(tensor: torch.Tensor, scheme: ir.InitScheme) -> None:
@@ -104,32 +53,20 @@ def init_parameter(tensor: torch.Tensor, scheme: ir.InitScheme) -> None:
             raise AssertionError(fn)
 
 
-def _default_init(m: nn.Module, pname: str, tensor: torch.Tensor) -> bool:
+def _default_init(m: nn.Module, kind: str, pname: str, tensor: torch.Tensor) -> bool:
     """The module's own initialisation of one parameter, as its ``reset_parameters``
     does it; False for a module kind whose defaults are not known per parameter."""
-    if isinstance(m, (nn.Conv2d, nn.Linear, nn.ConvTranspose2d)):
-        if pname == "weight":
-            nn.init.kaiming_uniform_(tensor, a=math.sqrt(5))
-        else:
-            # The bound depends on the weight's shape only, not on its values.
-            fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            nn.init.uniform_(tensor, -bound, bound)
-        return True
-    if isinstance(m, nn.modules.batchnorm._NormBase):
-        (nn.init.ones_ if pname == "weight" else nn.init.zeros_)(tensor)
-        return True
-    return False
+    return LAYERS[kind].default_init(m, pname, tensor)
 
 
-def initialise(m: nn.Module, declared: dict[str, ir.InitScheme]) -> None:
+def initialise(m: nn.Module, declared: dict[str, ir.InitScheme], kind: str | None = None) -> None:
     """Initialise the parameters and buffers of one freshly allocated leaf module,
     each exactly once: a declared scheme where the spec gives one, else the
     module's own default (``reset_parameters``); batch-norm running statistics
     are reset.
 
     >>> lin = torch.nn.Linear(4, 2, device="meta").to_empty(device="cpu")
-    >>> initialise(lin, {"bias": ir.InitScheme(fn="zeros")})
+    >>> initialise(lin, {"bias": ir.InitScheme(fn="zeros")}, "linear")
     >>> lin.bias.tolist()
     [0.0, 0.0]
     """
@@ -140,7 +77,7 @@ def initialise(m: nn.Module, declared: dict[str, ir.InitScheme]) -> None:
                 m.reset_parameters()  # batch norm: running statistics included
             return
         undeclared = [p for p in own if p not in declared]
-        if any(not _default_init(m, p, own[p]) for p in undeclared):
+        if any(kind is None or not _default_init(m, kind, p, own[p]) for p in undeclared):
             m.reset_parameters()  # unknown kind: its defaults first, declared schemes on top
         for pname, scheme in declared.items():
             if pname in own:
@@ -227,8 +164,9 @@ def target_device(device=None) -> torch.device:
 
 def _pure(nodes) -> bool:
     """Whether a body is a plain sequence of modules, each called once: an nn.Sequential."""
-    return all(isinstance(n, ir.Scope) or (isinstance(n, ir.Layer) and not n.reuse and
-                                           not n.functional) for n in nodes) and not _has_flow(nodes)
+    return all(isinstance(n, ir.Scope) or (isinstance(n, ir.Layer) and not n.reuse and not n.functional
+                                           and not LAYERS[n.kind].bare_parameter)
+               for n in nodes) and not _has_flow(nodes)
 
 
 _has_flow = ir.has_flow
@@ -270,6 +208,8 @@ class _Lowering:
         # Leaves that own parameters or buffers, with their IR node, in module order:
         # lower() materialises them on the target device and initialises each once.
         self.stateful: list[tuple[nn.Module, ir.Layer]] = []
+        # Bare parameters (`scale`), with their owner module and IR node.
+        self.bare: list[tuple[nn.Module, ir.Layer]] = []
 
     def module(self, node) -> nn.Module:
         if isinstance(node, ir.Scope):
@@ -342,6 +282,10 @@ class _Lowering:
             return owner._modules[node.name]  # the module its label made, called again
         if isinstance(node, ir.Layer) and node.functional:
             return FunctionOp.of(node)
+        if isinstance(node, ir.Layer) and LAYERS[node.kind].bare_parameter:
+            owner.register_parameter(node.name, _leaf(node, "meta"))
+            self.bare.append((owner, node))
+            return ScaleOp(owner, node.name)
         if isinstance(node, (ir.Layer, ir.Scope)):
             m = self.module(node)
             owner.add_module(node.name, m)
@@ -430,7 +374,10 @@ def lower(net: ir.Network, device=None) -> nn.Module:
         # Storage is allocated once, on the target device; nothing is made on the CPU first.
         _allocate(root, low.device)
         for m, node in low.stateful:
-            initialise(m, node.init)
+            initialise(m, node.init, node.kind)
+        with torch.no_grad():
+            for owner, node in low.bare:
+                LAYERS[node.kind].initialise(node, getattr(owner, node.name))
     return root
 
 

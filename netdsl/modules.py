@@ -512,3 +512,41 @@ class StochasticDepth(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, mode={self.mode}"
+
+
+class ScaleOp:
+    """``parameter * x`` with a bare parameter of the owner module (ConvNeXt's
+    ``layer_scale``). It holds the owner and the name, not the tensor: ``to_empty``
+    and ``.to()`` may replace the parameter object."""
+
+    __slots__ = ("owner", "name")
+
+    def __init__(self, owner: nn.Module, name: str):
+        self.owner, self.name = owner, name
+
+    def __call__(self, x):
+        return getattr(self.owner, self.name) * x
+
+
+class Permute(nn.Module):
+    """``x.permute(dims)``, as ``torchvision.ops.misc.Permute`` (dims include the batch)."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = list(dims)
+
+    def forward(self, x):
+        return torch.permute(x, self.dims)
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}"
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """Layer norm over the channels of an [N, C, H, W] map at each position, as
+    torchvision's ConvNeXt ``LayerNorm2d``: ``weight`` and ``bias`` are its own."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)

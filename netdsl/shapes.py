@@ -1,5 +1,6 @@
-"""Shape rules: the output shape of each built-in layer, and the input channels
-or features it infers, from its arguments and its input shape.
+"""Shape arithmetic the layer kinds share: formatting, torch's window formula,
+and the rank checks. Each kind's own rule is its ``infer`` in
+:mod:`netdsl.layers`; :func:`infer` looks it up.
 
 Shapes have no batch dimension: ``[C, H, W]`` or ``[F]``. A rule that cannot
 apply raises :class:`ShapeError`, which the checker turns into a diagnostic at
@@ -8,24 +9,49 @@ the layer's span.
 
 from __future__ import annotations
 
-import math
 from typing import Any
+
+from .layers.base import LayerError as ShapeError
 
 Shape = tuple[int, ...]
 
 
-class ShapeError(Exception):
-    def __init__(self, code: str, message: str, label: str, help: str | None = None,
-                 arg: str | None = None):
-        super().__init__(message)
-        self.code, self.message, self.label, self.help, self.arg = code, message, label, help, arg
+class Permuted(tuple):
+    """A shape whose dimensions a ``permute`` reordered: ``order[i]`` is the
+    dimension of the un-permuted ``[C, H, W]`` map that dimension i holds. The
+    checker carries it from layer to layer (it compares equal to the plain tuple);
+    the IR stores plain tuples. ``linear`` reads it: a channels-last map's last
+    dimension is its features, as in ConvNeXt's blocks.
+
+    >>> s = Permuted((8, 8, 3), order=(1, 2, 0))
+    >>> s == (8, 8, 3), s.order
+    (True, (1, 2, 0))
+    """
+
+    order: tuple[int, ...]
+
+    def __new__(cls, dims, order):
+        self = super().__new__(cls, dims)
+        self.order = tuple(order)
+        return self
+
+    def __reduce__(self):
+        return Permuted, (tuple(self), self.order)
+
+
+def like(shape: Shape, out: Shape) -> Shape:
+    """``out``, keeping ``shape``'s permutation when the rank stays the same: a layer
+    that maps the last dimension (``linear``) keeps a channels-last map channels-last."""
+    if isinstance(shape, Permuted) and len(out) == len(shape):
+        return Permuted(out, shape.order)
+    return tuple(out)
 
 
 def fmt(shape: Shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def _need_image(kind: str, shape: Shape) -> None:
+def need_image(kind: str, shape: Shape) -> None:
     if len(shape) != 3:
         help = None
         if len(shape) == 1:
@@ -34,7 +60,10 @@ def _need_image(kind: str, shape: Shape) -> None:
                          help)
 
 
-def _window(kind: str, size: int, k: int, s: int, p: int, d: int, ceil: bool, axis: str) -> int:
+_need_image = need_image
+
+
+def window(kind: str, size: int, k: int, s: int, p: int, d: int, ceil: bool, axis: str) -> int:
     """Output size along one axis, as torch computes it (``pooling_output_shape``
     for pools; convolution is the same without ``ceil_mode``)."""
     eff = d * (k - 1) + 1
@@ -55,7 +84,8 @@ def _window(kind: str, size: int, k: int, s: int, p: int, d: int, ceil: bool, ax
     return out
 
 
-def _spatial(kind: str, a: dict, shape: Shape) -> tuple[int, int]:
+def spatial(kind: str, a: dict, shape: Shape) -> tuple[int, int]:
+    """Output height and width of a windowed layer (convolution or pooling)."""
     (kh, kw), (sh, sw), (ph, pw) = a["kernel_size"], a["stride"], a["padding"]
     dh, dw = a.get("dilation", (1, 1))
     ceil = a.get("ceil_mode", False)
@@ -67,8 +97,19 @@ def _spatial(kind: str, a: dict, shape: Shape) -> tuple[int, int]:
                                  "padding too large",
                                  f"pooling padding must be at most half the kernel size ({k // 2} "
                                  f"for a window of {k}, whatever the dilation)", arg="padding")
-    return (_window(kind, shape[1], kh, sh, ph, dh, ceil, "height"),
-            _window(kind, shape[2], kw, sw, pw, dw, ceil, "width"))
+    return (window(kind, shape[1], kh, sh, ph, dh, ceil, "height"),
+            window(kind, shape[2], kw, sw, pw, dw, ceil, "width"))
+
+
+def divides(what: str, g: int, c: int, out: int | None = None, arg: str = "groups") -> None:
+    """E0307 unless ``g`` divides ``c`` (the input channels) and ``out`` (the output's)."""
+    for n, which in ((c, "input"), (out, "output")):
+        if n is not None and n % g:
+            both = f"both {c} and {out}" if out is not None else f"{c}"
+            raise ShapeError("E0307", f"{what}={g} does not divide the {which} channels ({n})",
+                             f"{n} channels in {g} groups",
+                             f"use {'a number of groups' if what == 'groups' else f'a `{what}`'} that "
+                             f"divides {both}", arg=arg)
 
 
 def infer(kind: str, args: dict[str, Any], shape: Shape) -> tuple[dict[str, Any], Shape]:
@@ -78,107 +119,5 @@ def infer(kind: str, args: dict[str, Any], shape: Shape) -> tuple[dict[str, Any]
     ...                  "padding": (3, 3), "dilation": (1, 1), "groups": 1}, (3, 224, 224))
     ({'in_channels': 3}, (64, 112, 112))
     """
-    if kind == "conv2d":
-        _need_image(kind, shape)
-        c, g = shape[0], args["groups"]
-        if c % g or args["out_channels"] % g:
-            bad = c if c % g else args["out_channels"]
-            which = "input" if c % g else "output"
-            raise ShapeError("E0307", f"groups={g} does not divide the {which} channels ({bad})",
-                             f"{bad} channels in {g} groups", 
-                             f"use a number of groups that divides both {c} and {args['out_channels']}",
-                             arg="groups")
-        h, w = _spatial(kind, args, shape)
-        return {"in_channels": c}, (args["out_channels"], h, w)
-    if kind in ("maxpool2d", "avgpool2d"):
-        _need_image(kind, shape)
-        h, w = _spatial(kind, args, shape)
-        return {}, (shape[0], h, w)
-    if kind == "linear":
-        if len(shape) != 1:
-            n = math.prod(shape)
-            raise ShapeError("E0306", "`linear` needs a flat [features] input",
-                             f"the input here is {fmt(shape)}",
-                             f"add `flatten` before it (it would give [{n}] features)")
-        return {"in_features": shape[0]}, (args["out_features"],)
-    if kind == "batchnorm2d":
-        _need_image(kind, shape)
-        if not args.get("track_running_stats", True) and shape[1] * shape[2] == 1:
-            # Without running statistics it normalises over the batch in eval mode too, and
-            # torch needs more than one value per channel: one sample of [C, 1, 1] has one.
-            raise ShapeError("E0306", "`batchnorm2d(track_running_stats = false)` needs more "
-                             "than one value per channel", f"the input here is {fmt(shape)}",
-                             "keep running statistics (the default), or normalise before the "
-                             "spatial size reaches 1 × 1", arg="track_running_stats")
-        return {"num_features": shape[0]}, shape
-    if kind in ("adaptive_avgpool2d", "local_response_norm"):
-        _need_image(kind, shape)
-        if kind == "adaptive_avgpool2d":
-            return {}, (shape[0],) + tuple(args["output_size"])
-        return {}, shape
-    if kind == "flatten":
-        return {}, (math.prod(shape),)
-    if kind in _RESAMPLING:
-        _need_image(kind, shape)
-        return _RESAMPLING[kind](args, shape)
-    return {}, shape
-
-
-def _conv_transpose(args: dict, shape: Shape):
-    c, g = shape[0], args["groups"]
-    if c % g or args["out_channels"] % g:
-        bad = c if c % g else args["out_channels"]
-        raise ShapeError("E0307", f"groups={g} does not divide the {'input' if c % g else 'output'} "
-                         f"channels ({bad})", f"{bad} channels in {g} groups",
-                         f"use a number of groups that divides both {c} and {args['out_channels']}",
-                         arg="groups")
-    out = []
-    for size, k, s, p, op, d, axis in zip(shape[1:], args["kernel_size"], args["stride"], args["padding"],
-                                          args["output_padding"], args["dilation"], ("height", "width")):
-        if op < 0 or op >= max(s, d):
-            raise ShapeError("E0204", f"`conv_transpose2d` output_padding {op} must be below its stride "
-                             f"or dilation", "output padding too large",
-                             f"output_padding only picks among the {s} sizes a stride of {s} can come "
-                             "from: use 0, or at most stride - 1", arg="output_padding")
-        o = (size - 1) * s - 2 * p + d * (k - 1) + op + 1
-        if o < 1:
-            raise ShapeError("E0304", f"`conv_transpose2d` output {axis} would be {o}",
-                             f"padding {p} removes more than the output has", "use less padding",
-                             arg="padding")
-        out.append(o)
-    return {"in_channels": c}, (args["out_channels"], *out)
-
-
-def _upsample(args: dict, shape: Shape):
-    size, scale = args["size"], args["scale_factor"]
-    if (size is None) == (scale is None):
-        raise ShapeError("E0203", "`upsample` needs exactly one of `size` and `scale_factor`",
-                         "both given" if size is not None else "neither given",
-                         "for example `upsample(scale_factor = 2)` or `upsample(size = [28, 28])`")
-    if args["align_corners"] is not None and args["mode"] == "nearest":
-        raise ShapeError("E0204", "`align_corners` only applies to mode \"bilinear\"",
-                         "with mode \"nearest\"", "drop `align_corners`, or use mode = \"bilinear\"",
-                         arg="align_corners")
-    if size is not None:
-        return {}, (shape[0], *size)
-    if scale <= 0:
-        raise ShapeError("E0204", "`upsample` scale_factor must be positive", f"found {scale}",
-                         "2 doubles the height and width", arg="scale_factor")
-    out = tuple(math.floor(d * scale) for d in shape[1:])
-    if min(out) < 1:
-        raise ShapeError("E0305", "the spatial size reaches zero", f"{fmt(shape)} scaled by {scale}",
-                         "use a larger scale_factor", arg="scale_factor")
-    return {}, (shape[0], *out)
-
-
-def _channel_shuffle(args: dict, shape: Shape):
-    g = args["groups"]
-    if shape[0] % g:
-        raise ShapeError("E0307", f"groups={g} does not divide the input channels ({shape[0]})",
-                         f"{shape[0]} channels in {g} groups",
-                         f"use a number of groups that divides {shape[0]}", arg="groups")
-    return {}, shape
-
-
-_RESAMPLING = {"conv_transpose2d": _conv_transpose, "upsample": _upsample,
-               "channel_shuffle": _channel_shuffle}
+    from .layers import LAYERS
+    return LAYERS[kind].infer(args, shape)

@@ -22,7 +22,7 @@ FIXTURES = errors_doc.fixtures()
 def raised_codes() -> set[str]:
     """Every code the package can raise: the E0xxx string literals in its source."""
     codes = set()
-    for path in (ROOT / "netdsl").glob("*.py"):
+    for path in (ROOT / "netdsl").rglob("*.py"):  # the catalogue is a subpackage
         codes.update(re.findall(r"""["'](E0\d{3})["']""", path.read_text()))
     return codes
 

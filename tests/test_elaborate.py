@@ -292,7 +292,7 @@ def test_an_unknown_layer_used_as_a_value_suggests_the_nearest_layers_and_blocks
 block hard_tanh_block() { tanh }
 network n() {
     input [16, 8, 8]
-    act_block(act = hardsigmoid)
+    act_block(act = hardshrink)
     act_block(act = hardtanh)
 }
 """
@@ -300,19 +300,19 @@ network n() {
         netdsl.compile(spec)
     first, second = info.value.diagnostics
     assert first.code == second.code == "E0101"
-    assert first.help == ("no layer or block is called `hardsigmoid`; the nearest layers and blocks are "
-                          "`sigmoid`, `hardswish` and `hard_tanh_block`. Or define it with `let`, or as a "
-                          "parameter of the enclosing block or network")
+    assert first.help.startswith("no layer or block is called `hardshrink`; the nearest layers and "
+                                 "blocks are `hardswish`")
+    assert first.help.endswith(". Or define it with `let`, or as a parameter of the enclosing block or network")
     assert second.help.startswith("no layer or block is called `hardtanh`; the nearest layers and blocks "
-                                  "are `hard_tanh_block`, `hardswish` and `tanh`.")
+                                  "are `hard_tanh_block`, `hardswish` and `hardsigmoid`.")
     # A near misspelling still gets one answer.
     assert diags("    relu * len(convv2d)")[0].help == "did you mean `conv2d`?"
 
 
 def test_an_unknown_layer_as_a_statement_suggests_the_nearest_layers():
-    assert diags("    hardsigmoid")[0].help == (
-        "the nearest layers are `sigmoid` and `hardswish`; or define it with "
-        "`block hardsigmoid(...) { ... }` or import a spec that does")
+    assert diags("    hardshrink")[0].help == (
+        "the nearest layers are `hardswish` and `hardsigmoid`; or define it with "
+        "`block hardshrink(...) { ... }` or import a spec that does")
 
 
 @pytest.mark.parametrize("body, params, help", [
@@ -327,3 +327,19 @@ def test_an_unknown_layer_as_a_statement_suggests_the_nearest_layers():
 ])
 def test_range_repeat_and_division_errors_carry_a_help(body, params, help):
     assert diags(body, params)[0].help == help
+
+
+def test_a_block_sees_the_layout_of_each_use():
+    # Equal shapes, other layouts: `linear` maps a channels-last input, and refuses the
+    # [C, H, W] map of the second use (the block-instance key includes the layout).
+    src = """block mlp() { linear(8) }
+network n() {
+    input [8, 8, 8]
+    permute([1, 2, 0])
+    mlp
+    permute([2, 0, 1])
+    mlp
+}"""
+    with pytest.raises(netdsl.NetdslError) as info:
+        netdsl.compile(src)
+    assert [d.code for d in info.value.diagnostics] == ["E0306"]

@@ -32,6 +32,9 @@ REFERENCES = {
     "squeezenet1_0": torchvision.models.squeezenet1_0,
     "squeezenet1_1": torchvision.models.squeezenet1_1,
     "mnasnet1_0": torchvision.models.mnasnet1_0,
+    "mobilenet_v3_large": torchvision.models.mobilenet_v3_large,
+    "mobilenet_v3_small": torchvision.models.mobilenet_v3_small,
+    "convnext_tiny": torchvision.models.convnext_tiny,
 }
 SHIPPED = [name for name in REFERENCES if (SPECS / f"{name}.net").exists()]
 

@@ -1,0 +1,263 @@
+"""What every layer kind is made of: argument converters, the base of the IR
+nodes, and :class:`Kind`, the one place that says everything about a kind.
+
+The base IR classes live here rather than in :mod:`netdsl.ir` because ``ir``
+builds its union of layer nodes from the catalogue: the catalogue must not
+import ``ir``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..span import Span
+
+REQUIRED = object()
+
+Shape = tuple[int, ...]
+PosInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Pair = tuple[PosInt, PosInt]
+NonNegPair = tuple[NonNegInt, NonNegInt]
+Prob = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    span: Span | None = None
+
+
+class InitScheme(Node):
+    """How one parameter tensor is initialised (``torch.nn.init`` names)."""
+
+    fn: Literal["kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform",
+                "normal", "uniform", "trunc_normal", "constant", "zeros", "ones"]
+    args: dict[str, float | str] = {}
+
+
+class Layer(Node):
+    """A leaf module; ``name`` is its name inside the enclosing scope.
+
+    ``reuse``: another call of the module already named ``name`` in this scope
+    (``reuse relu``), which owns no parameters of its own. ``functional``: no
+    module at all, the layer's torch function called in place (``apply flatten``).
+    """
+
+    name: str
+    in_shape: Shape
+    out_shape: Shape
+    init: dict[str, InitScheme] = {}
+    reuse: bool = False
+    functional: bool = False
+
+
+# ---- argument converters: a spec value to the IR's, or ArgTypeError ----
+
+class ArgTypeError(Exception):
+    """A value of the wrong type for an argument; ``expected`` says what fits."""
+
+    def __init__(self, expected: str):
+        super().__init__(expected)
+        self.expected = expected
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ArgTypeError("an integer")
+    return v
+
+
+def _float(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ArgTypeError("a number")
+    if not math.isfinite(v):
+        raise ArgTypeError("a finite number")
+    return float(v)
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ArgTypeError("`true` or `false`")
+    return v
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    if isinstance(v, (list, tuple)):
+        if len(v) != 2:
+            raise ArgTypeError("an integer or a list of two integers [h, w]")
+        return (_pair_item(v[0]), _pair_item(v[1]))
+    x = _pair_item(v)
+    return (x, x)
+
+
+def _pair_item(v: Any) -> int:
+    try:
+        return _int(v)
+    except ArgTypeError:
+        raise ArgTypeError("an integer or a list of two integers [h, w]") from None
+
+
+def _pair_or_none(v: Any):
+    return None if v is None else _pair(v)
+
+
+def _str(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def conv(v: Any) -> str:
+        if not isinstance(v, str) or v not in choices:
+            raise ArgTypeError("one of " + ", ".join(f'"{c}"' for c in choices))
+        return v
+    conv.choices = choices
+    return conv
+
+
+def _ints(v: Any) -> tuple[int, ...]:
+    if not isinstance(v, (list, tuple)) or not v:
+        raise ArgTypeError("a list of integers")
+    try:
+        return tuple(_int(x) for x in v)
+    except ArgTypeError:
+        raise ArgTypeError("a list of integers") from None
+
+
+def _none_or(conv: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def f(v: Any):
+        return None if v is None else conv(v)
+    f.inner = conv
+    return f
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a layer. ``min`` bounds an integer argument (each item of a
+    pair) from below, and with the ``max_dim`` limit from above; ``unit`` keeps a
+    number between 0 and 1 (a probability or a fraction)."""
+
+    name: str
+    convert: Callable[[Any], Any]
+    default: Any = REQUIRED
+    doc: str = ""
+    min: int | None = None
+    unit: bool = False
+
+
+class LayerError(Exception):
+    """A layer that cannot apply to its arguments or its input: the checker turns it
+    into a diagnostic at the argument ``arg`` (or the layer when None)."""
+
+    def __init__(self, code: str, message: str, label: str, help: str | None = None,
+                 arg: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.label, self.help, self.arg = code, message, label, help, arg
+
+
+@dataclass(frozen=True)
+class Torch:
+    """The torch module a layer builds, described as data: its class (a dotted path)
+    and its constructor's keyword arguments, for tools that generate code or draw."""
+
+    cls: str
+    kwargs: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.cls.rsplit(".", 1)[1]
+
+
+class Kind:
+    """One built-in layer kind. A subclass (or an instance with other attributes)
+    says everything netdsl knows about it; nothing else switches on kinds.
+
+    Class attributes: ``name`` as a spec writes it; ``node`` its IR class; ``args``
+    in positional order; ``doc``; ``torch_class`` the dotted path of the module it
+    builds; ``parameters`` the names of its learnable tensors (``init KIND.NAME``);
+    ``matrix_parameters`` those of two or more dimensions (fan-based init fits);
+    ``counted`` whether fvcore has a counting rule for it; ``factory`` whether its
+    constructor takes ``device=``; the autograd flags, see :mod:`netdsl.layers`; and
+    ``example``, a typical use on ``example_input`` (the kind's name when empty).
+    """
+
+    name: str = ""
+    node: type = Layer
+    args: tuple[Arg, ...] = ()
+    doc: str = ""
+    torch_class: str = ""
+    parameters: tuple[str, ...] = ()
+    matrix_parameters: tuple[str, ...] = ()
+    counted: bool = False
+    factory: bool = False
+    # What autograd keeps: see PASS_THROUGH, SAVES_OUTPUT, OUTPUT_NOT_SAVED in __init__.
+    pass_through: bool = False
+    saves_output: bool = False
+    output_not_saved: bool = False
+    # Its tensor is a bare parameter of the enclosing module, not a submodule.
+    bare_parameter: bool = False
+    # A typical use and an input it checks on: the generic tests build and run it.
+    example: str = ""
+    example_input: tuple[int, ...] = (2, 6, 6)
+
+    @property
+    def use(self) -> str:
+        """A typical use of the kind, as a spec writes it."""
+        return self.example or self.name
+
+    def arg(self, name: str) -> Arg | None:
+        for a in self.args:
+            if a.name == name:
+                return a
+        return None
+
+    # ---- front half (no torch) ----
+
+    def check(self, values: dict[str, Any]) -> None:
+        """Checks of the argument values beyond their type and ``min``/``unit``
+        ranges; raise :class:`LayerError`."""
+
+    def infer(self, values: dict[str, Any], shape: Shape) -> tuple[dict[str, Any], Shape]:
+        """The IR fields the input decides (channels, features) and the output shape;
+        raise :class:`LayerError` where the layer cannot apply."""
+        return {}, shape
+
+    # ---- analysis (no torch) ----
+
+    def params(self, node) -> int:
+        """Learnable parameters."""
+        return 0
+
+    def macs(self, node) -> int:
+        """Multiply-accumulates for one sample, by fvcore's rules in eval mode."""
+        return 0
+
+    def largest_tensor(self, node) -> int:
+        """Elements of the largest tensor it makes for one sample."""
+        return math.prod(node.out_shape)
+
+    # ---- lowering ----
+
+    def torch_kwargs(self, node) -> dict[str, Any]:
+        """The constructor's keyword arguments for ``node``."""
+        return {}
+
+    def torch(self, node) -> Torch:
+        """The module ``node`` builds, as data."""
+        return Torch(self.torch_class, self.torch_kwargs(node))
+
+    def build(self, node, device):
+        """The module for ``node`` (torch is imported only here)."""
+        desc = self.torch(node)
+        mod, cls = desc.cls.rsplit(".", 1)
+        extra = {"device": device} if self.factory else {}
+        return getattr(importlib.import_module(mod), cls)(**desc.kwargs, **extra)
+
+    def default_init(self, module, pname: str, tensor) -> bool:
+        """Initialise one parameter as the module's ``reset_parameters`` does, leaving
+        the others alone; False where this kind cannot do it per parameter."""
+        return False
+
+    def __repr__(self) -> str:
+        return f"<layer {self.name}>"

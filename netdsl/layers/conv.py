@@ -1,0 +1,202 @@
+"""Convolutions and the fully connected layer: ``conv2d``, ``conv_transpose2d``,
+``linear``."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import model_validator
+
+from .. import shapes
+from .base import Arg, Kind, Layer, LayerError, NonNegPair, Pair, PosInt, _bool, _int, _pair
+
+
+class Conv2d(Layer):
+    kind: Literal["conv2d"] = "conv2d"
+    in_channels: PosInt
+    out_channels: PosInt
+    kernel_size: Pair
+    stride: Pair = (1, 1)
+    padding: NonNegPair = (0, 0)
+    dilation: Pair = (1, 1)
+    groups: PosInt = 1
+    bias: bool = True
+
+    @model_validator(mode="after")
+    def _groups_divide(self):
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError("groups must divide in_channels and out_channels")
+        return self
+
+
+def _kaiming_default(module, pname, tensor) -> bool:
+    """``_ConvNd`` and ``Linear``'s ``reset_parameters``, one parameter at a time."""
+    from torch import nn
+    if pname == "weight":
+        nn.init.kaiming_uniform_(tensor, a=math.sqrt(5))
+    else:
+        # The bound depends on the weight's shape only, not on its values.
+        fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        nn.init.uniform_(tensor, -bound, bound)
+    return True
+
+
+class Conv2dKind(Kind):
+    name = "conv2d"
+    example = "conv2d(4, 3, padding = 1)"
+    node = Conv2d
+    doc = "2-D convolution (torch.nn.Conv2d); input channels are inferred"
+    torch_class = "torch.nn.Conv2d"
+    args = (
+        Arg("out_channels", _int, doc="number of output channels", min=1),
+        Arg("kernel_size", _pair, doc="int or [h, w]", min=1),
+        Arg("stride", _pair, 1, "int or [h, w]", min=1),
+        Arg("padding", _pair, 0, "int or [h, w], zero padding on both sides", min=0),
+        Arg("dilation", _pair, 1, "int or [h, w]", min=1),
+        Arg("groups", _int, 1, "must divide input and output channels", min=1),
+        Arg("bias", _bool, True, "add a learnable bias"),
+    )
+    parameters = ("weight", "bias")
+    matrix_parameters = ("weight",)
+    counted = factory = output_not_saved = True
+
+    def infer(self, values, shape):
+        shapes.need_image(self.name, shape)
+        shapes.divides("groups", values["groups"], shape[0], values["out_channels"])
+        h, w = shapes.spatial(self.name, values, shape)
+        return {"in_channels": shape[0]}, (values["out_channels"], h, w)
+
+    def params(self, n):
+        kh, kw = n.kernel_size
+        return n.out_channels * (n.in_channels // n.groups) * kh * kw + (n.out_channels if n.bias else 0)
+
+    def macs(self, n):
+        kh, kw = n.kernel_size
+        return math.prod(n.out_shape) * (n.in_channels // n.groups) * kh * kw
+
+    def torch_kwargs(self, n):
+        return dict(in_channels=n.in_channels, out_channels=n.out_channels, kernel_size=n.kernel_size,
+                    stride=n.stride, padding=n.padding, dilation=n.dilation, groups=n.groups,
+                    bias=n.bias)
+
+    default_init = staticmethod(_kaiming_default)
+
+
+class ConvTranspose2d(Layer):
+    kind: Literal["conv_transpose2d"] = "conv_transpose2d"
+    in_channels: PosInt
+    out_channels: PosInt
+    kernel_size: Pair
+    stride: Pair = (1, 1)
+    padding: NonNegPair = (0, 0)
+    output_padding: NonNegPair = (0, 0)
+    groups: PosInt = 1
+    bias: bool = True
+    dilation: Pair = (1, 1)
+
+
+class ConvTranspose2dKind(Conv2dKind):
+    name = "conv_transpose2d"
+    example = "conv_transpose2d(4, 2, stride = 2)"
+    node = ConvTranspose2d
+    doc = "2-D transposed convolution (torch.nn.ConvTranspose2d); input channels are inferred"
+    torch_class = "torch.nn.ConvTranspose2d"
+    args = (
+        Arg("out_channels", _int, doc="number of output channels", min=1),
+        Arg("kernel_size", _pair, doc="int or [h, w]", min=1),
+        Arg("stride", _pair, 1, "int or [h, w]", min=1),
+        Arg("padding", _pair, 0, "int or [h, w], removed from both sides of the output", min=0),
+        Arg("output_padding", _pair, 0, "int or [h, w], added to one side of the output", min=0),
+        Arg("groups", _int, 1, "must divide input and output channels", min=1),
+        Arg("bias", _bool, True, "add a learnable bias"),
+        Arg("dilation", _pair, 1, "int or [h, w]", min=1),
+    )
+
+    def check(self, values):
+        for op, s, d in zip(values["output_padding"], values["stride"], values["dilation"]):
+            if op >= s and op >= d:
+                raise LayerError("E0216", f"`conv_transpose2d` output_padding {op} is not smaller "
+                                 f"than its stride {s} or its dilation {d}", "output padding too large",
+                                 "torch needs output_padding smaller than the stride or the dilation; "
+                                 "it only picks among the sizes a strided convolution maps to one",
+                                 arg="output_padding")
+
+    def infer(self, values, shape):
+        shapes.need_image(self.name, shape)
+        shapes.divides("groups", values["groups"], shape[0], values["out_channels"])
+        out = []
+        for axis, size, k, s, p, op, d in zip(("height", "width"), shape[1:], values["kernel_size"],
+                                              values["stride"], values["padding"],
+                                              values["output_padding"], values["dilation"]):
+            o = (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+            if o < 1:
+                raise LayerError("E0305", f"the spatial size reaches zero: `conv_transpose2d` gives "
+                                 f"{axis} {o} from {size}", f"padding {p} removes more than the "
+                                 f"output has", "use less padding or a larger kernel", arg="padding")
+            out.append(o)
+        return {"in_channels": shape[0]}, (values["out_channels"], *out)
+
+    def params(self, n):
+        kh, kw = n.kernel_size
+        return n.in_channels * (n.out_channels // n.groups) * kh * kw + (n.out_channels if n.bias else 0)
+
+    def macs(self, n):
+        # fvcore counts a transposed convolution over its input's positions.
+        kh, kw = n.kernel_size
+        return math.prod(n.in_shape) * (n.out_channels // n.groups) * kh * kw
+
+    def torch_kwargs(self, n):
+        return dict(in_channels=n.in_channels, out_channels=n.out_channels, kernel_size=n.kernel_size,
+                    stride=n.stride, padding=n.padding, output_padding=n.output_padding,
+                    groups=n.groups, bias=n.bias, dilation=n.dilation)
+
+
+class Linear(Layer):
+    kind: Literal["linear"] = "linear"
+    in_features: PosInt
+    out_features: PosInt
+    bias: bool = True
+
+
+class LinearKind(Kind):
+    name = "linear"
+    example = "linear(3)"
+    example_input = (4,)
+    node = Linear
+    doc = ("fully connected layer (torch.nn.Linear) on the last dimension; input features are "
+           "inferred")
+    torch_class = "torch.nn.Linear"
+    args = (
+        Arg("out_features", _int, doc="number of output features", min=1),
+        Arg("bias", _bool, True, "add a learnable bias"),
+    )
+    parameters = ("weight", "bias")
+    matrix_parameters = ("weight",)
+    counted = factory = output_not_saved = True
+
+    def infer(self, values, shape):
+        # A [C, H, W] map needs `flatten` first; one a `permute` made channels-last is
+        # mapped along its last dimension, as nn.Linear does.
+        if len(shape) != 1 and not isinstance(shape, shapes.Permuted):
+            n = math.prod(shape)
+            raise LayerError("E0306", "`linear` needs a flat [features] input",
+                             f"the input here is {shapes.fmt(shape)}",
+                             f"add `flatten` before it (it would give [{n}] features), or `permute` "
+                             "the channels last to map each position's channels")
+        return {"in_features": shape[-1]}, shapes.like(shape, (*shape[:-1], values["out_features"]))
+
+    def params(self, n):
+        return n.out_features * n.in_features + (n.out_features if n.bias else 0)
+
+    def macs(self, n):
+        return math.prod(n.in_shape) * n.out_features
+
+    def torch_kwargs(self, n):
+        return dict(in_features=n.in_features, out_features=n.out_features, bias=n.bias)
+
+    default_init = staticmethod(_kaiming_default)
+
+
+KINDS = (Conv2dKind(), ConvTranspose2dKind(), LinearKind())
