@@ -13,7 +13,8 @@ Inputs come from two sources:
 
 Every input must either compile or raise ``netdsl.NetdslError``, within a
 bound of CPU time, and its rendered diagnostics must hold no raw control
-character. With ``--contract`` (the default of the long run), every input that
+character. Every input that parses must survive ``netdsl fmt``: the same AST,
+every comment kept, and formatting the result again changing nothing. With ``--contract`` (the default of the long run), every input that
 compiles then goes through what ``check`` promises: a build on the meta device
 and on the CPU, a forward in training and in eval mode, a backward, the output
 shape the checker inferred, the parameter count and fvcore's MACs equal to the
@@ -415,6 +416,9 @@ def try_input(data: bytes, network: str | None, bound: float, compile=None,
                         kwargs["limits"] = netdsl.Limits(**limits)
                     except (TypeError, ValueError) as e:
                         return "limit refused", str(e), time.process_time() - start
+                broken = check_fmt(data)
+                if broken:
+                    return "crash", broken, time.process_time() - start
                 net = compile(data, network=network, **kwargs)
                 result, detail = "compiled", ""
             except netdsl.NetdslError as e:
@@ -436,6 +440,32 @@ def try_input(data: bytes, network: str | None, bound: float, compile=None,
             raise
         result, detail = "crash", "".join(traceback.format_exception(e))
     return result, detail, time.process_time() - start
+
+
+def check_fmt(data: bytes) -> str:
+    """What is wrong with ``netdsl fmt`` on ``data`` ("" when nothing): for input that
+    parses, the formatted text must parse to the same AST, keep every comment in order,
+    and be its own format.
+
+    >>> check_fmt(b"network n() { input [1, 4, 4]; relu }  # x"), check_fmt(b"network {")
+    ('', '')
+    """
+    from netdsl.fmt import _tokens, format_text
+    from netdsl.parser import parse
+
+    try:
+        text = data.decode("utf-8")
+        out = format_text(text)
+    except (UnicodeDecodeError, netdsl.NetdslError):
+        return ""
+    if parse(out) != parse(text.removeprefix("\ufeff")):
+        return "fmt changed the AST:\n" + out
+    if [t.text for t in _tokens(out) if t.kind == "comment"] != \
+            [t.text for t in _tokens(text) if t.kind == "comment"]:
+        return "fmt lost or moved a comment:\n" + out
+    if format_text(out) != out:
+        return "fmt is not a fixed point:\n" + out
+    return ""
 
 
 def _raises_time_limits(limits: dict | None) -> bool:

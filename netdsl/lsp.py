@@ -224,6 +224,23 @@ def make_server() -> NetdslServer:
                              sort_text=("0" if c.kind == "argument" else "1") + c.label)
             for c in items])
 
+    @ls.feature(t.TEXT_DOCUMENT_FORMATTING)
+    @_guard()
+    def formatting(ls: NetdslServer, params: t.DocumentFormattingParams):
+        from .diagnostics import NetdslError
+        from .fmt import format_text
+
+        text = ls.workspace.get_text_document(params.text_document.uri).source
+        try:
+            out = format_text(text)
+        except NetdslError:
+            return None  # the diagnostics already say why; formatting waits for a parse
+        if out == text:
+            return []
+        lines = text.split("\n")
+        # One edit that replaces the whole text: the end is past the last line.
+        return [t.TextEdit(t.Range(t.Position(0, 0), t.Position(len(lines), 0)), out)]
+
     return ls
 
 

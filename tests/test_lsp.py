@@ -207,6 +207,24 @@ def test_hover_shows_shapes_params_and_macs_of_the_line(client, tmp_path):
     assert client.at("textDocument/hover", uri, 400, 3) is None  # past the end
 
 
+def test_formatting_gives_what_netdsl_fmt_gives(client, tmp_path):
+    from netdsl.fmt import format_text
+
+    messy = "network n(){input [1,8,8];conv1:conv2d(4,3)  # stem\n relu}\n"
+    uri = client.open(tmp_path / "messy.net", messy)
+    edits = client.request("textDocument/formatting", {"textDocument": {"uri": uri},
+                                                        "options": {"tabSize": 4, "insertSpaces": True}})
+    assert len(edits) == 1 and edits[0]["newText"] == format_text(messy)
+    assert edits[0]["range"]["start"] == {"line": 0, "character": 0}
+    assert edits[0]["range"]["end"]["line"] >= messy.count("\n")
+    tidy = client.open(tmp_path / "tidy.net", format_text(messy))
+    assert client.request("textDocument/formatting", {"textDocument": {"uri": tidy},
+                                                      "options": {"tabSize": 4, "insertSpaces": True}}) == []
+    broken = client.open(tmp_path / "broken.net", "network n() {\n    conv2d(4,\n")
+    assert client.request("textDocument/formatting", {"textDocument": {"uri": broken},
+                                                      "options": {"tabSize": 4, "insertSpaces": True}}) is None
+
+
 def test_definition_of_a_block_here_and_across_an_import(client, tmp_path):
     uri = client.open(tmp_path / "tiny.net", FIXED)
     loc = client.at("textDocument/definition", uri, 8, 6)
