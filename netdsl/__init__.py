@@ -19,11 +19,15 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
+    from importlib import import_module
+    from importlib.util import find_spec
+
     module = _LAZY.get(name)
     if module is None:
+        # `netdsl.api`, `netdsl.testing`: a submodule, as when this package imported them all.
+        if not name.startswith("_") and find_spec(f"{__name__}.{name}") is not None:
+            return import_module(f"{__name__}.{name}")
         raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
-    from importlib import import_module
-
     value = getattr(import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
