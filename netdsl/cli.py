@@ -31,7 +31,7 @@ _UsageError = UsageError  # the name this module's own commands use
 # argument and the flags every spec command shares) and sets ``run`` as its handler
 # with ``sp.set_defaults(run=run)``. Modules import torch only inside ``run``: every
 # command line parses all of them.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("export",)
 
 
 # Where the internal-error message asks users to report a bug.
@@ -91,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("lsp", help="run the language server on stdin/stdout, for editors")
     ls.add_argument("--stdio", action="store_true",
                     help="accepted for clients that pass it; stdio is the only transport")
+    import importlib
+
+    for name in COMMANDS:
+        importlib.import_module(f".commands.{name}", __package__).register(sub, common)
     return p
 
 

@@ -204,3 +204,18 @@ def test_a_block_scripts_on_its_own():
     x = torch.randn(2, 8, 16, 16)  # the stem gives 8 channels
     with torch.no_grad():
         assert torch.equal(_script(block)(x), block(x))
+
+
+def test_onnx_export_runs_in_onnxruntime_to_1e_4(case, tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'netdsl[onnx]'")
+    from netdsl.onnx_export import export
+
+    path = export(case.model, case.x, tmp_path / "model.onnx")  # onnx.checker runs inside
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    # The batch dimension is free: one sample runs too, as in the exported batch of 2.
+    for n in (2, 1):
+        out = torch.from_numpy(session.run(None, {name: case.x[:n].numpy()})[0])
+        # Absolute and relative: Inception v3's logits (up to 6) differ by up to 2.7e-4,
+        # as much as torch's own float32 result differs from float64 (docs/cli.md).
+        torch.testing.assert_close(out, case.y[:n], rtol=1e-4, atol=1e-4)
