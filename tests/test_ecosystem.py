@@ -219,3 +219,39 @@ def test_onnx_export_runs_in_onnxruntime_to_1e_4(case, tmp_path):
         # Absolute and relative: Inception v3's logits (up to 6) differ by up to 2.7e-4,
         # as much as torch's own float32 result differs from float64 (docs/cli.md).
         torch.testing.assert_close(out, case.y[:n], rtol=1e-4, atol=1e-4)
+
+
+def test_summary_totals_are_torchinfos(case, capsys):
+    # torchinfo is a test-only aid (the `test` extra): the reference for these figures.
+    torchinfo = pytest.importorskip("torchinfo")
+    from netdsl.cli import main
+
+    assert main(["check", spec(case.net), "--input", ",".join(map(str, case.net.input)),
+                 "--format", "json"]) == 0
+    ours = __import__("json").loads(capsys.readouterr().out)
+    stats = torchinfo.summary(case.model, input_size=(1, *case.net.input), verbose=0)
+    # torchinfo sizes the input as sys.getsizeof(its storage): the data and the
+    # storage object's own header, which netdsl leaves out (64 B, under 0.01 MB).
+    header = sys.getsizeof(torch.empty(0).untyped_storage())
+    input_bytes = stats.total_input - header
+    # torchinfo sizes the parameters of the layers the forward ran; in eval mode a side
+    # head (Inception v3's AuxLogits) does not run, yet its parameters are the model's.
+    leaves = [m for m in case.model.modules() if not list(m.children())]
+    ran = set()
+    handles = [m.register_forward_hook(lambda m, i, o: ran.add(m)) for m in leaves]
+    with torch.no_grad():
+        case.model(case.x[:1])
+    for h in handles:
+        h.remove()
+    unused = sum(4 * p.numel() for m in leaves if m not in ran for p in m.parameters())
+    assert (unused > 0) == (case.net.name == "inception_v3")
+    param_bytes = stats.total_param_bytes + unused
+    theirs = {"params": stats.total_params, "trainable_params": stats.trainable_params,
+              "non_trainable_params": stats.total_params - stats.trainable_params,
+              "input_bytes": input_bytes, "param_bytes": param_bytes,
+              "activation_bytes": stats.total_output_bytes,
+              "total_bytes": input_bytes + stats.total_output_bytes + param_bytes}
+    assert input_bytes == 4 * case.x[0].numel()
+    assert param_bytes == 4 * sum(p.numel() for p in case.model.parameters())
+    assert {k: ours[k] for k in theirs} == theirs
+    assert ours["trainable_params"] == sum(p.numel() for p in case.model.parameters() if p.requires_grad)
