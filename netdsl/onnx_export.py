@@ -45,7 +45,8 @@ def export(model, example_inputs, path, opset: int | None = None, *, dynamic_bat
 
     ``example_inputs`` is a tensor or a tuple of the arguments of one forward call.
     The batch dimension stays free (``dynamic_batch``): the file runs on any batch
-    size. ``opset`` is the ONNX opset version, default torch's. A network with
+    size. The file's input is named ``input`` and its output ``logits``.
+    ``opset`` is the ONNX opset version, default torch's. A network with
     side outputs is exported as it runs in eval mode, main output only. The
     temporary switch to eval mode is undone afterwards.
 
@@ -55,6 +56,8 @@ def export(model, example_inputs, path, opset: int | None = None, *, dynamic_bat
     >>> m = onnx.load(p)
     >>> [n.op_type for n in m.graph.node], m.opset_import[0].version
     (['Conv', 'Relu'], 18)
+    >>> m.graph.input[0].name, m.graph.output[0].name
+    ('input', 'logits')
     """
     require()
     import onnx
@@ -66,6 +69,8 @@ def export(model, example_inputs, path, opset: int | None = None, *, dynamic_bat
     if dynamic_batch:
         batch = torch.export.Dim("batch")
         dynamic = tuple({0: batch} if isinstance(a, torch.Tensor) else None for a in args)
+    # A network has one input and, in eval mode, one output.
+    names = ["input"] if len(args) == 1 else None
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     was_training = model.training
     model.eval()
@@ -74,7 +79,8 @@ def export(model, example_inputs, path, opset: int | None = None, *, dynamic_bat
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(model, args, dynamo=True, opset_version=opset,
-                                        dynamic_shapes=dynamic)
+                                        dynamic_shapes=dynamic, input_names=names,
+                                        output_names=["logits"])
             program.save(str(path), external_data=weights > _INLINE_LIMIT)
     finally:
         model.train(was_training)
