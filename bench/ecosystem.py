@@ -8,6 +8,7 @@ For each network, at the small input given in NETS, in eval mode, after
 calibrating batch norm so that outputs have realistic magnitudes (see
 ``calibrate``), it prints
 
+  max |y|         the largest output, for scale;
   graphs, breaks  ``torch._dynamo.explain(model)(x)``: graph count and graph breaks;
   export          max |difference| between eager and ``torch.export.export`` after a
                   ``torch.export.save``/``load`` round trip through memory;
@@ -23,6 +24,7 @@ and the tests cover the same networks at the same inputs.
 from __future__ import annotations
 
 import io
+import math
 import sys
 import tempfile
 import time
@@ -73,9 +75,13 @@ def calibrate(model, shape, seed: int = 0):
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average: one batch sets the statistics
+    # Enough values per channel where the maps are small (1x1 at the end of a
+    # 32x32 EfficientNet): statistics of four values would scale some channels by
+    # 1/sqrt(eps) and make the outputs as large as they were uncalibrated.
+    batch = max(4, min(32, 2**16 // math.prod(shape[1:]))) if len(shape) == 3 else 32
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        model.train()(torch.randn(4, *shape, generator=g))
+        model.train()(torch.randn(batch, *shape, generator=g))
     for m in norms:
         m.momentum = 0.1
     return model.eval()
@@ -97,6 +103,7 @@ def measure(net: Net) -> dict:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation warnings
         y = model(x)
+        row["max_y"] = y.abs().max().item()
         torch._dynamo.reset()
         e = torch._dynamo.explain(model)(x)
         row["graphs"], row["breaks"] = e.graph_count, e.graph_break_count
@@ -125,11 +132,12 @@ def measure(net: Net) -> dict:
 
 
 def render(rows) -> str:
-    head = ("network", "input", "graphs", "breaks", "export", "fx", "script", "trace", "ONNX s", "ONNX diff")
+    head = ("network", "input", "max |y|", "graphs", "breaks", "export", "fx", "script", "trace", "ONNX s",
+            "ONNX diff")
     cells = [head]
     for r in rows:
         onnx = ("—", "—") if r["onnx"] is None else (f"{r['onnx_s']:.1f}", f"{r['onnx']:.1e}")
-        cells.append((r["net"], r["input"], str(r["graphs"]), str(r["breaks"]),
+        cells.append((r["net"], r["input"], f"{r['max_y']:.1f}", str(r["graphs"]), str(r["breaks"]),
                       *(f"{r[k]:.1e}" if r[k] else "0" for k in ("export", "fx", "script", "trace")), *onnx))
     widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
