@@ -61,6 +61,38 @@ class Analysis:
     def flops(self) -> int:
         return 2 * self.macs
 
+    # The rest of torchinfo's summary, by its definitions (torchinfo 1.8, batch 1).
+    @property
+    def trainable_params(self) -> int:
+        """Parameters with ``requires_grad``: all of them, as a spec freezes none."""
+        return self.params
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.params - self.trainable_params
+
+    @property
+    def input_bytes(self) -> int:
+        """torchinfo's "Input size": one float32 sample."""
+        return ELEMENT_BYTES * math.prod(self.input)
+
+    @property
+    def param_bytes(self) -> int:
+        """torchinfo's "Params size": the float32 parameters; buffers (batch-norm
+        running statistics) are not counted, as torchinfo does not count them."""
+        return ELEMENT_BYTES * self.params
+
+    @property
+    def total_bytes(self) -> int:
+        """torchinfo's "Estimated Total Size": input, forward/backward pass and params.
+
+        >>> import netdsl
+        >>> a = analyse(netdsl.compile("network n() { input [1, 32, 32]\\n c: conv2d(6, 5) }"))
+        >>> a.input_bytes, a.activation_bytes, a.param_bytes, a.total_bytes
+        (4096, 37632, 624, 42352)
+        """
+        return self.input_bytes + self.activation_bytes + self.param_bytes
+
 
 def layer_params(node: ir.Layer) -> int:
     """Learnable parameters of one layer.

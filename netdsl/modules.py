@@ -254,6 +254,28 @@ def _remake(base: type, name: str, module: str, doc: str | None):
     return base.__new__(spec_class(base, name, module, doc))
 
 
+class _ScriptTracer(torch.fx.Tracer):
+    """FX's tracer, keeping StochasticDepth a call of its module: inlined, its
+    ``if self.training`` would be decided once, at tracing."""
+
+    def is_leaf_module(self, m, qualname):
+        return isinstance(m, StochasticDepth) or super().is_leaf_module(m, qualname)
+
+
+def scriptable(module: nn.Module) -> torch.fx.GraphModule:
+    """``module`` as an FX graph of torch ops and its own leaf modules, which
+    TorchScript compiles: ``torch.jit.script`` cannot compile the plan objects
+    that wire a block's children (Python callables, not modules). Same
+    submodule names and parameters, so the same ``state_dict``.
+
+    >>> import netdsl
+    >>> m = netdsl.build("network n() { input [3, 8, 8]\\n residual { c: conv2d(3, 1) } }")
+    >>> list(scriptable(m).state_dict())
+    ['c.weight', 'c.bias']
+    """
+    return torch.fx.GraphModule(module, _ScriptTracer().trace(module), type(module).__name__)
+
+
 class SequentialBlock(SpecModule, nn.Sequential):
     """Base of block modules whose body is a plain sequence of modules."""
 
@@ -267,6 +289,10 @@ class Block(SpecModule, nn.Module):
 
     def forward(self, x):
         return self._plan(x)
+
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this first and compiles what it returns.
+        return scriptable(self)
 
 
 class Group(Block):
@@ -300,6 +326,12 @@ class Network(SpecModule, nn.Module):
 
     spec_name: str = ""
     input_shape: tuple[int, ...] = ()
+
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this first and compiles what it returns. Tracing
+        # decides `self._sides and self.training` once: a network with side outputs
+        # scripts as it runs in the mode it is in (docs/cli.md).
+        return scriptable(self)
 
     def __init__(self):
         super().__init__()

@@ -47,8 +47,13 @@ def render_table(a: Analysis, depth: int | None = 2, fvcore_total: int | None = 
                                                    f"parent's row; --depth N to show more)" if hidden else ""))
     out.append(f"params:       {_n(a.params)} ({_si(a.params)})")
     out.append(f"MACs:         {_n(a.macs)} ({_si(a.macs)}MAC, = FLOPs / 2, batch 1, eval mode)")
+    out.append(f"trainable:    {_n(a.trainable_params)} params (non-trainable: {_n(a.non_trainable_params)})")
+    out.append(f"input size:   {_n(a.input_bytes)} B ({fmt_bytes(a.input_bytes)}, batch 1)")
+    out.append(f"params size:  {_n(a.param_bytes)} B ({fmt_bytes(a.param_bytes)}, float32)")
     out.append(f"activations:  {_n(a.activation_bytes)} B ({fmt_bytes(a.activation_bytes)}, "
                "forward/backward pass size as torchinfo counts it, batch 1)")
+    out.append(f"total size:   {_n(a.total_bytes)} B ({fmt_bytes(a.total_bytes)}, input + params + "
+               "activations: torchinfo's estimated total size)")
     out.append(f"largest:      {_n(a.largest_activation_bytes)} B "
                f"({fmt_bytes(a.largest_activation_bytes)}, one tensor, at {a.largest_activation})")
     if fvcore_total is not None:
@@ -79,9 +84,14 @@ def to_json(a: Analysis, depth: int | None = None, **extra) -> dict:
         "input": list(a.input),
         "output_shape": list(a.output_shape),
         "params": a.params,
+        "trainable_params": a.trainable_params,
+        "non_trainable_params": a.non_trainable_params,
         "macs": a.macs,
         "flops": a.flops,
+        "input_bytes": a.input_bytes,
+        "param_bytes": a.param_bytes,
         "activation_bytes": a.activation_bytes,
+        "total_bytes": a.total_bytes,
         "largest_activation_bytes": a.largest_activation_bytes,
         "largest_activation": a.largest_activation,
     }

@@ -72,9 +72,9 @@ def test_readme_error_example_is_what_netdsl_prints(tmp_path):
 
 def test_readme_gives_the_two_setup_commands():
     assert "pip install -e . && .venv/bin/netdsl build specs/vgg16.net" in README
-    assert "pip install -e '.[test]' && .venv/bin/python -m pytest" in README
+    assert "pip install -e '.[test,onnx]' && .venv/bin/python -m pytest" in README
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest" in ci
+    assert "python3 -m venv .venv && .venv/bin/pip install -e '.[test,onnx]' && .venv/bin/python -m pytest" in ci
 
 
 def test_language_examples_that_are_whole_specs_compile(tmp_path):

@@ -1,0 +1,92 @@
+"""ONNX export of a built model, with the optional ``onnx`` extra.
+
+``torch.onnx.export`` with torch's own exporter (``dynamo=True``, through
+``torch.export``), the batch dimension left free, the weights inside the one
+file while they fit ONNX's 2 GB protobuf limit, and the result checked by
+``onnx.checker`` before it is called written. Needs ``onnx`` and ``onnxscript``
+(``pip install 'netdsl[onnx]'``, which also brings ``onnxruntime`` to run it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from pathlib import Path
+
+# The extra's packages; torch.onnx's exporter imports the first two.
+NEEDS = ("onnx", "onnxscript")
+INSTALL = "pip install 'netdsl[onnx]'"
+
+# Weights over this many bytes go to a `.data` file beside the model: one protobuf
+# message may not exceed 2 GiB, and the graph needs some room too.
+_INLINE_LIMIT = 1_800_000_000
+
+
+class MissingExtra(ImportError):
+    """A package of the ``onnx`` extra is not installed; the message says how to install it."""
+
+
+def require() -> None:
+    """Raise MissingExtra unless the packages ONNX export needs can be imported.
+
+    >>> require()  # the test environment installs the extra
+    """
+    import importlib.util
+
+    missing = [name for name in NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtra(f"ONNX export needs {' and '.join(missing)}: {INSTALL}")
+
+
+def export(model, example_inputs, path, opset: int | None = None, *, dynamic_batch: bool = True) -> Path:
+    """Write ``model`` (eval mode) to the ONNX file ``path`` and check it; returns the path.
+
+    ``example_inputs`` is a tensor or a tuple of the arguments of one forward call.
+    The batch dimension stays free (``dynamic_batch``): the file runs on any batch
+    size. The file's input is named ``input`` and its output ``logits``.
+    ``opset`` is the ONNX opset version, default torch's. A network with
+    side outputs is exported as it runs in eval mode, main output only. The
+    temporary switch to eval mode is undone afterwards.
+
+    >>> import tempfile, netdsl, onnx, torch
+    >>> model = netdsl.build("network n() { input [3, 8, 8]\\n conv: conv2d(4, 3)\\n relu }")
+    >>> p = export(model, torch.randn(2, 3, 8, 8), Path(tempfile.mkdtemp()) / "n.onnx", opset=18)
+    >>> m = onnx.load(p)
+    >>> [n.op_type for n in m.graph.node], m.opset_import[0].version
+    (['Conv', 'Relu'], 18)
+    >>> m.graph.input[0].name, m.graph.output[0].name
+    ('input', 'logits')
+    """
+    require()
+    import onnx
+    import torch
+
+    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    path = Path(path)
+    dynamic = None
+    if dynamic_batch:
+        batch = torch.export.Dim("batch")
+        dynamic = tuple({0: batch} if isinstance(a, torch.Tensor) else None for a in args)
+    # A network has one input and, in eval mode, one output.
+    names = ["input"] if len(args) == 1 else None
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    was_training = model.training
+    model.eval()
+    try:
+        # The exporter reports its progress on stdout and warns about its own internals.
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, args, dynamo=True, opset_version=opset,
+                                        dynamic_shapes=dynamic, input_names=names,
+                                        output_names=["logits"])
+            program.save(str(path), external_data=weights > _INLINE_LIMIT)
+    finally:
+        model.train(was_training)
+    # By path: the checker reads weights kept in a `.data` file beside the model too.
+    onnx.checker.check_model(os.fspath(path), full_check=True)
+    return path
+
+
+__all__ = ["export", "require", "MissingExtra", "INSTALL"]
