@@ -42,7 +42,7 @@ def _check_graph(d: Diagram, net) -> None:
     assert seen == set(ids)
     assert all(n.role == "output" or n.id in succ for n in d.nodes)
     outputs = sorted(n.name for n in d.nodes if n.role == "output")
-    assert outputs == sorted(["output", *net.outputs])
+    assert outputs == sorted([*(net.result.keys if net.result else ["output"]), *net.outputs])
     clusters = {c.id for c in d.clusters}
     assert all(n.cluster is None or n.cluster in clusters for n in d.nodes)
 
