@@ -152,7 +152,7 @@ def _hidden_kinds(nodes) -> list[str]:
     """The combinators inside a module, not counting those of the modules inside it."""
     found: list[str] = []
     for node in nodes:
-        if isinstance(node, (ir.Layer, ir.Scope)):
+        if isinstance(node, (ir.Layer, ir.Scope, ir.Bind, ir.From)):  # naming is not a combinator
             continue
         if node.kind not in found:
             found.append(node.kind)
@@ -170,8 +170,12 @@ def _scope(g: _Builder, node: ir.Scope, srcs: Srcs, prefix: str, depth: int) -> 
     if (g.depth is not None and depth + 1 >= g.depth) or not any(map(_is_module, _modules(node.body))):
         nid = g.node("module", path, type_, node.out_shape, ", ".join(_hidden_kinds(node.body)))
         g.connect(srcs, nid)
-        if not own_names:  # what it names is read from its box
-            g.names[-1].update((name, [(nid, "data")]) for name in _bound(node.body))
+        if not own_names:  # it reads results named outside it, and what it names is read from its box
+            bound = _bound(node.body)
+            for name in dict.fromkeys(_read(node.body)):
+                if name not in bound and name in g.names[-1]:
+                    g.connect([e for e in g.names[-1][name] if e not in srcs], nid)
+            g.names[-1].update((name, [(nid, "data")]) for name in bound)
         return [(nid, "data")]
     cid = f"c{len(g.d.clusters)}"
     g.d.clusters.append(Cluster(cid, f"{path}: {type_}", g.stack[-1]))
@@ -197,6 +201,22 @@ def _bound(nodes) -> list[str]:
         elif not isinstance(node, ir.Layer):
             for body in ir.bodies(node):
                 found += _bound(body)
+    return found
+
+
+def _read(nodes) -> list[str]:
+    """The names a body reads (`from`, `add(...)`, `concat(...)`), its labelled groups' included."""
+    found: list[str] = []
+    for node in nodes:
+        if isinstance(node, ir.From):
+            found.append(node.name)
+        elif isinstance(node, ir.Merge):
+            found += node.sources
+        elif isinstance(node, ir.Scope):
+            found += _read(node.body) if node.cls is None else []
+        elif not isinstance(node, ir.Layer):
+            for body in ir.bodies(node):
+                found += _read(body)
     return found
 
 
