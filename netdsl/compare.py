@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from . import ir
+from .analysis import _is_module, _modules
 from .span import Span
 
 ATOL = 1e-5
@@ -43,28 +44,19 @@ def module_spans(net: ir.Network) -> dict[str, Span]:
     {'a': '<spec>:2:5', 'a.0': '<spec>:2:7', 'a.1': '<spec>:3:2'}
     """
     spans: dict[str, Span] = {}
-    todo = [(node, "") for node in reversed(net.body)]
-    while todo:
-        node, prefix = todo.pop()
-        if isinstance(node, (ir.Layer, ir.Scope)):
+
+    def walk(nodes, prefix: str) -> None:
+        for node in _modules(nodes):
+            if not _is_module(node):  # reuse, apply and bare parameters make no module
+                continue
             path = prefix + node.name
             if node.span is not None:
                 spans[path] = node.span
             if isinstance(node, ir.Scope):
-                todo.extend((child, path + ".") for child in reversed(node.body))
-            continue
-        todo.extend((child, prefix) for child in reversed(_children(node)))
+                walk(node.body, path + ".")
+
+    walk(net.body, "")
     return spans
-
-
-def _children(node) -> tuple:
-    if isinstance(node, ir.Residual):
-        return node.body + (node.shortcut or ())
-    if isinstance(node, ir.Concat):
-        return tuple(n for branch in node.branches for n in branch)
-    if isinstance(node, ir.Dense):
-        return tuple(n for layer in node.layers for n in layer)
-    return node.body  # gate, side
 
 
 def where(spans: dict[str, Span] | None, name: str) -> str | None:

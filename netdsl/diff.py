@@ -20,7 +20,8 @@ import difflib
 from dataclasses import dataclass, field
 
 from . import ir
-from .analysis import TYPE_NAMES, layer_macs, layer_params, scope_type
+from .analysis import TYPE_NAMES, analyse, _is_module, layer_macs, layer_params, scope_type
+from .layers import LAYERS
 
 # Fields that say where a layer is or what it is called, not what it computes; its
 # shapes are compared as figures of their own.
@@ -82,6 +83,12 @@ def modules(net: ir.Network) -> list[Module]:
     def walk(nodes, prefix: str, depth: int, side: bool) -> tuple[int, int]:
         params = macs = 0
         for node in nodes:
+            if isinstance(node, ir.Layer) and not _is_module(node):
+                # Reuse, apply or a bare parameter: no module of its own, its figures
+                # are the enclosing module's (a reused module's parameters, its own).
+                macs += layer_macs(node)
+                params += layer_params(node) if LAYERS[node.kind].bare_parameter else 0
+                continue
             if isinstance(node, ir.Layer):
                 args = node.model_dump(exclude=_NOT_ARGUMENTS)
                 m = Module(prefix + node.name, depth, TYPE_NAMES.get(node.kind, node.kind),
@@ -150,9 +157,10 @@ def diff(a: ir.Network, b: ir.Network) -> Diff:
             if changes.get(parent, 0) is None:
                 changes[parent] = Change("changed", parent, by_a[parent].depth, by_a[parent],
                                          by_b[parent])
-    leaves_a, leaves_b = [m for m in ma if m.leaf], [m for m in mb if m.leaf]
-    params = sum(m.params for m in leaves_b) - sum(m.params for m in leaves_a)
-    macs = sum(m.macs for m in leaves_b if not m.side) - sum(m.macs for m in leaves_a if not m.side)
+    # The totals are check's: leaves alone would miss what no module owns (a bare
+    # parameter, an `apply`'s or a reused module's work).
+    ta, tb = analyse(a), analyse(b)
+    params, macs = tb.params - ta.params, tb.macs - ta.macs
     return Diff(a, b, [c for c in changes.values() if c is not None], params, macs)
 
 

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import ir
-from .analysis import TYPE_NAMES, scope_type
+from .analysis import TYPE_NAMES, _is_module, _modules, scope_type
+from .layers import LAYERS
 
 # How an edge is drawn: the main flow, an identity or shortcut path around a body,
 # an earlier output fed to a dense layer, the input of a gate's multiply, the
@@ -32,7 +33,8 @@ OP_SYMBOLS = {"add": "+", "concat": "concat", "mul": "×"}
 
 @dataclass(frozen=True)
 class Node:
-    """One box: a layer, a folded module, an op (add, concat, mul), the input or an output.
+    """One box: a layer, a folded module, another call of a module (``call``), an op
+    (add, concat, mul, split, a function such as ``flatten``), the input or an output.
 
     ``name`` is the module's path (its ``state_dict`` prefix) for layers and
     modules, the output's name for outputs; ``note`` lists the combinators a
@@ -51,7 +53,7 @@ class Node:
         """The label's lines: what it is, what it hides, its output shape."""
         shape = "[" + ", ".join(map(str, self.shape)) + "]"
         name = self.name.rpartition(".")[2] if short and self.cluster else self.name
-        if self.role in ("layer", "module"):
+        if self.role in ("layer", "module", "call"):
             head = [f"{name}: {self.type}"]
         elif self.role == "op":
             head = [OP_SYMBOLS.get(self.type, self.type)]
@@ -102,6 +104,9 @@ class _Builder:
         self.d = Diagram(title)
         self.depth = depth
         self.stack: list[str | None] = [None]
+        # Named results (`-> name`, a network's inputs), one map per block instance: a
+        # labelled group shares the names of the body around it.
+        self.names: list[dict[str, Srcs]] = [{}]
 
     def node(self, role: str, name: str, type_: str, shape, note: str = "") -> str:
         nid = f"n{len(self.d.nodes)}"
@@ -130,7 +135,15 @@ class _Builder:
 
 
 def _layer(g: _Builder, node: ir.Layer, srcs: Srcs, prefix: str, depth: int) -> Srcs:
-    nid = g.node("layer", prefix + node.name, TYPE_NAMES.get(node.kind, node.kind), node.out_shape)
+    if node.functional or LAYERS[node.kind].bare_parameter:
+        # No module: a torch function, named as torch.fx names its call (`flatten`), or
+        # the enclosing module's parameter applied (`scale`).
+        nid = g.node("op", node.name, node.kind, node.out_shape)
+    elif node.reuse:  # a module called again: a box per call, named as the module it calls
+        nid = g.node("call", prefix + node.name, TYPE_NAMES.get(node.kind, node.kind), node.out_shape,
+                     "called again")
+    else:
+        nid = g.node("layer", prefix + node.name, TYPE_NAMES.get(node.kind, node.kind), node.out_shape)
     g.connect(srcs, nid)
     return [(nid, "data")]
 
@@ -139,7 +152,7 @@ def _hidden_kinds(nodes) -> list[str]:
     """The combinators inside a module, not counting those of the modules inside it."""
     found: list[str] = []
     for node in nodes:
-        if isinstance(node, (ir.Layer, ir.Scope)):
+        if isinstance(node, (ir.Layer, ir.Scope, ir.Bind, ir.From)):  # naming is not a combinator
             continue
         if node.kind not in found:
             found.append(node.kind)
@@ -151,17 +164,91 @@ def _hidden_kinds(nodes) -> list[str]:
 @construct("scope")
 def _scope(g: _Builder, node: ir.Scope, srcs: Srcs, prefix: str, depth: int) -> Srcs:
     path, type_ = prefix + node.name, scope_type(node)
-    if g.depth is not None and depth + 1 >= g.depth:
+    own_names = node.cls is not None  # a block instance; a labelled group shares names
+    # A module with no modules inside (an empty one: an identity branch) is a leaf of
+    # the table too, so a box rather than an empty cluster.
+    if (g.depth is not None and depth + 1 >= g.depth) or not any(map(_is_module, _modules(node.body))):
         nid = g.node("module", path, type_, node.out_shape, ", ".join(_hidden_kinds(node.body)))
         g.connect(srcs, nid)
+        if not own_names:  # it reads results named outside it, and what it names is read from its box
+            bound = _bound(node.body)
+            for name in dict.fromkeys(_read(node.body)):
+                if name not in bound and name in g.names[-1]:
+                    g.connect([e for e in g.names[-1][name] if e not in srcs], nid)
+            g.names[-1].update((name, [(nid, "data")]) for name in bound)
         return [(nid, "data")]
     cid = f"c{len(g.d.clusters)}"
     g.d.clusters.append(Cluster(cid, f"{path}: {type_}", g.stack[-1]))
     g.stack.append(cid)
+    if own_names:
+        g.names.append({})
     try:
         return g.emit(node.body, srcs, path + ".", depth + 1)
     finally:
         g.stack.pop()
+        if own_names:
+            g.names.pop()
+
+
+def _bound(nodes) -> list[str]:
+    """The names a body gives its results, those of its labelled groups included."""
+    found: list[str] = []
+    for node in nodes:
+        if isinstance(node, ir.Bind):
+            found.append(node.name)
+        elif isinstance(node, ir.Scope):
+            found += _bound(node.body) if node.cls is None else []
+        elif not isinstance(node, ir.Layer):
+            for body in ir.bodies(node):
+                found += _bound(body)
+    return found
+
+
+def _read(nodes) -> list[str]:
+    """The names a body reads (`from`, `add(...)`, `concat(...)`), its labelled groups' included."""
+    found: list[str] = []
+    for node in nodes:
+        if isinstance(node, ir.From):
+            found.append(node.name)
+        elif isinstance(node, ir.Merge):
+            found += node.sources
+        elif isinstance(node, ir.Scope):
+            found += _read(node.body) if node.cls is None else []
+        elif not isinstance(node, ir.Layer):
+            for body in ir.bodies(node):
+                found += _read(body)
+    return found
+
+
+@construct("bind")
+def _bind(g: _Builder, node: ir.Bind, srcs: Srcs, prefix: str, depth: int) -> Srcs:
+    g.names[-1][node.name] = srcs
+    return srcs
+
+
+@construct("from")
+def _from(g: _Builder, node: ir.From, srcs: Srcs, prefix: str, depth: int) -> Srcs:
+    return g.names[-1][node.name]
+
+
+@construct("merge")
+def _merge(g: _Builder, node: ir.Merge, srcs: Srcs, prefix: str, depth: int) -> Srcs:
+    op = g.node("op", "", node.op, node.out_shape)
+    for name in node.sources:
+        g.connect(g.names[-1][name], op)
+    return [(op, "data")]
+
+
+@construct("split")
+def _split(g: _Builder, node: ir.Split, srcs: Srcs, prefix: str, depth: int) -> Srcs:
+    x = g.single(srcs, node.in_shape)
+    cut = g.node("op", "", "split", node.in_shape, "[" + ", ".join(map(str, node.sizes)) + "]")
+    g.connect([(x, "data")], cut)
+    outs = [s for part in node.parts for s in (g.emit(part, [(cut, "data")], prefix, depth)
+                                              or [(cut, "data")])]
+    cat = g.node("op", "", "concat", node.out_shape)
+    g.connect(outs, cat)
+    return [(cat, "data")]
 
 
 @construct("residual")
@@ -240,10 +327,19 @@ def diagram(net: ir.Network, depth: int | None = None) -> Diagram:
     ['x: B']
     """
     g = _Builder(net.name, depth)
-    x = g.node("input", "input", "input", net.input_shape)
+    if net.inputs:
+        for i in net.inputs:
+            g.names[0][i.name] = [(g.node("input", i.name, "input", i.shape), "data")]
+        x = g.d.nodes[0].id
+    else:
+        x = g.node("input", "input", "input", net.input_shape)
     out = g.emit(net.body, [(x, "data")], "", 0)
-    end = g.node("output", "output", "output", net.out_shape)
-    g.connect(out, end)
+    if net.result is None:
+        end = g.node("output", "output", "output", net.out_shape)
+        g.connect(out, end)
+    else:  # one box per returned result, named by its key
+        for key, source, shape in zip(net.result.keys, net.result.sources, net.result.shapes):
+            g.connect(g.names[0][source], g.node("output", key, "output", shape, net.result.form))
     return g.d
 
 
@@ -293,7 +389,7 @@ def mermaid_text(text: str) -> str:
 
 
 _MERMAID_SHAPES = {"input": ('(["', '"])'), "output": ('(["', '"])'), "layer": ('["', '"]'),
-                   "module": ('[["', '"]]'), "op": ('(("', '"))')}
+                   "module": ('[["', '"]]'), "op": ('(("', '"))'), "call": ('[/"', '"/]')}
 _MERMAID_ARROWS = {"data": "-->", "skip": "-.->", "dense": "-.->", "gate": "-.->",
                    "side": "-.->|side|"}
 
@@ -360,7 +456,7 @@ def dot_text(text: str) -> str:
 
 _DOT_SHAPES = {"input": "shape=oval", "output": "shape=oval",
                "layer": "shape=box", "module": 'shape=box, style="rounded,bold"',
-               "op": "shape=circle, margin=0"}
+               "op": "shape=circle, margin=0", "call": 'shape=box, style="dashed"'}
 _DOT_EDGES = {"data": "", "skip": " [style=dashed]", "dense": ' [style=dashed, color="gray40"]',
               "gate": " [style=dashed]", "side": ' [style=dotted, label="side"]'}
 

@@ -42,7 +42,7 @@ def _check_graph(d: Diagram, net) -> None:
     assert seen == set(ids)
     assert all(n.role == "output" or n.id in succ for n in d.nodes)
     outputs = sorted(n.name for n in d.nodes if n.role == "output")
-    assert outputs == sorted(["output", *net.outputs])
+    assert outputs == sorted([*(net.result.keys if net.result else ["output"]), *net.outputs])
     clusters = {c.id for c in d.clusters}
     assert all(n.cluster is None or n.cluster in clusters for n in d.nodes)
 
@@ -296,7 +296,7 @@ def parse_dot(text: str) -> dict:
 _MERMAID_LINE = re.compile(
     r'^(?P<i> *)(?:(?P<head>flowchart TD)|subgraph (?P<cid>c\d+)\["(?P<cl>[^"]+)"\]|(?P<end>end)|'
     r'(?P<nid>n\d+)(?:\(\["(?P<l1>[^"]*)"\]\)|\[\["(?P<l2>[^"]*)"\]\]|\(\("(?P<l3>[^"]*)"\)\)|'
-    r'\["(?P<l4>[^"]*)"\])|(?P<src>n\d+) (?:-->|-\.->|-\.->\|side\|) (?P<dst>n\d+))$')
+    r'\["(?P<l4>[^"]*)"\]|\[/"(?P<l5>[^"]*)"/\])|(?P<src>n\d+) (?:-->|-\.->|-\.->\|side\|) (?P<dst>n\d+))$')
 
 
 def _mermaid_label(text: str) -> list[str]:
@@ -324,7 +324,7 @@ def parse_mermaid(text: str) -> dict:
             depth -= 1
             assert depth >= 0
         elif m["nid"]:
-            label = next(m[k] for k in ("l1", "l2", "l3", "l4") if m[k] is not None)
+            label = next(m[k] for k in ("l1", "l2", "l3", "l4", "l5") if m[k] is not None)
             out["nodes"][m["nid"]] = _mermaid_label(label)
         else:
             out["edges"].append((m["src"], m["dst"]))
@@ -512,3 +512,26 @@ def test_graph_does_not_import_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr
+
+
+def test_a_reused_module_is_a_box_per_call_and_a_function_is_an_op():
+    d = diagram(NETS["resnet34"])  # each block calls its relu twice; flatten is applied
+    calls = [n for n in d.nodes if n.role == "call"]
+    assert len(calls) == 16 and all(n.name.endswith(".relu") and n.type == "ReLU" for n in calls)
+    layers = {n.name for n in d.nodes if n.role == "layer"}
+    assert all(n.name in layers for n in calls)  # the module it calls again is drawn too
+    assert [n.lines() for n in d.nodes if n.role == "op" and n.type == "flatten"] == [["flatten", "[512]"]]
+    parsed = parse_mermaid(to_mermaid(d))
+    assert len(parsed["nodes"]) == len(d.nodes)
+
+
+def test_named_results_are_wired_by_name_and_each_result_is_an_output():
+    net = netdsl.compile("network n() { input [3, 8, 8]\n a: conv2d(4, 1)\n -> x\n"
+                         " b: conv2d(4, 1)\n -> y\n add(x, y)\n -> z\n"
+                         " output dict(s: z, t: x) }")
+    d = diagram(net)
+    by_id = {n.id: n for n in d.nodes}
+    add = next(n for n in d.nodes if n.type == "add")
+    assert sorted(by_id[e.src].name for e in _edges_into(d, add.id)) == ["a", "b"]
+    outs = {n.name: [by_id[e.src].name for e in _edges_into(d, n.id)] for n in d.nodes if n.role == "output"}
+    assert outs == {"s": [""], "t": ["a"]}
