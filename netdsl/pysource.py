@@ -85,6 +85,7 @@ class Class:
     instances: list
     name: str = ""
     params: list = field(default_factory=list)  # parameter names
+    defaults: dict = field(default_factory=dict)  # parameter name -> default value
     codes: list = field(default_factory=list)  # per hole: code text, or None to leave out
     resolved: bool = False
 
@@ -178,6 +179,12 @@ def comment(text: str) -> str:
 
 # -- spec comments, recovered from the source text by line
 
+def _text(line: str) -> str:
+    """A comment line's text: after the ``#`` and one space, its own indentation kept."""
+    text = line.strip()[1:]
+    return (text[1:] if text.startswith(" ") else text).rstrip()
+
+
 class _Comments:
     """Comments of spec files, looked up by the span of a statement."""
 
@@ -204,7 +211,7 @@ class _Comments:
         out = []
         i = line - 2
         while i >= 0 and lines[i].strip().startswith("#"):
-            out.append(lines[i].strip()[1:].strip())
+            out.append(_text(lines[i]))
             i -= 1
         return out[::-1]
 
@@ -248,7 +255,7 @@ class _Comments:
         for text in lines:
             if not text.strip().startswith("#"):
                 break
-            out.append(text.strip()[1:].strip())
+            out.append(_text(text))
         return out
 
 
@@ -526,7 +533,7 @@ class _Generator:
         elif isinstance(e, ClassRef):
             self.resolve(e.inst.cls)
             for pname, v in zip(e.inst.cls.params, e.inst.param_values):
-                yield Hole(v, pname, label=label)
+                yield Hole(v, pname, e.inst.cls.defaults.get(pname, _NO_DEFAULT), label)
 
     def resolve(self, cls: Class) -> None:
         if cls.resolved:
@@ -545,6 +552,9 @@ class _Generator:
             if key not in vectors:
                 vectors[key] = self._param_name(hole, used)
                 cls.params.append(vectors[key])
+                if hole.default is not _NO_DEFAULT and _literal_or_none(hole.default) is not None:
+                    # The layer's own default: a call may leave it out, as torch's would.
+                    cls.defaults[vectors[key]] = hole.default
                 for inst, v in zip(cls.instances, column):
                     inst.param_values.append(v)
             cls.codes.append(vectors[key])
@@ -561,6 +571,13 @@ class _Generator:
             name, i = f"{base}_{i}", i + 1
         used.add(name)
         return name
+
+
+def _literal_or_none(v) -> str | None:
+    try:
+        return literal(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _equal(a, b) -> bool:
@@ -589,10 +606,11 @@ class _Writer:
         if isinstance(e, Call):
             return f"{e.func}({self.args(e.args, indent)})"
         if isinstance(e, ClassRef):
-            args = [(p, None) for p in e.inst.cls.params]
             parts = []
-            for p, _ in args:
-                parts.append(f"{p}={next(self.codes)}")
+            for p in e.inst.cls.params:
+                code = next(self.codes)
+                if code is not None:
+                    parts.append(f"{p}={code}")
             return f"{e.inst.cls.name}({', '.join(parts)})"
         if isinstance(e, Seq):
             return self.seq(e.items, indent, "nn.Sequential(")
@@ -624,12 +642,17 @@ class _Writer:
         return "\n".join(lines)
 
 
-def _render_class(cls: Class, outputs_name: str | None) -> str:
+def _render_class(cls: Class, outputs_name: str | None, first: "Class | None") -> str:
     inst = cls.instances[0]
     w = _Writer(cls)
-    lines = [f"# {comment(c)}" if c else "#" for c in inst.comments]
+    if first is None:
+        lines = [f"# {comment(c)}" if c else "#" for c in inst.comments]
+    else:
+        lines = [f"# Another form of {first.name}, with other modules (see its comment)."]
     lines.append(f"class {cls.name}({inst.base}):")
-    lines.append(f"    def __init__({', '.join(['self'] + cls.params)}):")
+    params = [p for p in cls.params if p not in cls.defaults] + [
+        f"{p}={literal(cls.defaults[p])}" for p in cls.params if p in cls.defaults]
+    lines.append(f"    def __init__({', '.join(['self'] + params)}):")
     numbered = inst.base == "nn.Sequential" and [n for _, n, _ in inst.items] == [
         str(i) for i in range(len(inst.items))]
     if numbered and inst.items:
@@ -682,7 +705,12 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
         outputs_name = root.cls.name + "Outputs"
         while outputs_name in names:
             outputs_name += "_"
-    body = [_render_class(c, outputs_name) for c in gen.order]
+    firsts: dict[str, Class] = {}
+    body = []
+    for c in gen.order:
+        first = firsts.setdefault(c.instances[0].name, c)
+        body.append(_render_class(c, outputs_name, None if first is c or not c.instances[0].comments
+                                  else first))
     text = "\n\n\n".join(body)
     uses_seq_dict = "OrderedDict([" in text
     uses_sd = any(_uses(c, "StochasticDepth") for c in gen.order)
