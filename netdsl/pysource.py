@@ -181,8 +181,8 @@ def comment(text: str) -> str:
 
 def _text(line: str) -> str:
     """A comment line's text: after the ``#`` and one space, its own indentation kept."""
-    text = line.strip()[1:]
-    return (text[1:] if text.startswith(" ") else text).rstrip()
+    text = line.lstrip(" \t")[1:]
+    return (text[1:] if text.startswith(" ") else text).rstrip(" \t\r")
 
 
 class _Comments:
@@ -200,7 +200,8 @@ class _Comments:
                     text = Path(file).read_text(encoding="utf-8")
                 except (OSError, UnicodeDecodeError):
                     text = None
-            self.lines[file] = None if text is None else text.splitlines()
+            # By "\n" only, as the parser counts lines (splitlines also breaks at \x0c, \u2028...).
+            self.lines[file] = None if text is None else text.split("\n")
         return self.lines[file]
 
     def above(self, file, line: int) -> list[str]:
@@ -229,7 +230,7 @@ class _Comments:
             elif c == '"':
                 in_str = True
             elif c == "#":
-                return [text[i + 1:].strip()] if text[:i].strip() else []
+                return [_text(text[i:])] if text[:i].strip() else []
         return []
 
     def of(self, span) -> tuple[str, ...]:
@@ -747,8 +748,10 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
     parts = ["\n".join(head), "\n".join(imports)]
     if outputs_name:
         fields = ("logits",) + tuple(net.outputs)
-        parts.append(f"# In training the network returns {comment(', '.join(fields))}; in eval, the logits.\n"
-                     f"{outputs_name} = namedtuple({outputs_name!r}, {list(fields)!r})")
+        # One blank line after the imports before a statement, two before a class (isort).
+        parts[-1] += (f"\n\n# In training the network returns {comment(', '.join(fields))}; "
+                      f"in eval, the logits.\n"
+                      f"{outputs_name} = namedtuple({outputs_name!r}, {list(fields)!r})")
     if uses_sd:
         from .modules import StochasticDepth
 
