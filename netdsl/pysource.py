@@ -17,7 +17,9 @@ from __future__ import annotations
 import builtins
 import inspect
 import keyword
+import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +63,7 @@ class Seq:
 class ClassRef:
     """An instance of a generated class."""
 
-    inst: "Instance"
+    inst: Instance
 
 
 @dataclass(eq=False)
@@ -75,7 +77,7 @@ class Instance:
     forward: tuple[str, ...] | None
     outputs: tuple[str, ...] = ()
     key: tuple = ()
-    cls: "Class | None" = None
+    cls: Class | None = None
     param_values: list = field(default_factory=list)
 
 
@@ -119,7 +121,7 @@ def literal(v) -> str:
     if isinstance(v, int):
         return repr(int(v))
     if isinstance(v, float):
-        if v != v or v in (float("inf"), float("-inf")):
+        if not math.isfinite(v):
             raise ValueError(f"no Python literal for {v!r}")
         return repr(float(v))
     if isinstance(v, str):
@@ -140,15 +142,15 @@ def _compact(v):
 
 
 def is_attribute(name: str) -> bool:
-    """Whether a module name can be written ``self.name``: an ASCII identifier
-    that is no keyword and does not start with ``_`` (Python normalises other
-    identifiers and mangles ``__names`` in a class body, so the key would change).
+    """Whether a module name can be written ``self.name``: an identifier that is no
+    keyword, does not start with ``__`` (mangled in a class body) and that Python's
+    NFKC normalisation of identifiers leaves as it is (``ﬁ`` would be read as ``fi``).
 
-    >>> is_attribute("conv1"), is_attribute("0"), is_attribute("import"), is_attribute("ﬁ")
-    (True, False, False, False)
+    >>> is_attribute("conv1"), is_attribute("é"), is_attribute("0"), is_attribute("import"), is_attribute("ﬁ")
+    (True, True, False, False, False)
     """
-    return (name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
-            and not name.startswith("_"))
+    return (name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__")
+            and unicodedata.normalize("NFKC", name) == name)
 
 
 def class_name(name: str) -> str:
@@ -182,7 +184,17 @@ def comment(text: str) -> str:
 def _text(line: str) -> str:
     """A comment line's text: after the ``#`` and one space, its own indentation kept."""
     text = line.lstrip(" \t")[1:]
-    return (text[1:] if text.startswith(" ") else text).rstrip(" \t\r")
+    return (text.removeprefix(" ")).rstrip(" \t\r")
+
+
+def _trim(lines: list[str]) -> tuple[str, ...]:
+    """Comment lines without empty ones at either end (an empty ``#`` alone is lint)."""
+    lines = list(lines)
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return tuple(lines)
 
 
 class _Comments:
@@ -236,7 +248,7 @@ class _Comments:
     def of(self, span) -> tuple[str, ...]:
         if span is None:
             return ()
-        return tuple(self.above(span.file, span.line) + self.trailing(span.file, span.line))
+        return _trim(self.above(span.file, span.line) + self.trailing(span.file, span.line))
 
     def of_def(self, file, keyword_: str, name: str) -> tuple[str, ...]:
         """The comment above ``block NAME`` or ``network NAME`` in ``file``."""
@@ -246,7 +258,7 @@ class _Comments:
         pattern = re.compile(rf"\s*{keyword_}\s+{re.escape(name)}\b")
         for i, text in enumerate(lines):
             if pattern.match(text):
-                return tuple(self.above(file, i + 1))
+                return _trim(self.above(file, i + 1))
         return ()
 
     def header(self, file) -> list[str]:
@@ -257,7 +269,7 @@ class _Comments:
             if not text.strip().startswith("#"):
                 break
             out.append(_text(text))
-        return out
+        return list(_trim(out))
 
 
 # -- leaf modules: constructor calls read off the built module
@@ -320,13 +332,14 @@ def _remakes(m, t, args) -> bool:
 
 # -- the walk over the IR and the built modules
 
-_COMBINATORS = (ir.Residual, ir.Concat, ir.Dense, ir.Gate, ir.Side)
 
 
 class _Forward:
-    """The lines of one ``forward``: one method per IR construct."""
+    """The lines of one ``forward``: one method per IR construct, named by its ``kind``,
+    that writes the construct's code on ``src`` into ``dst`` and returns the variable
+    holding its result."""
 
-    def __init__(self, gen: "_Generator"):
+    def __init__(self, gen: _Generator):
         self.gen = gen
         self.lines: list[str] = []
         self.used = {"x", "self"}
@@ -349,7 +362,9 @@ class _Forward:
             if not cur.isidentifier() and not isinstance(node, (ir.Layer, ir.Scope)):
                 self.emit(f"{dst} = {cur}")
                 cur = dst
-            step = self.module if isinstance(node, (ir.Layer, ir.Scope)) else getattr(self, node.kind)
+            step = self.module if isinstance(node, (ir.Layer, ir.Scope)) else getattr(self, node.kind, None)
+            if step is None:
+                raise NotImplementedError(f"netdsl cannot write Python source for `{node.kind}` yet")
             cur = step(node, cur, dst)
             dst = cur if cur.isidentifier() else dst
         return cur
@@ -407,7 +422,13 @@ class _Forward:
 
 
 def _ref(name: str) -> str:
-    return f"self.{name}" if is_attribute(name) else f"getattr(self, {name!r})"
+    """The expression for a child module in ``forward``."""
+    if is_attribute(name):
+        return f"self.{name}"
+    if name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__"):
+        # An identifier Python would normalise: getattr with it is lint (ruff B009).
+        return f"self.get_submodule({name!r})"
+    return f"getattr(self, {name!r})"
 
 
 def _modules_in_order(nodes):
@@ -415,25 +436,15 @@ def _modules_in_order(nodes):
     for n in nodes:
         if isinstance(n, (ir.Layer, ir.Scope)):
             yield n
-        elif isinstance(n, ir.Residual):
-            yield from _modules_in_order(n.body)
-            yield from _modules_in_order(n.shortcut or ())
-        elif isinstance(n, ir.Concat):
-            for b in n.branches:
-                yield from _modules_in_order(b)
-        elif isinstance(n, ir.Dense):
-            for layer in n.layers:
-                yield from _modules_in_order(layer)
-        elif isinstance(n, (ir.Gate, ir.Side)):
-            yield from _modules_in_order(n.body)
         else:
-            raise AssertionError(type(n))
+            for body in _bodies(n):
+                yield from _modules_in_order(body)
 
 
 def _combinator_spans(nodes, first: dict) -> None:
     """Map each module to the combinators it is the first module of (for their comments)."""
     for n in nodes:
-        if isinstance(n, _COMBINATORS):
+        if not isinstance(n, (ir.Layer, ir.Scope)):
             mods = list(_modules_in_order([n]))
             if mods:
                 first.setdefault(id(mods[0]), []).append(n.span)
@@ -441,14 +452,18 @@ def _combinator_spans(nodes, first: dict) -> None:
                 _combinator_spans(body, first)
 
 
-def _bodies(n):
+def _bodies(n) -> list:
+    """The node sequences inside a combinator, in the order lowering registers their
+    modules. A new construct is a line here and a method of ``_Forward``."""
     if isinstance(n, ir.Residual):
         return [n.body] + ([n.shortcut] if n.shortcut else [])
     if isinstance(n, ir.Concat):
         return list(n.branches)
     if isinstance(n, ir.Dense):
         return list(n.layers)
-    return [n.body]
+    if isinstance(n, (ir.Gate, ir.Side)):
+        return [n.body]
+    raise NotImplementedError(f"netdsl cannot write Python source for `{n.kind}` yet")
 
 
 class _Generator:
@@ -590,7 +605,7 @@ def _equal(a, b) -> bool:
 def _walk(nodes):
     for n in nodes:
         yield n
-        if isinstance(n, _COMBINATORS):
+        if not isinstance(n, (ir.Layer, ir.Scope)):
             for b in _bodies(n):
                 yield from _walk(b)
 
@@ -643,7 +658,7 @@ class _Writer:
         return "\n".join(lines)
 
 
-def _render_class(cls: Class, outputs_name: str | None, first: "Class | None") -> str:
+def _render_class(cls: Class, outputs_name: str | None, first: Class | None) -> str:
     inst = cls.instances[0]
     w = _Writer(cls)
     if first is None:
@@ -811,4 +826,4 @@ def generate(spec, overrides=None, *, network: str | None = None, input=None, li
     return _source(net, model, label, dict(overrides or {}), texts)
 
 
-__all__ = ["generate", "literal", "class_name", "comment", "is_attribute"]
+__all__ = ["class_name", "comment", "generate", "is_attribute", "literal"]

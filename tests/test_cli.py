@@ -243,7 +243,7 @@ def test_version_prints_the_package_version():
 def test_no_command_says_which_commands_there_are():
     r = run()
     assert r.returncode == 2
-    assert "give a command: build, check, explain or lsp" in r.stderr
+    assert "give a command: build, check, explain, export or lsp" in r.stderr
     assert "required" not in r.stderr
 
 

@@ -122,11 +122,11 @@ def run(args) -> int:
             write(source.encode("utf-8"), args.output, t)
             print(f"wrote {args.output}", file=sys.stderr)
         return 0
+    import torch
+
     from ..api import compile_spec
     from ..lower import lower
     from ..onnx_export import export
-
-    import torch
 
     net = compile_spec(args.spec, overrides, network=args.network, input=_shape(args.input),
                        limits=limits, import_path=args.import_path, origin="cli")
