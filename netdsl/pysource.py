@@ -709,7 +709,8 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
     gen.register(root)
     gen.resolve(root.cls)
     names: set = set()
-    for cls in gen.order:
+    # The network's class first: it keeps its name when a block has the same one.
+    for cls in [root.cls] + [c for c in gen.order if c is not root.cls]:
         base, i = cls.instances[0].name, 2
         name = base
         while name in names:

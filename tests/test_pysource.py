@@ -237,6 +237,13 @@ def test_onnx_needs_an_output_file(capsys):
     assert "give -o PATH" in capsys.readouterr().err
 
 
+def test_the_network_keeps_its_class_name_beside_a_block_of_the_same_name(tmp_path):
+    text = "block N(c) { conv2d(c, 1) }\nnetwork n() { input [3, 4, 4]\n N(2)\n N(2) }"
+    source = generate(text)
+    assert "class N(nn.Module):" in source and "class N2(nn.Sequential):" in source
+    check_equivalent(netdsl.compile(text), source, tmp_path)
+
+
 def test_names_and_comments_are_escaped():
     assert not is_attribute("import") and not is_attribute("0") and not is_attribute("__x")
     assert is_attribute("_x") and is_attribute("é") and not is_attribute("e\u0301")
