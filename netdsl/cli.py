@@ -32,7 +32,7 @@ _UsageError = UsageError  # the name this module's own commands use
 # argument and the flags every spec command shares) and sets ``run`` as its handler
 # with ``sp.set_defaults(run=run)``. Modules import torch only inside ``run``: every
 # command line parses all of them.
-COMMANDS: tuple[str, ...] = ("graph", "diff", "verify", "sweep", "fmt")
+COMMANDS: tuple[str, ...] = ("graph", "diff", "verify", "export", "sweep", "fmt")
 
 
 # Where the internal-error message asks users to report a bug.

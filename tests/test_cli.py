@@ -246,7 +246,7 @@ def test_no_command_says_which_commands_there_are():
     from netdsl.cli import _parser, sub_names
 
     names = sorted(sub_names(_parser()))
-    assert {"build", "check", "explain", "lsp", "verify", "graph", "diff", "sweep"} <= set(names)
+    assert {"build", "check", "explain", "lsp", "verify", "graph", "diff", "sweep", "export", "fmt"} <= set(names)
     assert f"give a command: {', '.join(names[:-1])} or {names[-1]}" in r.stderr
     assert "required" not in r.stderr
 
