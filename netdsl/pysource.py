@@ -25,11 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from . import ir
+from .layers import LAYERS
 
 _NO_DEFAULT = inspect.Parameter.empty
 
+#: netdsl's own modules a generated file copies.
+_HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d")
+
 #: Names the generated file defines or imports itself; a class may not take them.
-_TAKEN = frozenset({"nn", "torch", "OrderedDict", "namedtuple", "StochasticDepth", "F", "self"})
+_TAKEN = frozenset({"nn", "torch", "OrderedDict", "namedtuple", "F", "self", *_HELPERS})
 
 
 # -- fragments of code with holes for the numbers that vary between instances
@@ -277,10 +281,10 @@ class _Comments:
 def _torch_name(t: type) -> str:
     from torch import nn
 
-    from .modules import StochasticDepth
+    from . import modules
 
-    if t is StochasticDepth:
-        return "StochasticDepth"
+    if t.__module__ == modules.__name__ and t.__name__ in _HELPERS:
+        return t.__name__
     if t.__module__.startswith("torch.nn") and getattr(nn, t.__name__, None) is t:
         return f"nn.{t.__name__}"
     raise NotImplementedError(f"netdsl cannot write Python source for a {t.__module__}.{t.__name__} "
@@ -342,8 +346,10 @@ class _Forward:
     def __init__(self, gen: _Generator):
         self.gen = gen
         self.lines: list[str] = []
-        self.used = {"x", "self"}
+        self.used = {"x", "self", "F", "torch", "nn"}
         self.indent = 2
+        self.owner: tuple[str, ...] = ()  # the container whose modules are being run
+        self.names: dict[str, str] = {}  # a spec's result name -> the variable holding it
 
     def fresh(self, base: str) -> str:
         name, i = base, 2
@@ -355,6 +361,12 @@ class _Forward:
     def emit(self, line: str) -> None:
         self.lines.append("    " * self.indent + line)
 
+    def ref(self, name: str) -> str:
+        path = self.owner + (name,)
+        if len(path) == 1 or all(is_attribute(p) for p in path):
+            return _ref(path[0]) + "".join(f".{p}" for p in path[1:])
+        return f"self.get_submodule({'.'.join(path)!r})"
+
     def seq(self, nodes, src: str, dst: str) -> str:
         """Run ``nodes`` on ``src``, writing to ``dst``; returns the variable with the result."""
         cur = src
@@ -362,15 +374,69 @@ class _Forward:
             if not cur.isidentifier() and not isinstance(node, (ir.Layer, ir.Scope)):
                 self.emit(f"{dst} = {cur}")
                 cur = dst
-            step = self.module if isinstance(node, (ir.Layer, ir.Scope)) else getattr(self, node.kind, None)
+            step = self.module if isinstance(node, (ir.Layer, ir.Scope)) else getattr(
+                self, "from_" if node.kind == "from" else node.kind, None)
             if step is None:
                 raise NotImplementedError(f"netdsl cannot write Python source for `{node.kind}` yet")
             cur = step(node, cur, dst)
-            dst = cur if cur.isidentifier() else dst
+            if cur.isidentifier() and cur not in self.names.values():
+                dst = cur
         return cur
 
     def module(self, node, src, dst):
-        self.emit(f"{dst} = {_ref(node.name)}({src})")
+        if isinstance(node, ir.Layer) and node.functional:
+            call = _function_call(node, src)
+            self.gen.uses_f |= call.startswith("F.")
+            self.gen.uses_torch |= call.startswith("torch.")
+            self.emit(f"{dst} = {call}")
+            return dst
+        if isinstance(node, ir.Layer) and LAYERS[node.kind].bare_parameter:
+            self.emit(f"{dst} = {self.ref(node.name)} * {src}")
+            return dst
+        if _container(node):
+            self.owner += (node.name,)
+            out = self.seq(node.body, src, dst)
+            self.owner = self.owner[:-1]
+            return out
+        # A `reuse` calls the module its label made again, as torchvision's self.relu.
+        self.emit(f"{dst} = {self.ref(node.name)}({src})")
+        return dst
+
+    def bind(self, node, src, dst):
+        base = node.name if is_attribute(node.name) and node.name.isascii() else "t"
+        var = self.fresh(base)
+        last = self.lines[-1] if self.lines else ""
+        head = "    " * self.indent + f"{src} = "
+        if src != var and last.startswith(head) and src not in self.names.values() and src != "x":
+            # The step that made it writes the name itself, as a hand-written forward would.
+            self.lines[-1] = "    " * self.indent + f"{var} = " + last[len(head):]
+        else:
+            self.emit(f"{var} = {src}")
+        self.names[node.name] = var
+        return var
+
+    def from_(self, node, src, dst):
+        return self.names[node.name]
+
+    def merge(self, node, src, dst):
+        parts = [self.names[n] for n in node.sources]
+        if node.op == "add":
+            self.emit(f"{dst} = {' + '.join(parts)}")
+        else:
+            self.gen.uses_torch = True
+            self.emit(f"{dst} = torch.cat([{', '.join(parts)}], 1)")
+        return dst
+
+    def split(self, node, src, dst):
+        self.gen.uses_torch = True
+        xs = [self.fresh(f"x{i + 1}") for i in range(len(node.parts))]
+        if len(set(node.sizes)) == 1:
+            self.emit(f"{', '.join(xs)}{',' if len(xs) == 1 else ''} = {src}.chunk({len(xs)}, 1)")
+        else:
+            self.emit(f"{', '.join(xs)}{',' if len(xs) == 1 else ''} = "
+                      f"torch.split({src}, {literal(list(node.sizes))}, 1)")
+        outs = [self.seq(part, x, x) for part, x in zip(node.parts, xs)]
+        self.emit(f"{dst} = torch.cat([{', '.join(outs)}], 1)")
         return dst
 
     def residual(self, node, src, dst):
@@ -421,19 +487,57 @@ class _Forward:
 
 
 
-def _ref(name: str) -> str:
-    """The expression for a child module in ``forward``."""
+def _ref(name: str, owner: str = "self") -> str:
+    """The expression for a child module (or bare parameter) of ``owner`` in ``forward``."""
     if is_attribute(name):
-        return f"self.{name}"
-    if name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__"):
+        return f"{owner}.{name}"
+    if name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__") and owner == "self":
         # An identifier Python would normalise: getattr with it is lint (ruff B009).
         return f"self.get_submodule({name!r})"
-    return f"getattr(self, {name!r})"
+    return f"getattr({owner}, {name!r})"
+
+
+# Arguments of torch's functions that a call leaves out at their default.
+_FUNCTION_DEFAULTS = {"inplace": False, "padding": 0, "dilation": 1, "ceil_mode": False,
+                      "count_include_pad": True, "approximate": "none"}
+
+
+def _function_call(node, src: str) -> str:
+    """``F.relu(x)``, ``torch.flatten(x, 1)``: the call an ``apply`` layer makes, as
+    modules.FunctionOp makes it."""
+    import torch.nn.functional as F
+
+    from .modules import _FUNCTIONS, FunctionOp
+
+    op = FunctionOp.of(node)
+    fn = _FUNCTIONS[op.name]
+    func = f"F.{op.name}" if getattr(F, op.name, None) is fn else f"torch.{op.name}"
+    kwargs = dict(op.kwargs)
+    args = [src]
+    if op.name == "flatten":
+        args.append(literal(kwargs.pop("start_dim")))
+    for first in ("kernel_size", "output_size"):
+        if first in kwargs:
+            args.append(literal(_compact(kwargs.pop(first))))
+            if "stride" in kwargs and _compact(kwargs["stride"]) == _compact(node.kernel_size):
+                del kwargs["stride"]
+    for k, v in kwargs.items():
+        if k in _FUNCTION_DEFAULTS and _equal(_compact(v), _FUNCTION_DEFAULTS[k]):
+            continue
+        args.append(f"{k}={literal(_compact(v))}")
+    return f"{func}({', '.join(args)})"
+
+
+def _container(node) -> bool:
+    """A labelled group wired by name: it only holds its modules; its owner runs them."""
+    return isinstance(node, ir.Scope) and node.cls is None and ir.has_flow(node.body)
 
 
 def _modules_in_order(nodes):
     """The Layer and Scope nodes of a body in the order lowering registers them."""
     for n in nodes:
+        if isinstance(n, ir.Layer) and (n.reuse or n.functional):
+            continue  # no module of its own: the one its label made, or a torch function
         if isinstance(n, (ir.Layer, ir.Scope)):
             yield n
         else:
@@ -463,6 +567,10 @@ def _bodies(n) -> list:
         return list(n.layers)
     if isinstance(n, (ir.Gate, ir.Side)):
         return [n.body]
+    if isinstance(n, ir.Split):
+        return list(n.parts)
+    if isinstance(n, ir.FLOW_NODES):
+        return []
     raise NotImplementedError(f"netdsl cannot write Python source for `{n.kind}` yet")
 
 
@@ -473,6 +581,7 @@ class _Generator:
         self.order: list[Class] = []
         self.sides: list[str] = []
         self.uses_torch = False
+        self.uses_f = False
 
     def items(self, nodes, owner) -> list:
         """(comments, name, expression) of each module of a body, comments given once."""
@@ -488,6 +597,13 @@ class _Generator:
                 if where is not None and where not in seen:
                     seen.add(where)
                     notes.extend(self.comments.of(s))
+            if isinstance(n, ir.Layer) and LAYERS[n.kind].bare_parameter:
+                # A parameter of the module itself (ConvNeXt's layer_scale), filled as built.
+                self.uses_torch = True
+                made = Call("torch.full", [(None, Hole(tuple(n.shape), "shape", _NO_DEFAULT, n.name)),
+                                           (None, Hole(float(n.value), n.kind, _NO_DEFAULT, n.name))])
+                out.append((tuple(notes), n.name, Call("nn.Parameter", [(None, made)])))
+                continue
             out.append((tuple(notes), n.name, self.expr(n, owner._modules[n.name])))
         return out
 
@@ -502,26 +618,49 @@ class _Generator:
         if type(m) is nn.Sequential:
             return Seq(self.items(node.body, m))
         pure = isinstance(m, nn.Sequential)
-        name = type(m).__name__ if node.cls is not None or type(m).__name__ != "Group" else node.name
+        name = type(m).__name__ if node.cls is not None else node.name
         notes = ()
         if node.block is not None:
             files = [n.span.file for n in _modules_in_order(node.body) if n.span is not None]
             notes = self.comments.of_def(files[0] if files else None, "block", node.block)
         inst = Instance("nn.Sequential" if pure else "nn.Module", class_name(name), notes,
-                        self.items(node.body, m), None if pure else self.forward(node.body))
+                        self.items(node.body, m),
+                        None if pure or _container(node) else self.forward(node.body))
         return ClassRef(self.register(inst))
 
-    def forward(self, nodes, network: bool = False) -> tuple[str, ...]:
+    def forward(self, nodes, net: ir.Network | None = None) -> tuple[str, ...]:
+        """The lines of ``forward``, its ``def`` first. ``{outputs}`` stands for the name
+        of the network's output type."""
         fwd = _Forward(self)
         self.sides = []
-        out = fwd.seq(nodes, "x", "x")
+        params = ["x"]
+        if net is not None and net.inputs:
+            params = []
+            for i in net.inputs:
+                var = i.name if is_attribute(i.name) and i.name.isascii() else "x"
+                var = fwd.fresh(var) if var not in params else fwd.fresh("x")
+                params.append(var)
+                fwd.names[i.name] = var
+        out = fwd.seq(nodes, params[0], params[0] if len(params) == 1 else "x")
         if any(isinstance(n, (ir.Concat, ir.Dense)) for n in _walk(nodes)):
             self.uses_torch = True
-        if network and self.sides:
+        if net is not None and self.sides:
+            made = dict(zip(("logits",) + tuple(net.outputs), [out] + self.sides))
+            fields = net.sides_order or tuple(made)
             fwd.emit("if self.training:")
-            fwd.emit(f"    return {{outputs}}({out}, {', '.join(self.sides)})")
-        fwd.emit(f"return {out}")
-        return tuple(fwd.lines)
+            fwd.emit(f"    return {{outputs}}({', '.join(made[f] for f in fields)})")
+        result = net.result if net is not None else None
+        if result is None:
+            fwd.emit(f"return {out}")
+        else:
+            values = [fwd.names[s] for s in result.sources]
+            if result.form == "dict":
+                fwd.emit("return {" + ", ".join(f"{k!r}: {v}" for k, v in zip(result.keys, values)) + "}")
+            elif result.form == "namedtuple":
+                fwd.emit(f"return {{outputs}}({', '.join(values)})")
+            else:
+                fwd.emit(f"return {values[0]}," if len(values) == 1 else f"return {', '.join(values)}")
+        return (f"    def forward(self, {', '.join(params)}):",) + tuple(fwd.lines)
 
     def register(self, inst: Instance) -> Instance:
         inst.key = (inst.base, inst.name, inst.comments, inst.forward, _items_key(inst.items))
@@ -682,7 +821,6 @@ def _render_class(cls: Class, outputs_name: str | None, first: Class | None) -> 
                          f"        self.add_module({name!r}, {code})")
     if inst.forward is not None:
         lines.append("")
-        lines.append("    def forward(self, x):")
         lines.extend(line.replace("{outputs}", outputs_name or "") for line in inst.forward)
     return "\n".join(lines)
 
@@ -705,7 +843,7 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
     notes = comments.of_def(root_file, "network", net.name)
     items = gen.items(net.body, model)
     root = Instance("nn.Module", class_name(type(model).__name__), notes, items,
-                    gen.forward(net.body, network=True), outputs=tuple(net.outputs))
+                    gen.forward(net.body, net), outputs=tuple(net.outputs))
     gen.register(root)
     gen.resolve(root.cls)
     names: set = set()
@@ -718,9 +856,18 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
         names.add(name)
         cls.name = name
     outputs_name = None
+    fields: tuple = ()
     if net.outputs:
-        outputs_name = root.cls.name + "Outputs"
-        while outputs_name in names:
+        fields = net.sides_order or ("logits",) + tuple(net.outputs)
+        outputs_name = net.sides_type or f"{net.cls}Outputs"
+    elif net.result is not None and net.result.form == "namedtuple":
+        fields = net.result.keys
+        outputs_name = f"{net.cls}Outputs"
+    if outputs_name is not None:
+        # The built model's type name where it is a free identifier: outputs compare by it.
+        if not is_attribute(outputs_name) or not outputs_name.isascii() or outputs_name in _TAKEN:
+            outputs_name = root.cls.name + "Outputs"
+        while outputs_name in names or outputs_name in _TAKEN:
             outputs_name += "_"
     firsts: dict[str, Class] = {}
     body = []
@@ -730,7 +877,7 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
                                   else first))
     text = "\n\n\n".join(body)
     uses_seq_dict = "OrderedDict([" in text
-    uses_sd = any(_uses(c, "StochasticDepth") for c in gen.order)
+    helpers = [h for h in _HELPERS if any(_uses(c, h) for c in gen.order)]
 
     head = [
         f"# Generated by netdsl {__version__} (netdsl export --format python): plain PyTorch,",
@@ -758,20 +905,22 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
         names_ = [n for n, use in (("OrderedDict", uses_seq_dict), ("namedtuple", outputs_name)) if use]
         imports.append(f"from collections import {', '.join(names_)}")
         imports.append("")
-    if gen.uses_torch or uses_sd:
+    if gen.uses_torch or helpers:
         imports.append("import torch")
+    if gen.uses_f:
+        imports.append("import torch.nn.functional as F")
     imports.append("from torch import nn")
     parts = ["\n".join(head), "\n".join(imports)]
     if outputs_name:
-        fields = ("logits",) + tuple(net.outputs)
+        said = (f"# In training the network returns {comment(', '.join(fields))}; in eval, the logits.\n"
+                if net.outputs else "")
         # One blank line after the imports before a statement, two before a class (isort).
-        parts[-1] += (f"\n\n# In training the network returns {comment(', '.join(fields))}; "
-                      f"in eval, the logits.\n"
-                      f"{outputs_name} = namedtuple({outputs_name!r}, {list(fields)!r})")
-    if uses_sd:
-        from .modules import StochasticDepth
+        parts[-1] += f"\n\n{said}{outputs_name} = namedtuple({outputs_name!r}, {list(fields)!r})"
+    from . import modules
 
-        parts.append(inspect.getsource(StochasticDepth).rstrip())
+    for h in helpers:
+        # netdsl's own module, copied as it is.
+        parts.append(inspect.getsource(getattr(modules, h)).rstrip())
     parts.append(text)
     return "\n\n\n".join(parts) + "\n"
 
