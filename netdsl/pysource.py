@@ -491,8 +491,8 @@ def _ref(name: str, owner: str = "self") -> str:
     """The expression for a child module (or bare parameter) of ``owner`` in ``forward``."""
     if is_attribute(name):
         return f"{owner}.{name}"
-    if name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__") and owner == "self":
-        # An identifier Python would normalise: getattr with it is lint (ruff B009).
+    if name.isidentifier() and not keyword.iskeyword(name) and owner == "self":
+        # An identifier Python would normalise or mangle: getattr with it is lint (ruff B009).
         return f"self.get_submodule({name!r})"
     return f"getattr({owner}, {name!r})"
 
@@ -872,7 +872,8 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
     firsts: dict[str, Class] = {}
     body = []
     for c in gen.order:
-        first = firsts.setdefault(c.instances[0].name, c)
+        # The network is no form of a block that happens to have its name.
+        first = c if c is root.cls else firsts.setdefault(c.instances[0].name, c)
         body.append(_render_class(c, outputs_name, None if first is c or not c.instances[0].comments
                                   else first))
     text = "\n\n\n".join(body)

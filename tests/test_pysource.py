@@ -23,6 +23,7 @@ from netdsl.diagnostics import NetdslError
 from netdsl.pysource import class_name, comment, generate, is_attribute
 
 ROOT = Path(__file__).resolve().parent.parent
+HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d")
 SPECS = sorted(p.name for p in (ROOT / "specs").glob("*.net"))
 
 
@@ -83,8 +84,13 @@ def _small(spec: str):
 
 
 def _same(a, b) -> None:
-    if isinstance(a, tuple):
-        assert type(a).__name__ == type(b).__name__ and a._fields == b._fields
+    if isinstance(a, dict):
+        assert type(b) is dict and list(a) == list(b)
+        for k in a:
+            _same(a[k], b[k])
+    elif isinstance(a, tuple):
+        assert type(a).__name__ == type(b).__name__
+        assert getattr(a, "_fields", None) == getattr(b, "_fields", None)
         for x, y in zip(a, b, strict=True):
             _same(x, y)
     else:
@@ -115,15 +121,17 @@ def check_equivalent(net, source: str, tmp_path: Path, seed_train: bool = True) 
     state = _materialise(model)
     model.load_state_dict(state, strict=True, assign=True)
     generated.load_state_dict({k: v.clone() for k, v in state.items()}, strict=True, assign=True)
-    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(1)
+    xs = [torch.randn(2, *i.shape, generator=gen) for i in net.inputs] or [
+        torch.randn(2, *net.input_shape, generator=gen)]
     with torch.no_grad():
-        _same(model.eval()(x), generated.eval()(x))
+        _same(model.eval()(*xs), generated.eval()(*xs))
         model.train()
         generated.train()
         torch.manual_seed(123)
-        a = model(x)
+        a = model(*xs)
         torch.manual_seed(123)
-        b = generated(x)
+        b = generated(*xs)
         _same(a, b)
     # Training updated the batch-norm statistics of both alike.
     for (k, v), w in zip(model.state_dict().items(), generated.state_dict().values()):
@@ -167,7 +175,7 @@ def test_the_export_names_no_netdsl(exported):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names} | \
             {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-        assert imported <= {"torch", "collections"}, (path.name, imported)
+        assert imported <= {"torch", "torch.nn.functional", "collections"}, (path.name, imported)
 
 
 def test_instances_that_differ_in_numbers_share_a_class_with_parameters():
@@ -175,7 +183,8 @@ def test_instances_that_differ_in_numbers_share_a_class_with_parameters():
     tree = ast.parse(src)
     classes = {c.name: c for c in tree.body if isinstance(c, ast.ClassDef)}
     # 16 blocks, two forms (with and without the downsample shortcut).
-    assert set(classes) == {"BasicBlock", "BasicBlock2", "Resnet34"}
+    root = class_name(netdsl.compile(str(ROOT / "specs" / "resnet34.net")).cls)
+    assert set(classes) == {"BasicBlock", "BasicBlock2", root}
     init = next(f for f in classes["BasicBlock"].body if f.name == "__init__")
     assert [a.arg for a in init.args.args][:2] == ["self", "in_channels"]
 
@@ -259,7 +268,7 @@ def test_names_and_comments_are_escaped():
 _ALLOWED_NODES = (
     ast.Module, ast.ClassDef, ast.FunctionDef, ast.arguments, ast.arg, ast.Return, ast.Assign,
     ast.AugAssign, ast.Expr, ast.Call, ast.Attribute, ast.Name, ast.Constant, ast.keyword,
-    ast.Load, ast.Store, ast.List, ast.Tuple, ast.BinOp, ast.Add, ast.Mult, ast.If,
+    ast.Load, ast.Store, ast.List, ast.Tuple, ast.Dict, ast.BinOp, ast.Add, ast.Mult, ast.If,
     ast.Import, ast.ImportFrom, ast.alias,
 )
 
@@ -272,17 +281,19 @@ def check_only_defines_a_model(source: str) -> None:
         t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets}
     for node in tree.body:
         if isinstance(node, ast.Import):
-            assert [a.name for a in node.names] == ["torch"]
+            assert [(a.name, a.asname) for a in node.names] in ([("torch", None)],
+                                                               [("torch.nn.functional", "F")])
         elif isinstance(node, ast.ImportFrom):
             assert node.module in ("torch", "collections") and node.level == 0
         elif isinstance(node, ast.Assign):
             assert isinstance(node.value, ast.Call) and node.value.func.id == "namedtuple"
         else:
             assert isinstance(node, ast.ClassDef), ast.dump(node)
-            assert [ast.unparse(b) for b in node.bases] in (["nn.Module"], ["nn.Sequential"])
+            assert [ast.unparse(b) for b in node.bases] in (["nn.Module"], ["nn.Sequential"]) or \
+                node.name in HELPERS and [ast.unparse(b) for b in node.bases] == ["nn.LayerNorm"]
             assert not node.decorator_list and not node.keywords
-    # The StochasticDepth helper is netdsl's own source, copied as it is.
-    ours = [n for n in tree.body if not (isinstance(n, ast.ClassDef) and n.name == "StochasticDepth")]
+    # The helpers are netdsl's own modules, copied as they are.
+    ours = [n for n in tree.body if not (isinstance(n, ast.ClassDef) and n.name in HELPERS)]
     local = {n.id for top in ours for n in ast.walk(top)
              if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)} - classes
     for node in (n for top in ours for n in ast.walk(top)):
@@ -299,10 +310,11 @@ def check_only_defines_a_model(source: str) -> None:
             elif ast.unparse(f) == "getattr":
                 assert ast.unparse(node.args[0]) == "self" and isinstance(node.args[1], ast.Constant)
             elif isinstance(root, ast.Name) and root.id in local:
-                assert ast.unparse(f) == f"{root.id}.append", ast.unparse(node)  # dense features
+                # dense features, a split's chunks
+                assert ast.unparse(f) in (f"{root.id}.append", f"{root.id}.chunk"), ast.unparse(node)
             else:
                 assert isinstance(root, ast.Name), ast.dump(node)
-                assert root.id in {"torch", "nn", "self", "super", "namedtuple", "OrderedDict",
+                assert root.id in {"torch", "nn", "F", "self", "super", "namedtuple", "OrderedDict",
                                    "getattr"} | classes, root.id
 
 
