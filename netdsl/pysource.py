@@ -407,7 +407,7 @@ class _Forward:
         var = self.fresh(base)
         last = self.lines[-1] if self.lines else ""
         head = "    " * self.indent + f"{src} = "
-        if src != var and last.startswith(head) and src not in self.names.values() and src != "x":
+        if src != var and last.startswith(head) and src not in self.names.values():
             # The step that made it writes the name itself, as a hand-written forward would.
             self.lines[-1] = "    " * self.indent + f"{var} = " + last[len(head):]
         else:

@@ -381,3 +381,65 @@ def test_random_labels_names_and_comments_only_define_the_model(tmp_path, case):
         assert r.returncode == 0, r.stdout + r.stderr
     for p in tmp_path.iterdir():
         p.unlink()
+
+
+# -- the constructs of the current language, read as hand-written PyTorch
+
+_RGBD = """network rgbd() {
+    input rgb: [3, 16, 16]
+    input depth: [1, 16, 16]
+    from rgb
+    rgb_stem: conv2d(8, 3, padding = 1) -> a
+    from depth
+    depth_stem: conv2d(8, 3, padding = 1) -> b
+    concat(a, b)
+    fuse: conv2d(8, 1) -> c
+    add(a, c) -> d
+    output FORM
+}"""
+
+
+@pytest.mark.parametrize("form", ["tuple(d, a)", "namedtuple(d, a)", 'dict("0": d, extra: a)'])
+def test_several_inputs_named_results_and_outputs(form, tmp_path):
+    text = _RGBD.replace("FORM", form)
+    source = generate(text)
+    assert "def forward(self, rgb, depth):" in source
+    assert "a = self.rgb_stem(rgb)" in source and "d = a + c" in source
+    assert "torch.cat([a, b], 1)" in source
+    check_only_defines_a_model(source)
+    check_equivalent(netdsl.compile(text), source, tmp_path)
+
+
+def test_apply_reuse_scale_and_split_read_as_torch(tmp_path):
+    text = """network n() {
+    input [8, 8, 8]
+    conv: conv2d(8, 3, padding = 1)
+    relu: relu
+    split {
+        { conv2d(4, 1) }
+        { reuse relu }
+    }
+    split [2, 6] {
+        { conv2d(2, 1) }
+        { }
+    }
+    gamma: scale(init = 0.5)
+    reuse conv
+    apply maxpool2d(2)
+    apply relu(inplace = true)
+    apply flatten
+    linear(3)
+}"""
+    try:
+        net = netdsl.compile(text)
+    except NetdslError as e:
+        pytest.fail(str(e))
+    source = generate(text)
+    assert "x = F.relu(x, inplace=True)" in source and "x = torch.flatten(x, 1)" in source
+    assert "x = F.max_pool2d(x, 2)" in source
+    assert source.count("self.conv(") == 2 and source.count("self.conv = ") == 1
+    assert "x1, x2 = x.chunk(2, 1)" in source and "torch.split(x, [2, 6], 1)" in source
+    assert "self.gamma = nn.Parameter(torch.full((8, 1, 1), 0.5))" in source
+    assert "x = self.gamma * x" in source
+    check_only_defines_a_model(source)
+    check_equivalent(net, source, tmp_path)
