@@ -403,8 +403,7 @@ class _Forward:
         return dst
 
     def bind(self, node, src, dst):
-        base = node.name if is_attribute(node.name) and node.name.isascii() else "t"
-        var = self.fresh(base)
+        var = self.fresh(_local(node.name))
         last = self.lines[-1] if self.lines else ""
         head = "    " * self.indent + f"{src} = "
         if src != var and last.startswith(head) and src not in self.names.values():
@@ -528,6 +527,20 @@ def _function_call(node, src: str) -> str:
     return f"{func}({', '.join(args)})"
 
 
+def _local(name: str) -> str:
+    """A local variable's name for a spec's result or input name: the name itself where
+    it hides nothing a forward calls (``getattr``, ``super``, ``torch``, the output type).
+
+    >>> _local("c3"), _local("super"), _local("é"), _local("Outputs")
+    ('c3', 'super_', 't', 'Outputs_')
+    """
+    if not (is_attribute(name) and name.isascii()):
+        return "t"
+    if hasattr(builtins, name) or name in _TAKEN or name.endswith("Outputs"):
+        return name + "_"
+    return name
+
+
 def _container(node) -> bool:
     """A labelled group wired by name: it only holds its modules; its owner runs them."""
     return isinstance(node, ir.Scope) and node.cls is None and ir.has_flow(node.body)
@@ -637,8 +650,7 @@ class _Generator:
         if net is not None and net.inputs:
             params = []
             for i in net.inputs:
-                var = i.name if is_attribute(i.name) and i.name.isascii() else "x"
-                var = fwd.fresh(var) if var not in params else fwd.fresh("x")
+                var = fwd.fresh(_local(i.name))
                 params.append(var)
                 fwd.names[i.name] = var
         out = fwd.seq(nodes, params[0], params[0] if len(params) == 1 else "x")

@@ -443,3 +443,34 @@ def test_apply_reuse_scale_and_split_read_as_torch(tmp_path):
     assert "x = self.gamma * x" in source
     check_only_defines_a_model(source)
     check_equivalent(net, source, tmp_path)
+
+
+@st.composite
+def hostile_flow_specs(draw):
+    names = draw(st.lists(_LABEL, min_size=5, max_size=5, unique=True))
+    q = [_spec_string(x) for x in names]
+    form = draw(st.sampled_from(["tuple", "dict"]))
+    out = f"tuple({q[3]}, {q[4]})" if form == "tuple" else f"dict({q[0]}: {q[3]}, {q[1]}: {q[4]})"
+    return (f"network n() {{\n    input [4, 8, 8]\n    {q[0]}: conv2d(4, 1) -> {q[0]}\n"
+            f"    {q[1]}: {{\n        {q[2]}: conv2d(4, 1) -> {q[1]}\n        relu -> {q[2]}\n    }}\n"
+            f"    add({q[0]}, {q[1]}, {q[2]}) -> {q[3]}\n"
+            f"    concat({q[3]}, {q[2]}) -> {q[4]}\n    output {out}\n}}\n")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(hostile_flow_specs())
+def test_random_result_names_and_keys_only_define_the_model(tmp_path, text):
+    try:
+        net = netdsl.compile(text)
+    except NetdslError:
+        assume(False)
+    source = generate(text)
+    check_only_defines_a_model(source)
+    check_equivalent(net, source, tmp_path)
+    if _ruff() is not None:
+        r = subprocess.run([_ruff(), "check", "--no-cache", "--isolated", "-"], input=source,
+                           capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+    for p in tmp_path.iterdir():
+        p.unlink()
