@@ -5,7 +5,10 @@ came from); the model built from it on the meta device gives each submodule's
 name, class name and constructor arguments, so what the file builds is what
 ``netdsl build`` builds, ``state_dict`` keys included. One class per block;
 instances of a block that differ only in numbers share it, and those numbers
-become its ``__init__`` parameters.
+become its ``__init__`` parameters. A forward reads as written by hand: ``reuse``
+calls the same attribute again, ``apply`` is the torch function (``F.relu``),
+named results are local variables of those names, ``output`` a tuple, named
+tuple or dict, several inputs ``forward(self, rgb, depth)``.
 
 No spec string reaches the output as code: labels are written with ``repr``
 where they are not plain identifiers, class names are reduced to ASCII
