@@ -24,7 +24,7 @@ RESERVED: frozenset[str] = frozenset({
     '__dict__', '__dir__', '__doc__', '__eq__', '__format__', '__ge__', '__getattr__',
     '__getattribute__', '__getitem__', '__getstate__', '__gt__', '__hash__', '__iadd__',
     '__imul__', '__init__', '__init_subclass__', '__iter__', '__le__', '__len__', '__lt__',
-    '__module__', '__mul__', '__ne__', '__new__', '__reduce__', '__reduce_ex__', '__repr__',
+    '__module__', '__mul__', '__ne__', '__new__', '__prepare_scriptable__', '__reduce__', '__reduce_ex__', '__repr__',
     '__rmul__', '__setattr__', '__setitem__', '__setstate__', '__sizeof__', '__str__',
     '__subclasshook__', '__weakref__',
 

@@ -165,3 +165,11 @@ def test_the_property_reaches_every_layer_kind_accepted(kind):
     # is not refused everywhere.
     sig = LAYERS[kind]
     assert runs_like_check_says(spec_of(sig.example_input, "", sig.use, "")) is not None, kind
+
+
+def test_group_norm_with_one_value_per_group_is_refused_as_torch_refuses_it_in_training():
+    # Found by the property above: check accepted it, and training mode raised.
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile("network n() { input [1]\n group_norm(num_groups = 1) }")
+    assert e.value.diagnostics[0].code == "E0306"
+    netdsl.compile("network n() { input [2]\n group_norm(num_groups = 1) }")  # two values: fine

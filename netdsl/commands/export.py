@@ -106,7 +106,7 @@ def write(data: bytes, path: str, t: Path) -> None:
 
 def run(args) -> int:
     if args.format == "onnx" and not args.output:
-        raise UsageError("--format onnx writes a binary file: give -o PATH, e.g. -o model.onnx")
+        raise UsageError("--format onnx needs -o FILE (it writes a binary file), e.g. -o model.onnx")
     if args.opset is not None and args.format != "onnx":
         raise UsageError("--opset only applies to --format onnx")
     if args.format == "onnx":

@@ -196,6 +196,12 @@ class GroupNormKind(Kind):
         if len(shape) > 4:
             shapes.need_image(self.name, shape)
         shapes.divides("num_groups", values["num_groups"], shape[0], arg="num_groups")
+        if shape[0] // values["num_groups"] * math.prod(shape[1:]) == 1:
+            # torch normalises each group of each sample and refuses one value per group.
+            raise LayerError("E0306", "`group_norm` needs more than one value per group",
+                             f"{values['num_groups']} groups of the input {shapes.fmt(shape)}",
+                             "use fewer groups, or normalise where each group holds more than one "
+                             "value", arg="num_groups")
         return {"num_channels": shape[0]}, shape
 
     def params(self, n):
