@@ -243,7 +243,7 @@ def test_a_spec_error_is_reported_before_anything_is_written(tmp_path, capsys):
 
 def test_onnx_needs_an_output_file(capsys):
     assert main(["export", str(ROOT / "specs" / "lenet5.net"), "--format", "onnx"]) == 2
-    assert "give -o PATH" in capsys.readouterr().err
+    assert "needs -o FILE" in capsys.readouterr().err
 
 
 def test_the_network_keeps_its_class_name_beside_a_block_of_the_same_name(tmp_path):
