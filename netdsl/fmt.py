@@ -10,9 +10,11 @@ the white space between tokens:
   inside brackets, before ``(`` of a call or ``[`` of an index, after a unary sign,
   or around ``.`` and a slice's ``:``;
 - at most one blank line in a row, none right after ``{`` or before ``}``;
-- a bracketed line longer than ``WIDTH`` is filled: it breaks after commas (inside a
-  long item, at any space), and continues under the first column inside the
-  innermost open bracket, the way the shipped specs are written;
+- a bracketed line longer than ``WIDTH`` is filled: it breaks at the shallowest bracket
+  depth it can, after a comma if there is one, else before ``for``/``if``/``else``/
+  ``and``/``or``, else at a space, never inside a short subscript, and continues under
+  the first column inside the innermost open bracket, the way the shipped specs are
+  written; a list of lists is laid out as a table, one row per line;
 - comments stay on their line; a comment inside brackets ends that line;
 - no trailing commas, no trailing spaces, one newline at the end.
 
