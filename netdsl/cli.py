@@ -102,8 +102,6 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--stdio", action="store_true",
                     help="accepted for clients that pass it; stdio is the only transport")
 
-    import importlib
-
     for name in COMMANDS:
         importlib.import_module(f"netdsl.commands.{name}").register(sub, common)
     return p
@@ -178,13 +176,19 @@ def _limit_value(name: str, text: str) -> int:
     return int(d)
 
 
+def _import_dirs(args) -> list[str]:
+    """``--import-path`` directories, each checked to be one (a usage error if not)."""
+    for d in args.import_path:
+        if not os.path.isdir(d):
+            raise _UsageError(f"--import-path {d!r} is not a directory")
+    return args.import_path
+
+
 def _compile(args):
     from .api import compile_spec
 
     limits = _limits(args.limit)
-    for d in args.import_path:
-        if not os.path.isdir(d):
-            raise _UsageError(f"--import-path {d!r} is not a directory")
+    _import_dirs(args)
     return compile_spec(args.spec, _overrides(args.overrides), network=args.network,
                         input=_shape(args.input), limits=limits, import_path=args.import_path,
                         origin="cli")

@@ -38,17 +38,13 @@ def register(sub, common) -> None:
 
 
 def run(args) -> int:
-    import os
-
-    from ..cli import UsageError, _limits, _overrides, _shape
+    from ..cli import UsageError, _import_dirs, _limits, _overrides, _shape
     from ..sweep import GridError, default_jobs, grid
     from ..sweep import run as sweep
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs expects a positive integer, got {args.jobs}")
-    for d in args.import_path:
-        if not os.path.isdir(d):
-            raise UsageError(f"--import-path {d!r} is not a directory")
+    _import_dirs(args)
     try:
         grids = [grid(g) for g in args.grid]
         fixed = _overrides(args.overrides)
