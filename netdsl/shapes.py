@@ -81,7 +81,35 @@ def window(kind: str, size: int, k: int, s: int, p: int, d: int, ceil: bool, axi
                          "make the input larger (see `input`), or use a smaller kernel, "
                          "more padding or fewer downsampling layers before this one",
                          arg="kernel_size")
+    if pool and d > 1:
+        _window_in_padding(kind, size, k, s, p, d, out, axis)
     return out
+
+
+def _window_in_padding(kind: str, size: int, k: int, s: int, p: int, d: int, out: int,
+                       axis: str) -> None:
+    """E0328 where a dilated pooling window sees only padding: torch's max pool then
+    gives -inf, which the next layer turns into inf or NaN.
+
+    A window that starts inside the input covers its first element, so only those
+    starting in the left padding can miss the input, at most ``p`` of them.
+
+    >>> try:
+    ...     _window_in_padding("maxpool2d", 2, 2, 1, 1, 3, 1, "height")
+    ... except ShapeError as e:
+    ...     print(e.code)
+    E0328
+    """
+    for o in range(min(out, -(-p // s))):
+        start = o * s - p
+        first = -(start // d)  # the first tap at or right of the input's start
+        if first >= k or start + first * d >= size:
+            taps = ", ".join(str(start + j * d) for j in range(k))
+            raise ShapeError(
+                "E0328", f"a `{kind}` window sees only padding: its output would be -inf",
+                f"window {o} of the {axis} reads positions {taps} of an input of {size}",
+                "use a smaller dilation or padding, or a larger input, so that every window "
+                "reaches the input", arg="dilation")
 
 
 def spatial(kind: str, a: dict, shape: Shape) -> tuple[int, int]:

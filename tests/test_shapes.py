@@ -118,12 +118,15 @@ def runs_like_check_says(spec):
     x = torch.randn(2, *shape, requires_grad=True)
     out = model(x)
     assert tuple(out.shape) == (2, *net.out_shape), spec
+    # A finite input gives a finite output (a pool window of padding alone gives -inf).
+    assert torch.isfinite(out).all(), spec
     out.sum().backward()
     assert x.grad is not None and x.grad.shape == x.shape
     model.eval()
     with torch.no_grad():
         out = model(torch.randn(1, *shape))
     assert tuple(out.shape) == (1, *net.out_shape), spec
+    assert torch.isfinite(out).all(), spec
     return model
 
 
@@ -132,6 +135,8 @@ def runs_like_check_says(spec):
 REGRESSIONS = [
     # torch checks max-pool padding against the raw kernel, not the dilated one
     "network n() {\n input [1, 9, 9]\n maxpool2d(3, padding = 2, dilation = 2)\n}",
+    # a dilated max-pool window that sees only padding outputs -inf (E0328)
+    "network n() {\n input [1, 2, 2]\n maxpool2d(2, stride = 1, padding = 1, dilation = 3)\n}",
     # in-place layers overwrite a tensor the previous layer's backward needs
     "network n() {\n input [2, 4, 4]\n sigmoid\n relu(inplace = true)\n}",
     "network n() {\n input [2, 4, 4]\n conv2d(2, 1)\n relu\n silu(inplace = true)\n}",
@@ -173,3 +178,30 @@ def test_group_norm_with_one_value_per_group_is_refused_as_torch_refuses_it_in_t
         netdsl.compile("network n() { input [1]\n group_norm(num_groups = 1) }")
     assert e.value.diagnostics[0].code == "E0306"
     netdsl.compile("network n() { input [2]\n group_norm(num_groups = 1) }")  # two values: fine
+
+
+def test_e0328_is_exactly_where_torch_max_pool_gives_minus_infinity():
+    # Differential, exhaustive over small windows: check refuses a max pool with
+    # E0328 if and only if torch's output on a finite input holds -inf.
+    from netdsl.shapes import ShapeError, window
+    seen = set()
+    for size in range(1, 7):
+        for k in range(1, 4):
+            for s in range(1, 4):
+                for p in range(0, k // 2 + 1):
+                    for d in range(1, 4):
+                        for ceil in (False, True):
+                            try:
+                                out = window("maxpool2d", size, k, s, p, d, ceil, "height")
+                                code = None
+                            except ShapeError as e:
+                                code = e.code
+                            if code == "E0305":
+                                continue
+                            pool = torch.nn.MaxPool2d((1, k), (1, s), (0, p), (1, d), ceil_mode=ceil)
+                            y = pool(torch.zeros(1, 1, 1, size))
+                            assert (code == "E0328") == bool(torch.isinf(y).any()), (size, k, s, p, d, ceil)
+                            if code is None:
+                                assert y.shape[-1] == out
+                            seen.add(code)
+    assert seen == {None, "E0328"}
