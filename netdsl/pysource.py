@@ -86,6 +86,7 @@ class Instance:
     key: tuple = ()
     cls: Class | None = None
     param_values: list = field(default_factory=list)
+    init: tuple[str, ...] = ()  # lines after the modules in __init__ (the network's `init` rules)
 
 
 @dataclass(eq=False)
@@ -764,6 +765,123 @@ def _walk(nodes):
                 yield from _walk(b)
 
 
+# -- the spec's `init` rules
+
+# torch.nn.init's defaults: a call leaves these arguments out.
+_INIT_DEFAULTS = {"a": 0, "mode": "fan_in", "nonlinearity": "leaky_relu", "gain": 1.0,
+                  "mean": 0.0, "std": 1.0}
+_INIT_DEFAULTS_OF = {"uniform": {"a": 0.0, "b": 1.0}, "trunc_normal": {"a": -2.0, "b": 2.0}}
+
+
+def _init_call(scheme, target: str) -> str:
+    """``nn.init.kaiming_normal_(m.weight, mode='fan_out')``: one declared scheme as
+    :func:`netdsl.lower.init_parameter` applies it.
+
+    >>> from netdsl import ir
+    >>> _init_call(ir.InitScheme(fn="trunc_normal", args={"mean": 0.0, "std": 0.02, "a": -2.0,
+    ...            "b": 2.0}), "m.weight")
+    'nn.init.trunc_normal_(m.weight, std=0.02)'
+    """
+    defaults = {**_INIT_DEFAULTS, **_INIT_DEFAULTS_OF.get(scheme.fn, {})}
+    args = [target] + [f"{k}={literal(v)}" for k, v in scheme.args.items()
+                       if not (k in defaults and _equal(v, defaults[k]))]
+    return f"nn.init.{scheme.fn}_({', '.join(args)})"
+
+
+def _leaves(nodes, owner, prefix=()):
+    """(path, IR layer, module) of every leaf module with parameters, in module order."""
+    for n in _modules_in_order(nodes):
+        m = owner._modules.get(n.name) if hasattr(owner, "_modules") else None
+        if isinstance(n, ir.Scope):
+            yield from _leaves(n.body, m, prefix + (n.name,))
+        elif m is not None and next(m.parameters(recurse=False), None) is not None:
+            yield prefix + (n.name,), n, m
+
+
+def _in_order(declared: dict, m) -> dict:
+    """The declared schemes in the order of the module's parameters (weight, then bias)."""
+    order = {p: i for i, (p, _) in enumerate(m.named_parameters(recurse=False))}
+    return dict(sorted(declared.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def _scheme_key(declared: dict) -> tuple:
+    return tuple((p, s.fn, tuple(s.args.items())) for p, s in declared.items())
+
+
+def init_lines(net: ir.Network, model) -> tuple[str, ...]:
+    """The lines at the end of the network's ``__init__`` that apply the spec's
+    ``init`` rules, written as torchvision writes them: one loop over the modules by
+    class, with the scheme most modules of a class have, then the modules that differ
+    by name. Where a spec declares nothing, nothing is written: torch's own
+    initialisation is netdsl's default too.
+
+    The same schemes as ``netdsl build``, though not the same numbers under one seed:
+    the build draws each parameter once, the file draws the defaults first.
+    """
+    leaves = list(_leaves(net.body, model))
+    by_class: dict[type, list] = {}
+    for path, node, m in leaves:
+        by_class.setdefault(type(m), []).append((path, node, m))
+    branches = []  # (class, declared schemes of the loop, guarded parameter names)
+    for cls, members in by_class.items():
+        counts: dict[tuple, int] = {}
+        for _, node, _ in members:
+            counts[_scheme_key(node.init)] = counts.get(_scheme_key(node.init), 0) + 1
+        common = max(counts, key=counts.get)
+        if not common:
+            continue
+        declared = _in_order(next(node.init for _, node, _ in members
+                                  if _scheme_key(node.init) == common), members[0][2])
+        optional = {p for p in declared for _, _, m in members if getattr(m, p, None) is None}
+        branches.append((cls, declared, optional))
+    # Classes whose branches would read the same share one (torchvision's
+    # `isinstance(m, (nn.Conv2d, nn.Linear))`).
+    loop: dict[tuple, list[str]] = {}
+    for cls, declared, optional in branches:
+        lines = []
+        for p, scheme in declared.items():
+            if p in optional:
+                lines += [f"        if m.{p} is not None:", f"            {_init_call(scheme, f'm.{p}')}"]
+            else:
+                lines.append(f"        {_init_call(scheme, f'm.{p}')}")
+        loop.setdefault(tuple(lines), []).append(_class_ref(cls))
+    body = ["for m in self.modules():"] if loop else []
+    for i, (lines, classes) in enumerate(loop.items()):
+        test = classes[0] if len(classes) == 1 else f"({', '.join(classes)})"
+        body.append(f"    {'if' if i == 0 else 'elif'} isinstance(m, {test}):")
+        body.extend(lines)
+    for path, node, m in leaves:
+        # What the loop gave this module, against what the spec declares for it.
+        got = next((d for c, d, _ in branches if isinstance(m, c)), {})
+        own = {p: s for p, s in _in_order(node.init, m).items() if getattr(m, p, None) is not None}
+        got = {p: s for p, s in got.items() if getattr(m, p, None) is not None}
+        if _scheme_key(got) == _scheme_key({p: own[p] for p in got if p in own}) and set(got) <= set(own):
+            todo = {p: s for p, s in own.items() if p not in got}
+        else:
+            body.append(f"{_path_ref(path)}.reset_parameters()")
+            todo = own
+        for p, scheme in todo.items():
+            body.append(_init_call(scheme, f"{_path_ref(path)}.{p}"))
+    if not body:
+        return ()
+    return ("", "        # The spec's `init` rules (torch's own initialisation for the rest).",
+            *("        " + line for line in body))
+
+
+def _class_ref(cls: type) -> str:
+    from torch import nn
+
+    if getattr(nn, cls.__name__, None) is cls:
+        return f"nn.{cls.__name__}"
+    return cls.__name__  # one of netdsl's helpers the file copies
+
+
+def _path_ref(path: tuple[str, ...]) -> str:
+    if all(is_attribute(p) for p in path):
+        return "self." + ".".join(path)
+    return f"self.get_submodule({'.'.join(path)!r})"
+
+
 # -- rendering
 
 class _Writer:
@@ -834,6 +952,7 @@ def _render_class(cls: Class, outputs_name: str | None, first: Class | None) -> 
             code = w.expr(e, 2)
             lines.append(f"        self.{name} = {code}" if is_attribute(name) else
                          f"        self.add_module({name!r}, {code})")
+    lines.extend(inst.init)
     if inst.forward is not None:
         lines.append("")
         lines.extend(line.replace("{outputs}", outputs_name or "") for line in inst.forward)
@@ -858,7 +977,8 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
     notes = comments.of_def(root_file, "network", net.name)
     items = gen.items(net.body, model)
     root = Instance("nn.Module", class_name(type(model).__name__), notes, items,
-                    gen.forward(net.body, net), outputs=tuple(net.outputs))
+                    gen.forward(net.body, net), outputs=tuple(net.outputs),
+                    init=init_lines(net, model))
     gen.register(root)
     gen.resolve(root.cls)
     names: set = set()

@@ -270,6 +270,8 @@ _ALLOWED_NODES = (
     ast.AugAssign, ast.Expr, ast.Call, ast.Attribute, ast.Name, ast.Constant, ast.keyword,
     ast.Load, ast.Store, ast.List, ast.Tuple, ast.Dict, ast.BinOp, ast.Add, ast.Mult, ast.If,
     ast.Import, ast.ImportFrom, ast.alias,
+    # the `init` rules: for m in self.modules(): if isinstance(m, ...): ...; if m.bias is not None
+    ast.For, ast.Compare, ast.IsNot, ast.UnaryOp, ast.USub,
 )
 
 
@@ -298,6 +300,10 @@ def check_only_defines_a_model(source: str) -> None:
              if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)} - classes
     for node in (n for top in ours for n in ast.walk(top)):
         assert isinstance(node, _ALLOWED_NODES), ast.dump(node)
+        if isinstance(node, ast.For):
+            assert ast.unparse(node.iter) == "self.modules()", ast.unparse(node)
+        if isinstance(node, ast.Compare):
+            assert ast.unparse(node.comparators[0]) == "None", ast.unparse(node)
         if isinstance(node, ast.Call):
             f = node.func
             root = f
@@ -312,6 +318,8 @@ def check_only_defines_a_model(source: str) -> None:
             elif isinstance(root, ast.Name) and root.id in local:
                 # dense features, a split's chunks
                 assert ast.unparse(f) in (f"{root.id}.append", f"{root.id}.chunk"), ast.unparse(node)
+            elif ast.unparse(f) == "isinstance":
+                assert ast.unparse(node.args[0]) == "m", ast.unparse(node)
             else:
                 assert isinstance(root, ast.Name), ast.dump(node)
                 assert root.id in {"torch", "nn", "F", "self", "super", "namedtuple", "OrderedDict",
@@ -474,3 +482,124 @@ def test_random_result_names_and_keys_only_define_the_model(tmp_path, text):
         assert r.returncode == 0, r.stdout + r.stderr
     for p in tmp_path.iterdir():
         p.unlink()
+
+
+# -- the spec's `init` rules in the exported file
+
+def _init_calls(make) -> dict:
+    """The last ``torch.nn.init`` call on each tensor while ``make()`` builds a model:
+    {parameter name: (function, its bound arguments but the tensor)}."""
+    import inspect
+
+    calls = {}
+    originals = {n: f for n, f in vars(torch.nn.init).items()
+                 if n.endswith("_") and not n.startswith("_") and callable(f)}
+
+    def wrap(name, f):
+        sig = inspect.signature(f)
+
+        def logged(*args, **kwargs):
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            tensor, *rest = bound.arguments.values()
+            calls[tensor.data_ptr()] = (name, tuple(
+                (k, round(v, 12) if isinstance(v, float) else v)
+                for k, v in list(bound.arguments.items())[1:] if k != "generator"))
+            return f(*args, **kwargs)
+        return logged
+
+    try:
+        for n, f in originals.items():
+            setattr(torch.nn.init, n, wrap(n, f))
+        model = make()
+    finally:
+        for n, f in originals.items():
+            setattr(torch.nn.init, n, f)
+    return {k: calls.get(p.data_ptr()) for k, p in model.named_parameters()}
+
+
+INIT_SPECS = ["resnet50.net", "inception_v3.net", "efficientnet_b0.net", "convnext_tiny.net",
+              "densenet121.net", "mnasnet1_0.net", "regnet_y_400mf.net", "googlenet.net"]
+
+
+def _exported_init_matches_the_build(net, tmp_path) -> None:
+    from netdsl.lower import lower
+
+    module = load_source(generate(net), tmp_path)
+    cls = getattr(module, class_name(type(lower(net, device="meta")).__name__))
+    built = _init_calls(lambda: lower(net))
+    made = _init_calls(cls)
+    assert list(made) == list(built)
+    for k in built:
+        assert made[k] == built[k], k
+
+
+@pytest.mark.parametrize("spec", INIT_SPECS)
+def test_the_export_initialises_each_parameter_as_the_build_does(spec, tmp_path):
+    # Differential: the last torch.nn.init call on every parameter, with its arguments,
+    # is the same in the exported class as in netdsl's lowering (declared or default).
+    _exported_init_matches_the_build(_small(spec), tmp_path)
+
+
+def test_init_rules_that_differ_by_scope_are_written_per_module(tmp_path):
+    # The loop takes the scheme most convolutions have; the others are fixed by name,
+    # including one whose declared bias the loop's scheme lacks and one with none.
+    spec = """
+    block unit(c) {
+        init conv2d.weight = normal(std = 0.5)
+        a: conv2d(c, 3, padding = 1)
+        b: conv2d(c, 1, bias = false)
+    }
+    network n() {
+        input [3, 8, 8]
+        init conv2d.weight = kaiming_normal(mode = "fan_out")
+        init batchnorm2d.weight = zeros
+        c1: conv2d(8, 3)
+        c2: conv2d(8, 3)
+        bn: batchnorm2d
+        u: unit(8)
+        g: {
+            init conv2d.bias = constant(0.25)
+            c3: conv2d(8, 1)
+        }
+        flatten
+        fc: linear(10)
+    }
+    """
+    _exported_init_matches_the_build(netdsl.compile(spec), tmp_path)
+
+
+_RULES = ["conv2d.weight = kaiming_normal", "conv2d.weight = normal(std = 0.5)",
+          "conv2d.bias = zeros", "conv2d.bias = constant(0.25)", "linear.weight = xavier_uniform",
+          "linear.bias = ones", "batchnorm2d.weight = zeros", "batchnorm2d.bias = uniform(-1, 1)",
+          "a.weight = trunc_normal(std = 0.1)", "bn.bias = zeros"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rules=st.lists(st.lists(st.sampled_from(_RULES), max_size=3, unique=True), min_size=3, max_size=3),
+       bias=st.booleans())
+def test_random_init_rules_export_as_the_build_applies_them(rules, bias, tmp_path):
+    net_rules, block_rules, group_rules = ("\n".join(f"init {r}" for r in rs) for rs in rules)
+    spec = f"""
+    block unit(c) {{
+        {block_rules}
+        a: conv2d(c, 3, padding = 1, bias = {str(bias).lower()})
+        bn: batchnorm2d
+        relu
+    }}
+    network n() {{
+        input [3, 8, 8]
+        {net_rules}
+        a: conv2d(8, 3)
+        bn: batchnorm2d
+        u: unit(8) * 2
+        g: {{
+            {group_rules}
+            a: conv2d(8, 1, bias = {str(not bias).lower()})
+            bn: batchnorm2d
+        }}
+        flatten
+        fc: linear(10)
+    }}
+    """
+    _exported_init_matches_the_build(netdsl.compile(spec), tmp_path)
