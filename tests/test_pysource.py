@@ -501,7 +501,7 @@ def _init_calls(make) -> dict:
         def logged(*args, **kwargs):
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
-            tensor, *rest = bound.arguments.values()
+            tensor = next(iter(bound.arguments.values()))
             calls[tensor.data_ptr()] = (name, tuple(
                 (k, round(v, 12) if isinstance(v, float) else v)
                 for k, v in list(bound.arguments.items())[1:] if k != "generator"))
