@@ -146,9 +146,9 @@ def cache_dir() -> str | None:
     return None
 
 
-def _package_hash() -> str:
+def _package_hash(root: str | None = None) -> str:
     """A hash of every file of the netdsl package (names and bytes), bytecode aside."""
-    root = os.path.dirname(os.path.abspath(__file__))
+    root = root or os.path.dirname(os.path.abspath(__file__))
     h = blake2b(digest_size=20)
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
