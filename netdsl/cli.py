@@ -440,11 +440,22 @@ def cmd_lsp(args) -> int:
     return serve()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, cache: bool | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return its exit status.
+
+    ``cache``: whether ``check`` may answer from, and record into, its result cache
+    (netdsl/checkcache.py). By default only the command line itself does (``argv``
+    None): a program or test calling ``main([...])`` gets a full run, which it may
+    have changed by patching netdsl.
+
+    >>> main(["explain", "E9999"])  # says on stderr: netdsl: error: unknown error code 'E9999'; ...
+    2
+    """
+    cache = argv is None if cache is None else cache
     argv = sys.argv[1:] if argv is None else argv
     recorder, status = None, None
     try:
-        status = checkcache.replay(argv)
+        status = checkcache.replay(argv) if cache else None
         if status is not None:
             return status
         parser = _parser()
@@ -458,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         if run is not None:
             status = run(args)
             return status
-        if args.command == "check" and not args.no_cache:
+        if cache and args.command == "check" and not args.no_cache:
             recorder = checkcache.record(argv)
         status = {"build": cmd_build, "check": cmd_check, "explain": cmd_explain,
                   "lsp": cmd_lsp}[args.command](args)

@@ -2,8 +2,8 @@
 miss printed, byte for byte, with its exit status; any change to what the output
 depends on is a miss; a broken cache is no cache.
 
-Most tests run the command in this process (`cli.main`), which records on a miss
-exactly as a fresh process does; two run it as a user does, in subprocesses, to
+Most tests run the command in this process (`cli.main(..., cache=True)`), which
+records on a miss exactly as a fresh process does; two run it as a user does, in subprocesses, to
 show a hit imports none of the compiler."""
 
 import json
@@ -47,7 +47,7 @@ def tree(tmp_path, monkeypatch):
 def run(capsys, argv):
     """(stdout, stderr, status) of `netdsl ARGV` run in full, here."""
     capsys.readouterr()
-    status = cli.main(list(argv))
+    status = cli.main(list(argv), cache=True)
     out, err = capsys.readouterr()
     return out, err, status
 
@@ -81,6 +81,8 @@ def test_a_hit_is_the_miss_byte_for_byte_without_running_the_check(cache, tree, 
     monkeypatch.setattr(cli, "cmd_check", lambda args: pytest.fail("a hit ran the check"))
     assert replay(capsys, argv) == miss
     assert run(capsys, argv) == miss  # main answers from the cache too
+    with pytest.raises(pytest.fail.Exception):  # called as a function, main runs in full
+        cli.main(argv)
 
 
 def test_check_without_cache_prints_the_same_and_stores_nothing(cache, tree, capsys):
@@ -301,7 +303,7 @@ def test_every_shipped_spec_and_error_fixture_replays_as_it_ran(cache, capsys, m
 # ---------------------------------------------------------------- as a user runs it
 
 
-DRIVER = ("import sys\nfrom netdsl.cli import main\ns = main(sys.argv[1:])\n"
+DRIVER = ("import sys\nfrom netdsl.cli import main\ns = main()\n"
           "open(sys.argv[0] + '.modules', 'w').write(' '.join(sys.modules))\nsys.exit(s)\n")
 
 
