@@ -303,8 +303,14 @@ class Recorder:
         sys.stdout, sys.stderr = self._saved
         if status not in (0, 1) or self.tainted:
             return
+        out = []
+        for fd, text in self.out:  # print() writes the text and the newline apart: join them
+            if out and text and out[-1][0] == fd and out[-1][1] is not None:
+                out[-1] = (fd, out[-1][1] + text)
+            elif text != "":
+                out.append((fd, text))
         try:
-            data = marshal.dumps((FORMAT, self.key, self.trace, _dependencies(), self.out, status))
+            data = marshal.dumps((FORMAT, self.key, self.trace, _dependencies(), out, status))
             if len(data) <= MAX_ENTRY_BYTES:
                 _write(_entry_path(self.directory, self.key), data)
                 _prune(self.directory)

@@ -458,8 +458,14 @@ def main(argv: list[str] | None = None, *, cache: bool | None = None) -> int:
         status = checkcache.replay(argv) if cache else None
         if status is not None:
             return status
+        if cache and argv[:1] == ["check"]:
+            # From here, so that whatever is printed on the way (a warning) is replayed too.
+            recorder = checkcache.record(argv)
         parser = _parser()
         args = parser.parse_args(argv)
+        if recorder is not None and args.no_cache:  # also when abbreviated (--no-c)
+            recorder.finish(None)
+            recorder = None
         if args.command is None:
             parser.print_usage(sys.stderr)
             names = sorted(sub_names(parser))
@@ -469,8 +475,6 @@ def main(argv: list[str] | None = None, *, cache: bool | None = None) -> int:
         if run is not None:
             status = run(args)
             return status
-        if cache and args.command == "check" and not args.no_cache:
-            recorder = checkcache.record(argv)
         status = {"build": cmd_build, "check": cmd_check, "explain": cmd_explain,
                   "lsp": cmd_lsp}[args.command](args)
         return status

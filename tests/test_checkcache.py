@@ -87,6 +87,7 @@ def test_a_hit_is_the_miss_byte_for_byte_without_running_the_check(cache, tree, 
 
 def test_check_without_cache_prints_the_same_and_stores_nothing(cache, tree, capsys):
     first = run(capsys, ["check", "main.net", "--no-cache"])
+    assert run(capsys, ["check", "main.net", "--no-c"]) == first  # argparse's abbreviation
     assert entries(cache) == []
     assert run(capsys, ["check", "main.net"]) == first  # a miss, recorded
     assert replay(capsys, ["check", "main.net", "--no-cache"]) is None
