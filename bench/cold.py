@@ -49,7 +49,8 @@ def importtime(cmd, env, top: int, empty: str | None = None) -> list[str]:
     """The ``top`` imports by cumulative time, from one run under ``-X importtime``."""
     if empty:
         shutil.rmtree(empty, ignore_errors=True)
-    out = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], env=env, cwd=ROOT,
+    out = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], env=env,
+                         cwd=env["PYTHONPATH"].split(os.pathsep)[0],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True).stderr
     rows = []
     for line in out.splitlines():
@@ -117,6 +118,9 @@ def main(argv=None) -> int:
         print("\n".join(importtime(check, env, args.importtime, results)))
         print(f"\nthe same, a hit (top {args.importtime}):")
         print("\n".join(importtime(check, env, args.importtime)))
+        if old_env:
+            print(f"\nthe same, baseline {args.baseline} (top {args.importtime}):")
+            print("\n".join(importtime(check, old_env, args.importtime, results)))
     shutil.rmtree(cache, ignore_errors=True)
     shutil.rmtree(prefix, ignore_errors=True)
     return 0

@@ -206,7 +206,9 @@ def replay(argv: list[str]) -> int | None:
         for p, result in deps:
             if _dep_stat(p) != result:
                 return None
-        chunks = [(sys.stdout if fd == 1 else sys.stderr, text) for fd, text in out]
+        chunks = [({1: sys.stdout, 2: sys.stderr}[fd], text) for fd, text in out]
+        if not all(text is None or type(text) is str for _, text in chunks):
+            return None
     except Exception:  # a corrupt entry, an unreadable directory, a cwd that is gone: a miss
         return None
     for stream, text in chunks:

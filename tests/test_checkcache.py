@@ -232,6 +232,21 @@ def test_a_corrupt_entry_is_a_miss_and_is_replaced(cache, tree, capsys, garbage)
     assert replay(capsys, ["check", "main.net"]) == first
 
 
+@pytest.mark.parametrize("change", [
+    lambda e: (*e[:4], [(1, b"bytes")], e[5]),   # output that is not text
+    lambda e: (*e[:4], [(7, "x")], e[5]),        # a stream that is neither stdout nor stderr
+    lambda e: (*e[:5], 2),                       # a status that is never kept
+    lambda e: (e[0] + 1, *e[1:]),                # another format
+    lambda e: e[:5]])                            # a field missing
+def test_an_entry_of_the_right_key_but_the_wrong_shape_is_a_miss(cache, tree, capsys, change):
+    import marshal
+
+    run(capsys, ["check", "main.net"])
+    (entry,) = entries(cache)
+    entry.write_bytes(marshal.dumps(change(marshal.loads(entry.read_bytes()))))
+    assert replay(capsys, ["check", "main.net"]) is None
+
+
 def test_an_empty_cache_dir_turns_the_cache_off(tree, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("NETDSL_CACHE_DIR", "")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
