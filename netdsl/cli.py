@@ -8,8 +8,8 @@ Exit status: 0 on success, 1 when the spec has errors (diagnostics on stderr),
 
 from __future__ import annotations
 
-# Only what Python has loaded at startup, and the check cache: a `check` answered
-# from the cache imports nothing else. Each command imports what it uses.
+# Only small standard modules and the check cache: a `check` answered from the
+# cache imports nothing else. Each command imports what it uses.
 import contextlib
 import os
 import sys
@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None, *, cache: bool | None = None) -> int:
     2
     """
     cache = argv is None if cache is None else cache
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
     recorder, status = None, None
     try:
         status = checkcache.replay(argv) if cache else None
