@@ -20,14 +20,22 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     from importlib import import_module
-    from importlib.util import find_spec
 
     module = _LAZY.get(name)
     if module is None:
         # `netdsl.api`, `netdsl.testing`: a submodule, as when this package imported them all.
-        if not name.startswith("_") and find_spec(f"{__name__}.{name}") is not None:
-            return import_module(f"{__name__}.{name}")
-        raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
+        # `from . import ir` in a submodule also lands here (importlib asks hasattr first).
+        # __import__, not import_module: it takes the interpreter's own import path, which
+        # `python -X importtime` reports; import_module's is hidden in the caller's time.
+        if name.startswith("_"):
+            raise AttributeError(f"module 'netdsl' has no attribute {name!r}")
+        try:
+            __import__(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'netdsl' has no attribute {name!r}") from None
+        return globals()[name]
     value = getattr(import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value

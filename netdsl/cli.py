@@ -8,17 +8,13 @@ Exit status: 0 on success, 1 when the spec has errors (diagnostics on stderr),
 
 from __future__ import annotations
 
-import argparse
+# Only small standard modules and the check cache: a `check` answered from the
+# cache imports nothing else. Each command imports what it uses.
 import contextlib
-import importlib
-import json
 import os
-import shlex
-import shutil
 import sys
 
-from .diagnostics import NetdslError
-from .limits import Limits
+from . import checkcache
 
 
 class UsageError(Exception):
@@ -40,6 +36,8 @@ ISSUE_TRACKER = "netdsl's issue tracker"
 
 
 def _positive_int(text: str) -> int:
+    import argparse
+
     try:
         n = int(text)
     except ValueError:
@@ -49,7 +47,10 @@ def _positive_int(text: str) -> int:
     return n
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser():
+    import argparse
+    import importlib
+
     from . import __version__
 
     p = argparse.ArgumentParser(prog="netdsl", description="Check, build and measure CNN specs.")
@@ -93,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="check a spec and print its layer table, without building it")
     common(c, "default 2 for the table, all for json")
     c.add_argument("--emit-ir", action="store_true", help="print the checked IR as JSON")
+    c.add_argument("--no-cache", action="store_true",
+                   help="check in full, neither using nor updating the result cache")
 
     e = sub.add_parser("explain", help="explain an error code, e.g. netdsl explain E0301; "
                                        "without a code, list them all")
@@ -146,7 +149,9 @@ def _shape(text):
     return dims
 
 
-def _limits(items: list[str]) -> Limits:
+def _limits(items: list[str]):
+    from .limits import Limits
+
     changes = {}
     for item in items:
         name, eq, value = item.partition("=")
@@ -204,6 +209,8 @@ def _device(name: str):
 
 
 def cmd_check(args) -> int:
+    import json
+
     from .analysis import analyse
     from .table import render_table, to_json
 
@@ -344,6 +351,8 @@ def cmd_build(args) -> int:
     from .table import render_table, to_json
 
     if args.format == "json":
+        import json
+
         extra = {"fvcore": total, "device": str(device)}
         if args.save:
             extra["saved"] = args.save
@@ -402,6 +411,8 @@ def _count_bn(model) -> int:
 
 
 def cmd_explain(args) -> int:
+    import shutil
+
     from .catalogue import explain, render, titles
 
     if args.code is None:
@@ -429,10 +440,32 @@ def cmd_lsp(args) -> int:
     return serve()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, cache: bool | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return its exit status.
+
+    ``cache``: whether ``check`` may answer from, and record into, its result cache
+    (netdsl/checkcache.py). By default only the command line itself does (``argv``
+    None): a program or test calling ``main([...])`` gets a full run, which it may
+    have changed by patching netdsl.
+
+    >>> main(["explain", "E9999"])  # says on stderr: netdsl: error: unknown error code 'E9999'; ...
+    2
+    """
+    cache = argv is None if cache is None else cache
+    argv = sys.argv[1:] if argv is None else list(argv)
+    recorder, status = None, None
     try:
+        status = checkcache.replay(argv) if cache else None
+        if status is not None:
+            return status
+        if cache and argv[:1] == ["check"]:
+            # From here, so that whatever is printed on the way (a warning) is replayed too.
+            recorder = checkcache.record(argv)
         parser = _parser()
         args = parser.parse_args(argv)
+        if recorder is not None and args.no_cache:  # also when abbreviated (--no-c)
+            recorder.finish(None)
+            recorder = None
         if args.command is None:
             parser.print_usage(sys.stderr)
             names = sorted(sub_names(parser))
@@ -440,27 +473,42 @@ def main(argv: list[str] | None = None) -> int:
                               " (netdsl --help says more, netdsl --version prints the version)")
         run = getattr(args, "run", None)
         if run is not None:
-            return run(args)
-        return {"build": cmd_build, "check": cmd_check, "explain": cmd_explain,
-                "lsp": cmd_lsp}[args.command](args)
-    except NetdslError as e:
-        print(e.render(), file=sys.stderr)
-        return 1
-    except _UsageError as e:
-        print(f"netdsl: error: {e}", file=sys.stderr)
-        return 2
+            status = run(args)
+            return status
+        status = {"build": cmd_build, "check": cmd_check, "explain": cmd_explain,
+                  "lsp": cmd_lsp}[args.command](args)
+        return status
     except KeyboardInterrupt:
-        return 130
+        status = 130
     except BrokenPipeError:
         # The reader went away (`netdsl check x.net | head`): nothing left to say to it.
         _silence_stdout()
-        return 141
-    except Exception as e:  # whatever it is, a bug of netdsl's: one message, not a traceback
-        _internal_error(e, sys.argv[1:] if argv is None else argv)
-        return 3
+        status = 141
+    except Exception as e:
+        status = _failed(e, argv)
+    finally:
+        if recorder is not None:
+            # Kept only when complete: exit 0, or 1 with diagnostics (_failed).
+            recorder.finish(status)
+    return status
 
 
-def sub_names(parser: argparse.ArgumentParser) -> list[str]:
+def _failed(e: Exception, argv: list[str]) -> int:
+    """The exit status of an exception out of a command, after saying what it was."""
+    from .diagnostics import NetdslError
+
+    if isinstance(e, NetdslError):
+        print(e.render(), file=sys.stderr)
+        return 1
+    if isinstance(e, _UsageError):
+        print(f"netdsl: error: {e}", file=sys.stderr)
+        return 2
+    # Whatever it is, a bug of netdsl's: one message, not a traceback.
+    _internal_error(e, argv)
+    return 3
+
+
+def sub_names(parser) -> list[str]:
     """The names of the parser's subcommands."""
     for action in parser._subparsers._group_actions:
         return list(action.choices)
@@ -468,6 +516,8 @@ def sub_names(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def _internal_error(e: Exception, argv: list[str]) -> None:
+    import shlex
+
     from . import __version__
 
     if os.environ.get("NETDSL_TRACEBACK") == "1":

@@ -21,7 +21,6 @@ anyway). ``NETDSL_CACHE_DIR=""`` turns the cache off.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -62,6 +61,8 @@ def cache_file(grammar: str, options: dict) -> str | bool:
     False
     >>> del os.environ["NETDSL_CACHE_DIR"]
     """
+    import hashlib  # here, not above: the check cache reads cache_dirs and needs no OpenSSL
+
     import lark
 
     key = hashlib.sha256(

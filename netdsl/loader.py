@@ -1,7 +1,8 @@
 """Reading spec files and resolving ``import``: source text → a Program of
 definitions. This is the only place netdsl touches the file system, and it
 only reads ``.net`` files that an import names, and only under the root spec's
-directory, the standard library or a directory of the import path."""
+directory, the standard library or a directory of the import path. What it reads
+and finds is recorded (`checkcache.seen`) for the cache of `netdsl check`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from . import ast
+from . import ast, checkcache
 from .diagnostics import Diagnostic, NetdslError, by_position, short
 from .limits import Limits
 from .parser import parse
@@ -68,17 +69,20 @@ def read_source(path: Path, limits: Limits, at: Span | None = None) -> str:
         data = path.read_bytes()
     except OSError as e:
         fail("E0105", f"cannot read {shown}: {e.strerror or e}")
+    checkcache.seen("read", path, data)
     return decode(data, str(path), limits)
 
 
 def _stat(path: Path):
     """``os.stat`` of ``path``, or the OSError that says why there is none."""
     try:
-        return path.stat()
+        info = path.stat()
     except OSError as e:
-        return e
+        info = e
     except ValueError as e:  # a NUL in the name
-        return OSError(errno.ENOENT, str(e))
+        info = OSError(errno.ENOENT, str(e))
+    checkcache.seen("stat", path, info)
+    return info
 
 
 def _real(path: Path) -> Path | None:
@@ -88,9 +92,11 @@ def _real(path: Path) -> Path | None:
     a spec may read exists is none of its business) nor raises for a symlink loop or
     a name too long: reading the file reports those."""
     try:
-        return Path(os.path.realpath(path))
+        real = os.path.realpath(path)
     except (OSError, ValueError):  # ValueError: a NUL in the name
-        return None
+        real = None
+    checkcache.seen("real", path, real)
+    return None if real is None else Path(real)
 
 
 def _shown(path: Path) -> str:
@@ -184,7 +190,10 @@ class Reach:
         self.import_dirs: list[Path] = []
         for d in import_path:
             real = _real(Path(d))
-            if real is None or not real.is_dir():
+            is_dir = real is not None and real.is_dir()
+            if real is not None:
+                checkcache.seen("isdir", real, is_dir)
+            if not is_dir:
                 raise ValueError(f"import_path: {_shown(Path(d))} is not a directory")
             self.import_dirs.append(Path(d))
         self.roots = [r for r in (_real(root_dir), _real(stdlib_dir()),
@@ -324,6 +333,8 @@ def _outside(item: ast.Import, what: str) -> Diagnostic:
 
 
 def _display(path: Path) -> str:
+    # Not recorded for the check cache: the path was just located (its realpath and
+    # stat are recorded), and the working directory is part of the cache's key.
     try:
         return str(path.resolve().relative_to(Path.cwd()))
     except (ValueError, OSError, RuntimeError):

@@ -6,7 +6,6 @@ import contextlib
 import os
 import stat
 import sys
-import tempfile
 from pathlib import Path
 
 from ..cli import UsageError, _import_dirs, _limits, _overrides, _positive_int, _shape
@@ -78,6 +77,8 @@ def _generated(path: Path) -> bool:
 def write(data: bytes, path: str, t: Path) -> None:
     """Write ``data`` to ``t`` atomically: a temporary file beside it, flushed, then
     moved over it; on failure ``t`` is left as it was."""
+    import tempfile  # here: every command line imports this module
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{t.name}.", suffix=".tmp", dir=t.parent)
     except OSError as e:

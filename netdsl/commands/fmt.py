@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import sys
 from pathlib import Path
 
@@ -92,6 +91,8 @@ def _files(paths: list[str], UsageError) -> list[Path]:
 
 def _report(text: str, out: str, name: str, diff: bool) -> None:
     if diff:
+        import difflib  # here: every command line imports this module
+
         sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), out.splitlines(True),
                                                    f"{name} (now)", f"{name} (formatted)"))
     else:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 
 from ..cli import UsageError
@@ -37,6 +35,9 @@ def register(sub, common) -> None:
 
 def svg(dot: str) -> str:
     """The SVG that Graphviz's ``dot`` draws for DOT text; a UsageError when it is missing."""
+    import shutil
+    import subprocess  # here: every command line imports this module, few draw an SVG
+
     exe = shutil.which("dot")
     if exe is None:
         raise UsageError(INSTALL_GRAPHVIZ)
