@@ -331,11 +331,13 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, metavar="N",
                    help="torch intra-op threads (default: torch's own choice); 1 keeps timings "
                         "steady on a machine other processes share")
+    p.add_argument("--nets", nargs="+", metavar="NAME",
+                   help="only these of the specs with a torchvision reference")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     os.chdir(ROOT)  # spec names in diagnostics are relative to the repository
-    names = [n for n in REFERENCES if (SPECS / f"{n}.net").exists()]
+    names = [n for n in REFERENCES if (SPECS / f"{n}.net").exists() and (not args.nets or n in args.nets)]
     report: dict = {}
     parts = [f"# netdsl benchmark{' (--quick)' if args.quick else ''}\n",
              f"Machine: {machine()}.\n", f"Specs with a torchvision reference: {', '.join(names)}.\n"]

@@ -337,8 +337,9 @@ def build(spec, *, device=None, network: str | None = None, input=None,
     """Check a spec and build its ``torch.nn.Module``.
 
     ``fuse=True`` builds it for inference only: in eval mode, with each batch norm
-    that follows a convolution folded into it (:func:`netdsl.fuse.fuse`); such a
-    model refuses to train.
+    (and relu-like activation) that follows a convolution folded into it, the
+    weights in ``channels_last`` and the convolutions on oneDNN
+    (:func:`netdsl.fuse.fuse`); such a model refuses to train.
 
     >>> model = build("network n() { input [3, 32, 32]\\n conv1: conv2d(8, 3)\\n relu }")
     >>> sorted(model.state_dict())

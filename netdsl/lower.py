@@ -70,7 +70,7 @@ def initialise(m: nn.Module, declared: dict[str, ir.InitScheme], kind: str | Non
     >>> lin.bias.tolist()
     [0.0, 0.0]
     """
-    own = dict(m.named_parameters(recurse=False))
+    own = {k: p for k, p in m._parameters.items() if p is not None}  # named_parameters(recurse=False)
     with torch.no_grad():
         if not any(p in declared for p in own):
             if hasattr(m, "reset_parameters"):
@@ -84,6 +84,18 @@ def initialise(m: nn.Module, declared: dict[str, ir.InitScheme], kind: str | Non
                 init_parameter(own[pname], scheme)
         if isinstance(m, nn.modules.batchnorm._NormBase):
             m.reset_running_stats()
+
+
+def _has_state(m: nn.Module) -> bool:
+    """Whether ``m`` owns a parameter or buffer, itself or below: ``next(m.parameters())``
+    without its generators, which were a tenth of building a light network's modules.
+
+    >>> _has_state(nn.ReLU()), _has_state(nn.BatchNorm2d(2, affine=False))
+    (False, True)
+    """
+    return (any(p is not None for p in m._parameters.values())
+            or any(b is not None for b in m._buffers.values())
+            or any(_has_state(c) for c in m._modules.values() if c is not None))
 
 
 def _output_free(nodes) -> bool | None:
@@ -217,7 +229,7 @@ class _Lowering:
         # Made on meta: a constructor on a real device would run the module's own
         # initialisation, which a declared `init` then overwrites (twice the work).
         m = _leaf(node, "meta")
-        if next(m.parameters(), None) is not None or next(m.buffers(), None) is not None:
+        if _has_state(m):
             self.stateful.append((m, node))
         return m
 

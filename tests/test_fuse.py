@@ -1,14 +1,25 @@
-"""Batch norm folded into convolutions: the same eval-mode function, and no training."""
+"""The inference mode (batch norms and activations folded into convolutions, channels_last,
+oneDNN kernels): the same eval-mode function on both of its paths, and no training."""
 
+import copy
 import pickle
+import random
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import netdsl
-from netdsl.fuse import FusedModelTrainingError, fuse
+from netdsl.diagnostics import NetdslError
+from netdsl.fuse import _POST, STEPS, FusedConv2d, FusedModelTrainingError, fuse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import fuzz_specs  # noqa: E402
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -66,12 +77,21 @@ def test_fused_outputs_match_unfused(name):
         expected = model(x)
         before = _n_bn(model)
         fused = fuse(model)
-        got = fused(x)
+        got = fused(x)  # the oneDNN kernels
+    plain = fused(x)  # autograd on: torch's own convolution and activation
     if before:
         assert _n_bn(fused) < before  # something was folded
+    assert any(isinstance(m, FusedConv2d) for m in fused.modules()) == \
+        any(isinstance(m, nn.Conv2d) for m in fused.modules())
+    _assert_close(expected, got)
+    _assert_close(expected, plain)
+
+
+def _assert_close(expected, got):
     expected, got = _tensors(expected), _tensors(got)
     assert len(got) == len(expected)
     for e, g in zip(expected, got):
+        assert g.shape == e.shape and g.is_contiguous() == e.is_contiguous()  # the layout handed back
         assert (g - e).abs().max() <= 1e-4 * e.abs().max()
 
 
@@ -117,3 +137,143 @@ def test_fused_model_pickles_and_still_refuses():
         assert torch.equal(back(x), model(x))
     with pytest.raises(FusedModelTrainingError):
         back.train()
+
+
+# -- the oneDNN kernel against torch's, one convolution at a time
+
+@settings(max_examples=40, deadline=None)
+@given(cin=st.integers(1, 6), cout=st.integers(1, 6), kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       stride=st.tuples(st.integers(1, 2), st.integers(1, 2)), padding=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       dilation=st.integers(1, 2), groups=st.sampled_from([1, 2, 3]), bias=st.booleans(),
+       post=st.sampled_from([None, *sorted(_POST)]), channels_last=st.booleans(), batch=st.integers(1, 3),
+       seed=st.integers(0, 2**16))
+def test_the_onednn_kernel_and_its_post_op_are_torchs_conv_and_activation(
+        cin, cout, kernel, stride, padding, dilation, groups, bias, post, channels_last, batch, seed):
+    cin, cout = cin * groups, cout * groups
+    g = torch.Generator().manual_seed(seed)
+    conv = nn.Conv2d(cin, cout, kernel, stride, padding, dilation, groups, bias)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+        if bias:
+            conv.bias.copy_(torch.randn(cout, generator=g))
+    size = (kernel[0] - 1) * dilation + 1 + 3, (kernel[1] - 1) * dilation + 1 + 4
+    x = torch.randn(batch, cin, *size, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    kwargs = {"negative_slope": 0.1} if post == "leaky_relu" else {}
+    want = conv(x) if post is None else _POST[post][1](conv(x), **kwargs)
+    conv.__class__, conv._post = FusedConv2d, None if post is None else (post, kwargs)
+    with torch.no_grad():
+        got = conv(x)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+def test_with_autograd_on_the_fused_model_gives_torchs_gradients():
+    # The oneDNN kernel has no backward: where autograd records, torch's convolution runs.
+    torch.manual_seed(0)
+    model = netdsl.build(str(SPECS / "resnet.net"), input=(3, 32, 32), depth=18)
+    _randomise_statistics(model)
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    model.eval()(x).square().sum().backward()
+    want = x.grad.clone()
+    x.grad = None
+    fuse(model)(x).square().sum().backward()
+    assert torch.allclose(x.grad, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+def test_every_step_alone_keeps_the_function():
+    torch.manual_seed(0)
+    model = netdsl.build(str(SPECS / "mobilenet_v3_small.net"), input=(3, 64, 64))
+    _randomise_statistics(model)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want = model.eval()(x)
+        for k in range(1, len(STEPS) + 1):
+            _assert_close(want, fuse(copy.deepcopy(model), steps=STEPS[:k])(x))
+    with pytest.raises(ValueError, match="prefix"):
+        fuse(model, steps=("onednn",))
+
+
+def test_activations_after_a_convolution_are_folded_where_they_save_a_pass():
+    model = netdsl.build(str(SPECS / "mobilenet_v3_small.net"), input=(3, 64, 64), fuse=True)
+    posts = {m._post[0] for m in model.modules() if isinstance(m, FusedConv2d) and m._post}
+    assert posts == {"relu", "hardswish", "hardsigmoid"}  # the last in the SE gate
+    model = netdsl.build(str(SPECS / "resnet50.net"), input=(3, 32, 32), fuse=True)
+    assert model.layer1[0].conv1._post == ("relu", {}) and model.layer1[0].conv3._post is None
+    assert isinstance(model.layer1[0].relu, nn.ReLU)  # still called after the residual add
+    # SiLU's exponential costs the same in the post-op: EfficientNet's stay steps.
+    model = netdsl.build(str(SPECS / "efficientnet_b0.net"), input=(3, 32, 32), fuse=True)
+    assert not any(getattr(m, "_post", None) for m in model.modules())
+
+
+REUSED = """network n() {
+    input [4, 8, 8]
+    c: conv2d(4, 3, padding = 1, bias = false)
+    b: batchnorm2d
+    relu: relu
+    maxpool2d(2)
+    reuse b
+    reuse relu
+    d: conv2d(4, 1)
+    reuse c
+    flatten
+    linear(3)
+}"""
+
+
+def test_a_reused_batch_norm_or_convolution_is_not_folded():
+    # Regression: folding `b` into `c` and dropping it dropped its second use too, and
+    # folding into a convolution called again elsewhere changed that call.
+    torch.manual_seed(0)
+    model = netdsl.build(REUSED)
+    _randomise_statistics(model)
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        want = model.eval()(x)
+        fused = fuse(model)
+        got = fused(x)
+    assert isinstance(fused.b, nn.BatchNorm2d) and fused.c._post is None
+    _assert_close(want, got)
+
+
+def test_the_fused_model_holds_channels_last_weights_and_hands_back_the_default_layout():
+    model = netdsl.build(str(SPECS / "unet.net"), input=(3, 64, 64), fuse=True)
+    assert all(p.is_contiguous(memory_format=torch.channels_last)
+               for p in model.parameters() if p.ndim == 4)
+    with torch.no_grad():
+        y = model(torch.randn(1, 3, 64, 64))
+    assert y.ndim == 4 and y.is_contiguous()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), strategy=st.sampled_from(["layers", "sharing", "dataflow"]))
+def test_generated_specs_fuse_to_the_same_function(seed, strategy):
+    text = fuzz_specs.GENERATORS[strategy](random.Random(seed))
+    try:
+        model = netdsl.build(text, limits=netdsl.Limits(max_params=2_000_000))
+    except NetdslError:
+        return  # the generators aim at errors too; what check refuses has no model
+    torch.manual_seed(seed)
+    _randomise_statistics(model)
+    xs = [torch.randn(2, *s) for s in (model._input_shapes or (model.input_shape,))]
+    with torch.no_grad():
+        want = model.eval()(*xs)
+        got = fuse(model)(*xs)
+    _assert_close(want, got)
+
+
+def test_a_fused_model_deepcopies_traces_compiles_and_exports():
+    torch.manual_seed(0)
+    model = netdsl.build(str(SPECS / "resnet.net"), input=(3, 32, 32), depth=18, fuse=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+        assert torch.equal(copy.deepcopy(model)(x), want)
+        traced = torch.fx.symbolic_trace(model)
+        assert not any("mkldnn" in str(n.target) for n in traced.graph.nodes)
+        _assert_close(want, traced(x))
+        compiled = torch.compile(model, backend="eager", fullgraph=True)
+        _assert_close(want, compiled(x))
+        exported = torch.export.export(model, (x,))
+        assert not any("mkldnn" in str(n.target) for n in exported.graph.nodes)
+        _assert_close(want, exported.module()(x))

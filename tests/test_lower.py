@@ -2,7 +2,9 @@
 initialises every parameter exactly once there; on the meta device it
 allocates nothing at all."""
 
+import importlib
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,8 +13,12 @@ from torch import nn
 
 import netdsl
 from netdsl.cli import main
+from netdsl.layers import LAYERS
+from netdsl.layers.base import Kind
 from netdsl.lower import lower
 from torch_ops import OpRecorder
+
+SPEC_DIR = Path(__file__).resolve().parent.parent / "specs"
 
 # The first op of every torch.nn.init scheme writes the whole tensor with one of these
 # (trunc_normal_ follows its uniform_ with in-place transforms of the same values).
@@ -128,3 +134,64 @@ def test_build_follows_the_default_device():
     with torch.device("meta"):
         model = lower(net)
     assert {t.device.type for t in _state(model).values()} == {"meta"}
+
+
+def _reference_leaf(node, device):
+    # What lowering built before it skipped reset_parameters on meta: torch's constructor.
+    kind = LAYERS[node.kind]
+    if not kind.factory or type(kind).build is not Kind.build:
+        return kind.build(node, device)
+    desc = kind.torch(node)
+    mod, cls = desc.cls.rsplit(".", 1)
+    return getattr(importlib.import_module(mod), cls)(**desc.kwargs, device=device)
+
+
+# Every kind that owns tensors (LAYERS[k].factory), some with declared init, some not.
+EVERY_FACTORY_KIND = """network n() {
+    input [4, 8, 8]
+    init conv2d.weight = kaiming_normal(mode = "fan_out")
+    init group_norm.bias = constant(0.5)
+    c: conv2d(8, 3, padding = 1)
+    b: batchnorm2d
+    p: prelu(per_channel = true)
+    t: conv_transpose2d(4, 2, stride = 2)
+    g: group_norm(2)
+    i: instance_norm2d(affine = true, track_running_stats = true)
+    l2: layer_norm2d
+    l: layer_norm(dims = 2)
+    flatten
+    f: linear(3)
+}"""
+
+
+def test_skipping_reset_on_meta_covers_every_kind_with_tensors():
+    kinds = {k for k, v in LAYERS.items() if v.factory}
+    assert all(f"{k}(" in EVERY_FACTORY_KIND or f": {k}\n" in EVERY_FACTORY_KIND for k in kinds)
+
+
+@pytest.mark.parametrize("spec", ["EVERY_FACTORY_KIND", "lenet5", "efficientnet_b0", "mobilenet_v3_small",
+                                  "resnet34", "squeezenet1_1", "regnet_y_400mf"])
+def test_skipping_reset_on_meta_builds_the_same_values(spec, monkeypatch):
+    # Differential: the same values under one seed as building each module with torch's
+    # own constructor, which drew on meta first (every shipped spec's structure: below).
+    path = EVERY_FACTORY_KIND if spec == "EVERY_FACTORY_KIND" else str(SPEC_DIR / f"{spec}.net")
+    shape = None if spec in ("EVERY_FACTORY_KIND", "lenet5") else (3, 32, 32)
+    torch.manual_seed(0)
+    fast = netdsl.build(path, input=shape)
+    monkeypatch.setattr(netdsl.lower, "_leaf", _reference_leaf)
+    torch.manual_seed(0)
+    ref = netdsl.build(path, input=shape)
+    a, b = fast.state_dict(), ref.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SPEC_DIR.glob("*.net")))
+def test_skipping_reset_on_meta_builds_the_same_modules(name, monkeypatch):
+    path = str(SPEC_DIR / f"{name}.net")
+    fast = netdsl.build(path, device="meta")
+    monkeypatch.setattr(netdsl.lower, "_leaf", _reference_leaf)
+    ref = netdsl.build(path, device="meta")
+    assert [(k, type(m), sorted(vars(m))) for k, m in fast.named_modules()] == \
+        [(k, type(m), sorted(vars(m))) for k, m in ref.named_modules()]
+    assert [(k, t.shape) for k, t in fast.state_dict().items()] == \
+        [(k, t.shape) for k, t in ref.state_dict().items()]
