@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -91,7 +91,10 @@ def _assert_close(expected, got):
     expected, got = _tensors(expected), _tensors(got)
     assert len(got) == len(expected)
     for e, g in zip(expected, got):
-        assert g.shape == e.shape and g.is_contiguous() == e.is_contiguous()  # the layout handed back
+        assert g.shape == e.shape
+        # The layout handed back: torch's default wherever the unfused output had it (a
+        # permute-based layer_norm2d's own output may be strided; the fused one never is).
+        assert g.is_contiguous() or not e.is_contiguous()
         assert (g - e).abs().max() <= 1e-4 * e.abs().max()
 
 
@@ -247,6 +250,7 @@ def test_the_fused_model_holds_channels_last_weights_and_hands_back_the_default_
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10**6), strategy=st.sampled_from(["layers", "sharing", "dataflow"]))
+@example(seed=886001, strategy="layers")  # layer_norm2d alone: a strided output unfused
 def test_generated_specs_fuse_to_the_same_function(seed, strategy):
     text = fuzz_specs.GENERATORS[strategy](random.Random(seed))
     try:
