@@ -17,7 +17,7 @@ import re
 
 from pydantic import ValidationError
 
-from . import ast, ir, shapes
+from . import ast, ir, memo, shapes
 from .diagnostics import Diagnostic, NetdslError, by_position, closest, related, short, source_lines
 from .calls import CallChecks
 from .combinators import CombinatorChecks
@@ -93,6 +93,15 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         self.overridden: dict[str, object] = {}  # network parameters set by --set or the API
         self._inner_names: dict = {}
         self._flow_values = None
+        # The memo of block instances (memo.py), and what it needs to know of each
+        # expansion: reports made, levels reached, and the logs of lasting effects.
+        self._memo = memo.table(program, self.limits, origin)
+        self._reports = 0
+        self._depth = 0
+        self._chain_peak = self._depth_peak = self._need_peak = 0
+        self._matched_log: list = []
+        self._inner_log: list = []
+        self._steps_log: list = []
         self.ev = Evaluator(self.limits, globals=self._global, charge=self._charge,
                             blocks=lambda: program.blocks)
         self.globals = Env()
@@ -105,6 +114,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
 
     # -- reporting
     def report(self, d: Diagnostic) -> None:
+        self._reports += 1
         key = (d.code, d.message, d.span.where() if d.span else None,
                d.span.column if d.span else None)
         if key in self._seen:
@@ -448,6 +458,8 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
     def _would_pass(self, steps: int, span, label: str) -> None:
         """Refuse now work known to take ``steps`` more steps, if that is over the limit:
         expanding it first would only take longer to reach the same E0404."""
+        if self.nodes + steps > self._need_peak:
+            self._need_peak = self.nodes + steps
         if self.nodes + steps > self.limits.max_nodes:
             self._too_many_steps(span, label)
 
@@ -473,6 +485,15 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
 
     # -- statements
     def run(self, stmts, env: Env, flow, scope: NameScope) -> None:
+        self._depth += 1
+        if self._depth > self._depth_peak:
+            self._depth_peak = self._depth
+        try:
+            self._run(stmts, env, flow, scope)
+        finally:
+            self._depth -= 1
+
+    def _run(self, stmts, env: Env, flow, scope: NameScope) -> None:
         same = self._same_after(stmts)
         seen = cost = None
         for i, st in enumerate(stmts):
@@ -999,6 +1020,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                 if target == label and label not in LAYERS:
                     out[param] = scheme
                     s.matched.add(i)
+                    self._matched_log.append((s, i))
                     if not self._fan_fits(kind, param, scheme):
                         del out[param]
             for i in range(len(s.init) - 1, -1, -1):
@@ -1010,7 +1032,10 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
 
     def block(self, ref: BlockRef, use: ast.Use, env: Env, shape, shared, scope, label):
         defn = ref.defn
-        if len(self.chain) >= self.limits.max_block_depth:
+        depth = len(self.chain)
+        if depth > self._chain_peak:
+            self._chain_peak = depth
+        if depth >= self.limits.max_block_depth:
             self.report(Diagnostic("E0405", f"blocks nested more than {self.limits.max_block_depth} "
                                    "deep", use.span, f"`{defn.name}` used again here",
                                    "a block that uses itself needs a condition that ends the recursion"))
@@ -1038,24 +1063,94 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             steps = self._instance_steps[key][0]
             self._would_pass(steps, use.span, f"this instance of `{short(defn.name)}` takes "
                              f"{_steps(steps)}, like one before it, and would pass the limit")
+        mkey = None
+        if self._memo is not None and ok and shape is not None and self._depth < memo.MAX_DEPTH:
+            mkey = memo.instance_key(defn, benv.vars, shape, shared, memo.rules_key(scope))
+            hit = None if mkey is None else self._memo.get(mkey)
+            if hit is not None and self._fits(hit):
+                return self._replay(hit, key, benv.vars, name, defn, shape, use, scope)
+        outer_peaks = self._chain_peak, self._depth_peak, self._need_peak
+        self._chain_peak, self._depth_peak, self._need_peak = depth, self._depth, self.nodes
+        reports, n_diags = self._reports, len(self.diags)
+        logs = len(self._matched_log), len(self._inner_log), len(self._steps_log)
         before = self.nodes
-        inner = NameScope(scope)
-        sub = SeqFlow(shape if ok else None, shared)
-        sub.values = ValueScope(defn.name)
-        self.chain.append((defn.name, use.span))
         try:
-            self.run(defn.body, benv, sub, inner)
-            self.df_close(sub.values)
+            inner = NameScope(scope)
+            sub = SeqFlow(shape if ok else None, shared)
+            sub.values = ValueScope(defn.name)
+            self.chain.append((defn.name, use.span))
+            try:
+                self.run(defn.body, benv, sub, inner)
+                self.df_close(sub.values)
+            finally:
+                self.chain.pop()
+            steps = self.nodes - before
+            nested = self._steps_log[logs[2]:]
+            if key is not None:
+                # The arguments are kept alive with the count: lists are keyed by identity.
+                self._instance_steps[key] = (steps, benv.vars)
+                self._steps_log.append((key, (steps, benv.vars)))
+            self.close(inner)
+            if (mkey is not None and self._reports == reports and len(self.diags) == n_diags
+                    and sub.shape is not None):
+                self._remember(mkey, scope, sub, steps, depth, logs, nested)
         finally:
-            self.chain.pop()
-        if key is not None:
-            # The arguments are kept alive with the count: lists are keyed by identity.
-            self._instance_steps[key] = (self.nodes - before, benv.vars)
-        self.close(inner)
+            self._chain_peak = max(self._chain_peak, outer_peaks[0])
+            self._depth_peak = max(self._depth_peak, outer_peaks[1])
+            self._need_peak = max(self._need_peak, outer_peaks[2])
         if not ok:
             return [], None, False
         return self._scope_node(name, defn.cls or camel(defn.name), defn.name, sub, shape, use.span), \
             sub.shape, sub.shared
+
+    # -- the memo of block instances (memo.py)
+    def _remember(self, mkey, scope, sub, steps: int, depth: int, logs, nested) -> None:
+        if any(vk[0] is tuple for k, _ in nested for _, vk in k[1]):
+            return  # a nested instance keyed by a list's identity: see memo.py
+        outer = {}
+        s, level = scope, 0
+        while s is not None:
+            outer[id(s)] = level
+            s, level = s.parent, level + 1
+        matched = tuple((outer[id(s)], i) for s, i in self._matched_log[logs[0]:] if id(s) in outer)
+        memo.store(self._memo, mkey, memo.Entry(
+            body=tuple(sub.nodes), shape=sub.shape, shared=sub.shared, steps_total=steps,
+            need=max(self._need_peak, self.nodes) - (self.nodes - steps),
+            chain=self._chain_peak - depth, depth=self._depth_peak - self._depth,
+            matched=matched, inner=tuple(self._inner_log[logs[1]:]), steps=tuple(nested)))
+
+    def _fits(self, hit: memo.Entry) -> bool:
+        """Whether expanding the instance here would run as it did when it was kept."""
+        return (self.nodes + hit.need <= self.limits.max_nodes
+                and len(self.chain) + hit.chain < self.limits.max_block_depth
+                and self._depth + hit.depth <= memo.MAX_DEPTH)
+
+    def _replay(self, hit: memo.Entry, key, values: dict, name: str, defn, shape, use, scope):
+        """What expanding the instance would do, from the memo: its steps, the outer init
+        rules it uses, the names bound in it, the work of its nested instances."""
+        self._chain_peak = max(self._chain_peak, len(self.chain) + hit.chain)
+        self._depth_peak = max(self._depth_peak, self._depth + hit.depth)
+        self._need_peak = max(self._need_peak, self.nodes + hit.need)
+        self.nodes += hit.steps_total
+        for level, i in hit.matched:
+            s = scope
+            for _ in range(level):
+                s = s.parent
+            s.matched.add(i)
+            self._matched_log.append((s, i))
+        for entry in hit.inner:
+            self._inner_names.setdefault(entry[0], (entry[1], entry[2]))
+            self._inner_log.append(entry)
+        for k, v in hit.steps:
+            self._instance_steps[k] = v
+            self._steps_log.append((k, v))
+        if key is not None:
+            self._instance_steps[key] = (hit.steps_total, values)
+            self._steps_log.append((key, (hit.steps_total, values)))
+        node = ir.Scope(name=name, cls=defn.cls or camel(defn.name), block=defn.name, body=hit.body,
+                        in_shape=shape, out_shape=hit.shape, span=use.span)
+        return [node], hit.shape, hit.shared
+
 
 def as_condition(text: str, v) -> str:
     """The help for a value used as a condition that is not true or false: the

@@ -163,7 +163,7 @@ class _Job:
 
 
 def _measure(job: _Job, values: dict) -> Row:
-    from .analysis import analyse
+    from .analysis import totals
     from .api import compile_spec
 
     overrides = {**job.fixed, **values}
@@ -177,9 +177,9 @@ def _measure(job: _Job, values: dict) -> Row:
         where = f" at {d.span.where()}" if d.span is not None else ""
         more = f" (+{len(e.diagnostics) - 1} more)" if len(e.diagnostics) > 1 else ""
         return Row(values, error=f"{d.code} {d.message}{where}{more}", code=d.code)
-    a = analyse(net)
+    a = totals(net)
     return Row(values, params=a.params, macs=a.macs, activation_bytes=a.activation_bytes,
-               output_shape=tuple(a.output_shape))
+               output_shape=a.output_shape)
 
 
 _WORKER_JOB: _Job | None = None
