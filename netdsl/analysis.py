@@ -358,7 +358,7 @@ def summary(node) -> Summary:
     >>> import netdsl
     >>> net = netdsl.compile("network n() { input [1, 8, 8]\\n g: { conv2d(2, 3)\\n relu } }")
     >>> s = summary(net.body[0]); s.params, s.macs, s.depth, s.json
-    (20, 720, 0, 3)
+    (20, 648, 0, 3)
     """
     known = _SUMMARIES.get(id(node))
     if known is not None and known[0] is node:
