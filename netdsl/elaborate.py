@@ -224,6 +224,11 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         except _TooDeep as e:
             net = None
             self._too_deep(e)
+        finally:
+            # The evaluator calls back into the checker: without this cycle, the checker and
+            # all it made are freed when the caller drops it, not by the cyclic collector
+            # (whose passes over a sweep's thousands of compiles cost more than the checking).
+            self.ev.globals = self.ev.charge = self.ev.blocks = None
         if self.diags:
             raise NetdslError(by_position(self.diags), prog.sources)
         return net
@@ -759,6 +764,9 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         if label is not None and not isinstance(unit, ast.Use):
             # A labelled group or combinator is a scope of its own.
             name = scope.name(self, label, unit.span)
+            if isinstance(unit, ast.Group) and self._memo is not None:
+                self._labelled_group(unit, env, flow, scope, name, shape, shared, values)
+                return
             inner = NameScope(scope)
             sub = SeqFlow(shape, shared)
             sub.values = values
@@ -1068,12 +1076,14 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             mkey = memo.instance_key(defn, benv.vars, shape, shared, memo.rules_key(scope))
             hit = None if mkey is None else self._memo.get(mkey)
             if hit is not None and self._fits(hit):
-                return self._replay(hit, key, benv.vars, name, defn, shape, use, scope)
-        outer_peaks = self._chain_peak, self._depth_peak, self._need_peak
-        self._chain_peak, self._depth_peak, self._need_peak = depth, self._depth, self.nodes
-        reports, n_diags = self._reports, len(self.diags)
-        logs = len(self._matched_log), len(self._inner_log), len(self._steps_log)
-        before = self.nodes
+                self._replay(hit, scope)
+                if key is not None:
+                    self._instance_steps[key] = (hit.steps_total, benv.vars)
+                    self._steps_log.append((key, (hit.steps_total, benv.vars)))
+                node = ir.Scope(name=name, cls=defn.cls or camel(defn.name), block=defn.name,
+                                body=hit.body, in_shape=shape, out_shape=hit.shape, span=use.span)
+                return [node], hit.shape, hit.shared
+        region = self._region()
         try:
             inner = NameScope(scope)
             sub = SeqFlow(shape if ok else None, shared)
@@ -1084,27 +1094,75 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                 self.df_close(sub.values)
             finally:
                 self.chain.pop()
-            steps = self.nodes - before
-            nested = self._steps_log[logs[2]:]
+            steps = self.nodes - region.nodes
+            nested = len(self._steps_log)
             if key is not None:
                 # The arguments are kept alive with the count: lists are keyed by identity.
                 self._instance_steps[key] = (steps, benv.vars)
                 self._steps_log.append((key, (steps, benv.vars)))
             self.close(inner)
-            if (mkey is not None and self._reports == reports and len(self.diags) == n_diags
-                    and sub.shape is not None):
-                self._remember(mkey, scope, sub, steps, depth, logs, nested)
+            if mkey is not None and sub.shape is not None:
+                self._remember(mkey, region, scope, sub, nested)
         finally:
-            self._chain_peak = max(self._chain_peak, outer_peaks[0])
-            self._depth_peak = max(self._depth_peak, outer_peaks[1])
-            self._need_peak = max(self._need_peak, outer_peaks[2])
+            region.close(self)
         if not ok:
             return [], None, False
         return self._scope_node(name, defn.cls or camel(defn.name), defn.name, sub, shape, use.span), \
             sub.shape, sub.shared
 
-    # -- the memo of block instances (memo.py)
-    def _remember(self, mkey, scope, sub, steps: int, depth: int, logs, nested) -> None:
+    def _labelled_group(self, unit: ast.Group, env: Env, flow, scope, name, shape, shared, values):
+        """A labelled group, from the memo where it was checked before with the same values
+        of the names it mentions, the same input and the same init rules around it. Its
+        items share the value scope around it: one that names or reads results is always
+        expanded, and of the others the memo keeps which result they leave unread."""
+        mkey = None
+        names = memo.group_names(unit)
+        if (names is not None and shape is not None and self._depth < memo.MAX_DEPTH
+                and not (values is not None and values.no_current)):
+            mkey = memo.group_key(unit, names, env, shape, shared, memo.rules_key(scope), values)
+        if mkey is not None:
+            hit = self._memo.get(mkey)
+            if hit is not None and self._fits(hit):
+                self._replay(hit, scope)
+                if values is not None and hit.dangling is not memo.UNSET:
+                    values.dangling = hit.dangling
+                flow.accept([ir.Scope(name=name, body=hit.body, in_shape=shape, out_shape=hit.shape,
+                                      span=unit.span)], hit.shape, hit.shared, unit.span)
+                return
+        inner = NameScope(scope)
+        sub = SeqFlow(shape, shared)
+        sub.values = values
+        if mkey is None:
+            self.run(unit.body, Env({}, env), sub, inner)
+            self.close(inner)
+        else:
+            region = self._region()
+            before = values.dangling if values is not None else None
+            if values is not None:
+                values.dangling = memo.UNSET  # nothing inside reads it: no `from`, no merge
+            try:
+                self.run(unit.body, Env({}, env), sub, inner)
+                self.close(inner)
+                left = memo.UNSET if values is None else values.dangling
+                if sub.shape is not None:
+                    self._remember(mkey, region, scope, sub, len(self._steps_log), left)
+            finally:
+                region.close(self)
+                if values is not None and values.dangling is memo.UNSET:
+                    values.dangling = before
+        flow.accept(self._scope_node(name, None, None, sub, shape, unit.span), sub.shape,
+                    sub.shared, unit.span)
+
+    # -- the memo of block instances and labelled groups (memo.py)
+    def _region(self) -> "_Region":
+        return _Region(self)
+
+    def _remember(self, mkey, region: "_Region", scope, sub, nested_end: int,
+                  dangling=None) -> None:
+        """Keep what the expansion that ``region`` watched made, if it is safe to replay."""
+        if self._reports != region.reports or len(self.diags) != region.diags:
+            return
+        nested = self._steps_log[region.steps:nested_end]
         if any(vk[0] is tuple for k, _ in nested for _, vk in k[1]):
             return  # a nested instance keyed by a list's identity: see memo.py
         outer = {}
@@ -1112,12 +1170,14 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         while s is not None:
             outer[id(s)] = level
             s, level = s.parent, level + 1
-        matched = tuple((outer[id(s)], i) for s, i in self._matched_log[logs[0]:] if id(s) in outer)
+        matched = tuple((outer[id(s)], i) for s, i in self._matched_log[region.matched:] if id(s) in outer)
         memo.store(self._memo, mkey, memo.Entry(
-            body=tuple(sub.nodes), shape=sub.shape, shared=sub.shared, steps_total=steps,
-            need=max(self._need_peak, self.nodes) - (self.nodes - steps),
-            chain=self._chain_peak - depth, depth=self._depth_peak - self._depth,
-            matched=matched, inner=tuple(self._inner_log[logs[1]:]), steps=tuple(nested)))
+            body=tuple(sub.nodes), shape=sub.shape, shared=sub.shared,
+            steps_total=self.nodes - region.nodes,
+            need=max(self._need_peak, self.nodes) - region.nodes,
+            chain=self._chain_peak - region.chain, depth=self._depth_peak - self._depth,
+            matched=matched, inner=tuple(self._inner_log[region.inner:]), steps=tuple(nested),
+            dangling=dangling))
 
     def _fits(self, hit: memo.Entry) -> bool:
         """Whether expanding the instance here would run as it did when it was kept."""
@@ -1125,9 +1185,9 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                 and len(self.chain) + hit.chain < self.limits.max_block_depth
                 and self._depth + hit.depth <= memo.MAX_DEPTH)
 
-    def _replay(self, hit: memo.Entry, key, values: dict, name: str, defn, shape, use, scope):
-        """What expanding the instance would do, from the memo: its steps, the outer init
-        rules it uses, the names bound in it, the work of its nested instances."""
+    def _replay(self, hit: memo.Entry, scope) -> None:
+        """What expanding the instance or group would do to the checker, from the memo: its
+        steps, the outer init rules it uses, the names bound in it, its nested instances' work."""
         self._chain_peak = max(self._chain_peak, len(self.chain) + hit.chain)
         self._depth_peak = max(self._depth_peak, self._depth + hit.depth)
         self._need_peak = max(self._need_peak, self.nodes + hit.need)
@@ -1144,12 +1204,24 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         for k, v in hit.steps:
             self._instance_steps[k] = v
             self._steps_log.append((k, v))
-        if key is not None:
-            self._instance_steps[key] = (hit.steps_total, values)
-            self._steps_log.append((key, (hit.steps_total, values)))
-        node = ir.Scope(name=name, cls=defn.cls or camel(defn.name), block=defn.name, body=hit.body,
-                        in_shape=shape, out_shape=hit.shape, span=use.span)
-        return [node], hit.shape, hit.shared
+
+
+class _Region:
+    """What the checker had done when an expansion began, to tell what it did: the reports,
+    the logs' lengths, the steps; and the peaks it reaches, started afresh and merged back."""
+
+    def __init__(self, checker: Checker):
+        c = checker
+        self.outer = c._chain_peak, c._depth_peak, c._need_peak
+        self.chain, self.nodes = len(c.chain), c.nodes
+        c._chain_peak, c._depth_peak, c._need_peak = self.chain, c._depth, c.nodes
+        self.reports, self.diags = c._reports, len(c.diags)
+        self.matched, self.inner, self.steps = len(c._matched_log), len(c._inner_log), len(c._steps_log)
+
+    def close(self, c: Checker) -> None:
+        c._chain_peak = max(c._chain_peak, self.outer[0])
+        c._depth_peak = max(c._depth_peak, self.outer[1])
+        c._need_peak = max(c._need_peak, self.outer[2])
 
 
 def as_condition(text: str, v) -> str:

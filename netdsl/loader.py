@@ -266,7 +266,10 @@ def load(text: str, filename: str | None, base_dir: Path, limits: Limits, import
 
     root_key = str(_real(Path(filename)) or filename) if filename else "<spec>"
     done.add(root_key)
-    visit(text, filename, base_dir, [(root_key, None)])
+    try:
+        visit(text, filename, base_dir, [(root_key, None)])
+    finally:
+        visit = None  # it refers to itself: freed now, not by the cyclic collector
     if errors:
         raise NetdslError(by_position(errors), prog.sources)
     return prog

@@ -50,6 +50,9 @@ import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from dataclasses import fields, is_dataclass
+
+from . import ast
 from .values import POISON, BlockRef, LayerRef
 
 #: Whether the checker memoizes block instances; tests and bench/ turn it off to compare.
@@ -90,7 +93,11 @@ class Entry:
     matched: tuple
     inner: tuple
     steps: tuple
+    dangling: object = None  # a labelled group's: the span it leaves as unread, or UNSET
 
+
+#: A labelled group's entry whose items leave the dataflow's unread result as it was.
+UNSET = object()
 
 def table(program, limits, origin: str):
     """The memo table of ``program`` checked under ``limits``, or None when memoizing is off.
@@ -103,7 +110,7 @@ def table(program, limits, origin: str):
     """
     if not ENABLED or sys.getrecursionlimit() < 1000:
         return None
-    defs = tuple(program.blocks.values()) + tuple(program.lets)
+    defs = tuple(program.blocks.values()) + tuple(program.lets) + tuple(program.networks.values())
     key = (tuple(map(id, defs)), limits, origin)
     entry = _TABLES.get(key)
     if entry is None:
@@ -189,3 +196,60 @@ def scheme_key(scheme) -> tuple:
     span = scheme.span
     where = None if span is None else (span.file, span.line, span.column, span.end_line, span.end_column)
     return scheme.fn, tuple((k, value_key(v, [_LIST_ITEMS])) for k, v in scheme.args.items()), where
+
+
+# The statements that name or read results: a group holding one changes its parent's
+# value scope in ways the memo does not record, so it is always expanded.
+_DATAFLOW = (ast.Bind, ast.From, ast.Merge, ast.Output, ast.NamedInput)
+_GROUPS: dict = {}
+
+
+def group_names(group: ast.Group) -> tuple | None:
+    """The names a labelled group's body may look up (every name it mentions, bound
+    inside or not: more than it reads is only a key that matches less), or None where
+    the group is not memoized (it names or reads results).
+
+    >>> from netdsl.parser import parse
+    >>> net = parse("network n() { input [4]\\n g: { let k = w\\n linear(k) } }").items[0]
+    >>> group_names(net.body[1].unit)
+    ('k', 'linear', 'w')
+    """
+    known = _GROUPS.get(id(group))
+    if known is not None and known[0] is group:
+        return known[1]
+    names: set = set()
+    todo: list = [group.body]
+    ok = True
+    while todo and ok:
+        node = todo.pop()
+        if isinstance(node, tuple):
+            todo.extend(node)
+        elif isinstance(node, _DATAFLOW):
+            ok = False
+        elif is_dataclass(node) and not isinstance(node, type):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+            elif isinstance(node, ast.Use):
+                names.add(node.name)
+            todo.extend(getattr(node, f.name) for f in fields(node) if f.name != "span")
+    result = tuple(sorted(names)) if ok else None
+    if len(_GROUPS) >= ENTRIES:
+        _GROUPS.clear()
+    _GROUPS[id(group)] = (group, result)  # the group rides along: its id stays its own
+    return result
+
+
+_MISSING = object()
+
+
+def group_key(group: ast.Group, names: tuple, env, shape, shared, rules, values):
+    """The memo key of a labelled group: the values its names have here, its input,
+    the init rules around it, and whether it sits in a value scope; or None."""
+    budget = [_LIST_ITEMS]
+    try:
+        looked = tuple(("-" if v is _MISSING else value_key(v, budget))
+                       for v in (env.lookup(n, _MISSING) for n in names))
+    except TypeError:
+        return None
+    return ("group", id(group)), looked, tuple(shape), getattr(shape, "order", None), shared, rules, \
+        values is not None

@@ -213,11 +213,33 @@ network n() {
 """
 
 
-@pytest.mark.parametrize("spec", [INIT_RULES, INIT_RULES.replace("        init missing.weight = zeros\n", "")],
-                         ids=["unmatched", "matched"])
-def test_instances_under_other_init_rules_are_the_same(memo_switch, spec):
+GROUPS = """
+block b(c) { conv2d(c, 1) }
+network n(k = 3) {
+    input [4, 8, 8]
+    conv2d(4, 1) -> a
+    for i in range(k) {
+        "g{i}": {
+            relu
+            "inner{i}": { b(4) }
+        }
+    }
+    LAST
+    from a
+    relu
+}
+"""
+
+
+@pytest.mark.parametrize("spec", [INIT_RULES, INIT_RULES.replace("        init missing.weight = zeros\n", ""),
+                                  GROUPS.replace("LAST", "-> b"), GROUPS.replace("LAST", ""),
+                                  GROUPS.replace("LAST", "x: { }")],
+                         ids=["unmatched", "matched", "groups-named", "groups-unread", "groups-empty"])
+def test_init_rules_and_value_scopes_around_remembered_parts_are_the_same(memo_switch, spec):
     # One block, one argument, one input, under other `init` rules: kind rules, label
-    # rules (which the instance marks as used, or E0110), a rule matching nothing.
+    # rules (which the instance marks as used, or E0110), a rule matching nothing. And a
+    # labelled group repeated in a loop, in the network's value scope: the result its last
+    # item leaves unread is what a later `from` reports (E0128), or a `-> name` names.
     same_with_and_without(memo_switch, lambda: netdsl.compile(spec))
 
 
