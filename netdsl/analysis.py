@@ -308,6 +308,11 @@ _SUMMARIES: dict = {}
 _SUMMARIES_MAX = 50_000
 
 
+def clear_summaries() -> None:
+    """Forget every remembered summary (bench/ times a first sweep with it)."""
+    _SUMMARIES.clear()
+
+
 @dataclass(frozen=True)
 class Summary:
     """What a subtree adds to the totals of its network, and how deep it nests.

@@ -142,6 +142,19 @@ def _position(data: bytes, offset: int) -> tuple[int, int]:
 
 def check_nesting(text: str, filename: str | None, limits: Limits) -> None:
     """Refuse nesting deeper than the limit before the parser recurses into it."""
+    key = (text, filename, limits.max_nesting)
+    if key in _NESTING_OK:
+        return  # a sweep loads the same files for each of its thousands of variants
+    _nesting(text, filename, limits)
+    if len(_NESTING_OK) >= 64:
+        _NESTING_OK.clear()
+    _NESTING_OK.add(key)
+
+
+_NESTING_OK: set = set()
+
+
+def _nesting(text: str, filename: str | None, limits: Limits) -> None:
     depth = 0
     line, col = 1, 0
     in_str = in_comment = False
