@@ -102,6 +102,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         self._matched_log: list = []
         self._inner_log: list = []
         self._steps_log: list = []
+        self._id_keys = 0  # how many keys in _steps_log hold a list by its identity
         self.ev = Evaluator(self.limits, globals=self._global, charge=self._charge,
                             blocks=lambda: program.blocks)
         self.globals = Env()
@@ -1079,7 +1080,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                 self._replay(hit, scope)
                 if key is not None:
                     self._instance_steps[key] = (hit.steps_total, benv.vars)
-                    self._steps_log.append((key, (hit.steps_total, benv.vars)))
+                    self._log_steps(key, (hit.steps_total, benv.vars))
                 node = ir.Scope(name=name, cls=defn.cls or camel(defn.name), block=defn.name,
                                 body=hit.body, in_shape=shape, out_shape=hit.shape, span=use.span)
                 return [node], hit.shape, hit.shared
@@ -1095,11 +1096,11 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             finally:
                 self.chain.pop()
             steps = self.nodes - region.nodes
-            nested = len(self._steps_log)
+            nested = len(self._steps_log), self._id_keys
             if key is not None:
                 # The arguments are kept alive with the count: lists are keyed by identity.
                 self._instance_steps[key] = (steps, benv.vars)
-                self._steps_log.append((key, (steps, benv.vars)))
+                self._log_steps(key, (steps, benv.vars))
             self.close(inner)
             if mkey is not None and sub.shape is not None:
                 self._remember(mkey, region, scope, sub, nested)
@@ -1145,7 +1146,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                 self.close(inner)
                 left = memo.UNSET if values is None else values.dangling
                 if sub.shape is not None:
-                    self._remember(mkey, region, scope, sub, len(self._steps_log), left)
+                    self._remember(mkey, region, scope, sub, (len(self._steps_log), self._id_keys), left)
             finally:
                 region.close(self)
                 if values is not None and values.dangling is memo.UNSET:
@@ -1157,14 +1158,16 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
     def _region(self) -> "_Region":
         return _Region(self)
 
-    def _remember(self, mkey, region: "_Region", scope, sub, nested_end: int,
+    def _remember(self, mkey, region: "_Region", scope, sub, nested_end: tuple,
                   dangling=None) -> None:
-        """Keep what the expansion that ``region`` watched made, if it is safe to replay."""
+        """Keep what the expansion that ``region`` watched made, if it is safe to replay;
+        ``nested_end`` is where its nested instances' step records end, and their count of
+        keys that hold a list by identity there."""
         if self._reports != region.reports or len(self.diags) != region.diags:
             return
-        nested = self._steps_log[region.steps:nested_end]
-        if any(vk[0] is tuple for k, _ in nested for _, vk in k[1]):
+        if nested_end[1] != region.id_keys:
             return  # a nested instance keyed by a list's identity: see memo.py
+        nested = self._steps_log[region.steps:nested_end[0]]
         outer = {}
         s, level = scope, 0
         while s is not None:
@@ -1203,7 +1206,12 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             self._inner_log.append(entry)
         for k, v in hit.steps:
             self._instance_steps[k] = v
-            self._steps_log.append((k, v))
+            self._steps_log.append((k, v))  # none holds a list by identity (_remember)
+
+    def _log_steps(self, key, value) -> None:
+        self._steps_log.append((key, value))
+        if any(vk[0] is tuple for _, vk in key[1]):
+            self._id_keys += 1
 
 
 class _Region:
@@ -1217,6 +1225,7 @@ class _Region:
         c._chain_peak, c._depth_peak, c._need_peak = self.chain, c._depth, c.nodes
         self.reports, self.diags = c._reports, len(c.diags)
         self.matched, self.inner, self.steps = len(c._matched_log), len(c._inner_log), len(c._steps_log)
+        self.id_keys = c._id_keys
 
     def close(self, c: Checker) -> None:
         c._chain_peak = max(c._chain_peak, self.outer[0])

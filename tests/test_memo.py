@@ -256,12 +256,27 @@ network n(wrap = true) {
 """
 
 
+LISTS = """
+let L = [1, 2, 3]
+block inner(l) { for x in l { linear(4) } }
+block outer() { inner(L) }
+network n(again = true) {
+    input [4]
+    linear(4)
+    outer
+    if again { inner(L) }
+}
+"""
+
+
 @pytest.mark.parametrize("spec,limit,values,first,then", [
     ("resnet.net", "max_nodes", range(0, 900, 11), {"depth": 18}, {"depth": 34}),
     ("efficientnet.net", "max_nodes", range(1000, 2700, 97), {"variant": 0}, {"variant": 1}),
     ("efficientnet.net", "max_block_depth", range(0, 4), {"variant": 0}, {"variant": 1}),
     ("efficientnet.net", "max_nesting", range(0, 12), {"variant": 0}, {"variant": 1}),
     (NESTED, "max_block_depth", range(0, 5), {"wrap": False}, {}),
+    # A list argument keys the step estimate by its identity, which another compile does not share.
+    (LISTS, "max_nodes", range(0, 30), {"again": False}, {}),
 ])
 def test_limits_stop_a_spec_where_they_did(memo_switch, spec, limit, values, first, then):
     # A limit reached inside an instance the memo holds from a compile of another size
