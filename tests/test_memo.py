@@ -289,3 +289,24 @@ def test_limits_stop_a_spec_where_they_did(memo_switch, spec, limit, values, fir
         kinds.add(same_with_and_without(memo_switch, lambda: compile_spec(path, then, limits=limits),
                                         prime=lambda: compile_spec(path, first, limits=limits))[0])
     assert kinds == {"ok", "error"}
+
+
+def test_a_built_model_owns_each_shared_subtree_anew(memo_switch):
+    # Shared IR nodes are a description: each instance built from them gets its own
+    # modules and weights, as with the memo off.
+    import torch
+
+    path = str(ROOT / "specs" / "efficientnet_b0.net")
+    memo_switch(False)
+    off = netdsl.build(path)
+    memo_switch(True)
+    netdsl.compile(path)
+    on = netdsl.build(path)
+    params = list(on.parameters())
+    assert len({p.data_ptr() for p in params}) == len(params) == len(list(off.parameters()))
+    assert list(on.state_dict()) == list(off.state_dict())
+    assert repr(on) == repr(off)
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 64, 64)
+    on.load_state_dict(off.state_dict())
+    assert torch.equal(on.eval()(x), off.eval()(x))
