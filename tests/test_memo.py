@@ -106,8 +106,8 @@ def test_every_shipped_spec_and_size_is_the_same(memo_switch, path):
         kind = "ok"
         for values in [{}] + SIZES.get(path.name, []):
             kind = same_with_and_without(
-                memo_switch, lambda: compile_spec(str(path), values, network=network),
-                prime=lambda: compile_spec(str(path), network=network))[0]
+                memo_switch, lambda v=values, n=network: compile_spec(str(path), v, network=n),
+                prime=lambda n=network: compile_spec(str(path), network=n))[0]
         assert kind == "ok", f"{path.name} {network}"
 
 
@@ -185,7 +185,7 @@ def test_generated_specs_are_the_same(memo_switch, case, flow):
     for spec in (text, text.replace(f" {block}(4)\n", f" {block}(4) * 3\n"),
                  flow, "block inner() {\n    relu -> x\n    from x\n}\n" + flow.replace(
                      "    output", "    inner\n    inner\n    inner\n    from x\n    output")):
-        same_with_and_without(memo_switch, lambda: netdsl.compile(spec))
+        same_with_and_without(memo_switch, lambda s=spec: netdsl.compile(s))
 
 
 INIT_RULES = """
@@ -286,8 +286,8 @@ def test_limits_stop_a_spec_where_they_did(memo_switch, spec, limit, values, fir
     kinds = set()
     for v in values:
         limits = netdsl.Limits().replace(**{limit: v})
-        kinds.add(same_with_and_without(memo_switch, lambda: compile_spec(path, then, limits=limits),
-                                        prime=lambda: compile_spec(path, first, limits=limits))[0])
+        kinds.add(same_with_and_without(memo_switch, lambda lim=limits: compile_spec(path, then, limits=lim),
+                                        prime=lambda lim=limits: compile_spec(path, first, limits=lim))[0])
     assert kinds == {"ok", "error"}
 
 
