@@ -1,5 +1,8 @@
-"""The memo of block instances: an instance that sees what an earlier one saw
-makes the same IR, so the checker reuses the earlier one's nodes.
+"""The memo of block instances and labelled groups: an instance that sees what an
+earlier one saw makes the same IR, so the checker reuses the earlier one's nodes.
+A labelled group (``block: { ... }``) is keyed like an instance, by the values
+that the names it mentions have where it is checked: EfficientNet's MBConv body
+is shared though each MBConv has its own stochastic-depth rate.
 
 What an instance makes depends on its block's definition, its arguments (after
 defaults), its input shape and layout, whether its input may be overwritten in
