@@ -22,7 +22,10 @@ whose replay could go another way elsewhere, is not kept:
 - any diagnostic, even one reported before and so not repeated;
 - a nested instance keyed by the identity of a list (the step estimate of
   ``_instance_steps`` could match another object);
-- an argument that is no plain value, or POISON.
+- an argument that is no plain value, or POISON;
+- a group that names or reads results (``->``, ``from``, ``add``, ...), which
+  share its parent's names; of the others, the result their last item leaves
+  unread (E0128 reads it) is recorded and replayed.
 
 A hit is also refused where the expansion, done here, could stop differently:
 when its steps (and the early estimates checked inside it) would pass
