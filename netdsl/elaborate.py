@@ -491,32 +491,31 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
 
     # -- statements
     def run(self, stmts, env: Env, flow, scope: NameScope) -> None:
+        # Body levels, for the memo; counted here, not in a wrapper, since a frame more per
+        # level would move where Python's stack runs out (E0405 or E0402 for deep specs).
         self._depth += 1
         if self._depth > self._depth_peak:
             self._depth_peak = self._depth
-        try:
-            self._run(stmts, env, flow, scope)
-        finally:
-            self._depth -= 1
-
-    def _run(self, stmts, env: Env, flow, scope: NameScope) -> None:
         same = self._same_after(stmts)
         seen = cost = None
-        for i, st in enumerate(stmts):
-            # A statement equal to the one before it, seeing the same input, does the
-            # same work, and so do the equal ones after it (ten lines of `b0` are `b0 * 10`).
-            state = _input_state(flow)
-            if cost is not None and same[i - 1] > 1 and state == seen:
-                self._would_pass(cost * same[i], st.span, f"{same[i]:,} more statements like the one "
-                                 f"before, of {_steps(cost)} each, would pass the limit")
-            seen, before = state, self.nodes
-            try:
-                self.stmt(st, env, flow, scope)
-            except EvalError as e:
-                self.report(e.diagnostic)
-            except RecursionError:
-                raise _TooDeep(st.span, tuple(self.chain)) from None
-            cost = self.nodes - before
+        try:
+            for i, st in enumerate(stmts):
+                # A statement equal to the one before it, seeing the same input, does the
+                # same work, and so do the equal ones after it (ten lines of `b0` are `b0 * 10`).
+                state = _input_state(flow)
+                if cost is not None and same[i - 1] > 1 and state == seen:
+                    self._would_pass(cost * same[i], st.span, f"{same[i]:,} more statements like the "
+                                     f"one before, of {_steps(cost)} each, would pass the limit")
+                seen, before = state, self.nodes
+                try:
+                    self.stmt(st, env, flow, scope)
+                except EvalError as e:
+                    self.report(e.diagnostic)
+                except RecursionError:
+                    raise _TooDeep(st.span, tuple(self.chain)) from None
+                cost = self.nodes - before
+        finally:
+            self._depth -= 1
 
     def _same_after(self, stmts) -> list[int]:
         """For each statement of a body, how many from it on are equal to it, itself included
@@ -765,17 +764,38 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         if label is not None and not isinstance(unit, ast.Use):
             # A labelled group or combinator is a scope of its own.
             name = scope.name(self, label, unit.span)
+            mkey = None
             if isinstance(unit, ast.Group) and self._memo is not None:
-                self._labelled_group(unit, env, flow, scope, name, shape, shared, values)
-                return
+                mkey = self._group_key(unit, env, scope, shape, shared, values)
+                if mkey is not None and self._group_hit(mkey, flow, scope, name, shape, unit, values):
+                    return
             inner = NameScope(scope)
             sub = SeqFlow(shape, shared)
             sub.values = values
-            if isinstance(unit, ast.Group):
+            if mkey is not None:
+                # Expanded here, not in a helper: a frame more per level would move where
+                # Python's stack runs out for deep specs.
+                region = self._region()
+                before = values.dangling if values is not None else None
+                if values is not None:
+                    values.dangling = memo.UNSET  # nothing inside reads it: no `from`, no merge
+                try:
+                    self.run(unit.body, Env({}, env), sub, inner)
+                    self.close(inner)
+                    left = memo.UNSET if values is None else values.dangling
+                    if sub.shape is not None:
+                        self._remember(mkey, region, scope, sub, (len(self._steps_log), self._id_keys),
+                                       left)
+                finally:
+                    region.close(self)
+                    if values is not None and values.dangling is memo.UNSET:
+                        values.dangling = before
+            elif isinstance(unit, ast.Group):
                 self.run(unit.body, Env({}, env), sub, inner)
+                self.close(inner)
             else:
                 sub.accept(*self.unit(unit, env, shape, shared, inner)[:3], unit.span)
-            self.close(inner)
+                self.close(inner)
             flow.accept(self._scope_node(name, None, None, sub, shape, unit.span), sub.shape,
                         sub.shared, unit.span)
             if values is not None and not isinstance(unit, ast.Group):
@@ -1111,48 +1131,27 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         return self._scope_node(name, defn.cls or camel(defn.name), defn.name, sub, shape, use.span), \
             sub.shape, sub.shared
 
-    def _labelled_group(self, unit: ast.Group, env: Env, flow, scope, name, shape, shared, values):
-        """A labelled group, from the memo where it was checked before with the same values
-        of the names it mentions, the same input and the same init rules around it. Its
-        items share the value scope around it: one that names or reads results is always
-        expanded, and of the others the memo keeps which result they leave unread."""
-        mkey = None
+    def _group_key(self, unit: ast.Group, env: Env, scope, shape, shared, values):
+        """The memo key of a labelled group: the values of the names it mentions here, its
+        input and the init rules around it; None where it is always expanded. Its items
+        share the value scope around it: a group that names or reads results is not kept,
+        and of the others the memo keeps which result they leave unread."""
         names = memo.group_names(unit)
-        if (names is not None and shape is not None and self._depth < memo.MAX_DEPTH
-                and not (values is not None and values.no_current)):
-            mkey = memo.group_key(unit, names, env, shape, shared, memo.rules_key(scope), values)
-        if mkey is not None:
-            hit = self._memo.get(mkey)
-            if hit is not None and self._fits(hit):
-                self._replay(hit, scope)
-                if values is not None and hit.dangling is not memo.UNSET:
-                    values.dangling = hit.dangling
-                flow.accept([ir.Scope(name=name, body=hit.body, in_shape=shape, out_shape=hit.shape,
-                                      span=unit.span)], hit.shape, hit.shared, unit.span)
-                return
-        inner = NameScope(scope)
-        sub = SeqFlow(shape, shared)
-        sub.values = values
-        if mkey is None:
-            self.run(unit.body, Env({}, env), sub, inner)
-            self.close(inner)
-        else:
-            region = self._region()
-            before = values.dangling if values is not None else None
-            if values is not None:
-                values.dangling = memo.UNSET  # nothing inside reads it: no `from`, no merge
-            try:
-                self.run(unit.body, Env({}, env), sub, inner)
-                self.close(inner)
-                left = memo.UNSET if values is None else values.dangling
-                if sub.shape is not None:
-                    self._remember(mkey, region, scope, sub, (len(self._steps_log), self._id_keys), left)
-            finally:
-                region.close(self)
-                if values is not None and values.dangling is memo.UNSET:
-                    values.dangling = before
-        flow.accept(self._scope_node(name, None, None, sub, shape, unit.span), sub.shape,
-                    sub.shared, unit.span)
+        if (names is None or shape is None or self._depth >= memo.MAX_DEPTH
+                or (values is not None and values.no_current)):
+            return None
+        return memo.group_key(unit, names, env, shape, shared, memo.rules_key(scope), values)
+
+    def _group_hit(self, mkey, flow, scope, name, shape, unit, values) -> bool:
+        hit = self._memo.get(mkey)
+        if hit is None or not self._fits(hit):
+            return False
+        self._replay(hit, scope)
+        if values is not None and hit.dangling is not memo.UNSET:
+            values.dangling = hit.dangling
+        flow.accept([ir.Scope(name=name, body=hit.body, in_shape=shape, out_shape=hit.shape,
+                              span=unit.span)], hit.shape, hit.shared, unit.span)
+        return True
 
     # -- the memo of block instances and labelled groups (memo.py)
     def _region(self) -> "_Region":

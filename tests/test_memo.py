@@ -306,3 +306,13 @@ def test_a_built_model_owns_each_shared_subtree_anew(memo_switch):
     assert len({p.data_ptr() for p in params}) == len(params)
     assert sum(p.numel() for p in params) == expected.params
     assert [name for name, _ in model.named_modules()][1:] == [r.name for r in expected.rows]
+
+
+CRASHES = sorted((ROOT / "tests" / "fixtures" / "crashes").glob("*.net"))
+
+
+@pytest.mark.parametrize("path", CRASHES, ids=[p.stem for p in CRASHES])
+def test_every_crash_fixture_is_the_same(memo_switch, path):
+    # Inputs that once crashed or hung netdsl, deep recursions among them: the memo adds no
+    # frame per level, so Python's stack runs out where it did (E0405 against E0402).
+    same_with_and_without(memo_switch, lambda: netdsl.compile(path.read_bytes()))
