@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import netdsl  # noqa: E402
-from netdsl import parser  # noqa: E402
+from netdsl import memo, parser  # noqa: E402
 
 
 def flat_spec(layers: int) -> str:
@@ -64,6 +64,13 @@ def main(argv=None) -> int:
             print(f"| {name} | {fmt(a)} | {fmt(b)} |")
         else:
             print(f"| {name} | {fmt([x / n for x in a], 1e6, 'µs')} | {fmt([x / n for x in b], 1e6, 'µs')} |")
+    # "cached" keeps the checker's memo of block instances (netdsl.memo) from one compile to
+    # the next, as a sweep or an editor does; emptied, each compile shares only within itself.
+    fresh = lambda: (memo.clear(), netdsl.compile(r50))  # noqa: E731
+    print(f"resnet50 cached, memo emptied before each compile: {fmt(times(fresh, args.runs, False))}")
+    memo.ENABLED = False
+    print(f"resnet50 cached, memo off: {fmt(times(lambda: netdsl.compile(r50), args.runs, False))}")
+    memo.ENABLED = True
     return 0
 
 

@@ -1,6 +1,7 @@
 """Sweep throughput: ``netdsl.sweep`` over EfficientNet variants against fvcore on built models.
 
     python bench/sweep.py                 # 3 x 11 width x depth grid; fvcore on 3 variants
+    python bench/sweep.py --fvcore 0 --rounds 5 --jobs 2   # memo on against off, interleaved
     python bench/sweep.py --fvcore 0      # netdsl only
     python bench/sweep.py --svg docs/params_macs.svg   # also the families plot
 
@@ -10,12 +11,18 @@ whose MACs equal fvcore's, which the test suite checks) and traced with
 ``FlopCountAnalysis(model, x).total()`` at batch 1. Both run in this process, one
 after the other, on the same grid; the rate per core is variants per second of
 one process (``jobs=1``); the all-cores rate uses ``jobs`` processes.
+
+Each timed sweep starts with the checker's memo of block instances and groups and
+the remembered subtree totals emptied (``netdsl.memo``), so it measures variants
+never seen before; "memo off" is the plain path, every instance expanded and every
+layer added up. Configurations are interleaved, ``--rounds`` times.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 import warnings
@@ -24,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from netdsl import analysis, memo  # noqa: E402
 from netdsl.sweep import default_jobs, grid, run  # noqa: E402
 
 SPEC = str(ROOT / "specs" / "efficientnet.net")
@@ -105,25 +113,48 @@ def svg(points, path: Path) -> None:
     path.write_text("\n".join(out) + "\n")
 
 
+def timed(grids, n: int, jobs: int, memo_on: bool) -> tuple[float, list]:
+    """Variants per second of one sweep of ``grids``, with the memo of block instances and
+    the subtree totals on or off, both emptied first: a sweep of variants never seen."""
+    memo.ENABLED = analysis.CACHE = memo_on
+    memo.clear()
+    analysis.clear_summaries()
+    t = time.perf_counter()
+    rows = run(SPEC, grids, jobs=jobs)
+    return n / (time.perf_counter() - t), rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fvcore", type=int, default=3, metavar="N", help="variants fvcore counts (0: none)")
     ap.add_argument("--jobs", type=int, default=default_jobs())
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of each configuration")
     ap.add_argument("--svg", type=Path, help="write the params-against-MACs plot of the families here")
     args = ap.parse_args(argv)
     grids = [grid("width=1.0,1.1,1.2"), grid("depth=1.0:2.0:0.1")]
     n = len(grids[0].values) * len(grids[1].values)
     run(SPEC, grids[:1])  # parse and import once, as a long-lived process would have
+    configs = [(1, False), (1, True), (args.jobs, False), (args.jobs, True)]
+    rates: dict = {c: [] for c in configs}
+    for _ in range(args.rounds):  # interleaved, so that a change of load hits all alike
+        for c in configs:
+            rate, rows = timed(grids, n, *c)
+            rates[c].append(rate)
+    memo.ENABLED = analysis.CACHE = True
+    run(SPEC, grids, jobs=1)
     t = time.perf_counter()
-    rows = run(SPEC, grids, jobs=1)
-    one = n / (time.perf_counter() - t)
-    t = time.perf_counter()
-    run(SPEC, grids, jobs=args.jobs)
-    many = n / (time.perf_counter() - t)
+    run(SPEC, grids, jobs=1)
+    again = n / (time.perf_counter() - t)
+    fmt = lambda xs: f"{max(xs):8.1f} / {statistics.median(xs):8.1f}"  # noqa: E731
     print(f"load average {os.getloadavg()[0]:.2f}; EfficientNet width x depth grid, {n} variants, "
-          f"{sum(r.error is None for r in rows)} checked")
-    print(f"netdsl sweep, 1 process:          {one:8.1f} variants/s (per core)")
-    print(f"netdsl sweep, {args.jobs} processes:        {many:8.1f} variants/s")
+          f"{sum(r.error is None for r in rows)} checked; variants/s, best / median of {args.rounds}")
+    for jobs in (1, args.jobs):
+        off, on = rates[(jobs, False)], rates[(jobs, True)]
+        what = "1 process (per core)" if jobs == 1 else f"{jobs} processes"
+        print(f"netdsl sweep, {what:22} memo off {fmt(off)}   memo on {fmt(on)}   "
+              f"on / off {max(on) / max(off):.1f}x (best), {statistics.median(on) / statistics.median(off):.1f}x (median)")
+    print(f"the same grid again in this process (memo warm), 1 process: {again:8.1f} variants/s")
+    one = max(rates[(1, True)])
     if args.fvcore:
         rate = fvcore_rate([r.values for r in rows[:args.fvcore]])
         print(f"fvcore on built models, 1 process: {rate:8.2f} variants/s "

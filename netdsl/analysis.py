@@ -294,3 +294,144 @@ def _layers(nodes):
             yield from _layers(node.body)
         else:
             yield node
+
+
+# ---------------------------------------------------------------- totals, shared subtrees once
+
+#: Whether :func:`summary` remembers subtrees; tests and bench/ turn it off to compare.
+CACHE = True
+
+# id(node) → (node, its summary). The checker's memo shares subtrees between block
+# instances and between compiles, so a sweep meets the same nodes again and again;
+# the node rides along so that its id stays its own. Bounded: cleared when full.
+_SUMMARIES: dict = {}
+_SUMMARIES_MAX = 50_000
+
+
+def clear_summaries() -> None:
+    """Forget every remembered summary (bench/ times a first sweep with it)."""
+    _SUMMARIES.clear()
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a subtree adds to the totals of its network, and how deep it nests.
+
+    ``params`` and ``macs`` add up its layers (``macs`` in eval mode, side heads
+    included: the network leaves those out); ``activation_bytes`` is torchinfo's
+    count; ``largest`` the bytes of its largest tensor; ``depth`` how many module
+    levels below it the deepest node with children sits (None: none has any);
+    ``json`` how many JSON levels below its object its deepest part reaches."""
+
+    params: int
+    macs: int
+    activation_bytes: int
+    largest: int
+    depth: int | None
+    json: int
+
+
+def _parts(node) -> tuple:
+    """The children of a node, as ``api._check_module_depth`` walks them."""
+    if isinstance(node, (ir.Scope, ir.Gate, ir.Side)):
+        return node.body
+    if isinstance(node, ir.Residual):
+        return node.body + (node.shortcut or ())
+    if isinstance(node, (ir.Concat, ir.Dense, ir.Split)):
+        return tuple(n for part in (node.branches if isinstance(node, ir.Concat) else
+                                    node.layers if isinstance(node, ir.Dense) else node.parts)
+                     for n in part)
+    return ()
+
+
+def _leaf(node) -> Summary:
+    if isinstance(node, ir.Layer):
+        p = layer_params(node)
+        act = 2 * layer_output_bytes(node) if p > 0 and not LAYERS[node.kind].bare_parameter else 0
+        return Summary(p, layer_macs(node), act, tensor_bytes(node), None, 3 if node.init else 1)
+    if isinstance(node, ir.Merge):
+        return Summary(0, 0, 0, tensor_bytes(node), None, 1)
+    return Summary(0, 0, 0, 0, None, 1)  # a name for a tensor that exists already
+
+
+def summary(node) -> Summary:
+    """The :class:`Summary` of one IR node, remembered per node object while
+    :data:`CACHE` is on: a subtree shared by many block instances, or many
+    compiles, is added up once. Iterative, since a deep IR is what the depth
+    check that reads it refuses.
+
+    >>> import netdsl
+    >>> net = netdsl.compile("network n() { input [1, 8, 8]\\n g: { conv2d(2, 3)\\n relu } }")
+    >>> s = summary(net.body[0]); s.params, s.macs, s.depth, s.json
+    (20, 648, 0, 3)
+    """
+    known = _SUMMARIES.get(id(node))
+    if known is not None and known[0] is node:
+        return known[1]
+    if not _parts(node):
+        return _leaf(node)
+    done: dict = {}
+    todo = [(node, False)]
+    while todo:
+        n, ready = todo.pop()
+        key = id(n)
+        if key in done:
+            continue
+        known = _SUMMARIES.get(key)
+        if known is not None and known[0] is n:
+            done[key] = known[1]
+            continue
+        parts = _parts(n)
+        if not parts:
+            done[key] = _leaf(n)
+            continue
+        if not ready:
+            todo.append((n, True))
+            todo.extend((c, False) for c in parts)
+            continue
+        kids = [done[id(c)] for c in parts]
+        step = 3 if isinstance(n, (ir.Concat, ir.Dense)) else 2
+        own = 0 if isinstance(n, (ir.Scope, ir.Side)) else tensor_bytes(n)
+        s = Summary(sum(k.params for k in kids), sum(k.macs for k in kids),
+                    sum(k.activation_bytes for k in kids), max([own] + [k.largest for k in kids]),
+                    max([0] + [k.depth + 1 for k in kids if k.depth is not None]),
+                    max([1] + [k.json + step for k in kids]))
+        done[key] = s
+        if CACHE:
+            if len(_SUMMARIES) >= _SUMMARIES_MAX:
+                _SUMMARIES.clear()
+            _SUMMARIES[key] = (n, s)
+    return done[id(node)]
+
+
+@dataclass(frozen=True)
+class Totals:
+    """A network's totals: what a sweep prints of each variant."""
+
+    params: int
+    macs: int
+    activation_bytes: int
+    largest_activation_bytes: int
+    output_shape: tuple
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+def totals(net: ir.Network) -> Totals:
+    """The totals :func:`analyse` gives, without its per-module rows: a cost of the
+    distinct subtrees of ``net``, not of its layers, where subtrees are shared.
+
+    >>> import netdsl
+    >>> t = totals(netdsl.compile("network n() { input [1, 32, 32]\\n conv2d(6, 5)\\n relu }"))
+    >>> t.params, t.macs, t.activation_bytes, t.output_shape
+    (156, 117600, 37632, (6, 28, 28))
+    """
+    parts = [summary(n) for n in net.body]
+    sides = [s for n, s in zip(net.body, parts) if isinstance(n, ir.Side)]
+    largest = max([ELEMENT_BYTES * math.prod(net.input_shape)]
+                  + [ELEMENT_BYTES * math.prod(i.shape) for i in net.inputs] + [s.largest for s in parts])
+    return Totals(sum(s.params for s in parts), sum(s.macs for s in parts) - sum(s.macs for s in sides),
+                  sum(s.activation_bytes for n, s in zip(net.body, parts) if not isinstance(n, ir.Side)),
+                  largest, tuple(net.out_shape))

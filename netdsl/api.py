@@ -224,9 +224,19 @@ def check_limits(net: ir.Network, limits: Limits, sources) -> None:
     netdsl.diagnostics.NetdslError: error[E0408]: the network has 15 parameters, over the limit of 10
     ...
     """
-    _check_module_depth(net, limits, sources)
-    _check_params(net, limits, sources)
-    _check_activations(net, limits, sources)
+    from .analysis import summary, totals
+
+    # Each check walks the whole IR only where it fails; a pass reads the summaries of
+    # the network's subtrees, which shared subtrees (memo.py) have once for all.
+    parts = [summary(node) for node in net.body]
+    if not all(3 + s.json <= _JSON_DEPTH and (s.depth is None or 1 + s.depth <= limits.max_nesting)
+               for s in parts):
+        _check_module_depth(net, limits, sources)
+    t = totals(net)
+    if t.params > limits.max_params:
+        _check_params(net, limits, sources)
+    if t.largest_activation_bytes > limits.max_activation_bytes:
+        _check_activations(net, limits, sources)
 
 
 def _check_module_depth(net: ir.Network, limits: Limits, sources) -> None:

@@ -400,6 +400,7 @@ class DataflowChecks:
                                        f"or remove {'the input' if v.input else f'`-> {name}`'}"))
             if values.owner is not None:
                 self._inner_names.setdefault(name, (values.owner, v.span))
+                self._inner_log.append((name, values.owner, v.span))  # replayed by the block memo
 
     def _outer_names(self) -> set:
         values = getattr(self, "_network_values", None)

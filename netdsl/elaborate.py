@@ -17,7 +17,7 @@ import re
 
 from pydantic import ValidationError
 
-from . import ast, ir, shapes
+from . import ast, ir, memo, shapes
 from .diagnostics import Diagnostic, NetdslError, by_position, closest, related, short, source_lines
 from .calls import CallChecks
 from .combinators import CombinatorChecks
@@ -93,6 +93,16 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         self.overridden: dict[str, object] = {}  # network parameters set by --set or the API
         self._inner_names: dict = {}
         self._flow_values = None
+        # The memo of block instances (memo.py), and what it needs to know of each
+        # expansion: reports made, levels reached, and the logs of lasting effects.
+        self._memo = memo.table(program, self.limits, origin)
+        self._reports = 0
+        self._depth = 0
+        self._chain_peak = self._depth_peak = self._need_peak = 0
+        self._matched_log: list = []
+        self._inner_log: list = []
+        self._steps_log: list = []
+        self._id_keys = 0  # how many keys in _steps_log hold a list by its identity
         self.ev = Evaluator(self.limits, globals=self._global, charge=self._charge,
                             blocks=lambda: program.blocks)
         self.globals = Env()
@@ -105,6 +115,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
 
     # -- reporting
     def report(self, d: Diagnostic) -> None:
+        self._reports += 1
         key = (d.code, d.message, d.span.where() if d.span else None,
                d.span.column if d.span else None)
         if key in self._seen:
@@ -214,6 +225,11 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         except _TooDeep as e:
             net = None
             self._too_deep(e)
+        finally:
+            # The evaluator calls back into the checker: without this cycle, the checker and
+            # all it made are freed when the caller drops it, not by the cyclic collector
+            # (whose passes over a sweep's thousands of compiles cost more than the checking).
+            self.ev.globals = self.ev.charge = self.ev.blocks = None
         if self.diags:
             raise NetdslError(by_position(self.diags), prog.sources)
         return net
@@ -448,6 +464,8 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
     def _would_pass(self, steps: int, span, label: str) -> None:
         """Refuse now work known to take ``steps`` more steps, if that is over the limit:
         expanding it first would only take longer to reach the same E0404."""
+        if self.nodes + steps > self._need_peak:
+            self._need_peak = self.nodes + steps
         if self.nodes + steps > self.limits.max_nodes:
             self._too_many_steps(span, label)
 
@@ -473,23 +491,31 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
 
     # -- statements
     def run(self, stmts, env: Env, flow, scope: NameScope) -> None:
+        # Body levels, for the memo; counted here, not in a wrapper, since a frame more per
+        # level would move where Python's stack runs out (E0405 or E0402 for deep specs).
+        self._depth += 1
+        if self._depth > self._depth_peak:
+            self._depth_peak = self._depth
         same = self._same_after(stmts)
         seen = cost = None
-        for i, st in enumerate(stmts):
-            # A statement equal to the one before it, seeing the same input, does the
-            # same work, and so do the equal ones after it (ten lines of `b0` are `b0 * 10`).
-            state = _input_state(flow)
-            if cost is not None and same[i - 1] > 1 and state == seen:
-                self._would_pass(cost * same[i], st.span, f"{same[i]:,} more statements like the one "
-                                 f"before, of {_steps(cost)} each, would pass the limit")
-            seen, before = state, self.nodes
-            try:
-                self.stmt(st, env, flow, scope)
-            except EvalError as e:
-                self.report(e.diagnostic)
-            except RecursionError:
-                raise _TooDeep(st.span, tuple(self.chain)) from None
-            cost = self.nodes - before
+        try:
+            for i, st in enumerate(stmts):
+                # A statement equal to the one before it, seeing the same input, does the
+                # same work, and so do the equal ones after it (ten lines of `b0` are `b0 * 10`).
+                state = _input_state(flow)
+                if cost is not None and same[i - 1] > 1 and state == seen:
+                    self._would_pass(cost * same[i], st.span, f"{same[i]:,} more statements like the "
+                                     f"one before, of {_steps(cost)} each, would pass the limit")
+                seen, before = state, self.nodes
+                try:
+                    self.stmt(st, env, flow, scope)
+                except EvalError as e:
+                    self.report(e.diagnostic)
+                except RecursionError:
+                    raise _TooDeep(st.span, tuple(self.chain)) from None
+                cost = self.nodes - before
+        finally:
+            self._depth -= 1
 
     def _same_after(self, stmts) -> list[int]:
         """For each statement of a body, how many from it on are equal to it, itself included
@@ -738,14 +764,38 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         if label is not None and not isinstance(unit, ast.Use):
             # A labelled group or combinator is a scope of its own.
             name = scope.name(self, label, unit.span)
+            mkey = None
+            if isinstance(unit, ast.Group) and self._memo is not None:
+                mkey = self._group_key(unit, env, scope, shape, shared, values)
+                if mkey is not None and self._group_hit(mkey, flow, scope, name, shape, unit, values):
+                    return
             inner = NameScope(scope)
             sub = SeqFlow(shape, shared)
             sub.values = values
-            if isinstance(unit, ast.Group):
+            if mkey is not None:
+                # Expanded here, not in a helper: a frame more per level would move where
+                # Python's stack runs out for deep specs.
+                region = self._region()
+                before = values.dangling if values is not None else None
+                if values is not None:
+                    values.dangling = memo.UNSET  # nothing inside reads it: no `from`, no merge
+                try:
+                    self.run(unit.body, Env({}, env), sub, inner)
+                    self.close(inner)
+                    left = memo.UNSET if values is None else values.dangling
+                    if sub.shape is not None:
+                        self._remember(mkey, region, scope, sub, (len(self._steps_log), self._id_keys),
+                                       left)
+                finally:
+                    region.close(self)
+                    if values is not None and values.dangling is memo.UNSET:
+                        values.dangling = before
+            elif isinstance(unit, ast.Group):
                 self.run(unit.body, Env({}, env), sub, inner)
+                self.close(inner)
             else:
                 sub.accept(*self.unit(unit, env, shape, shared, inner)[:3], unit.span)
-            self.close(inner)
+                self.close(inner)
             flow.accept(self._scope_node(name, None, None, sub, shape, unit.span), sub.shape,
                         sub.shared, unit.span)
             if values is not None and not isinstance(unit, ast.Group):
@@ -999,6 +1049,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                 if target == label and label not in LAYERS:
                     out[param] = scheme
                     s.matched.add(i)
+                    self._matched_log.append((s, i))
                     if not self._fan_fits(kind, param, scheme):
                         del out[param]
             for i in range(len(s.init) - 1, -1, -1):
@@ -1010,7 +1061,10 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
 
     def block(self, ref: BlockRef, use: ast.Use, env: Env, shape, shared, scope, label):
         defn = ref.defn
-        if len(self.chain) >= self.limits.max_block_depth:
+        depth = len(self.chain)
+        if depth > self._chain_peak:
+            self._chain_peak = depth
+        if depth >= self.limits.max_block_depth:
             self.report(Diagnostic("E0405", f"blocks nested more than {self.limits.max_block_depth} "
                                    "deep", use.span, f"`{defn.name}` used again here",
                                    "a block that uses itself needs a condition that ends the recursion"))
@@ -1038,24 +1092,145 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             steps = self._instance_steps[key][0]
             self._would_pass(steps, use.span, f"this instance of `{short(defn.name)}` takes "
                              f"{_steps(steps)}, like one before it, and would pass the limit")
-        before = self.nodes
-        inner = NameScope(scope)
-        sub = SeqFlow(shape if ok else None, shared)
-        sub.values = ValueScope(defn.name)
-        self.chain.append((defn.name, use.span))
+        mkey = None
+        if self._memo is not None and ok and shape is not None and self._depth < memo.MAX_DEPTH:
+            mkey = memo.instance_key(defn, benv.vars, shape, shared, memo.rules_key(scope))
+            hit = None if mkey is None else self._memo.get(mkey)
+            if hit is not None and self._fits(hit):
+                self._replay(hit, scope)
+                if key is not None:
+                    self._instance_steps[key] = (hit.steps_total, benv.vars)
+                    self._log_steps(key, (hit.steps_total, benv.vars))
+                node = ir.Scope(name=name, cls=defn.cls or camel(defn.name), block=defn.name,
+                                body=hit.body, in_shape=shape, out_shape=hit.shape, span=use.span)
+                return [node], hit.shape, hit.shared
+        region = self._region()
         try:
-            self.run(defn.body, benv, sub, inner)
-            self.df_close(sub.values)
+            inner = NameScope(scope)
+            sub = SeqFlow(shape if ok else None, shared)
+            sub.values = ValueScope(defn.name)
+            self.chain.append((defn.name, use.span))
+            try:
+                self.run(defn.body, benv, sub, inner)
+                self.df_close(sub.values)
+            finally:
+                self.chain.pop()
+            steps = self.nodes - region.nodes
+            nested = len(self._steps_log), self._id_keys
+            if key is not None:
+                # The arguments are kept alive with the count: lists are keyed by identity.
+                self._instance_steps[key] = (steps, benv.vars)
+                self._log_steps(key, (steps, benv.vars))
+            self.close(inner)
+            if mkey is not None and sub.shape is not None:
+                self._remember(mkey, region, scope, sub, nested)
         finally:
-            self.chain.pop()
-        if key is not None:
-            # The arguments are kept alive with the count: lists are keyed by identity.
-            self._instance_steps[key] = (self.nodes - before, benv.vars)
-        self.close(inner)
+            region.close(self)
         if not ok:
             return [], None, False
         return self._scope_node(name, defn.cls or camel(defn.name), defn.name, sub, shape, use.span), \
             sub.shape, sub.shared
+
+    def _group_key(self, unit: ast.Group, env: Env, scope, shape, shared, values):
+        """The memo key of a labelled group: the values of the names it mentions here, its
+        input and the init rules around it; None where it is always expanded. Its items
+        share the value scope around it: a group that names or reads results is not kept,
+        and of the others the memo keeps which result they leave unread."""
+        names = memo.group_names(unit)
+        if (names is None or shape is None or self._depth >= memo.MAX_DEPTH
+                or (values is not None and values.no_current)):
+            return None
+        return memo.group_key(unit, names, env, shape, shared, memo.rules_key(scope), values)
+
+    def _group_hit(self, mkey, flow, scope, name, shape, unit, values) -> bool:
+        hit = self._memo.get(mkey)
+        if hit is None or not self._fits(hit):
+            return False
+        self._replay(hit, scope)
+        if values is not None and hit.dangling is not memo.UNSET:
+            values.dangling = hit.dangling
+        flow.accept([ir.Scope(name=name, body=hit.body, in_shape=shape, out_shape=hit.shape,
+                              span=unit.span)], hit.shape, hit.shared, unit.span)
+        return True
+
+    # -- the memo of block instances and labelled groups (memo.py)
+    def _region(self) -> "_Region":
+        return _Region(self)
+
+    def _remember(self, mkey, region: "_Region", scope, sub, nested_end: tuple,
+                  dangling=None) -> None:
+        """Keep what the expansion that ``region`` watched made, if it is safe to replay;
+        ``nested_end`` is where its nested instances' step records end, and their count of
+        keys that hold a list by identity there."""
+        if self._reports != region.reports or len(self.diags) != region.diags:
+            return
+        if nested_end[1] != region.id_keys:
+            return  # a nested instance keyed by a list's identity: see memo.py
+        nested = self._steps_log[region.steps:nested_end[0]]
+        outer = {}
+        s, level = scope, 0
+        while s is not None:
+            outer[id(s)] = level
+            s, level = s.parent, level + 1
+        matched = tuple((outer[id(s)], i) for s, i in self._matched_log[region.matched:] if id(s) in outer)
+        memo.store(self._memo, mkey, memo.Entry(
+            body=tuple(sub.nodes), shape=sub.shape, shared=sub.shared,
+            steps_total=self.nodes - region.nodes,
+            need=max(self._need_peak, self.nodes) - region.nodes,
+            chain=self._chain_peak - region.chain, depth=self._depth_peak - self._depth,
+            matched=matched, inner=tuple(self._inner_log[region.inner:]), steps=tuple(nested),
+            dangling=dangling))
+
+    def _fits(self, hit: memo.Entry) -> bool:
+        """Whether expanding the instance here would run as it did when it was kept."""
+        return (self.nodes + hit.need <= self.limits.max_nodes
+                and len(self.chain) + hit.chain < self.limits.max_block_depth
+                and self._depth + hit.depth <= memo.MAX_DEPTH)
+
+    def _replay(self, hit: memo.Entry, scope) -> None:
+        """What expanding the instance or group would do to the checker, from the memo: its
+        steps, the outer init rules it uses, the names bound in it, its nested instances' work."""
+        self._chain_peak = max(self._chain_peak, len(self.chain) + hit.chain)
+        self._depth_peak = max(self._depth_peak, self._depth + hit.depth)
+        self._need_peak = max(self._need_peak, self.nodes + hit.need)
+        self.nodes += hit.steps_total
+        for level, i in hit.matched:
+            s = scope
+            for _ in range(level):
+                s = s.parent
+            s.matched.add(i)
+            self._matched_log.append((s, i))
+        for entry in hit.inner:
+            self._inner_names.setdefault(entry[0], (entry[1], entry[2]))
+            self._inner_log.append(entry)
+        for k, v in hit.steps:
+            self._instance_steps[k] = v
+            self._steps_log.append((k, v))  # none holds a list by identity (_remember)
+
+    def _log_steps(self, key, value) -> None:
+        self._steps_log.append((key, value))
+        if any(vk[0] is tuple for _, vk in key[1]):
+            self._id_keys += 1
+
+
+class _Region:
+    """What the checker had done when an expansion began, to tell what it did: the reports,
+    the logs' lengths, the steps; and the peaks it reaches, started afresh and merged back."""
+
+    def __init__(self, checker: Checker):
+        c = checker
+        self.outer = c._chain_peak, c._depth_peak, c._need_peak
+        self.chain, self.nodes = len(c.chain), c.nodes
+        c._chain_peak, c._depth_peak, c._need_peak = self.chain, c._depth, c.nodes
+        self.reports, self.diags = c._reports, len(c.diags)
+        self.matched, self.inner, self.steps = len(c._matched_log), len(c._inner_log), len(c._steps_log)
+        self.id_keys = c._id_keys
+
+    def close(self, c: Checker) -> None:
+        c._chain_peak = max(c._chain_peak, self.outer[0])
+        c._depth_peak = max(c._depth_peak, self.outer[1])
+        c._need_peak = max(c._need_peak, self.outer[2])
+
 
 def as_condition(text: str, v) -> str:
     """The help for a value used as a condition that is not true or false: the

@@ -148,6 +148,19 @@ def _position(data: bytes, offset: int) -> tuple[int, int]:
 
 def check_nesting(text: str, filename: str | None, limits: Limits) -> None:
     """Refuse nesting deeper than the limit before the parser recurses into it."""
+    key = (text, filename, limits.max_nesting)
+    if key in _NESTING_OK:
+        return  # a sweep loads the same files for each of its thousands of variants
+    _nesting(text, filename, limits)
+    if len(_NESTING_OK) >= 64:
+        _NESTING_OK.clear()
+    _NESTING_OK.add(key)
+
+
+_NESTING_OK: set = set()
+
+
+def _nesting(text: str, filename: str | None, limits: Limits) -> None:
     depth = 0
     line, col = 1, 0
     in_str = in_comment = False
@@ -275,7 +288,10 @@ def load(text: str, filename: str | None, base_dir: Path, limits: Limits, import
 
     root_key = str(_real(Path(filename)) or filename) if filename else "<spec>"
     done.add(root_key)
-    visit(text, filename, base_dir, [(root_key, None)])
+    try:
+        visit(text, filename, base_dir, [(root_key, None)])
+    finally:
+        visit = None  # it refers to itself: freed now, not by the cyclic collector
     if errors:
         raise NetdslError(by_position(errors), prog.sources)
     return prog

@@ -1,8 +1,10 @@
 """Sweeps: check every combination of a grid of hyperparameters, and measure each.
 
-Analysis needs no tensors, so a variant costs one front-end run: the spec is
-parsed once per process (the parser keeps the AST of a text it has seen) and
-checked with each combination's values. Rows are computed in parallel across
+Analysis needs no tensors, so a variant costs at most one front-end run: the
+spec is parsed once per process (the parser keeps the AST of a text it has seen)
+and checked with each combination's values, and the checker reuses the block
+instances and labelled groups that earlier variants checked with the same values
+(memo.py), whose totals are added up once (analysis.summary). Rows are computed in parallel across
 processes. A combination the checker refuses is a row with its diagnostic, not
 a stopped sweep.
 
@@ -21,6 +23,7 @@ evaluator: nothing is passed to Python's ``eval``.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 from dataclasses import dataclass, field
@@ -163,7 +166,7 @@ class _Job:
 
 
 def _measure(job: _Job, values: dict) -> Row:
-    from .analysis import analyse
+    from .analysis import totals
     from .api import compile_spec
 
     overrides = {**job.fixed, **values}
@@ -177,21 +180,39 @@ def _measure(job: _Job, values: dict) -> Row:
         where = f" at {d.span.where()}" if d.span is not None else ""
         more = f" (+{len(e.diagnostics) - 1} more)" if len(e.diagnostics) > 1 else ""
         return Row(values, error=f"{d.code} {d.message}{where}{more}", code=d.code)
-    a = analyse(net)
+    a = totals(net)
     return Row(values, params=a.params, macs=a.macs, activation_bytes=a.activation_bytes,
-               output_shape=tuple(a.output_shape))
+               output_shape=a.output_shape)
 
 
 _WORKER_JOB: _Job | None = None
+
+# The cyclic collector runs once per this many variants. A compile leaves no cycles behind
+# (the checker breaks its own), so what refcounting frees is all there is; the collector's
+# passes over the memo's nodes after each variant cost more than checking one.
+_COLLECT_EVERY = 256
+_count = 0
+
+
+def _measure_collecting(job: _Job, values: dict) -> Row:
+    """:func:`_measure`, in a process whose collector is off, collecting now and then."""
+    global _count
+    try:
+        return _measure(job, values)
+    finally:
+        _count += 1
+        if _count % _COLLECT_EVERY == 0:
+            gc.collect()
 
 
 def _init_worker(job: _Job) -> None:
     global _WORKER_JOB
     _WORKER_JOB = job
+    gc.disable()  # collected every _COLLECT_EVERY variants, by _measure_collecting
 
 
 def _work(values: dict) -> Row:
-    return _measure(_WORKER_JOB, values)
+    return _measure_collecting(_WORKER_JOB, values)
 
 
 def check_where(text: str, names: list[str], limits: Limits | None = None) -> ast.Expr:
@@ -301,7 +322,7 @@ def run(spec, grids: list[Grid], *, where: str | None = None, sort: str | None =
 def _compute(job: _Job, combos: list[dict], jobs: int) -> list[Row]:
     jobs = max(1, min(jobs, len(combos)))
     if jobs == 1:
-        return [_measure(job, c) for c in combos]
+        return _paused(lambda: [_measure_collecting(job, c) for c in combos])
     import multiprocessing
 
     # Fork where it exists: the workers start with netdsl imported and the spec parsed.
@@ -311,6 +332,18 @@ def _compute(job: _Job, combos: list[dict], jobs: int) -> list[Row]:
     chunk = max(1, len(combos) // (jobs * 8))
     with ctx.Pool(jobs, initializer=_init_worker, initargs=(job,)) as pool:
         return pool.map(_work, combos, chunksize=chunk)
+
+
+def _paused(fn):
+    """``fn()`` with the collector off throughout (not only during each compile, where the
+    front end pauses it): its pass at each re-enable is what it saves."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return fn()
+    finally:
+        if was:
+            gc.enable()
 
 
 def _sorted(rows: list[Row], key: str) -> list[Row]:
