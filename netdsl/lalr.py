@@ -114,3 +114,332 @@ def skip_unit_reductions(lark) -> int:
 
 def _first(children):
     return children[0]
+
+
+class Unsupported(Exception):
+    """The Lark in use is not the one :class:`LeanParser` was written against."""
+
+
+class Declined(Exception):
+    """The text has a syntax error or nests too deep: the plain path says which."""
+
+
+class _Node:
+    """A reduced rule on the stack, in place of Lark's ``Tree``: its value (an AST
+    node, or the children list of an inlined ``_rule``), where it lies (Lark's
+    ``container`` positions, which are the rule's own until ``?rule: "(" x ")"``
+    widens them) and how many nesting rules it holds. It is also the ``meta`` the
+    builder's rule methods read."""
+
+    __slots__ = ("value", "line", "column", "end_line", "end_column", "empty", "depth")
+
+
+# How a rule's reduction is done (_Rule.kind).
+_PASS, _INLINE, _BUILD, _EXPAND = range(4)
+
+
+class _Rule:
+    """What one grammar rule does at its reduction, worked out once from Lark's rule."""
+
+    __slots__ = ("kind", "size", "origin", "keep", "trailing", "method", "nests", "pure")
+
+    def __init__(self, rule, methods: dict, nests: frozenset):
+        opts = rule.options
+        if opts.keep_all_tokens or opts.expand1 and rule.origin.name.startswith("_"):
+            raise Unsupported(f"options of {rule.origin.name}")
+        exp = rule.expansion
+        self.size = len(exp)
+        self.origin = rule.origin.name
+        name = rule.alias or getattr(opts, "template_source", None) or self.origin
+        # Which children Lark's ChildFilterLALR keeps, as (index, splice, Nones before it),
+        # and the Nones of maybe_placeholders after the last one.
+        empty = list(opts.empty_indices or ())
+        if empty:
+            if empty.count(False) != len(exp):
+                raise Unsupported("empty_indices")
+            s = "".join(str(int(b)) for b in empty)
+            nones = [len(ones) for ones in s.split("0")]
+        else:
+            nones = [0] * (len(exp) + 1)
+        keep, pending = [], 0
+        for i, sym in enumerate(exp):
+            pending += nones[i]
+            if not (sym.is_term and sym.filter_out):
+                keep.append((i, not sym.is_term and sym.name.startswith("_"), pending))
+                pending = 0
+        self.keep = tuple(keep)
+        self.trailing = pending + nones[len(exp)]  # Nones appended at the end
+        self.pure = not any(s or n for _, s, n in keep) and not self.trailing
+        self.method = methods.get(name)
+        self.nests = name in nests
+        # Exactly one child kept, and no placeholder: ExpandSingleChild always applies.
+        unit = len(keep) == 1 and not keep[0][1] and not keep[0][2] and not self.trailing
+        if opts.expand1 and not rule.alias and unit and self.size == 1:
+            self.kind = _PASS  # `?a: b`: b as it is, positions and all
+        elif opts.expand1 and not rule.alias:
+            self.kind = _EXPAND  # `?a: "(" b ")"`: b, its positions widened to the parentheses
+            if self.method is None and not unit:
+                raise Unsupported(f"no builder method for {name}")  # it may build a node
+        elif self.origin.startswith("_"):
+            # `_a: _b` hands the same children up; any other `_rule` is spliced into its parent.
+            passes = self.size == 1 and len(keep) == 1 and keep[0][1] and not keep[0][2] and not self.trailing
+            self.kind = _PASS if passes else _INLINE
+        elif self.method is not None:
+            self.kind = _BUILD
+        else:
+            raise Unsupported(f"no builder method for {name}")
+
+
+class LeanParser:
+    """Lark's own LALR table, driven without Lark's trees.
+
+    Why: a warm ``netdsl.compile`` spent two thirds of its time in Lark's parse
+    (its lexer makes each token through several calls, its tree builder wraps
+    every reduction in four, then the AST builder walks the finished tree again
+    and ``_check_depth`` a third time). This driver reads the same table and the
+    same per-state lexers, and at each reduction calls the AST builder's rule
+    method at once with the children and positions Lark's tree builder would
+    have given it (``propagate_positions``, ``maybe_placeholders``, inlined
+    ``_rules``, ``?rules``), tracking nesting depth as it goes. The grammar file
+    stays the only source: the table is Lark's, built and cached by Lark.
+
+    It gives an AST only for a text Lark parses without error and that nests no
+    deeper than allowed; for anything else it raises :class:`Declined` and the
+    caller runs the plain path (Lark's parse, then the builder), whose
+    diagnostics are the ones users see. ``tests/test_lalr.py`` compares the two
+    paths, spans included, on every shipped file and on generated specs.
+
+    What it relies on in Lark (1.1 to 1.3), checked when it is built; where any
+    of it is missing or different it raises :class:`Unsupported` and the plain
+    path is used for every text:
+
+    - ``lark.parser.parser.parser.parse_table``: ``states`` (state → terminal or
+      rule name → ``(Shift, state)`` or ``(Reduce, rule)``), ``start_states``,
+      ``end_states``; rules with ``origin``, ``expansion``, ``alias`` and
+      ``options`` (``expand1``, ``keep_all_tokens``, ``empty_indices``);
+    - ``lark.parser.lexer``: a ``PostLexConnector`` of a ``ContextualLexer``
+      whose ``lexers`` (state → ``BasicLexer``) have ``scanner._mres``,
+      ``callback`` (only ``UnlessCallback``), ``ignore_types`` and
+      ``newline_types``; the post-lexer states the paren rule it applies
+      (``opens``, ``closes``, ``dropped``) and this driver applies the same;
+    - the tree builder's rules (``parse_tree_builder.py``): children filtered as
+      ``ChildFilterLALR`` does, positions as ``PropagatePositions`` does,
+      ``Token``'s slots.
+
+    >>> from netdsl.parser import _lean
+    >>> _lean() is not None
+    True
+    """
+
+    def __init__(self, lark, methods: dict, nests: frozenset):
+        from lark import Token
+        from lark.lexer import BasicLexer, ContextualLexer, UnlessCallback
+        from lark.parsers.lalr_analysis import Shift
+
+        o = lark.options
+        if (o.parser != "lalr" or o.propagate_positions is not True or not o.maybe_placeholders
+                or o.keep_all_tokens or o.transformer is not None or o.lexer_callbacks):
+            raise Unsupported("options")
+        try:
+            table = lark.parser.parser.parser.parse_table
+            connector = lark.parser.lexer
+            contextual, post = connector.lexer, connector.postlexer
+            self.paren = (frozenset(post.opens), frozenset(post.closes), post.dropped)
+            states, self.start_states, self.end_states = (
+                table.states, dict(table.start_states), dict(table.end_states))
+        except AttributeError as e:
+            raise Unsupported(str(e)) from None
+        if type(contextual) is not ContextualLexer or Token.__slots__ != (
+                "type", "start_pos", "value", "line", "column", "end_line", "end_column", "end_pos"):
+            raise Unsupported("lexer")
+        rules: dict = {}
+        # state → {terminal: next state (int) or _Rule; rule name: goto state}
+        self.actions: dict = {}
+        for state, row in states.items():
+            acts = {}
+            for sym, (action, arg) in row.items():
+                if action is Shift:
+                    acts[sym] = arg
+                else:
+                    if arg not in rules:
+                        rules[arg] = _Rule(arg, methods, nests)
+                    acts[sym] = rules[arg]
+            self.actions[state] = acts
+        # state → (match, retype, ignored, multi-line): the state's own lexer.
+        self.lexers: dict = {}
+        made: dict = {}
+        for state, lexer in contextual.lexers.items():
+            if id(lexer) not in made:
+                if type(lexer) is not BasicLexer or lexer.user_callbacks or lexer.g_regex_flags or lexer.use_bytes:
+                    raise Unsupported("basic lexer")
+                mres = lexer.scanner._mres
+                if len(mres) != 1 or not all(type(c) is UnlessCallback for c in lexer.callback.values()):
+                    raise Unsupported("scanner")
+                retype = {name: ({}, cb.scanner.fullmatch) for name, cb in lexer.callback.items()}
+                made[id(lexer)] = (mres[0].match, retype, lexer.ignore_types, lexer.newline_types, lexer)
+            self.lexers[state] = made[id(lexer)]
+        if set(self.lexers) != set(self.actions):
+            raise Unsupported("states")
+        self._chains: dict = {start: {} for start in self.start_states}
+
+    def parse(self, text: str, start: str, builder, max_depth: int):
+        """The value the builder's ``start`` rule method returns for ``text``; raises
+        :class:`Declined` where Lark would raise, or where a rule nests deeper than
+        ``max_depth`` levels."""
+        from lark import Token
+
+        actions, lexers, chain = self.actions, self.lexers, self._chains[start]
+        opens, closes, dropped = self.paren
+        new_str, Node = str.__new__, _Node
+        state, end_state = self.start_states[start], self.end_states[start]
+        states, values = [state], []
+        pos, line, line_start, n = 0, 1, 0, len(text)
+        paren = 0
+        while True:
+            # -- the next token, lexed in the state the parser is in (the contextual lexer)
+            if pos < n:
+                match, retype, ignored, multiline, _ = lexers[state]
+                m = match(text, pos)
+                if m is None:
+                    raise Declined
+                value, kind = m.group(), m.lastgroup
+                start_pos, start_line, column = pos, line, pos - line_start + 1
+                pos += len(value)
+                if kind in multiline:
+                    breaks = value.count("\n")
+                    if breaks:
+                        line += breaks
+                        line_start = start_pos + value.rindex("\n") + 1
+                if kind in ignored:
+                    continue
+                if kind in retype:
+                    memo, fullmatch = retype[kind]
+                    try:
+                        kind = memo[value]
+                    except KeyError:
+                        kind = memo[value] = fullmatch(value) or kind
+                if kind in opens:
+                    paren += 1
+                elif kind in closes:
+                    paren = paren - 1 if paren else 0
+                elif kind == dropped and paren:
+                    continue
+                tok = new_str(Token, value)
+                tok.type, tok.start_pos, tok.value = kind, start_pos, value
+                tok.line, tok.column, tok.end_pos = start_line, column, pos
+                tok.end_line, tok.end_column = line, pos - line_start + 1
+                is_end = False
+            else:
+                kind, tok, is_end = "$END", None, True
+            # -- reduce while the table says so, then shift
+            while True:
+                act = actions[state].get(kind)
+                if act is None:
+                    raise Declined
+                if act.__class__ is int:
+                    if is_end:
+                        raise Declined
+                    state = act
+                    states.append(state)
+                    values.append(tok)
+                    break
+                if act.kind == _PASS:
+                    # A chain of pass-through reductions only changes the top state;
+                    # where it ends depends on the state below and the lookahead.
+                    key = (states[-2], state, kind)
+                    to = chain.get(key)
+                    if to is None:
+                        to = chain[key] = self._pass_chain(states[-2], state, kind, end_state)
+                    states[-1] = state = to
+                    if is_end and state == end_state:
+                        return _value(values[-1])
+                    continue
+                size = act.size
+                if size:
+                    raw = values[-size:]
+                    del values[-size:]
+                    del states[-size:]
+                else:
+                    raw = []
+                node = _reduce(act, raw, builder)
+                if node.__class__ is Node and node.depth > max_depth:
+                    raise Declined
+                state = actions[states[-1]][act.origin]
+                states.append(state)
+                values.append(node)
+                if is_end and state == end_state:
+                    return _value(node)
+
+    def _pass_chain(self, below, state, kind, end_state):
+        actions = self.actions
+        while True:
+            act = actions[state].get(kind)
+            if act is None or act.__class__ is int or act.kind != _PASS:
+                return state
+            state = actions[below][act.origin]
+            if kind == "$END" and state == end_state:
+                return state
+
+
+def _value(entry):
+    return entry.value if entry.__class__ is _Node else entry
+
+
+def _reduce(rule: _Rule, raw: list, builder):
+    """One reduction: the children Lark's tree builder would keep, the positions it
+    would give, then the builder's rule method (or the children list of an inlined
+    rule, or the one child of a ``?rule``)."""
+    Node = _Node
+    first = last = None
+    for e in raw:
+        if e is not None and (e.__class__ is not Node or not e.empty):
+            first = e
+            break
+    for e in reversed(raw):
+        if e is not None and (e.__class__ is not Node or not e.empty):
+            last = e
+            break
+    if rule.pure:
+        kept = [raw[i] for i, _, _ in rule.keep]
+    else:
+        kept = []
+        for i, splice, nones in rule.keep:
+            if nones:
+                kept += [None] * nones
+            if splice:
+                if kept:
+                    kept += raw[i].value
+                else:  # the same list, extended: a long `_rule*` stays linear
+                    kept = raw[i].value
+            else:
+                kept.append(raw[i])
+        if rule.trailing:
+            kept += [None] * rule.trailing
+    kind = rule.kind
+    if kind == _EXPAND and len(kept) == 1:
+        node = kept[0]
+        if node.__class__ is Node and first is not None:
+            if node.empty:
+                node.empty = False
+            node.line, node.column = first.line, first.column
+            node.end_line, node.end_column = last.end_line, last.end_column
+        return node
+    node = Node()
+    if first is None:
+        node.empty = True
+        node.line = node.column = node.end_line = node.end_column = None
+    else:
+        node.empty = False
+        node.line, node.column = first.line, first.column
+        node.end_line, node.end_column = last.end_line, last.end_column
+    depth = 0
+    for e in raw:
+        if e.__class__ is Node and e.depth > depth:
+            depth = e.depth
+    if kind == _INLINE:
+        node.value = kept
+        node.depth = depth
+        return node
+    node.depth = depth + 1 if rule.nests else depth
+    node.value = rule.method(builder, node, [e.value if e.__class__ is Node else e for e in kept])
+    return node

@@ -42,18 +42,21 @@ _NESTS = frozenset({
 
 
 class _ParenNewlines:
-    """Drop line breaks inside ( ) and [ ], so calls and lists may span lines."""
+    """Drop line breaks inside ( ) and [ ], so calls and lists may span lines.
 
-    always_accept = ("_NL",)
+    The lean driver (``lalr.LeanParser``) applies the same rule from these attributes."""
+
+    opens, closes, dropped = ("LPAR", "LSQB"), ("RPAR", "RSQB"), "_NL"
+    always_accept = (dropped,)
 
     def process(self, stream):
         depth = 0
         for tok in stream:
-            if tok.type in ("LPAR", "LSQB"):
+            if tok.type in self.opens:
                 depth += 1
-            elif tok.type in ("RPAR", "RSQB"):
+            elif tok.type in self.closes:
                 depth = max(0, depth - 1)
-            elif tok.type == "_NL" and depth:
+            elif tok.type == self.dropped and depth:
                 continue
             yield tok
 
@@ -68,6 +71,38 @@ def _lark() -> Lark:
     lark = Lark(grammar, postlex=_ParenNewlines(), cache=cache_file(grammar, options), **options)
     skip_unit_reductions(lark)
     return lark
+
+
+def _lean():
+    """The lean driver over ``_lark()``'s table, or None where this Lark is not the one
+    it knows (then every text takes the plain path)."""
+    return _lean_over(_lark())
+
+
+@functools.lru_cache(maxsize=1)
+def _lean_over(lark: Lark):
+    from .lalr import LeanParser, Unsupported
+
+    try:
+        return LeanParser(lark, _rule_methods(_Builder), _NESTS)
+    except Unsupported:
+        return None
+
+
+def _fast(text: str, start: str, builder: _Builder):
+    """What ``builder`` makes of ``text`` by the lean driver, or None where it declines:
+    a syntax error, nesting past the builder's limit, or a diagnostic of the builder's
+    own. The plain path then parses again and reports, so its diagnostics are the only ones."""
+    from .lalr import Declined
+
+    lean = _lean()
+    if lean is None:
+        return None
+    try:
+        node = lean.parse(text, start, builder, builder.max_depth)
+    except Declined:
+        return None
+    return None if builder.errors else node
 
 
 def parse(text: str, filename: str | None = None, limits: Limits | None = None) -> ast.Module:
@@ -88,6 +123,20 @@ def parse(text: str, filename: str | None = None, limits: Limits | None = None) 
     if "\r" in text:
         # Old Mac files end lines with a lone CR; CRLF needs nothing, but one rule is simpler.
         text = text.replace("\r\n", "\n").replace("\r", "\n")
+    items = _fast(text, "start", _Builder(filename, text, max_depth=limits.max_nesting))
+    if items is None:
+        items = _plain(text, filename, limits)
+    module = ast.Module(items=tuple(items), file=filename)
+    if len(key[0]) <= _PARSED_TEXT:
+        _PARSED[key] = module
+        if len(_PARSED) > _PARSED_ENTRIES:
+            _PARSED.popitem(last=False)
+    return module
+
+
+def _plain(text: str, filename: str | None, limits: Limits) -> list:
+    """The items of ``text`` by Lark's tree and the builder's pass over it: the
+    reference the lean driver is tested against, and the path that reports errors."""
     try:
         tree = _lark().parse(text, start="start")
     except UnexpectedInput as e:
@@ -100,12 +149,7 @@ def parse(text: str, filename: str | None = None, limits: Limits | None = None) 
     items = builder.transform(tree)
     if builder.errors:
         raise NetdslError(by_position(builder.errors), {filename: text})
-    module = ast.Module(items=tuple(items), file=filename)
-    if len(key[0]) <= _PARSED_TEXT:
-        _PARSED[key] = module
-        if len(_PARSED) > _PARSED_ENTRIES:
-            _PARSED.popitem(last=False)
-    return module
+    return items
 
 
 # The ASTs of the texts parsed last. An AST is immutable, so one parse serves every
@@ -686,6 +730,10 @@ class _Builder(Transformer_NonRecursive):
         return ast.String(parts=tuple(parts), span=base)
 
     def _hole(self, text: str, line: int, col: int) -> ast.Expr:
+        sub = _Builder(self.filename, text, line=line, col=col, max_depth=self.max_depth)
+        node = _fast(text, "expr", sub)
+        if node is not None:
+            return node
         try:
             tree = _lark().parse(text, start="expr")
         except UnexpectedInput as e:
@@ -712,6 +760,9 @@ def parse_expr(text: str, limits: Limits | None = None, filename: str = "<--set>
     4
     """
     limits = limits or Limits()
+    node = _fast(text, "expr", _Builder(filename, text, max_depth=limits.max_nesting))
+    if node is not None:
+        return node
     try:
         tree = _lark().parse(text, start="expr")
     except UnexpectedInput as e:
