@@ -265,7 +265,8 @@ class LeanParser:
                         rules[arg] = _Rule(arg, methods, nests)
                     acts[sym] = rules[arg]
             self.actions[state] = acts
-        # state → (match, retype, ignored, multi-line): the state's own lexer.
+        # state → (match, special): the state's own lexer, and what it does beyond making a
+        # token of a match: kind → (counts lines, is ignored, (memo, retype) or None).
         self.lexers: dict = {}
         made: dict = {}
         for state, lexer in contextual.lexers.items():
@@ -275,9 +276,16 @@ class LeanParser:
                 mres = lexer.scanner._mres
                 if len(mres) != 1 or not all(type(c) is UnlessCallback for c in lexer.callback.values()):
                     raise Unsupported("scanner")
-                retype = {name: ({}, cb.scanner.fullmatch) for name, cb in lexer.callback.items()}
-                made[id(lexer)] = (mres[0].match, retype, lexer.ignore_types, lexer.newline_types, lexer)
+                special = {}
+                for kind in {*lexer.newline_types, *lexer.ignore_types, *lexer.callback}:
+                    cb = lexer.callback.get(kind)
+                    special[kind] = (kind in lexer.newline_types, kind in lexer.ignore_types,
+                                     None if cb is None else ({}, cb.scanner.fullmatch))
+                made[id(lexer)] = (mres[0].match, special)
             self.lexers[state] = made[id(lexer)]
+        # The post-lexer's rule: kind → +1 (opens), -1 (closes), 0 (a line break it drops inside).
+        opens, closes, dropped = self.paren
+        self.paren_step = {**{k: 1 for k in opens}, **{k: -1 for k in closes}, dropped: 0}
         if set(self.lexers) != set(self.actions):
             raise Unsupported("states")
         self._chains: dict = {start: {} for start in self.start_states}
@@ -289,7 +297,7 @@ class LeanParser:
         from lark import Token
 
         actions, lexers, chain = self.actions, self.lexers, self._chains[start]
-        opens, closes, dropped = self.paren
+        paren_step = self.paren_step
         new_str, Node = str.__new__, _Node
         state, end_state = self.start_states[start], self.end_states[start]
         states, values = [state], []
@@ -298,32 +306,36 @@ class LeanParser:
         while True:
             # -- the next token, lexed in the state the parser is in (the contextual lexer)
             if pos < n:
-                match, retype, ignored, multiline, _ = lexers[state]
+                match, special = lexers[state]
                 m = match(text, pos)
                 if m is None:
                     raise Declined
                 value, kind = m.group(), m.lastgroup
                 start_pos, start_line, column = pos, line, pos - line_start + 1
-                pos += len(value)
-                if kind in multiline:
-                    breaks = value.count("\n")
-                    if breaks:
-                        line += breaks
-                        line_start = start_pos + value.rindex("\n") + 1
-                if kind in ignored:
-                    continue
-                if kind in retype:
-                    memo, fullmatch = retype[kind]
-                    try:
-                        kind = memo[value]
-                    except KeyError:
-                        kind = memo[value] = fullmatch(value) or kind
-                if kind in opens:
-                    paren += 1
-                elif kind in closes:
-                    paren = paren - 1 if paren else 0
-                elif kind == dropped and paren:
-                    continue
+                pos = m.end()
+                if kind in special:
+                    multiline, ignored, retype = special[kind]
+                    if multiline:
+                        breaks = value.count("\n")
+                        if breaks:
+                            line += breaks
+                            line_start = start_pos + value.rindex("\n") + 1
+                    if ignored:
+                        continue
+                    if retype is not None:  # a keyword the NAME pattern matched
+                        memo, fullmatch = retype
+                        try:
+                            kind = memo[value]
+                        except KeyError:
+                            kind = memo[value] = fullmatch(value) or kind
+                if kind in paren_step:  # _ParenNewlines, as its attributes say
+                    step = paren_step[kind]
+                    if step > 0:
+                        paren += 1
+                    elif step < 0:
+                        paren = paren - 1 if paren else 0
+                    elif paren:
+                        continue
                 tok = new_str(Token, value)
                 tok.type, tok.start_pos, tok.value = kind, start_pos, value
                 tok.line, tok.column, tok.end_pos = start_line, column, pos
@@ -390,15 +402,20 @@ def _reduce(rule: _Rule, raw: list, builder):
     would give, then the builder's rule method (or the children list of an inlined
     rule, or the one child of a ``?rule``)."""
     Node = _Node
+    # PropagatePositions: from the first child that has a position to the last one.
     first = last = None
+    depth = 0
     for e in raw:
-        if e is not None and (e.__class__ is not Node or not e.empty):
+        if e.__class__ is Node:
+            if e.depth > depth:
+                depth = e.depth
+            if e.empty:
+                continue
+        elif e is None:
+            continue
+        if first is None:
             first = e
-            break
-    for e in reversed(raw):
-        if e is not None and (e.__class__ is not Node or not e.empty):
-            last = e
-            break
+        last = e
     if rule.pure:
         kept = [raw[i] for i, _, _ in rule.keep]
     else:
@@ -419,8 +436,7 @@ def _reduce(rule: _Rule, raw: list, builder):
     if kind == _EXPAND and len(kept) == 1:
         node = kept[0]
         if node.__class__ is Node and first is not None:
-            if node.empty:
-                node.empty = False
+            node.empty = False
             node.line, node.column = first.line, first.column
             node.end_line, node.end_column = last.end_line, last.end_column
         return node
@@ -432,10 +448,6 @@ def _reduce(rule: _Rule, raw: list, builder):
         node.empty = False
         node.line, node.column = first.line, first.column
         node.end_line, node.end_column = last.end_line, last.end_column
-    depth = 0
-    for e in raw:
-        if e.__class__ is Node and e.depth > depth:
-            depth = e.depth
     if kind == _INLINE:
         node.value = kept
         node.depth = depth

@@ -395,7 +395,10 @@ class _Builder(Transformer_NonRecursive):
                     end_line=meta.end_line, end_column=meta.end_column)
 
     def _tspan(self, tok: Token) -> Span:
-        return _tok_span(tok, self.filename, self.line, self.col)
+        if self.line:
+            return _tok_span(tok, self.filename, self.line, self.col)
+        return Span(file=self.filename, line=tok.line, column=tok.column, end_line=tok.end_line,
+                    end_column=tok.end_column)
 
     @staticmethod
     def _clean(children):
@@ -612,7 +615,7 @@ class _Builder(Transformer_NonRecursive):
     def number(self, meta, children):
         (tok,) = children
         text = str(tok)
-        is_float = any(c in text for c in ".eE")
+        is_float = "." in text or "e" in text or "E" in text
         if not is_float and len(text) > 4000:
             # int() refuses over 4300 digits; shorter ones meet the max_int check later.
             self.errors.append(Diagnostic("E0215", "integer overflow", self._tspan(tok),
