@@ -265,29 +265,20 @@ class LeanParser:
                         rules[arg] = _Rule(arg, methods, nests)
                     acts[sym] = rules[arg]
             self.actions[state] = acts
-        # state → (match, special): the state's own lexer, and what it does beyond making a
-        # token of a match: kind → (counts lines, is ignored, (memo, retype) or None).
+        # The lexer of each state, made into (match, special) on first use (building all
+        # of Lark's scanners at once would cost a cold start tens of milliseconds).
+        for lexer in contextual.lexers.values():
+            if type(lexer) is not BasicLexer or lexer.user_callbacks or lexer.g_regex_flags or lexer.use_bytes:
+                raise Unsupported("basic lexer")
+        if set(contextual.lexers) != set(self.actions) or not all(type(s) is int for s in self.actions):
+            raise Unsupported("states")
+        self._basic = contextual.lexers
+        self._unless = UnlessCallback
+        self._made: dict = {}
         self.lexers: dict = {}
-        made: dict = {}
-        for state, lexer in contextual.lexers.items():
-            if id(lexer) not in made:
-                if type(lexer) is not BasicLexer or lexer.user_callbacks or lexer.g_regex_flags or lexer.use_bytes:
-                    raise Unsupported("basic lexer")
-                mres = lexer.scanner._mres
-                if len(mres) != 1 or not all(type(c) is UnlessCallback for c in lexer.callback.values()):
-                    raise Unsupported("scanner")
-                special = {}
-                for kind in {*lexer.newline_types, *lexer.ignore_types, *lexer.callback}:
-                    cb = lexer.callback.get(kind)
-                    special[kind] = (kind in lexer.newline_types, kind in lexer.ignore_types,
-                                     None if cb is None else ({}, cb.scanner.fullmatch))
-                made[id(lexer)] = (mres[0].match, special)
-            self.lexers[state] = made[id(lexer)]
         # The post-lexer's rule: kind → +1 (opens), -1 (closes), 0 (a line break it drops inside).
         opens, closes, dropped = self.paren
         self.paren_step = {**{k: 1 for k in opens}, **{k: -1 for k in closes}, dropped: 0}
-        if set(self.lexers) != set(self.actions):
-            raise Unsupported("states")
         self._chains: dict = {start: {} for start in self.start_states}
 
     def parse(self, text: str, start: str, builder, max_depth: int):
@@ -306,7 +297,10 @@ class LeanParser:
         while True:
             # -- the next token, lexed in the state the parser is in (the contextual lexer)
             if pos < n:
-                match, special = lexers[state]
+                try:
+                    match, special = lexers[state]
+                except KeyError:
+                    match, special = self._lexer(state) or _declined()
                 m = match(text, pos)
                 if m is None:
                     raise Declined
@@ -382,6 +376,28 @@ class LeanParser:
                 if is_end and state == end_state:
                     return _value(node)
 
+    def _lexer(self, state):
+        """(match, special) of the state's lexer: its scanner's one regular expression,
+        and kind → (counts lines, is ignored, (memo, retype) or None) for the kinds it
+        does more with than make a token. None where Lark's scanner is not of that form."""
+        lexer = self._basic[state]
+        if id(lexer) not in self._made:
+            mres = lexer.scanner._mres
+            if len(mres) != 1 or not all(type(c) is self._unless for c in lexer.callback.values()):
+                made = None
+            else:
+                special = {}
+                for kind in {*lexer.newline_types, *lexer.ignore_types, *lexer.callback}:
+                    cb = lexer.callback.get(kind)
+                    special[kind] = (kind in lexer.newline_types, kind in lexer.ignore_types,
+                                     None if cb is None else ({}, cb.scanner.fullmatch))
+                made = (mres[0].match, special)
+            self._made[id(lexer)] = made
+        made = self._made[id(lexer)]
+        if made is not None:
+            self.lexers[state] = made
+        return made
+
     def _pass_chain(self, below, state, kind, end_state):
         actions = self.actions
         while True:
@@ -391,6 +407,10 @@ class LeanParser:
             state = actions[below][act.origin]
             if kind == "$END" and state == end_state:
                 return state
+
+
+def _declined():
+    raise Declined
 
 
 def _value(entry):

@@ -257,6 +257,11 @@ def test_a_lark_without_what_the_driver_relies_on_means_the_plain_path(monkeypat
     with pytest.raises(lalr.Unsupported):  # a rule the builder has no method for
         lalr.LeanParser(lark, {}, parser._NESTS)
 
+    lean = lalr.LeanParser(lark, parser._rule_methods(parser._Builder), parser._NESTS)
+    lean._unless = type(None)  # a scanner whose keyword callbacks it does not know
+    with pytest.raises(lalr.Declined):
+        lean.parse(SPEC, "start", parser._Builder(None, SPEC), 100)
+
     def missing(*args):
         raise lalr.Unsupported("no such attribute")
 
