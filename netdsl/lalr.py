@@ -1,5 +1,6 @@
 """How Lark's LALR parser is set up for speed: its tables cached between
-processes, and the reductions that only pass a child on made free.
+processes, the reductions that only pass a child on made free, and a lean driver
+(:class:`LeanParser`) that runs Lark's table and builds the AST as it parses.
 
 Tables. Building the tables from ``grammar.lark`` takes about a quarter of a second, in
 every process; loading them back takes a few milliseconds. Lark caches them
@@ -209,9 +210,9 @@ class LeanParser:
     diagnostics are the ones users see. ``tests/test_lalr.py`` compares the two
     paths, spans included, on every shipped file and on generated specs.
 
-    What it relies on in Lark (1.1 to 1.3), checked when it is built; where any
-    of it is missing or different it raises :class:`Unsupported` and the plain
-    path is used for every text:
+    What it relies on in Lark (written against 1.3), checked when it is built;
+    where any of it is missing or different it raises :class:`Unsupported` and
+    the plain path is used for every text:
 
     - ``lark.parser.parser.parser.parse_table``: ``states`` (state → terminal or
       rule name → ``(Shift, state)`` or ``(Reduce, rule)``), ``start_states``,
@@ -222,9 +223,14 @@ class LeanParser:
       ``callback`` (only ``UnlessCallback``), ``ignore_types`` and
       ``newline_types``; the post-lexer states the paren rule it applies
       (``opens``, ``closes``, ``dropped``) and this driver applies the same;
-    - the tree builder's rules (``parse_tree_builder.py``): children filtered as
-      ``ChildFilterLALR`` does, positions as ``PropagatePositions`` does,
-      ``Token``'s slots.
+      ``Token``'s slots. A state's scanner is read on first use: one of another
+      form declines that text rather than the whole driver;
+    - the tree builder's rules (``parse_tree_builder.py``), which are restated
+      here, not read: children kept as ``ChildFilterLALR`` keeps them (with
+      ``maybe_placeholders``' Nones), ``ExpandSingleChild``, positions as
+      ``PropagatePositions`` gives them (a node spans its first to its last
+      child that has a position, parentheses of ``?rule: "(" x ")"`` included).
+      The differential tests pin these.
 
     >>> from netdsl.parser import _lean
     >>> _lean() is not None
@@ -284,7 +290,15 @@ class LeanParser:
     def parse(self, text: str, start: str, builder, max_depth: int):
         """The value the builder's ``start`` rule method returns for ``text``; raises
         :class:`Declined` where Lark would raise, or where a rule nests deeper than
-        ``max_depth`` levels."""
+        ``max_depth`` levels.
+
+        >>> from netdsl.parser import _Builder, _lean
+        >>> _lean().parse("[1, 2 * x]", "expr", _Builder(None, ""), 10).items[1].op
+        '*'
+        >>> _lean().parse("[1, 2 * x]", "expr", _Builder(None, ""), 1)
+        Traceback (most recent call last):
+        netdsl.lalr.Declined
+        """
         from lark import Token
 
         actions, lexers, chain = self.actions, self.lexers, self._chains[start]

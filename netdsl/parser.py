@@ -1,5 +1,11 @@
 """Spec text → AST. The grammar lives in ``grammar.lark``; this module only
-drives Lark and builds AST nodes, and turns Lark's errors into diagnostics."""
+drives Lark and builds AST nodes, and turns Lark's errors into diagnostics.
+
+Two paths give the same AST: the lean driver (``lalr.LeanParser``), which calls
+the builder's rule methods as Lark's table reduces, and the plain one, Lark's
+parse tree then the builder's pass over it. Every text takes the lean one first;
+a text it declines (a syntax error, too deep, a builder diagnostic) is parsed
+again on the plain one, which alone reports errors."""
 
 from __future__ import annotations
 
