@@ -142,7 +142,8 @@ _PASS, _INLINE, _BUILD, _EXPAND = range(4)
 class _Rule:
     """What one grammar rule does at its reduction, worked out once from Lark's rule."""
 
-    __slots__ = ("kind", "size", "origin", "keep", "trailing", "method", "nests", "pure")
+    __slots__ = ("kind", "size", "origin", "keep", "trailing", "method", "nests", "pure", "indices",
+                 "whole")
 
     def __init__(self, rule, methods: dict, nests: frozenset):
         opts = rule.options
@@ -170,7 +171,11 @@ class _Rule:
                 pending = 0
         self.keep = tuple(keep)
         self.trailing = pending + nones[len(exp)]  # Nones appended at the end
+        # No splice and no placeholder: the kept children are raw[i] for i in indices,
+        # or raw itself where every child is kept.
         self.pure = not any(s or n for _, s, n in keep) and not self.trailing
+        self.indices = tuple(i for i, _, _ in keep)
+        self.whole = self.pure and self.indices == tuple(range(self.size))
         self.method = methods.get(name)
         self.nests = name in nests
         # Exactly one child kept, and no placeholder: ExpandSingleChild always applies.
@@ -451,7 +456,7 @@ def _reduce(rule: _Rule, raw: list, builder):
             first = e
         last = e
     if rule.pure:
-        kept = [raw[i] for i, _, _ in rule.keep]
+        kept = raw if rule.whole else [raw[i] for i in rule.indices]
     else:
         kept = []
         for i, splice, nones in rule.keep:
