@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import gc
 from importlib import resources
 
 from lark import Lark, Token, Tree, v_args
@@ -105,18 +104,10 @@ def _fast(text: str, start: str, builder: _Builder):
     lean = _lean()
     if lean is None:
         return None
-    # A parse makes tens of objects a line and keeps most, none of them in a cycle, so
-    # the collector's passes during it free nothing yet scan ever more of the heap: a
-    # third of a long spec's parse. It is paused for the parse alone.
-    collecting = gc.isenabled()
-    gc.disable()
     try:
         node = lean.parse(text, start, builder, builder.max_depth)
     except Declined:
         return None
-    finally:
-        if collecting:
-            gc.enable()
     return None if builder.errors else node
 
 
