@@ -3,11 +3,14 @@
     python bench/frontend.py            # 15 runs of resnet50, 3 of each flat size
     python bench/frontend.py --runs 40
 
-Two figures each: "reparsed" clears the parser's cache of ASTs before every call,
+Three figures each: "reparsed" clears the parser's cache of ASTs before every call,
 so the text is parsed again (a spec seen for the first time in a warm process);
 "cached" compiles a text parsed before (a sweep, an editor, a second build), where
 only checking runs (texts over 64,000 characters are not kept: the 10,000-layer
-spec is parsed every time). Times are min and median of the runs in one process.
+spec is parsed every time); "Lark tree" is "reparsed" with the lean LALR driver
+turned off (``netdsl.lalr.LeanParser``: Lark's parse tree, then the AST builder's
+pass over it), its runs interleaved with those of "reparsed", and the ratio of
+their minima. Times are min and median of the runs in one process.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,24 +50,36 @@ def times(fn, runs: int, reparse: bool) -> list[float]:
     return out
 
 
+def interleaved(fn, runs: int) -> tuple[list[float], list[float]]:
+    """Reparsed times with the lean driver, then without, one run of each in turn."""
+    lean, plain = [], []
+    for _ in range(runs):
+        lean += times(fn, 1, True)
+        with mock.patch.object(parser, "_lean", lambda: None):
+            plain += times(fn, 1, True)
+    return lean, plain
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args(argv)
     fmt = lambda xs, scale=1e3, unit="ms": f"{min(xs) * scale:,.1f} / {statistics.median(xs) * scale:,.1f} {unit}"
     print(f"load average {os.getloadavg()[0]:.2f}")
-    print("| what | reparsed (min / median) | cached (min / median) |")
-    print("|---|---:|---:|")
+    print("| what | reparsed (min / median) | cached (min / median) | Lark tree (min / median) | reparsed / Lark tree |")
+    print("|---|---:|---:|---:|---:|")
     r50 = str(ROOT / "specs" / "resnet50.net")
     for name, fn, runs, n in [("resnet50", lambda: netdsl.compile(r50), args.runs, None)] + [
             (f"flat {n:,} layers, per layer", (lambda t: lambda: netdsl.compile(t))(flat_spec(n)),
              max(1, args.runs // (1 if n < 1000 else 5 if n < 10000 else 15)), n)
             for n in (100, 1000, 10000)]:
-        a, b = times(fn, runs, True), times(fn, runs, False)
+        (a, c), b = interleaved(fn, runs), times(fn, runs, False)
+        ratio = f"{min(a) / min(c):.2f}"
         if n is None:
-            print(f"| {name} | {fmt(a)} | {fmt(b)} |")
+            print(f"| {name} | {fmt(a)} | {fmt(b)} | {fmt(c)} | {ratio} |")
         else:
-            print(f"| {name} | {fmt([x / n for x in a], 1e6, 'µs')} | {fmt([x / n for x in b], 1e6, 'µs')} |")
+            per = lambda xs: fmt([x / n for x in xs], 1e6, "µs")
+            print(f"| {name} | {per(a)} | {per(b)} | {per(c)} | {ratio} |")
     # "cached" keeps the checker's memo of block instances (netdsl.memo) from one compile to
     # the next, as a sweep or an editor does; emptied, each compile shares only within itself.
     fresh = lambda: (memo.clear(), netdsl.compile(r50))  # noqa: E731

@@ -1,5 +1,11 @@
 """Spec text → AST. The grammar lives in ``grammar.lark``; this module only
-drives Lark and builds AST nodes, and turns Lark's errors into diagnostics."""
+drives Lark and builds AST nodes, and turns Lark's errors into diagnostics.
+
+Two paths give the same AST: the lean driver (``lalr.LeanParser``), which calls
+the builder's rule methods as Lark's table reduces, and the plain one, Lark's
+parse tree then the builder's pass over it. Every text takes the lean one first;
+a text it declines (a syntax error, too deep, a builder diagnostic) is parsed
+again on the plain one, which alone reports errors."""
 
 from __future__ import annotations
 
@@ -42,18 +48,21 @@ _NESTS = frozenset({
 
 
 class _ParenNewlines:
-    """Drop line breaks inside ( ) and [ ], so calls and lists may span lines."""
+    """Drop line breaks inside ( ) and [ ], so calls and lists may span lines.
 
-    always_accept = ("_NL",)
+    The lean driver (``lalr.LeanParser``) applies the same rule from these attributes."""
+
+    opens, closes, dropped = ("LPAR", "LSQB"), ("RPAR", "RSQB"), "_NL"
+    always_accept = (dropped,)
 
     def process(self, stream):
         depth = 0
         for tok in stream:
-            if tok.type in ("LPAR", "LSQB"):
+            if tok.type in self.opens:
                 depth += 1
-            elif tok.type in ("RPAR", "RSQB"):
+            elif tok.type in self.closes:
                 depth = max(0, depth - 1)
-            elif tok.type == "_NL" and depth:
+            elif tok.type == self.dropped and depth:
                 continue
             yield tok
 
@@ -68,6 +77,38 @@ def _lark() -> Lark:
     lark = Lark(grammar, postlex=_ParenNewlines(), cache=cache_file(grammar, options), **options)
     skip_unit_reductions(lark)
     return lark
+
+
+def _lean():
+    """The lean driver over ``_lark()``'s table, or None where this Lark is not the one
+    it knows (then every text takes the plain path)."""
+    return _lean_over(_lark())
+
+
+@functools.lru_cache(maxsize=1)
+def _lean_over(lark: Lark):
+    from .lalr import LeanParser, Unsupported
+
+    try:
+        return LeanParser(lark, _rule_methods(_Builder), _NESTS)
+    except Unsupported:
+        return None
+
+
+def _fast(text: str, start: str, builder: _Builder):
+    """What ``builder`` makes of ``text`` by the lean driver, or None where it declines:
+    a syntax error, nesting past the builder's limit, or a diagnostic of the builder's
+    own. The plain path then parses again and reports, so its diagnostics are the only ones."""
+    from .lalr import Declined
+
+    lean = _lean()
+    if lean is None:
+        return None
+    try:
+        node = lean.parse(text, start, builder, builder.max_depth)
+    except Declined:
+        return None
+    return None if builder.errors else node
 
 
 def parse(text: str, filename: str | None = None, limits: Limits | None = None) -> ast.Module:
@@ -88,6 +129,20 @@ def parse(text: str, filename: str | None = None, limits: Limits | None = None) 
     if "\r" in text:
         # Old Mac files end lines with a lone CR; CRLF needs nothing, but one rule is simpler.
         text = text.replace("\r\n", "\n").replace("\r", "\n")
+    items = _fast(text, "start", _Builder(filename, text, max_depth=limits.max_nesting))
+    if items is None:
+        items = _plain(text, filename, limits)
+    module = ast.Module(items=tuple(items), file=filename)
+    if len(key[0]) <= _PARSED_TEXT:
+        _PARSED[key] = module
+        if len(_PARSED) > _PARSED_ENTRIES:
+            _PARSED.popitem(last=False)
+    return module
+
+
+def _plain(text: str, filename: str | None, limits: Limits) -> list:
+    """The items of ``text`` by Lark's tree and the builder's pass over it: the
+    reference the lean driver is tested against, and the path that reports errors."""
     try:
         tree = _lark().parse(text, start="start")
     except UnexpectedInput as e:
@@ -100,12 +155,7 @@ def parse(text: str, filename: str | None = None, limits: Limits | None = None) 
     items = builder.transform(tree)
     if builder.errors:
         raise NetdslError(by_position(builder.errors), {filename: text})
-    module = ast.Module(items=tuple(items), file=filename)
-    if len(key[0]) <= _PARSED_TEXT:
-        _PARSED[key] = module
-        if len(_PARSED) > _PARSED_ENTRIES:
-            _PARSED.popitem(last=False)
-    return module
+    return items
 
 
 # The ASTs of the texts parsed last. An AST is immutable, so one parse serves every
@@ -351,7 +401,10 @@ class _Builder(Transformer_NonRecursive):
                     end_line=meta.end_line, end_column=meta.end_column)
 
     def _tspan(self, tok: Token) -> Span:
-        return _tok_span(tok, self.filename, self.line, self.col)
+        if self.line:
+            return _tok_span(tok, self.filename, self.line, self.col)
+        return Span(file=self.filename, line=tok.line, column=tok.column, end_line=tok.end_line,
+                    end_column=tok.end_column)
 
     @staticmethod
     def _clean(children):
@@ -568,7 +621,7 @@ class _Builder(Transformer_NonRecursive):
     def number(self, meta, children):
         (tok,) = children
         text = str(tok)
-        is_float = any(c in text for c in ".eE")
+        is_float = "." in text or "e" in text or "E" in text
         if not is_float and len(text) > 4000:
             # int() refuses over 4300 digits; shorter ones meet the max_int check later.
             self.errors.append(Diagnostic("E0215", "integer overflow", self._tspan(tok),
@@ -686,6 +739,10 @@ class _Builder(Transformer_NonRecursive):
         return ast.String(parts=tuple(parts), span=base)
 
     def _hole(self, text: str, line: int, col: int) -> ast.Expr:
+        sub = _Builder(self.filename, text, line=line, col=col, max_depth=self.max_depth)
+        node = _fast(text, "expr", sub)
+        if node is not None:
+            return node
         try:
             tree = _lark().parse(text, start="expr")
         except UnexpectedInput as e:
@@ -712,6 +769,9 @@ def parse_expr(text: str, limits: Limits | None = None, filename: str = "<--set>
     4
     """
     limits = limits or Limits()
+    node = _fast(text, "expr", _Builder(filename, text, max_depth=limits.max_nesting))
+    if node is not None:
+        return node
     try:
         tree = _lark().parse(text, start="expr")
     except UnexpectedInput as e:

@@ -1,8 +1,16 @@
-"""The parser's table cache: a broken or unwritable cache never stops a parse."""
+"""The parser's table cache: a broken or unwritable cache never stops a parse. The lean
+LALR driver: the same ASTs, spans and diagnostics as Lark's own parse and tree."""
 
+import dataclasses
 import pickle
+import random
+import sys
+from pathlib import Path
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netdsl import parser
 from netdsl.lalr import cache_file
@@ -110,3 +118,172 @@ def test_pass_through_reductions_give_the_same_trees():
             except UnexpectedInput as e:
                 outcomes.append((type(e).__name__, e.line, e.column))
         assert outcomes[0] == outcomes[1], path.name
+
+
+# ---------------------------------------------------------------- the lean driver
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import fuzz  # noqa: E402
+import fuzz_specs  # noqa: E402
+
+from netdsl.diagnostics import NetdslError  # noqa: E402
+from netdsl.limits import Limits  # noqa: E402
+from netdsl.span import Span  # noqa: E402
+
+FILES = sorted([*ROOT.glob("specs/*.net"), *ROOT.glob("netdsl/stdlib/**/*.net"),
+                *ROOT.glob("tests/fixtures/**/*.net")])
+
+
+def _ast_shape(x):
+    """An AST as nested tuples, every span's fields included (spans compare equal to
+    any span, so ``==`` on ASTs would miss a wrong position), and each leaf's type."""
+    if isinstance(x, Span):
+        return ("Span", *x.as_dict().values())
+    if dataclasses.is_dataclass(x):
+        return (type(x).__name__, *((f.name, _ast_shape(getattr(x, f.name))) for f in dataclasses.fields(x)))
+    if isinstance(x, (list, tuple)):
+        return (type(x).__name__, *map(_ast_shape, x))
+    return (type(x).__name__, x)
+
+
+def _outcome(run):
+    try:
+        return _ast_shape(run())
+    except NetdslError as e:
+        return [(d.code, d.message, _ast_shape(d.span), d.label, d.help, d.notes) for d in e.diagnostics]
+
+
+def _both(run):
+    """What ``run`` gives by the lean driver, then by the plain path (Lark's tree)."""
+    parser._PARSED.clear()
+    fast = _outcome(run)
+    with mock.patch.object(parser, "_lean", lambda: None):
+        parser._PARSED.clear()
+        plain = _outcome(run)
+    parser._PARSED.clear()
+    return fast, plain
+
+
+def test_the_lean_driver_is_in_use_on_the_shipped_specs():
+    assert parser._lean() is not None
+    for path in ROOT.glob("specs/*.net"):
+        text = path.read_text(encoding="utf-8")
+        assert parser._fast(text, "start", parser._Builder(str(path), text)) is not None, path.name
+
+
+def test_the_shape_sees_a_moved_span():
+    a, b = parser.parse("network n() { relu }"), parser.parse("network n() {  relu }")
+    assert a == b and _ast_shape(a) != _ast_shape(b)
+
+
+def test_every_file_gives_the_same_ast_or_the_same_diagnostics():
+    assert len(FILES) > 100
+    for path in FILES:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        fast, plain = _both(lambda: parser.parse(text, str(path)))
+        assert fast == plain, path.name
+
+
+def _relaid(text: str, rng: random.Random) -> str:
+    """``text`` with other white space: tabs, form feeds, CRLF, comments, blank lines,
+    line breaks inside brackets (which the post-lexer drops) and now and then none."""
+    out, depth = [], 0
+    for tok in fuzz.tokens(text):
+        if tok in ("(", "["):
+            depth += 1
+        elif tok in (")", "]"):
+            depth = max(0, depth - 1)
+        if tok == "\n":
+            tok = rng.choice(["\n", "\r\n", "  # note\n", "\n\n    "] if not depth else
+                             ["\n", "\n      ", " # in brackets\n"])
+        elif tok.isspace():
+            tok = rng.choice([" ", "\t", "  ", "\f ", ""] + (["\n  ", " # c\n"] if depth else []))
+        out.append(tok)
+    return "".join(out)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32), st.integers(0, 3))
+def test_generated_and_mutated_specs_give_the_same_ast_or_diagnostics(seed, how):
+    rng = random.Random(seed)
+    texts = [p.read_text(encoding="utf-8") for p in fuzz.SOURCES]
+    if how == 0:  # a new spec from the fuzzer's generators
+        text = fuzz_specs.generate(rng)[1]
+    elif how == 1:  # a shipped spec after the fuzzer's mutations (often broken)
+        text = fuzz.make_input(seed, 0, texts, ["relu", "x", "in_channels"]).data.decode("utf-8", "replace")
+    else:  # a shipped spec laid out anew
+        text = _relaid(rng.choice(texts), rng)
+    limits = Limits(max_nesting=rng.choice([3, 6, 10, 100])) if how == 3 else Limits()
+    fast, plain = _both(lambda: parser.parse(text, "g.net", limits))
+    assert fast == plain
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32))
+def test_expressions_give_the_same_ast_or_diagnostics(seed):
+    rng = random.Random(seed)
+    text = fuzz_specs._expr(rng)
+    if rng.random() < 0.3:
+        text = text[:rng.randrange(len(text) + 1)]
+    fast, plain = _both(lambda: parser.parse_expr(text))
+    assert fast == plain
+    hole = f'network n() {{ input [1]\n "a{{{text}}}": relu }}'  # the same expression in a label's hole
+    fast, plain = _both(lambda: parser.parse(hole, "h.net", Limits(max_nesting=4)))
+    assert fast == plain
+
+
+def test_the_nesting_limit_is_reported_as_before():
+    text = ('network n(a = [[1, 2], [- - 3]]) {\n input [1]\n'
+            ' "b{- - - 1}": { c: { relu } }\n if 1 + 2 * 3 > 0 { relu } else if true { relu }\n}\n')
+    seen = set()
+    for limit in range(1, 10):
+        fast, plain = _both(lambda: parser.parse(text, "d.net", Limits(max_nesting=limit)))
+        assert fast == plain
+        seen.add(fast[0][0] if isinstance(fast, list) else "ok")
+        fast, plain = _both(lambda: parser.parse_expr("[- - 1, [2]]", Limits(max_nesting=limit)))
+        assert fast == plain
+        seen.add(fast[0][0] if isinstance(fast, list) else "ok")
+    assert seen == {"E0402", "ok"}
+
+
+def test_a_syntax_error_is_the_plain_paths_and_leaves_nothing_cached():
+    text = "network n() {\n    conv2d(4, 3\n    relu\n}\n"
+    with pytest.raises(NetdslError) as e:
+        parser.parse(text, "s.net")
+    assert parser._fast(text, "start", parser._Builder("s.net", text)) is None
+    assert e.value.diagnostics[0].notes == ("this `(` at 2:11 is not closed",)
+    assert not any(key[0] == text for key in parser._PARSED)
+
+
+def test_a_lark_without_what_the_driver_relies_on_means_the_plain_path(monkeypatch):
+    from types import SimpleNamespace
+
+    from netdsl import lalr
+
+    lark = parser._lark()
+    with pytest.raises(lalr.Unsupported):
+        lalr.LeanParser(SimpleNamespace(options=lark.options), parser._rule_methods(parser._Builder),
+                        parser._NESTS)
+    with pytest.raises(lalr.Unsupported):  # a rule the builder has no method for
+        lalr.LeanParser(lark, {}, parser._NESTS)
+
+    lean = lalr.LeanParser(lark, parser._rule_methods(parser._Builder), parser._NESTS)
+    lean._unless = type(None)  # a scanner whose keyword callbacks it does not know
+    with pytest.raises(lalr.Declined):
+        lean.parse(SPEC, "start", parser._Builder(None, SPEC), 100)
+
+    def missing(*args):
+        raise lalr.Unsupported("no such attribute")
+
+    text = (ROOT / "specs" / "resnet50.net").read_text(encoding="utf-8")
+    expected = _ast_shape(parser.parse(text, "r.net"))
+    monkeypatch.setattr(lalr, "LeanParser", missing)
+    parser._lean_over.cache_clear()
+    parser._PARSED.clear()
+    try:
+        assert parser._lean() is None
+        assert _ast_shape(parser.parse(text, "r.net")) == expected
+    finally:
+        parser._lean_over.cache_clear()
+        parser._PARSED.clear()
