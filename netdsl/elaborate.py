@@ -12,6 +12,7 @@ combinators' checks in ``combinators.py``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -975,8 +976,8 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         try:
             # Arguments the IR keeps as the inferred fields instead (layer_norm's `dims`
             # becomes its normalized_shape) are left out.
-            fields = {k: v for k, v in {**values, **derived}.items()
-                      if k in sig.node.model_fields and k not in ir.Layer.model_fields}
+            own = _own_fields(sig.node)
+            fields = {k: v for k, v in {**values, **derived}.items() if k in own}
             node = sig.node(kind=kind, name=name, in_shape=shape, out_shape=out, span=use.span,
                             init=init, **fields, **flags)
         except ValidationError as e:  # a range the catalogue did not check: still the user's
@@ -1230,6 +1231,13 @@ class _Region:
         c._chain_peak = max(c._chain_peak, self.outer[0])
         c._depth_peak = max(c._depth_peak, self.outer[1])
         c._need_peak = max(c._need_peak, self.outer[2])
+
+
+@functools.cache
+def _own_fields(node_cls) -> frozenset:
+    """The fields a layer's IR class adds to :class:`ir.Layer` (read once per class:
+    pydantic's ``model_fields`` is a property that costs a call each time)."""
+    return frozenset(node_cls.model_fields) - frozenset(ir.Layer.model_fields)
 
 
 def as_condition(text: str, v) -> str:
