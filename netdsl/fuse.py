@@ -190,9 +190,14 @@ _MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.Ha
 
 def _convertible(m) -> bool:
     # Exactly nn.Conv2d (not a subclass a user made), with numeric zero padding,
-    # which is what the oneDNN kernel takes.
+    # which is what the oneDNN kernel takes; and a torch that has the kernel (a
+    # private op: a build or version without it keeps torch's convolution).
     return (type(m) is nn.Conv2d and m.padding_mode == "zeros" and not isinstance(m.padding, str)
-            and torch.backends.mkldnn.is_available())
+            and torch.backends.mkldnn.is_available() and _has_kernel())
+
+
+def _has_kernel() -> bool:
+    return hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
 class ChannelsLast:

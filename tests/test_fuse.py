@@ -281,3 +281,22 @@ def test_a_fused_model_deepcopies_traces_compiles_and_exports():
         exported = torch.export.export(model, (x,))
         assert not any("mkldnn" in str(n.target) for n in exported.graph.nodes)
         _assert_close(want, exported.module()(x))
+
+
+def test_a_torch_without_the_onednn_kernel_keeps_its_own_convolutions(monkeypatch):
+    # The kernel is a private op: where this torch lacks it, convolutions stay nn.Conv2d
+    # and everything else is fused as before.
+    from netdsl import fuse as fuse_module
+
+    monkeypatch.setattr(fuse_module, "_has_kernel", lambda: False)
+    torch.manual_seed(0)
+    model = netdsl.build(str(SPECS / "resnet.net"), input=(3, 32, 32), depth=18).eval()
+    _randomise_statistics(model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+        fused = fuse(model)
+        got = fused(x)
+    assert not any(isinstance(m, FusedConv2d) for m in fused.modules())
+    assert _n_bn(fused) == 0
+    _assert_close(want, got)
