@@ -369,9 +369,12 @@ def cpu_bound(seconds: float):
     """Raise _Timeout after ``seconds`` of this process's CPU time.
 
     CPU time, not wall time, so other work on the machine does not make inputs time out.
+    The alarm repeats every 50 ms of CPU time after the first: Python ignores an
+    exception raised where it cannot propagate (a garbage-collector callback, a
+    ``__del__``), and a timeout raised there would otherwise be lost.
     """
     old = signal.signal(signal.SIGVTALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
+    signal.setitimer(signal.ITIMER_VIRTUAL, seconds, 0.05)
     try:
         yield
     finally:

@@ -210,3 +210,19 @@ def test_each_crash_found_is_now_a_diagnostic(path, tmp_path):
     result, detail, _ = fuzz.try_input(path.read_bytes(), None, 5.0,
                                        contract=lambda net: fuzz.run_model(net, tmp_path))
     assert result == expected, detail
+
+
+def test_a_cpu_timeout_lost_once_is_raised_again():
+    # Python ignores an exception raised in a garbage-collector callback or a __del__;
+    # the alarm repeats, so such a lost timeout still ends the input.
+    start = time.process_time()
+    with pytest.raises(fuzz._Timeout):
+        with fuzz.cpu_bound(0.05):
+            try:
+                while time.process_time() - start < 2:
+                    pass
+            except fuzz._Timeout:
+                pass  # swallowed, as a gc callback would
+            while time.process_time() - start < 4:
+                pass
+    assert time.process_time() - start < 2
