@@ -17,6 +17,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import fuzz  # noqa: E402
 import fuzz_specs  # noqa: E402
 
+# The CPU-time alarm can fire inside hypothesis's garbage-collector callback, where
+# Python ignores the timeout and reports it; the alarm repeats, so the input still
+# ends (test_a_cpu_timeout_lost_once_is_raised_again). Only that report is silenced.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <function gc_cumulative_time:pytest.PytestUnraisableExceptionWarning")
+
 
 def test_a_short_run_finds_no_crashes():
     report = fuzz.run(200, seed=0)
