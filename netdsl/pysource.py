@@ -791,10 +791,12 @@ def _init_call(scheme, target: str) -> str:
 def _leaves(nodes, owner, prefix=()):
     """(path, IR layer, module) of every leaf module with parameters, in module order."""
     for n in _modules_in_order(nodes):
-        m = owner._modules.get(n.name) if hasattr(owner, "_modules") else None
+        if isinstance(n, ir.Layer) and LAYERS[n.kind].bare_parameter:
+            continue  # a parameter of its owner, filled as it is made (Generator.items)
+        m = owner._modules[n.name]
         if isinstance(n, ir.Scope):
             yield from _leaves(n.body, m, prefix + (n.name,))
-        elif m is not None and next(m.parameters(recurse=False), None) is not None:
+        elif next(m.parameters(recurse=False), None) is not None:
             yield prefix + (n.name,), n, m
 
 
@@ -855,8 +857,8 @@ def init_lines(net: ir.Network, model) -> tuple[str, ...]:
         got = next((d for c, d, _ in branches if isinstance(m, c)), {})
         own = {p: s for p, s in _in_order(node.init, m).items() if getattr(m, p, None) is not None}
         got = {p: s for p, s in got.items() if getattr(m, p, None) is not None}
-        if _scheme_key(got) == _scheme_key({p: own[p] for p in got if p in own}) and set(got) <= set(own):
-            todo = {p: s for p, s in own.items() if p not in got}
+        if all(p in own and _scheme_key({p: own[p]}) == _scheme_key({p: s}) for p, s in got.items()):
+            todo = {p: s for p, s in own.items() if p not in got}  # the loop did the rest
         else:
             body.append(f"{_path_ref(path)}.reset_parameters()")
             todo = own
