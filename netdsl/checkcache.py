@@ -34,14 +34,17 @@ internal errors, interruptions and ``--help`` are never cached. ``build`` and
 the other commands do not use the cache: they need the model itself, which a
 cache of printed output cannot give.
 
-Where: ``check/`` in the first usable directory of :func:`netdsl.lalr.cache_dirs`
-(``$NETDSL_CACHE_DIR``, ``$XDG_CACHE_HOME/netdsl``, ``~/.cache/netdsl``, the
-package's ``__pycache__``); ``NETDSL_CACHE_DIR=""`` turns it off, and
-``check --no-cache`` skips it for one run. Entries are ``marshal`` data of
-strings and numbers only (never code, never a pickle); one that is unreadable,
-truncated or of another format is a miss; a directory that cannot be written
-means no cache. At most :data:`MAX_ENTRIES` entries and :data:`MAX_BYTES` in
-all are kept, the least recently used are removed first.
+Where: entries ``<hash>.check`` in the cache directory of :mod:`netdsl.cachedir`,
+which says how its files are trusted: the directory must be this user's and
+private, no link in it is followed, and every entry is verified with this user's
+key before a byte of it is decoded, so an entry planted by someone else is a miss.
+``NETDSL_CACHE_DIR=""`` turns it off, and ``check --no-cache`` skips it for one
+run. Entries are ``marshal`` data of strings and numbers only (never code, never a
+pickle), decoded only once verified; one that is unreadable, truncated, too large
+or of another format is a miss. Besides, an entry is used only if it records the
+reading of at least one spec file: a run that read nothing is never replayed.
+At most :data:`MAX_ENTRIES` entries and :data:`MAX_BYTES` in all are kept, the
+least recently used are removed first.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from __future__ import annotations
 import marshal
 import os
 import sys
+
+from .cachedir import CacheDir, open_cache
 
 try:  # hashlib would load OpenSSL (~2 ms) for a hash it then takes from _blake2 anyway
     from _blake2 import blake2b
@@ -70,6 +75,7 @@ ENV_NAMES = ("LANG", "LANGUAGE", "TERM", "NO_COLOR", "FORCE_COLOR", "CLICOLOR", 
 # Where a run records what it observed; None when nothing is recorded (the API,
 # or a check with the cache off). The loader calls `seen` for each observation.
 _trace: list | None = None
+_recording: Recorder | None = None
 
 
 def seen(kind: str, path, result) -> None:
@@ -83,6 +89,16 @@ def seen(kind: str, path, result) -> None:
     """
     if _trace is not None:
         _trace.append((kind, os.fspath(path), _summary(kind, result)))
+
+
+def uncacheable() -> None:
+    """Say that the run being recorded read something a later hit cannot look at again
+    (standard input): it is not kept. A no-op when nothing is recorded.
+
+    >>> uncacheable()
+    """
+    if _recording is not None:
+        _recording.tainted = True
 
 
 def _summary(kind: str, result):
@@ -125,27 +141,6 @@ def observe(kind: str, path: str):
     return object()  # an unknown kind (another format): never equal
 
 
-def cache_dir() -> str | None:
-    """The directory of the check cache, or None when there is none (turned off, or
-    no directory can be made).
-
-    >>> import os; os.environ["NETDSL_CACHE_DIR"] = ""; print(cache_dir())
-    None
-    >>> del os.environ["NETDSL_CACHE_DIR"]
-    """
-    from .lalr import cache_dirs
-
-    for d in cache_dirs():
-        path = os.path.join(d, "check")
-        try:
-            os.makedirs(path, exist_ok=True)
-        except OSError:
-            continue
-        if os.access(path, os.W_OK | os.X_OK):
-            return path
-    return None
-
-
 def _package_hash(root: str | None = None) -> str:
     """A hash of every file of the netdsl package (names and bytes), bytecode aside."""
     root = root or os.path.dirname(os.path.abspath(__file__))
@@ -178,28 +173,43 @@ def key(argv: list[str]) -> str:
                  list(argv), os.getcwd(), env, _stream(sys.stdout), _stream(sys.stderr)))
 
 
-def _entry_path(directory: str, k: str) -> str:
-    return os.path.join(directory, blake2b(k.encode("utf-8", "surrogateescape"),
-                                           digest_size=16).hexdigest() + ".check")
+def _entry_name(k: str) -> str:
+    return blake2b(k.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest() + ".check"
+
+
+def _valid(entry, k: str) -> bool:
+    """Whether a decoded entry has the shape :meth:`Recorder.finish` gives one, for key ``k``."""
+    if type(entry) is not tuple or len(entry) != 6:
+        return False
+    fmt, stored_key, trace, deps, out, status = entry
+    return (fmt == FORMAT and stored_key == k and status in (0, 1) and type(trace) is list
+            and all(type(t) is tuple and len(t) == 3 and type(t[1]) is str for t in trace)
+            and any(t[0] == "read" for t in trace)  # it read a spec: it checked something
+            and type(deps) is list and all(type(d) is tuple and len(d) == 2 for d in deps)
+            and type(out) is list
+            and all(type(o) is tuple and len(o) == 2 and o[0] in (1, 2)
+                    and (o[1] is None or type(o[1]) is str) for o in out))
 
 
 def replay(argv: list[str]) -> int | None:
     """When ``argv`` is a ``check`` with an entry whose every observation holds,
     print its output as it was printed and return its exit status; else None (run
     it). Any failure to read the cache is a miss, never an error."""
-    if not argv or argv[0] != "check" or "--no-cache" in argv:
-        return None
+    if not argv or argv[0] != "check" or "--no-cache" in argv or "-" in argv:
+        return None  # `-`: the spec is on stdin, which no entry can vouch for
     try:
-        directory = cache_dir()
-        if directory is None:
+        cache = open_cache()
+        if cache is None:
             return None
         k = key(argv)
-        path = _entry_path(directory, k)
-        with open(path, "rb") as f:
-            entry = marshal.load(f)
-        fmt, stored_key, trace, deps, out, status = entry
-        if fmt != FORMAT or stored_key != k or status not in (0, 1):
+        name = _entry_name(k)
+        data = cache.read(name, MAX_ENTRY_BYTES)
+        if data is None:
             return None
+        entry = marshal.loads(data)
+        if not _valid(entry, k):
+            return None
+        _, _, trace, deps, out, status = entry
         for kind, p, result in trace:
             if observe(kind, p) != result:
                 return None
@@ -207,8 +217,6 @@ def replay(argv: list[str]) -> int | None:
             if _dep_stat(p) != result:
                 return None
         chunks = [({1: sys.stdout, 2: sys.stderr}[fd], text) for fd, text in out]
-        if not all(text is None or type(text) is str for _, text in chunks):
-            return None
     except Exception:  # a corrupt entry, an unreadable directory, a cwd that is gone: a miss
         return None
     for stream, text in chunks:
@@ -216,10 +224,7 @@ def replay(argv: list[str]) -> int | None:
             stream.flush()
         else:
             stream.write(text)
-    try:
-        os.utime(path)  # used now: the last to be pruned
-    except OSError:
-        pass
+    cache.touch(name)  # used now: the last to be pruned
     return status
 
 
@@ -282,16 +287,16 @@ class _Tee:
 class Recorder:
     """Records one ``check`` run: what it prints and what it observes of the files."""
 
-    def __init__(self, argv: list[str], directory: str, k: str):
-        self.argv, self.directory, self.key = list(argv), directory, k
+    def __init__(self, argv: list[str], cache: CacheDir, k: str):
+        self.argv, self.cache, self.key = list(argv), cache, k
         self.out: list = []
         self.trace: list = []
         self.tainted = False
         self._saved = (sys.stdout, sys.stderr)
 
     def start(self) -> Recorder:
-        global _trace
-        _trace = self.trace
+        global _trace, _recording
+        _trace, _recording = self.trace, self
         if sys.stdout is not None:
             sys.stdout = _Tee(sys.stdout, 1, self)
         if sys.stderr is not None:
@@ -300,8 +305,8 @@ class Recorder:
 
     def finish(self, status: int | None) -> None:
         """Stop recording; keep the run when it completed (exit 0, or 1 with diagnostics)."""
-        global _trace
-        _trace = None
+        global _trace, _recording
+        _trace, _recording = None, None
         sys.stdout, sys.stderr = self._saved
         if status not in (0, 1) or self.tainted:
             return
@@ -313,9 +318,8 @@ class Recorder:
                 out.append((fd, text))
         try:
             data = marshal.dumps((FORMAT, self.key, self.trace, _dependencies(), out, status))
-            if len(data) <= MAX_ENTRY_BYTES:
-                _write(_entry_path(self.directory, self.key), data)
-                _prune(self.directory)
+            if len(data) <= MAX_ENTRY_BYTES and self.cache.write(_entry_name(self.key), data):
+                _prune(self.cache)
         except Exception:  # a full disk, a read-only directory: no cache, never an error
             pass
 
@@ -324,40 +328,15 @@ def record(argv: list[str]) -> Recorder | None:
     """Start recording a ``check`` run, or None where there is no cache (or no key:
     a working directory that is gone)."""
     try:
-        directory = cache_dir()
-        return None if directory is None else Recorder(argv, directory, key(argv)).start()
+        cache = open_cache()
+        return None if cache is None else Recorder(argv, cache, key(argv)).start()
     except Exception:
         return None
 
 
-def _write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a reader sees the old entry or the new one.
-    No fsync: a cache needs no durability, and a torn file after a crash is a miss."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _prune(directory: str) -> None:
+def _prune(cache: CacheDir) -> None:
     """Remove the least recently used entries beyond MAX_ENTRIES or MAX_BYTES."""
-    entries = []
-    with os.scandir(directory) as it:
-        for e in it:
-            if e.name.endswith(".check"):
-                try:
-                    st = e.stat()
-                except OSError:
-                    continue
-                entries.append((st.st_mtime_ns, st.st_size, e.path))
+    entries = cache.entries(".check")
     total = sum(size for _, size, _ in entries)
     if len(entries) <= MAX_ENTRIES and total <= MAX_BYTES:
         return
@@ -368,8 +347,5 @@ def _prune(directory: str) -> None:
         if keep >= MAX_ENTRIES * 3 // 4 or size + s > MAX_BYTES * 3 // 4:
             break
         keep, size = keep + 1, size + s
-    for _, _, path in entries[keep:]:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+    for _, _, name in entries[keep:]:
+        cache.remove(name)

@@ -1,85 +1,82 @@
-"""How Lark's LALR parser is set up for speed: its tables cached between
+"""How Lark's LALR parser is set up for speed: its tables kept between
 processes, the reductions that only pass a child on made free, and a lean driver
 (:class:`LeanParser`) that runs Lark's table and builds the AST as it parses.
 
 Tables. Building the tables from ``grammar.lark`` takes about a quarter of a second, in
-every process; loading them back takes a few milliseconds. Lark caches them
-itself (``Lark(cache=path)``): the file starts with a hash of the grammar, the
-options and Lark's version, a stale or unreadable file is ignored and rebuilt,
-and a file that cannot be written only means the next process builds again. So
-the grammar file stays the only source, an edit to it takes effect at once, and
-a read-only install works, only slower.
+every process; loading them back takes about ten milliseconds. They are kept in
+netdsl's cache directory (:mod:`netdsl.cachedir`), under a name made of a hash of
+the grammar, the options, Lark's version and Python's, as Lark's own serialized
+form (``Lark.memo_serialize``: dicts, lists, strings and numbers) written with
+``marshal``. Lark's own ``cache=`` is not used: it unpickles the file before it
+checks anything, so a planted file would run code. Here a file is read only after
+the cache directory's owner check and its MAC (this user's key) verify it; a
+missing, stale, foreign or broken file means the tables are built again. The
+grammar file stays the only source, and an edit to it takes effect at once.
 
 Why not a standalone parser generated at build time: the package is installed
 editable while the grammar changes, and a generated module beside the grammar
 would be a second source that goes stale silently.
-
-The cache is a pickle, so it is only read from a directory of the user's own:
-``$NETDSL_CACHE_DIR``, else ``$XDG_CACHE_HOME/netdsl`` or ``~/.cache/netdsl``, else
-the package's own ``__pycache__`` (whoever can write there can change the code
-anyway). ``NETDSL_CACHE_DIR=""`` turns the cache off.
 """
 
 from __future__ import annotations
 
-import os
+import marshal
 import sys
-from pathlib import Path
+
+# The largest table file read back (the tables are about 140 kB).
+MAX_TABLE_BYTES = 8 * 2**20
+# Options that hold objects, not data: given again when the tables are loaded.
+_OBJECT_OPTIONS = ("postlex",)
 
 
-def cache_dirs() -> list[Path]:
-    """The directories tried for the cache, in order.
+def tables_name(grammar: str, options: dict) -> str:
+    """The cache file name of the tables of ``grammar`` built with ``options``, by
+    hash, so checkouts with different grammars share a directory without fighting.
 
-    >>> import os; os.environ["NETDSL_CACHE_DIR"] = "/tmp/x"
-    >>> str(cache_dirs()[0])
-    '/tmp/x'
-    >>> os.environ["NETDSL_CACHE_DIR"] = ""; cache_dirs()
-    []
-    >>> del os.environ["NETDSL_CACHE_DIR"]
+    >>> tables_name("start: 'a'", {}) != tables_name("start: 'b'", {})
+    True
     """
-    env = os.environ.get("NETDSL_CACHE_DIR")
-    if env is not None:
-        return [Path(env)] if env else []
-    dirs = []
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        dirs.append(Path(xdg) / "netdsl")
-    else:
-        home = os.path.expanduser("~")
-        if home != "~":
-            dirs.append(Path(home) / ".cache" / "netdsl")
-    dirs.append(Path(__file__).parent / "__pycache__")
-    return dirs
-
-
-def cache_file(grammar: str, options: dict) -> str | bool:
-    """The path of the tables of ``grammar`` built with ``options`` (named by their
-    hash, so checkouts with different grammars share a directory without fighting),
-    or False where no directory can be written.
-
-    >>> import os; os.environ["NETDSL_CACHE_DIR"] = ""
-    >>> cache_file("start: 'a'", {})
-    False
-    >>> del os.environ["NETDSL_CACHE_DIR"]
-    """
-    import hashlib  # here, not above: the check cache reads cache_dirs and needs no OpenSSL
+    import hashlib  # here, not above: the check cache reads cachedir and needs no OpenSSL
 
     import lark
 
     key = hashlib.sha256(
         f"{grammar}\0{sorted(options.items())!r}\0{lark.__version__}\0{sys.version_info[:2]}"
         .encode()).hexdigest()[:20]
-    for d in cache_dirs():
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        if os.access(d, os.W_OK | os.X_OK):
-            return str(d / f"lark-{key}.pickle")
-        path = d / f"lark-{key}.pickle"
-        if path.is_file():  # a read-only install whose cache was written when it was built
-            return str(path)
-    return False
+    return f"lark-{key}.tables"
+
+
+def build_lark(grammar: str, postlex, options: dict):
+    """``Lark(grammar, postlex=postlex, **options)``, its tables loaded from the cache
+    directory when a verified copy is there, else built and stored. Returns the
+    parser and whether the tables came from the cache.
+
+    >>> import os; os.environ["NETDSL_CACHE_DIR"] = ""
+    >>> lark, cached = build_lark('start: "a"', None, {"parser": "lalr"})
+    >>> str(lark.parse("a").data), cached
+    ('start', False)
+    >>> del os.environ["NETDSL_CACHE_DIR"]
+    """
+    from lark import Lark
+    from lark.grammar import Rule
+    from lark.lexer import TerminalDef
+
+    from .cachedir import open_cache
+
+    cache = open_cache()
+    name = tables_name(grammar, options)
+    data = cache.read(name, MAX_TABLE_BYTES) if cache is not None else None
+    if data is not None:
+        # Verified as written by this user's netdsl for this grammar, Lark and Python:
+        # a failure to load it is a bug (tests/test_lalr.py), not a reason to rebuild.
+        tables = marshal.loads(data)
+        return Lark._load_from_dict(tables["data"], tables["memo"], postlex=postlex), True
+    lark = Lark(grammar, postlex=postlex, **options)
+    if cache is not None:
+        table, memo = lark.memo_serialize([TerminalDef, Rule])
+        table["options"] = {k: v for k, v in table["options"].items() if k not in _OBJECT_OPTIONS}
+        cache.write(name, marshal.dumps({"data": table, "memo": memo}))
+    return lark, False
 
 
 def skip_unit_reductions(lark) -> int:

@@ -69,12 +69,12 @@ class _ParenNewlines:
 
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
-    from .lalr import cache_file, skip_unit_reductions
+    from .lalr import build_lark, skip_unit_reductions
 
     grammar = resources.files(__package__).joinpath("grammar.lark").read_text()
     options = dict(parser="lalr", lexer="contextual", start=["start", "expr"],
                    propagate_positions=True, maybe_placeholders=True)
-    lark = Lark(grammar, postlex=_ParenNewlines(), cache=cache_file(grammar, options), **options)
+    lark, _ = build_lark(grammar, _ParenNewlines(), options)
     skip_unit_reductions(lark)
     return lark
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import errors_doc
-from netdsl import checkcache, cli
+from netdsl import cachedir, checkcache, cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.net"))
@@ -27,10 +27,13 @@ BAD = "network n() {\n    input [3, 8, 8]\n    conv2d(4, 30)\n}\n"  # kernel lar
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    """A fresh cache directory for the test; the entries live in `cache / "check"`."""
+    """A fresh cache directory for the test, opened anew."""
     d = tmp_path / "cache"
     monkeypatch.setenv("NETDSL_CACHE_DIR", str(d))
-    return d
+    cachedir.open_cache(fresh=True)
+    yield d
+    monkeypatch.delenv("NETDSL_CACHE_DIR")
+    cachedir.open_cache(fresh=True)
 
 
 @pytest.fixture
@@ -64,7 +67,13 @@ def replay(capsys, argv):
 
 
 def entries(cache):
-    return sorted((cache / "check").glob("*.check")) if (cache / "check").is_dir() else []
+    return sorted(cache.glob("*.check")) if cache.is_dir() else []
+
+
+def rewrite(entry, data: bytes) -> None:
+    """Store ``data`` as the entry's contents, authenticated with this user's key, as
+    netdsl would: what a test then checks is the entry's validation, not the MAC."""
+    assert cachedir.open_cache().write(entry.name, data)
 
 
 # ---------------------------------------------------------------- hits replay misses
@@ -237,13 +246,16 @@ def test_a_corrupt_entry_is_a_miss_and_is_replaced(cache, tree, capsys, garbage)
     lambda e: (*e[:4], [(7, "x")], e[5]),        # a stream that is neither stdout nor stderr
     lambda e: (*e[:5], 2),                       # a status that is never kept
     lambda e: (e[0] + 1, *e[1:]),                # another format
-    lambda e: e[:5]])                            # a field missing
+    lambda e: e[:5],                             # a field missing
+    lambda e: (*e[:2], [], *e[3:]),              # observed nothing, so checked nothing
+    lambda e: (*e[:2], [t for t in e[2] if t[0] != "read"], *e[3:])])  # read no spec
 def test_an_entry_of_the_right_key_but_the_wrong_shape_is_a_miss(cache, tree, capsys, change):
     import marshal
 
     run(capsys, ["check", "main.net"])
     (entry,) = entries(cache)
-    entry.write_bytes(marshal.dumps(change(marshal.loads(entry.read_bytes()))))
+    data = cachedir.open_cache().read(entry.name, checkcache.MAX_ENTRY_BYTES)
+    rewrite(entry, marshal.dumps(change(marshal.loads(data))))
     assert replay(capsys, ["check", "main.net"]) is None
 
 
@@ -261,24 +273,26 @@ def test_an_unwritable_cache_dir_is_no_cache(tmp_path, tree, capsys, monkeypatch
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("NETDSL_CACHE_DIR", str(blocker))  # a file: no directory under it
+    cachedir.open_cache(fresh=True)
     assert run(capsys, ["check", "main.net"])[2] == 0
     assert replay(capsys, ["check", "main.net"]) is None
 
 
-def test_the_cache_is_bounded_and_keeps_the_recently_used(tmp_path, monkeypatch):
+def test_the_cache_is_bounded_and_keeps_the_recently_used(cache, monkeypatch):
     monkeypatch.setattr(checkcache, "MAX_ENTRIES", 8)
+    store = cachedir.open_cache()
     for i in range(12):
-        p = tmp_path / f"{i:02}.check"
+        p = cache / f"{i:02}.check"
         p.write_bytes(b"x")
         os.utime(p, ns=(i * 10**9, i * 10**9))
-    checkcache._prune(str(tmp_path))
-    left = sorted(p.name for p in tmp_path.glob("*.check"))
+    checkcache._prune(store)
+    left = sorted(p.name for p in cache.glob("*.check"))
     assert len(left) <= 8 and left[-1] == "11.check" and "00.check" not in left
     monkeypatch.setattr(checkcache, "MAX_BYTES", 10)
-    big = tmp_path / "99.check"
+    big = cache / "99.check"
     big.write_bytes(b"x" * 20)
-    checkcache._prune(str(tmp_path))
-    assert sum(p.stat().st_size for p in tmp_path.glob("*.check")) <= 10
+    checkcache._prune(store)
+    assert sum(p.stat().st_size for p in cache.glob("*.check")) <= 10
 
 
 # ---------------------------------------------------------------- differential: hit == miss == plain

@@ -2,8 +2,10 @@
 LALR driver: the same ASTs, spans and diagnostics as Lark's own parse and tree."""
 
 import dataclasses
+import os
 import pickle
 import random
+import subprocess
 import sys
 from pathlib import Path
 from unittest import mock
@@ -12,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netdsl import parser
-from netdsl.lalr import cache_file
+from netdsl import cachedir, parser
+from netdsl.lalr import tables_name
 
 SPEC = "network n() { input [3, 8, 8]\n conv2d(4, 3) }"
 
@@ -25,56 +27,82 @@ def fresh_parser(monkeypatch):
     parser._lark.cache_clear()
     parser._PARSED.clear()
     yield monkeypatch
+    monkeypatch.undo()
+    cachedir.open_cache(fresh=True)
     parser._lark.cache_clear()
     parser._PARSED.clear()
+
+
+def _use(monkeypatch, directory) -> None:
+    monkeypatch.setenv("NETDSL_CACHE_DIR", str(directory))
+    cachedir.open_cache(fresh=True)
 
 
 def _written(tmp_path):
-    return sorted(tmp_path.glob("lark-*.pickle"))
+    return sorted(tmp_path.glob("lark-*.tables"))
+
+
+def _rebuild():
+    parser._lark.cache_clear()
+    parser._PARSED.clear()
 
 
 def test_tables_are_written_then_read_back(fresh_parser, tmp_path):
-    fresh_parser.setenv("NETDSL_CACHE_DIR", str(tmp_path))
+    _use(fresh_parser, tmp_path)
     first = parser.parse(SPEC)
     (path,) = _written(tmp_path)
     stamp = path.stat().st_mtime_ns
-    parser._lark.cache_clear()
-    parser._PARSED.clear()
+    _rebuild()
     assert parser.parse(SPEC) == first
     assert path.stat().st_mtime_ns == stamp  # loaded, not rebuilt
 
 
+def test_the_tables_load_from_the_cache_in_a_new_process(tmp_path):
+    # The tables are read back through Lark's deserialisation (Lark._load_from_dict): a
+    # Lark that changed it must fail here, not make every process build them silently.
+    code = ("from netdsl import lalr, parser\n"
+            "import importlib.resources as r\n"
+            "g = r.files('netdsl').joinpath('grammar.lark').read_text()\n"
+            "opts = dict(parser='lalr', lexer='contextual', start=['start', 'expr'],"
+            " propagate_positions=True, maybe_placeholders=True)\n"
+            "lark, cached = lalr.build_lark(g, parser._ParenNewlines(), opts)\n"
+            "print(cached, lark.parse('network n() { input [1]\\n relu }', start='start').data)\n")
+    env = {**os.environ, "NETDSL_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+            for _ in range(2)]
+    assert [r.stdout.split() for r in runs] == [["False", "start"], ["True", "start"]], runs
+
+
 @pytest.mark.parametrize("content", [b"", b"garbage\n", b"0" * 64 + b"\n" + pickle.dumps([1, 2])])
 def test_a_corrupt_cache_is_rebuilt(fresh_parser, tmp_path, content):
-    fresh_parser.setenv("NETDSL_CACHE_DIR", str(tmp_path))
+    _use(fresh_parser, tmp_path)
     parser.parse(SPEC)
     (path,) = _written(tmp_path)
     good = path.read_bytes()
     path.write_bytes(content)
-    parser._lark.cache_clear()
-    parser._PARSED.clear()
+    _rebuild()
     assert parser.parse(SPEC).items[0].name == "n"
-    assert path.read_bytes().split(b"\n", 1)[0] == good.split(b"\n", 1)[0]
+    assert path.read_bytes()[:8] == good[:8]  # rebuilt and stored again
+    assert cachedir.open_cache().read(path.name, 2**24) is not None
 
 
 def test_an_unusable_cache_directory_means_no_cache(fresh_parser, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    fresh_parser.setenv("NETDSL_CACHE_DIR", str(blocker / "cache"))
-    assert cache_file("start: 'a'", {}) is False
+    _use(fresh_parser, blocker / "cache")
+    assert cachedir.open_cache() is None
     assert parser.parse(SPEC).items[0].name == "n"
 
 
 def test_the_cache_can_be_turned_off(fresh_parser, tmp_path):
-    fresh_parser.setenv("NETDSL_CACHE_DIR", "")
     fresh_parser.setenv("HOME", str(tmp_path))
+    _use(fresh_parser, "")
     assert parser.parse(SPEC).items[0].name == "n"
-    assert not list(tmp_path.rglob("lark-*.pickle"))
+    assert not list(tmp_path.rglob("lark-*"))
 
 
-def test_an_edited_grammar_gets_its_own_file(fresh_parser, tmp_path):
-    fresh_parser.setenv("NETDSL_CACHE_DIR", str(tmp_path))
-    assert cache_file("start: 'a'", {}) != cache_file("start: 'b'", {})
+def test_an_edited_grammar_gets_its_own_file():
+    assert tables_name("start: 'a'", {}) != tables_name("start: 'b'", {})
 
 
 def _reference_lark():
