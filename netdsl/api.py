@@ -24,12 +24,55 @@ def _is_path(spec) -> bool:
     return isinstance(spec, str) and "\n" not in spec and "{" not in spec
 
 
+class Stdin:
+    """The spec text on standard input: what the command line's ``-`` stands for.
+
+    The command line never guesses: its spec argument is a path (``pathlib.Path``,
+    whatever characters the name holds), or ``-`` for this. The text is read once,
+    at most ``max_file_bytes`` of it, when a command first needs it; diagnostics
+    name it ``<stdin>``, and its imports are looked up from the working directory.
+
+    >>> import io
+    >>> src = Stdin(io.BytesIO(b"network n() { input [4]\\n linear(2) }"))
+    >>> read_spec(src)[:2]
+    ('network n() { input [4]\\n linear(2) }', '<stdin>')
+    """
+
+    name = "<stdin>"
+
+    def __init__(self, stream=None):
+        self._stream = stream
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        return "-"
+
+    def __getstate__(self):  # to a worker process: the text read, never the stream
+        return {"_stream": None, "_text": self._text}
+
+    def read(self, limits: Limits) -> str:
+        if self._text is None:
+            import sys
+
+            from . import checkcache
+
+            checkcache.uncacheable()  # what was on stdin is not an observation a hit can repeat
+            stream = self._stream if self._stream is not None else sys.stdin.buffer
+            data = stream.read(limits.max_file_bytes + 1)  # never more than the limit allows
+            if len(data) > limits.max_file_bytes:
+                raise NetdslError([Diagnostic(
+                    "E0401", f"standard input is over the limit of {limits.max_file_bytes} bytes",
+                    None, "", "raise it with --limit max_file_bytes=N if this is really a spec")])
+            self._text = decode(data, self.name, limits)
+        return self._text
+
+
 def _type(value) -> str:
     return "None" if value is None else type(value).__name__
 
 
 def _check_spec(spec) -> None:
-    if not isinstance(spec, (str, bytes, os.PathLike)):
+    if not isinstance(spec, (str, bytes, os.PathLike, Stdin)):
         raise TypeError("spec must be a path (str or os.PathLike), spec text (str) or bytes, "
                         f"not {_type(spec)}")
 
@@ -59,6 +102,8 @@ def read_spec(spec, limits: Limits | None = None) -> tuple[str, str | None, Path
     """(text, filename, directory for imports) of a path or source text."""
     _check_spec(spec)
     limits = limits or Limits()
+    if isinstance(spec, Stdin):
+        return spec.read(limits), spec.name, Path.cwd()
     if _is_path(spec):
         path = Path(spec)
         return read_source(path, limits), str(spec), path.parent

@@ -47,6 +47,22 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def spec_argument(text: str):
+    """The spec argument of a command: a path, always, whatever characters its name
+    holds, or ``-`` for the text on standard input (:class:`netdsl.api.Stdin`).
+
+    >>> spec_argument("network n() { input [3, 8, 8] } #.net")
+    PosixPath('network n() { input [3, 8, 8] } #.net')
+    """
+    from pathlib import Path
+
+    if text == "-":
+        from .api import Stdin
+
+        return Stdin()
+    return Path(text)
+
+
 def _parser():
     import argparse
     import importlib
@@ -60,7 +76,8 @@ def _parser():
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(sp, depth_default_help: str):
-        sp.add_argument("spec", help="path to a .net spec file")
+        sp.add_argument("spec", type=spec_argument,
+                        help="path to a .net spec file, or - to read the spec from stdin")
         sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                         help="set a network hyperparameter (a netdsl expression: 10, 1.1, [3, 4], basic)")
         sp.add_argument("--input", metavar="C,H,W", action="append",

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from . import ast
+from .api import Stdin
 from .diagnostics import Diagnostic, NetdslError
 from .limits import Limits
 
@@ -308,6 +309,8 @@ def run(spec, grids: list[Grid], *, where: str | None = None, sort: str | None =
     expr = check_where(where, names + list(COLUMNS), limits) if where else None
     if sort is not None and sort.lstrip("-") not in names + list(COLUMNS):
         raise GridError(f"--sort {sort}: sort by a column ({', '.join(COLUMNS[:4])}) or a grid name")
+    if isinstance(spec, Stdin):
+        spec.read(limits)  # here, once: the workers get the text, not the stream
     job = _Job(spec, network, None if input is None else tuple(input), limits, tuple(import_path),
                dict(fixed or {}), origin)
     combos = combinations(grids)

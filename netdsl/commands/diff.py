@@ -7,7 +7,7 @@ import argparse
 import json
 import shlex
 
-from ..cli import UsageError
+from ..cli import UsageError, spec_argument
 
 
 def register(sub, common) -> None:
@@ -19,7 +19,7 @@ def register(sub, common) -> None:
             action.metavar, action.help = "A", "path to a .net spec file"
         elif action.dest == "overrides":
             action.help = "set a network hyperparameter on both sides; repeatable"
-    sp.add_argument("other", nargs="?", metavar="B",
+    sp.add_argument("other", nargs="?", metavar="B", type=spec_argument,
                     help="the spec to compare with A (default: A again, to compare "
                          "--set-a with --set-b)")
     sp.add_argument("--set-a", dest="overrides_a", action="append", default=[], metavar="NAME=VALUE",
@@ -40,7 +40,7 @@ def _side(args, spec: str, own: list[str]) -> argparse.Namespace:
 
 
 def _label(ns: argparse.Namespace) -> str:
-    return f" ({shlex.join([ns.spec] + [w for o in ns.overrides for w in ('--set', o)])})"
+    return f" ({shlex.join([str(ns.spec)] + [w for o in ns.overrides for w in ('--set', o)])})"
 
 
 def run(args) -> int:
@@ -52,7 +52,7 @@ def run(args) -> int:
     d = diff(_compile(a), _compile(b))
     if args.format == "json":
         sets = lambda ns: dict(o.split("=", 1) for o in ns.overrides)  # noqa: E731
-        print(json.dumps(to_json(d, args.depth, spec=(a.spec, b.spec), set=(sets(a), sets(b)))))
+        print(json.dumps(to_json(d, args.depth, spec=(str(a.spec), str(b.spec)), set=(sets(a), sets(b)))))
     else:
         print(render_table(d, args.depth or 2, _label(a), _label(b)))
     return 0

@@ -57,7 +57,8 @@ def run(args) -> int:
     from ..cli import _compile
     from ..graph import diagram, to_dot, to_mermaid
 
-    if args.output is not None and os.path.exists(args.output) and os.path.samefile(args.output, args.spec):
+    if args.output is not None and os.path.exists(args.output) and isinstance(args.spec, os.PathLike) \
+            and os.path.samefile(args.output, args.spec):
         raise UsageError(f"-o {args.output} is the spec itself; give another file")
     d = diagram(_compile(args), depth=args.depth)
     text = to_mermaid(d) if args.format == "mermaid" else to_dot(d)

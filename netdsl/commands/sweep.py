@@ -7,12 +7,15 @@ import io
 import json
 import sys
 
+from ..cli import spec_argument
+
 
 def register(sub, common) -> None:
     sp = sub.add_parser(
         "sweep", help="check every combination of a grid of hyperparameters and print "
                       "params, MACs, activation memory and output shape for each")
-    sp.add_argument("spec", help="path to a .net spec file")
+    sp.add_argument("spec", type=spec_argument,
+                    help="path to a .net spec file, or - to read the spec from stdin")
     sp.add_argument("--grid", action="append", default=[], required=True, metavar="NAME=VALUES",
                     help="values of one hyperparameter: a comma list of netdsl expressions "
                          "(1.0,1.1 or basic,bottleneck) and/or START:STOP:STEP ranges that "

@@ -20,6 +20,8 @@ the spec line that made it. Importing --against RUNS THAT MODULE'S PYTHON CODE, 
 any import does: only name code you trust. (Specs themselves never run code.)
 Exit status: 0 equivalent, 1 not equivalent or the spec has errors, 2 usage error."""
 
+from ..cli import spec_argument
+
 
 def register(sub, common) -> None:
     import argparse
@@ -27,7 +29,8 @@ def register(sub, common) -> None:
     sp = sub.add_parser("verify", help="check a spec against a reference PyTorch model "
                                        "(importing --against runs its code)",
                         description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sp.add_argument("spec", help="path to a .net spec file")
+    sp.add_argument("spec", type=spec_argument,
+                    help="path to a .net spec file, or - to read the spec from stdin")
     sp.add_argument("--against", required=True, metavar="DOTTED.PATH",
                     help="the reference: a constructor or an nn.Module object, by its dotted "
                          "path, e.g. torchvision.models.resnet50; importing it runs that "
@@ -193,7 +196,7 @@ def run(args) -> int:
     x = torch.randn(args.batch, *net.input_shape, generator=torch.Generator().manual_seed(args.seed))
     report = compare(model, ref, x, spans=module_spans(net), atol=args.atol, rtol=args.rtol,
                      seed=args.seed, train=not args.no_train, gradients=not args.no_grad,
-                     spec_name=args.spec, reference_name=args.against)
+                     spec_name=str(args.spec), reference_name=args.against)
     if args.format == "json":
         print(json.dumps(report.to_dict()))
     else:
