@@ -82,3 +82,38 @@ def test_pickle_and_deepcopy_keep_classes_plans_and_training_outputs():
             twin.fc.bias.zero_()
         assert not twin.eval()(x).any() and model.eval()(x).any()
         model.train()
+
+
+# Whole models saved by netdsl 0.1.0 (tests/fixtures/pickles/make.py says how they were made).
+OLD = ROOT / "tests" / "fixtures" / "pickles"
+
+
+@pytest.mark.parametrize("name", ["constructs", "dataflow", "lenet5"])
+def test_a_model_saved_by_netdsl_0_1_0_loads_and_runs_in_a_fresh_process(name):
+    code = f"""
+import torch
+m = torch.load({str(OLD / (name + '.pt'))!r}, weights_only=False)
+io = torch.load({str(OLD / (name + '.io.pt'))!r})
+worst = 0.0
+for mode in ("eval", "train"):
+    m.train(mode == "train")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        y = m(*io["inputs"])
+    want = io[mode]
+    if isinstance(want, dict):
+        assert list(y) == list(want), (list(y), list(want))
+        pairs = [(y[k], want[k]) for k in want]
+    elif isinstance(want, tuple):
+        pairs = list(zip(y, want))
+        assert len(pairs) == len(want)
+    else:
+        pairs = [(y, want)]
+    worst = max([worst] + [(a - b).abs().max().item() for a, b in pairs])
+print(type(m).__name__, worst)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=OLD)
+    assert r.returncode == 0, r.stderr
+    cls, worst = r.stdout.split()
+    assert cls == {"constructs": "Constructs", "dataflow": "Dataflow", "lenet5": "Lenet5"}[name]
+    assert float(worst) == 0.0
