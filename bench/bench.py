@@ -39,8 +39,9 @@ import torchvision
 
 import netdsl
 from netdsl.analysis import TYPE_NAMES, analyse
-from netdsl import memo, parser
-from netdsl.lower import lower
+from netdsl.check import memo
+from netdsl.syntax import parser
+from netdsl.backend.lower import lower
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

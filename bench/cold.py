@@ -13,7 +13,7 @@ discarded: an installed package has its ``.pyc`` files, and a checkout run
 under ``PYTHONDONTWRITEBYTECODE`` would otherwise compile netdsl in every run.
 
 Both caches live in a temporary ``NETDSL_CACHE_DIR``. The parser's table cache
-(``netdsl.lalr``) is warm after the first run, as it is for a user after their
+(``netdsl.syntax.lalr``) is warm after the first run, as it is for a user after their
 first command, and stays warm. "miss" empties the result cache (``check/``)
 before each run: the full front end, as after an edit. "hit" runs on an entry
 the miss before it left: a repeated check of unchanged files.

@@ -14,7 +14,7 @@ calibrating batch norm so that outputs have realistic magnitudes (see
                   ``torch.export.save``/``load`` round trip through memory;
   fx, script, trace  max |difference| of ``torch.fx.symbolic_trace``,
                   ``torch.jit.script`` and ``torch.jit.trace`` against eager;
-  ONNX s, ONNX diff  seconds for ``netdsl.onnx_export.export`` and max |difference|
+  ONNX s, ONNX diff  seconds for ``netdsl.backend.onnx.export`` and max |difference|
                   between onnxruntime and eager (needs ``pip install 'netdsl[onnx]'``).
 
 tests/test_ecosystem.py imports NETS and ``calibrate`` from here, so the table
@@ -136,7 +136,7 @@ def measure(net: Net) -> dict:
     try:
         import onnxruntime
 
-        from netdsl.onnx_export import export
+        from netdsl.backend.onnx import export
     except ImportError:
         row["onnx_s"] = row["onnx"] = None
         return row

@@ -8,7 +8,7 @@ so the text is parsed again (a spec seen for the first time in a warm process);
 "cached" compiles a text parsed before (a sweep, an editor, a second build), where
 only checking runs (texts over 64,000 characters are not kept: the 10,000-layer
 spec is parsed every time); "Lark tree" is "reparsed" with the lean LALR driver
-turned off (``netdsl.lalr.LeanParser``: Lark's parse tree, then the AST builder's
+turned off (``netdsl.syntax.lalr.LeanParser``: Lark's parse tree, then the AST builder's
 pass over it), its runs interleaved with those of "reparsed", and the ratio of
 their minima. Times are min and median of the runs in one process.
 """
@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import netdsl  # noqa: E402
-from netdsl import memo, parser  # noqa: E402
+from netdsl.check import memo
+from netdsl.syntax import parser  # noqa: E402
 
 
 def flat_spec(layers: int) -> str:
@@ -80,7 +81,7 @@ def main(argv=None) -> int:
         else:
             per = lambda xs: fmt([x / n for x in xs], 1e6, "µs")
             print(f"| {name} | {per(a)} | {per(b)} | {per(c)} | {ratio} |")
-    # "cached" keeps the checker's memo of block instances (netdsl.memo) from one compile to
+    # "cached" keeps the checker's memo of block instances (netdsl.check.memo) from one compile to
     # the next, as a sweep or an editor does; emptied, each compile shares only within itself.
     fresh = lambda: (memo.clear(), netdsl.compile(r50))  # noqa: E731
     print(f"resnet50 cached, memo emptied before each compile: {fmt(times(fresh, args.runs, False))}")

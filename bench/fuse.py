@@ -3,7 +3,7 @@ and of each step of the fusion on its own.
 
     python bench/fuse.py                       # resnet50, efficientnet_b0; batch 1 and 8
     python bench/fuse.py --runs 20 --threads 2 --nets resnet50
-    python bench/fuse.py --steps               # also each prefix of netdsl.fuse.STEPS
+    python bench/fuse.py --steps               # also each prefix of netdsl.backend.fuse.STEPS
     python bench/fuse.py --steps --ofi         # and torch's optimize_for_inference
 
 The same weights in all (the torchvision model's state_dict is loaded into the
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def variants(name: str, steps: bool, ofi: bool) -> dict:
     """name -> callable, torchvision's eval model first."""
-    from netdsl.fuse import STEPS, fuse
+    from netdsl.backend.fuse import STEPS, fuse
 
     ref = getattr(torchvision.models, name)().eval()
     model = netdsl.build(str(ROOT / "specs" / f"{name}.net"))

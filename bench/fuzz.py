@@ -453,8 +453,8 @@ def check_fmt(data: bytes) -> str:
     >>> check_fmt(b"network n() { input [1, 4, 4]; relu }  # x"), check_fmt(b"network {")
     ('', '')
     """
-    from netdsl.fmt import _tokens, format_text
-    from netdsl.parser import parse
+    from netdsl.syntax.fmt import _tokens, format_text
+    from netdsl.syntax.parser import parse
 
     try:
         text = data.decode("utf-8")
@@ -507,9 +507,9 @@ def run_model(net, workdir: Path, fvcore: bool = True) -> None:
     import torch
 
     from netdsl.analysis import analyse
-    from netdsl.checkpoint import check_target, save
-    from netdsl.cli import fvcore_total
-    from netdsl.lower import lower
+    from netdsl.backend.checkpoint import check_target, save
+    from netdsl.cli.build import fvcore_total
+    from netdsl.backend.lower import lower
 
     a = analyse(net)
     model = lower(net, device="cpu")
@@ -562,7 +562,7 @@ def make_contract(item: Input, workdir: Path, macs_budget: float, compile=None):
 
     def contract(net) -> str:
         from netdsl.analysis import analyse
-        from netdsl.lower import lower
+        from netdsl.backend.lower import lower
 
         lower(net, device="meta")
         a = analyse(net)

@@ -1,4 +1,4 @@
-"""The checker's memo (netdsl/memo.py) on against off, where it helps a build:
+"""The checker's memo (netdsl/check/memo.py) on against off, where it helps a build:
 ``netdsl.build`` of a spec against its torchvision constructor, interleaved.
 
     python bench/memo.py                      # efficientnet_b0, 7 pairs
@@ -24,7 +24,7 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 import netdsl  # noqa: E402
-from netdsl import memo  # noqa: E402
+from netdsl.check import memo  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,4 @@
-"""Sweep throughput: ``netdsl.sweep`` over EfficientNet variants against fvcore on built models.
+"""Sweep throughput: ``netdsl.tools.sweep`` over EfficientNet variants against fvcore on built models.
 
     python bench/sweep.py                 # 3 x 11 width x depth grid; fvcore on 3 variants
     python bench/sweep.py --fvcore 0 --rounds 5 --jobs 2   # memo on against off, interleaved
@@ -13,7 +13,7 @@ after the other, on the same grid; the rate per core is variants per second of
 one process (``jobs=1``); the all-cores rate uses ``jobs`` processes.
 
 Each timed sweep starts with the checker's memo of block instances and groups and
-the remembered subtree totals emptied (``netdsl.memo``), so it measures variants
+the remembered subtree totals emptied (``netdsl.check.memo``), so it measures variants
 never seen before; "memo off" is the plain path, every instance expanded and every
 layer added up. Configurations are interleaved, ``--rounds`` times.
 """
@@ -31,8 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from netdsl import analysis, memo  # noqa: E402
-from netdsl.sweep import default_jobs, grid, run  # noqa: E402
+from netdsl.analysis import counts as analysis
+
+from netdsl.check import memo  # noqa: E402
+from netdsl.tools.sweep import default_jobs, grid, run  # noqa: E402
 
 SPEC = str(ROOT / "specs" / "efficientnet.net")
 

@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:  # run from a checkout: this checkout's netdsl
 
 from netdsl.analysis import analyse, fmt_bytes  # noqa: E402
 from netdsl.api import compile_spec  # noqa: E402
-from netdsl.graph import diagram, to_mermaid  # noqa: E402
+from netdsl.analysis.graph import diagram, to_mermaid  # noqa: E402
 
 PAGE = ROOT / "docs" / "gallery.md"
 # The deepest view that stays readable on a page: GitHub draws at most 500 edges, and

@@ -14,7 +14,7 @@ each top-level block that holds parameters is one unit, the root another.
 Otherwise the model is wrapped in ``DistributedDataParallel``.
 
 Rank 0 shows progress (tqdm when it is installed, else a line on stderr) and
-writes the checkpoint with netdsl's atomic writer (``netdsl.checkpoint.save``):
+writes the checkpoint with netdsl's atomic writer (``netdsl.backend.checkpoint.save``):
 a complete file or none, never half of one. With ``--hash-dir`` every rank also
 writes a hash of its parameters and its losses there, which is how the test
 checks that the replicas stay equal.
@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import netdsl
-from netdsl.checkpoint import check_target, save
+from netdsl.backend.checkpoint import check_target, save
 
 
 def parse_args(argv=None):

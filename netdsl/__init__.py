@@ -17,6 +17,14 @@ _LAZY = {
 __all__ = ["build", "compile", "parse", "Diagnostic", "NetdslError", "Limits"]
 __version__ = "0.1.0"
 
+# The packages are the pipeline: syntax → check → ir → backend, with layers (the
+# catalogue), analysis, tools and cli beside them (docs/architecture.md). Modules
+# imported by their old flat names (netdsl.lower; netdsl.modules in old pickles) are
+# found where they are now.
+from ._moved import install as _install_moved  # noqa: E402
+
+_install_moved()
+
 
 def __getattr__(name: str):
     from importlib import import_module

@@ -9,13 +9,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import ast, ir
+from .syntax import ast
+from . import ir
 from .diagnostics import Diagnostic, NetdslError
-from .elaborate import Checker, given
+from .check.checker import Checker, given
 from .limits import Limits
-from .loader import check_nesting, decode, load, read_source
-from .parser import parse as _parse
-from .parser import parse_expr
+from .syntax.loader import check_nesting, decode, load, read_source
+from .syntax.parser import parse as _parse
+from .syntax.parser import parse_expr
 
 
 def _is_path(spec) -> bool:
@@ -54,7 +55,7 @@ class Stdin:
         if self._text is None:
             import sys
 
-            from . import checkcache
+            from .cli import checkcache
 
             checkcache.uncacheable()  # what was on stdin is not an observation a hit can repeat
             stream = self._stream if self._stream is not None else sys.stdin.buffer
@@ -269,7 +270,7 @@ def check_limits(net: ir.Network, limits: Limits, sources) -> None:
     netdsl.diagnostics.NetdslError: error[E0408]: the network has 15 parameters, over the limit of 10
     ...
     """
-    from .analysis import summary, totals
+    from .analysis.counts import summary, totals
 
     # Each check walks the whole IR only where it fails; a pass reads the summaries of
     # the network's subtrees, which shared subtrees (memo.py) have once for all.
@@ -332,7 +333,7 @@ def _check_params(net: ir.Network, limits: Limits, sources) -> None:
     netdsl.diagnostics.NetdslError: error[E0408]: the network has 15 parameters, over the limit of 10
     ...
     """
-    from .analysis import _layers, count_params, layer_params
+    from .analysis.counts import _layers, count_params, layer_params
 
     total = count_params(net)
     if total <= limits.max_params:
@@ -359,7 +360,7 @@ def _check_activations(net: ir.Network, limits: Limits, sources) -> None:
     netdsl.diagnostics.NetdslError: error[E0409]: the largest activation of one sample is 4,096 bytes, over the limit of 1,000
     ...
     """
-    from .analysis import activations, fmt_bytes, layer_output_bytes
+    from .analysis.counts import activations, fmt_bytes, layer_output_bytes
 
     total, largest, name, node = activations(net)
     if largest <= limits.max_activation_bytes:
@@ -394,20 +395,20 @@ def build(spec, *, device=None, network: str | None = None, input=None,
     ``fuse=True`` builds it for inference only: in eval mode, with each batch norm
     (and relu-like activation) that follows a convolution folded into it, the
     weights in ``channels_last`` and the convolutions on oneDNN
-    (:func:`netdsl.fuse.fuse`); such a model refuses to train.
+    (:func:`netdsl.backend.fuse.fuse`); such a model refuses to train.
 
     >>> model = build("network n() { input [3, 32, 32]\\n conv1: conv2d(8, 3)\\n relu }")
     >>> sorted(model.state_dict())
     ['conv1.bias', 'conv1.weight']
     """
-    from .lower import lower, target_device
+    from .backend.lower import lower, target_device
 
     device = target_device(device)  # before the work of checking: a bad device fails at once
     net = compile(spec, network=network, input=input, limits=limits, import_path=import_path,
                   **overrides)
     model = lower(net, device=device)
     if fuse:
-        from .fuse import fuse as fuse_model
+        from .backend.fuse import fuse as fuse_model
 
         model = fuse_model(model)
     return model

@@ -1,7 +1,7 @@
 """Checking a spec against a reference PyTorch model from a test suite.
 
 ``assert_equivalent`` builds the spec, loads the reference's weights into it
-strictly and compares the two models (see :mod:`netdsl.compare` for the checks);
+strictly and compares the two models (see :mod:`netdsl.analysis.compare` for the checks);
 on any difference it raises ``AssertionError`` whose message is the report that
 ``netdsl verify`` prints, naming the first module whose output differs and the
 spec line that made it. It fits a pytest test as it is::
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from . import ir
-from .compare import ATOL, RTOL, Report, compare, module_spans
+from .analysis.compare import ATOL, RTOL, Report, compare, module_spans
 
 
 def reference_module(reference, kwargs: dict | None = None) -> nn.Module:
@@ -84,7 +84,7 @@ def check_equivalent(spec, reference, input=None, *, reference_args: dict | None
                      train: bool = True, gradients: bool = True, load: bool = True,
                      network: str | None = None, import_path=(), limits=None,
                      **overrides) -> Report:
-    """:func:`assert_equivalent`'s checks, returning the :class:`~netdsl.compare.Report`
+    """:func:`assert_equivalent`'s checks, returning the :class:`~netdsl.analysis.compare.Report`
     instead of raising.
 
     >>> spec = "network n() { input [4]\\n fc: linear(2) }"
@@ -92,7 +92,7 @@ def check_equivalent(spec, reference, input=None, *, reference_args: dict | None
     '2 missing'
     """
     from .api import compile as compile_spec
-    from .lower import lower
+    from .backend.lower import lower
 
     x = None
     if isinstance(input, torch.Tensor):

@@ -16,8 +16,8 @@ from netdsl import ir
 from netdsl.analysis import _modules, analyse
 from netdsl.cli import main
 from netdsl.limits import Limits
-from netdsl.loader import load
-from netdsl.lower import lower
+from netdsl.syntax.loader import load
+from netdsl.backend.lower import lower
 from torch_ops import OpRecorder
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"

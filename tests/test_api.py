@@ -127,13 +127,13 @@ def test_a_cuda_index_past_the_last_device_is_refused():
 
 
 def test_the_cli_and_the_api_share_one_device_check(monkeypatch, capsys, tmp_path):
-    import netdsl.lower
+    import netdsl.backend.lower
     from netdsl.cli import main
 
     def refuse(device=None):
-        raise netdsl.lower.DeviceError("refused by the shared check")
+        raise netdsl.backend.lower.DeviceError("refused by the shared check")
 
-    monkeypatch.setattr(netdsl.lower, "target_device", refuse)
+    monkeypatch.setattr(netdsl.backend.lower, "target_device", refuse)
     path = tmp_path / "n.net"
     path.write_text(SPEC)
     assert main(["build", str(path), "--device", "cpu"]) == 2

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 import netdsl
 from netdsl.analysis import analyse
-from netdsl.calls import FUNCTIONS
+from netdsl.check.calls import FUNCTIONS
 
 
 def _codes(text):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from netdsl.catalogue import entries, explain, render, titles
+from netdsl.codes import entries, explain, render, titles
 
 
 def explain_cli(*args):

@@ -1,4 +1,4 @@
-"""The result cache of `netdsl check` (netdsl/checkcache.py): a hit prints what the
+"""The result cache of `netdsl check` (netdsl/cli/checkcache.py): a hit prints what the
 miss printed, byte for byte, with its exit status; any change to what the output
 depends on is a miss; a broken cache is no cache.
 
@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 import errors_doc
-from netdsl import cachedir, checkcache, cli
+from netdsl import cachedir, cli
+from netdsl.cli import check as cli_check
+from netdsl.cli import checkcache
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.net"))
@@ -87,7 +89,7 @@ def test_a_hit_is_the_miss_byte_for_byte_without_running_the_check(cache, tree, 
     miss = run(capsys, argv)
     assert miss[2] == status and (miss[1] != "") == (status == 1)
     assert len(entries(cache)) == 1
-    monkeypatch.setattr(cli, "cmd_check", lambda args: pytest.fail("a hit ran the check"))
+    monkeypatch.setattr(cli_check, "run", lambda args: pytest.fail("a hit ran the check"))
     assert replay(capsys, argv) == miss
     assert run(capsys, argv) == miss  # main answers from the cache too
     with pytest.raises(pytest.fail.Exception):  # called as a function, main runs in full
@@ -212,7 +214,7 @@ def test_a_changed_dependency_is_a_miss(cache, tree, capsys, monkeypatch):
 def test_usage_errors_and_crashes_are_not_cached(cache, tree, capsys, monkeypatch):
     assert run(capsys, ["check", "main.net", "--limit", "bogus=1"])[2] == 2
     assert run(capsys, ["check", "main.net", "--import-path", "nowhere"])[2] == 2
-    monkeypatch.setattr(cli, "cmd_check", lambda args: 1 / 0)
+    monkeypatch.setattr(cli_check, "run", lambda args: 1 / 0)
     assert run(capsys, ["check", "main.net"])[2] == 3
     assert entries(cache) == []
 
@@ -222,7 +224,7 @@ def test_output_that_bypasses_the_recording_is_not_cached(cache, tree, capsys, m
         sys.stdout.buffer  # noqa: B018 - could write bytes the record would miss
         return 0
 
-    monkeypatch.setattr(cli, "cmd_check", check)
+    monkeypatch.setattr(cli_check, "run", check)
     assert run(capsys, ["check", "main.net"])[2] == 0
     assert entries(cache) == []
 
@@ -350,8 +352,8 @@ def test_a_hit_in_a_new_process_imports_none_of_the_compiler(cache, tree, text):
         (first.stdout, first.stderr, first.returncode)
     assert first.returncode == (0 if text == SPEC else 1)
     loaded = set((tree.parent / "driver.py.modules").read_text().split())
-    assert "netdsl.checkcache" in loaded
-    assert not loaded & {"pydantic", "lark", "netdsl.ir", "netdsl.parser", "netdsl.diagnostics"}
+    assert "netdsl.cli.checkcache" in loaded
+    assert not loaded & {"pydantic", "lark", "netdsl.ir", "netdsl.syntax.parser", "netdsl.diagnostics"}
 
 
 def test_the_json_output_of_a_hit_is_the_json_of_a_miss(cache, tree, capsys):

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 import torch
 
-from netdsl import checkpoint
+from netdsl.backend import checkpoint
 from netdsl.cli import main
 
 SPEC = "network tiny() { input [1, 8, 8]\n c: conv2d(2, 3)\n flatten\n fc: linear(3) }\n"
@@ -125,9 +125,9 @@ def test_save_flags_without_a_file_are_usage_errors(spec, args):
 
 
 def test_the_target_is_checked_before_anything_is_built(spec, tmp_path, monkeypatch):
-    import netdsl.lower
+    import netdsl.backend.lower
 
-    monkeypatch.setattr(netdsl.lower, "lower", lambda *a, **k: pytest.fail("built before checking"))
+    monkeypatch.setattr(netdsl.backend.lower, "lower", lambda *a, **k: pytest.fail("built before checking"))
     assert build(spec, "--save", str(tmp_path / "nope" / "m.pt")) == 2
 
 

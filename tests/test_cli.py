@@ -146,12 +146,12 @@ def test_depth_must_be_positive(spec_path, capsys, depth):
 
 @pytest.fixture
 def broken_analysis(monkeypatch):
-    import netdsl.analysis
+    import netdsl.analysis.counts
 
     def boom(net):
         raise ZeroDivisionError("division by zero\nsecond line")
 
-    monkeypatch.setattr(netdsl.analysis, "analyse", boom)
+    monkeypatch.setattr(netdsl.analysis.counts, "analyse", boom)
 
 
 def test_an_internal_error_is_one_message_and_exit_3(spec_path, capsys, monkeypatch, broken_analysis):
@@ -182,7 +182,7 @@ def test_netdsl_traceback_1_shows_the_traceback(spec_path, capsys, monkeypatch, 
 def test_an_internal_error_in_a_subprocess_has_no_traceback(tmp_path):
     # A spec the checker accepts but whose build is made to fail, as a real user sees it.
     script = tmp_path / "crash.py"
-    script.write_text("import sys, netdsl.lower as l\n"
+    script.write_text("import sys, netdsl.backend.lower as l\n"
                       "def boom(*a, **k): raise KeyError('plan')\n"
                       "l.lower = boom\n"
                       "from netdsl.cli import main\nsys.exit(main())\n")
@@ -196,13 +196,13 @@ def test_an_internal_error_in_a_subprocess_has_no_traceback(tmp_path):
 
 
 def test_keyboard_interrupt_exits_130(spec_path, monkeypatch):
-    import netdsl.analysis
+    import netdsl.analysis.counts
     from netdsl.cli import main
 
     def interrupted(net):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(netdsl.analysis, "analyse", interrupted)
+    monkeypatch.setattr(netdsl.analysis.counts, "analyse", interrupted)
     assert main(["check", spec_path("lenet5")]) == 130
 
 
@@ -220,13 +220,13 @@ def test_a_closed_pipe_is_not_an_internal_error(spec_path):
     "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to "
     "allocate 40000000000000 bytes")])
 def test_running_out_of_memory_is_not_an_internal_error(spec_path, capsys, monkeypatch, error):
-    import netdsl.lower
+    import netdsl.backend.lower
     from netdsl.cli import main
 
     def too_big(*a, **k):
         raise error
 
-    monkeypatch.setattr(netdsl.lower, "lower", too_big)
+    monkeypatch.setattr(netdsl.backend.lower, "lower", too_big)
     assert main(["build", spec_path("lenet5")]) == 2
     assert capsys.readouterr().err == ("netdsl: error: not enough memory on cpu to build `lenet5` "
                                        "(61,706 parameters); try --device meta\n")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import netdsl
-import netdsl.analysis
+import netdsl.analysis.counts
 from netdsl.cli import main
 
 
@@ -21,7 +21,7 @@ def off_by_one(monkeypatch):
         a.macs += 1
         return a
 
-    monkeypatch.setattr(netdsl.analysis, "analyse", wrong)
+    monkeypatch.setattr(netdsl.analysis.counts, "analyse", wrong)
 
 
 def test_a_mismatch_with_fvcore_is_reported_loudly(spec_path, capsys, off_by_one):

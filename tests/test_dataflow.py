@@ -1,4 +1,4 @@
-"""General dataflow (netdsl/dataflow.py, lower.py's graph, modules.GraphOp): named
+"""General dataflow (netdsl/check/dataflow.py, lower.py's graph, modules.GraphOp): named
 results, merges, several inputs and outputs, and split. The shipped U-Net, FPN and
 ShuffleNet V2 specs against hand-written PyTorch and torchvision; the built models
 under FX, torch.compile and pickle."""
@@ -198,7 +198,7 @@ def test_two_inputs_in_declared_order_and_a_named_tuple_out():
     out = model(rgb, depth)
     assert type(out)._fields == ("logits", "fused")
     torch.testing.assert_close(tuple(out), ref(rgb, depth))
-    with pytest.raises(netdsl.modules.InputShapeError, match="expects input"):
+    with pytest.raises(netdsl.backend.runtime.InputShapeError, match="expects input"):
         model(rgb, depth[0])
 
 
@@ -280,7 +280,7 @@ def test_pickle_keeps_the_plan_inputs_and_outputs(spec, args):
 
 
 def test_a_skip_is_dropped_once_read_for_the_last_time():
-    from netdsl.modules import GraphOp
+    from netdsl.backend.runtime import GraphOp
 
     model = netdsl.build(SKIPS)
     plan = model._plan
@@ -296,7 +296,7 @@ def test_a_skip_is_dropped_once_read_for_the_last_time():
 
 
 def test_layers_between_names_run_as_one_chain():
-    from netdsl.modules import Chain
+    from netdsl.backend.runtime import Chain
 
     plan = netdsl.build(SKIPS)._plan
     # stem (read again by the concat); down's three layers and up; the concat; split,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import netdsl
-from netdsl.catalogue import entries, explain
+from netdsl.codes import entries, explain
 
 sys.path.insert(0, str(Path(__file__).parent))
 import errors_doc  # noqa: E402
@@ -278,7 +278,7 @@ def test_many_errors_render_the_first_fifty_and_count_the_rest(monkeypatch):
 
 def test_set_notes_split_the_source_once(monkeypatch):
     # A range error at a use of a --set parameter looks up the names in its line.
-    from netdsl import elaborate
+    from netdsl.check import checker as elaborate
 
     splits = []
     real = elaborate.source_lines

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import netdsl
 from netdsl.analysis import analyse
 from netdsl.cli import main
-from netdsl.diff import diff, modules, render_table, to_json
+from netdsl.analysis.diff import diff, modules, render_table, to_json
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(p.name for p in (ROOT / "specs").glob("*.net"))

@@ -12,7 +12,7 @@ import pytest
 
 import doc_blocks
 import netdsl
-from netdsl.evaluate import BUILTINS, INIT_SCHEMES
+from netdsl.check.evaluate import BUILTINS, INIT_SCHEMES
 from netdsl.layers import LAYERS, REQUIRED
 
 ROOT = Path(__file__).resolve().parent.parent

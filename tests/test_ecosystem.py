@@ -246,7 +246,7 @@ def test_a_block_scripts_on_its_own():
 def test_onnx_export_runs_in_onnxruntime_to_1e_4(heavy_case, tmp_path):
     case = heavy_case
     ort = pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'netdsl[onnx]'")
-    from netdsl.onnx_export import export
+    from netdsl.backend.onnx import export
 
     path = export(case.model, case.x, tmp_path / "model.onnx")  # onnx.checker runs inside
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from netdsl.evaluate import BUILTINS, INIT_SCHEMES
+from netdsl.check.evaluate import BUILTINS, INIT_SCHEMES
 from netdsl.layers import LAYERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ REPO = GRAMMAR["repository"]
 
 
 def _lark_keywords() -> set[str]:
-    """The words netdsl/grammar.lark quotes, read here independently of generate.py:
+    """The words netdsl/syntax/grammar.lark quotes, read here independently of generate.py:
     keyword terminals (``IMPORT: "import"``) and words inlined in rules (``"or"``)."""
     text = (ROOT / "netdsl" / "grammar.lark").read_text(encoding="utf-8")
     code = re.sub(r"//[^\n]*", "", text)

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netdsl.evaluate import Env, EvalError, Evaluator
-from netdsl.parser import parse_expr
+from netdsl.check.evaluate import Env, EvalError, Evaluator
+from netdsl.syntax.parser import parse_expr
 
 
 def ev(text):

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import netdsl
-from netdsl.fmt import WIDTH, _tokens, format_text
-from netdsl.parser import parse
+from netdsl.syntax.fmt import WIDTH, _tokens, format_text
+from netdsl.syntax.parser import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "specs").glob("*.net")) + sorted((ROOT / "netdsl" / "stdlib").glob("*.net"))
@@ -143,9 +143,9 @@ def test_fuzzer_input_that_parses_keeps_its_ast_and_comments_and_is_a_fixed_poin
 
 
 def test_the_fuzzer_reports_a_formatter_that_changes_the_ast(monkeypatch):
-    import netdsl.fmt
+    import netdsl.syntax.fmt
 
-    monkeypatch.setattr(netdsl.fmt, "_layout", lambda toks: "network n() {}\n")
+    monkeypatch.setattr(netdsl.syntax.fmt, "_layout", lambda toks: "network n() {}\n")
     assert "changed the AST" in fuzz.check_fmt(b"network n() { relu }")
 
 

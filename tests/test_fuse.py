@@ -16,7 +16,7 @@ from torch import nn
 
 import netdsl
 from netdsl.diagnostics import NetdslError
-from netdsl.fuse import _POST, STEPS, FusedConv2d, FusedModelTrainingError, fuse
+from netdsl.backend.fuse import _POST, STEPS, FusedConv2d, FusedModelTrainingError, fuse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import fuzz_specs  # noqa: E402
@@ -286,7 +286,7 @@ def test_a_fused_model_deepcopies_traces_compiles_and_exports():
 def test_a_torch_without_the_onednn_kernel_keeps_its_own_convolutions(monkeypatch):
     # The kernel is a private op: where this torch lacks it, convolutions stay nn.Conv2d
     # and everything else is fused as before.
-    from netdsl import fuse as fuse_module
+    from netdsl.backend import fuse as fuse_module
 
     monkeypatch.setattr(fuse_module, "_has_kernel", lambda: False)
     torch.manual_seed(0)

@@ -121,7 +121,7 @@ def test_the_contract_catches_a_model_that_does_not_match_its_check(monkeypatch,
     net = netdsl.compile("network n() { input [3, 8, 8]\n conv2d(4, 3)\n relu }")
     fuzz.run_model(net, tmp_path)  # the real lowering keeps every promise
 
-    import netdsl.lower as lower
+    import netdsl.backend.lower as lower
 
     real = lower._leaf
     monkeypatch.setattr(lower, "_leaf", lambda node, device: torch.nn.Identity()

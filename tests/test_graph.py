@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import netdsl
 from netdsl.analysis import analyse
 from netdsl.cli import main
-from netdsl.graph import Cluster, Diagram, Edge, Node, diagram, to_dot, to_mermaid
+from netdsl.analysis.graph import Cluster, Diagram, Edge, Node, diagram, to_dot, to_mermaid
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.net"))
@@ -159,7 +159,7 @@ def test_a_side_output_branches_off_and_the_main_flow_goes_on():
 
 
 def test_a_construct_without_a_function_of_its_own_is_still_drawn():
-    from netdsl import graph
+    from netdsl.analysis import graph
 
     net = NETS["resnet34"]
     saved = graph.CONSTRUCTS.pop("residual")

@@ -1,4 +1,4 @@
-"""The editor's questions (netdsl/ide.py), without a client: diagnostics are
+"""The editor's questions (netdsl/tools/ide.py), without a client: diagnostics are
 those of ``netdsl check``, hovers agree with the layer table, definitions and
 completions survive broken text."""
 
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import netdsl
-from netdsl import ide
+from netdsl.tools import ide
 from netdsl.analysis import analyse
 from netdsl.layers import LAYERS
 

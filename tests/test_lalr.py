@@ -14,8 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netdsl import cachedir, parser
-from netdsl.lalr import tables_name
+from netdsl import cachedir
+
+from netdsl.syntax import parser
+from netdsl.syntax.lalr import tables_name
 
 SPEC = "network n() { input [3, 8, 8]\n conv2d(4, 3) }"
 
@@ -60,7 +62,7 @@ def test_tables_are_written_then_read_back(fresh_parser, tmp_path):
 def test_the_tables_load_from_the_cache_in_a_new_process(tmp_path):
     # The tables are read back through Lark's deserialisation (Lark._load_from_dict): a
     # Lark that changed it must fail here, not make every process build them silently.
-    code = ("from netdsl import lalr, parser\n"
+    code = ("from netdsl.syntax import lalr, parser\n"
             "import importlib.resources as r\n"
             "g = r.files('netdsl').joinpath('grammar.lark').read_text()\n"
             "opts = dict(parser='lalr', lexer='contextual', start=['start', 'expr'],"
@@ -287,7 +289,7 @@ def test_a_syntax_error_is_the_plain_paths_and_leaves_nothing_cached():
 def test_a_lark_without_what_the_driver_relies_on_means_the_plain_path(monkeypatch):
     from types import SimpleNamespace
 
-    from netdsl import lalr
+    from netdsl.syntax import lalr
 
     lark = parser._lark()
     with pytest.raises(lalr.Unsupported):

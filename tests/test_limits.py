@@ -100,12 +100,12 @@ def test_every_limit_can_be_set_to_its_cap():
 
 
 def test_a_trillion_parameters_are_refused_before_anything_is_built(monkeypatch):
-    import netdsl.lower
+    import netdsl.backend.lower
 
     def never(*a, **kw):
         raise AssertionError("lowering must not start")
 
-    monkeypatch.setattr(netdsl.lower, "lower", never)
+    monkeypatch.setattr(netdsl.backend.lower, "lower", never)
     spec = "network huge() {\n input [1000000]\n fc: linear(1000000)\n}"
     with pytest.raises(netdsl.NetdslError) as e:
         netdsl.build(spec)
@@ -143,9 +143,9 @@ ACTIVATION_REPROS = [
 
 @pytest.mark.parametrize("spec, kw, where, size", ACTIVATION_REPROS)
 def test_huge_activations_are_refused_before_anything_is_built(spec, kw, where, size, monkeypatch):
-    import netdsl.lower
+    import netdsl.backend.lower
 
-    monkeypatch.setattr(netdsl.lower, "lower", lambda *a, **k: pytest.fail("lowering started"))
+    monkeypatch.setattr(netdsl.backend.lower, "lower", lambda *a, **k: pytest.fail("lowering started"))
     with pytest.raises(netdsl.NetdslError) as e:
         netdsl.build(spec, **kw)
     (d,) = e.value.diagnostics
@@ -348,7 +348,7 @@ FANOUT_LINES = "block b0() { relu }\n" + "".join(
 def test_work_that_must_pass_max_nodes_is_refused_before_it_is_done(monkeypatch, spec):
     # Each of these took the whole budget (90,000 to 200,000 layers, 1.4 to 4 s) before
     # E0404; once one copy or instance shows what each costs, the rest need not be made.
-    from netdsl import elaborate
+    from netdsl.check import checker as elaborate
 
     made = []
     real = elaborate.Checker.layer
@@ -385,7 +385,7 @@ def _fanout_specs(draw):
 def _steps_and_codes(spec, max_nodes):
     from unittest import mock
 
-    from netdsl import elaborate
+    from netdsl.check import checker as elaborate
 
     steps = []
     real = elaborate.Checker.network
@@ -458,9 +458,9 @@ def test_at_the_caps_the_deepest_specs_check_emit_build_run_and_save(name):
 
     import torch
 
-    from netdsl.cli import fvcore_total
+    from netdsl.cli.build import fvcore_total
     from netdsl.ir import Network
-    from netdsl.lower import lower
+    from netdsl.backend.lower import lower
 
     spec, deeper = DEEPEST[name]
     net = netdsl.compile(spec, limits=AT_CAPS)

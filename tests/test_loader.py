@@ -1,4 +1,4 @@
-"""Reading spec files and resolving imports (netdsl/loader.py): a file that cannot be
+"""Reading spec files and resolving imports (netdsl/syntax/loader.py): a file that cannot be
 read is E0105 wherever it is named, and imports reach only the root spec's directory,
 the standard library and the import path (E0114)."""
 

@@ -15,7 +15,7 @@ import netdsl
 from netdsl.cli import main
 from netdsl.layers import LAYERS
 from netdsl.layers.base import Kind
-from netdsl.lower import lower
+from netdsl.backend.lower import lower
 from torch_ops import OpRecorder
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "specs"
@@ -178,7 +178,7 @@ def test_skipping_reset_on_meta_builds_the_same_values(spec, monkeypatch):
     shape = None if spec in ("EVERY_FACTORY_KIND", "lenet5") else (3, 32, 32)
     torch.manual_seed(0)
     fast = netdsl.build(path, input=shape)
-    monkeypatch.setattr(netdsl.lower, "_leaf", _reference_leaf)
+    monkeypatch.setattr(netdsl.backend.lower, "_leaf", _reference_leaf)
     torch.manual_seed(0)
     ref = netdsl.build(path, input=shape)
     a, b = fast.state_dict(), ref.state_dict()
@@ -189,7 +189,7 @@ def test_skipping_reset_on_meta_builds_the_same_values(spec, monkeypatch):
 def test_skipping_reset_on_meta_builds_the_same_modules(name, monkeypatch):
     path = str(SPEC_DIR / f"{name}.net")
     fast = netdsl.build(path, device="meta")
-    monkeypatch.setattr(netdsl.lower, "_leaf", _reference_leaf)
+    monkeypatch.setattr(netdsl.backend.lower, "_leaf", _reference_leaf)
     ref = netdsl.build(path, device="meta")
     assert [(k, type(m), sorted(vars(m))) for k, m in fast.named_modules()] == \
         [(k, type(m), sorted(vars(m))) for k, m in ref.named_modules()]

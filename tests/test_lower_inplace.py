@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import netdsl
-from netdsl import lower as lowering
+from netdsl.backend import lower as lowering
 from netdsl.layers import LAYERS
-from netdsl.modules import Chain, ConcatOp, DenseOp, GateOp, ResidualOp, SideOp
+from netdsl.backend.runtime import Chain, ConcatOp, DenseOp, GateOp, ResidualOp, SideOp
 
 IMAGE = ("[4, 6, 6]", "conv2d(4, 3, padding = 1)")   # input, a fresh layer before the last one
 FLAT = ("[8]", "linear(8)")

@@ -208,7 +208,7 @@ def test_hover_shows_shapes_params_and_macs_of_the_line(client, tmp_path):
 
 
 def test_formatting_gives_what_netdsl_fmt_gives(client, tmp_path):
-    from netdsl.fmt import format_text
+    from netdsl.syntax.fmt import format_text
 
     messy = "network n(){input [1,8,8];conv1:conv2d(4,3)  # stem\n relu}\n"
     uri = client.open(tmp_path / "messy.net", messy)

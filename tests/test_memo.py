@@ -1,4 +1,4 @@
-"""The memo of block instances (netdsl/memo.py) and the shared-subtree totals
+"""The memo of block instances (netdsl/check/memo.py) and the shared-subtree totals
 (analysis.summary) change nothing but time: with them on and off, the checked IR
 (its JSON, spans included), the analysis and the diagnostics are the same, on every
 shipped spec and size, a sweep grid, every error fixture and generated specs."""
@@ -15,10 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import netdsl
-from netdsl import analysis, ir, memo
+from netdsl.analysis import counts as analysis
+from netdsl import ir
+from netdsl.check import memo
 from netdsl.analysis import analyse, totals
 from netdsl.api import compile_spec
-from netdsl.sweep import grid, run
+from netdsl.tools.sweep import grid, run
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.net"))
@@ -101,7 +103,7 @@ def test_the_memo_shares_subtrees_and_the_switch_turns_it_off(memo_switch):
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
 def test_every_shipped_spec_and_size_is_the_same(memo_switch, path):
-    prog = netdsl.loader.load(path.read_text(), str(path), path.parent, netdsl.Limits())
+    prog = netdsl.syntax.loader.load(path.read_text(), str(path), path.parent, netdsl.Limits())
     for network in prog.root_networks:
         kind = "ok"
         for values in [{}] + SIZES.get(path.name, []):

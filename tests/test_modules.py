@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import netdsl
-from netdsl.modules import InputShapeError
+from netdsl.backend.runtime import InputShapeError
 
 CNN = "network small_cnn() {\n input [3, 16, 16]\n conv2d(8, 3)\n relu\n flatten\n linear(10)\n}"
 MLP = "network mlp() {\n input [20]\n linear(5)\n}"

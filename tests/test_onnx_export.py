@@ -1,4 +1,4 @@
-"""netdsl/onnx_export.py and `netdsl export --format onnx`: the file onnx.checker
+"""netdsl/backend/onnx.py and `netdsl export --format onnx`: the file onnx.checker
 accepts holds the built model's weights under its state_dict names, runs in
 onnxruntime like the model, and a missing extra is a usage error that says what
 to install. Every shipped network is exported in tests/test_ecosystem.py."""
@@ -50,7 +50,7 @@ def test_cli_opset_and_overrides_reach_the_file(tmp_path, spec_path):
 
 
 def test_export_leaves_the_model_in_its_mode(tmp_path):
-    from netdsl.onnx_export import export
+    from netdsl.backend.onnx import export
 
     model = netdsl.build("network n() { input [4]\n linear(3)\n dropout(0.5) }").train()
     export(model, torch.randn(2, 4), tmp_path / "n.onnx")

@@ -3,8 +3,8 @@
 import pytest
 
 import netdsl
-from netdsl import ast
-from netdsl.parser import parse, parse_expr
+from netdsl.syntax import ast
+from netdsl.syntax.parser import parse, parse_expr
 
 
 def first(text):
@@ -126,7 +126,7 @@ def test_rendered_diagnostic_shows_the_line_and_a_caret():
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from netdsl.parser import unclosed  # noqa: E402
+from netdsl.syntax.parser import unclosed  # noqa: E402
 
 
 def _syntax_error(text):
@@ -216,7 +216,7 @@ def test_the_brace_whose_closing_line_is_removed_is_the_one_named(body, data):
 def test_a_text_parsed_again_reuses_its_ast_and_errors_are_not_kept():
     from netdsl.diagnostics import NetdslError
     from netdsl.limits import Limits
-    from netdsl.parser import parse as parse_text
+    from netdsl.syntax.parser import parse as parse_text
 
     text = "network cached_once() { input [1]\n relu }"
     first = parse_text(text, "a.net")

@@ -1,4 +1,4 @@
-"""A built model pickles like any PyTorch model (netdsl/modules.py, SpecModule):
+"""A built model pickles like any PyTorch model (netdsl/backend/runtime.py, SpecModule):
 ``torch.save(model)`` loads in a fresh process that never built the spec, and
 ``pickle`` and ``copy.deepcopy`` keep its classes, plans and outputs."""
 

@@ -1,4 +1,4 @@
-"""netdsl.pysource and `netdsl export --format python`: the generated source builds
+"""netdsl.backend.codegen and `netdsl export --format python`: the generated source builds
 the built model (same state_dict keys and module names, equal outputs in eval and
 training), passes py_compile and ruff, and no spec string gets into it as code."""
 
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import netdsl
 from netdsl.cli import main
 from netdsl.diagnostics import NetdslError
-from netdsl.pysource import class_name, comment, generate, is_attribute
+from netdsl.backend.codegen import class_name, comment, generate, is_attribute
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d")
@@ -100,7 +100,7 @@ def _same(a, b) -> None:
 def check_equivalent(net, source: str, tmp_path: Path, seed_train: bool = True) -> None:
     """The generated class builds the model lowering builds: the same module names and
     state_dict keys in the same order, and equal outputs in eval and training mode."""
-    from netdsl.lower import lower
+    from netdsl.backend.lower import lower
 
     model = lower(net, device="meta")
     module = load_source(source, tmp_path)
@@ -108,9 +108,9 @@ def check_equivalent(net, source: str, tmp_path: Path, seed_train: bool = True) 
         generated = getattr(module, class_name(type(model).__name__))()
     assert [n for n, _ in generated.named_modules()] == [n for n, _ in model.named_modules()]
     for (name, g), m in zip(generated.named_modules(), model.modules()):
-        if type(m).__name__ in ("Group", "Container") and type(m).__module__ == "netdsl.modules":
+        if type(m).__name__ in ("Group", "Container") and type(m).__module__ == "netdsl.backend.runtime":
             pass  # a labelled group holding combinators or named results: a class named after its label
-        elif type(m).__module__.startswith("torch.") or type(m).__module__ == "netdsl.modules":
+        elif type(m).__module__.startswith("torch.") or type(m).__module__ == "netdsl.backend.runtime":
             assert type(g).__name__ == type(m).__name__, name
         else:
             # A block used in several forms has a class per form: Bottleneck, Bottleneck2.
@@ -523,7 +523,7 @@ INIT_SPECS = ["resnet50.net", "inception_v3.net", "efficientnet_b0.net", "convne
 
 
 def _exported_init_matches_the_build(net, tmp_path) -> None:
-    from netdsl.lower import lower
+    from netdsl.backend.lower import lower
 
     module = load_source(generate(net), tmp_path)
     cls = getattr(module, class_name(type(lower(net, device="meta")).__name__))

@@ -1,4 +1,4 @@
-"""Labels that collide with module attributes (netdsl/reserved.py): check refuses
+"""Labels that collide with module attributes (netdsl/check/reserved.py): check refuses
 them as E0112, so build never meets nn.Module.add_module's KeyError."""
 
 import keyword
@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 import netdsl
-from netdsl import modules
-from netdsl.reserved import RESERVED, reserved
+from netdsl.backend import runtime as modules
+from netdsl.check.reserved import RESERVED, reserved
 
 
 def test_the_static_set_covers_every_attribute_of_the_runtime_classes():
     # The checker does not import torch, so the set is written out; this keeps it true
-    # for the installed torch and for what netdsl.modules and lowering add.
+    # for the installed torch and for what netdsl.backend.runtime and lowering add.
     runtime = set()
     for obj in (nn.Module(), nn.Sequential(), modules.Network(), modules.Block(), modules.Group()):
         runtime |= set(dir(obj))
@@ -30,7 +30,7 @@ def test_the_static_set_covers_every_attribute_of_the_runtime_classes():
     for m in containers:  # as lowering leaves them: the parents that take labelled children
         runtime |= set(dir(m)) - set(m._modules)
     missing = sorted(name for name in runtime if not reserved(name))
-    assert not missing, f"add to netdsl/reserved.py: {missing}"
+    assert not missing, f"add to netdsl/check/reserved.py: {missing}"
 
 
 COLLIDING = ["training", "forward", "_modules", "state_dict", "cuda", "__class__", "_plan",

@@ -1,4 +1,4 @@
-"""Shape rules and argument checks (netdsl/shapes.py, layers.py, Checker._ranges)
+"""Shape rules and argument checks (netdsl/layers/shapes.py, layers.py, Checker._ranges)
 against torch: for any layer configuration, either `check` refuses it with a
 diagnostic, or the built model runs forward (train mode, batch 2, and eval mode,
 batch 1) and backward, and its output has the shape `check` inferred."""
@@ -14,8 +14,8 @@ import netdsl
 from netdsl.layers import LAYERS, REQUIRED, Arg, _bool, _float, _pair, _pair_or_none
 from netdsl.layers.base import _ints
 from netdsl.layers.resample import _scale
-from netdsl.layers.shape import _pad4
-from netdsl.lower import lower
+from netdsl.layers.reshape import _pad4
+from netdsl.backend.lower import lower
 
 EDGE_INTS = st.integers(-1, 9)
 EDGE_FLOATS = st.one_of(st.sampled_from([-0.5, 0.0, 1e-12, 1e-5, 0.1, 0.5, 0.999, 1.0, 1.5, 2.0]),
@@ -183,7 +183,7 @@ def test_group_norm_with_one_value_per_group_is_refused_as_torch_refuses_it_in_t
 def test_e0328_is_exactly_where_torch_max_pool_gives_minus_infinity():
     # Differential, exhaustive over small windows: check refuses a max pool with
     # E0328 if and only if torch's output on a finite input holds -inf.
-    from netdsl.shapes import ShapeError, window
+    from netdsl.layers.shapes import ShapeError, window
     seen = set()
     for size in range(1, 7):
         for k in range(1, 4):

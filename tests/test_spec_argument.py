@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from netdsl import cachedir, checkcache, cli
+from netdsl import cachedir, cli
+
+from netdsl.cli import checkcache
 
 TEXT = "network n() {\n    input [3, 8, 8]\n    conv2d(4, 3)\n}\n"
 BAD = "network n() {\n    input [3, 8, 8]\n    conv2d(4, 30)\n}\n"

@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from netdsl.status import StatusLine
+from netdsl.cli.status import StatusLine
 
 ERASE = "\r\x1b[K"
 

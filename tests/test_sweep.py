@@ -11,7 +11,7 @@ import netdsl
 from netdsl.analysis import analyse
 from netdsl.cli import main
 from netdsl.diagnostics import NetdslError
-from netdsl.sweep import Grid, GridError, combinations, grid, run
+from netdsl.tools.sweep import Grid, GridError, combinations, grid, run
 
 SPEC = """network n(c = 4, k = 3) {
     input [3, 16, 16]

@@ -1,4 +1,4 @@
-"""netdsl.testing.assert_equivalent and the checks of netdsl.compare, on real models:
+"""netdsl.testing.assert_equivalent and the checks of netdsl.analysis.compare, on real models:
 each report path (a wrong padding named at the first module it changes, a renamed
 label beside its nearest match, an extra layer, a wrong shape, training-only and
 gradient-only differences, outputs that are named tuples and dicts), and
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import netdsl
-from netdsl.compare import compare, flatten_output, module_spans, tensor_diff
+from netdsl.analysis.compare import compare, flatten_output, module_spans, tensor_diff
 from netdsl.testing import assert_equivalent, check_equivalent, randomise_norms
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,7 +217,7 @@ def test_a_dict_output_is_compared_by_position():
 
 
 def test_module_spans_cover_every_module_of_the_built_model():
-    from netdsl.lower import lower
+    from netdsl.backend.lower import lower
 
     for name in ("inception_v3", "densenet121", "efficientnet_b0"):  # side, dense, gate, residual
         net = netdsl.compile(str(ROOT / "specs" / f"{name}.net"))
@@ -231,7 +231,7 @@ def pair18():
     torch.manual_seed(3)
     ref = randomise_norms(torchvision.models.resnet18(), 4).eval()
     net = netdsl.compile(str(ROOT / "specs" / "resnet.net"), depth=18, input=SMALL)
-    from netdsl.lower import lower
+    from netdsl.backend.lower import lower
 
     ours = lower(net, device="cpu")
     ours.load_state_dict(ref.state_dict())

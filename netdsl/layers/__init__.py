@@ -1,5 +1,5 @@
 """The catalogue of built-in layers. Each kind is one :class:`~netdsl.layers.base.Kind`
-in one family module (conv, norm, activation, pool, resample, shape, regular,
+in one family module (conv, norm, activation, pool, resample, reshape, regular,
 scale): its signature, IR class, argument checks, shape rule, torch module, MAC
 rule, parameter count and init defaults. The checker, lowering and analysis read
 :data:`LAYERS`; none of them switches on a kind. docs/contributing.md says how to
@@ -13,11 +13,10 @@ Input channels and features are never arguments: the checker infers them.
 
 from __future__ import annotations
 
-from . import activation, conv, norm, pool, regular, resample, scale, shape
-from .base import (REQUIRED, Arg, ArgTypeError, Kind, LayerError, Torch, _bool, _float, _int,
-                   _pair, _pair_or_none, _str)
+from . import activation, conv, norm, pool, regular, resample, reshape, scale
+from .base import REQUIRED, Arg, ArgTypeError, Kind, LayerError, Torch, _bool, _float, _int, _pair, _pair_or_none, _str
 
-LAYERS: dict[str, Kind] = {k.name: k for family in (conv, norm, activation, pool, regular, shape,
+LAYERS: dict[str, Kind] = {k.name: k for family in (conv, norm, activation, pool, regular, reshape,
                                                    resample, scale) for k in family.KINDS}
 
 # The IR classes, one per kind (several activations share one).

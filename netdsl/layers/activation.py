@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .. import shapes
+from . import shapes
 from .base import Arg, Kind, Layer, LayerError, PosInt, _bool, _float, _int, _str
 
 _INPLACE = Arg("inplace", _bool, False, "overwrite the input tensor")

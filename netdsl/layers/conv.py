@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from .. import shapes
+from . import shapes
 from .base import Arg, Kind, Layer, LayerError, NonNegPair, Pair, PosInt, _bool, _int, _pair
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .. import shapes
+from . import shapes
 from .base import Arg, Kind, Layer, LayerError, PosInt, Prob, _bool, _float, _int
 
 PosFloat = Annotated[float, Field(gt=0.0)]
@@ -140,7 +140,7 @@ class LayerNorm2dKind(Kind):
     node = LayerNorm2d
     doc = ("layer normalisation over the channels of a [C, H, W] map at each position, "
            "as torchvision's ConvNeXt (LayerNorm2d)")
-    torch_class = "netdsl.modules.LayerNorm2d"
+    torch_class = "netdsl.backend.runtime.LayerNorm2d"
     args = (
         Arg("eps", _float, 1e-5, "added to the variance"),
         Arg("elementwise_affine", _bool, True, "learnable scale and shift"),

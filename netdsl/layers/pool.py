@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from .. import shapes
+from . import shapes
 from .base import Arg, Kind, Layer, NonNegPair, Pair, _bool, _pair, _pair_or_none
 
 _COMMON = (

@@ -39,7 +39,7 @@ class StochasticDepthKind(Kind):
     example = "stochastic_depth(0.2)"
     node = StochasticDepth
     doc = "stochastic depth (torchvision.ops.StochasticDepth), active in training only"
-    torch_class = "netdsl.modules.StochasticDepth"
+    torch_class = "netdsl.backend.runtime.StochasticDepth"
     args = (
         Arg("p", _float, doc="probability of dropping the residual branch", unit=True),
         Arg("mode", _str(("row", "batch")), "row", '"row" drops per sample, "batch" the whole batch'),

@@ -8,9 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from .. import shapes
-from .base import (Arg, ArgTypeError, Kind, Layer, LayerError, Pair, PosInt, _bool, _float, _int,
-                   _none_or, _pair, _str)
+from . import shapes
+from .base import Arg, ArgTypeError, Kind, Layer, LayerError, Pair, PosInt, _bool, _float, _int, _none_or, _pair, _str
 
 PosFloat = Annotated[float, Field(gt=0.0)]
 

@@ -1,0 +1,437 @@
+"""Static analysis of a checked network: per-module output shape, parameters
+and multiply-accumulates, with no tensor allocated.
+
+MACs follow fvcore's counting rules op by op, so the total equals
+``fvcore.nn.FlopCountAnalysis(model, x).total()`` for a batch of one in eval
+mode. fvcore counts one multiply-add as one "flop"; here that number is
+called MACs, and FLOPs are 2 × MACs. Where fvcore counts nothing for an op
+(activations, max and average pooling, dropout, additions, concatenation,
+multiplication) the row says so: its ``counted`` is False.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from .. import ir
+from ..layers import LAYERS
+
+
+
+# Layer kind → the class name of the module it builds (Conv2d).
+TYPE_NAMES = {k: v.torch_class.rsplit(".", 1)[1] for k, v in LAYERS.items()}
+
+# Layer kinds fvcore has a counting rule for.
+COUNTED = frozenset(k for k, v in LAYERS.items() if v.counted)
+
+
+@dataclass
+class Row:
+    name: str
+    type: str
+    depth: int
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+    counted: bool
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["output_shape"] = list(self.output_shape)
+        return d
+
+
+@dataclass
+class Analysis:
+    network: str
+    input: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+    rows: list[Row] = field(default_factory=list)
+    activation_bytes: int = 0          # torchinfo's "Forward/backward pass size", batch 1
+    largest_activation_bytes: int = 0  # the largest tensor one sample's forward makes
+    largest_activation: str = ""       # where: a module name, a combinator, or "input"
+    # Networks of named inputs or a stated `output`: name → shape, in order (else empty).
+    inputs: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    # The rest of torchinfo's summary, by its definitions (torchinfo 1.8, batch 1).
+    @property
+    def trainable_params(self) -> int:
+        """Parameters with ``requires_grad``: all of them, as a spec freezes none."""
+        return self.params
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.params - self.trainable_params
+
+    @property
+    def input_bytes(self) -> int:
+        """torchinfo's "Input size": one float32 sample."""
+        return ELEMENT_BYTES * math.prod(self.input)
+
+    @property
+    def param_bytes(self) -> int:
+        """torchinfo's "Params size": the float32 parameters; buffers (batch-norm
+        running statistics) are not counted, as torchinfo does not count them."""
+        return ELEMENT_BYTES * self.params
+
+    @property
+    def total_bytes(self) -> int:
+        """torchinfo's "Estimated Total Size": input, forward/backward pass and params.
+
+        >>> import netdsl
+        >>> a = analyse(netdsl.compile("network n() { input [1, 32, 32]\\n c: conv2d(6, 5) }"))
+        >>> a.input_bytes, a.activation_bytes, a.param_bytes, a.total_bytes
+        (4096, 37632, 624, 42352)
+        """
+        return self.input_bytes + self.activation_bytes + self.param_bytes
+
+
+def layer_params(node: ir.Layer) -> int:
+    """Learnable parameters of one layer.
+
+    >>> layer_params(ir.Linear(name="fc", in_shape=(400,), out_shape=(120,), in_features=400,
+    ...                        out_features=120))
+    48120
+    """
+    if node.reuse:  # a module called again owns nothing new
+        return 0
+    return LAYERS[node.kind].params(node)
+
+
+def layer_macs(node: ir.Layer) -> int:
+    """Multiply-accumulates of one layer for one sample, by fvcore's rules (eval mode)."""
+    return LAYERS[node.kind].macs(node)
+
+
+# Activations are float32, for one sample.
+ELEMENT_BYTES = 4
+
+
+def fmt_bytes(n: int) -> str:
+    """Bytes in decimal units, as torchinfo shows them.
+
+    >>> fmt_bytes(177831744), fmt_bytes(512), fmt_bytes(12 * 10**12)
+    ('177.83 MB', '512 B', '12.00 TB')
+    """
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def layer_output_bytes(node: ir.Layer) -> int:
+    """Bytes of one layer's output for one sample (float32).
+
+    >>> layer_output_bytes(ir.Linear(name="fc", in_shape=(400,), out_shape=(120,),
+    ...                              in_features=400, out_features=120))
+    480
+    """
+    return ELEMENT_BYTES * math.prod(node.out_shape)
+
+
+def tensor_bytes(node) -> int:
+    """Bytes of the largest tensor a layer or combinator makes for one sample: its
+    output, or for local_response_norm its squared input padded by ``size - 1``
+    channels (torch pads, then average-pools across channels)."""
+    if isinstance(node, ir.Layer):
+        return ELEMENT_BYTES * LAYERS[node.kind].largest_tensor(node)
+    return ELEMENT_BYTES * math.prod(node.out_shape)
+
+
+def _tensors(nodes, prefix: str):
+    """(name, node) for every layer and combinator of a body, side heads included."""
+    for node in nodes:
+        if isinstance(node, ir.Scope):
+            yield from _tensors(node.body, f"{prefix}{node.name}.")
+            continue
+        if isinstance(node, ir.Layer):
+            yield prefix + node.name, node
+            continue
+        if isinstance(node, (ir.Bind, ir.From)):
+            continue  # a name for a tensor that exists already
+        where = prefix.rstrip(".")
+        kind = type(node).__name__.lower() if not isinstance(node, ir.Merge) else node.op
+        if not isinstance(node, ir.Side):
+            yield (f"{kind} in {where}" if where else kind), node
+        parts = {ir.Residual: lambda n: (n.body, n.shortcut or ()), ir.Concat: lambda n: n.branches,
+                 ir.Dense: lambda n: n.layers, ir.Gate: lambda n: (n.body,),
+                 ir.Side: lambda n: (n.body,), ir.Split: lambda n: n.parts,
+                 ir.Merge: lambda n: ()}[type(node)](node)
+        for part in parts:
+            yield from _tensors(part, prefix)
+
+
+def activations(net: ir.Network) -> tuple[int, int, str, object]:
+    """Activation memory of one sample, from the IR: (forward/backward bytes, largest
+    tensor bytes, its name, its IR node or None for the input).
+
+    The first is torchinfo's "Forward/backward pass size" for a batch of one in eval
+    mode: twice (output and its gradient) the float32 output bytes of every leaf
+    module that has parameters. The largest tensor is over everything a forward
+    makes: the input, every layer's output (side heads too), every combinator's.
+
+    >>> import netdsl
+    >>> activations(netdsl.compile("network n() { input [1, 32, 32]\\n c: conv2d(6, 5)\\n relu }"))[:3]
+    (37632, 18816, 'c')
+    """
+    total = 0
+    for node in net.body:
+        if not isinstance(node, ir.Side):  # eval mode: a side head does not run
+            total += sum(2 * layer_output_bytes(n) for n in _layers([node])
+                         if layer_params(n) > 0 and not LAYERS[n.kind].bare_parameter)
+    largest, name, where = ELEMENT_BYTES * math.prod(net.input_shape), "input", None
+    for i in net.inputs:
+        if ELEMENT_BYTES * math.prod(i.shape) > largest:
+            largest, name = ELEMENT_BYTES * math.prod(i.shape), f"input {i.name}"
+    for n, node in _tensors(net.body, ""):
+        size = tensor_bytes(node)
+        if size > largest:
+            largest, name, where = size, n, node
+    return total, largest, name, where
+
+
+def _modules(nodes):
+    """The module-producing nodes of a body, looking through combinators, in order."""
+    for node in nodes:
+        if isinstance(node, (ir.Layer, ir.Scope)):
+            yield node
+        elif isinstance(node, ir.Residual):
+            yield from _modules(node.body)
+            if node.shortcut is not None:
+                yield from _modules(node.shortcut)
+        elif isinstance(node, ir.Concat):
+            for branch in node.branches:
+                yield from _modules(branch)
+        elif isinstance(node, ir.Dense):
+            for layer in node.layers:
+                yield from _modules(layer)
+        elif isinstance(node, (ir.Gate, ir.Side)):
+            yield from _modules(node.body)
+        elif isinstance(node, ir.Split):
+            for part in node.parts:
+                yield from _modules(part)
+
+
+def _is_module(node) -> bool:
+    """Whether ``node`` registers a module of its own: not a parameter on its scope, a
+    module called again (`reuse`) or a function (`apply`)."""
+    return isinstance(node, ir.Scope) or not (LAYERS[node.kind].bare_parameter or node.reuse
+                                              or node.functional)
+
+
+def scope_type(node: ir.Scope) -> str:
+    pure = all(isinstance(n, (ir.Layer, ir.Scope)) and _is_module(n) for n in node.body) and not ir.has_flow(node.body)
+    if node.cls is not None:
+        return node.cls
+    if ir.has_flow(node.body):
+        return "Container"  # its parts are wired by name from the body around it
+    return "Sequential" if pure else "Group"
+
+
+def analyse(net: ir.Network) -> Analysis:
+    """Rows for every module of ``net`` in ``named_modules`` order, and totals.
+
+    >>> import netdsl
+    >>> a = analyse(netdsl.compile("network n() { input [1, 32, 32]\\n conv2d(6, 5)\\n relu }"))
+    >>> a.params, a.macs, [r.counted for r in a.rows]
+    (156, 117600, [True, False])
+    """
+    rows: list[Row] = []
+
+    def walk(nodes, prefix: str, depth: int) -> tuple[int, int]:
+        total_p = total_m = 0
+        for node in _modules(nodes):
+            name = prefix + node.name
+            if isinstance(node, ir.Layer) and (node.reuse or node.functional):
+                # No module of its own, so no row of named_modules; its work still counts.
+                total_m += layer_macs(node)
+                continue
+            if isinstance(node, ir.Scope):
+                row = Row(name, scope_type(node), depth, tuple(node.out_shape), 0, 0, True)
+                rows.append(row)
+                row.params, row.macs = walk(node.body, name + ".", depth + 1)
+            elif not _is_module(node):
+                # A bare parameter: the enclosing module's own, no row of its own.
+                total_p += layer_params(node)
+                total_m += layer_macs(node)
+                continue
+            else:
+                p, m = layer_params(node), layer_macs(node)
+                rows.append(Row(name, TYPE_NAMES[node.kind], depth, tuple(node.out_shape), p, m,
+                                node.kind in COUNTED))
+            total_p += rows[-1].params if isinstance(node, ir.Layer) else row.params
+            total_m += rows[-1].macs if isinstance(node, ir.Layer) else row.macs
+        return total_p, total_m
+
+    params, macs = walk(net.body, "", 0)
+    # A side head runs in training only: its rows keep their cost, but the total is
+    # for eval mode, where fvcore never sees it (Inception v3's AuxLogits).
+    macs -= sum(layer_macs(layer) for node in net.body if isinstance(node, ir.Side)
+                for layer in _layers(node.body))
+    total, largest, name, _ = activations(net)
+    return Analysis(net.name, tuple(net.input_shape), tuple(net.out_shape), params, macs, rows,
+                    total, largest, name, {i.name: tuple(i.shape) for i in net.inputs},
+                    {} if net.result is None else
+                    {k: tuple(s) for k, s in zip(net.result.keys, net.result.shapes)})
+
+
+def count_params(net: ir.Network) -> int:
+    """Total parameters, from the IR alone."""
+    return sum(layer_params(n) for n in _layers(net.body))
+
+
+def _layers(nodes):
+    for node in _modules(nodes):
+        if isinstance(node, ir.Scope):
+            yield from _layers(node.body)
+        else:
+            yield node
+
+
+# ---------------------------------------------------------------- totals, shared subtrees once
+
+#: Whether :func:`summary` remembers subtrees; tests and bench/ turn it off to compare.
+CACHE = True
+
+# id(node) → (node, its summary). The checker's memo shares subtrees between block
+# instances and between compiles, so a sweep meets the same nodes again and again;
+# the node rides along so that its id stays its own. Bounded: cleared when full.
+_SUMMARIES: dict = {}
+_SUMMARIES_MAX = 50_000
+
+
+def clear_summaries() -> None:
+    """Forget every remembered summary (bench/ times a first sweep with it)."""
+    _SUMMARIES.clear()
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a subtree adds to the totals of its network, and how deep it nests.
+
+    ``params`` and ``macs`` add up its layers (``macs`` in eval mode, side heads
+    included: the network leaves those out); ``activation_bytes`` is torchinfo's
+    count; ``largest`` the bytes of its largest tensor; ``depth`` how many module
+    levels below it the deepest node with children sits (None: none has any);
+    ``json`` how many JSON levels below its object its deepest part reaches."""
+
+    params: int
+    macs: int
+    activation_bytes: int
+    largest: int
+    depth: int | None
+    json: int
+
+
+def _parts(node) -> tuple:
+    """The children of a node, as ``api._check_module_depth`` walks them."""
+    if isinstance(node, (ir.Scope, ir.Gate, ir.Side)):
+        return node.body
+    if isinstance(node, ir.Residual):
+        return node.body + (node.shortcut or ())
+    if isinstance(node, (ir.Concat, ir.Dense, ir.Split)):
+        return tuple(n for part in (node.branches if isinstance(node, ir.Concat) else
+                                    node.layers if isinstance(node, ir.Dense) else node.parts)
+                     for n in part)
+    return ()
+
+
+def _leaf(node) -> Summary:
+    if isinstance(node, ir.Layer):
+        p = layer_params(node)
+        act = 2 * layer_output_bytes(node) if p > 0 and not LAYERS[node.kind].bare_parameter else 0
+        return Summary(p, layer_macs(node), act, tensor_bytes(node), None, 3 if node.init else 1)
+    if isinstance(node, ir.Merge):
+        return Summary(0, 0, 0, tensor_bytes(node), None, 1)
+    return Summary(0, 0, 0, 0, None, 1)  # a name for a tensor that exists already
+
+
+def summary(node) -> Summary:
+    """The :class:`Summary` of one IR node, remembered per node object while
+    :data:`CACHE` is on: a subtree shared by many block instances, or many
+    compiles, is added up once. Iterative, since a deep IR is what the depth
+    check that reads it refuses.
+
+    >>> import netdsl
+    >>> net = netdsl.compile("network n() { input [1, 8, 8]\\n g: { conv2d(2, 3)\\n relu } }")
+    >>> s = summary(net.body[0]); s.params, s.macs, s.depth, s.json
+    (20, 648, 0, 3)
+    """
+    known = _SUMMARIES.get(id(node))
+    if known is not None and known[0] is node:
+        return known[1]
+    if not _parts(node):
+        return _leaf(node)
+    done: dict = {}
+    todo = [(node, False)]
+    while todo:
+        n, ready = todo.pop()
+        key = id(n)
+        if key in done:
+            continue
+        known = _SUMMARIES.get(key)
+        if known is not None and known[0] is n:
+            done[key] = known[1]
+            continue
+        parts = _parts(n)
+        if not parts:
+            done[key] = _leaf(n)
+            continue
+        if not ready:
+            todo.append((n, True))
+            todo.extend((c, False) for c in parts)
+            continue
+        kids = [done[id(c)] for c in parts]
+        step = 3 if isinstance(n, (ir.Concat, ir.Dense)) else 2
+        own = 0 if isinstance(n, (ir.Scope, ir.Side)) else tensor_bytes(n)
+        s = Summary(sum(k.params for k in kids), sum(k.macs for k in kids),
+                    sum(k.activation_bytes for k in kids), max([own] + [k.largest for k in kids]),
+                    max([0] + [k.depth + 1 for k in kids if k.depth is not None]),
+                    max([1] + [k.json + step for k in kids]))
+        done[key] = s
+        if CACHE:
+            if len(_SUMMARIES) >= _SUMMARIES_MAX:
+                _SUMMARIES.clear()
+            _SUMMARIES[key] = (n, s)
+    return done[id(node)]
+
+
+@dataclass(frozen=True)
+class Totals:
+    """A network's totals: what a sweep prints of each variant."""
+
+    params: int
+    macs: int
+    activation_bytes: int
+    largest_activation_bytes: int
+    output_shape: tuple
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+def totals(net: ir.Network) -> Totals:
+    """The totals :func:`analyse` gives, without its per-module rows: a cost of the
+    distinct subtrees of ``net``, not of its layers, where subtrees are shared.
+
+    >>> import netdsl
+    >>> t = totals(netdsl.compile("network n() { input [1, 32, 32]\\n conv2d(6, 5)\\n relu }"))
+    >>> t.params, t.macs, t.activation_bytes, t.output_shape
+    (156, 117600, 37632, (6, 28, 28))
+    """
+    parts = [summary(n) for n in net.body]
+    sides = [s for n, s in zip(net.body, parts) if isinstance(n, ir.Side)]
+    largest = max([ELEMENT_BYTES * math.prod(net.input_shape)]
+                  + [ELEMENT_BYTES * math.prod(i.shape) for i in net.inputs] + [s.largest for s in parts])
+    return Totals(sum(s.params for s in parts), sum(s.macs for s in parts) - sum(s.macs for s in sides),
+                  sum(s.activation_bytes for n, s in zip(net.body, parts) if not isinstance(n, ir.Side)),
+                  largest, tuple(net.out_shape))

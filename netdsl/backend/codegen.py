@@ -1,0 +1,1117 @@
+"""Python source for a checked network: the spec as plain PyTorch, without netdsl.
+
+The checked IR gives the structure (what a forward does, where each statement
+came from); the model built from it on the meta device gives each submodule's
+name, class name and constructor arguments, so what the file builds is what
+``netdsl build`` builds, ``state_dict`` keys included. One class per block;
+instances of a block that differ only in numbers share it, and those numbers
+become its ``__init__`` parameters. A forward reads as written by hand: ``reuse``
+calls the same attribute again, ``apply`` is the torch function (``F.relu``),
+named results are local variables of those names, ``output`` a tuple, named
+tuple or dict, several inputs ``forward(self, rgb, depth)``.
+
+No spec string reaches the output as code: labels are written with ``repr``
+where they are not plain identifiers, class names are reduced to ASCII
+identifiers, and comments, paths and values in comments are escaped.
+"""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+import keyword
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import ir
+from ..layers import LAYERS
+
+_NO_DEFAULT = inspect.Parameter.empty
+
+#: netdsl's own modules a generated file copies.
+_HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d")
+
+#: Names the generated file defines or imports itself; a class may not take them.
+_TAKEN = frozenset({"nn", "torch", "OrderedDict", "namedtuple", "F", "self", *_HELPERS})
+
+
+# -- fragments of code with holes for the numbers that vary between instances
+
+@dataclass(eq=False)
+class Hole:
+    """A value in a constructor call; ``hint`` names a parameter made from it."""
+
+    value: Any
+    hint: str
+    default: Any = _NO_DEFAULT
+    label: str = ""
+
+
+@dataclass(eq=False)
+class Call:
+    """``func(args)``: each arg is (keyword or None, Hole or expression)."""
+
+    func: str
+    args: list
+
+
+@dataclass(eq=False)
+class Seq:
+    """An ``nn.Sequential`` of items (comments, name, expression)."""
+
+    items: list
+
+
+@dataclass(eq=False)
+class ClassRef:
+    """An instance of a generated class."""
+
+    inst: Instance
+
+
+@dataclass(eq=False)
+class Instance:
+    """One module that becomes an instance of a generated class."""
+
+    base: str
+    name: str
+    comments: tuple[str, ...]
+    items: list  # (comments, name, expression) in registration order
+    forward: tuple[str, ...] | None
+    outputs: tuple[str, ...] = ()
+    key: tuple = ()
+    cls: Class | None = None
+    param_values: list = field(default_factory=list)
+    init: tuple[str, ...] = ()  # lines after the modules in __init__ (the network's `init` rules)
+
+
+@dataclass(eq=False)
+class Class:
+    key: tuple
+    instances: list
+    name: str = ""
+    params: list = field(default_factory=list)  # parameter names
+    defaults: dict = field(default_factory=dict)  # parameter name -> default value
+    codes: list = field(default_factory=list)  # per hole: code text, or None to leave out
+    resolved: bool = False
+
+
+def _key(expr) -> tuple:
+    if isinstance(expr, Hole):
+        return ("hole",)
+    if isinstance(expr, Call):
+        return ("call", expr.func, tuple((kw, _key(a)) for kw, a in expr.args))
+    if isinstance(expr, Seq):
+        return ("seq", _items_key(expr.items))
+    if isinstance(expr, ClassRef):
+        return ("class", expr.inst.key)
+    raise AssertionError(type(expr))
+
+
+def _items_key(items) -> tuple:
+    return tuple((c, n, _key(e)) for c, n, e in items)
+
+
+# -- literals, names and comments
+
+def literal(v) -> str:
+    """Python source for a constructor value.
+
+    >>> literal((3, 3)), literal(1e-05), literal("row"), literal(None)
+    ('(3, 3)', '1e-05', "'row'", 'None')
+    """
+    if v is None or isinstance(v, bool):
+        return repr(v)
+    if isinstance(v, int):
+        return repr(int(v))
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"no Python literal for {v!r}")
+        return repr(float(v))
+    if isinstance(v, str):
+        return repr(str(v))
+    if isinstance(v, tuple):
+        inner = ", ".join(literal(x) for x in v)
+        return f"({inner},)" if len(v) == 1 else f"({inner})"
+    if isinstance(v, list):
+        return "[" + ", ".join(literal(x) for x in v) + "]"
+    raise TypeError(f"no Python literal for a {type(v).__name__}")
+
+
+def _compact(v):
+    # torch's 2-D layers take one int for a square kernel, stride or padding.
+    if isinstance(v, tuple) and len(v) > 1 and all(type(x) is int and x == v[0] for x in v):
+        return v[0]
+    return v
+
+
+def is_attribute(name: str) -> bool:
+    """Whether a module name can be written ``self.name``: an identifier that is no
+    keyword, does not start with ``__`` (mangled in a class body) and that Python's
+    NFKC normalisation of identifiers leaves as it is (``ﬁ`` would be read as ``fi``).
+
+    >>> is_attribute("conv1"), is_attribute("é"), is_attribute("0"), is_attribute("import"), is_attribute("ﬁ")
+    (True, True, False, False, False)
+    """
+    return (name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__")
+            and unicodedata.normalize("NFKC", name) == name)
+
+
+def class_name(name: str) -> str:
+    """An ASCII class name from a spec's name: letters, digits and ``_`` only,
+    starting with a letter, never a keyword or a builtin.
+
+    >>> class_name("Bottleneck"), class_name("denseblock1"), class_name("0"), class_name("Exception")
+    ('Bottleneck', 'Denseblock1', 'Block0', 'ExceptionBlock')
+    """
+    s = re.sub(r"[^A-Za-z0-9_]", "", name)
+    if s[:1].islower():
+        s = s[0].upper() + s[1:]
+    if not s[:1].isalpha():
+        s = "Block" + s
+    if keyword.iskeyword(s) or hasattr(builtins, s) or s in _TAKEN:
+        s += "Block"
+    return s
+
+
+def comment(text: str) -> str:
+    """One comment line's text, escaped: nothing in it ends the line or the comment.
+
+    >>> comment("a\\rimport os")
+    'a\\\\rimport os'
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+# -- spec comments, recovered from the source text by line
+
+def _text(line: str) -> str:
+    """A comment line's text: after the ``#`` and one space, its own indentation kept."""
+    text = line.lstrip(" \t")[1:]
+    return (text.removeprefix(" ")).rstrip(" \t\r")
+
+
+def _trim(lines: list[str]) -> tuple[str, ...]:
+    """Comment lines without empty ones at either end (an empty ``#`` alone is lint)."""
+    lines = list(lines)
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return tuple(lines)
+
+
+class _Comments:
+    """Comments of spec files, looked up by the span of a statement."""
+
+    def __init__(self, texts: dict[str | None, str]):
+        self.texts = texts
+        self.lines: dict[str | None, list[str] | None] = {}
+
+    def _file(self, file) -> list[str] | None:
+        if file not in self.lines:
+            text = self.texts.get(file)
+            if text is None and file is not None:
+                try:
+                    text = Path(file).read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError):
+                    text = None
+            # By "\n" only, as the parser counts lines (splitlines also breaks at \x0c, \u2028...).
+            self.lines[file] = None if text is None else text.split("\n")
+        return self.lines[file]
+
+    def above(self, file, line: int) -> list[str]:
+        """The comment lines right above ``line`` (1-based), no blank line between."""
+        lines = self._file(file)
+        if not lines or line < 1 or line > len(lines):
+            return []
+        out = []
+        i = line - 2
+        while i >= 0 and lines[i].strip().startswith("#"):
+            out.append(_text(lines[i]))
+            i -= 1
+        return out[::-1]
+
+    def trailing(self, file, line: int) -> list[str]:
+        lines = self._file(file)
+        if not lines or line < 1 or line > len(lines):
+            return []
+        text = lines[line - 1]
+        in_str = esc = False
+        for i, c in enumerate(text):
+            if in_str:
+                esc = c == "\\" and not esc
+                if c == '"' and not esc:
+                    in_str = False
+            elif c == '"':
+                in_str = True
+            elif c == "#":
+                return [_text(text[i:])] if text[:i].strip() else []
+        return []
+
+    def of(self, span) -> tuple[str, ...]:
+        if span is None:
+            return ()
+        return _trim(self.above(span.file, span.line) + self.trailing(span.file, span.line))
+
+    def of_def(self, file, keyword_: str, name: str) -> tuple[str, ...]:
+        """The comment above ``block NAME`` or ``network NAME`` in ``file``."""
+        lines = self._file(file)
+        if not lines:
+            return ()
+        pattern = re.compile(rf"\s*{keyword_}\s+{re.escape(name)}\b")
+        for i, text in enumerate(lines):
+            if pattern.match(text):
+                return _trim(self.above(file, i + 1))
+        return ()
+
+    def header(self, file) -> list[str]:
+        """The comment block a spec file starts with."""
+        lines = self._file(file) or []
+        out = []
+        for text in lines:
+            if not text.strip().startswith("#"):
+                break
+            out.append(_text(text))
+        return list(_trim(out))
+
+
+# -- leaf modules: constructor calls read off the built module
+
+def _torch_name(t: type) -> str:
+    from torch import nn
+
+    from . import runtime as modules
+
+    if t.__module__ == modules.__name__ and t.__name__ in _HELPERS:
+        return t.__name__
+    if t.__module__.startswith("torch.nn") and getattr(nn, t.__name__, None) is t:
+        return f"nn.{t.__name__}"
+    raise NotImplementedError(f"netdsl cannot write Python source for a {t.__module__}.{t.__name__} "
+                              "module yet")
+
+
+def _leaf_call(m, label: str) -> Call:
+    """``nn.Conv2d(3, 64, 7, stride=2, ...)`` for a built leaf module: each constructor
+    parameter read back from the module's attribute of that name, checked by making
+    the module again from those values. A square pair is written as one int where
+    the module made from it prints the same."""
+    t = type(m)
+    raw = []
+    for p in inspect.signature(t).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in ("device", "dtype"):
+            continue
+        if p.name == "bias" and not isinstance(getattr(m, "bias", None), bool):
+            v = m.bias is not None
+        elif hasattr(m, p.name):
+            v = getattr(m, p.name)
+        elif p.default is not _NO_DEFAULT:
+            v = p.default
+        else:
+            raise NotImplementedError(f"cannot read argument {p.name!r} of {t.__name__} back")
+        raw.append((p, v))
+    args = [(None if p.default is _NO_DEFAULT and p.kind != p.KEYWORD_ONLY else p.name,
+             Hole(_compact(v), p.name, p.default, label)) for p, v in raw]
+    if not _remakes(m, t, args):
+        raise AssertionError(f"netdsl bug: cannot read the constructor arguments of {m!r} back")
+    return Call(_torch_name(t), args)
+
+
+def _remakes(m, t, args) -> bool:
+    pos = [h.value for kw, h in args if kw is None]
+    kw = {k: h.value for k, h in args if k is not None}
+    if "device" in inspect.signature(t).parameters:
+        kw["device"] = "meta"
+    again = t(*pos, **kw)
+
+    def settings(module):
+        # A pair given as one int is stored as the int by some modules (pools), as a
+        # tuple by others (convolutions); both compute the same.
+        return {k: _compact(v) for k, v in vars(module).items() if not k.startswith("_")}
+
+    return settings(again) == settings(m) and type(again).extra_repr is type(m).extra_repr and \
+        [(k, tuple(v.shape)) for k, v in again.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in m.state_dict().items()]
+
+
+# -- the walk over the IR and the built modules
+
+
+
+class _Forward:
+    """The lines of one ``forward``: one method per IR construct, named by its ``kind``,
+    that writes the construct's code on ``src`` into ``dst`` and returns the variable
+    holding its result."""
+
+    def __init__(self, gen: _Generator):
+        self.gen = gen
+        self.lines: list[str] = []
+        self.used = {"x", "self", "F", "torch", "nn"}
+        self.indent = 2
+        self.owner: tuple[str, ...] = ()  # the container whose modules are being run
+        self.names: dict[str, str] = {}  # a spec's result name -> the variable holding it
+
+    def fresh(self, base: str) -> str:
+        name, i = base, 2
+        while name in self.used:
+            name, i = f"{base}{i}", i + 1
+        self.used.add(name)
+        return name
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " * self.indent + line)
+
+    def ref(self, name: str) -> str:
+        path = self.owner + (name,)
+        if len(path) == 1 or all(is_attribute(p) for p in path):
+            return _ref(path[0]) + "".join(f".{p}" for p in path[1:])
+        return f"self.get_submodule({'.'.join(path)!r})"
+
+    def seq(self, nodes, src: str, dst: str) -> str:
+        """Run ``nodes`` on ``src``, writing to ``dst``; returns the variable with the result."""
+        cur = src
+        for node in nodes:
+            if not cur.isidentifier() and not isinstance(node, (ir.Layer, ir.Scope)):
+                self.emit(f"{dst} = {cur}")
+                cur = dst
+            step = self.module if isinstance(node, (ir.Layer, ir.Scope)) else getattr(
+                self, "from_" if node.kind == "from" else node.kind, None)
+            if step is None:
+                raise NotImplementedError(f"netdsl cannot write Python source for `{node.kind}` yet")
+            cur = step(node, cur, dst)
+            if cur.isidentifier() and cur not in self.names.values():
+                dst = cur
+        return cur
+
+    def module(self, node, src, dst):
+        if isinstance(node, ir.Layer) and node.functional:
+            call = _function_call(node, src)
+            self.gen.uses_f |= call.startswith("F.")
+            self.gen.uses_torch |= call.startswith("torch.")
+            self.emit(f"{dst} = {call}")
+            return dst
+        if isinstance(node, ir.Layer) and LAYERS[node.kind].bare_parameter:
+            self.emit(f"{dst} = {self.ref(node.name)} * {src}")
+            return dst
+        if _container(node):
+            self.owner += (node.name,)
+            out = self.seq(node.body, src, dst)
+            self.owner = self.owner[:-1]
+            return out
+        # A `reuse` calls the module its label made again, as torchvision's self.relu.
+        self.emit(f"{dst} = {self.ref(node.name)}({src})")
+        return dst
+
+    def bind(self, node, src, dst):
+        var = self.fresh(_local(node.name))
+        last = self.lines[-1] if self.lines else ""
+        head = "    " * self.indent + f"{src} = "
+        if src != var and last.startswith(head) and src not in self.names.values():
+            # The step that made it writes the name itself, as a hand-written forward would.
+            self.lines[-1] = "    " * self.indent + f"{var} = " + last[len(head):]
+        else:
+            self.emit(f"{var} = {src}")
+        self.names[node.name] = var
+        return var
+
+    def from_(self, node, src, dst):
+        return self.names[node.name]
+
+    def merge(self, node, src, dst):
+        parts = [self.names[n] for n in node.sources]
+        if node.op == "add":
+            self.emit(f"{dst} = {' + '.join(parts)}")
+        else:
+            self.gen.uses_torch = True
+            self.emit(f"{dst} = torch.cat([{', '.join(parts)}], 1)")
+        return dst
+
+    def split(self, node, src, dst):
+        self.gen.uses_torch = True
+        xs = [self.fresh(f"x{i + 1}") for i in range(len(node.parts))]
+        if len(set(node.sizes)) == 1:
+            self.emit(f"{', '.join(xs)}{',' if len(xs) == 1 else ''} = {src}.chunk({len(xs)}, 1)")
+        else:
+            self.emit(f"{', '.join(xs)}{',' if len(xs) == 1 else ''} = "
+                      f"torch.split({src}, {literal(list(node.sizes))}, 1)")
+        outs = [self.seq(part, x, x) for part, x in zip(node.parts, xs)]
+        self.emit(f"{dst} = torch.cat([{', '.join(outs)}], 1)")
+        return dst
+
+    def residual(self, node, src, dst):
+        from .lower import _add_in_place
+
+        out = self.seq(node.body, src, self.fresh("out"))
+        if node.shortcut is None:
+            identity = src
+        else:
+            identity = self.seq(node.shortcut, src, self.fresh("identity"))
+        if _add_in_place(node.body):
+            self.emit(f"{out} += {identity}")
+            return out
+        res = self.fresh("out")
+        self.emit(f"{res} = {out} + {identity}")
+        return res
+
+    def concat(self, node, src, dst):
+        outs = [self.seq(b, src, self.fresh("branch")) for b in node.branches]
+        self.emit(f"{dst} = torch.cat([{', '.join(outs)}], 1)")
+        return dst
+
+    def dense(self, node, src, dst):
+        features = self.fresh("features")
+        self.emit(f"{features} = [{src}]")
+        for layer in node.layers:
+            new = self.seq(layer, f"torch.cat({features}, 1)", self.fresh("new"))
+            self.emit(f"{features}.append({new})")
+        self.emit(f"{dst} = torch.cat({features}, 1)")
+        return dst
+
+    def gate(self, node, src, dst):
+        scale = self.seq(node.body, src, self.fresh("scale"))
+        self.emit(f"{dst} = {scale} * {src}")
+        return dst
+
+    def side(self, node, src, dst):
+        var = node.name if is_attribute(node.name) and node.name not in self.used else "side"
+        var = self.fresh(var)
+        self.gen.sides.append(var)
+        self.emit("if self.training:")
+        self.indent += 1
+        out = self.seq(node.body, src, var)
+        if out != var:
+            self.emit(f"{var} = {out}")
+        self.indent -= 1
+        return src
+
+
+
+def _ref(name: str, owner: str = "self") -> str:
+    """The expression for a child module (or bare parameter) of ``owner`` in ``forward``."""
+    if is_attribute(name):
+        return f"{owner}.{name}"
+    if name.isidentifier() and not keyword.iskeyword(name) and owner == "self":
+        # An identifier Python would normalise or mangle: getattr with it is lint (ruff B009).
+        return f"self.get_submodule({name!r})"
+    return f"getattr({owner}, {name!r})"
+
+
+# Arguments of torch's functions that a call leaves out at their default.
+_FUNCTION_DEFAULTS = {"inplace": False, "padding": 0, "dilation": 1, "ceil_mode": False,
+                      "count_include_pad": True, "approximate": "none"}
+
+
+def _function_call(node, src: str) -> str:
+    """``F.relu(x)``, ``torch.flatten(x, 1)``: the call an ``apply`` layer makes, as
+    modules.FunctionOp makes it."""
+    import torch.nn.functional as F
+
+    from .runtime import _FUNCTIONS, FunctionOp
+
+    op = FunctionOp.of(node)
+    fn = _FUNCTIONS[op.name]
+    func = f"F.{op.name}" if getattr(F, op.name, None) is fn else f"torch.{op.name}"
+    kwargs = dict(op.kwargs)
+    args = [src]
+    if op.name == "flatten":
+        args.append(literal(kwargs.pop("start_dim")))
+    for first in ("kernel_size", "output_size"):
+        if first in kwargs:
+            args.append(literal(_compact(kwargs.pop(first))))
+            if "stride" in kwargs and _compact(kwargs["stride"]) == _compact(node.kernel_size):
+                del kwargs["stride"]
+    for k, v in kwargs.items():
+        if k in _FUNCTION_DEFAULTS and _equal(_compact(v), _FUNCTION_DEFAULTS[k]):
+            continue
+        args.append(f"{k}={literal(_compact(v))}")
+    return f"{func}({', '.join(args)})"
+
+
+def _local(name: str) -> str:
+    """A local variable's name for a spec's result or input name: the name itself where
+    it hides nothing a forward calls (``getattr``, ``super``, ``torch``, the output type).
+
+    >>> _local("c3"), _local("super"), _local("é"), _local("Outputs")
+    ('c3', 'super_', 't', 'Outputs_')
+    """
+    if not (is_attribute(name) and name.isascii()):
+        return "t"
+    if hasattr(builtins, name) or name in _TAKEN or name.endswith("Outputs"):
+        return name + "_"
+    return name
+
+
+def _container(node) -> bool:
+    """A labelled group wired by name: it only holds its modules; its owner runs them."""
+    return isinstance(node, ir.Scope) and node.cls is None and ir.has_flow(node.body)
+
+
+def _modules_in_order(nodes):
+    """The Layer and Scope nodes of a body in the order lowering registers them."""
+    for n in nodes:
+        if isinstance(n, ir.Layer) and (n.reuse or n.functional):
+            continue  # no module of its own: the one its label made, or a torch function
+        if isinstance(n, (ir.Layer, ir.Scope)):
+            yield n
+        else:
+            for body in _bodies(n):
+                yield from _modules_in_order(body)
+
+
+def _combinator_spans(nodes, first: dict) -> None:
+    """Map each module to the combinators it is the first module of (for their comments)."""
+    for n in nodes:
+        if not isinstance(n, (ir.Layer, ir.Scope)):
+            mods = list(_modules_in_order([n]))
+            if mods:
+                first.setdefault(id(mods[0]), []).append(n.span)
+            for body in _bodies(n):
+                _combinator_spans(body, first)
+
+
+def _bodies(n) -> list:
+    """The node sequences inside a combinator, in the order lowering registers their
+    modules. A new construct is a line here and a method of ``_Forward``."""
+    if isinstance(n, ir.Residual):
+        return [n.body] + ([n.shortcut] if n.shortcut else [])
+    if isinstance(n, ir.Concat):
+        return list(n.branches)
+    if isinstance(n, ir.Dense):
+        return list(n.layers)
+    if isinstance(n, (ir.Gate, ir.Side)):
+        return [n.body]
+    if isinstance(n, ir.Split):
+        return list(n.parts)
+    if isinstance(n, ir.FLOW_NODES):
+        return []
+    raise NotImplementedError(f"netdsl cannot write Python source for `{n.kind}` yet")
+
+
+class _Generator:
+    def __init__(self, comments: _Comments):
+        self.comments = comments
+        self.classes: dict[tuple, Class] = {}
+        self.order: list[Class] = []
+        self.sides: list[str] = []
+        self.uses_torch = False
+        self.uses_f = False
+
+    def items(self, nodes, owner) -> list:
+        """(comments, name, expression) of each module of a body, comments given once."""
+        first: dict = {}
+        _combinator_spans(nodes, first)
+        seen: set = set()
+        out = []
+        for n in _modules_in_order(nodes):
+            spans = first.get(id(n), []) + [n.span]
+            notes: list[str] = []
+            for s in spans:
+                where = None if s is None else (s.file, s.line)
+                if where is not None and where not in seen:
+                    seen.add(where)
+                    notes.extend(self.comments.of(s))
+            if isinstance(n, ir.Layer) and LAYERS[n.kind].bare_parameter:
+                # A parameter of the module itself (ConvNeXt's layer_scale), filled as built.
+                self.uses_torch = True
+                made = Call("torch.full", [(None, Hole(tuple(n.shape), "shape", _NO_DEFAULT, n.name)),
+                                           (None, Hole(float(n.value), n.kind, _NO_DEFAULT, n.name))])
+                out.append((tuple(notes), n.name, Call("nn.Parameter", [(None, made)])))
+                continue
+            out.append((tuple(notes), n.name, self.expr(n, owner._modules[n.name])))
+        return out
+
+    def expr(self, node, m):
+        from torch import nn
+
+        if isinstance(node, ir.Layer):
+            call = _leaf_call(m, node.name)
+            if call.func == "StochasticDepth":
+                self.uses_torch = True
+            return call
+        if type(m) is nn.Sequential:
+            return Seq(self.items(node.body, m))
+        pure = isinstance(m, nn.Sequential)
+        name = type(m).__name__ if node.cls is not None else node.name
+        notes = ()
+        if node.block is not None:
+            files = [n.span.file for n in _modules_in_order(node.body) if n.span is not None]
+            notes = self.comments.of_def(files[0] if files else None, "block", node.block)
+        inst = Instance("nn.Sequential" if pure else "nn.Module", class_name(name), notes,
+                        self.items(node.body, m),
+                        None if pure or _container(node) else self.forward(node.body))
+        return ClassRef(self.register(inst))
+
+    def forward(self, nodes, net: ir.Network | None = None) -> tuple[str, ...]:
+        """The lines of ``forward``, its ``def`` first. ``{outputs}`` stands for the name
+        of the network's output type."""
+        fwd = _Forward(self)
+        self.sides = []
+        params = ["x"]
+        if net is not None and net.inputs:
+            params = []
+            for i in net.inputs:
+                var = fwd.fresh(_local(i.name))
+                params.append(var)
+                fwd.names[i.name] = var
+        out = fwd.seq(nodes, params[0], params[0] if len(params) == 1 else "x")
+        if any(isinstance(n, (ir.Concat, ir.Dense)) for n in _walk(nodes)):
+            self.uses_torch = True
+        if net is not None and self.sides:
+            made = dict(zip(("logits",) + tuple(net.outputs), [out] + self.sides))
+            fields = net.sides_order or tuple(made)
+            fwd.emit("if self.training:")
+            fwd.emit(f"    return {{outputs}}({', '.join(made[f] for f in fields)})")
+        result = net.result if net is not None else None
+        if result is None:
+            fwd.emit(f"return {out}")
+        else:
+            values = [fwd.names[s] for s in result.sources]
+            if result.form == "dict":
+                fwd.emit("return {" + ", ".join(f"{k!r}: {v}" for k, v in zip(result.keys, values)) + "}")
+            elif result.form == "namedtuple":
+                fwd.emit(f"return {{outputs}}({', '.join(values)})")
+            else:
+                fwd.emit(f"return {values[0]}," if len(values) == 1 else f"return {', '.join(values)}")
+        return (f"    def forward(self, {', '.join(params)}):",) + tuple(fwd.lines)
+
+    def register(self, inst: Instance) -> Instance:
+        inst.key = (inst.base, inst.name, inst.comments, inst.forward, _items_key(inst.items))
+        cls = self.classes.get(inst.key)
+        if cls is None:
+            cls = self.classes[inst.key] = Class(inst.key, [])
+        cls.instances.append(inst)
+        inst.cls = cls
+        return inst
+
+    # -- from instances to classes with parameters
+    def holes(self, items):
+        """The holes of a class body in order, those of generated classes' calls included."""
+        for _, name, e in items:
+            yield from self._holes(e, name)
+
+    def _holes(self, e, label):
+        if isinstance(e, Hole):
+            yield e
+        elif isinstance(e, Call):
+            for _, a in e.args:
+                yield from self._holes(a, label)
+        elif isinstance(e, Seq):
+            yield from self.holes(e.items)
+        elif isinstance(e, ClassRef):
+            self.resolve(e.inst.cls)
+            for pname, v in zip(e.inst.cls.params, e.inst.param_values):
+                yield Hole(v, pname, e.inst.cls.defaults.get(pname, _NO_DEFAULT), label)
+
+    def resolve(self, cls: Class) -> None:
+        if cls.resolved:
+            return
+        per_instance = [list(self.holes(i.items)) for i in cls.instances]
+        vectors: dict[tuple, str] = {}
+        used: set = {"self"}
+        for pos in range(len(per_instance[0])):
+            column = tuple(holes[pos].value for holes in per_instance)
+            hole = per_instance[0][pos]
+            if all(v == column[0] and type(v) is type(column[0]) for v in column):
+                keep = hole.default is _NO_DEFAULT or not _equal(column[0], hole.default)
+                cls.codes.append(literal(column[0]) if keep else None)
+                continue
+            key = tuple((type(v), v) for v in column)
+            if key not in vectors:
+                vectors[key] = self._param_name(hole, used)
+                cls.params.append(vectors[key])
+                if hole.default is not _NO_DEFAULT and _literal_or_none(hole.default) is not None:
+                    # The layer's own default: a call may leave it out, as torch's would.
+                    cls.defaults[vectors[key]] = hole.default
+                for inst, v in zip(cls.instances, column):
+                    inst.param_values.append(v)
+            cls.codes.append(vectors[key])
+        cls.resolved = True
+        self.order.append(cls)
+
+    @staticmethod
+    def _param_name(hole: Hole, used: set) -> str:
+        name = hole.hint
+        if name in used and is_attribute(hole.label):
+            name = f"{hole.label}_{hole.hint}"
+        base, i = name, 2
+        while name in used or keyword.iskeyword(name) or not name.isidentifier():
+            name, i = f"{base}_{i}", i + 1
+        used.add(name)
+        return name
+
+
+def _literal_or_none(v) -> str | None:
+    try:
+        return literal(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _equal(a, b) -> bool:
+    return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and not isinstance(a, bool)
+                                             and isinstance(b, (int, float)) and not isinstance(b, bool)
+                                             and a == b)
+
+
+def _walk(nodes):
+    for n in nodes:
+        yield n
+        if not isinstance(n, (ir.Layer, ir.Scope)):
+            for b in _bodies(n):
+                yield from _walk(b)
+
+
+# -- the spec's `init` rules
+
+# torch.nn.init's defaults: a call leaves these arguments out.
+_INIT_DEFAULTS = {"a": 0, "mode": "fan_in", "nonlinearity": "leaky_relu", "gain": 1.0,
+                  "mean": 0.0, "std": 1.0}
+_INIT_DEFAULTS_OF = {"uniform": {"a": 0.0, "b": 1.0}, "trunc_normal": {"a": -2.0, "b": 2.0}}
+
+
+def _init_call(scheme, target: str) -> str:
+    """``nn.init.kaiming_normal_(m.weight, mode='fan_out')``: one declared scheme as
+    :func:`netdsl.backend.lower.init_parameter` applies it.
+
+    >>> from netdsl import ir
+    >>> _init_call(ir.InitScheme(fn="trunc_normal", args={"mean": 0.0, "std": 0.02, "a": -2.0,
+    ...            "b": 2.0}), "m.weight")
+    'nn.init.trunc_normal_(m.weight, std=0.02)'
+    """
+    defaults = {**_INIT_DEFAULTS, **_INIT_DEFAULTS_OF.get(scheme.fn, {})}
+    args = [target] + [f"{k}={literal(v)}" for k, v in scheme.args.items()
+                       if not (k in defaults and _equal(v, defaults[k]))]
+    return f"nn.init.{scheme.fn}_({', '.join(args)})"
+
+
+def _leaves(nodes, owner, prefix=()):
+    """(path, IR layer, module) of every leaf module with parameters, in module order."""
+    for n in _modules_in_order(nodes):
+        if isinstance(n, ir.Layer) and LAYERS[n.kind].bare_parameter:
+            continue  # a parameter of its owner, filled as it is made (Generator.items)
+        m = owner._modules[n.name]
+        if isinstance(n, ir.Scope):
+            yield from _leaves(n.body, m, prefix + (n.name,))
+        elif next(m.parameters(recurse=False), None) is not None:
+            yield prefix + (n.name,), n, m
+
+
+def _in_order(declared: dict, m) -> dict:
+    """The declared schemes in the order of the module's parameters (weight, then bias)."""
+    order = {p: i for i, (p, _) in enumerate(m.named_parameters(recurse=False))}
+    return dict(sorted(declared.items(), key=lambda kv: order.get(kv[0], len(order))))
+
+
+def _scheme_key(declared: dict) -> tuple:
+    return tuple((p, s.fn, tuple(s.args.items())) for p, s in declared.items())
+
+
+def init_lines(net: ir.Network, model) -> tuple[str, ...]:
+    """The lines at the end of the network's ``__init__`` that apply the spec's
+    ``init`` rules, written as torchvision writes them: one loop over the modules by
+    class, with the scheme most modules of a class have, then the modules that differ
+    by name. Where a spec declares nothing, nothing is written: torch's own
+    initialisation is netdsl's default too.
+
+    The same schemes as ``netdsl build``, though not the same numbers under one seed:
+    the build draws each parameter once, the file draws the defaults first.
+    """
+    leaves = list(_leaves(net.body, model))
+    by_class: dict[type, list] = {}
+    for path, node, m in leaves:
+        by_class.setdefault(type(m), []).append((path, node, m))
+    branches = []  # (class, declared schemes of the loop, guarded parameter names)
+    for cls, members in by_class.items():
+        counts: dict[tuple, int] = {}
+        for _, node, _ in members:
+            counts[_scheme_key(node.init)] = counts.get(_scheme_key(node.init), 0) + 1
+        common = max(counts, key=counts.get)
+        if not common:
+            continue
+        declared = _in_order(next(node.init for _, node, _ in members
+                                  if _scheme_key(node.init) == common), members[0][2])
+        optional = {p for p in declared for _, _, m in members if getattr(m, p, None) is None}
+        branches.append((cls, declared, optional))
+    # Classes whose branches would read the same share one (torchvision's
+    # `isinstance(m, (nn.Conv2d, nn.Linear))`).
+    loop: dict[tuple, list[str]] = {}
+    for cls, declared, optional in branches:
+        lines = []
+        for p, scheme in declared.items():
+            if p in optional:
+                lines += [f"        if m.{p} is not None:", f"            {_init_call(scheme, f'm.{p}')}"]
+            else:
+                lines.append(f"        {_init_call(scheme, f'm.{p}')}")
+        loop.setdefault(tuple(lines), []).append(_class_ref(cls))
+    body = ["for m in self.modules():"] if loop else []
+    for i, (lines, classes) in enumerate(loop.items()):
+        test = classes[0] if len(classes) == 1 else f"({', '.join(classes)})"
+        body.append(f"    {'if' if i == 0 else 'elif'} isinstance(m, {test}):")
+        body.extend(lines)
+    for path, node, m in leaves:
+        # What the loop gave this module, against what the spec declares for it.
+        got = next((d for c, d, _ in branches if isinstance(m, c)), {})
+        own = {p: s for p, s in _in_order(node.init, m).items() if getattr(m, p, None) is not None}
+        got = {p: s for p, s in got.items() if getattr(m, p, None) is not None}
+        if all(p in own and _scheme_key({p: own[p]}) == _scheme_key({p: s}) for p, s in got.items()):
+            todo = {p: s for p, s in own.items() if p not in got}  # the loop did the rest
+        else:
+            body.append(f"{_path_ref(path)}.reset_parameters()")
+            todo = own
+        for p, scheme in todo.items():
+            body.append(_init_call(scheme, f"{_path_ref(path)}.{p}"))
+    if not body:
+        return ()
+    return ("", "        # The spec's `init` rules (torch's own initialisation for the rest).",
+            *("        " + line for line in body))
+
+
+def _class_ref(cls: type) -> str:
+    from torch import nn
+
+    if getattr(nn, cls.__name__, None) is cls:
+        return f"nn.{cls.__name__}"
+    return cls.__name__  # one of netdsl's helpers the file copies
+
+
+def _path_ref(path: tuple[str, ...]) -> str:
+    if all(is_attribute(p) for p in path):
+        return "self." + ".".join(path)
+    return f"self.get_submodule({'.'.join(path)!r})"
+
+
+# -- rendering
+
+class _Writer:
+    def __init__(self, cls: Class):
+        self.codes = iter(cls.codes)
+
+    def expr(self, e, indent: int) -> str:
+        if isinstance(e, Hole):
+            raise AssertionError("a hole is rendered by its call")
+        if isinstance(e, Call):
+            return f"{e.func}({self.args(e.args, indent)})"
+        if isinstance(e, ClassRef):
+            parts = []
+            for p in e.inst.cls.params:
+                code = next(self.codes)
+                if code is not None:
+                    parts.append(f"{p}={code}")
+            return f"{e.inst.cls.name}({', '.join(parts)})"
+        if isinstance(e, Seq):
+            return self.seq(e.items, indent, "nn.Sequential(")
+        raise AssertionError(type(e))
+
+    def args(self, args, indent) -> str:
+        parts = []
+        for kw, a in args:
+            if isinstance(a, Hole):
+                code = next(self.codes)
+                if code is None:
+                    continue
+            else:
+                code = self.expr(a, indent)
+            parts.append(code if kw is None else f"{kw}={code}")
+        return ", ".join(parts)
+
+    def seq(self, items, indent: int, opening: str) -> str:
+        if not items:
+            return opening + ")"
+        pad = "    " * (indent + 1)
+        numbered = [n for _, n, _ in items] == [str(i) for i in range(len(items))]
+        lines = [opening + ("" if numbered else "OrderedDict([")]
+        for notes, name, e in items:
+            lines.extend(f"{pad}# {comment(c)}" if c else f"{pad}#" for c in notes)
+            code = self.expr(e, indent + 1)
+            lines.append(f"{pad}{code}," if numbered else f"{pad}({name!r}, {code}),")
+        lines.append("    " * indent + (")" if numbered else "]))"))
+        return "\n".join(lines)
+
+
+def _render_class(cls: Class, outputs_name: str | None, first: Class | None) -> str:
+    inst = cls.instances[0]
+    w = _Writer(cls)
+    if first is None:
+        lines = [f"# {comment(c)}" if c else "#" for c in inst.comments]
+    else:
+        lines = [f"# Another form of {first.name}, with other modules (see its comment)."]
+    lines.append(f"class {cls.name}({inst.base}):")
+    params = [p for p in cls.params if p not in cls.defaults] + [
+        f"{p}={literal(cls.defaults[p])}" for p in cls.params if p in cls.defaults]
+    lines.append(f"    def __init__({', '.join(['self'] + params)}):")
+    numbered = inst.base == "nn.Sequential" and [n for _, n, _ in inst.items] == [
+        str(i) for i in range(len(inst.items))]
+    if numbered and inst.items:
+        lines.append("        " + w.seq(inst.items, 2, "super().__init__("))
+    else:
+        lines.append("        super().__init__()")
+        for notes, name, e in inst.items:
+            lines.extend(f"        # {comment(c)}" if c else "        #" for c in notes)
+            code = w.expr(e, 2)
+            lines.append(f"        self.{name} = {code}" if is_attribute(name) else
+                         f"        self.add_module({name!r}, {code})")
+    lines.extend(inst.init)
+    if inst.forward is not None:
+        lines.append("")
+        lines.extend(line.replace("{outputs}", outputs_name or "") for line in inst.forward)
+    return "\n".join(lines)
+
+
+def _header_value(v) -> str:
+    if isinstance(v, (bool, int, float, str)) or v is None:
+        return literal(v) if not isinstance(v, str) else repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_header_value(x) for x in v) + "]"
+    name = getattr(v, "name", None)
+    return name if isinstance(name, str) else type(v).__name__
+
+
+def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) -> str:
+    from .. import __version__
+
+    comments = _Comments(texts)
+    gen = _Generator(comments)
+    root_file = net.span.file if net.span is not None else None
+    notes = comments.of_def(root_file, "network", net.name)
+    items = gen.items(net.body, model)
+    root = Instance("nn.Module", class_name(type(model).__name__), notes, items,
+                    gen.forward(net.body, net), outputs=tuple(net.outputs),
+                    init=init_lines(net, model))
+    gen.register(root)
+    gen.resolve(root.cls)
+    names: set = set()
+    # The network's class first: it keeps its name when a block has the same one.
+    for cls in [root.cls] + [c for c in gen.order if c is not root.cls]:
+        base, i = cls.instances[0].name, 2
+        name = base
+        while name in names:
+            name, i = f"{base}{i}", i + 1
+        names.add(name)
+        cls.name = name
+    outputs_name = None
+    fields: tuple = ()
+    if net.outputs:
+        fields = net.sides_order or ("logits",) + tuple(net.outputs)
+        outputs_name = net.sides_type or f"{net.cls}Outputs"
+    elif net.result is not None and net.result.form == "namedtuple":
+        fields = net.result.keys
+        outputs_name = f"{net.cls}Outputs"
+    if outputs_name is not None:
+        # The built model's type name where it is a free identifier: outputs compare by it.
+        if not is_attribute(outputs_name) or not outputs_name.isascii() or outputs_name in _TAKEN:
+            outputs_name = root.cls.name + "Outputs"
+        while outputs_name in names or outputs_name in _TAKEN:
+            outputs_name += "_"
+    firsts: dict[str, Class] = {}
+    body = []
+    for c in gen.order:
+        # The network is no form of a block that happens to have its name.
+        first = c if c is root.cls else firsts.setdefault(c.instances[0].name, c)
+        body.append(_render_class(c, outputs_name, None if first is c or not c.instances[0].comments
+                                  else first))
+    text = "\n\n\n".join(body)
+    uses_seq_dict = "OrderedDict([" in text
+    helpers = [h for h in _HELPERS if any(_uses(c, h) for c in gen.order)]
+
+    head = [
+        f"# Generated by netdsl {__version__} (netdsl export --format python): plain PyTorch,",
+        "# no netdsl import. Edit freely.",
+        "#",
+    ]
+    what = f"network `{net.name}`" + (f" of {spec_label}" if spec_label else "")
+    head.append(f"# {comment(what)}, input {list(net.input_shape)} (batch first).")
+    if overrides:
+        head.append("# Overrides: " + comment(", ".join(f"--set {k}={v}" for k, v in overrides.items())))
+    if net.params:
+        head.append("# Hyperparameters, evaluated and baked in:")
+        for k, v in net.params.items():
+            head.append(f"#   {comment(k)} = {comment(_header_value(v))}")
+    head.append("#")
+    head.append(f"# model = {root.cls.name}(); model.load_state_dict(torch.load(\"weights.pt\"))")
+    head.append("# loads the weights of `netdsl build --save weights.pt` with the same settings.")
+    spec_head = comments.header(root_file) if spec_label else []
+    if spec_head:
+        head.append("#")
+        head.append("# The spec says:")
+        head.extend(f"#   {comment(c)}" if c else "#" for c in spec_head)
+    imports = []
+    if uses_seq_dict or outputs_name:
+        names_ = [n for n, use in (("OrderedDict", uses_seq_dict), ("namedtuple", outputs_name)) if use]
+        imports.append(f"from collections import {', '.join(names_)}")
+        imports.append("")
+    if gen.uses_torch or helpers:
+        imports.append("import torch")
+    if gen.uses_f:
+        imports.append("import torch.nn.functional as F")
+    imports.append("from torch import nn")
+    parts = ["\n".join(head), "\n".join(imports)]
+    if outputs_name:
+        said = (f"# In training the network returns {comment(', '.join(fields))}; in eval, the logits.\n"
+                if net.outputs else "")
+        # One blank line after the imports before a statement, two before a class (isort).
+        parts[-1] += f"\n\n{said}{outputs_name} = namedtuple({outputs_name!r}, {list(fields)!r})"
+    from . import runtime as modules
+
+    for h in helpers:
+        # netdsl's own module, copied as it is.
+        parts.append(inspect.getsource(getattr(modules, h)).rstrip())
+    parts.append(text)
+    return "\n\n\n".join(parts) + "\n"
+
+
+def _uses(cls: Class, func: str) -> bool:
+    def walk(e):
+        if isinstance(e, Call):
+            return e.func == func or any(walk(a) for _, a in e.args)
+        if isinstance(e, Seq):
+            return any(walk(x) for _, _, x in e.items)
+        return False
+    return any(walk(e) for _, _, e in cls.instances[0].items)
+
+
+def generate(spec, overrides=None, *, network: str | None = None, input=None, limits=None,
+             import_path=(), origin: str = "api") -> str:
+    """The Python source of a network: one ``nn.Module`` class per block, without netdsl.
+
+    ``spec`` is a checked network (:func:`netdsl.compile`), or a path or spec text
+    compiled here with ``overrides`` and the other arguments as :func:`netdsl.compile`
+    takes them. The model the source builds has the built model's ``state_dict`` keys
+    and gives its outputs.
+
+    >>> src = generate("network tiny() { input [1, 8, 8]\\n conv: conv2d(4, 3)\\n relu }")
+    >>> print(src[src.index("class"):])
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.add_module('1', nn.ReLU())
+    <BLANKLINE>
+        def forward(self, x):
+            x = self.conv(x)
+            x = getattr(self, '1')(x)
+            return x
+    <BLANKLINE>
+    """
+    from ..api import compile_spec, read_spec
+    from .lower import lower
+
+    label, texts = None, {}
+    if isinstance(spec, ir.Network):
+        if overrides:
+            raise TypeError("overrides apply when a spec is compiled; a checked network has its values")
+        net = spec
+    else:
+        net = compile_spec(spec, overrides, network=network, input=input, limits=limits,
+                           import_path=import_path, origin=origin)
+        text, filename, _ = read_spec(spec, limits)
+        label = filename
+        texts[filename] = text
+    model = lower(net, device="meta")
+    return _source(net, model, label, dict(overrides or {}), texts)
+
+
+__all__ = ["class_name", "comment", "generate", "is_attribute", "literal"]

@@ -1,0 +1,145 @@
+"""Flows and name scopes: the state a body is checked in.
+
+A flow says how consecutive items are wired — in sequence, as parallel
+branches over one input, or densely connected — and so what input each item
+sees. A name scope gives each module of a network, block instance or labelled
+group its name: its label, or its position among the modules the scope made.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .. import ir
+from ..layers import shapes
+from ..diagnostics import Diagnostic
+from ..span import Span
+
+if TYPE_CHECKING:
+    from .checker import Checker
+
+
+class SeqFlow:
+    """Items in sequence: each one's input is the previous one's output.
+
+    ``shared`` says whether the current tensor must not be overwritten in place:
+    False, True (something else reads it), or the kind of the layer whose backward
+    pass reads it (``relu``, ``sigmoid``, ``tanh``).
+    """
+
+    values = None  # the names it may bind and read (dataflow.ValueScope); None in combinators
+
+    def __init__(self, shape, shared: bool, network: bool = False):
+        self.shape = shape
+        self.shared = shared
+        self.nodes: list = []
+        self.network = network
+        self.has_input = not network
+        self.missing_reported = False
+
+    def next_input(self, checker: "Checker", span: Span | None):
+        if self.values is not None and self.values.no_current:
+            checker._no_current(self.values, span)
+        if not self.has_input and not self.missing_reported:
+            self.missing_reported = True
+            checker.report(Diagnostic("E0308", "no input shape declared before the first layer",
+                                      span, "this layer has no input",
+                                      "start the network with `input [C, H, W]`, e.g. `input [3, 224, 224]`"))
+        return self.shape, self.shared
+
+    def accept(self, nodes, shape, shared, span) -> None:
+        self.nodes.extend(nodes)
+        self.shape = shape
+        self.shared = shared
+
+
+class ConcatFlow:
+    """Parallel branches: every item sees the same input."""
+
+    def __init__(self, shape):
+        self.input = shape
+        self.branches: list[tuple[list, object, Span | None]] = []
+
+    def next_input(self, checker, span):
+        return self.input, True
+
+    def accept(self, nodes, shape, shared, span) -> None:
+        self.branches.append((nodes, shape, span))
+
+
+class DenseFlow:
+    """Dense connectivity: item k sees the concatenation of the input and all earlier outputs."""
+
+    def __init__(self, shape):
+        self.input = shape
+        self.channels = shape[0] if shape else None
+        self.layers: list[list] = []
+        self.ok = shape is not None
+        self.checker: Checker | None = None
+
+    def next_input(self, checker, span):
+        if not self.ok:
+            return None, False
+        return (self.channels,) + tuple(self.input[1:]), False
+
+    def accept(self, nodes, shape, shared, span) -> None:
+        self.layers.append(nodes)
+        if not self.ok or shape is None:
+            self.ok = False
+            return
+        if len(shape) != 3 or shape[1:] != self.input[1:]:
+            self.ok = False
+            self.checker.report(Diagnostic(
+                "E0302", "a dense layer must keep the spatial size",
+                span, f"it gives {shapes.fmt(shape)} from an input of {shapes.fmt(self.input[1:])} size",
+                "dense connectivity concatenates along channels; use stride 1 and 'same' padding"))
+            return
+        self.channels += shape[0]
+
+
+# ---------------------------------------------------------------- scopes
+
+
+class NameScope:
+    """Names the modules of one scope (network, block instance, labelled group)."""
+
+    def __init__(self, parent: "NameScope | None"):
+        self.parent = parent
+        self.used: dict[str, Span | None] = {}
+        self.positions: set[str] = set()  # the names given by position, to unlabelled modules
+        self.count = 0
+        self.init: list[tuple[str, str, ir.InitScheme, Span | None]] = []
+        self.matched: set[int] = set()
+        # Labelled layers, for `reuse`: label -> (kind, argument values, IR node).
+        self.layers: dict[str, tuple] = {}
+
+    def name(self, checker: "Checker", label: str | None, span: Span | None) -> str:
+        position = self.count
+        self.count += 1
+        if label is None:
+            name = str(position)
+            while name in self.used:
+                name += "_"
+            self.positions.add(name)
+        else:
+            name = label
+            if label in self.used:
+                first = self.used[label]
+                at = first.where() if first else "an earlier line"
+                if label in self.positions:
+                    # `"1": relu` after an unlabelled module numbered 1: no label was given twice.
+                    checker.report(Diagnostic(
+                        "E0108", f"label `{label}` collides with the name of the unlabelled module "
+                        f"at position {label}", span, f"the module at {at} is already named `{label}`",
+                        "a module without a label is named by its position in its block, network or "
+                        f"group; use a label that is not a number, e.g. `layer{label}`, or label "
+                        "that module too"))
+                else:
+                    checker.report(Diagnostic(
+                        "E0108", f"duplicate label `{label}` in one scope", span, "used again here",
+                        f"the first `{label}` is at {at}; "
+                        "labels name modules and must be unique in their block, network or group"))
+        self.used[name] = span
+        return name
+
+

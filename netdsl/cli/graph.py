@@ -1,0 +1,72 @@
+"""``netdsl graph SPEC``: the network as a Mermaid or DOT diagram, or an SVG drawn by Graphviz."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .common import UsageError, positive_int, spec_arguments
+
+FORMATS = ("mermaid", "dot", "svg")
+# A diagram of a few thousand nodes lays out in seconds; a minute means something is wrong.
+DOT_TIMEOUT_S = 120
+INSTALL_GRAPHVIZ = ("--format svg runs Graphviz's `dot` program, which is not on the PATH; "
+                    "install Graphviz (apt install graphviz, brew install graphviz or "
+                    "conda install graphviz), or write --format dot, which needs nothing "
+                    "installed, and draw it elsewhere")
+
+
+def register(sub) -> None:
+    sp = sub.add_parser("graph", help="draw the network: a Mermaid or DOT diagram, or SVG with Graphviz")
+    spec_arguments(sp)
+    sp.add_argument("--format", choices=FORMATS, default="mermaid",
+                    help="mermaid (default) and dot need nothing installed; svg runs Graphviz's dot")
+    sp.add_argument("--depth", type=positive_int, metavar="N",
+                    help="unfold modules down to depth N, folding deeper ones into one node "
+                         "each (1 = top-level modules only; default: everything)")
+    sp.add_argument("-o", "--output", metavar="FILE", help="write the diagram to FILE, not stdout")
+    sp.set_defaults(run=run)
+
+
+def svg(dot: str) -> str:
+    """The SVG that Graphviz's ``dot`` draws for DOT text; a UsageError when it is missing."""
+    import shutil
+    import subprocess  # here: every command line imports this module, few draw an SVG
+
+    exe = shutil.which("dot")
+    if exe is None:
+        raise UsageError(INSTALL_GRAPHVIZ)
+    try:
+        r = subprocess.run([exe, "-Tsvg"], input=dot, capture_output=True, text=True,
+                           timeout=DOT_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"Graphviz's dot ran for over {DOT_TIMEOUT_S} s; try a smaller --depth, "
+                         "or --format dot") from None
+    if r.returncode != 0:
+        # netdsl wrote the DOT: a dot that refuses it is netdsl's bug (or a broken Graphviz).
+        raise RuntimeError(f"Graphviz's dot ({exe}) exited with {r.returncode}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def run(args) -> int:
+    from .common import compile_args
+    from ..analysis.graph import diagram, to_dot, to_mermaid
+
+    if args.output is not None and os.path.exists(args.output) and isinstance(args.spec, os.PathLike) \
+            and os.path.samefile(args.output, args.spec):
+        raise UsageError(f"-o {args.output} is the spec itself; give another file")
+    d = diagram(compile_args(args), depth=args.depth)
+    text = to_mermaid(d) if args.format == "mermaid" else to_dot(d)
+    if args.format == "svg":
+        text = svg(text)
+    if not text.endswith("\n"):
+        text += "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise UsageError(f"-o {args.output}: {e.strerror}") from None
+    return 0

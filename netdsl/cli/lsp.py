@@ -1,0 +1,23 @@
+"""``netdsl lsp``: the language server on stdin and stdout, for editors."""
+
+from __future__ import annotations
+
+from .common import UsageError
+
+
+def register(sub) -> None:
+    ls = sub.add_parser("lsp", help="run the language server on stdin/stdout, for editors")
+    ls.add_argument("--stdio", action="store_true",
+                    help="accepted for clients that pass it; stdio is the only transport")
+    ls.set_defaults(run=run)
+
+
+def run(args) -> int:
+    try:
+        from ..tools.lsp import serve
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] not in ("pygls", "lsprotocol"):
+            raise
+        raise UsageError("`netdsl lsp` needs pygls: pip install 'netdsl[lsp]' "
+                          "(or pip install 'pygls>=2')") from None
+    return serve()

@@ -1,1 +1,0 @@
-"""Commands that live in their own module: see ``netdsl.cli.COMMANDS``."""

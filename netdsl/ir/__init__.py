@@ -1,0 +1,214 @@
+"""The IR: a network after evaluation, expansion and shape inference.
+
+Pydantic v2 models, frozen and strict about unknown fields, with a
+discriminated union over ``kind``. Every node carries its span (which takes no
+part in equality) and the static shapes of its input and output, without the
+batch dimension. The IR round-trips through JSON::
+
+    >>> import netdsl
+    >>> net = netdsl.compile("network n() { input [3, 8, 8]\\n conv2d(4, 3) }")
+    >>> Network.model_validate_json(net.model_dump_json()) == net
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field
+
+from ..layers import NODES
+from ..layers.base import InitScheme, Layer, Node, PosInt, Shape
+
+# The layer nodes are defined with their kinds in netdsl.layers; they are named here,
+# under this module, as they always were: pickles and ``ir.Conv2d`` keep working.
+for _cls in (Node, InitScheme, Layer) + NODES:
+    _cls.__module__ = __name__
+    globals()[_cls.__name__] = _cls
+
+LayerNode = Union[NODES]
+
+
+class Scope(Node):
+    """A block instance or a labelled group: one submodule with its own names.
+
+    ``cls`` is the module class name (``Bottleneck``) for a block instance, and
+    None for a labelled group.
+    """
+
+    kind: Literal["scope"] = "scope"
+    name: str
+    cls: str | None = None
+    block: str | None = None
+    body: tuple["AnyNode", ...]
+    in_shape: Shape
+    out_shape: Shape
+
+
+class Residual(Node):
+    """``body(x) + shortcut(x)``; ``shortcut`` None is the identity."""
+
+    kind: Literal["residual"] = "residual"
+    body: tuple["AnyNode", ...]
+    shortcut: tuple["AnyNode", ...] | None = None
+    in_shape: Shape
+    out_shape: Shape
+
+
+class Concat(Node):
+    """Parallel branches over one input, concatenated along channels."""
+
+    kind: Literal["concat"] = "concat"
+    branches: tuple[tuple["AnyNode", ...], ...]
+    in_shape: Shape
+    out_shape: Shape
+
+
+class Dense(Node):
+    """Dense connectivity: layer k sees cat(input, out_1..out_{k-1}); returns cat of all."""
+
+    kind: Literal["dense"] = "dense"
+    layers: tuple[tuple["AnyNode", ...], ...]
+    in_shape: Shape
+    out_shape: Shape
+
+
+class Gate(Node):
+    """``x * body(x)``, body broadcasting over the input (squeeze-and-excitation)."""
+
+    kind: Literal["gate"] = "gate"
+    body: tuple["AnyNode", ...]
+    in_shape: Shape
+    out_shape: Shape
+
+
+class Side(Node):
+    """A head on an inner point whose result is returned beside the main output in training."""
+
+    kind: Literal["side"] = "side"
+    name: str
+    body: tuple["AnyNode", ...]
+    in_shape: Shape
+    out_shape: Shape
+
+
+class Bind(Node):
+    """``-> name``: the current result gets a name in its network or block instance."""
+
+    kind: Literal["bind"] = "bind"
+    name: str
+    in_shape: Shape
+    out_shape: Shape
+
+
+class From(Node):
+    """``from name``: the named result becomes the current one (``in_shape`` is () where
+    there was none yet: a network of several inputs)."""
+
+    kind: Literal["from"] = "from"
+    name: str
+    in_shape: Shape = ()
+    out_shape: Shape
+
+
+class Merge(Node):
+    """``add(a, b, ...)`` or ``concat(a, b, ...)`` of named results, in that order."""
+
+    kind: Literal["merge"] = "merge"
+    op: Literal["add", "concat"]
+    sources: tuple[str, ...]
+    in_shape: Shape = ()
+    out_shape: Shape
+
+
+class Split(Node):
+    """The input's channels cut into ``sizes``; part k runs through ``parts[k]``; the
+    results are concatenated along channels."""
+
+    kind: Literal["split"] = "split"
+    sizes: tuple[PosInt, ...]
+    parts: tuple[tuple["AnyNode", ...], ...]
+    in_shape: Shape
+    out_shape: Shape
+
+
+AnyNode = Annotated[Union[LayerNode, Scope, Residual, Concat, Dense, Gate, Side, Bind, From, Merge,
+                          Split], Field(discriminator="kind")]
+
+# The nodes of general dataflow: they name results or read them back.
+FLOW_NODES = (Bind, From, Merge)
+
+
+def has_flow(nodes) -> bool:
+    """Whether a body names results or reads them, itself or in its labelled groups (which
+    share its names); a block instance's names are its own. Such a body is lowered to a
+    plan over named slots, and its labelled groups to containers.
+
+    >>> has_flow((Bind(name="a", in_shape=(1,), out_shape=(1,)),))
+    True
+    """
+    return any(isinstance(n, FLOW_NODES) or (isinstance(n, Scope) and n.cls is None and has_flow(n.body))
+               for n in nodes)
+
+
+class Outputs(Node):
+    """What a network returns, in order: ``form`` is tuple, namedtuple or dict; ``keys``
+    the field names or dict keys; ``sources`` the named results."""
+
+    form: Literal["tuple", "namedtuple", "dict"]
+    keys: tuple[str, ...]
+    sources: tuple[str, ...]
+    shapes: tuple[Shape, ...]
+
+
+class NetInput(Node):
+    """One of a network's named inputs."""
+
+    name: str
+    shape: Shape
+
+
+class Network(Node):
+    """A whole checked network: the root of the IR."""
+
+    kind: Literal["network"] = "network"
+    name: str
+    cls: str
+    params: dict[str, Any] = {}
+    input_shape: Shape
+    body: tuple[AnyNode, ...]
+    out_shape: Shape
+    outputs: tuple[str, ...] = ()
+    # The training tuple's type name and field order (`sides T(logits, ...)`); by
+    # default `<cls>Outputs` with logits first, then the sides in spec order.
+    sides_type: str | None = None
+    sides_order: tuple[str, ...] = ()
+    # General dataflow: named inputs (empty for one unnamed `input`; the first is
+    # ``input_shape``) and what the network returns where it says (else ``out_shape``).
+    inputs: tuple[NetInput, ...] = ()
+    result: Outputs | None = None
+
+
+for _model in (Scope, Residual, Concat, Dense, Gate, Side, Split, Network):
+    _model.model_rebuild()
+
+
+def bodies(node: Node) -> list[tuple]:
+    """The bodies inside a combinator, read from its fields (a tuple of nodes is one
+    body, a tuple of such tuples several), so that a pass that only needs to look
+    through combinators works for every one, those added later included.
+
+    >>> r = Residual(body=(Identity(name="a", in_shape=(1,), out_shape=(1,)),),
+    ...              in_shape=(1,), out_shape=(1,))
+    >>> [[n.name for n in b] for b in bodies(r)]
+    [['a']]
+    """
+    out = []
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        if isinstance(value, tuple) and value:
+            if all(isinstance(v, Node) for v in value):
+                out.append(value)
+            elif all(isinstance(v, tuple) for v in value):
+                out.extend(v for v in value if all(isinstance(x, Node) for x in v))
+    return out

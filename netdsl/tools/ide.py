@@ -1,0 +1,511 @@
+"""What an editor asks about a spec while it is being written: its diagnostics,
+the modules a line emits, where a name is defined, and what may be typed next.
+
+Positions are netdsl's own: 1-based lines and columns counted in characters.
+The language server (lsp.py) converts them to the protocol's; keeping the
+answers free of it lets them be tested without a client, and nothing here
+imports torch or pygls.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import api, ir
+from ..syntax import ast
+from ..analysis.counts import COUNTED, TYPE_NAMES, analyse, layer_macs, layer_params, scope_type
+from ..diagnostics import Diagnostic, NetdslError
+from ..check.checker import Checker
+from ..check.evaluate import BUILTINS, SIGNATURES
+from ..layers import LAYERS, REQUIRED
+from ..limits import Limits
+from ..syntax.loader import STDLIB_PREFIX, check_nesting, decode, load, read_source, stdlib_dir
+from ..syntax.parser import parse
+from ..span import Span
+
+# ---------------------------------------------------------------- diagnostics
+
+
+@dataclass
+class Checked:
+    """One document checked: the networks that passed, and every diagnostic found."""
+
+    networks: list[ir.Network]
+    diagnostics: list[Diagnostic]
+
+
+def check(text: str, filename: str | None, base: Path, limits: Limits | None = None) -> Checked:
+    """Check a document's text as ``netdsl check`` checks the saved file.
+
+    It is ``netdsl.compile`` on text that is not on disk yet, with imports relative
+    to ``base``. Two cases differ, on purpose: a file with no network (a library
+    of blocks) is checked as far as loading it, where ``check`` would only add
+    E0107; a file with several networks has each checked, where ``check`` would
+    ask which one.
+
+    >>> c = check("network n() { input [3, 8, 8]\\n conv2d(4, 9) }", "n.net", Path("."))
+    >>> [(d.code, d.span.line, d.span.column) for d in c.diagnostics]
+    [('E0304', 2, 12)]
+    """
+    limits = limits or Limits()
+    with api._gc_paused():
+        try:
+            # As read_source would: the size limit and NUL bytes are refused here too.
+            text = decode(text.encode("utf-8", "surrogatepass"), filename, limits)
+            program = load(text, filename, base, limits)
+        except NetdslError as e:
+            return Checked([], list(e.diagnostics))
+        nets: list[ir.Network] = []
+        diags: dict[tuple, Diagnostic] = {}
+        for name in program.root_networks:
+            try:
+                net = Checker(program, limits).network(name)
+                api.check_limits(net, limits, program.sources)
+                nets.append(net)
+            except NetdslError as e:
+                # Networks sharing a block repeat its errors; say each once.
+                for d in e.diagnostics:
+                    diags.setdefault(_key(d), d)
+    return Checked(nets, list(diags.values()))
+
+
+def _key(d: Diagnostic) -> tuple:
+    s = d.span
+    where = (s.file, s.line, s.column, s.end_line, s.end_column) if s else None
+    return (d.code, d.message, where, d.label, d.help, d.notes)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A diagnostic placed in the edited document.
+
+    ``span`` is where it shows there (None: at the start of the document);
+    ``elsewhere`` is its own span when that lies in another file, whose import
+    is then ``span``.
+    """
+
+    diagnostic: Diagnostic
+    span: Span | None
+    elsewhere: Span | None = None
+
+    @property
+    def message(self) -> str:
+        """The message, then its label, notes and help, one to a line.
+
+        >>> Placed(Diagnostic("E0101", "unknown name `x`", None, "not defined", "define it"), None).message
+        'unknown name `x`\\nnot defined\\nhelp: define it'
+        """
+        d = self.diagnostic
+        first = f"{self.elsewhere.where()}: {d.message}" if self.elsewhere else d.message
+        lines = [first] + ([d.label] if d.label else []) + [f"note: {n}" for n in d.notes]
+        return "\n".join(lines + ([f"help: {d.help}"] if d.help else []))
+
+
+def place(diagnostics: list[Diagnostic], filename: str | None, index: "Index | None") -> list[Placed]:
+    """Put each diagnostic on the edited document: those in an imported file go
+    on the import that brings that file in, or at the start if none is known.
+
+    >>> d = Diagnostic("E0101", "unknown name", Span(file="lib.net", line=3, column=5))
+    >>> p = place([d], "main.net", None)[0]
+    >>> p.span is None, p.elsewhere.line
+    (True, 3)
+    """
+    out = []
+    for d in diagnostics:
+        span = d.span
+        if span is None or _same_file(span.file, filename):
+            out.append(Placed(d, span))
+        else:
+            via = index.origin.get(_resolve(span.file)) if index and span.file else None
+            out.append(Placed(d, via, span))
+    return out
+
+
+def _same_file(a: str | None, b: str | None) -> bool:
+    if a == b:
+        return True
+    return a is not None and b is not None and _resolve(a) == _resolve(b)
+
+
+def _resolve(name: str) -> Path:
+    try:
+        return Path(name).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL in the name
+        return Path(name)
+
+
+# ---------------------------------------------------------------- hover
+
+
+@dataclass(frozen=True)
+class Row:
+    """One module (or combinator) of a checked network, for a hover."""
+
+    name: str
+    type: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    params: int
+    macs: int | None  # None: fvcore counts nothing for this op
+    span: Span | None
+
+
+def rows_at(net: ir.Network, filename: str | None, line: int) -> list[Row]:
+    """Every module and combinator of ``net`` written on ``line`` of ``filename``,
+    with its dotted name, shapes, parameters and MACs (a scope's are its totals).
+
+    A line inside a block gives one row per instance of the block.
+
+    >>> import netdsl
+    >>> net = netdsl.compile("network n() { input [3, 8, 8]\\n stem: conv2d(4, 3) }")
+    >>> [(r.name, r.type, r.out_shape, r.params) for r in rows_at(net, None, 2)]
+    [('stem', 'Conv2d', (4, 6, 6), 112)]
+    """
+    out: list[Row] = []
+    todo: list[tuple[object, str]] = [(net, "")]
+    while todo:
+        node, name = todo.pop()
+        span = node.span
+        if span is not None and span.line == line and span.file == filename:
+            out.append(_row(node, name))
+        kids = _children(node, name)
+        todo.extend(reversed(kids))
+    return out
+
+
+def _children(node, name: str) -> list[tuple[object, str]]:
+    """The nodes directly under ``node``, each with the dotted name it is shown by."""
+    inner = name + "." if name else ""
+    if isinstance(node, ir.Network):
+        return [(n, _name(n, "")) for n in node.body]
+    if isinstance(node, ir.Scope):
+        return [(n, _name(n, inner)) for n in node.body]
+    # Combinators open no scope: their modules are named in the enclosing one.
+    prefix = name.rpartition("(")[0]
+    if isinstance(node, (ir.Gate, ir.Side)):
+        nodes = node.body
+    elif isinstance(node, ir.Residual):
+        nodes = node.body + (node.shortcut or ())
+    elif isinstance(node, ir.Concat):
+        nodes = tuple(n for b in node.branches for n in b)
+    elif isinstance(node, ir.Dense):
+        nodes = tuple(n for b in node.layers for n in b)
+    elif isinstance(node, ir.Split):
+        nodes = tuple(n for p in node.parts for n in p)
+    else:
+        return []
+    return [(n, _name(n, prefix)) for n in nodes]
+
+
+def _name(node, prefix: str) -> str:
+    # A reused module or a called function is no row of the module table: shown apart.
+    if isinstance(node, ir.Layer) and node.reuse:
+        return f"{prefix}{node.name} (again)"
+    if isinstance(node, ir.Layer) and node.functional:
+        return f"{prefix}({node.kind})"
+    if isinstance(node, (ir.Layer, ir.Scope)):
+        return prefix + node.name
+    what = f"side {node.name}" if isinstance(node, ir.Side) else node.kind
+    return f"{prefix}({what})"
+
+
+def _row(node, name: str) -> Row:
+    if isinstance(node, ir.Network):
+        # The totals of `netdsl check`, in eval mode: a side head's MACs are left out.
+        a = analyse(node)
+        return Row(node.name, f"network {node.cls}", a.input, a.output_shape, a.params, a.macs,
+                   node.span)
+    if isinstance(node, ir.Layer):
+        kind = TYPE_NAMES[node.kind]
+    elif isinstance(node, ir.Scope):
+        kind = scope_type(node)
+    else:
+        kind = node.kind
+    layers = list(_layers(node))
+    counted = any(n.kind in COUNTED for n in layers)
+    macs = sum(layer_macs(n) for n in layers) if counted else None
+    return Row(name, kind, tuple(node.in_shape), tuple(node.out_shape),
+               sum(layer_params(n) for n in layers), macs, node.span)
+
+
+def _layers(node):
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, ir.Layer):
+            yield n
+        else:
+            todo.extend(child for child, _ in _children(n, ""))
+
+
+MAX_HOVER_ROWS = 12
+
+
+def hover(net: ir.Network, filename: str | None, line: int, idx: "Index | None" = None) -> str | None:
+    """Markdown for a hover on ``line``: what it emits in ``net``, or None if nothing.
+
+    The line that names the network shows its totals, also for a variant
+    (``network resnet50 = resnet(depth = 50)``), found through ``idx``.
+
+    >>> import netdsl
+    >>> net = netdsl.compile("network n() { input [3, 8, 8]\\n stem: conv2d(4, 3) }")
+    >>> print(hover(net, None, 2))
+    network `n`
+    <BLANKLINE>
+    | module | type | input → output | params | MACs |
+    |---|---|---|--:|--:|
+    | `stem` | Conv2d | [3, 8, 8] → [4, 6, 6] | 112 | 3,888 |
+    """
+    rows = rows_at(net, filename, line)
+    named = idx.definitions.get(net.name) if idx else None
+    if not rows and named and named.span.line == line and _same_file(named.span.file, filename):
+        rows = [_row(net, net.name)]
+    if not rows:
+        return None
+    out = [f"network `{net.name}`", "", "| module | type | input → output | params | MACs |",
+           "|---|---|---|--:|--:|"]
+    for r in rows[:MAX_HOVER_ROWS]:
+        macs = "—" if r.macs is None else f"{r.macs:,}"
+        out.append(f"| `{r.name}` | {r.type} | {_shape(r.in_shape)} → {_shape(r.out_shape)} "
+                   f"| {r.params:,} | {macs} |")
+    if len(rows) > MAX_HOVER_ROWS:
+        out.append(f"\n… and {len(rows) - MAX_HOVER_ROWS} more ({len(rows)} in all)")
+    return "\n".join(out)
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+# ---------------------------------------------------------------- definitions
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A top-level name: a block, a network or a ``let``, where it is defined and
+    its parameters as written (``stride = 1``)."""
+
+    name: str
+    kind: str
+    span: Span
+    params: tuple[str, ...] = ()
+
+
+@dataclass
+class Index:
+    """The names a document can use, from itself and everything it imports.
+
+    Unlike loading, indexing goes on past errors: a broken imported file only
+    hides its own names. ``origin`` maps every imported file to the import in
+    the document that brings it in, directly or not.
+    """
+
+    definitions: dict[str, Definition]
+    imports: list[tuple[Span, Path]]
+    origin: dict[Path, Span]
+
+
+def index(text: str, filename: str | None, base: Path, limits: Limits | None = None) -> Index | None:
+    """Index a document and its imports; None if the document itself does not parse.
+
+    >>> idx = index("block unit(c, stride = 1) { conv2d(c, 3) }", None, Path("."))
+    >>> idx.definitions["unit"].params
+    ('c', 'stride = 1')
+    """
+    limits = limits or Limits()
+    module = _parse(text, filename, limits)
+    if module is None:
+        return None
+    idx = Index({}, [], {})
+    own: dict[str, Definition] = {}
+    lines = text.splitlines()
+    for item in module.items:
+        if isinstance(item, ast.Import):
+            target = _target(item.path, base)
+            idx.imports.append((item.span, target))
+            _visit(target, item.span, idx, limits, 1)
+        else:
+            _define(own, item, lines)
+    idx.definitions.update(own)  # the document's own names win over imported ones
+    return idx
+
+
+def _parse(text: str, filename: str | None, limits: Limits) -> ast.Module | None:
+    try:
+        check_nesting(text, filename, limits)
+        return parse(text, filename, limits)
+    except (NetdslError, RecursionError):
+        return None
+
+
+def _target(path: str, base: Path) -> Path:
+    if path.startswith(STDLIB_PREFIX):
+        return _resolve(str(stdlib_dir() / path[len(STDLIB_PREFIX):]))
+    return _resolve(str(base / path))
+
+
+def _visit(path: Path, via: Span, idx: Index, limits: Limits, depth: int) -> None:
+    if path in idx.origin or depth > limits.max_import_depth or path.suffix != ".net":
+        return
+    idx.origin[path] = via
+    try:
+        text = read_source(path, limits)
+    except NetdslError:
+        return
+    module = _parse(text, str(path), limits)
+    if module is None:
+        return
+    lines = text.splitlines()
+    for item in module.items:
+        if isinstance(item, ast.Import):
+            _visit(_target(item.path, path.parent), via, idx, limits, depth + 1)
+        elif item.name not in idx.definitions:
+            _define(idx.definitions, item, lines)
+
+
+def _define(table: dict, item, lines: list[str]) -> None:
+    if isinstance(item, ast.Let):
+        table.setdefault(item.name, Definition(item.name, "let", item.span))
+        return
+    kind = "block" if isinstance(item, ast.BlockDef) else "network"
+    params = tuple(_written(p, lines) for p in getattr(item, "params", ()))
+    table.setdefault(item.name, Definition(item.name, kind, item.span, params))
+
+
+def _written(param: ast.Param, lines: list[str]) -> str:
+    if param.default is None:
+        return param.name
+    s = param.default.span
+    if s.end_line == s.line and s.end_column and 0 < s.line <= len(lines):
+        return f"{param.name} = " + " ".join(lines[s.line - 1][s.column - 1:s.end_column - 1].split())
+    return f"{param.name} = …"
+
+
+def definition(text: str, idx: Index, line: int, column: int) -> Span | None:
+    """Where the name under the cursor is defined; on an import, the imported file.
+
+    >>> text = "block unit(c) { conv2d(c, 3) }\\nnetwork n() { input [3, 8, 8]\\n unit(4) }"
+    >>> definition(text, index(text, None, Path(".")), 3, 3).line
+    1
+    """
+    for span, target in idx.imports:
+        if span.line == line:
+            return Span(file=str(target), line=1, column=1, end_line=1, end_column=1)
+    word = word_at(text, line, column)
+    found = idx.definitions.get(word) if word else None
+    return found.span if found else None
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+
+
+def word_at(text: str, line: int, column: int) -> str | None:
+    """The identifier at (or just before) a position.
+
+    >>> word_at("  bottleneck(64)", 1, 5), word_at("  bottleneck(64)", 1, 13), word_at("a  b", 1, 3)
+    ('bottleneck', 'bottleneck', None)
+    """
+    lines = text.split("\n")
+    if not 0 < line <= len(lines):
+        return None
+    for m in _WORD.finditer(lines[line - 1]):
+        if m.start() < column <= m.end() + 1 and not m.group().isdigit():
+            return m.group()
+    return None
+
+
+# ---------------------------------------------------------------- completion
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One completion: ``kind`` is layer, block, function or argument."""
+
+    label: str
+    kind: str
+    detail: str = ""
+    doc: str = ""
+    insert: str | None = None
+
+
+def completions(text: str, idx: Index | None, line: int, column: int) -> list[Completion]:
+    """What may be typed at a position: inside a layer's or block's parentheses its
+    argument names first, and everywhere the layers, blocks and functions.
+
+    >>> [c.label for c in completions("conv2d(8, ", None, 1, 11)][:3]
+    ['out_channels', 'kernel_size', 'stride']
+    """
+    items: list[Completion] = []
+    defs = idx.definitions if idx else {}
+    callee = open_call(text, line, column)
+    if callee in LAYERS:
+        for a in LAYERS[callee].args:
+            default = "" if a.default is REQUIRED else f" = {_show(a.default)}"
+            items.append(Completion(a.name, "argument", f"{callee}: {a.name}{default}", a.doc,
+                                    f"{a.name} = "))
+    elif callee in defs and defs[callee].kind in ("block", "network"):
+        for p in defs[callee].params:
+            name = p.partition("=")[0].strip()
+            items.append(Completion(name, "argument", f"{callee}: {p}", "", f"{name} = "))
+    for kind, sig in LAYERS.items():
+        items.append(Completion(kind, "layer", signature(kind), sig.doc))
+    for d in defs.values():
+        if d.kind == "block":
+            items.append(Completion(d.name, "block", f"block {d.name}({', '.join(d.params)})",
+                                    f"defined at {d.span.where()}"))
+    for name in BUILTINS:
+        items.append(Completion(name, "function", SIGNATURES.get(name, name)))
+    return items
+
+
+def signature(kind: str) -> str:
+    """A layer's signature as the language reference writes it.
+
+    >>> signature("dropout")
+    'dropout(p = 0.5, inplace = false)'
+    """
+    args = [a.name if a.default is REQUIRED else f"{a.name} = {_show(a.default)}"
+            for a in LAYERS[kind].args]
+    return f"{kind}({', '.join(args)})"
+
+
+def _show(v) -> str:
+    if isinstance(v, bool) or v is None:
+        return {True: "true", False: "false", None: "none"}[v]
+    return f'"{v}"' if isinstance(v, str) else repr(v)
+
+
+def open_call(text: str, line: int, column: int) -> str | None:
+    """The name whose argument list the position is directly inside, if any.
+
+    >>> open_call("conv2d(8, [3, 3], ", 1, 19), open_call("conv2d(8, [3, ", 1, 15)
+    ('conv2d', None)
+    >>> open_call('f("(", # (\\n a', 2, 3)
+    'f'
+    """
+    lines = text.split("\n")
+    if not 0 < line <= len(lines):
+        return None
+    head = "\n".join(lines[:line - 1] + [lines[line - 1][:max(0, column - 1)]])
+    stack: list[str | None] = []
+    i, n = 0, len(head)
+    while i < n:
+        ch = head[i]
+        if ch == "#":
+            end = head.find("\n", i)
+            i = n if end < 0 else end
+        elif ch == '"':
+            i += 1
+            while i < n and head[i] not in '"\n':
+                i += 2 if head[i] == "\\" else 1
+        elif ch == "(":
+            m = re.search(r"([A-Za-z_][A-Za-z_0-9]*)\s*$", head[max(0, i - 200):i])
+            stack.append(m.group(1) if m else None)
+        elif ch in "[{":
+            stack.append(None)
+        elif ch in ")]}" and stack:
+            stack.pop()
+        i += 1
+    return stack[-1] if stack else None
