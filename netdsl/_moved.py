@@ -38,7 +38,7 @@ MOVED: dict[str, str] = {
     "netdsl.shapes": "netdsl.layers.shapes",
     "netdsl.layers.shape": "netdsl.layers.reshape",
     "netdsl.lower": "netdsl.backend.lower",
-    "netdsl.modules": "netdsl.backend.runtime",
+    "netdsl.modules": "netdsl.backend.legacy",
     "netdsl.pysource": "netdsl.backend.codegen",
     "netdsl.fuse": "netdsl.backend.fuse",
     "netdsl.onnx_export": "netdsl.backend.onnx",

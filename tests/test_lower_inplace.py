@@ -4,14 +4,14 @@ gradients of the built model equal those of the same model with every add out
 of place."""
 
 import copy
+import re
 
 import pytest
 import torch
 
 import netdsl
-from netdsl.backend import lower as lowering
+from netdsl.backend.runtime import spec_class
 from netdsl.layers import LAYERS
-from netdsl.backend.runtime import Chain, ConcatOp, DenseOp, GateOp, ResidualOp, SideOp
 
 IMAGE = ("[4, 6, 6]", "conv2d(4, 3, padding = 1)")   # input, a fresh layer before the last one
 FLAT = ("[8]", "linear(8)")
@@ -102,28 +102,36 @@ def _spec(inp, prev, last, form):
     return f"block ending() {{ {last} }}\nnetwork n() {{ input {inp}\n {body}\n relu }}"
 
 
-def residual_ops(model) -> list[ResidualOp]:
+# A residual's add in a generated forward: `out += identity` in place, `out2 = out + x` not.
+_IN_PLACE = re.compile(r"^\s*(\w+) \+= (\w+)(  #.*)?$")
+_OUT_OF_PLACE = re.compile(r"^\s*\w+ = \w+ \+ \w+(  #.*)?$")
+
+
+def residual_adds(model) -> list[bool]:
+    """Whether each residual add of the model's forwards is in place, in the order written."""
     found = []
-
-    def walk(plan):
-        if isinstance(plan, ResidualOp):
-            found.append(plan)
-            walk(plan.body)
-            if plan.shortcut is not None:
-                walk(plan.shortcut)
-        elif isinstance(plan, Chain):
-            for step in plan.steps:
-                walk(step)
-        elif isinstance(plan, (ConcatOp, DenseOp)):
-            for step in plan.branches if isinstance(plan, ConcatOp) else plan.layers:
-                walk(step)
-        elif isinstance(plan, (GateOp, SideOp)):
-            walk(plan.body)
-
     for m in model.modules():
-        if "_plan" in vars(m):
-            walk(vars(m)["_plan"])
+        recipe = type(m).__dict__.get("_recipe")
+        if recipe is None or recipe[4] is None:
+            continue
+        for line in recipe[4].splitlines():
+            if _IN_PLACE.match(line):
+                found.append(True)
+            elif _OUT_OF_PLACE.match(line):
+                found.append(False)
     return found
+
+
+def out_of_place(model) -> None:
+    """Give every module of ``model`` whose forward adds in place the same forward with
+    each add out of place: the reference the built model must agree with."""
+    for m in model.modules():
+        recipe = type(m).__dict__.get("_recipe")
+        if recipe is None or recipe[4] is None or "+=" not in recipe[4]:
+            continue
+        source = "\n".join(_IN_PLACE.sub(lambda g: g[0].replace(f"{g[1]} += {g[2]}", f"{g[1]} = {g[1]} + {g[2]}"),
+                                          line) for line in recipe[4].splitlines()) + "\n"
+        m.__class__ = spec_class(*recipe[:4], source, recipe[5])
 
 
 def _run(model, x, weight):
@@ -141,13 +149,12 @@ def differs(spec: str, monkeypatch, whitelist=None, device="cpu") -> str | None:
     """How the built model's train-mode forward and backward differ from the same
     model with every residual add out of place; None when they agree."""
     with monkeypatch.context() as mp:
-        if whitelist is not None:
-            mp.setattr(lowering, "OUTPUT_NOT_SAVED", frozenset(whitelist))
+        for kind in whitelist or ():
+            mp.setattr(LAYERS[kind], "output_not_saved", True)
         torch.manual_seed(0)
         model = netdsl.build(spec, device=device).train()
     reference = copy.deepcopy(model)
-    for op in residual_ops(reference):
-        op.inplace = False
+    out_of_place(reference)
     shape = (3, *model.input_shape)
     x = torch.randn(shape, device=device)
     weight = torch.randn(reference(x).shape, device=device)
@@ -202,14 +209,14 @@ def test_combinator_endings_equal_the_out_of_place_reference(body, monkeypatch):
 ])
 def test_the_add_is_in_place_only_after_a_whitelisted_kind(last, inplace):
     model = netdsl.build(_spec(*IMAGE, last, "plain"), device="meta")
-    assert [op.inplace for op in residual_ops(model)] == [inplace]
+    assert residual_adds(model) == [inplace]
 
 
 @pytest.mark.parametrize("name", ["resnet50", "efficientnet_b0"])
 def test_shipped_residual_bodies_stay_in_place(spec_path, name):
     # Their bodies end in batch norm (then stochastic depth): torchvision's `out += identity`.
-    ops = residual_ops(netdsl.build(spec_path(name), device="meta"))
-    assert ops and all(op.inplace for op in ops)
+    adds = residual_adds(netdsl.build(spec_path(name), device="meta"))
+    assert adds and all(adds)
 
 
 @pytest.mark.parametrize("last", ["relu", "relu(inplace = true)", "sigmoid", "tanh"])

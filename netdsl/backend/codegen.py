@@ -17,26 +17,22 @@ identifiers, and comments, paths and values in comments are escaped.
 
 from __future__ import annotations
 
-import builtins
 import inspect
 import keyword
-import math
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import ir
+from ..ir.walk import bodies
 from ..layers import LAYERS
+from .forward import is_container
+from .forward import write as write_forward
+from .source import HELPERS, TAKEN, class_name, comment, compact, is_attribute, literal
 
 _NO_DEFAULT = inspect.Parameter.empty
 
-#: netdsl's own modules a generated file copies.
-_HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d")
-
-#: Names the generated file defines or imports itself; a class may not take them.
-_TAKEN = frozenset({"nn", "torch", "OrderedDict", "namedtuple", "F", "self", *_HELPERS})
 
 
 # -- fragments of code with holes for the numbers that vary between instances
@@ -114,77 +110,6 @@ def _key(expr) -> tuple:
 
 def _items_key(items) -> tuple:
     return tuple((c, n, _key(e)) for c, n, e in items)
-
-
-# -- literals, names and comments
-
-def literal(v) -> str:
-    """Python source for a constructor value.
-
-    >>> literal((3, 3)), literal(1e-05), literal("row"), literal(None)
-    ('(3, 3)', '1e-05', "'row'", 'None')
-    """
-    if v is None or isinstance(v, bool):
-        return repr(v)
-    if isinstance(v, int):
-        return repr(int(v))
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            raise ValueError(f"no Python literal for {v!r}")
-        return repr(float(v))
-    if isinstance(v, str):
-        return repr(str(v))
-    if isinstance(v, tuple):
-        inner = ", ".join(literal(x) for x in v)
-        return f"({inner},)" if len(v) == 1 else f"({inner})"
-    if isinstance(v, list):
-        return "[" + ", ".join(literal(x) for x in v) + "]"
-    raise TypeError(f"no Python literal for a {type(v).__name__}")
-
-
-def _compact(v):
-    # torch's 2-D layers take one int for a square kernel, stride or padding.
-    if isinstance(v, tuple) and len(v) > 1 and all(type(x) is int and x == v[0] for x in v):
-        return v[0]
-    return v
-
-
-def is_attribute(name: str) -> bool:
-    """Whether a module name can be written ``self.name``: an identifier that is no
-    keyword, does not start with ``__`` (mangled in a class body) and that Python's
-    NFKC normalisation of identifiers leaves as it is (``ﬁ`` would be read as ``fi``).
-
-    >>> is_attribute("conv1"), is_attribute("é"), is_attribute("0"), is_attribute("import"), is_attribute("ﬁ")
-    (True, True, False, False, False)
-    """
-    return (name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("__")
-            and unicodedata.normalize("NFKC", name) == name)
-
-
-def class_name(name: str) -> str:
-    """An ASCII class name from a spec's name: letters, digits and ``_`` only,
-    starting with a letter, never a keyword or a builtin.
-
-    >>> class_name("Bottleneck"), class_name("denseblock1"), class_name("0"), class_name("Exception")
-    ('Bottleneck', 'Denseblock1', 'Block0', 'ExceptionBlock')
-    """
-    s = re.sub(r"[^A-Za-z0-9_]", "", name)
-    if s[:1].islower():
-        s = s[0].upper() + s[1:]
-    if not s[:1].isalpha():
-        s = "Block" + s
-    if keyword.iskeyword(s) or hasattr(builtins, s) or s in _TAKEN:
-        s += "Block"
-    return s
-
-
-def comment(text: str) -> str:
-    """One comment line's text, escaped: nothing in it ends the line or the comment.
-
-    >>> comment("a\\rimport os")
-    'a\\\\rimport os'
-    """
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # -- spec comments, recovered from the source text by line
@@ -287,7 +212,7 @@ def _torch_name(t: type) -> str:
 
     from . import runtime as modules
 
-    if t.__module__ == modules.__name__ and t.__name__ in _HELPERS:
+    if t.__module__ == modules.__name__ and t.__name__ in HELPERS:
         return t.__name__
     if t.__module__.startswith("torch.nn") and getattr(nn, t.__name__, None) is t:
         return f"nn.{t.__name__}"
@@ -315,7 +240,7 @@ def _leaf_call(m, label: str) -> Call:
             raise NotImplementedError(f"cannot read argument {p.name!r} of {t.__name__} back")
         raw.append((p, v))
     args = [(None if p.default is _NO_DEFAULT and p.kind != p.KEYWORD_ONLY else p.name,
-             Hole(_compact(v), p.name, p.default, label)) for p, v in raw]
+             Hole(compact(v), p.name, p.default, label)) for p, v in raw]
     if not _remakes(m, t, args):
         raise AssertionError(f"netdsl bug: cannot read the constructor arguments of {m!r} back")
     return Call(_torch_name(t), args)
@@ -331,7 +256,7 @@ def _remakes(m, t, args) -> bool:
     def settings(module):
         # A pair given as one int is stored as the int by some modules (pools), as a
         # tuple by others (convolutions); both compute the same.
-        return {k: _compact(v) for k, v in vars(module).items() if not k.startswith("_")}
+        return {k: compact(v) for k, v in vars(module).items() if not k.startswith("_")}
 
     return settings(again) == settings(m) and type(again).extra_repr is type(m).extra_repr and \
         [(k, tuple(v.shape)) for k, v in again.state_dict().items()] == \
@@ -342,214 +267,6 @@ def _remakes(m, t, args) -> bool:
 
 
 
-class _Forward:
-    """The lines of one ``forward``: one method per IR construct, named by its ``kind``,
-    that writes the construct's code on ``src`` into ``dst`` and returns the variable
-    holding its result."""
-
-    def __init__(self, gen: _Generator):
-        self.gen = gen
-        self.lines: list[str] = []
-        self.used = {"x", "self", "F", "torch", "nn"}
-        self.indent = 2
-        self.owner: tuple[str, ...] = ()  # the container whose modules are being run
-        self.names: dict[str, str] = {}  # a spec's result name -> the variable holding it
-
-    def fresh(self, base: str) -> str:
-        name, i = base, 2
-        while name in self.used:
-            name, i = f"{base}{i}", i + 1
-        self.used.add(name)
-        return name
-
-    def emit(self, line: str) -> None:
-        self.lines.append("    " * self.indent + line)
-
-    def ref(self, name: str) -> str:
-        path = self.owner + (name,)
-        if len(path) == 1 or all(is_attribute(p) for p in path):
-            return _ref(path[0]) + "".join(f".{p}" for p in path[1:])
-        return f"self.get_submodule({'.'.join(path)!r})"
-
-    def seq(self, nodes, src: str, dst: str) -> str:
-        """Run ``nodes`` on ``src``, writing to ``dst``; returns the variable with the result."""
-        cur = src
-        for node in nodes:
-            if not cur.isidentifier() and not isinstance(node, (ir.Layer, ir.Scope)):
-                self.emit(f"{dst} = {cur}")
-                cur = dst
-            step = self.module if isinstance(node, (ir.Layer, ir.Scope)) else getattr(
-                self, "from_" if node.kind == "from" else node.kind, None)
-            if step is None:
-                raise NotImplementedError(f"netdsl cannot write Python source for `{node.kind}` yet")
-            cur = step(node, cur, dst)
-            if cur.isidentifier() and cur not in self.names.values():
-                dst = cur
-        return cur
-
-    def module(self, node, src, dst):
-        if isinstance(node, ir.Layer) and node.functional:
-            call = _function_call(node, src)
-            self.gen.uses_f |= call.startswith("F.")
-            self.gen.uses_torch |= call.startswith("torch.")
-            self.emit(f"{dst} = {call}")
-            return dst
-        if isinstance(node, ir.Layer) and LAYERS[node.kind].bare_parameter:
-            self.emit(f"{dst} = {self.ref(node.name)} * {src}")
-            return dst
-        if _container(node):
-            self.owner += (node.name,)
-            out = self.seq(node.body, src, dst)
-            self.owner = self.owner[:-1]
-            return out
-        # A `reuse` calls the module its label made again, as torchvision's self.relu.
-        self.emit(f"{dst} = {self.ref(node.name)}({src})")
-        return dst
-
-    def bind(self, node, src, dst):
-        var = self.fresh(_local(node.name))
-        last = self.lines[-1] if self.lines else ""
-        head = "    " * self.indent + f"{src} = "
-        if src != var and last.startswith(head) and src not in self.names.values():
-            # The step that made it writes the name itself, as a hand-written forward would.
-            self.lines[-1] = "    " * self.indent + f"{var} = " + last[len(head):]
-        else:
-            self.emit(f"{var} = {src}")
-        self.names[node.name] = var
-        return var
-
-    def from_(self, node, src, dst):
-        return self.names[node.name]
-
-    def merge(self, node, src, dst):
-        parts = [self.names[n] for n in node.sources]
-        if node.op == "add":
-            self.emit(f"{dst} = {' + '.join(parts)}")
-        else:
-            self.gen.uses_torch = True
-            self.emit(f"{dst} = torch.cat([{', '.join(parts)}], 1)")
-        return dst
-
-    def split(self, node, src, dst):
-        self.gen.uses_torch = True
-        xs = [self.fresh(f"x{i + 1}") for i in range(len(node.parts))]
-        if len(set(node.sizes)) == 1:
-            self.emit(f"{', '.join(xs)}{',' if len(xs) == 1 else ''} = {src}.chunk({len(xs)}, 1)")
-        else:
-            self.emit(f"{', '.join(xs)}{',' if len(xs) == 1 else ''} = "
-                      f"torch.split({src}, {literal(list(node.sizes))}, 1)")
-        outs = [self.seq(part, x, x) for part, x in zip(node.parts, xs)]
-        self.emit(f"{dst} = torch.cat([{', '.join(outs)}], 1)")
-        return dst
-
-    def residual(self, node, src, dst):
-        from .lower import _add_in_place
-
-        out = self.seq(node.body, src, self.fresh("out"))
-        if node.shortcut is None:
-            identity = src
-        else:
-            identity = self.seq(node.shortcut, src, self.fresh("identity"))
-        if _add_in_place(node.body):
-            self.emit(f"{out} += {identity}")
-            return out
-        res = self.fresh("out")
-        self.emit(f"{res} = {out} + {identity}")
-        return res
-
-    def concat(self, node, src, dst):
-        outs = [self.seq(b, src, self.fresh("branch")) for b in node.branches]
-        self.emit(f"{dst} = torch.cat([{', '.join(outs)}], 1)")
-        return dst
-
-    def dense(self, node, src, dst):
-        features = self.fresh("features")
-        self.emit(f"{features} = [{src}]")
-        for layer in node.layers:
-            new = self.seq(layer, f"torch.cat({features}, 1)", self.fresh("new"))
-            self.emit(f"{features}.append({new})")
-        self.emit(f"{dst} = torch.cat({features}, 1)")
-        return dst
-
-    def gate(self, node, src, dst):
-        scale = self.seq(node.body, src, self.fresh("scale"))
-        self.emit(f"{dst} = {scale} * {src}")
-        return dst
-
-    def side(self, node, src, dst):
-        var = node.name if is_attribute(node.name) and node.name not in self.used else "side"
-        var = self.fresh(var)
-        self.gen.sides.append(var)
-        self.emit("if self.training:")
-        self.indent += 1
-        out = self.seq(node.body, src, var)
-        if out != var:
-            self.emit(f"{var} = {out}")
-        self.indent -= 1
-        return src
-
-
-
-def _ref(name: str, owner: str = "self") -> str:
-    """The expression for a child module (or bare parameter) of ``owner`` in ``forward``."""
-    if is_attribute(name):
-        return f"{owner}.{name}"
-    if name.isidentifier() and not keyword.iskeyword(name) and owner == "self":
-        # An identifier Python would normalise or mangle: getattr with it is lint (ruff B009).
-        return f"self.get_submodule({name!r})"
-    return f"getattr({owner}, {name!r})"
-
-
-# Arguments of torch's functions that a call leaves out at their default.
-_FUNCTION_DEFAULTS = {"inplace": False, "padding": 0, "dilation": 1, "ceil_mode": False,
-                      "count_include_pad": True, "approximate": "none"}
-
-
-def _function_call(node, src: str) -> str:
-    """``F.relu(x)``, ``torch.flatten(x, 1)``: the call an ``apply`` layer makes, as
-    modules.FunctionOp makes it."""
-    import torch.nn.functional as F
-
-    from .runtime import _FUNCTIONS, FunctionOp
-
-    op = FunctionOp.of(node)
-    fn = _FUNCTIONS[op.name]
-    func = f"F.{op.name}" if getattr(F, op.name, None) is fn else f"torch.{op.name}"
-    kwargs = dict(op.kwargs)
-    args = [src]
-    if op.name == "flatten":
-        args.append(literal(kwargs.pop("start_dim")))
-    for first in ("kernel_size", "output_size"):
-        if first in kwargs:
-            args.append(literal(_compact(kwargs.pop(first))))
-            if "stride" in kwargs and _compact(kwargs["stride"]) == _compact(node.kernel_size):
-                del kwargs["stride"]
-    for k, v in kwargs.items():
-        if k in _FUNCTION_DEFAULTS and _equal(_compact(v), _FUNCTION_DEFAULTS[k]):
-            continue
-        args.append(f"{k}={literal(_compact(v))}")
-    return f"{func}({', '.join(args)})"
-
-
-def _local(name: str) -> str:
-    """A local variable's name for a spec's result or input name: the name itself where
-    it hides nothing a forward calls (``getattr``, ``super``, ``torch``, the output type).
-
-    >>> _local("c3"), _local("super"), _local("é"), _local("Outputs")
-    ('c3', 'super_', 't', 'Outputs_')
-    """
-    if not (is_attribute(name) and name.isascii()):
-        return "t"
-    if hasattr(builtins, name) or name in _TAKEN or name.endswith("Outputs"):
-        return name + "_"
-    return name
-
-
-def _container(node) -> bool:
-    """A labelled group wired by name: it only holds its modules; its owner runs them."""
-    return isinstance(node, ir.Scope) and node.cls is None and ir.has_flow(node.body)
-
-
 def _modules_in_order(nodes):
     """The Layer and Scope nodes of a body in the order lowering registers them."""
     for n in nodes:
@@ -558,7 +275,7 @@ def _modules_in_order(nodes):
         if isinstance(n, (ir.Layer, ir.Scope)):
             yield n
         else:
-            for body in _bodies(n):
+            for body in bodies(n):
                 yield from _modules_in_order(body)
 
 
@@ -569,26 +286,8 @@ def _combinator_spans(nodes, first: dict) -> None:
             mods = list(_modules_in_order([n]))
             if mods:
                 first.setdefault(id(mods[0]), []).append(n.span)
-            for body in _bodies(n):
+            for body in bodies(n):
                 _combinator_spans(body, first)
-
-
-def _bodies(n) -> list:
-    """The node sequences inside a combinator, in the order lowering registers their
-    modules. A new construct is a line here and a method of ``_Forward``."""
-    if isinstance(n, ir.Residual):
-        return [n.body] + ([n.shortcut] if n.shortcut else [])
-    if isinstance(n, ir.Concat):
-        return list(n.branches)
-    if isinstance(n, ir.Dense):
-        return list(n.layers)
-    if isinstance(n, (ir.Gate, ir.Side)):
-        return [n.body]
-    if isinstance(n, ir.Split):
-        return list(n.parts)
-    if isinstance(n, ir.FLOW_NODES):
-        return []
-    raise NotImplementedError(f"netdsl cannot write Python source for `{n.kind}` yet")
 
 
 class _Generator:
@@ -642,41 +341,17 @@ class _Generator:
             notes = self.comments.of_def(files[0] if files else None, "block", node.block)
         inst = Instance("nn.Sequential" if pure else "nn.Module", class_name(name), notes,
                         self.items(node.body, m),
-                        None if pure or _container(node) else self.forward(node.body))
+                        None if pure or is_container(node) else self.forward(node.body))
         return ClassRef(self.register(inst))
 
     def forward(self, nodes, net: ir.Network | None = None) -> tuple[str, ...]:
-        """The lines of ``forward``, its ``def`` first. ``{outputs}`` stands for the name
-        of the network's output type."""
-        fwd = _Forward(self)
-        self.sides = []
-        params = ["x"]
-        if net is not None and net.inputs:
-            params = []
-            for i in net.inputs:
-                var = fwd.fresh(_local(i.name))
-                params.append(var)
-                fwd.names[i.name] = var
-        out = fwd.seq(nodes, params[0], params[0] if len(params) == 1 else "x")
-        if any(isinstance(n, (ir.Concat, ir.Dense)) for n in _walk(nodes)):
-            self.uses_torch = True
-        if net is not None and self.sides:
-            made = dict(zip(("logits",) + tuple(net.outputs), [out] + self.sides))
-            fields = net.sides_order or tuple(made)
-            fwd.emit("if self.training:")
-            fwd.emit(f"    return {{outputs}}({', '.join(made[f] for f in fields)})")
-        result = net.result if net is not None else None
-        if result is None:
-            fwd.emit(f"return {out}")
-        else:
-            values = [fwd.names[s] for s in result.sources]
-            if result.form == "dict":
-                fwd.emit("return {" + ", ".join(f"{k!r}: {v}" for k, v in zip(result.keys, values)) + "}")
-            elif result.form == "namedtuple":
-                fwd.emit(f"return {{outputs}}({', '.join(values)})")
-            else:
-                fwd.emit(f"return {values[0]}," if len(values) == 1 else f"return {', '.join(values)}")
-        return (f"    def forward(self, {', '.join(params)}):",) + tuple(fwd.lines)
+        """The lines of ``forward``, its ``def`` first: what the built model runs
+        (:mod:`netdsl.backend.forward`). ``{outputs}`` stands for the name of the
+        network's output type."""
+        fwd = write_forward(nodes, net)
+        self.uses_torch |= fwd.uses_torch
+        self.uses_f |= fwd.uses_f
+        return tuple(fwd.text().rstrip("\n").split("\n"))
 
     def register(self, inst: Instance) -> Instance:
         inst.key = (inst.base, inst.name, inst.comments, inst.forward, _items_key(inst.items))
@@ -755,14 +430,6 @@ def _equal(a, b) -> bool:
     return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and not isinstance(a, bool)
                                              and isinstance(b, (int, float)) and not isinstance(b, bool)
                                              and a == b)
-
-
-def _walk(nodes):
-    for n in nodes:
-        yield n
-        if not isinstance(n, (ir.Layer, ir.Scope)):
-            for b in _bodies(n):
-                yield from _walk(b)
 
 
 # -- the spec's `init` rules
@@ -1002,9 +669,9 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
         outputs_name = f"{net.cls}Outputs"
     if outputs_name is not None:
         # The built model's type name where it is a free identifier: outputs compare by it.
-        if not is_attribute(outputs_name) or not outputs_name.isascii() or outputs_name in _TAKEN:
+        if not is_attribute(outputs_name) or not outputs_name.isascii() or outputs_name in TAKEN:
             outputs_name = root.cls.name + "Outputs"
-        while outputs_name in names or outputs_name in _TAKEN:
+        while outputs_name in names or outputs_name in TAKEN:
             outputs_name += "_"
     firsts: dict[str, Class] = {}
     body = []
@@ -1015,7 +682,7 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
                                   else first))
     text = "\n\n\n".join(body)
     uses_seq_dict = "OrderedDict([" in text
-    helpers = [h for h in _HELPERS if any(_uses(c, h) for c in gen.order)]
+    helpers = [h for h in HELPERS if any(_uses(c, h) for c in gen.order)]
 
     head = [
         f"# Generated by netdsl {__version__} (netdsl export --format python): plain PyTorch,",

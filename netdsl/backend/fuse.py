@@ -29,16 +29,19 @@ while FX, TorchScript, ``torch.compile`` or ``torch.export`` trace the model.
 Otherwise each folded convolution runs ``F.conv2d`` and its folded activation,
 the same function, so gradients, CUDA and tracing stay right.
 
-The transform works on the built module: a netdsl model wires its children
-through small plan objects (:mod:`netdsl.backend.runtime`), so a convolution followed by
-a batch norm is two consecutive steps of one plan, or two consecutive children
-of a ``nn.Sequential``; the output of the first goes only to the second. Such a
-pair is folded wherever it sits (residual bodies and shortcuts, concat branches,
-dense layers, gates, split parts, named dataflow), and the batch norm becomes an
-``nn.Identity`` under its own name, dropped from the plan so that nothing runs
-in its place. A folded activation is dropped from the plan too (in a
-``nn.Sequential`` it becomes an ``nn.Identity``); in a plan its module stays,
-since a block may call it again elsewhere (ResNet's one ``relu``).
+The transform works on the built module and its forward's source. A
+convolution followed by a batch norm is two consecutive statements of a
+generated forward (``out = self.conv1(x)``, ``out = self.bn1(out)``) or two
+consecutive children of an ``nn.Sequential``, where the first's output goes only
+to the second. Such a pair is folded wherever it sits (residual bodies and
+shortcuts, concat branches, dense layers, gates, split parts, named dataflow),
+the batch norm becomes an ``nn.Identity`` under its own name, and the
+statement that called it is removed: the fused module's class has the forward
+without it, readable as before (``inspect.getsource``). A folded activation's
+statement goes too (in a ``nn.Sequential`` it becomes an ``nn.Identity``); its
+module stays, since a block may call it again elsewhere (ResNet's one
+``relu``). Which activations fold, and as what post-op, is the layer
+catalogue's (``Kind.post_op``).
 
 A fused model computes the eval-mode function only: batch statistics and
 running-statistics updates are gone. So it refuses to train: ``.train()``
@@ -47,14 +50,18 @@ raises, and so does a forward call in training mode.
 
 from __future__ import annotations
 
+import ast
 import collections
+import textwrap
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.fx import Proxy
 
-from .runtime import Chain, ConcatOp, DenseOp, FunctionOp, GateOp, GraphOp, ResidualOp, SideOp, SplitOp
+from ..layers import LAYERS
+from ..layers.base import _torch_class
+from .runtime import SpecModule, spec_class
 
 REFUSAL = ("this model was built with fuse=True: its batch norms are folded into the "
            "convolutions before them, which computes the eval-mode function only "
@@ -97,24 +104,18 @@ def fuse(model: nn.Module, *, steps: tuple[str, ...] = STEPS) -> nn.Module:
     if "onednn" in steps:
         for m in model.modules():
             if _convertible(m):
-                m.__class__ = FusedConv2d  # in place: the plans hold this very object
+                m.__class__ = FusedConv2d  # in place: every forward calls this very object
                 m._post = None
     fuser = _Fuser(model, batchnorm="batchnorm" in steps, activation="activation" in steps)
     for owner in list(model.modules()):
         if isinstance(owner, nn.Sequential):
             fuser.sequential(owner)
-            continue
-        plan = owner.__dict__.get("_plan")
-        if plan is not None:
-            object.__setattr__(owner, "_plan", fuser.plan(plan, owner))
-    if model.__dict__.get("_steps") and isinstance(model._plan, Chain):
-        # The root's top-level steps, which a forward with side outputs walks (never, in
-        # eval mode; kept consistent with the plan all the same).
-        object.__setattr__(model, "_steps", model._plan.steps)
+        elif _forward_source(owner) is not None:
+            fuser.forward(owner)
     if "channels_last" in steps:
         model.to(memory_format=torch.channels_last)
-        if "_plan" in model.__dict__:
-            object.__setattr__(model, "_plan", ChannelsLast(model._plan))
+        if _forward_source(model) is not None:
+            _channels_last(model)
     model.register_forward_pre_hook(_refuse_training)
     # An instance attribute, so the class (shared by every model of the spec) is untouched.
     object.__setattr__(model, "train", _TrainRefusal(model))
@@ -126,7 +127,9 @@ class FusedConv2d(nn.Conv2d):
     ``state_dict``) that runs on oneDNN where it can, with the activation folded
     into it, if any, applied as oneDNN's post-op.
 
-    ``_post`` is ``None`` or ``(name, kwargs)`` of that activation (:data:`_POST`).
+    ``_post`` is ``None`` or ``(kind, kwargs)`` of that activation: a layer kind of
+    the catalogue whose ``post_op`` folds it, and the keyword arguments of
+    ``torch.nn.functional.<kind>``, which runs where oneDNN does not.
     """
 
     _post: tuple | None = None
@@ -134,12 +137,12 @@ class FusedConv2d(nn.Conv2d):
     def forward(self, x):
         post = self._post
         if _onednn_applies(x, self.weight):
-            attr, scalars, algorithm = ("none", [], None) if post is None else _POST[post[0]][0](post[1])
+            attr, scalars = ("none", []) if post is None else LAYERS[post[0]].post_op(post[1])
             return torch.ops.mkldnn._convolution_pointwise(
                 x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups,
-                attr, scalars, algorithm)
+                attr, scalars, None)
         y = self._conv_forward(x, self.weight, self.bias)
-        return y if post is None else _POST[post[0]][1](y, **post[1])
+        return y if post is None else _POST[post[0]](y, **post[1])
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
@@ -159,33 +162,29 @@ def _onednn_applies(x, weight) -> bool:
     return torch._C._get_mkldnn_enabled()  # torch.backends.mkldnn.flags(enabled=False)
 
 
-# activation name -> (its oneDNN post-op (attr, scalars, algorithm) from its kwargs,
-# its torch function): the two are the same function (tests/test_fuse.py). Only the
-# piecewise-linear ones: folded, they save a pass over memory (relu: 244 -> 208 us for
-# a 1x1 conv to 96 x 112 x 112, one thread); SiLU's, GELU's and sigmoid's exponentials
-# cost the same in the post-op (SiLU a little more), so those stay steps of their own.
-_POST = {
-    "relu": (lambda k: ("relu", [], None), F.relu),
-    "relu6": (lambda k: ("hardtanh", [0.0, 6.0], None), F.relu6),
-    "hardswish": (lambda k: ("hardswish", [], None), F.hardswish),
-    "hardsigmoid": (lambda k: ("hardsigmoid", [], None), F.hardsigmoid),
-    "leaky_relu": (lambda k: ("leaky_relu", [k["negative_slope"]], None), F.leaky_relu),
-}
+# The activations a convolution folds (kind → torch.nn.functional's function of that
+# name, which runs where oneDNN does not): those the catalogue gives a post-op.
+_POST = {name: getattr(F, name) for name, kind in LAYERS.items()
+         if kind.post_op(kind.post_kwargs(None)) is not None}
 
 
-def _activation(step) -> tuple | None:
-    """``(name, kwargs)`` of a plan step or child that is a foldable activation, else None."""
-    t = type(step)
-    if t in _MODULES:
-        return _MODULES[t], {}
-    if t is nn.LeakyReLU:
-        return "leaky_relu", {"negative_slope": float(step.negative_slope)}
-    if t is FunctionOp and step.name in _POST:
-        return step.name, {}
+def _activation_module(m) -> tuple | None:
+    """``(kind, kwargs)`` of a module that is a foldable activation, else None."""
+    for name in _POST:
+        if type(m) is _torch_class(LAYERS[name].torch_class):
+            return name, LAYERS[name].post_kwargs(m)
     return None
 
 
-_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.Hardsigmoid: "hardsigmoid"}
+def _activation_function(call: ast.Call) -> tuple | None:
+    """``(kind, kwargs)`` of a generated call of a foldable activation's function
+    (``F.relu(out, inplace=True)``), else None."""
+    func = ast.unparse(call.func)
+    for name in _POST:
+        kind = LAYERS[name]
+        if kind.function and kind.function == func:
+            return name, kind.post_kwargs(None)
+    return None
 
 
 def _convertible(m) -> bool:
@@ -200,28 +199,24 @@ def _has_kernel() -> bool:
     return hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
-class ChannelsLast:
-    """The network's plan with each 4-D input converted to ``channels_last`` once,
-    and each 4-D output back to torch's default format. Under FX tracing (a Proxy)
-    the plan runs as it is."""
-
-    __slots__ = ("plan",)
-
-    def __init__(self, plan):
-        self.plan = plan
-
-    def __call__(self, *xs):
-        if xs and isinstance(xs[0], Proxy):
-            return self.plan(*xs)
-        out = self.plan(*[x.contiguous(memory_format=torch.channels_last)
-                          if isinstance(x, torch.Tensor) and x.ndim == 4 else x for x in xs])
-        if isinstance(out, tuple):
-            return tuple(_default_format(y) for y in out)
-        return _default_format(out)
+def to_channels_last(x):
+    """A 4-D input in ``channels_last``, once, at the network's entry (a Proxy, while
+    FX traces, as it is)."""
+    if isinstance(x, torch.Tensor) and not isinstance(x, Proxy) and x.ndim == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
-def _default_format(y):
-    return y.contiguous() if isinstance(y, torch.Tensor) and y.ndim == 4 else y
+def to_default_format(y):
+    """A 4-D output handed back in torch's default (contiguous) format."""
+    if isinstance(y, tuple):
+        return type(y)(*map(to_default_format, y)) if hasattr(y, "_fields") else \
+            tuple(map(to_default_format, y))
+    if isinstance(y, dict):
+        return {k: to_default_format(v) for k, v in y.items()}
+    if isinstance(y, torch.Tensor) and not isinstance(y, Proxy) and y.ndim == 4:
+        return y.contiguous()
+    return y
 
 
 class _TrainRefusal:
@@ -262,8 +257,133 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         conv.bias.copy_(bias)
 
 
+# -- a generated forward, as Python's syntax tree
+
+def _forward_source(m: nn.Module) -> str | None:
+    """The source of the forward netdsl wrote for ``m``'s class, or None."""
+    recipe = type(m).__dict__.get("_recipe") if isinstance(m, SpecModule) else None
+    return None if recipe is None else recipe[4]
+
+
+def _parse(m: nn.Module) -> ast.FunctionDef:
+    fn = ast.parse(textwrap.dedent(_forward_source(m))).body[0]
+    assert isinstance(fn, ast.FunctionDef)
+    return fn
+
+
+def _callee(owner: nn.Module, func: ast.expr) -> nn.Module | None:
+    """The submodule of ``owner`` a generated call names (``self.conv1``,
+    ``self.fpn.inner1``, ``getattr(self, '1')``, ``self.get_submodule('a.b')``)."""
+    if isinstance(func, ast.Attribute):
+        base = owner if isinstance(func.value, ast.Name) and func.value.id == "self" else \
+            _callee(owner, func.value)
+        return None if base is None else base._modules.get(func.attr)
+    if isinstance(func, ast.Call) and isinstance(func.func, ast.Name) and func.func.id == "getattr" \
+            and len(func.args) == 2 and isinstance(func.args[1], ast.Constant):
+        return owner._modules.get(func.args[1].value)
+    if isinstance(func, ast.Call) and isinstance(func.func, ast.Attribute) and \
+            func.func.attr == "get_submodule" and isinstance(func.args[0], ast.Constant):
+        try:
+            return owner.get_submodule(func.args[0].value)
+        except AttributeError:
+            return None
+    return None
+
+
+def _step(stmt: ast.stmt) -> tuple[str, ast.Call, str | None] | None:
+    """``(target, call, argument)`` of a statement ``target = call(argument)``, where
+    the argument is a plain variable (None otherwise), or None for anything else."""
+    if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name) and isinstance(stmt.value, ast.Call)):
+        return None
+    call = stmt.value
+    arg = call.args[0].id if len(call.args) == 1 and isinstance(call.args[0], ast.Name) else None
+    return stmt.targets[0].id, call, arg
+
+
+def _statements(fn: ast.FunctionDef) -> list[ast.stmt]:
+    """Every statement of a function in the order it is written, nested ones included."""
+    out: list[ast.stmt] = []
+
+    def visit(body):
+        for st in body:
+            out.append(st)
+            for field in ("body", "orelse"):
+                visit(getattr(st, field, []) or [])
+
+    visit(fn.body)
+    return out
+
+
+def _only_reader(fn: ast.FunctionDef, writer: ast.stmt, reader: ast.stmt, var: str) -> bool:
+    """Whether the value ``writer`` gives ``var`` is read by ``reader`` alone: no other
+    statement reads ``var`` before it is written again (generated forwards have no
+    loops, so the written order is the order they run in)."""
+    order = _statements(fn)
+    i = order.index(writer)
+    for st in order[i + 1:]:
+        reads = any(isinstance(n, ast.Name) and n.id == var and isinstance(n.ctx, ast.Load)
+                    for n in ast.walk(st) if not isinstance(st, (ast.If,)) or n is not st)
+        if isinstance(st, ast.If):  # its test only; its body's statements come next in `order`
+            reads = any(isinstance(n, ast.Name) and n.id == var for n in ast.walk(st.test))
+        if reads and st is not reader:
+            return False
+        writes = any(isinstance(n, ast.Name) and n.id == var and isinstance(n.ctx, ast.Store)
+                     for n in ast.walk(st) if not isinstance(st, ast.If))
+        if writes and st is not writer:
+            return True
+    return True
+
+
+class _Source:
+    """A generated forward being edited: its lines, and its syntax tree for finding
+    what to edit. Every statement netdsl writes is one line, so an edit is a line
+    removed or a target renamed, and each line keeps its spec comment."""
+
+    def __init__(self, m: nn.Module):
+        self.lines = textwrap.dedent(_forward_source(m)).split("\n")
+        self.fn = ast.parse("\n".join(self.lines)).body[0]
+        self.dropped: set[int] = set()
+        self.changed = False
+
+    def drop(self, stmt: ast.stmt) -> None:
+        self.dropped.add(stmt.lineno - 1)
+        self.changed = True
+
+    def retarget(self, stmt: ast.Assign, name: str) -> None:
+        line = self.lines[stmt.lineno - 1]
+        old = stmt.targets[0]
+        self.lines[stmt.lineno - 1] = line[:old.col_offset] + name + line[old.end_col_offset:]
+        old.id = name
+        self.changed = True
+
+    def install(self, m: nn.Module) -> None:
+        """Give ``m`` a class of the same name with this forward."""
+        base, name, module, doc, _, outputs = type(m).__dict__["_recipe"]
+        text = "\n".join(line for i, line in enumerate(self.lines) if i not in self.dropped)
+        m.__class__ = spec_class(base, name, module, doc, textwrap.indent(text, "    "), outputs)
+
+
+def _channels_last(root: nn.Module) -> None:
+    """The network's forward with each 4-D input made ``channels_last`` once, and each
+    output handed back in the default format."""
+    src = _Source(root)
+    indent = " " * src.fn.body[0].col_offset
+    head = [f"{indent}{a.arg} = to_channels_last({a.arg})  # fused: NHWC inside"
+            for a in src.fn.args.args[1:]]
+    for node in ast.walk(src.fn):
+        if isinstance(node, ast.Return) and node.value is not None:
+            line = src.lines[node.lineno - 1]
+            v = node.value
+            src.lines[node.lineno - 1] = (line[:v.col_offset] + "to_default_format("
+                                          + line[v.col_offset:v.end_col_offset] + ")" + line[v.end_col_offset:])
+    src.lines[src.fn.lineno:src.fn.lineno] = head
+    src.changed = True
+    src.install(root)
+
+
 class _Fuser:
-    """Folds along every plan and ``nn.Sequential`` of one model."""
+    """Folds along every generated forward and ``nn.Sequential`` of one model."""
 
     def __init__(self, model: nn.Module, batchnorm: bool, activation: bool):
         self.batchnorm, self.activation = batchnorm, activation
@@ -272,16 +392,12 @@ class _Fuser:
         for owner in model.modules():
             if isinstance(owner, nn.Sequential):
                 self.uses.update(id(m) for m in owner._modules.values())
-            plan = owner.__dict__.get("_plan")
-            if plan is not None:
-                self._count(plan)
-
-    def _count(self, plan) -> None:
-        for s in _substeps(plan):
-            if isinstance(s, nn.Module):
-                self.uses[id(s)] += 1
-            else:
-                self._count(s)
+            elif _forward_source(owner) is not None:
+                for node in ast.walk(_parse(owner)):
+                    if isinstance(node, ast.Call):
+                        callee = _callee(owner, node.func)
+                        if callee is not None:
+                            self.uses[id(callee)] += 1
 
     def _bn_after(self, conv, bn) -> bool:
         # A convolution or batch norm called from two places is folded nowhere: the
@@ -291,88 +407,78 @@ class _Fuser:
                 and bn.track_running_stats and bn.running_mean is not None
                 and conv.out_channels == bn.num_features and self.uses[id(bn)] == 1)
 
-    def _act_after(self, conv, step) -> tuple | None:
-        if not (self.activation and type(conv) is FusedConv2d and conv._post is None
-                and self.uses[id(conv)] == 1):
-            return None
-        return _activation(step)
-
-    def run(self, steps: list, replace) -> list:
-        """``steps`` with each folded batch norm and activation gone; ``replace(i)``
-        puts an Identity where step i was, when it is a child to keep a name for."""
-        out, i = [], 0
-        while i < len(steps):
-            step = steps[i]
-            out.append(step)
-            i += 1
-            if i < len(steps) and self._bn_after(step, steps[i]):
-                _fold(step, steps[i])
-                replace(i, steps[i])
-                i += 1
-            if i < len(steps):
-                act = self._act_after(step, steps[i])
-                if act is not None:
-                    step._post = act
-                    i += 1
-        return out
+    def _can_post(self, conv) -> bool:
+        return (self.activation and type(conv) is FusedConv2d and conv._post is None
+                and self.uses[id(conv)] == 1)
 
     def sequential(self, seq: nn.Sequential) -> None:
         names = list(seq._modules)
         children = [seq._modules[n] for n in names]
+        i = 0
+        while i < len(children):
+            conv = children[i]
+            i += 1
+            if i < len(children) and self._bn_after(conv, children[i]):
+                _fold(conv, children[i])
+                seq._modules[names[i]] = nn.Identity()  # same name, so later children keep theirs
+                i += 1
+            if i < len(children) and self._can_post(conv):
+                act = _activation_module(children[i])
+                if act is not None:
+                    conv._post = act
+                    seq._modules[names[i]] = nn.Identity()
+                    i += 1
 
-        def replace(i, _child):
-            seq._modules[names[i]] = nn.Identity()  # same name, so later children keep theirs
+    def forward(self, owner: nn.Module) -> None:
+        """Fold along ``owner``'s forward; give it the class of the forward without the
+        folded statements, where any were."""
+        src = _Source(owner)
+        for body in [src.fn.body] + [st.body for st in _statements(src.fn) if isinstance(st, ast.If)]:
+            self._fold_statements(owner, src, body)
+        if src.changed:
+            src.install(owner)
 
-        kept = {id(m) for m in self.run(children, replace)}
-        for n, m in zip(names, children):
-            if id(m) not in kept and not isinstance(seq._modules[n], nn.Identity):
-                seq._modules[n] = nn.Identity()  # a folded activation
+    def _fold_statements(self, owner, src: _Source, body: list) -> None:
+        fn = src.fn
+        i = 0
+        while i < len(body):
+            first = _step(body[i])
+            conv = None if first is None else _callee(owner, first[1].func)
+            if conv is None:
+                i += 1
+                continue
+            target = first[0]
+            nxt = _step(body[i + 1]) if i + 1 < len(body) else None
+            if nxt is not None and nxt[2] == target and _only_reader(fn, body[i], body[i + 1], target):
+                bn = _callee(owner, nxt[1].func)
+                if bn is not None and self._bn_after(conv, bn):
+                    _fold(conv, bn)
+                    holder = _owner_of(owner, bn)
+                    for name, child in list(holder._modules.items()):
+                        if child is bn:
+                            holder._modules[name] = nn.Identity()  # its name stays, for hooks
+                    src.retarget(body[i], nxt[0])
+                    src.drop(body[i + 1])
+                    del body[i + 1]
+                    target = nxt[0]
+                    nxt = _step(body[i + 1]) if i + 1 < len(body) else None
+            if nxt is not None and nxt[2] == target and self._can_post(conv) \
+                    and _only_reader(fn, body[i], body[i + 1], target):
+                callee = _callee(owner, nxt[1].func)
+                act = _activation_module(callee) if callee is not None else _activation_function(nxt[1])
+                if act is not None:
+                    conv._post = act
+                    src.retarget(body[i], nxt[0])
+                    src.drop(body[i + 1])
+                    del body[i + 1]
+            i += 1
 
-    def plan(self, plan, owner: nn.Module):
-        """The plan with each folded step gone from it (plans are rewritten in place
-        where they hold a tuple, and the plan itself is returned)."""
-        if isinstance(plan, Chain):
-            def replace(i, bn):
-                for name, m in owner._modules.items():
-                    if m is bn:
-                        owner._modules[name] = nn.Identity()
 
-            plan.steps = tuple(self.plan(s, owner) for s in self.run(list(plan.steps), replace))
-            return plan
-        if isinstance(plan, ResidualOp):
-            plan.body = self.plan(plan.body, owner)
-            if plan.shortcut is not None:
-                plan.shortcut = self.plan(plan.shortcut, owner)
-        elif isinstance(plan, ConcatOp):
-            plan.branches = tuple(self.plan(b, owner) for b in plan.branches)
-        elif isinstance(plan, DenseOp):
-            plan.layers = tuple(self.plan(lay, owner) for lay in plan.layers)
-        elif isinstance(plan, (GateOp, SideOp)):
-            plan.body = self.plan(plan.body, owner)
-        elif isinstance(plan, SplitOp):
-            plan.parts = tuple(self.plan(p, owner) for p in plan.parts)
-        elif isinstance(plan, GraphOp):
-            plan.steps = tuple((self.plan(fn, owner), src, dst, free) for fn, src, dst, free in plan.steps)
-        return plan
-
-
-def _substeps(plan) -> list:
-    """The steps a plan calls directly (modules, or plans in their turn)."""
-    if isinstance(plan, Chain):
-        return list(plan.steps)
-    if isinstance(plan, ResidualOp):
-        return [plan.body] + ([plan.shortcut] if plan.shortcut is not None else [])
-    if isinstance(plan, ConcatOp):
-        return list(plan.branches)
-    if isinstance(plan, DenseOp):
-        return list(plan.layers)
-    if isinstance(plan, (GateOp, SideOp)):
-        return [plan.body]
-    if isinstance(plan, SplitOp):
-        return list(plan.parts)
-    if isinstance(plan, GraphOp):
-        return [fn for fn, *_ in plan.steps]
-    return [plan] if isinstance(plan, nn.Module) else []
+def _owner_of(root: nn.Module, child: nn.Module) -> nn.Module:
+    for m in root.modules():
+        if any(c is child for c in m._modules.values()):
+            return m
+    raise AssertionError("a callee that no module holds")
 
 
 __all__ = ["fuse", "FusedConv2d", "FusedModelTrainingError", "REFUSAL", "STEPS"]

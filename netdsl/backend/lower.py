@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 from .. import ir
-from ..layers import LAYERS, OUTPUT_NOT_SAVED, PASS_THROUGH
-from .runtime import Block, Chain, ConcatOp, Container, DenseOp, FunctionOp, GateOp, GraphOp, Group, Network, OutputMaker, ResidualOp, ScaleOp, SequentialBlock, SideOp, SplitOp, _identity, add_op, cat_op, named_outputs, network_class, outputs_type, spec_class
+from ..ir.walk import Visitor
+from ..layers import LAYERS
+from . import forward
+from .runtime import Block, Container, Group, Network, SequentialBlock, outputs_variable, spec_class
 
 
 
@@ -95,40 +97,6 @@ def _has_state(m: nn.Module) -> bool:
             or any(_has_state(c) for c in m._modules.values() if c is not None))
 
 
-def _output_free(nodes) -> bool | None:
-    """Whether a sequence's output is a new tensor no backward needs (True), may be
-    needed or is unknown (False), or is its input passed through (None)."""
-    for node in reversed(nodes):
-        if isinstance(node, ir.Side):
-            continue  # runs beside the sequence; its output is not the sequence's
-        if isinstance(node, ir.Scope):
-            inner = _output_free(node.body)
-            if inner is None:
-                continue
-            return inner
-        if isinstance(node, ir.Layer):
-            if node.kind in PASS_THROUGH:
-                continue  # its input or, in training, a product nothing keeps
-            return node.kind in OUTPUT_NOT_SAVED
-        # cat (concat, dense), x * body(x) (gate) and a residual's add keep only their
-        # inputs; a nested residual adds in place only into an output nothing keeps.
-        return isinstance(node, (ir.Residual, ir.Concat, ir.Dense, ir.Gate))
-    return None
-
-
-def _add_in_place(body) -> bool:
-    """Whether a residual may add the shortcut into its body's output in place, as
-    torchvision's blocks do (``out += identity``): only when that output is a tensor
-    the body made and autograd did not save, else backward would see it changed.
-
-    >>> import netdsl
-    >>> net = netdsl.compile("network n() { input [3, 8, 8]\\n residual { conv2d(3, 1)\\n relu } }")
-    >>> _add_in_place(net.body[0].body), _add_in_place(net.body[0].body[:1])
-    (False, True)
-    """
-    return _output_free(body) is True
-
-
 class DeviceError(ValueError):
     """A device a model cannot be built on here; the message names the accepted ones."""
 
@@ -171,46 +139,14 @@ def target_device(device=None) -> torch.device:
     return dev
 
 
-def _pure(nodes) -> bool:
-    """Whether a body is a plain sequence of modules, each called once: an nn.Sequential."""
-    return all(isinstance(n, ir.Scope) or (isinstance(n, ir.Layer) and not n.reuse and not n.functional
-                                           and not LAYERS[n.kind].bare_parameter)
-               for n in nodes) and not _has_flow(nodes)
+class _Lowering(Visitor):
+    """Makes the module tree of a checked network: each layer's module (on the meta
+    device), each block's and group's class with the forward the writer gives, and
+    each module registered under its name in the order of its statements. A
+    combinator owns no module: its bodies' modules belong to the enclosing block."""
 
+    through = frozenset({"residual", "concat", "dense", "gate", "side", "split"})
 
-_has_flow = ir.has_flow
-
-
-def _fuse(steps: list, out) -> list:
-    """Join a one-input step into the one before it when nothing else reads what that one
-    made, so a plain run of layers between names is one Chain; then say after which step
-    each slot is read for the last time."""
-    reads: dict[int, int] = {}
-    for _, src, _ in steps:
-        for i in src:
-            reads[i] = reads.get(i, 0) + 1
-    outs = out if isinstance(out, tuple) else (out,)
-    for i in outs:
-        reads[i] = reads.get(i, 0) + 1
-    fused: list = []
-    for fn, src, dst in steps:
-        if (fused and len(src) == 1 and src[0] == fused[-1][2] and reads[src[0]] == 1
-                and len(fused[-1][1]) == 1):
-            prev = fused[-1][0]
-            chain = list(prev.steps) if isinstance(prev, Chain) else [prev]
-            fused[-1] = [Chain(chain + [fn]), fused[-1][1], dst]
-        else:
-            fused.append([fn, src, dst])
-    last: dict[int, int] = {}
-    for k, (_, src, _) in enumerate(fused):
-        for i in src:
-            last[i] = k
-    keep = set(outs)
-    return [(fn, tuple(src), dst, tuple(sorted(i for i in set(src) if last[i] == k and i not in keep)))
-            for k, (fn, src, dst) in enumerate(fused)]
-
-
-class _Lowering:
     def __init__(self, device):
         self.device = target_device(device)
         self.init = self.device.type != "meta"
@@ -220,9 +156,7 @@ class _Lowering:
         # Bare parameters (`scale`), with their owner module and IR node.
         self.bare: list[tuple[nn.Module, ir.Layer]] = []
 
-    def module(self, node) -> nn.Module:
-        if isinstance(node, ir.Scope):
-            return self.scope(node)
+    def leaf(self, node: ir.Layer) -> nn.Module:
         # Made on meta: a constructor on a real device would run the module's own
         # initialisation, which a declared `init` then overwrites (twice the work).
         m = _leaf(node, "meta")
@@ -230,96 +164,65 @@ class _Lowering:
             self.stateful.append((m, node))
         return m
 
-    def block_class(self, node: ir.Scope, pure: bool) -> type:
-        if node.cls is None:
-            return nn.Sequential if pure else Group
-        return spec_class(SequentialBlock if pure else Block, node.cls, "netdsl.blocks",
-                          f"Block `{node.block}` of a netdsl spec.")
-
-    def scope(self, node: ir.Scope) -> nn.Module:
-        pure = _pure(node.body)
-        m = self.block_class(node, pure)()
-        if pure:
-            for child in node.body:
-                m.add_module(child.name, self.module(child))
-        else:
-            _set_plan(m, self.plan(node.body, m))
-        return m
-
-    def graph(self, nodes, owner: nn.Module, inputs: tuple[str, ...] = (), result=None) -> GraphOp:
-        """The plan of a body wired by name: slots for the inputs and each step's result."""
-        names = {name: i for i, name in enumerate(inputs)}
-        size = max(1, len(inputs))
-        cur = 0
-        steps: list = []
-
-        def emit(nodes, owner):
-            nonlocal cur, size
-            for n in nodes:
-                if isinstance(n, ir.Bind):
-                    names[n.name] = cur
-                    continue
-                if isinstance(n, ir.From):
-                    cur = names[n.name]
-                    continue
-                if isinstance(n, ir.Scope) and n.cls is None and _has_flow(n.body):
-                    m = Container()
-                    owner.add_module(n.name, m)
-                    emit(n.body, m)
-                    continue
-                if isinstance(n, ir.Merge):
-                    fn, src = (add_op if n.op == "add" else cat_op), tuple(names[s] for s in n.sources)
-                else:
-                    fn, src = self.step(n, owner), (cur,)
-                steps.append([fn, src, size])
-                cur, size = size, size + 1
-
-        emit(nodes, owner)
-        out = cur if result is None else tuple(names[s] for s in result.sources)
-        return GraphOp(_fuse(steps, out), size, out)
-
-    def plan(self, nodes, owner: nn.Module):
-        if _has_flow(nodes):
-            return self.graph(nodes, owner)
-        steps = [self.step(n, owner) for n in nodes]
-        if not steps:
-            return _identity
-        return steps[0] if len(steps) == 1 else Chain(steps)
-
-    def step(self, node, owner: nn.Module):
-        if isinstance(node, ir.Layer) and node.reuse:
-            return owner._modules[node.name]  # the module its label made, called again
-        if isinstance(node, ir.Layer) and node.functional:
-            return FunctionOp.of(node)
-        if isinstance(node, ir.Layer) and LAYERS[node.kind].bare_parameter:
+    def visit_layer(self, node: ir.Layer, owner: nn.Module) -> None:
+        if node.reuse or node.functional:
+            return  # the module its label made, or a torch function: nothing to register
+        if LAYERS[node.kind].bare_parameter:
             owner.register_parameter(node.name, _leaf(node, "meta"))
             self.bare.append((owner, node))
-            return ScaleOp(owner, node.name)
-        if isinstance(node, (ir.Layer, ir.Scope)):
-            m = self.module(node)
-            owner.add_module(node.name, m)
+            return
+        owner.add_module(node.name, self.leaf(node))
+
+    def visit_scope(self, node: ir.Scope, owner: nn.Module) -> None:
+        if forward.is_container(node):
+            c = Container()
+            owner.add_module(node.name, c)
+            for n in node.body:
+                self.visit(n, c)
+            return
+        owner.add_module(node.name, self.scope(node))
+
+    def visit_bind(self, node, owner) -> None:
+        pass  # names a result; no module
+
+    visit_from = visit_merge = visit_bind
+
+    def scope(self, node: ir.Scope) -> nn.Module:
+        """The module of a block instance or labelled group."""
+        doc = None if node.block is None else f"Block `{node.block}` of a netdsl spec."
+        if forward.is_sequential(node.body):
+            m = nn.Sequential() if node.cls is None else \
+                spec_class(SequentialBlock, node.cls, "netdsl.blocks", doc)()
+            for child in node.body:
+                m.add_module(child.name, self.scope(child) if isinstance(child, ir.Scope) else self.leaf(child))
             return m
-        if isinstance(node, ir.Residual):
-            body = self.plan(node.body, owner)
-            shortcut = None if node.shortcut is None else self.plan(node.shortcut, owner)
-            return ResidualOp(body, shortcut, inplace=_add_in_place(node.body))
-        if isinstance(node, ir.Concat):
-            return ConcatOp(self.plan(b, owner) for b in node.branches)
-        if isinstance(node, ir.Dense):
-            return DenseOp(self.plan(layer, owner) for layer in node.layers)
-        if isinstance(node, ir.Gate):
-            return GateOp(self.plan(node.body, owner))
-        if isinstance(node, ir.Side):
-            return SideOp(node.name, self.plan(node.body, owner))
-        if isinstance(node, ir.Split):
-            return SplitOp(node.sizes, (self.plan(p, owner) for p in node.parts))
-        raise AssertionError(type(node))
+        source = forward.write(node.body).text()
+        cls = spec_class(Group, "Group", "netdsl.groups", None, source) if node.cls is None else \
+            spec_class(Block, node.cls, "netdsl.blocks", doc, source)
+        m = cls()
+        for n in node.body:
+            self.visit(n, m)
+        return m
 
-
-def _set_plan(module: nn.Module, plan) -> None:
-    # A plan may itself be a child module (a one-step body); plain attribute
-    # assignment would register it a second time, under the name `_plan`.
-    object.__setattr__(module, "_plan", plan)
+    def network(self, net: ir.Network) -> Network:
+        """The root module: the network's class, with its forward, and its modules."""
+        fwd = forward.write(net.body, net)
+        outputs = None
+        if net.outputs:  # side outputs: a named tuple in training
+            outputs = (net.sides_type or f"{net.cls}Outputs", net.sides_order or ("logits",) + tuple(net.outputs))
+        elif net.result is not None and net.result.form == "namedtuple":
+            outputs = (f"{net.cls}Outputs", tuple(net.result.keys))
+        source = fwd.text(outputs_variable(outputs[0]) if outputs else None)
+        cls = spec_class(Network, net.cls, "netdsl.networks", f"Network `{net.name}` of a netdsl spec.",
+                         source, outputs)
+        root = cls()
+        root.spec_name = net.name
+        root.input_shape = tuple(net.input_shape)
+        root.input_shapes = tuple(tuple(i.shape) for i in net.inputs)
+        root.input_names = fwd.params if net.inputs else ()
+        for n in net.body:
+            self.visit(n, root)
+        return root
 
 
 def _allocate(root: nn.Module, device) -> None:
@@ -358,27 +261,7 @@ def lower(net: ir.Network, device=None) -> nn.Module:
     (torch.Size([4, 3, 3, 3]), 'meta')
     """
     low = _Lowering(device)
-    inputs = tuple(i.name for i in net.inputs)
-    root = network_class(net.cls, f"Network `{net.name}` of a netdsl spec.", inputs)()
-    root.spec_name = net.name
-    root.input_shape = tuple(net.input_shape)
-    root._ndim = len(net.input_shape) + 1
-    if net.inputs or net.result is not None or _has_flow(net.body):
-        root._input_shapes = tuple(tuple(i.shape) for i in net.inputs)
-        _set_plan(root, low.graph(net.body, root, inputs, net.result))
-        if net.result is not None:
-            root._result = OutputMaker(net.cls, net.result.form, net.result.keys)
-        steps = []
-    else:
-        steps = [low.step(n, root) for n in net.body]
-        _set_plan(root, steps[0] if len(steps) == 1 else (Chain(steps) if steps else _identity))
-    root._steps = tuple(steps)
-    if net.outputs:
-        root._sides = True
-        fields = net.sides_order or ("logits",) + tuple(net.outputs)
-        root._outputs = named_outputs(net.sides_type or f"{net.cls}Outputs", fields)
-        made = ("logits",) + tuple(net.outputs)  # the order the forward computes them in
-        root._sides_order = tuple(made.index(f) for f in fields)
+    root = low.network(net)
     if low.init:
         # Storage is allocated once, on the target device; nothing is made on the CPU first.
         _allocate(root, low.device)

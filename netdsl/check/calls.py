@@ -19,13 +19,8 @@ from .flows import NameScope
 from ..layers import LAYERS
 from .values import POISON, BlockRef, LayerRef
 
-# Layer kinds `apply` can call, and the torch function each one calls, which also
-# names its node in an FX graph (`torch.flatten` → `flatten`).
-FUNCTIONS: dict[str, str] = {
-    "relu": "relu", "relu6": "relu6", "silu": "silu", "hardswish": "hardswish",
-    "sigmoid": "sigmoid", "tanh": "tanh", "gelu": "gelu", "maxpool2d": "max_pool2d",
-    "avgpool2d": "avg_pool2d", "adaptive_avgpool2d": "adaptive_avg_pool2d", "flatten": "flatten",
-}
+# Layer kinds `apply` can call: those whose catalogue entry names a torch function.
+FUNCTIONS: frozenset[str] = frozenset(k for k, v in LAYERS.items() if v.function)
 
 
 class CallChecks:

@@ -5,8 +5,10 @@ name that is already an attribute of its parent (``training``, ``forward``,
 ``_modules``, ...). The parent is a network, a block, a labelled group or an
 ``nn.Sequential``; the checker refuses these names for every label (E0112), so
 that checking never imports torch. The set is the union of ``dir()`` of
-``nn.Module``, ``nn.Sequential`` and instances of netdsl.backend.runtime' ``Network``,
-``Block`` and ``Group`` (which include what lowering sets on them);
+``nn.Module``, ``nn.Sequential`` and instances of netdsl.backend.runtime's ``Network``,
+``Block`` and ``Group`` (which include what lowering sets on them), and keeps the
+attributes of netdsl 0.1.0's classes (``netdsl.backend.legacy``: ``_plan``, ``_steps``)
+so that a spec that built then still builds the same;
 ``tests/test_reserved.py`` checks it against the installed torch, so they do
 not drift apart. Regenerate it with::
 
@@ -31,7 +33,7 @@ RESERVED: frozenset[str] = frozenset({
     '_apply', '_backward_hooks', '_backward_pre_hooks', '_buffers', '_call_impl',
     '_compiled_call_impl', '_forward_hooks', '_forward_hooks_always_called',
     '_forward_hooks_with_kwargs', '_forward_pre_hooks', '_forward_pre_hooks_with_kwargs',
-    '_forward_many', '_input_names', '_input_shapes', '_result',
+    '_forward_many', '_input_names', '_input_shapes', '_result', '_recipe', '_expected',
     '_forward_with_sides', '_get_backward_hooks', '_get_backward_pre_hooks', '_get_item_by_idx',
     '_get_name', '_input_problem', '_is_full_backward_hook', '_load_from_state_dict',
     '_load_state_dict_post_hooks', '_load_state_dict_pre_hooks',
@@ -44,7 +46,7 @@ RESERVED: frozenset[str] = frozenset({
     'T_destination', 'add_module', 'append', 'apply', 'bfloat16', 'buffers', 'call_super_init',
     'children', 'compile', 'cpu', 'cuda', 'double', 'dump_patches', 'eval', 'extend',
     'extra_repr', 'float', 'forward', 'get_buffer', 'get_extra_state', 'get_parameter',
-    'get_submodule', 'half', 'input_shape', 'insert', 'ipu', 'load_state_dict', 'modules',
+    'get_submodule', 'half', 'input_names', 'input_shape', 'input_shapes', 'insert', 'ipu', 'load_state_dict', 'modules',
     'mtia', 'named_buffers', 'named_children', 'named_modules', 'named_parameters',
     'parameters', 'pop', 'register_backward_hook', 'register_buffer', 'register_forward_hook',
     'register_forward_pre_hook', 'register_full_backward_hook',

@@ -13,7 +13,7 @@ batch dimension. The IR round-trips through JSON::
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field
 
@@ -37,6 +37,7 @@ class Scope(Node):
     """
 
     kind: Literal["scope"] = "scope"
+    body_fields: ClassVar[tuple[str, ...]] = ("body",)
     name: str
     cls: str | None = None
     block: str | None = None
@@ -49,6 +50,7 @@ class Residual(Node):
     """``body(x) + shortcut(x)``; ``shortcut`` None is the identity."""
 
     kind: Literal["residual"] = "residual"
+    body_fields: ClassVar[tuple[str, ...]] = ("body", "shortcut")
     body: tuple["AnyNode", ...]
     shortcut: tuple["AnyNode", ...] | None = None
     in_shape: Shape
@@ -59,6 +61,7 @@ class Concat(Node):
     """Parallel branches over one input, concatenated along channels."""
 
     kind: Literal["concat"] = "concat"
+    body_fields: ClassVar[tuple[str, ...]] = ("branches",)
     branches: tuple[tuple["AnyNode", ...], ...]
     in_shape: Shape
     out_shape: Shape
@@ -68,6 +71,7 @@ class Dense(Node):
     """Dense connectivity: layer k sees cat(input, out_1..out_{k-1}); returns cat of all."""
 
     kind: Literal["dense"] = "dense"
+    body_fields: ClassVar[tuple[str, ...]] = ("layers",)
     layers: tuple[tuple["AnyNode", ...], ...]
     in_shape: Shape
     out_shape: Shape
@@ -77,6 +81,7 @@ class Gate(Node):
     """``x * body(x)``, body broadcasting over the input (squeeze-and-excitation)."""
 
     kind: Literal["gate"] = "gate"
+    body_fields: ClassVar[tuple[str, ...]] = ("body",)
     body: tuple["AnyNode", ...]
     in_shape: Shape
     out_shape: Shape
@@ -86,6 +91,7 @@ class Side(Node):
     """A head on an inner point whose result is returned beside the main output in training."""
 
     kind: Literal["side"] = "side"
+    body_fields: ClassVar[tuple[str, ...]] = ("body",)
     name: str
     body: tuple["AnyNode", ...]
     in_shape: Shape
@@ -126,6 +132,7 @@ class Split(Node):
     results are concatenated along channels."""
 
     kind: Literal["split"] = "split"
+    body_fields: ClassVar[tuple[str, ...]] = ("parts",)
     sizes: tuple[PosInt, ...]
     parts: tuple[tuple["AnyNode", ...], ...]
     in_shape: Shape
@@ -172,6 +179,7 @@ class Network(Node):
     """A whole checked network: the root of the IR."""
 
     kind: Literal["network"] = "network"
+    body_fields: ClassVar[tuple[str, ...]] = ("body",)
     name: str
     cls: str
     params: dict[str, Any] = {}
@@ -193,22 +201,9 @@ for _model in (Scope, Residual, Concat, Dense, Gate, Side, Split, Network):
     _model.model_rebuild()
 
 
-def bodies(node: Node) -> list[tuple]:
-    """The bodies inside a combinator, read from its fields (a tuple of nodes is one
-    body, a tuple of such tuples several), so that a pass that only needs to look
-    through combinators works for every one, those added later included.
+from .walk import Visitor, bodies, kind_of, walk  # noqa: E402
 
-    >>> r = Residual(body=(Identity(name="a", in_shape=(1,), out_shape=(1,)),),
-    ...              in_shape=(1,), out_shape=(1,))
-    >>> [[n.name for n in b] for b in bodies(r)]
-    [['a']]
-    """
-    out = []
-    for name in type(node).model_fields:
-        value = getattr(node, name)
-        if isinstance(value, tuple) and value:
-            if all(isinstance(v, Node) for v in value):
-                out.append(value)
-            elif all(isinstance(v, tuple) for v in value):
-                out.extend(v for v in value if all(isinstance(x, Node) for x in v))
-    return out
+#: The constructs: every node kind that is not a layer (layers are one case for
+#: every consumer of the IR, since what differs between them is in the catalogue).
+CONSTRUCTS: tuple[type[Node], ...] = (Scope, Residual, Concat, Dense, Gate, Side, Bind, From, Merge,
+                                      Split)

@@ -9,16 +9,17 @@ from .base import Arg, Kind, Layer, LayerError, PosInt, _bool, _float, _int, _st
 
 _INPLACE = Arg("inplace", _bool, False, "overwrite the input tensor")
 
-# kind → (torch class, takes `inplace`, autograd reads its output)
+# kind → (torch class, takes `inplace`, autograd reads its output, the function `apply`
+# calls, oneDNN's post-op when fused after a convolution)
 _SIMPLE = {
-    "relu": ("ReLU", True, True),
-    "relu6": ("ReLU6", True, False),
-    "silu": ("SiLU", True, False),
-    "hardswish": ("Hardswish", True, False),
-    "hardsigmoid": ("Hardsigmoid", True, False),
-    "mish": ("Mish", True, False),
-    "sigmoid": ("Sigmoid", False, True),
-    "tanh": ("Tanh", False, True),
+    "relu": ("ReLU", True, True, "F.relu", ("relu", [])),
+    "relu6": ("ReLU6", True, False, "F.relu6", ("hardtanh", [0.0, 6.0])),
+    "silu": ("SiLU", True, False, "F.silu", None),
+    "hardswish": ("Hardswish", True, False, "F.hardswish", ("hardswish", [])),
+    "hardsigmoid": ("Hardsigmoid", True, False, "", ("hardsigmoid", [])),
+    "mish": ("Mish", True, False, "", None),
+    "sigmoid": ("Sigmoid", False, True, "torch.sigmoid", None),
+    "tanh": ("Tanh", False, True, "torch.tanh", None),
 }
 
 
@@ -32,14 +33,24 @@ class SimpleActivation(Kind):
 
     node = Activation
 
-    def __init__(self, name: str, cls: str, inplace: bool, saves_output: bool):
+    def __init__(self, name: str, cls: str, inplace: bool, saves_output: bool, function: str,
+                 post_op: tuple[str, list[float]] | None):
         self.name, self.torch_class = name, f"torch.nn.{cls}"
         self.doc = cls
         self.args = (_INPLACE,) if inplace else ()
+        self.inplace_arg = inplace
         self.saves_output = saves_output
+        self.function = function
+        self._post_op = post_op
 
     def torch_kwargs(self, n):
         return {"inplace": n.inplace} if self.args else {}
+
+    def function_args(self, n):
+        return [("inplace", True)] if self.args and n.inplace else []
+
+    def post_op(self, kwargs):
+        return self._post_op
 
 
 class GELU(Layer):
@@ -53,10 +64,14 @@ class GELUKind(Kind):
     node = GELU
     doc = "GELU (torch.nn.GELU); `approximate = \"tanh\"` for the tanh approximation"
     torch_class = "torch.nn.GELU"
+    function = "F.gelu"
     args = (Arg("approximate", _str(("none", "tanh")), "none", '"none" or "tanh"'),)
 
     def torch_kwargs(self, n):
         return {"approximate": n.approximate}
+
+    def function_args(self, n):
+        return [] if n.approximate == "none" else [("approximate", n.approximate)]
 
 
 class LeakyReLU(Layer):
@@ -72,9 +87,16 @@ class LeakyReLUKind(Kind):
     doc = "LeakyReLU (torch.nn.LeakyReLU)"
     torch_class = "torch.nn.LeakyReLU"
     args = (Arg("negative_slope", _float, 0.01, "slope for negative inputs"), _INPLACE)
+    inplace_arg = True
     # In place, its backward reads its output; the flag cannot depend on arguments, and a
     # needless refusal costs less than a broken backward.
     saves_output = True
+
+    def post_op(self, kwargs):
+        return ("leaky_relu", [float(kwargs["negative_slope"])])
+
+    def post_kwargs(self, module):
+        return {"negative_slope": 0.01 if module is None else float(module.negative_slope)}
 
     def check(self, values):
         if values["inplace"] and values["negative_slope"] < 0:
@@ -99,6 +121,7 @@ class ELUKind(Kind):
     doc = "ELU (torch.nn.ELU)"
     torch_class = "torch.nn.ELU"
     args = (Arg("alpha", _float, 1.0, "value for large negative inputs is -alpha"), _INPLACE)
+    inplace_arg = True
     saves_output = True  # as leaky_relu's
 
     def check(self, values):

@@ -12,7 +12,7 @@ import functools
 import importlib
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Callable, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,10 @@ Prob = Annotated[float, Field(ge=0.0, le=1.0)]
 
 class Node(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The fields that hold this node's bodies (a tuple of nodes, or a tuple of such
+    # tuples), in the order their modules are registered: :func:`netdsl.ir.walk.bodies`.
+    body_fields: ClassVar[tuple[str, ...]] = ()
 
     span: Span | None = None
 
@@ -198,6 +202,12 @@ class Kind:
     output_not_saved: bool = False
     # Its tensor is a bare parameter of the enclosing module, not a submodule.
     bare_parameter: bool = False
+    # `apply KIND`: the torch function the layer is called as (``F.relu``,
+    # ``torch.flatten``), whose last name also names its node in an FX graph; empty
+    # where it cannot be applied (it has parameters or state).
+    function: str = ""
+    # Whether its ``inplace`` argument may overwrite its input (the in-place checks).
+    inplace_arg: bool = False
     # A typical use and an input it checks on: the generic tests build and run it.
     example: str = ""
     example_input: tuple[int, ...] = (2, 6, 6)
@@ -264,6 +274,25 @@ class Kind:
         m = _without_reset(cls)(**desc.kwargs, device=device)
         m.__class__ = cls  # the very class torch's own constructor gives
         return m
+
+    def function_args(self, node) -> list[tuple[str | None, Any]]:
+        """The arguments after the input of the call ``apply`` makes, as (keyword or
+        None for a positional one, value), each left out where it is the function's
+        default. Values are as the IR holds them (pairs as tuples)."""
+        return []
+
+    def post_op(self, kwargs: dict[str, Any]) -> tuple[str, list[float]] | None:
+        """Fusion (``fuse=True``): this activation, with the keyword arguments
+        ``kwargs`` of ``torch.nn.functional.<name>``, as oneDNN's post-op of the
+        convolution before it: ``(algorithm, scalars)``. None where it is not folded:
+        only the piecewise-linear ones are, since for the others the post-op measured
+        no faster (docs/benchmarks.md)."""
+        return None
+
+    def post_kwargs(self, module) -> dict[str, Any]:
+        """The keyword arguments of ``torch.nn.functional.<name>`` that ``module`` (or,
+        for None, the function ``apply`` calls) applies, for :meth:`post_op`."""
+        return {}
 
     def default_init(self, module, pname: str, tensor) -> bool:
         """Initialise one parameter as the module's ``reset_parameters`` does, leaving

@@ -19,6 +19,15 @@ _COMMON = (
 class _Window(Kind):
     output_not_saved = True
 
+    def function_args(self, n):
+        out: list = [(None, n.kernel_size)]
+        if n.stride != n.kernel_size:
+            out.append(("stride", n.stride))
+        for k, default in self._optional:
+            if getattr(n, k) != default:
+                out.append((k, getattr(n, k)))
+        return out
+
     def infer(self, values, shape):
         shapes.need_image(self.name, shape)
         stride = values["stride"] or values["kernel_size"]
@@ -41,6 +50,8 @@ class MaxPool2dKind(_Window):
     node = MaxPool2d
     doc = "2-D max pooling (torch.nn.MaxPool2d)"
     torch_class = "torch.nn.MaxPool2d"
+    function = "F.max_pool2d"
+    _optional = (("padding", (0, 0)), ("dilation", (1, 1)), ("ceil_mode", False))
     args = _COMMON + (
         Arg("dilation", _pair, 1, "window dilation", min=1),
         Arg("ceil_mode", _bool, False, "round the output size up"),
@@ -66,6 +77,8 @@ class AvgPool2dKind(_Window):
     node = AvgPool2d
     doc = "2-D average pooling (torch.nn.AvgPool2d)"
     torch_class = "torch.nn.AvgPool2d"
+    function = "F.avg_pool2d"
+    _optional = (("padding", (0, 0)), ("ceil_mode", False), ("count_include_pad", True))
     args = _COMMON + (
         Arg("ceil_mode", _bool, False, "round the output size up"),
         Arg("count_include_pad", _bool, True, "count padding zeros in the average"),
@@ -87,8 +100,12 @@ class AdaptiveAvgPool2dKind(Kind):
     node = AdaptiveAvgPool2d
     doc = "adaptive average pooling to a fixed size (torch.nn.AdaptiveAvgPool2d)"
     torch_class = "torch.nn.AdaptiveAvgPool2d"
+    function = "F.adaptive_avg_pool2d"
     args = (Arg("output_size", _pair, doc="int or [h, w]", min=1),)
     counted = output_not_saved = True
+
+    def function_args(self, n):
+        return [(None, n.output_size)]
 
     def infer(self, values, shape):
         shapes.need_image(self.name, shape)
@@ -112,6 +129,7 @@ class AdaptiveMaxPool2dKind(AdaptiveAvgPool2dKind):
     node = AdaptiveMaxPool2d
     doc = "adaptive max pooling to a fixed size (torch.nn.AdaptiveMaxPool2d)"
     torch_class = "torch.nn.AdaptiveMaxPool2d"
+    function = ""
     counted = False
 
     def macs(self, n):

@@ -22,6 +22,7 @@ class DropoutKind(Kind):
         Arg("p", _float, 0.5, "probability of zeroing an element", unit=True),
         Arg("inplace", _bool, False, "overwrite the input tensor"),
     )
+    inplace_arg = True
     pass_through = True  # in training, a product nothing keeps
 
     def torch_kwargs(self, n):

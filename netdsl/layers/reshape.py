@@ -19,10 +19,14 @@ class FlattenKind(Kind):
     node = Flatten
     doc = "flatten [C, H, W] to [C*H*W] (torch.nn.Flatten)"
     torch_class = "torch.nn.Flatten"
+    function = "torch.flatten"
     pass_through = True
 
     def infer(self, values, shape):
         return {}, (math.prod(shape),)
+
+    def function_args(self, n):
+        return [(None, 1)]  # the batch dimension stays
 
 
 class Identity(Layer):
