@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .syntax import ast
 from . import ir
+from .ir.walk import children, json_step
 from .diagnostics import Diagnostic, NetdslError
 from .check.checker import Checker, given
 from .limits import Limits
@@ -240,20 +241,6 @@ def _gc_paused():
             gc.enable()
 
 
-def _children(node) -> tuple:
-    if isinstance(node, (ir.Scope, ir.Gate, ir.Side)):
-        return node.body
-    if isinstance(node, ir.Residual):
-        return node.body + (node.shortcut or ())
-    if isinstance(node, ir.Concat):
-        return tuple(n for branch in node.branches for n in branch)
-    if isinstance(node, ir.Dense):
-        return tuple(n for layer in node.layers for n in layer)
-    if isinstance(node, ir.Split):
-        return tuple(n for part in node.parts for n in part)
-    return ()
-
-
 #: How deep pydantic reads JSON: the checked IR must round-trip through it
 #: (``--emit-ir``, ``ir.Network.model_validate_json``).
 _JSON_DEPTH = 200
@@ -305,8 +292,8 @@ def _check_module_depth(net: ir.Network, limits: Limits, sources) -> None:
     todo = [(node, 1, 3) for node in net.body]
     while todo:
         node, depth, level = todo.pop()
-        children = _children(node)
-        if children and depth > limits.max_nesting:
+        kids = children(node)
+        if kids and depth > limits.max_nesting:
             raise NetdslError([Diagnostic(
                 "E0402", f"modules nested more than {limits.max_nesting} deep", node.span,
                 "too deep here", "blocks inside blocks nest their groups and combinators again; "
@@ -320,8 +307,8 @@ def _check_module_depth(net: ir.Network, limits: Limits, sources) -> None:
                 "the IR is JSON, which is read at most 200 levels deep: about 98 levels of groups, "
                 "blocks and residuals, or 65 of concat and dense; flatten the spec"
                 ).with_notes(f"inside {depth - 1} nested modules")], sources)
-        step = 3 if isinstance(node, (ir.Concat, ir.Dense)) else 2
-        todo.extend((child, depth + 1, level + step) for child in children)
+        step = json_step(node)
+        todo.extend((child, depth + 1, level + step) for child in kids)
 
 
 def _check_params(net: ir.Network, limits: Limits, sources) -> None:

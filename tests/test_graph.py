@@ -158,17 +158,15 @@ def test_a_side_output_branches_off_and_the_main_flow_goes_on():
     assert out.role == "output" and out.shape == (1000,)
 
 
-def test_a_construct_without_a_function_of_its_own_is_still_drawn():
+def test_a_construct_without_a_rule_is_refused_not_drawn_as_a_guess(monkeypatch):
+    # tests/ir/test_walk.py holds every construct against the table; here, that a missing
+    # entry is an error naming the construct, not a box of a made-up shape.
     from netdsl.analysis import graph
 
-    net = NETS["resnet34"]
-    saved = graph.CONSTRUCTS.pop("residual")
-    try:
-        d = diagram(net, depth=3)
-    finally:
-        graph.CONSTRUCTS["residual"] = saved
-    _check_graph(d, net)
-    assert sum(n.type == "residual" for n in d.nodes) == 16
+    monkeypatch.delitem(graph.CONSTRUCTS, "residual")
+    assert not graph.handles("residual")
+    with pytest.raises(KeyError, match="residual"):
+        diagram(NETS["resnet34"], depth=3)
 
 
 # ---------------------------------------------------------------- escaping

@@ -15,6 +15,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from .. import ir
+from ..ir.walk import Visitor, bodies, json_step
 from ..layers import LAYERS
 
 
@@ -146,27 +147,47 @@ def tensor_bytes(node) -> int:
     return ELEMENT_BYTES * math.prod(node.out_shape)
 
 
+class _Tensors(Visitor):
+    """(name, node) for every layer and combinator of a body, side heads included: the
+    tensors a forward makes, named as the table names their module."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, object]] = []
+
+    def visit_layer(self, node, prefix: str) -> None:
+        self.found.append((prefix + node.name, node))
+
+    def visit_scope(self, node, prefix: str) -> None:
+        for n in node.body:
+            self.visit(n, f"{prefix}{node.name}.")
+
+    def visit_bind(self, node, prefix: str) -> None:
+        pass  # a name for a tensor that exists already
+
+    visit_from = visit_bind
+
+    def visit_merge(self, node, prefix: str) -> None:
+        where = prefix.rstrip(".")
+        self.found.append(((f"{node.op} in {where}" if where else node.op), node))
+
+    def visit_side(self, node, prefix: str) -> None:
+        self.generic_visit(node, prefix)  # its head's tensors; it makes none of its own
+
+    def combinator(self, node, prefix: str) -> None:
+        where = prefix.rstrip(".")
+        kind = type(node).__name__.lower()
+        self.found.append(((f"{kind} in {where}" if where else kind), node))
+        self.generic_visit(node, prefix)
+
+    visit_residual = visit_concat = visit_dense = visit_gate = visit_split = combinator
+
+
 def _tensors(nodes, prefix: str):
     """(name, node) for every layer and combinator of a body, side heads included."""
-    for node in nodes:
-        if isinstance(node, ir.Scope):
-            yield from _tensors(node.body, f"{prefix}{node.name}.")
-            continue
-        if isinstance(node, ir.Layer):
-            yield prefix + node.name, node
-            continue
-        if isinstance(node, (ir.Bind, ir.From)):
-            continue  # a name for a tensor that exists already
-        where = prefix.rstrip(".")
-        kind = type(node).__name__.lower() if not isinstance(node, ir.Merge) else node.op
-        if not isinstance(node, ir.Side):
-            yield (f"{kind} in {where}" if where else kind), node
-        parts = {ir.Residual: lambda n: (n.body, n.shortcut or ()), ir.Concat: lambda n: n.branches,
-                 ir.Dense: lambda n: n.layers, ir.Gate: lambda n: (n.body,),
-                 ir.Side: lambda n: (n.body,), ir.Split: lambda n: n.parts,
-                 ir.Merge: lambda n: ()}[type(node)](node)
-        for part in parts:
-            yield from _tensors(part, prefix)
+    t = _Tensors()
+    for n in nodes:
+        t.visit(n, prefix)
+    return t.found
 
 
 def activations(net: ir.Network) -> tuple[int, int, str, object]:
@@ -198,26 +219,32 @@ def activations(net: ir.Network) -> tuple[int, int, str, object]:
     return total, largest, name, where
 
 
+class Modules(Visitor):
+    """The module-producing nodes of a body (layers and scopes), looking through
+    combinators, in the order lowering registers them."""
+
+    through = frozenset({"residual", "concat", "dense", "gate", "side", "split"})
+
+    def __init__(self) -> None:
+        self.found: list = []
+
+    def visit_layer(self, node) -> None:
+        self.found.append(node)
+
+    visit_scope = visit_layer
+
+    def visit_bind(self, node) -> None:
+        pass  # names and merges make no module
+
+    visit_from = visit_merge = visit_bind
+
+
 def _modules(nodes):
     """The module-producing nodes of a body, looking through combinators, in order."""
-    for node in nodes:
-        if isinstance(node, (ir.Layer, ir.Scope)):
-            yield node
-        elif isinstance(node, ir.Residual):
-            yield from _modules(node.body)
-            if node.shortcut is not None:
-                yield from _modules(node.shortcut)
-        elif isinstance(node, ir.Concat):
-            for branch in node.branches:
-                yield from _modules(branch)
-        elif isinstance(node, ir.Dense):
-            for layer in node.layers:
-                yield from _modules(layer)
-        elif isinstance(node, (ir.Gate, ir.Side)):
-            yield from _modules(node.body)
-        elif isinstance(node, ir.Split):
-            for part in node.parts:
-                yield from _modules(part)
+    m = Modules()
+    for n in nodes:
+        m.visit(n)
+    return m.found
 
 
 def _is_module(node) -> bool:
@@ -332,16 +359,26 @@ class Summary:
 
 
 def _parts(node) -> tuple:
-    """The children of a node, as ``api._check_module_depth`` walks them."""
-    if isinstance(node, (ir.Scope, ir.Gate, ir.Side)):
-        return node.body
-    if isinstance(node, ir.Residual):
-        return node.body + (node.shortcut or ())
-    if isinstance(node, (ir.Concat, ir.Dense, ir.Split)):
-        return tuple(n for part in (node.branches if isinstance(node, ir.Concat) else
-                                    node.layers if isinstance(node, ir.Dense) else node.parts)
-                     for n in part)
-    return ()
+    """The children of a node, in order: the nodes of its bodies."""
+    return tuple(n for body in bodies(node) for n in body)
+
+
+class _Own(Visitor):
+    """The bytes of the tensor a node itself makes, for one sample (its children's
+    are theirs): a scope's and a side head's are their bodies'."""
+
+    def visit_layer(self, node) -> int:
+        return tensor_bytes(node)
+
+    visit_merge = visit_residual = visit_concat = visit_dense = visit_gate = visit_split = visit_layer
+
+    def visit_scope(self, node) -> int:
+        return 0
+
+    visit_side = visit_bind = visit_from = visit_scope
+
+
+_OWN = _Own()
 
 
 def _leaf(node) -> Summary:
@@ -390,8 +427,8 @@ def summary(node) -> Summary:
             todo.extend((c, False) for c in parts)
             continue
         kids = [done[id(c)] for c in parts]
-        step = 3 if isinstance(n, (ir.Concat, ir.Dense)) else 2
-        own = 0 if isinstance(n, (ir.Scope, ir.Side)) else tensor_bytes(n)
+        step = json_step(n)
+        own = _OWN.visit(n)
         s = Summary(sum(k.params for k in kids), sum(k.macs for k in kids),
                     sum(k.activation_bytes for k in kids), max([own] + [k.largest for k in kids]),
                     max([0] + [k.depth + 1 for k in kids if k.depth is not None]),

@@ -88,7 +88,15 @@ class Diagram:
 
 Srcs = list[tuple[str, str]]  # (node id, kind of the edge that will leave it)
 Builder = Callable[["_Builder", object, Srcs, str, int], Srcs]
+# How each construct is drawn (layers are one case, `_layer`). A construct with no
+# entry is a bug in netdsl, not a box drawn as a guess: tests/ir/test_walk.py lists
+# every construct against this table.
 CONSTRUCTS: dict[str, Builder] = {}
+
+
+def handles(kind: str) -> bool:
+    """Whether the diagram has a rule for IR nodes of ``kind``."""
+    return kind == "layer" or kind in CONSTRUCTS
 
 
 def construct(kind: str):
@@ -130,7 +138,7 @@ class _Builder:
             if isinstance(item, ir.Layer):
                 srcs = _layer(self, item, srcs, prefix, depth)
             else:
-                srcs = CONSTRUCTS.get(item.kind, _other)(self, item, srcs, prefix, depth)
+                srcs = CONSTRUCTS[item.kind](self, item, srcs, prefix, depth)
         return srcs
 
 
@@ -303,16 +311,6 @@ def _side(g: _Builder, node: ir.Side, srcs: Srcs, prefix: str, depth: int) -> Sr
     out = g.node("output", node.name, "side output", node.out_shape, "side output (training)")
     g.connect(head, out)
     return srcs  # the main flow goes on from where the head branched off
-
-
-def _other(g: _Builder, node, srcs: Srcs, prefix: str, depth: int) -> Srcs:
-    """A construct with no function of its own: its bodies side by side, joined by a
-    node named after its kind."""
-    x = g.single(srcs, getattr(node, "in_shape", ()))
-    outs = [s for body in ir.bodies(node) for s in g.emit(body, [(x, "data")], prefix, depth)]
-    op = g.node("op", "", node.kind, getattr(node, "out_shape", ()))
-    g.connect(outs or [(x, "data")], op)
-    return [(op, "data")]
 
 
 def diagram(net: ir.Network, depth: int | None = None) -> Diagram:

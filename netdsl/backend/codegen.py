@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import ir
+from ..analysis.counts import _modules
 from ..ir.walk import bodies
 from ..layers import LAYERS
 from .forward import is_container
@@ -268,15 +269,9 @@ def _remakes(m, t, args) -> bool:
 
 
 def _modules_in_order(nodes):
-    """The Layer and Scope nodes of a body in the order lowering registers them."""
-    for n in nodes:
-        if isinstance(n, ir.Layer) and (n.reuse or n.functional):
-            continue  # no module of its own: the one its label made, or a torch function
-        if isinstance(n, (ir.Layer, ir.Scope)):
-            yield n
-        else:
-            for body in bodies(n):
-                yield from _modules_in_order(body)
+    """The Layer and Scope nodes of a body in the order lowering registers them, but
+    those that register no module of their own (a reuse, an apply)."""
+    return [n for n in _modules(nodes) if not (isinstance(n, ir.Layer) and (n.reuse or n.functional))]
 
 
 def _combinator_spans(nodes, first: dict) -> None:

@@ -18,6 +18,8 @@ between layer kinds lives in the catalogue (:mod:`netdsl.layers`).
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -45,6 +47,43 @@ def bodies(node: Node) -> list[tuple[Node, ...]]:
         else:
             out.append(value)
     return out
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """The nodes of a node's bodies, in order, as one tuple.
+
+    >>> import netdsl
+    >>> net = netdsl.compile("network n() { input [3, 8, 8]\\n concat { relu\\n sigmoid } }")
+    >>> [n.kind for n in children(net.body[0])]
+    ['relu', 'sigmoid']
+    """
+    return tuple(n for body in bodies(node) for n in body)
+
+
+def json_step(node: Node) -> int:
+    """How many JSON levels a node's children sit below its object: 2 for a body
+    (``{"body": [child``), 3 for several (``{"branches": [[child``).
+
+    >>> from netdsl import ir
+    >>> s = ir.Scope(name="g", body=(), in_shape=(1,), out_shape=(1,))
+    >>> c = ir.Concat(branches=((),), in_shape=(1,), out_shape=(1,))
+    >>> json_step(s), json_step(c)
+    (2, 3)
+    """
+    cls = type(node)
+    return 3 if any(_nested(cls, name) for name in cls.body_fields) else 2
+
+
+def _nested(cls: type, name: str) -> bool:
+    """Whether field ``name`` of ``cls`` holds several bodies (``tuple[tuple[...], ...]``)."""
+    annotation = cls.model_fields[name].annotation
+    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) \
+        else (annotation,)
+    for option in options:
+        if typing.get_origin(option) is tuple:
+            inner = typing.get_args(option)
+            return bool(inner) and typing.get_origin(inner[0]) is tuple
+    return False
 
 
 def walk(nodes: Sequence[Node]) -> Iterator[Node]:

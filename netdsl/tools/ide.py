@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import api, ir
+from ..ir.walk import children
 from ..syntax import ast
 from ..analysis.counts import COUNTED, TYPE_NAMES, analyse, layer_macs, layer_params, scope_type
 from ..diagnostics import Diagnostic, NetdslError
@@ -184,19 +185,7 @@ def _children(node, name: str) -> list[tuple[object, str]]:
         return [(n, _name(n, inner)) for n in node.body]
     # Combinators open no scope: their modules are named in the enclosing one.
     prefix = name.rpartition("(")[0]
-    if isinstance(node, (ir.Gate, ir.Side)):
-        nodes = node.body
-    elif isinstance(node, ir.Residual):
-        nodes = node.body + (node.shortcut or ())
-    elif isinstance(node, ir.Concat):
-        nodes = tuple(n for b in node.branches for n in b)
-    elif isinstance(node, ir.Dense):
-        nodes = tuple(n for b in node.layers for n in b)
-    elif isinstance(node, ir.Split):
-        nodes = tuple(n for p in node.parts for n in p)
-    else:
-        return []
-    return [(n, _name(n, prefix)) for n in nodes]
+    return [(n, _name(n, prefix)) for n in children(node)]
 
 
 def _name(node, prefix: str) -> str:
