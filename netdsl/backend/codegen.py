@@ -81,9 +81,15 @@ class Instance:
     forward: tuple[str, ...] | None
     outputs: tuple[str, ...] = ()
     key: tuple = ()
-    cls: Class | None = None
+    cls: Class | None = None  # set by _Generator.register
     param_values: list = field(default_factory=list)
     init: tuple[str, ...] = ()  # lines after the modules in __init__ (the network's `init` rules)
+
+    @property
+    def of(self) -> Class:
+        """Its class, once registered."""
+        assert self.cls is not None, "an instance is registered before its class is read"
+        return self.cls
 
 
 @dataclass(eq=False)
@@ -311,8 +317,9 @@ class _Generator:
             if isinstance(n, ir.Layer) and LAYERS[n.kind].bare_parameter:
                 # A parameter of the module itself (ConvNeXt's layer_scale), filled as built.
                 self.uses_torch = True
-                made = Call("torch.full", [(None, Hole(tuple(n.shape), "shape", _NO_DEFAULT, n.name)),
-                                           (None, Hole(float(n.value), n.kind, _NO_DEFAULT, n.name))])
+                fill = LAYERS[n.kind].torch(n).kwargs
+                made = Call("torch.full", [(None, Hole(tuple(fill["shape"]), "shape", _NO_DEFAULT, n.name)),
+                                           (None, Hole(float(fill["value"]), n.kind, _NO_DEFAULT, n.name))])
                 out.append((tuple(notes), n.name, Call("nn.Parameter", [(None, made)])))
                 continue
             out.append((tuple(notes), n.name, self.expr(n, owner._modules[n.name])))
@@ -330,7 +337,7 @@ class _Generator:
             return Seq(self.items(node.body, m))
         pure = isinstance(m, nn.Sequential)
         name = type(m).__name__ if node.cls is not None else node.name
-        notes = ()
+        notes: tuple[str, ...] = ()
         if node.block is not None:
             files = [n.span.file for n in _modules_in_order(node.body) if n.span is not None]
             notes = self.comments.of_def(files[0] if files else None, "block", node.block)
@@ -372,9 +379,9 @@ class _Generator:
         elif isinstance(e, Seq):
             yield from self.holes(e.items)
         elif isinstance(e, ClassRef):
-            self.resolve(e.inst.cls)
-            for pname, v in zip(e.inst.cls.params, e.inst.param_values):
-                yield Hole(v, pname, e.inst.cls.defaults.get(pname, _NO_DEFAULT), label)
+            self.resolve(e.inst.of)
+            for pname, v in zip(e.inst.of.params, e.inst.param_values, strict=True):
+                yield Hole(v, pname, e.inst.of.defaults.get(pname, _NO_DEFAULT), label)
 
     def resolve(self, cls: Class) -> None:
         if cls.resolved:
@@ -396,7 +403,7 @@ class _Generator:
                 if hole.default is not _NO_DEFAULT and _literal_or_none(hole.default) is not None:
                     # The layer's own default: a call may leave it out, as torch's would.
                     cls.defaults[vectors[key]] = hole.default
-                for inst, v in zip(cls.instances, column):
+                for inst, v in zip(cls.instances, column, strict=True):
                     inst.param_values.append(v)
             cls.codes.append(vectors[key])
         cls.resolved = True
@@ -491,7 +498,7 @@ def init_lines(net: ir.Network, model) -> tuple[str, ...]:
         counts: dict[tuple, int] = {}
         for _, node, _ in members:
             counts[_scheme_key(node.init)] = counts.get(_scheme_key(node.init), 0) + 1
-        common = max(counts, key=counts.get)
+        common = max(counts, key=lambda k: counts[k])
         if not common:
             continue
         declared = _in_order(next(node.init for _, node, _ in members
@@ -510,10 +517,10 @@ def init_lines(net: ir.Network, model) -> tuple[str, ...]:
                 lines.append(f"        {_init_call(scheme, f'm.{p}')}")
         loop.setdefault(tuple(lines), []).append(_class_ref(cls))
     body = ["for m in self.modules():"] if loop else []
-    for i, (lines, classes) in enumerate(loop.items()):
+    for i, (branch, classes) in enumerate(loop.items()):
         test = classes[0] if len(classes) == 1 else f"({', '.join(classes)})"
         body.append(f"    {'if' if i == 0 else 'elif'} isinstance(m, {test}):")
-        body.extend(lines)
+        body.extend(branch)
     for path, node, m in leaves:
         # What the loop gave this module, against what the spec declares for it.
         got = next((d for c, d, _ in branches if isinstance(m, c)), {})
@@ -559,11 +566,11 @@ class _Writer:
             return f"{e.func}({self.args(e.args, indent)})"
         if isinstance(e, ClassRef):
             parts = []
-            for p in e.inst.cls.params:
+            for p in e.inst.of.params:
                 code = next(self.codes)
                 if code is not None:
                     parts.append(f"{p}={code}")
-            return f"{e.inst.cls.name}({', '.join(parts)})"
+            return f"{e.inst.of.name}({', '.join(parts)})"
         if isinstance(e, Seq):
             return self.seq(e.items, indent, "nn.Sequential(")
         raise AssertionError(type(e))
@@ -644,10 +651,10 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
                     gen.forward(net.body, net), outputs=tuple(net.outputs),
                     init=init_lines(net, model))
     gen.register(root)
-    gen.resolve(root.cls)
+    gen.resolve(root.of)
     names: set = set()
     # The network's class first: it keeps its name when a block has the same one.
-    for cls in [root.cls] + [c for c in gen.order if c is not root.cls]:
+    for cls in [root.of] + [c for c in gen.order if c is not root.of]:
         base, i = cls.instances[0].name, 2
         name = base
         while name in names:
@@ -665,14 +672,14 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
     if outputs_name is not None:
         # The built model's type name where it is a free identifier: outputs compare by it.
         if not is_attribute(outputs_name) or not outputs_name.isascii() or outputs_name in TAKEN:
-            outputs_name = root.cls.name + "Outputs"
+            outputs_name = root.of.name + "Outputs"
         while outputs_name in names or outputs_name in TAKEN:
             outputs_name += "_"
     firsts: dict[str, Class] = {}
     body = []
     for c in gen.order:
         # The network is no form of a block that happens to have its name.
-        first = c if c is root.cls else firsts.setdefault(c.instances[0].name, c)
+        first = c if c is root.of else firsts.setdefault(c.instances[0].name, c)
         body.append(_render_class(c, outputs_name, None if first is c or not c.instances[0].comments
                                   else first))
     text = "\n\n\n".join(body)
@@ -693,7 +700,7 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
         for k, v in net.params.items():
             head.append(f"#   {comment(k)} = {comment(_header_value(v))}")
     head.append("#")
-    head.append(f"# model = {root.cls.name}(); model.load_state_dict(torch.load(\"weights.pt\"))")
+    head.append(f"# model = {root.of.name}(); model.load_state_dict(torch.load(\"weights.pt\"))")
     head.append("# loads the weights of `netdsl build --save weights.pt` with the same settings.")
     spec_head = comments.header(root_file) if spec_label else []
     if spec_head:
@@ -753,8 +760,8 @@ def generate(spec, overrides=None, *, network: str | None = None, input=None, li
             self.add_module('1', nn.ReLU())
     <BLANKLINE>
         def forward(self, x):
-            x = self.conv(x)
-            x = getattr(self, '1')(x)
+            x = self.conv(x)  # <spec>:2
+            x = getattr(self, '1')(x)  # <spec>:3
             return x
     <BLANKLINE>
     """

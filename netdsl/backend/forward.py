@@ -173,7 +173,7 @@ class ForwardWriter(Visitor):
             self.emit(f"{target} = {src}.chunk({len(xs)}, 1)", node.span)
         else:
             self.emit(f"{target} = torch.split({src}, {literal(list(node.sizes))}, 1)", node.span)
-        outs = [self.seq(part, x, x) for part, x in zip(node.parts, xs)]
+        outs = [self.seq(part, x, x) for part, x in zip(node.parts, xs, strict=True)]
         self.emit(f"{dst} = torch.cat([{', '.join(outs)}], 1)", node.span)
         return dst
 
@@ -235,8 +235,8 @@ def write(nodes: Sequence[ir.Node], net: ir.Network | None = None) -> Forward:
         def forward(self, x):
             out = self.c(x)  # <spec>:2
             out += x  # <spec>:2
-            x = getattr(self, '1')(out)  # <spec>:3
-            return x
+            out = getattr(self, '1')(out)  # <spec>:3
+            return out
     """
     w = ForwardWriter()
     params = ["x"]
@@ -249,7 +249,7 @@ def write(nodes: Sequence[ir.Node], net: ir.Network | None = None) -> Forward:
     out = w.seq(nodes, params[0], params[0] if len(params) == 1 else "x")
     returns_outputs = False
     if net is not None and w.s.sides:
-        made = dict(zip(("logits",) + tuple(net.outputs), [out] + w.s.sides))
+        made = dict(zip(("logits",) + tuple(net.outputs), [out] + w.s.sides, strict=True))
         fields = net.sides_order or tuple(made)
         w.emit("if self.training:")
         w.emit(f"    return {{outputs}}({', '.join(made[f] for f in fields)})")
@@ -260,7 +260,7 @@ def write(nodes: Sequence[ir.Node], net: ir.Network | None = None) -> Forward:
     else:
         values = [w.s.names[s] for s in result.sources]
         if result.form == "dict":
-            w.emit("return {" + ", ".join(f"{k!r}: {v}" for k, v in zip(result.keys, values)) + "}")
+            w.emit("return {" + ", ".join(f"{k!r}: {v}" for k, v in zip(result.keys, values, strict=True)) + "}")
         elif result.form == "namedtuple":
             w.emit(f"return {{outputs}}({', '.join(values)})")
             returns_outputs = True

@@ -53,6 +53,7 @@ from __future__ import annotations
 import ast
 import collections
 import textwrap
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -105,7 +106,7 @@ def fuse(model: nn.Module, *, steps: tuple[str, ...] = STEPS) -> nn.Module:
         for m in model.modules():
             if _convertible(m):
                 m.__class__ = FusedConv2d  # in place: every forward calls this very object
-                m._post = None
+                object.__setattr__(m, "_post", None)
     fuser = _Fuser(model, batchnorm="batchnorm" in steps, activation="activation" in steps)
     for owner in list(model.modules()):
         if isinstance(owner, nn.Sequential):
@@ -137,7 +138,7 @@ class FusedConv2d(nn.Conv2d):
     def forward(self, x):
         post = self._post
         if _onednn_applies(x, self.weight):
-            attr, scalars = ("none", []) if post is None else LAYERS[post[0]].post_op(post[1])
+            attr, scalars = ("none", []) if post is None else _post_op(post)
             return torch.ops.mkldnn._convolution_pointwise(
                 x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups,
                 attr, scalars, None)
@@ -147,6 +148,12 @@ class FusedConv2d(nn.Conv2d):
     def extra_repr(self) -> str:
         s = super().extra_repr()
         return s if self._post is None else f"{s}, then {self._post[0]}"
+
+
+def _post_op(post: tuple) -> tuple[str, list[float]]:
+    found = LAYERS[post[0]].post_op(post[1])
+    assert found is not None  # only kinds with a post-op are folded
+    return found
 
 
 def _onednn_applies(x, weight) -> bool:
@@ -168,7 +175,7 @@ _POST = {name: getattr(F, name) for name, kind in LAYERS.items()
          if kind.post_op(kind.post_kwargs(None)) is not None}
 
 
-def _activation_module(m) -> tuple | None:
+def _activation_module(m: nn.Module) -> tuple | None:
     """``(kind, kwargs)`` of a module that is a foldable activation, else None."""
     for name in _POST:
         if type(m) is _torch_class(LAYERS[name].torch_class):
@@ -241,6 +248,7 @@ def _refuse_training(module, args):
 
 @torch.no_grad()
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    assert bn.running_var is not None and bn.running_mean is not None
     scale = torch.rsqrt(bn.running_var + bn.eps)
     if bn.affine:
         scale = scale * bn.weight
@@ -266,7 +274,9 @@ def _forward_source(m: nn.Module) -> str | None:
 
 
 def _parse(m: nn.Module) -> ast.FunctionDef:
-    fn = ast.parse(textwrap.dedent(_forward_source(m))).body[0]
+    source = _forward_source(m)
+    assert source is not None
+    fn = ast.parse(textwrap.dedent(source)).body[0]
     assert isinstance(fn, ast.FunctionDef)
     return fn
 
@@ -280,39 +290,54 @@ def _callee(owner: nn.Module, func: ast.expr) -> nn.Module | None:
         return None if base is None else base._modules.get(func.attr)
     if isinstance(func, ast.Call) and isinstance(func.func, ast.Name) and func.func.id == "getattr" \
             and len(func.args) == 2 and isinstance(func.args[1], ast.Constant):
-        return owner._modules.get(func.args[1].value)
+        return owner._modules.get(str(func.args[1].value))
     if isinstance(func, ast.Call) and isinstance(func.func, ast.Attribute) and \
             func.func.attr == "get_submodule" and isinstance(func.args[0], ast.Constant):
         try:
-            return owner.get_submodule(func.args[0].value)
+            return owner.get_submodule(str(func.args[0].value))
         except AttributeError:
             return None
     return None
 
 
-def _step(stmt: ast.stmt) -> tuple[str, ast.Call, str | None] | None:
-    """``(target, call, argument)`` of a statement ``target = call(argument)``, where
-    the argument is a plain variable (None otherwise), or None for anything else."""
+class _Step(NamedTuple):
+    """A statement ``target = call(arg)`` of a generated forward (``arg`` None where the
+    argument is not one plain variable)."""
+
+    stmt: ast.Assign
+    target: str
+    call: ast.Call
+    arg: str | None
+
+
+def _step(stmt: ast.stmt) -> _Step | None:
     if not (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
             and isinstance(stmt.targets[0], ast.Name) and isinstance(stmt.value, ast.Call)):
         return None
     call = stmt.value
-    arg = call.args[0].id if len(call.args) == 1 and isinstance(call.args[0], ast.Name) else None
-    return stmt.targets[0].id, call, arg
+    first = call.args[0] if len(call.args) == 1 else None
+    return _Step(stmt, stmt.targets[0].id, call, first.id if isinstance(first, ast.Name) else None)
 
 
 def _statements(fn: ast.FunctionDef) -> list[ast.stmt]:
     """Every statement of a function in the order it is written, nested ones included."""
     out: list[ast.stmt] = []
 
-    def visit(body):
+    def visit(body: list[ast.stmt]) -> None:
         for st in body:
             out.append(st)
-            for field in ("body", "orelse"):
-                visit(getattr(st, field, []) or [])
+            if isinstance(st, ast.If):
+                visit(st.body)
+                visit(st.orelse)
 
     visit(fn.body)
     return out
+
+
+def _own_names(st: ast.stmt) -> list[ast.Name]:
+    """The names a statement itself uses: an ``if``'s test, not its body, whose
+    statements come next in :func:`_statements`."""
+    return [n for n in ast.walk(st.test if isinstance(st, ast.If) else st) if isinstance(n, ast.Name)]
 
 
 def _only_reader(fn: ast.FunctionDef, writer: ast.stmt, reader: ast.stmt, var: str) -> bool:
@@ -320,17 +345,11 @@ def _only_reader(fn: ast.FunctionDef, writer: ast.stmt, reader: ast.stmt, var: s
     statement reads ``var`` before it is written again (generated forwards have no
     loops, so the written order is the order they run in)."""
     order = _statements(fn)
-    i = order.index(writer)
-    for st in order[i + 1:]:
-        reads = any(isinstance(n, ast.Name) and n.id == var and isinstance(n.ctx, ast.Load)
-                    for n in ast.walk(st) if not isinstance(st, (ast.If,)) or n is not st)
-        if isinstance(st, ast.If):  # its test only; its body's statements come next in `order`
-            reads = any(isinstance(n, ast.Name) and n.id == var for n in ast.walk(st.test))
-        if reads and st is not reader:
+    for st in order[order.index(writer) + 1:]:
+        names = [n for n in _own_names(st) if n.id == var]
+        if st is not reader and any(isinstance(n.ctx, ast.Load) for n in names):
             return False
-        writes = any(isinstance(n, ast.Name) and n.id == var and isinstance(n.ctx, ast.Store)
-                     for n in ast.walk(st) if not isinstance(st, ast.If))
-        if writes and st is not writer:
+        if any(isinstance(n.ctx, ast.Store) for n in names):
             return True
     return True
 
@@ -341,8 +360,12 @@ class _Source:
     removed or a target renamed, and each line keeps its spec comment."""
 
     def __init__(self, m: nn.Module):
-        self.lines = textwrap.dedent(_forward_source(m)).split("\n")
-        self.fn = ast.parse("\n".join(self.lines)).body[0]
+        source = _forward_source(m)
+        assert source is not None
+        self.lines = textwrap.dedent(source).split("\n")
+        fn = ast.parse("\n".join(self.lines)).body[0]
+        assert isinstance(fn, ast.FunctionDef)
+        self.fn = fn
         self.dropped: set[int] = set()
         self.changed = False
 
@@ -353,6 +376,7 @@ class _Source:
     def retarget(self, stmt: ast.Assign, name: str) -> None:
         line = self.lines[stmt.lineno - 1]
         old = stmt.targets[0]
+        assert isinstance(old, ast.Name) and old.end_col_offset is not None
         self.lines[stmt.lineno - 1] = line[:old.col_offset] + name + line[old.end_col_offset:]
         old.id = name
         self.changed = True
@@ -399,17 +423,24 @@ class _Fuser:
                         if callee is not None:
                             self.uses[id(callee)] += 1
 
-    def _bn_after(self, conv, bn) -> bool:
-        # A convolution or batch norm called from two places is folded nowhere: the
-        # other place needs it as it was.
-        return (self.batchnorm and type(conv) in (nn.Conv2d, FusedConv2d) and self.uses[id(conv)] == 1
-                and getattr(conv, "_post", None) is None and isinstance(bn, nn.BatchNorm2d)
-                and bn.track_running_stats and bn.running_mean is not None
-                and conv.out_channels == bn.num_features and self.uses[id(bn)] == 1)
+    def _pair(self, conv: nn.Module | None, bn: nn.Module | None) -> tuple[nn.Conv2d, nn.BatchNorm2d] | None:
+        """The convolution and the batch norm after it, where the one folds into the
+        other: a convolution or batch norm called from two places is folded nowhere
+        (the other place needs it as it was)."""
+        if not (self.batchnorm and isinstance(conv, nn.Conv2d) and type(conv) in (nn.Conv2d, FusedConv2d)
+                and self.uses[id(conv)] == 1 and getattr(conv, "_post", None) is None
+                and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats
+                and bn.running_mean is not None and conv.out_channels == bn.num_features
+                and self.uses[id(bn)] == 1):
+            return None
+        return conv, bn
 
-    def _can_post(self, conv) -> bool:
-        return (self.activation and type(conv) is FusedConv2d and conv._post is None
-                and self.uses[id(conv)] == 1)
+    def _post_target(self, conv: nn.Module | None) -> FusedConv2d | None:
+        """The convolution an activation after it may fold into."""
+        if (self.activation and isinstance(conv, FusedConv2d) and conv._post is None
+                and self.uses[id(conv)] == 1):
+            return conv
+        return None
 
     def sequential(self, seq: nn.Sequential) -> None:
         names = list(seq._modules)
@@ -418,14 +449,16 @@ class _Fuser:
         while i < len(children):
             conv = children[i]
             i += 1
-            if i < len(children) and self._bn_after(conv, children[i]):
-                _fold(conv, children[i])
+            pair = self._pair(conv, children[i]) if i < len(children) else None
+            if pair is not None:
+                _fold(*pair)
                 seq._modules[names[i]] = nn.Identity()  # same name, so later children keep theirs
                 i += 1
-            if i < len(children) and self._can_post(conv):
+            target = self._post_target(conv)
+            if i < len(children) and target is not None:
                 act = _activation_module(children[i])
                 if act is not None:
-                    conv._post = act
+                    target._post = act
                     seq._modules[names[i]] = nn.Identity()
                     i += 1
 
@@ -438,38 +471,39 @@ class _Fuser:
         if src.changed:
             src.install(owner)
 
-    def _fold_statements(self, owner, src: _Source, body: list) -> None:
-        fn = src.fn
+    def _fold_statements(self, owner: nn.Module, src: _Source, body: list[ast.stmt]) -> None:
         i = 0
         while i < len(body):
             first = _step(body[i])
-            conv = None if first is None else _callee(owner, first[1].func)
-            if conv is None:
+            conv = None if first is None else _callee(owner, first.call.func)
+            if first is None or conv is None:
                 i += 1
                 continue
-            target = first[0]
+            target = first.target
             nxt = _step(body[i + 1]) if i + 1 < len(body) else None
-            if nxt is not None and nxt[2] == target and _only_reader(fn, body[i], body[i + 1], target):
-                bn = _callee(owner, nxt[1].func)
-                if bn is not None and self._bn_after(conv, bn):
-                    _fold(conv, bn)
-                    holder = _owner_of(owner, bn)
+            if nxt is not None and nxt.arg == target and _only_reader(src.fn, body[i], body[i + 1], target):
+                bn = _callee(owner, nxt.call.func)
+                pair = self._pair(conv, bn)
+                if pair is not None:
+                    _fold(*pair)
+                    holder = _owner_of(owner, pair[1])
                     for name, child in list(holder._modules.items()):
-                        if child is bn:
+                        if child is pair[1]:
                             holder._modules[name] = nn.Identity()  # its name stays, for hooks
-                    src.retarget(body[i], nxt[0])
-                    src.drop(body[i + 1])
+                    src.retarget(first.stmt, nxt.target)
+                    src.drop(nxt.stmt)
                     del body[i + 1]
-                    target = nxt[0]
+                    target = nxt.target
                     nxt = _step(body[i + 1]) if i + 1 < len(body) else None
-            if nxt is not None and nxt[2] == target and self._can_post(conv) \
-                    and _only_reader(fn, body[i], body[i + 1], target):
-                callee = _callee(owner, nxt[1].func)
-                act = _activation_module(callee) if callee is not None else _activation_function(nxt[1])
+            post = self._post_target(conv)
+            if nxt is not None and post is not None and nxt.arg == target \
+                    and _only_reader(src.fn, body[i], body[i + 1], target):
+                callee = _callee(owner, nxt.call.func)
+                act = _activation_module(callee) if callee is not None else _activation_function(nxt.call)
                 if act is not None:
-                    conv._post = act
-                    src.retarget(body[i], nxt[0])
-                    src.drop(body[i + 1])
+                    post._post = act
+                    src.retarget(first.stmt, nxt.target)
+                    src.drop(nxt.stmt)
                     del body[i + 1]
             i += 1
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -119,10 +120,10 @@ class FunctionOp:
 
     def __init__(self, name: str, kwargs: dict):
         self.name, self.kwargs = name, kwargs
-        self.fn = _FUNCTIONS[name]
+        self.fn: Any = _FUNCTIONS[name]
 
     @classmethod
-    def of(cls, node) -> "FunctionOp":
+    def of(cls, node) -> FunctionOp:
         """The call an ``apply`` layer makes (``node.functional``)."""
         k = node.kind
         if k in ("relu", "relu6", "silu", "hardswish"):
@@ -212,12 +213,12 @@ class SplitOp:
         self.equal = len(set(self.sizes)) == 1
 
     def __call__(self, x):
-        xs = x.chunk(len(self.parts), 1) if self.equal else torch.split(x, self.sizes, 1)
+        xs = x.chunk(len(self.parts), 1) if self.equal else torch.split(x, list(self.sizes), 1)
         # Indexed, not zipped: under FX the chunks are one Proxy, which cannot be iterated.
         return torch.cat([part(xs[i]) for i, part in enumerate(self.parts)], 1)
 
 
-class SpecModule:
+class SpecModule(nn.Module):
     """Mixin of the module classes a spec names (``Bottleneck``, ``Resnet``).
 
     Those classes are made when a spec is built, so no module holds them and
@@ -257,7 +258,7 @@ def spec_class(base: type, name: str, module: str, doc: str | None) -> type:
 
 def _remake(base: type, name: str, module: str, doc: str | None):
     # Unpickling: an empty instance of the class, whose state pickle restores next.
-    return base.__new__(spec_class(base, name, module, doc))
+    return object.__new__(spec_class(base, name, module, doc))
 
 
 class _ScriptTracer(torch.fx.Tracer):
@@ -340,7 +341,7 @@ class Network(SpecModule, nn.Module):
         self._plan = _identity
         self._steps: tuple = ()
         self._sides = False
-        self._outputs = None
+        self._outputs: Any = None
         self._sides_order: tuple[int, ...] = ()
         self._ndim = 1
         self._result = None  # makes the stated tuple, named tuple or dict of `output`
@@ -366,7 +367,7 @@ class Network(SpecModule, nn.Module):
 
     def _forward_many(self, xs):
         """The forward of a network of several named inputs (``forward(self, rgb, depth)``)."""
-        for x, want in zip(xs, self._input_shapes):
+        for x, want in zip(xs, self._input_shapes, strict=False):
             if not isinstance(x, Proxy) and getattr(x, "ndim", None) != len(want) + 1:
                 raise InputShapeError(self._input_problem(x, want))
         out = self._plan(*xs)
@@ -408,7 +409,7 @@ class Network(SpecModule, nn.Module):
         return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def outputs_type(cls_name: str, sides: tuple[str, ...]):
     """The named tuple a network returns in training mode when it has side outputs,
     one type per name and fields in a process.
@@ -419,7 +420,7 @@ def outputs_type(cls_name: str, sides: tuple[str, ...]):
     return named_outputs(f"{cls_name}Outputs", ("logits",) + tuple(sides))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def named_outputs(type_name: str, fields: tuple[str, ...]):
     """The named tuple type ``type_name`` with ``fields`` in that order, one per process.
 
@@ -436,11 +437,11 @@ class OutputMaker:
 
     def __init__(self, cls_name: str, form: str, keys: tuple[str, ...]):
         self.form, self.keys = form, tuple(keys)
-        self.type = collections.namedtuple(f"{cls_name}Outputs", keys) if form == "namedtuple" else None
+        self.type: Any = collections.namedtuple(f"{cls_name}Outputs", keys) if form == "namedtuple" else None
 
     def __call__(self, values):
         if self.form == "dict":
-            return dict(zip(self.keys, values))
+            return dict(zip(self.keys, values, strict=False))
         if self.form == "namedtuple":
             return self.type(*values)
         return values

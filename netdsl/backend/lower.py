@@ -17,39 +17,21 @@ from . import forward
 from .runtime import Block, Container, Group, Network, SequentialBlock, outputs_variable, spec_class
 
 
-
 def _leaf(node, device):
     """The module (or, for a bare-parameter kind, the parameter) of one layer."""
     return LAYERS[node.kind].build(node, device)
 
 
 def init_parameter(tensor: torch.Tensor, scheme: ir.InitScheme) -> None:
-    """Apply one declared initialisation scheme in place (``torch.nn.init``)."""
-    a = scheme.args
+    """Apply one declared initialisation scheme in place: ``torch.nn.init.<fn>_`` with the
+    scheme's arguments, which the checker named as torch does (``mode``, ``gain``, ...).
+
+    >>> t = torch.empty(3)
+    >>> init_parameter(t, ir.InitScheme(fn="constant", args={"val": 0.5})); t.tolist()
+    [0.5, 0.5, 0.5]
+    """
     with torch.no_grad():
-        fn = scheme.fn
-        if fn == "kaiming_normal":
-            nn.init.kaiming_normal_(tensor, a=a["a"], mode=a["mode"], nonlinearity=a["nonlinearity"])
-        elif fn == "kaiming_uniform":
-            nn.init.kaiming_uniform_(tensor, a=a["a"], mode=a["mode"], nonlinearity=a["nonlinearity"])
-        elif fn == "xavier_normal":
-            nn.init.xavier_normal_(tensor, gain=a["gain"])
-        elif fn == "xavier_uniform":
-            nn.init.xavier_uniform_(tensor, gain=a["gain"])
-        elif fn == "normal":
-            nn.init.normal_(tensor, a["mean"], a["std"])
-        elif fn == "uniform":
-            nn.init.uniform_(tensor, a["a"], a["b"])
-        elif fn == "trunc_normal":
-            nn.init.trunc_normal_(tensor, a["mean"], a["std"], a["a"], a["b"])
-        elif fn == "constant":
-            nn.init.constant_(tensor, a["val"])
-        elif fn == "zeros":
-            nn.init.zeros_(tensor)
-        elif fn == "ones":
-            nn.init.ones_(tensor)
-        else:
-            raise AssertionError(fn)
+        getattr(nn.init, f"{scheme.fn}_")(tensor, **scheme.args)
 
 
 def _default_init(m: nn.Module, kind: str, pname: str, tensor: torch.Tensor) -> bool:
@@ -71,13 +53,14 @@ def initialise(m: nn.Module, declared: dict[str, ir.InitScheme], kind: str | Non
     """
     own = {k: p for k, p in m._parameters.items() if p is not None}  # named_parameters(recurse=False)
     with torch.no_grad():
+        reset = getattr(m, "reset_parameters", None)
         if not any(p in declared for p in own):
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()  # batch norm: running statistics included
+            if callable(reset):
+                reset()  # batch norm: running statistics included
             return
         undeclared = [p for p in own if p not in declared]
-        if any(kind is None or not _default_init(m, kind, p, own[p]) for p in undeclared):
-            m.reset_parameters()  # unknown kind: its defaults first, declared schemes on top
+        if callable(reset) and any(kind is None or not _default_init(m, kind, p, own[p]) for p in undeclared):
+            reset()  # unknown kind: its defaults first, declared schemes on top
         for pname, scheme in declared.items():
             if pname in own:
                 init_parameter(own[pname], scheme)
@@ -194,6 +177,7 @@ class _Lowering(Visitor):
             m = nn.Sequential() if node.cls is None else \
                 spec_class(SequentialBlock, node.cls, "netdsl.blocks", doc)()
             for child in node.body:
+                assert isinstance(child, (ir.Scope, ir.Layer))  # what is_sequential says
                 m.add_module(child.name, self.scope(child) if isinstance(child, ir.Scope) else self.leaf(child))
             return m
         source = forward.write(node.body).text()

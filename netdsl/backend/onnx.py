@@ -81,6 +81,7 @@ def export(model, example_inputs, path, opset: int | None = None, *, dynamic_bat
             program = torch.onnx.export(model, args, dynamo=True, opset_version=opset,
                                         dynamic_shapes=dynamic, input_names=names,
                                         output_names=["logits"])
+            assert program is not None  # dynamo=True gives a program (or raises)
             program.save(str(path), external_data=weights > _INLINE_LIMIT)
     finally:
         model.train(was_training)

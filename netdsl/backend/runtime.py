@@ -24,7 +24,9 @@ import functools
 import hashlib
 import linecache
 import re
+import sys
 import textwrap
+import types
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +36,8 @@ from torch.fx import Proxy
 # -- classes made from a spec
 
 
-class SpecModule:
-    """Mixin of the module classes a spec names (``Bottleneck``, ``ResNet``).
+class SpecModule(nn.Module):
+    """Base of the module classes a spec names (``Bottleneck``, ``ResNet``).
 
     Those classes are made when a spec is built, so no module holds them and
     pickle cannot find them by name; an instance is pickled as the recipe of its
@@ -105,7 +107,7 @@ def spec_class(base: type, name: str, module: str, doc: str | None, forward: str
 def _remake(base: type, name: str, module: str, doc: str | None, forward: str | None = None,
             outputs: tuple | None = None):
     # Unpickling: an empty instance of the class, whose state pickle restores next.
-    return base.__new__(spec_class(base, name, module, doc, forward, outputs))
+    return object.__new__(spec_class(base, name, module, doc, forward, outputs))
 
 
 # The names a generated forward may use besides its own locals (and, for a fused
@@ -137,6 +139,7 @@ def _compile_forward(name: str, source: str, outputs: tuple | None):
     linecache.cache[filename] = (len(code_text), None, code_text.splitlines(True), filename)
     exec(compile(code_text, filename, "exec"), namespace)  # netdsl-generated: see above
     fn = namespace["forward"]
+    assert isinstance(fn, types.FunctionType)
     fn.__qualname__ = f"{name}.forward"
     return fn
 
@@ -154,7 +157,7 @@ def outputs_variable(type_name: str) -> str:
     return "Outputs"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def named_outputs(type_name: str, fields: tuple[str, ...]):
     """The named tuple type ``type_name`` with ``fields`` in that order, one per process.
 
@@ -195,13 +198,13 @@ class Network(SpecModule, nn.Module):
 
     def _expected(self) -> list[tuple[str, tuple[int, ...]]]:
         if self.input_shapes:
-            return list(zip(self.input_names, self.input_shapes))
+            return list(zip(self.input_names, self.input_shapes, strict=True))
         return [("x", tuple(self.input_shape))]
 
     def __call__(self, *args, **kwargs):
         expected = self._expected()
         given = list(args) + [kwargs[n] for n, _ in expected[len(args):] if n in kwargs]
-        for x, (_, want) in zip(given, expected):
+        for x, (_, want) in zip(given, expected, strict=False):  # a call may give too few
             # While FX traces, x is a Proxy, whose rank is not known.
             if not isinstance(x, Proxy) and getattr(x, "ndim", None) != len(want) + 1:
                 raise InputShapeError(self._input_problem(x, want))
@@ -209,16 +212,16 @@ class Network(SpecModule, nn.Module):
             return super().__call__(*args, **kwargs)
         except (RuntimeError, TypeError) as e:  # TypeError: not a tensor at all
             problem = None
-            for x, (_, want) in zip(given, expected):
+            for x, (_, want) in zip(given, expected, strict=False):
                 problem = problem or self._input_problem(x, want)
             note = _failed_statement(e)
             if problem is not None:
                 err = InputShapeError(problem)
                 if note:
-                    err.add_note(note)
+                    _add_note(err, note)
                 raise err from e
             if note and note not in getattr(e, "__notes__", ()):
-                e.add_note(note)
+                _add_note(e, note)
             raise
 
     def _input_problem(self, x, want) -> str | None:
@@ -242,6 +245,14 @@ class Network(SpecModule, nn.Module):
         return None
 
 
+def _add_note(e: BaseException, note: str) -> None:
+    """``e.add_note(note)``; before Python 3.11, kept in ``__notes__`` all the same."""
+    if sys.version_info >= (3, 11):
+        e.add_note(note)
+    else:  # pragma: no cover - Python 3.10
+        e.__notes__ = [*getattr(e, "__notes__", []), note]  # type: ignore[attr-defined]
+
+
 _NETDSL_FILE = re.compile(r"^<netdsl: ")
 _SPEC_COMMENT = re.compile(r"^(?P<code>.*?)  # (?P<file>.+):(?P<line>\d+)$")
 
@@ -262,8 +273,10 @@ def _failed_statement(e: BaseException) -> str | None:
         return None
     spec_line = linecache.getline(m["file"], int(m["line"])).strip()
     shown = f": `{spec_line}`" if spec_line else ""
+    owner = last.tb_frame.f_locals.get("self")
+    where = f"{type(owner).__name__}.forward" if owner is not None else "forward"
     return (f"netdsl: this failed at {m['file']}:{m['line']}{shown} "
-            f"(`{m['code'].strip()}` in {last.tb_frame.f_code.co_qualname})")
+            f"(`{m['code'].strip()}` in {where})")
 
 
 # -- scripting

@@ -101,7 +101,7 @@ def local_name(name: str) -> str:
     """A local variable's name for a spec's result or input name: the name itself where
     it hides nothing a forward calls (``getattr``, ``super``, ``torch``, the output type).
 
-    >>> local_name("c3"), _local("super"), _local("é"), _local("Outputs")
+    >>> local_name("c3"), local_name("super"), local_name("é"), local_name("Outputs")
     ('c3', 'super_', 't', 'Outputs_')
     """
     if not (is_attribute(name) and name.isascii()):
