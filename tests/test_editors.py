@@ -26,7 +26,7 @@ REPO = GRAMMAR["repository"]
 def _lark_keywords() -> set[str]:
     """The words netdsl/syntax/grammar.lark quotes, read here independently of generate.py:
     keyword terminals (``IMPORT: "import"``) and words inlined in rules (``"or"``)."""
-    text = (ROOT / "netdsl" / "grammar.lark").read_text(encoding="utf-8")
+    text = (ROOT / "netdsl" / "syntax" / "grammar.lark").read_text(encoding="utf-8")
     code = re.sub(r"//[^\n]*", "", text)
     terminals = set(re.findall(r'^[A-Z_]+:\s*"([a-z_]+)"\s*$', code, re.M))
     assert {"import", "block", "network", "residual"} <= terminals, "the .lark layout changed"

@@ -1,6 +1,6 @@
 """Write syntaxes/netdsl.tmLanguage.json from netdsl's sources of truth.
 
-The keywords come from netdsl/grammar.lark, the layer names from the layer
+The keywords come from netdsl/syntax/grammar.lark, the layer names from the layer
 catalogue, the functions and init schemes from the evaluator, so the
 highlighting cannot drift from the language. After changing any of them, run
 
@@ -59,7 +59,7 @@ def _words(words) -> str:
 
 def build() -> dict:
     """The grammar as a JSON-ready dict."""
-    keywords = lark_keywords((ROOT / "netdsl" / "grammar.lark").read_text(encoding="utf-8"))
+    keywords = lark_keywords((ROOT / "netdsl" / "syntax" / "grammar.lark").read_text(encoding="utf-8"))
     grouped = {scope: [w for w in words if w in keywords] for scope, words in KEYWORD_SCOPES.items()}
     grouped[OTHER] = [w for w in keywords if not any(w in ws for ws in KEYWORD_SCOPES.values())]
     layers = sorted(LAYERS)
