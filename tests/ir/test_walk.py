@@ -4,8 +4,8 @@ Every construct (IR node kind that is not a layer) against every consumer: a
 consumer with rules per construct (lowering, the forward's writer, analysis, the
 diagram) must have one for each, or say it looks through it; a consumer that
 walks every construct the same way (the limits, diff, the editor's index) must
-reach the nodes inside any construct, one it has never heard of included. A new construct is then a failing test here, not a
-walker that forgot it."""
+reach the nodes inside any construct, one it has never heard of included. A new
+construct is then a failing test here, not a walker that forgot it."""
 
 from typing import ClassVar, Literal
 
