@@ -1,8 +1,9 @@
 """Reading spec files and resolving ``import``: source text → a Program of
 definitions. This is the only place netdsl touches the file system, and it
 only reads ``.net`` files that an import names, and only under the root spec's
-directory, the standard library or a directory of the import path. What it reads
-and finds is recorded (`checkcache.seen`) for the cache of `netdsl check`."""
+directory, the standard library or a directory of the import path. Each look it
+takes at the file system is reported to the installed observer (``observer``),
+which is how the cache of ``netdsl check`` learns what a run depended on."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from . import ast
-from ..cli import checkcache
+from . import ast, observer
 from ..diagnostics import Diagnostic, NetdslError, by_position, short
 from ..limits import Limits
 from .parser import parse
@@ -70,7 +70,7 @@ def read_source(path: Path, limits: Limits, at: Span | None = None) -> str:
         data = path.read_bytes()
     except OSError as e:
         fail("E0105", f"cannot read {shown}: {e.strerror or e}")
-    checkcache.seen("read", path, data)
+    observer.seen("read", path, data)
     return decode(data, str(path), limits)
 
 
@@ -82,7 +82,7 @@ def _stat(path: Path):
         info = e
     except ValueError as e:  # a NUL in the name
         info = OSError(errno.ENOENT, str(e))
-    checkcache.seen("stat", path, info)
+    observer.seen("stat", path, info)
     return info
 
 
@@ -96,7 +96,7 @@ def _real(path: Path) -> Path | None:
         real = os.path.realpath(path)
     except (OSError, ValueError):  # ValueError: a NUL in the name
         real = None
-    checkcache.seen("real", path, real)
+    observer.seen("real", path, real)
     return None if real is None else Path(real)
 
 
@@ -206,7 +206,7 @@ class Reach:
             real = _real(Path(d))
             is_dir = real is not None and real.is_dir()
             if real is not None:
-                checkcache.seen("isdir", real, is_dir)
+                observer.seen("isdir", real, is_dir)
             if not is_dir:
                 raise ValueError(f"import_path: {_shown(Path(d))} is not a directory")
             self.import_dirs.append(Path(d))
