@@ -304,7 +304,7 @@ class Recorder:
         sys.stdout, sys.stderr = self._saved
         if status not in (0, 1) or self.tainted:
             return
-        out = []
+        out: list[tuple[int, str | None]] = []
         for fd, text in self.out:  # print() writes the text and the newline apart: join them
             if out and text and out[-1][0] == fd and out[-1][1] is not None:
                 out[-1] = (fd, out[-1][1] + text)

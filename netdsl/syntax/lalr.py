@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import marshal
 import sys
+from typing import Any
 
 # The largest table file read back (the tables are about 140 kB).
 MAX_TABLE_BYTES = 8 * 2**20
@@ -131,6 +132,13 @@ class _Node:
     builder's rule methods read."""
 
     __slots__ = ("value", "line", "column", "end_line", "end_column", "empty", "depth")
+    value: Any
+    line: int | None
+    column: int | None
+    end_line: int | None
+    end_column: int | None
+    empty: bool
+    depth: int
 
 
 # How a rule's reduction is done (_Rule.kind).
@@ -142,6 +150,9 @@ class _Rule:
 
     __slots__ = ("kind", "size", "origin", "keep", "trailing", "method", "nests", "pure", "indices",
                  "whole")
+    # The builder's rule method; None only for the kinds that never call one (_PASS, _INLINE,
+    # an _EXPAND of one child).
+    method: Any
 
     def __init__(self, rule, methods: dict, nests: frozenset):
         opts = rule.options
@@ -281,7 +292,7 @@ class LeanParser:
                 raise Unsupported("basic lexer")
         if set(contextual.lexers) != set(self.actions) or not all(type(s) is int for s in self.actions):
             raise Unsupported("states")
-        self._basic = contextual.lexers
+        self._basic: dict[int, Any] = contextual.lexers  # BasicLexers, checked above
         self._unless = UnlessCallback
         self._made: dict = {}
         self.lexers: dict = {}
@@ -403,7 +414,7 @@ class LeanParser:
             if len(mres) != 1 or not all(type(c) is self._unless for c in lexer.callback.values()):
                 made = None
             else:
-                special = {}
+                special: dict[str, tuple] = {}
                 for kind in {*lexer.newline_types, *lexer.ignore_types, *lexer.callback}:
                     cb = lexer.callback.get(kind)
                     special[kind] = (kind in lexer.newline_types, kind in lexer.ignore_types,
@@ -440,7 +451,8 @@ def _reduce(rule: _Rule, raw: list, builder):
     rule, or the one child of a ``?rule``)."""
     Node = _Node
     # PropagatePositions: from the first child that has a position to the last one.
-    first = last = None
+    first: Any = None
+    last: Any = None
     depth = 0
     for e in raw:
         if e.__class__ is Node:

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from . import ast, observer
 from ..diagnostics import Diagnostic, NetdslError, by_position, short
 from ..limits import Limits
-from .parser import parse
 from ..span import Span
+from . import ast, observer
+from .parser import parse
 
 STDLIB_PREFIX = "std/"
 
@@ -53,7 +53,7 @@ def read_source(path: Path, limits: Limits, at: Span | None = None) -> str:
                errno.ENOTDIR: ("spec file not found", "no such file"),
                errno.ELOOP: ("symbolic links in a loop", "a symlink loop"),
                errno.ENAMETOOLONG: ("file name too long", "name too long")}.get(
-            info.errno, (f"cannot read the spec: {info.strerror or info}", "cannot be read"))
+            info.errno or 0, (f"cannot read the spec: {info.strerror or info}", "cannot be read"))
         fail("E0105", f"{why[0]}: {shown}", why[1] if at else "",
              "check the path; imports are looked up next to the importing file, then in each "
              "--import-path directory" if at else "check the path")
@@ -76,6 +76,7 @@ def read_source(path: Path, limits: Limits, at: Span | None = None) -> str:
 
 def _stat(path: Path):
     """``os.stat`` of ``path``, or the OSError that says why there is none."""
+    info: os.stat_result | OSError
     try:
         info = path.stat()
     except OSError as e:
@@ -234,7 +235,10 @@ def load(text: str, filename: str | None, base_dir: Path, limits: Limits, import
     done: set[str] = set()
     reach = Reach(base_dir, import_path)
 
-    def visit(text: str, filename: str | None, base: Path, stack: list[tuple[str, Span | None]]):
+    # `visit` is handed itself for the imports (`again`): a closure that named itself would be
+    # a reference cycle, freed only by the cyclic collector, which netdsl.compile pauses.
+    def visit(text: str, filename: str | None, base: Path, stack: list[tuple[str, Span | None]],
+              again) -> None:
         prog.sources[filename] = text
         check_nesting(text, filename, limits)
         try:
@@ -277,7 +281,7 @@ def load(text: str, filename: str | None, base_dir: Path, limits: Limits, import
                     errors.extend(e.diagnostics)
                     continue
                 done.add(key)
-                visit(sub, _display(target), target.parent, stack + [(key, item.span)])
+                again(sub, _display(target), target.parent, stack + [(key, item.span)], again)
             elif isinstance(item, ast.BlockDef):
                 _define(prog.blocks, item, errors, prog.networks)
             elif isinstance(item, (ast.NetworkDef, ast.NetworkAlias)):
@@ -289,10 +293,7 @@ def load(text: str, filename: str | None, base_dir: Path, limits: Limits, import
 
     root_key = str(_real(Path(filename)) or filename) if filename else "<spec>"
     done.add(root_key)
-    try:
-        visit(text, filename, base_dir, [(root_key, None)])
-    finally:
-        visit = None  # it refers to itself: freed now, not by the cyclic collector
+    visit(text, filename, base_dir, [(root_key, None)], visit)
     if errors:
         raise NetdslError(by_position(errors), prog.sources)
     return prog
