@@ -5,7 +5,8 @@ Two paths give the same AST: the lean driver (``lalr.LeanParser``), which calls
 the builder's rule methods as Lark's table reduces, and the plain one, Lark's
 parse tree then the builder's pass over it. Every text takes the lean one first;
 a text it declines (a syntax error, too deep, a builder diagnostic) is parsed
-again on the plain one, which alone reports errors."""
+again on the plain one, which alone reports errors. (Lark's own tree-less path,
+``Lark(transformer=...)``, was measured against the lean one and lost: see ``lalr``.)"""
 
 from __future__ import annotations
 
