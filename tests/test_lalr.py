@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netdsl import cachedir
-
 from netdsl.syntax import parser
 from netdsl.syntax.lalr import tables_name
 
@@ -258,7 +257,7 @@ def test_every_file_gives_the_same_ast_or_the_same_diagnostics():
     assert len(FILES) > 100
     for path in FILES:
         text = path.read_text(encoding="utf-8", errors="replace")
-        fast, plain = _both(lambda: parser.parse(text, str(path)))
+        fast, plain = _both(lambda text=text, path=path: parser.parse(text, str(path)))
         assert fast == plain, path.name
 
 
@@ -315,10 +314,10 @@ def test_the_nesting_limit_is_reported_as_before():
             ' "b{- - - 1}": { c: { relu } }\n if 1 + 2 * 3 > 0 { relu } else if true { relu }\n}\n')
     seen = set()
     for limit in range(1, 10):
-        fast, plain = _both(lambda: parser.parse(text, "d.net", Limits(max_nesting=limit)))
+        fast, plain = _both(lambda limit=limit: parser.parse(text, "d.net", Limits(max_nesting=limit)))
         assert fast == plain
         seen.add(fast[0][0] if isinstance(fast, list) else "ok")
-        fast, plain = _both(lambda: parser.parse_expr("[- - 1, [2]]", Limits(max_nesting=limit)))
+        fast, plain = _both(lambda limit=limit: parser.parse_expr("[- - 1, [2]]", Limits(max_nesting=limit)))
         assert fast == plain
         seen.add(fast[0][0] if isinstance(fast, list) else "ok")
     assert seen == {"E0402", "ok"}
