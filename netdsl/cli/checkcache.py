@@ -55,9 +55,12 @@ from __future__ import annotations
 import marshal
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from ..cachedir import CacheDir, open_cache
-from ..syntax import observer
+
+if TYPE_CHECKING:
+    from ..syntax.observer import Observer
 
 try:  # hashlib would load OpenSSL (~2 ms) for a hash it then takes from _blake2 anyway
     from _blake2 import blake2b
@@ -271,7 +274,7 @@ class Recorder:
         self.trace: list[tuple[str, str, object]] = []
         self.tainted = False
         self._saved = (sys.stdout, sys.stderr)
-        self._before: observer.Observer | None = None
+        self._before: Observer | None = None
 
     def seen(self, kind: str, path: str | os.PathLike[str], result: object) -> None:
         """Record that looking at ``path`` in the way ``kind`` names gave ``result``, for
@@ -291,6 +294,8 @@ class Recorder:
         self.tainted = True
 
     def start(self) -> Recorder:
+        from ..syntax import observer  # here: a hit, which records nothing, need not import it
+
         self._before = observer.install(self)
         if sys.stdout is not None:
             sys.stdout = _Tee(sys.stdout, 1, self)
@@ -300,6 +305,8 @@ class Recorder:
 
     def finish(self, status: int | None) -> None:
         """Stop recording; keep the run when it completed (exit 0, or 1 with diagnostics)."""
+        from ..syntax import observer
+
         observer.install(self._before)
         sys.stdout, sys.stderr = self._saved
         if status not in (0, 1) or self.tainted:
