@@ -56,9 +56,9 @@ class Stdin:
         if self._text is None:
             import sys
 
-            from .cli import checkcache
+            from .syntax import observer
 
-            checkcache.uncacheable()  # what was on stdin is not an observation a hit can repeat
+            observer.uncacheable()  # what was on stdin is not an observation a hit can repeat
             stream = self._stream if self._stream is not None else sys.stdin.buffer
             data = stream.read(limits.max_file_bytes + 1)  # never more than the limit allows
             if len(data) > limits.max_file_bytes:

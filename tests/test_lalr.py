@@ -1,5 +1,6 @@
 """The parser's table cache: a broken or unwritable cache never stops a parse. The lean
-LALR driver: the same ASTs, spans and diagnostics as Lark's own parse and tree."""
+LALR driver: the same ASTs, spans and diagnostics as Lark's own parse and tree, and in
+use for every valid text with the installed Lark (a Lark it does not know fails here)."""
 
 import dataclasses
 import os
@@ -15,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netdsl import cachedir
-
 from netdsl.syntax import parser
 from netdsl.syntax.lalr import tables_name
 
@@ -64,7 +64,7 @@ def test_the_tables_load_from_the_cache_in_a_new_process(tmp_path):
     # Lark that changed it must fail here, not make every process build them silently.
     code = ("from netdsl.syntax import lalr, parser\n"
             "import importlib.resources as r\n"
-            "g = r.files('netdsl').joinpath('grammar.lark').read_text()\n"
+            "g = r.files('netdsl.syntax').joinpath('grammar.lark').read_text()\n"
             "opts = dict(parser='lalr', lexer='contextual', start=['start', 'expr'],"
             " propagate_positions=True, maybe_placeholders=True)\n"
             "lark, cached = lalr.build_lark(g, parser._ParenNewlines(), opts)\n"
@@ -113,7 +113,7 @@ def _reference_lark():
 
     from lark import Lark
 
-    grammar = resources.files("netdsl").joinpath("grammar.lark").read_text()
+    grammar = resources.files("netdsl.syntax").joinpath("grammar.lark").read_text()
     return Lark(grammar, parser="lalr", lexer="contextual", start=["start", "expr"],
                 propagate_positions=True, maybe_placeholders=True, postlex=parser._ParenNewlines())
 
@@ -185,14 +185,60 @@ def _outcome(run):
 
 
 def _both(run):
-    """What ``run`` gives by the lean driver, then by the plain path (Lark's tree)."""
+    """What ``run`` gives by the lean driver, then by the plain path (Lark's tree).
+
+    Where ``run`` succeeds, the lean driver must have taken every text it was given
+    (the spec, and each ``{hole}`` of its strings): a text it declined there, so that
+    the plain path parsed it, would be the silent slowdown of a Lark it no longer fits."""
     parser._PARSED.clear()
-    fast = _outcome(run)
+    declined = []
+    fast_path = parser._fast
+
+    def spied(text, start, builder):
+        node = fast_path(text, start, builder)
+        if node is None:
+            declined.append((start, text[:60]))
+        return node
+
+    with mock.patch.object(parser, "_fast", spied):
+        fast = _outcome(run)
+    if not isinstance(fast, list):  # an AST, not diagnostics
+        assert not declined, f"the lean driver declined valid text: {declined}"
     with mock.patch.object(parser, "_lean", lambda: None):
         parser._PARSED.clear()
         plain = _outcome(run)
     parser._PARSED.clear()
     return fast, plain
+
+
+def test_the_installed_lark_is_the_one_the_lean_driver_knows(fresh_parser, tmp_path):
+    """The lean driver reads Lark's internals (lalr.LeanParser's docstring lists them).
+    Where a Lark release changes them, netdsl still parses, by the ~2.5x slower tree
+    path (docs/benchmarks.md), so that change must fail here, naming what changed:
+    the driver over the tables as built and as loaded back from the cache (through
+    ``Lark._load_from_dict``), every state's lexer in the form it reads, and the
+    pass-through reductions made free on the tree path."""
+    import lark as lark_module
+    from lark import Lark
+
+    from netdsl.syntax import lalr
+
+    _use(fresh_parser, tmp_path)
+    for from_cache in (False, True):
+        _rebuild()
+        parser._lean_over.cache_clear()
+        with mock.patch.object(Lark, "_load_from_dict", wraps=Lark._load_from_dict) as loads:
+            lark = parser._lark()
+        assert loads.called == from_cache, f"the tables did not load from the cache ({from_cache})"
+        try:
+            lean = lalr.LeanParser(lark, parser._rule_methods(parser._Builder), parser._NESTS)
+        except lalr.Unsupported as e:
+            pytest.fail(f"lark {lark_module.__version__} is not the Lark the lean driver knows: {e}")
+        unknown = [state for state in lean.actions if lean._lexer(state) is None]
+        assert not unknown, f"lark {lark_module.__version__}: lexers of another form in states {unknown}"
+        assert lalr.skip_unit_reductions(lark) > 10
+        assert parser._lean() is not None
+    parser._lean_over.cache_clear()
 
 
 def test_the_lean_driver_is_in_use_on_the_shipped_specs():
@@ -211,7 +257,7 @@ def test_every_file_gives_the_same_ast_or_the_same_diagnostics():
     assert len(FILES) > 100
     for path in FILES:
         text = path.read_text(encoding="utf-8", errors="replace")
-        fast, plain = _both(lambda: parser.parse(text, str(path)))
+        fast, plain = _both(lambda text=text, path=path: parser.parse(text, str(path)))
         assert fast == plain, path.name
 
 
@@ -268,10 +314,10 @@ def test_the_nesting_limit_is_reported_as_before():
             ' "b{- - - 1}": { c: { relu } }\n if 1 + 2 * 3 > 0 { relu } else if true { relu }\n}\n')
     seen = set()
     for limit in range(1, 10):
-        fast, plain = _both(lambda: parser.parse(text, "d.net", Limits(max_nesting=limit)))
+        fast, plain = _both(lambda limit=limit: parser.parse(text, "d.net", Limits(max_nesting=limit)))
         assert fast == plain
         seen.add(fast[0][0] if isinstance(fast, list) else "ok")
-        fast, plain = _both(lambda: parser.parse_expr("[- - 1, [2]]", Limits(max_nesting=limit)))
+        fast, plain = _both(lambda limit=limit: parser.parse_expr("[- - 1, [2]]", Limits(max_nesting=limit)))
         assert fast == plain
         seen.add(fast[0][0] if isinstance(fast, list) else "ok")
     assert seen == {"E0402", "ok"}

@@ -26,8 +26,11 @@ order — the content hash of every file read (the spec and each import), the
 stat of each path looked at (so a file that appears in an import directory
 searched earlier is noticed), each resolved symlink, each directory test —
 and the stat of the dependencies' modules (a ``pip install -U lark`` shows).
-A hit repeats every observation and replays only if each gives what it gave
-then; otherwise the check runs in full and its entry is replaced.
+The loader reports each observation to the front end's observer
+(:mod:`netdsl.syntax.observer`, whose contract says what each kind records), and a
+:class:`Recorder` is that observer while it records a run; the front end does not
+know this module. A hit repeats every observation and replays only if each gives
+what it gave then; otherwise the check runs in full and its entry is replaced.
 
 Only complete runs are kept: exit 0, or 1 with diagnostics. Usage errors,
 internal errors, interruptions and ``--help`` are never cached. ``build`` and
@@ -52,8 +55,12 @@ from __future__ import annotations
 import marshal
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from ..cachedir import CacheDir, open_cache
+
+if TYPE_CHECKING:
+    from ..syntax.observer import Observer
 
 try:  # hashlib would load OpenSSL (~2 ms) for a hash it then takes from _blake2 anyway
     from _blake2 import blake2b
@@ -72,35 +79,6 @@ ENV_PREFIXES = ("NETDSL_", "PYTHON", "PYDANTIC", "LC_")
 ENV_NAMES = ("LANG", "LANGUAGE", "TERM", "NO_COLOR", "FORCE_COLOR", "CLICOLOR", "CLICOLOR_FORCE",
              "COLUMNS", "LINES", "HOME", "XDG_CACHE_HOME", "VIRTUAL_ENV")
 
-# Where a run records what it observed; None when nothing is recorded (the API,
-# or a check with the cache off). The loader calls `seen` for each observation.
-_trace: list | None = None
-_recording: Recorder | None = None
-
-
-def seen(kind: str, path, result) -> None:
-    """Record that looking at ``path`` in the way ``kind`` names gave ``result``,
-    for :func:`observe` to repeat on a later hit (a no-op unless a check is being
-    recorded). ``kind`` is ``"stat"`` (an ``os.stat_result`` or the ``OSError``),
-    ``"read"`` (the bytes read), ``"real"`` (``os.path.realpath``, or None where
-    it failed) or ``"isdir"``.
-
-    >>> seen("read", "a.net", b"x")  # nothing is being recorded: nothing happens
-    """
-    if _trace is not None:
-        _trace.append((kind, os.fspath(path), _summary(kind, result)))
-
-
-def uncacheable() -> None:
-    """Say that the run being recorded read something a later hit cannot look at again
-    (standard input): it is not kept. A no-op when nothing is recorded.
-
-    >>> uncacheable()
-    """
-    if _recording is not None:
-        _recording.tainted = True
-
-
 def _summary(kind: str, result):
     if kind == "read":
         return blake2b(result, digest_size=20).hexdigest()
@@ -113,7 +91,8 @@ def _summary(kind: str, result):
 
 
 def observe(kind: str, path: str):
-    """Look at ``path`` again as ``seen`` recorded it, giving the same summary.
+    """Look at ``path`` again as the loader did when it reported ``kind`` (to
+    :meth:`Recorder.seen`), giving the same summary.
 
     >>> observe("isdir", "/"), observe("read", "/nonexistent/x.net")
     (True, None)
@@ -285,18 +264,39 @@ class _Tee:
 
 
 class Recorder:
-    """Records one ``check`` run: what it prints and what it observes of the files."""
+    """Records one ``check`` run: what it prints, and what it observes of the files as
+    the front end's observer (:mod:`netdsl.syntax.observer`), installed from
+    :meth:`start` to :meth:`finish`."""
 
     def __init__(self, argv: list[str], cache: CacheDir, k: str):
         self.argv, self.cache, self.key = list(argv), cache, k
-        self.out: list = []
-        self.trace: list = []
+        self.out: list[tuple[int, str | None]] = []
+        self.trace: list[tuple[str, str, object]] = []
         self.tainted = False
         self._saved = (sys.stdout, sys.stderr)
+        self._before: Observer | None = None
+
+    def seen(self, kind: str, path: str | os.PathLike[str], result: object) -> None:
+        """Record that looking at ``path`` in the way ``kind`` names gave ``result``, for
+        :func:`observe` to repeat on a later hit (the observer's contract says what
+        each kind's result is).
+
+        >>> r = Recorder([], None, "")
+        >>> r.seen("isdir", "/", True)
+        >>> r.trace
+        [('isdir', '/', True)]
+        """
+        self.trace.append((kind, os.fspath(path), _summary(kind, result)))
+
+    def uncacheable(self) -> None:
+        """The run read something a later hit cannot look at again (standard input): it
+        is not kept."""
+        self.tainted = True
 
     def start(self) -> Recorder:
-        global _trace, _recording
-        _trace, _recording = self.trace, self
+        from ..syntax import observer  # here: a hit, which records nothing, need not import it
+
+        self._before = observer.install(self)
         if sys.stdout is not None:
             sys.stdout = _Tee(sys.stdout, 1, self)
         if sys.stderr is not None:
@@ -305,12 +305,13 @@ class Recorder:
 
     def finish(self, status: int | None) -> None:
         """Stop recording; keep the run when it completed (exit 0, or 1 with diagnostics)."""
-        global _trace, _recording
-        _trace, _recording = None, None
+        from ..syntax import observer
+
+        observer.install(self._before)
         sys.stdout, sys.stderr = self._saved
         if status not in (0, 1) or self.tainted:
             return
-        out = []
+        out: list[tuple[int, str | None]] = []
         for fd, text in self.out:  # print() writes the text and the newline apart: join them
             if out and text and out[-1][0] == fd and out[-1][1] is not None:
                 out[-1] = (fd, out[-1][1] + text)

@@ -244,7 +244,7 @@ class Side(Stmt):
 class Reuse(Stmt):
     """``reuse relu``: call the module labelled ``relu`` in this scope again."""
 
-    label: "String"
+    label: String
     span: Span = _span()
 
 

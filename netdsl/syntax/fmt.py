@@ -28,8 +28,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from . import parser
 from ..limits import Limits
+from . import parser
 from .loader import check_nesting
 
 WIDTH = 100
@@ -91,6 +91,7 @@ def _tokens(text: str) -> list[_Tok]:
     out = []
     for m in _TOKEN.finditer(text):
         kind = m.lastgroup
+        assert kind is not None  # every alternative of _TOKEN is a named group
         if kind != "ws":
             out.append(_Tok(kind, "\n" if kind == "nl" else m.group().rstrip()))
     return out
@@ -227,7 +228,7 @@ def _table(pieces: list[Piece]) -> tuple[list[Piece], list[list[Piece]], list[Pi
     """A list of lists at the line's outer level, split as a table is laid out: one row
     per item, each ending with a comma. None where the line holds no such list."""
     depth = 0
-    for i, (_, text, tok) in enumerate(pieces):
+    for i, (_, text, _tok) in enumerate(pieces):
         if text in _OPEN:
             if depth == 0 and text == "[" and (i == 0 or not _is_value(_code_before(pieces, i))):
                 items, end = _items(pieces, i)
@@ -359,7 +360,6 @@ def _fill(pieces: list[tuple[str, str, _Tok]], prefix: str) -> list[str]:
     rows: list[list] = []  # each row: [indent, [(space, text, depth_before, opens_before)]]
     row: list = []
     indent = prefix
-    opens: list[int] = []  # the column after each open bracket, in the current layout
 
     def width(items, start: str) -> int:
         return len(start) + sum((len(sp) if k else 0) + len(tx) for k, (sp, tx, _, _) in enumerate(items))
@@ -389,9 +389,8 @@ def _fill(pieces: list[tuple[str, str, _Tok]], prefix: str) -> list[str]:
             # Never break inside a subscript (`xs[i - 1]`): it reads as one value.
             after_value = prev is not None and _is_value(prev)
             subscript = text == "[" and after_value and short[i]
-            index_open.append(depth if subscript or index_open else None)
-            if index_open[-1] is None:
-                index_open.pop()
+            if subscript or index_open:
+                index_open.append(depth)
         elif text in _CLOSE:
             depth = max(0, depth - 1)
             if index_open and index_open[-1] > depth:

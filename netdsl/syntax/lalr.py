@@ -16,12 +16,22 @@ grammar file stays the only source, and an edit to it takes effect at once.
 Why not a standalone parser generated at build time: the package is installed
 editable while the grammar changes, and a generated module beside the grammar
 would be a second source that goes stale silently.
+
+Why a driver of its own rather than Lark's supported ``Lark(..., transformer=...)``:
+measured side by side (``bench/parse.py``, docs/benchmarks.md), text to AST with the
+same spans, Lark's transformer path is 3.1-4.3x slower than this driver, and no faster
+than the tree path; even Lark's bare parse, with no positions and no AST, is 1.5-1.9x
+slower. Lark gives an inline transformer no ``meta`` and propagates positions only into
+``Tree`` results, so that path must still make a tree node per reduction for the spans.
+The price is reading Lark's internals: a Lark whose internals differ makes
+``tests/test_lalr.py`` fail, naming what changed, while netdsl parses on by the tree path.
 """
 
 from __future__ import annotations
 
 import marshal
 import sys
+from typing import Any
 
 # The largest table file read back (the tables are about 140 kB).
 MAX_TABLE_BYTES = 8 * 2**20
@@ -131,6 +141,13 @@ class _Node:
     builder's rule methods read."""
 
     __slots__ = ("value", "line", "column", "end_line", "end_column", "empty", "depth")
+    value: Any
+    line: int | None
+    column: int | None
+    end_line: int | None
+    end_column: int | None
+    empty: bool
+    depth: int
 
 
 # How a rule's reduction is done (_Rule.kind).
@@ -142,6 +159,9 @@ class _Rule:
 
     __slots__ = ("kind", "size", "origin", "keep", "trailing", "method", "nests", "pure", "indices",
                  "whole")
+    # The builder's rule method; None only for the kinds that never call one (_PASS, _INLINE,
+    # an _EXPAND of one child).
+    method: Any
 
     def __init__(self, rule, methods: dict, nests: frozenset):
         opts = rule.options
@@ -215,7 +235,9 @@ class LeanParser:
 
     What it relies on in Lark (written against 1.3), checked when it is built;
     where any of it is missing or different it raises :class:`Unsupported` and
-    the plain path is used for every text:
+    the plain path is used for every text, and
+    ``tests/test_lalr.py::test_the_installed_lark_is_the_one_the_lean_driver_knows``
+    fails (so does every differential test where the driver declines a valid text):
 
     - ``lark.parser.parser.parser.parse_table``: ``states`` (state → terminal or
       rule name → ``(Shift, state)`` or ``(Reduce, rule)``), ``start_states``,
@@ -281,7 +303,7 @@ class LeanParser:
                 raise Unsupported("basic lexer")
         if set(contextual.lexers) != set(self.actions) or not all(type(s) is int for s in self.actions):
             raise Unsupported("states")
-        self._basic = contextual.lexers
+        self._basic: dict[int, Any] = contextual.lexers  # BasicLexers, checked above
         self._unless = UnlessCallback
         self._made: dict = {}
         self.lexers: dict = {}
@@ -403,7 +425,7 @@ class LeanParser:
             if len(mres) != 1 or not all(type(c) is self._unless for c in lexer.callback.values()):
                 made = None
             else:
-                special = {}
+                special: dict[str, tuple] = {}
                 for kind in {*lexer.newline_types, *lexer.ignore_types, *lexer.callback}:
                     cb = lexer.callback.get(kind)
                     special[kind] = (kind in lexer.newline_types, kind in lexer.ignore_types,
@@ -440,7 +462,8 @@ def _reduce(rule: _Rule, raw: list, builder):
     rule, or the one child of a ``?rule``)."""
     Node = _Node
     # PropagatePositions: from the first child that has a position to the last one.
-    first = last = None
+    first: Any = None
+    last: Any = None
     depth = 0
     for e in raw:
         if e.__class__ is Node:

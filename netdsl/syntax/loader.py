@@ -1,8 +1,9 @@
 """Reading spec files and resolving ``import``: source text → a Program of
 definitions. This is the only place netdsl touches the file system, and it
 only reads ``.net`` files that an import names, and only under the root spec's
-directory, the standard library or a directory of the import path. What it reads
-and finds is recorded (`checkcache.seen`) for the cache of `netdsl check`."""
+directory, the standard library or a directory of the import path. Each look it
+takes at the file system is reported to the installed observer (``observer``),
+which is how the cache of ``netdsl check`` learns what a run depended on."""
 
 from __future__ import annotations
 
@@ -13,12 +14,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from . import ast
-from ..cli import checkcache
 from ..diagnostics import Diagnostic, NetdslError, by_position, short
 from ..limits import Limits
-from .parser import parse
 from ..span import Span
+from . import ast, observer
+from .parser import parse
 
 STDLIB_PREFIX = "std/"
 
@@ -53,7 +53,7 @@ def read_source(path: Path, limits: Limits, at: Span | None = None) -> str:
                errno.ENOTDIR: ("spec file not found", "no such file"),
                errno.ELOOP: ("symbolic links in a loop", "a symlink loop"),
                errno.ENAMETOOLONG: ("file name too long", "name too long")}.get(
-            info.errno, (f"cannot read the spec: {info.strerror or info}", "cannot be read"))
+            info.errno or 0, (f"cannot read the spec: {info.strerror or info}", "cannot be read"))
         fail("E0105", f"{why[0]}: {shown}", why[1] if at else "",
              "check the path; imports are looked up next to the importing file, then in each "
              "--import-path directory" if at else "check the path")
@@ -70,19 +70,20 @@ def read_source(path: Path, limits: Limits, at: Span | None = None) -> str:
         data = path.read_bytes()
     except OSError as e:
         fail("E0105", f"cannot read {shown}: {e.strerror or e}")
-    checkcache.seen("read", path, data)
+    observer.seen("read", path, data)
     return decode(data, str(path), limits)
 
 
 def _stat(path: Path):
     """``os.stat`` of ``path``, or the OSError that says why there is none."""
+    info: os.stat_result | OSError
     try:
         info = path.stat()
     except OSError as e:
         info = e
     except ValueError as e:  # a NUL in the name
         info = OSError(errno.ENOENT, str(e))
-    checkcache.seen("stat", path, info)
+    observer.seen("stat", path, info)
     return info
 
 
@@ -96,7 +97,7 @@ def _real(path: Path) -> Path | None:
         real = os.path.realpath(path)
     except (OSError, ValueError):  # ValueError: a NUL in the name
         real = None
-    checkcache.seen("real", path, real)
+    observer.seen("real", path, real)
     return None if real is None else Path(real)
 
 
@@ -206,7 +207,7 @@ class Reach:
             real = _real(Path(d))
             is_dir = real is not None and real.is_dir()
             if real is not None:
-                checkcache.seen("isdir", real, is_dir)
+                observer.seen("isdir", real, is_dir)
             if not is_dir:
                 raise ValueError(f"import_path: {_shown(Path(d))} is not a directory")
             self.import_dirs.append(Path(d))
@@ -234,7 +235,10 @@ def load(text: str, filename: str | None, base_dir: Path, limits: Limits, import
     done: set[str] = set()
     reach = Reach(base_dir, import_path)
 
-    def visit(text: str, filename: str | None, base: Path, stack: list[tuple[str, Span | None]]):
+    # `visit` is handed itself for the imports (`again`): a closure that named itself would be
+    # a reference cycle, freed only by the cyclic collector, which netdsl.compile pauses.
+    def visit(text: str, filename: str | None, base: Path, stack: list[tuple[str, Span | None]],
+              again) -> None:
         prog.sources[filename] = text
         check_nesting(text, filename, limits)
         try:
@@ -277,7 +281,7 @@ def load(text: str, filename: str | None, base_dir: Path, limits: Limits, import
                     errors.extend(e.diagnostics)
                     continue
                 done.add(key)
-                visit(sub, _display(target), target.parent, stack + [(key, item.span)])
+                again(sub, _display(target), target.parent, stack + [(key, item.span)], again)
             elif isinstance(item, ast.BlockDef):
                 _define(prog.blocks, item, errors, prog.networks)
             elif isinstance(item, (ast.NetworkDef, ast.NetworkAlias)):
@@ -289,10 +293,7 @@ def load(text: str, filename: str | None, base_dir: Path, limits: Limits, import
 
     root_key = str(_real(Path(filename)) or filename) if filename else "<spec>"
     done.add(root_key)
-    try:
-        visit(text, filename, base_dir, [(root_key, None)])
-    finally:
-        visit = None  # it refers to itself: freed now, not by the cyclic collector
+    visit(text, filename, base_dir, [(root_key, None)], visit)
     if errors:
         raise NetdslError(by_position(errors), prog.sources)
     return prog
