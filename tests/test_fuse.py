@@ -301,3 +301,26 @@ def test_a_torch_without_the_onednn_kernel_keeps_its_own_convolutions(monkeypatc
     assert not any(isinstance(m, FusedConv2d) for m in fused.modules())
     assert _n_bn(fused) == 0
     _assert_close(want, got)
+
+
+def test_a_network_of_several_outputs_fuses_and_hands_each_back():
+    # Regression: the entry/exit layout change wrapped `return a, b` as a call of two
+    # arguments (found by the generated-spec property).
+    spec = """network n() {
+        input [3, 8, 8]
+        a: conv2d(4, 3, padding = 1) -> a
+        bn: batchnorm2d
+        relu -> b
+        output tuple(a, b)
+    }"""
+    torch.manual_seed(0)
+    model = netdsl.build(spec).eval()
+    _randomise_statistics(model)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        want = model(x)
+        got = fuse(model)(x)
+    assert type(got) is tuple and len(got) == 2
+    for w, g in zip(want, got, strict=True):
+        _assert_close(w, g)
+        assert g.is_contiguous()

@@ -399,8 +399,11 @@ def _channels_last(root: nn.Module) -> None:
         if isinstance(node, ast.Return) and node.value is not None:
             line = src.lines[node.lineno - 1]
             v = node.value
-            src.lines[node.lineno - 1] = (line[:v.col_offset] + "to_default_format("
-                                          + line[v.col_offset:v.end_col_offset] + ")" + line[v.end_col_offset:])
+            text = line[v.col_offset:v.end_col_offset]
+            if isinstance(v, ast.Tuple) and not text.startswith("("):
+                text = f"({text})"  # `return a, b`: one tuple, one argument
+            src.lines[node.lineno - 1] = (line[:v.col_offset] + f"to_default_format({text})"
+                                          + line[v.end_col_offset:])
     src.lines[src.fn.lineno:src.fn.lineno] = head
     src.changed = True
     src.install(root)
