@@ -140,6 +140,11 @@ class _Lowering(Visitor):
         self.bare: list[tuple[nn.Module, ir.Layer]] = []
 
     def leaf(self, node: ir.Layer) -> nn.Module:
+        kind = LAYERS[node.kind]
+        if self.init and not node.init and kind.factory:
+            # Its own initialisation is what the spec asks for: made where it lives, as
+            # its constructor makes it (storage allocated and drawn once).
+            return kind.build(node, self.device)
         # Made on meta: a constructor on a real device would run the module's own
         # initialisation, which a declared `init` then overwrites (twice the work).
         m = _leaf(node, "meta")
@@ -223,21 +228,23 @@ def _allocate(root: nn.Module, device) -> None:
     """
     for m in root.modules():
         for name, p in m._parameters.items():
-            if p is not None:
+            if p is not None and p.is_meta:
                 m._parameters[name] = nn.Parameter(torch.empty(p.shape, dtype=p.dtype, device=device),
                                                    requires_grad=p.requires_grad)
         for name, b in m._buffers.items():
-            if b is not None:
+            if b is not None and b.is_meta:
                 m._buffers[name] = torch.empty(b.shape, dtype=b.dtype, device=device)
 
 
 def lower(net: ir.Network, device=None) -> nn.Module:
     """Build the module of a checked network, its parameters made on ``device``.
 
-    Modules are made on the meta device, then their storage is allocated once on
-    ``device`` (default: torch's default device) and each parameter initialised
-    once there, by its declared ``init`` scheme or the module's own default.
-    ``device="meta"`` allocates no memory and skips initialisation.
+    A module the spec declares no ``init`` for is made on ``device`` (default:
+    torch's default device) by its own constructor, which initialises it as torch
+    does. One with a declared scheme is made on the meta device, then its storage is
+    allocated once on ``device`` and each parameter initialised once there, by its
+    scheme or the module's own default: never twice. ``device="meta"`` allocates
+    no memory and skips initialisation.
 
     >>> import netdsl
     >>> m = lower(netdsl.compile("network n() { input [3, 8, 8]\\n c: conv2d(4, 3) }"), "meta")
