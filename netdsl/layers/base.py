@@ -306,6 +306,11 @@ class Kind:
         for None, the function ``apply`` calls) applies, for :meth:`post_op`."""
         return {}
 
+    def initialise(self, node, tensor) -> None:
+        """For a ``bare_parameter`` kind: fill its tensor, allocated on the target device,
+        with the initial value ``node`` gives (lowering calls it under ``torch.no_grad``)."""
+        raise NotImplementedError(f"`{self.name}` builds a module, not a bare parameter")
+
     def default_init(self, module, pname: str, tensor) -> bool:
         """Initialise one parameter as the module's ``reset_parameters`` does, leaving
         the others alone; False where this kind cannot do it per parameter."""
