@@ -39,9 +39,9 @@ import torchvision
 
 import netdsl
 from netdsl.analysis import TYPE_NAMES, analyse
+from netdsl.backend.lower import lower
 from netdsl.check import memo
 from netdsl.syntax import parser
-from netdsl.backend.lower import lower
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -138,8 +138,8 @@ def bench_front_end(names, quick: bool, report: dict) -> str:
         path = str(SPECS / f"{name}.net")
         net = netdsl.compile(path)
         layers = sum(1 for r in analyse(net).rows if r.type in LEAF_TYPES)
-        t = median_of(lambda: first_compile(path), 5 if quick else 15)
-        seen = median_of(lambda: netdsl.compile(path), 5 if quick else 15)
+        t = median_of(lambda path=path: first_compile(path), 5 if quick else 15)
+        seen = median_of(lambda path=path: netdsl.compile(path), 5 if quick else 15)
         report.setdefault("front_end", {})[name] = t
         rows.append([name, f"{layers:,}", ms(t), f"{t / layers * 1e6:,.0f}", ms(seen)])
     part = table(["spec", "layers", "compile ms", "µs / layer", "compiled before ms"], rows)
@@ -148,7 +148,7 @@ def bench_front_end(names, quick: bool, report: dict) -> str:
     for n in sizes:
         text = generated_spec(n)
 
-        def reparsed():
+        def reparsed(text=text):
             # The parser keeps the ASTs of small texts; linearity is about parsing too.
             parser._PARSED.clear()
             netdsl.compile(text)
@@ -180,19 +180,19 @@ def bench_build(names, quick: bool, report: dict) -> str:
             ref = REFERENCES[name]
             net = netdsl.compile(path)
 
-            def build():
+            def build(path=path, device=device):
                 # The text's first compile in this process: no cached AST, no memo.
                 parser._PARSED.clear()
                 memo.clear()
                 netdsl.build(path, device=device)
 
-            def build_again():
+            def build_again(path=path, device=device):
                 netdsl.build(path, device=device)
 
-            def lowering():
+            def lowering(net=net, device=device):
                 lower(net, device=device)
 
-            def theirs():
+            def theirs(ref=ref, device=device):
                 with torch.device(device):
                     ref()
 
@@ -231,11 +231,11 @@ def bench_forward(names, quick: bool, report: dict) -> str:
         for batch in (1, 8):
             x = torch.randn(batch, *net.input_shape, generator=torch.Generator().manual_seed(0))
 
-            def ours():
+            def ours(model=model, x=x):
                 with torch.no_grad():
                     model(x)
 
-            def theirs():
+            def theirs(ref=ref, x=x):
                 with torch.no_grad():
                     ref(x)
 
@@ -248,7 +248,7 @@ def bench_forward(names, quick: bool, report: dict) -> str:
             report.setdefault("forward", {})[(name, batch)] = (a, b, r)
             rows.append([name + note, str(batch), ms(b), ms(a), f"{r:.3f}", f"{rmin:.3f}",
                          f"{diff:.1e}"])
-        del model, ref
+        del model, ref, ours, theirs  # the closures hold the models too
         gc.collect()
     return ("Same weights in both (torchvision's state_dict loaded into the built model); "
             "ratio is the median of per-pair ratios, the next column min / min.\n\n"
@@ -278,9 +278,10 @@ def bench_analysis(names, quick: bool, report: dict) -> str:
         model = lower(net, device="cpu").eval()
         static = analyse(net).macs
         counted = fvcore_total(model, net.input_shape)
-        t_static = median_of(lambda: analyse(net), 10 if quick else 50)
-        t_check = median_of(lambda: analyse(netdsl.compile(path)), 3 if quick else 9)
-        t_fvcore = median_of(lambda: fvcore_total(model, net.input_shape), 2 if quick else 3, warmup=0)
+        t_static = median_of(lambda net=net: analyse(net), 10 if quick else 50)
+        t_check = median_of(lambda path=path: analyse(netdsl.compile(path)), 3 if quick else 9)
+        t_fvcore = median_of(lambda model=model, net=net: fvcore_total(model, net.input_shape), 2 if quick else 3,
+                             warmup=0)
         report.setdefault("analysis", {})[name] = (t_static, t_check, t_fvcore)
         rows.append([name, f"{static:,}", "yes" if static == counted else f"NO ({counted:,})",
                      ms(t_static), ms(t_check), ms(t_fvcore), f"{t_fvcore / t_static:,.0f}×",

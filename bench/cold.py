@@ -108,9 +108,14 @@ def main(argv=None) -> int:
                 run(check, env)
             times[name].append(run(cmd, e, empty))
     a = times["bare"]
-    ms = lambda xs: f"min {min(xs) * 1e3:6.1f} ms, median {statistics.median(xs) * 1e3:6.1f} ms"
-    ratio = lambda xs: (f"ratio of minima {min(xs) / min(a):5.2f}, median of pair ratios "
-                        f"{statistics.median([y / x for x, y in zip(a, xs)]):5.2f}")
+
+    def ms(xs):
+        return f"min {min(xs) * 1e3:6.1f} ms, median {statistics.median(xs) * 1e3:6.1f} ms"
+
+    def ratio(xs):  # each list has one time per round
+        return (f"ratio of minima {min(xs) / min(a):5.2f}, median of pair ratios "
+                f"{statistics.median([y / x for x, y in zip(a, xs, strict=True)]):5.2f}")
+
     print(f"load average {os.getloadavg()[0]:.2f}, {args.runs} interleaved rounds, {sys.executable}")
     print(f"python -c pass:            {ms(a)}")
     for name, what in (("miss", "result cache emptied"), ("hit", "result cache hit"),
@@ -119,7 +124,7 @@ def main(argv=None) -> int:
             print(f"check, {what + ':':22} {ms(times[name])}; {ratio(times[name])}")
     if times["baseline"]:
         print(f"miss / baseline, median of pairs "
-              f"{statistics.median([y / z for y, z in zip(times['miss'], times['baseline'])]):.2f}")
+              f"{statistics.median([y / z for y, z in zip(times['miss'], times['baseline'], strict=True)]):.2f}")
     if args.importtime:
         print(f"\npython -X importtime -m netdsl check {args.spec}, a miss (top {args.importtime}):")
         print("\n".join(importtime(check, env, args.importtime, results)))

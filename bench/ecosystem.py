@@ -159,7 +159,7 @@ def render(rows) -> str:
         cells.append((r["net"], r["input"], f"{r['max_y']:.1f}", str(r["graphs"]), str(r["breaks"]),
                       *(f"{r[k]:.1e}" if r[k] else "0" for k in ("export", "fx", "script", "trace")), *onnx))
     widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import netdsl  # noqa: E402
-from netdsl.check import memo
+from netdsl.check import memo  # noqa: E402
 from netdsl.syntax import parser  # noqa: E402
 
 
@@ -65,9 +65,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=15)
     args = ap.parse_args(argv)
-    fmt = lambda xs, scale=1e3, unit="ms": f"{min(xs) * scale:,.1f} / {statistics.median(xs) * scale:,.1f} {unit}"
+
+    def fmt(xs, scale=1e3, unit="ms"):
+        return f"{min(xs) * scale:,.1f} / {statistics.median(xs) * scale:,.1f} {unit}"
+
     print(f"load average {os.getloadavg()[0]:.2f}")
-    print("| what | reparsed (min / median) | cached (min / median) | Lark tree (min / median) | reparsed / Lark tree |")
+    print("| what | reparsed (min / median) | cached (min / median) | Lark tree (min / median) "
+          "| reparsed / Lark tree |")
     print("|---|---:|---:|---:|---:|")
     r50 = str(ROOT / "specs" / "resnet50.net")
     for name, fn, runs, n in [("resnet50", lambda: netdsl.compile(r50), args.runs, None)] + [
@@ -79,7 +83,9 @@ def main(argv=None) -> int:
         if n is None:
             print(f"| {name} | {fmt(a)} | {fmt(b)} | {fmt(c)} | {ratio} |")
         else:
-            per = lambda xs: fmt([x / n for x in xs], 1e6, "µs")
+            def per(xs, n=n):
+                return fmt([x / n for x in xs], 1e6, "µs")
+
             print(f"| {name} | {per(a)} | {per(b)} | {per(c)} | {ratio} |")
     # "cached" keeps the checker's memo of block instances (netdsl.check.memo) from one compile to
     # the next, as a sweep or an editor does; emptied, each compile shares only within itself.

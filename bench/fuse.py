@@ -83,7 +83,7 @@ def main(argv=None) -> int:
                         times[k].append(time.perf_counter() - t)
             base = times["torchvision eval"]
             for k, ts in times.items():
-                r = [t / b for t, b in zip(ts, base)]
+                r = [t / b for t, b in zip(ts, base, strict=True)]
                 print(f"| {name} | {batch} | {k} | {min(ts) * 1e3:.1f} / {statistics.median(ts) * 1e3:.1f} | "
                       f"{min(ts) / min(base):.2f} | {statistics.median(r):.2f} | {diffs[k]:.1e} |")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")

@@ -14,7 +14,8 @@ Inputs come from two sources:
 Every input must either compile or raise ``netdsl.NetdslError``, within a
 bound of CPU time, and its rendered diagnostics must hold no raw control
 character. Every input that parses must survive ``netdsl fmt``: the same AST,
-every comment kept, and formatting the result again changing nothing. With ``--contract`` (the default of the long run), every input that
+every comment kept, and formatting the result again changing nothing. With
+``--contract`` (the default of the long run), every input that
 compiles then goes through what ``check`` promises: a build on the meta device
 and on the CPU, a forward in training and in eval mode, a backward, the output
 shape the checker inferred, the parameter count and fvcore's MACs equal to the
@@ -255,7 +256,7 @@ def m_big_repeat(rng, toks, ctx):
         "\nrelu * 100000\n", "\nfor i in range(10000) { relu * 10000 }\n",
         "\nfor i in range(10000) { for j in range(10000) { let x = i } }\n",
         "\n{ { } * 10000 } * 10000\n", "\nlet a = [1, 2, 3, 4]\n" +
-        "".join(f"let a = a + a\n" for _ in range(40)),
+        "".join("let a = a + a\n" for _ in range(40)),
         "\nlet r = range(-9223372036854775807, 9223372036854775807)\n",
         "\nlet m = [[x for x in range(10000)] for y in range(10000)]\n",
         "\nlet big = range(10000)\nfor i in range(10000) { let s = big[1:] }\n",
@@ -508,8 +509,8 @@ def run_model(net, workdir: Path, fvcore: bool = True) -> None:
 
     from netdsl.analysis import analyse
     from netdsl.backend.checkpoint import check_target, save
-    from netdsl.cli.build import fvcore_total
     from netdsl.backend.lower import lower
+    from netdsl.cli.build import fvcore_total
 
     a = analyse(net)
     model = lower(net, device="cpu")
@@ -538,7 +539,7 @@ def run_model(net, workdir: Path, fvcore: bool = True) -> None:
     twin = pickle.loads(pickle.dumps(model))
     with torch.no_grad():
         again = _outputs(twin(*[x.detach() for x in xs]))
-        if len(again) != len(y) or not all(torch.equal(a, b) for a, b in zip(again, y)):
+        if len(again) != len(y) or not all(torch.equal(a, b) for a, b in zip(again, y, strict=True)):
             raise ContractBroken("the unpickled model gives other outputs")
     if fvcore:
         total = fvcore_total(model, shapes, torch.device("cpu"))

@@ -49,7 +49,7 @@ FIELD_NAMES = ["logits", "_x", "_", "def", "class", "lambda", "True", "None", "F
 # ---------------------------------------------------------------- argument values
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def arg_type(kind: str, arg: str) -> tuple:
     """("bool" | "dims" | "pair" | "float" | "int" | "choice", choices) of one layer argument,
     by probing ("dims": a list of dimensions, as `permute` takes).
@@ -89,7 +89,7 @@ def _small_int(rng: random.Random) -> int:
     return rng.choice([1, 1, 2, 2, 3, 4])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def takes_features(kind: str) -> bool:
     """Whether ``kind`` with its default arguments accepts a flat [F] input (probed once).
 
@@ -405,7 +405,7 @@ def gen_dataflow(rng: random.Random) -> str:
             unread.remove(name)
         return name
 
-    for k in range(rng.choice([1, 2, 3, 4, 5])):
+    for _ in range(rng.choice([1, 2, 3, 4, 5])):
         r = rng.random()
         if r < 0.15 and names:
             lines.append(f"from {ref()}")  # then a layer: a `from` before a merge reads nothing

@@ -31,8 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from netdsl.analysis import counts as analysis
-
+from netdsl.analysis import counts as analysis  # noqa: E402
 from netdsl.check import memo  # noqa: E402
 from netdsl.tools.sweep import default_jobs, grid, run  # noqa: E402
 
@@ -84,8 +83,13 @@ def svg(points, path: Path) -> None:
     ys = [p[0] for p in points]
     x0, x1 = math.floor(math.log10(min(xs))), math.ceil(math.log10(max(xs)))
     y0, y1 = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
-    sx = lambda v: L + (math.log10(v) - x0) / (x1 - x0) * (W - L - R)
-    sy = lambda v: H - B - (math.log10(v) - y0) / (y1 - y0) * (H - T - B)
+
+    def sx(v):
+        return L + (math.log10(v) - x0) / (x1 - x0) * (W - L - R)
+
+    def sy(v):
+        return H - B - (math.log10(v) - y0) / (y1 - y0) * (H - T - B)
+
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
            f'font-family="sans-serif" font-size="12">',
            f'<rect width="{W}" height="{H}" fill="white"/>']
@@ -154,7 +158,8 @@ def main(argv=None) -> int:
         off, on = rates[(jobs, False)], rates[(jobs, True)]
         what = "1 process (per core)" if jobs == 1 else f"{jobs} processes"
         print(f"netdsl sweep, {what:22} memo off {fmt(off)}   memo on {fmt(on)}   "
-              f"on / off {max(on) / max(off):.1f}x (best), {statistics.median(on) / statistics.median(off):.1f}x (median)")
+              f"on / off {max(on) / max(off):.1f}x (best), "
+              f"{statistics.median(on) / statistics.median(off):.1f}x (median)")
     print(f"the same grid again in this process (memo warm), 1 process: {again:8.1f} variants/s")
     one = max(rates[(1, True)])
     if args.fvcore:

@@ -18,8 +18,8 @@ if str(ROOT) not in sys.path:  # run from a checkout: this checkout's netdsl
     sys.path.insert(0, str(ROOT))
 
 from netdsl.analysis import analyse, fmt_bytes  # noqa: E402
-from netdsl.api import compile_spec  # noqa: E402
 from netdsl.analysis.graph import diagram, to_mermaid  # noqa: E402
+from netdsl.api import compile_spec  # noqa: E402
 
 PAGE = ROOT / "docs" / "gallery.md"
 # The deepest view that stays readable on a page: GitHub draws at most 500 edges, and
@@ -92,7 +92,7 @@ def render() -> str:
         "| network | spec | input | output | params | MACs | activations |",
         "|---|---|---|---|---:|---:|---:|",
     ]
-    for name, net, a, depth, _ in shown:
+    for name, net, a, _depth, _ in shown:
         out.append(f"| [{net.name}](#{net.name}) | `specs/{name}` | {_shape(a.input)} | "
                    f"{_shape(a.output_shape)} | {_si(a.params)} | {_si(a.macs)} | "
                    f"{fmt_bytes(a.activation_bytes)} |")

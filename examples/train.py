@@ -6,7 +6,8 @@
     python examples/train.py specs/lenet5.net          # one process, no torchrun
 
 The data are synthetic and need no download: noisy copies of one fixed random
-image per class, so the loss has something to learn and falls within a few steps. Each rank reads its own shard (DistributedSampler). The backend
+image per class, so the loss has something to learn and falls within a few steps.
+Each rank reads its own shard (DistributedSampler). The backend
 is NCCL when CUDA is available (each rank on its own GPU) and gloo otherwise.
 
 ``--fsdp`` shards the model with FSDP2 (``torch.distributed.fsdp.fully_shard``):

@@ -8,13 +8,14 @@ import gc
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, cast
 
-from .syntax import ast
 from . import ir
-from .ir.walk import children, json_step
-from .diagnostics import Diagnostic, NetdslError
 from .check.checker import Checker, given
+from .diagnostics import Diagnostic, NetdslError
+from .ir.walk import children, json_step
 from .limits import Limits
+from .syntax import ast
 from .syntax.loader import check_nesting, decode, load, read_source
 from .syntax.parser import parse as _parse
 from .syntax.parser import parse_expr
@@ -79,9 +80,10 @@ def _check_spec(spec) -> None:
                         f"not {_type(spec)}")
 
 
-def _check_arguments(spec, network, input, limits) -> tuple[int, ...] | None:
+def _check_arguments(spec, network, input, limits) -> tuple[Any, ...] | dict[Any, Any] | None:
     """Refuse arguments of the wrong kind where they are given, not deep inside;
-    returns ``input`` as a tuple. What is inside them is checked by the checker."""
+    returns ``input`` as a tuple (of shapes, for several inputs in order) or, for named
+    inputs, a dict of them. What is inside them is checked by the checker."""
     _check_spec(spec)
     if network is not None and not isinstance(network, str):
         raise TypeError(f"network must be the name of a network (str) or None, not {_type(network)}")
@@ -174,10 +176,11 @@ def compile_spec(spec, overrides: Mapping[str, object] | None = None, *, network
     with _gc_paused():
         text, filename, base = read_spec(spec, limits)
         program = load(text, filename, base, limits, import_path)
-        values, sources = {}, {}
+        values: dict[str, tuple[Any, None]] = {}
+        sources: dict[str | None, str] = {}
         for key, value in overrides.items():
-            if origin == "cli":
-                values[key] = (parse_override(key, value, limits, "cli", sources), None)
+            if origin == "cli":  # every value is the text of a --set
+                values[key] = (parse_override(key, cast(str, value), limits, "cli", sources), None)
                 continue
             try:
                 values[key] = (_override_value(key, value, limits, sources), None)
@@ -289,7 +292,7 @@ def _check_module_depth(net: ir.Network, limits: Limits, sources) -> None:
     ...
     """
     # (node, its depth in modules, the JSON level of its object: Network { body [ node {)
-    todo = [(node, 1, 3) for node in net.body]
+    todo: list[tuple[ir.Node, int, int]] = [(node, 1, 3) for node in net.body]
     while todo:
         node, depth, level = todo.pop()
         kids = children(node)
@@ -341,10 +344,11 @@ def _check_activations(net: ir.Network, limits: Limits, sources) -> None:
     sample without gradients, where each intermediate is freed once used.
 
     >>> _check_activations(compile("network n() { input [3, 8, 8]\\n conv2d(16, 1) }"),
-    ...                    Limits(max_activation_bytes=1000), {})
+    ...                    Limits(max_activation_bytes=1000), {})  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
       ...
-    netdsl.diagnostics.NetdslError: error[E0409]: the largest activation of one sample is 4,096 bytes, over the limit of 1,000
+    netdsl.diagnostics.NetdslError: error[E0409]: the largest activation of one sample is 4,096 bytes,
+    over the limit of 1,000
     ...
     """
     from .analysis.counts import activations, fmt_bytes, layer_output_bytes

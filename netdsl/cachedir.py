@@ -45,11 +45,13 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from collections.abc import Callable
 
 try:  # hashlib would load OpenSSL (~2 ms) for a hash it then takes from _blake2 anyway
     from _blake2 import blake2b
 except ImportError:  # pragma: no cover - a Python built without it
     from hashlib import blake2b
+_same: Callable[[bytes, bytes], bool]  # a comparison in constant time
 try:
     from _operator import _compare_digest as _same
 except ImportError:  # pragma: no cover

@@ -91,7 +91,8 @@ def _table(rows: list[str]) -> list[str]:
     cells = [[_inline(c.strip()).replace(_NBSP, " ") for c in r.strip().strip("|").split("|")]
              for r in rows if not re.fullmatch(r"\s*\|?[\s:|-]+\|?\s*", r)]
     widths = [max(len(r[i]) if i < len(r) else 0 for r in cells) for i in range(max(map(len, cells)))]
-    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    # Not strict: a row may have fewer cells than the widest one.
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in cells]
 
 
 def render(markdown: str, width: int = 80) -> str:

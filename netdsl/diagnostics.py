@@ -30,7 +30,7 @@ class Diagnostic:
     help: str | None = None
     notes: tuple[str, ...] = ()
 
-    def with_notes(self, *notes: str) -> "Diagnostic":
+    def with_notes(self, *notes: str) -> Diagnostic:
         return Diagnostic(self.code, self.message, self.span, self.label, self.help,
                           self.notes + tuple(notes))
 
@@ -58,7 +58,7 @@ class Diagnostic:
         """
         return self._render(_Lines(sources or {}))
 
-    def _render(self, lines: "_Lines") -> str:
+    def _render(self, lines: _Lines) -> str:
         out = [f"error[{self.code}]: {escape(self.message)}"]
         span = self.span
         label = escape(self.label)

@@ -40,10 +40,11 @@ class Limits:
 
     Each is a non-negative ``int``, at most its cap:
 
-    >>> Limits(max_nesting=100_000)
+    >>> Limits(max_nesting=100_000)  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
       ...
-    ValueError: Limits.max_nesting must be between 0 and 150, got 100000: evaluating an expression recurses about twice per level, and Python's stack ends near 450 levels
+    ValueError: Limits.max_nesting must be between 0 and 150, got 100000: evaluating an expression
+    recurses about twice per level, and Python's stack ends near 450 levels
     """
 
     max_file_bytes: int = 500_000        # E0401: size of one spec file (parsing runs at ~150 kB/s)
@@ -68,7 +69,7 @@ class Limits:
                 got = value if value.bit_length() <= 64 else f"an integer of {value.bit_length()} bits"
                 raise ValueError(f"Limits.{f.name} must be between 0 and {cap:,}, got {got}: {why}")
 
-    def replace(self, **changes) -> "Limits":
+    def replace(self, **changes) -> Limits:
         return replace(self, **changes)
 
     @classmethod

@@ -41,10 +41,11 @@ class Span:
         setter(self, "end_line", end_line)
         setter(self, "end_column", end_column)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Span is immutable: use .replace({name}=...)")
 
-    __delattr__ = __setattr__
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Span is immutable: use .replace({name}=...)")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Span)

@@ -61,7 +61,7 @@ def randomise_norms(model: nn.Module, seed: int = 0) -> nn.Module:
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 n = m.num_features
-                if m.running_mean is not None:
+                if m.running_mean is not None and m.running_var is not None:  # both, or neither
                     m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
                     m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
                 if m.affine:

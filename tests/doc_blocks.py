@@ -10,8 +10,8 @@ The convention, for whoever writes docs (README.md and every page of docs/):
   - ```` ```console ````: each line starting with `$ ` is a command, the lines under it
     its output (stdout and stderr together), compared line by line; a line `...` stands
     for any number of lines, and `...` inside a line for any text (a figure that
-    floating-point summation order changes from one CPU to another). A command must exit with status 0 unless its output shows
-    an `error`.
+    floating-point summation order changes from one CPU to another). A command must exit
+    with status 0 unless its output shows an `error`.
   - ```` ```python ````: the block runs as a script. A line that is an expression with a
     comment after it states the expression's value: `model.fc.out_features  # 10` is
     checked to be `repr` of the value (a tuple's without its parentheses).

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
+from torch_ops import OpRecorder
 
 import netdsl
 from netdsl import ir
 from netdsl.analysis import _modules, analyse
+from netdsl.backend.lower import lower
 from netdsl.cli import main
 from netdsl.limits import Limits
 from netdsl.syntax.loader import load
-from netdsl.backend.lower import lower
-from torch_ops import OpRecorder
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 

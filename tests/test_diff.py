@@ -10,19 +10,19 @@ from hypothesis import strategies as st
 
 import netdsl
 from netdsl.analysis import analyse
-from netdsl.cli import main
 from netdsl.analysis.diff import diff, modules, render_table, to_json
+from netdsl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(p.name for p in (ROOT / "specs").glob("*.net"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled(spec: str, overrides: tuple = ()):
     return netdsl.api.compile_spec(str(ROOT / "specs" / spec), dict(overrides))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def totals(spec: str, overrides: tuple = ()):
     a = analyse(compiled(spec, overrides))
     return a.params, a.macs

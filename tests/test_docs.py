@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import doc_blocks
 import pytest
 
-import doc_blocks
 import netdsl
 from netdsl.check.evaluate import BUILTINS, INIT_SCHEMES
 from netdsl.layers import LAYERS, REQUIRED

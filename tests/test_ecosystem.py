@@ -33,7 +33,7 @@ def _flat(out) -> list:
 
 def _equal(a, b) -> bool:
     fa, fb = _flat(a), _flat(b)
-    return len(fa) == len(fb) and all(torch.equal(x, y) for x, y in zip(fa, fb)) and \
+    return len(fa) == len(fb) and all(torch.equal(x, y) for x, y in zip(fa, fb, strict=True)) and \
         (list(a) == list(b) if isinstance(a, dict) else True)
 
 
@@ -164,7 +164,7 @@ def test_deepcopy_is_equal_and_independent(case):
     twin = copy.deepcopy(case.model)
     with torch.no_grad():
         assert _equal(twin(case.x), case.y)
-        for ours, theirs in zip(twin.parameters(), case.model.parameters()):
+        for ours, theirs in zip(twin.parameters(), case.model.parameters(), strict=True):
             assert ours is not theirs and torch.equal(ours, theirs)
         next(twin.parameters()).zero_()
         assert next(case.model.parameters()).any()
@@ -256,7 +256,7 @@ def test_onnx_export_runs_in_onnxruntime_to_1e_4(heavy_case, tmp_path):
         outs = [torch.from_numpy(o) for o in session.run(None, {name: case.x[:n].numpy()})]
         ys = [y[:n] for y in _flat(case.y)]
         assert len(outs) == len(ys)  # a dict of outputs comes out as one output each, in order
-        for out, y in zip(outs, ys):
+        for out, y in zip(outs, ys, strict=True):
             # 1e-4 of the outputs' scale: Inception v3's logits (up to 7) differ by up to
             # 2.9e-4 where one is near 0, as much as torch's own float32 result differs
             # from float64 (docs/cli.md).

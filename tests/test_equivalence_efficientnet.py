@@ -93,7 +93,7 @@ def test_training_mode_agrees_with_stochastic_depth_active(pair):
         want = ref(x)
         assert (got - want).abs().max().item() <= 1e-5
         # Batch norm updated its running statistics with the same momentum.
-        for (k, a), b in zip(ours.state_dict().items(), ref.state_dict().values()):
+        for (k, a), b in zip(ours.state_dict().items(), ref.state_dict().values(), strict=True):
             assert torch.allclose(a.float(), b.float(), atol=1e-6), k
         assert not torch.equal(ref.features[0][1].running_mean, before["features.0.1.running_mean"])
         # Stochastic depth really drew: the features alone (no dropout) differ by seed.

@@ -43,7 +43,7 @@ def test_training_outputs_take_torchvisions_order_names_values_and_gradients(pai
     theirs = ref.train()(x)
     assert type(ours).__name__ == type(theirs).__name__ == "GoogLeNetOutputs"
     assert ours._fields == theirs._fields == ("logits", "aux_logits2", "aux_logits1")
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         assert_close(a, b, atol=1e-5, rtol=1e-4)
     sum(t.sum() for t in ours).backward()
     sum(t.sum() for t in theirs).backward()

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 import netdsl
-from netdsl.diagnostics import NetdslError
 from netdsl.backend.fuse import _POST, STEPS, FusedConv2d, FusedModelTrainingError, fuse
+from netdsl.diagnostics import NetdslError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import fuzz_specs  # noqa: E402
@@ -91,7 +90,7 @@ def test_fused_outputs_match_unfused(name):
 def _assert_close(expected, got):
     expected, got = _tensors(expected), _tensors(got)
     assert len(got) == len(expected)
-    for e, g in zip(expected, got):
+    for e, g in zip(expected, got, strict=True):
         assert g.shape == e.shape
         # The layout handed back: torch's default wherever the unfused output had it (a
         # permute-based layer_norm2d's own output may be strided; the fused one never is).

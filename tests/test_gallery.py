@@ -6,11 +6,11 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
-
 import doc_blocks
-from netdsl.cli import main
+import pytest
 from test_graph import parse_mermaid
+
+from netdsl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "gallery.md"

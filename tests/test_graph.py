@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 import netdsl
 from netdsl.analysis import analyse
-from netdsl.cli import main
 from netdsl.analysis.graph import Cluster, Diagram, Edge, Node, diagram, to_dot, to_mermaid
+from netdsl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.net"))
@@ -278,7 +278,7 @@ def parse_dot(text: str) -> dict:
                 if len(chain) == 1:
                     out["nodes"][chain[0]] = a
                 else:
-                    out["edges"] += list(zip(chain, chain[1:]))
+                    out["edges"] += list(zip(chain, chain[1:], strict=False))  # consecutive pairs
             if peek()[0] == ";":
                 take()
         take("}")

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import netdsl
-from netdsl.tools import ide
 from netdsl.analysis import analyse
 from netdsl.layers import LAYERS
+from netdsl.tools import ide
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.net"))

@@ -132,8 +132,8 @@ def test_zero_init_residual_zeroes_bn2_of_basic_blocks():
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from netdsl.check.evaluate import F32_MAX, _SCHEME_ARGS  # noqa: E402
 from netdsl.backend.lower import lower  # noqa: E402
+from netdsl.check.evaluate import _SCHEME_ARGS, F32_MAX  # noqa: E402
 
 EDGES = [0.0, -0.0, 1.0, -1.0, 0.5, 2.0, -2.0, 3.0, -3.0, 1e-300, -1e-300, 1e-45, 1e38, -1e38,
          F32_MAX, -F32_MAX, F32_MAX * (1 + 2 ** -40), F32_MAX / 2, F32_MAX / 4, F32_MAX / 3.4,

@@ -10,13 +10,13 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torch_ops import OpRecorder
 
 import netdsl
+from netdsl.backend.lower import lower
 from netdsl.cli import main
 from netdsl.layers import LAYERS
 from netdsl.layers.base import Kind
-from netdsl.backend.lower import lower
-from torch_ops import OpRecorder
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "specs"
 

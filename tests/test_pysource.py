@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import netdsl
+from netdsl.backend.codegen import class_name, comment, generate, is_attribute
 from netdsl.cli import main
 from netdsl.diagnostics import NetdslError
-from netdsl.backend.codegen import class_name, comment, generate, is_attribute
 
 ROOT = Path(__file__).resolve().parent.parent
 HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d")
@@ -107,7 +107,7 @@ def check_equivalent(net, source: str, tmp_path: Path, seed_train: bool = True) 
     with torch.device("meta"):
         generated = getattr(module, class_name(type(model).__name__))()
     assert [n for n, _ in generated.named_modules()] == [n for n, _ in model.named_modules()]
-    for (name, g), m in zip(generated.named_modules(), model.modules()):
+    for (name, g), m in zip(generated.named_modules(), model.modules(), strict=True):
         if type(m).__name__ in ("Group", "Container") and type(m).__module__ in ("netdsl.backend.runtime",
                                                                                  "netdsl.groups"):
             pass  # a labelled group holding combinators or named results: a class named after its label
@@ -135,7 +135,7 @@ def check_equivalent(net, source: str, tmp_path: Path, seed_train: bool = True) 
         b = generated(*xs)
         _same(a, b)
     # Training updated the batch-norm statistics of both alike.
-    for (k, v), w in zip(model.state_dict().items(), generated.state_dict().values()):
+    for (k, v), w in zip(model.state_dict().items(), generated.state_dict().values(), strict=True):
         assert torch.equal(v, w), k
 
 
@@ -354,16 +354,16 @@ def hostile_specs(draw):
     block = draw(st.one_of(st.sampled_from(["print", "nn", "torch", "exec", "class_", "Exception",
                                             "stochastic_depth", "network_"]),
                            st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)))
-    l = [_spec_string(x) for x in labels]
-    text = (f"# {notes[0]}\nblock {block}(c) {{\n    {l[0]}: conv2d(c, 3, padding = 1)  # {notes[1]}\n"
-            f"    relu\n}}\n# {notes[2]}\nnetwork n() {{\n    input [3, 8, 8]\n    {l[1]}: {block}(4)\n"
-            f"    residual {{\n        {l[2]}: conv2d(4, 1)\n    }}\n"
-            f"    concat {{\n        {l[3]}: conv2d(2, 1)\n        {{ {l[4]}: conv2d(2, 1) }}\n    }}\n"
+    lab = [_spec_string(x) for x in labels]
+    text = (f"# {notes[0]}\nblock {block}(c) {{\n    {lab[0]}: conv2d(c, 3, padding = 1)  # {notes[1]}\n"
+            f"    relu\n}}\n# {notes[2]}\nnetwork n() {{\n    input [3, 8, 8]\n    {lab[1]}: {block}(4)\n"
+            f"    residual {{\n        {lab[2]}: conv2d(4, 1)\n    }}\n"
+            f"    concat {{\n        {lab[3]}: conv2d(2, 1)\n        {{ {lab[4]}: conv2d(2, 1) }}\n    }}\n"
             f"    gate {{ adaptive_avgpool2d(1)\n sigmoid }}\n"
-            f"    {l[6]}: {{\n        {l[7]}: conv2d(4, 1)\n        relu\n    }}\n"
-            f"    {l[8]}: {{\n        residual {{ conv2d(4, 1) }}\n"
-            f"        dense {{\n            {l[9]}: conv2d(2, 1)\n            conv2d(2, 1)\n        }}\n    }}\n"
-            f"    side aux {{ flatten\n {l[5]}: linear(2) }}  # {notes[3]}\n"
+            f"    {lab[6]}: {{\n        {lab[7]}: conv2d(4, 1)\n        relu\n    }}\n"
+            f"    {lab[8]}: {{\n        residual {{ conv2d(4, 1) }}\n"
+            f"        dense {{\n            {lab[9]}: conv2d(2, 1)\n            conv2d(2, 1)\n        }}\n    }}\n"
+            f"    side aux {{ flatten\n {lab[5]}: linear(2) }}  # {notes[3]}\n"
             f"    dropout(0.5)\n    flatten\n    linear(3)\n}}\n")
     return text, notes
 

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 import netdsl
+from netdsl.backend.lower import lower
 from netdsl.layers import LAYERS, REQUIRED, Arg, _bool, _float, _pair, _pair_or_none
 from netdsl.layers.base import _ints
 from netdsl.layers.resample import _scale
 from netdsl.layers.reshape import _pad4
-from netdsl.backend.lower import lower
 
 EDGE_INTS = st.integers(-1, 9)
 EDGE_FLOATS = st.one_of(st.sampled_from([-0.5, 0.0, 1e-12, 1e-5, 0.1, 0.5, 0.999, 1.0, 1.5, 2.0]),

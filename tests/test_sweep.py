@@ -5,7 +5,8 @@ import io
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import netdsl
 from netdsl.analysis import analyse

@@ -82,7 +82,8 @@ def test_a_changed_stem_padding_is_a_shape_difference_at_conv1(tmp_path, resnet1
                           "conv1: conv2d(64, 7, stride = 2, padding = 2")
     report = check_equivalent(path, resnet18, input=SMALL, depth=18, train=False, gradients=False)
     diff = report.first_difference
-    assert (diff.module, diff.where, diff.mode) == ("conv1", _where(path, text, "conv1: conv2d(64, 7", "conv2d"), "eval")
+    assert (diff.module, diff.where, diff.mode) == ("conv1", _where(path, text, "conv1: conv2d(64, 7", "conv2d"),
+                                                    "eval")
     assert "shape [2, 64, 15, 15] vs the reference's [2, 64, 16, 16]" in diff.detail
 
 

@@ -46,5 +46,5 @@ def test_fsdp2_shards_a_built_model_per_block_on_cpu(tmp_path):
     pytest.importorskip("torch.distributed.fsdp", reason="this torch has no FSDP2")
     ranks, _ = torchrun(tmp_path, "--fsdp", steps=6)
     assert ranks[0]["hash"] == ranks[1]["hash"]
-    assert all(l == l for r in ranks for l in r["losses"])  # no NaN
+    assert all(loss == loss for r in ranks for loss in r["losses"])  # no NaN
     _loads_into_a_fresh_build(tmp_path / "lenet5.pt")  # gathered: a plain state_dict

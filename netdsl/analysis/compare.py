@@ -18,14 +18,15 @@ import contextlib
 import difflib
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from .. import ir
-from .counts import _is_module, _modules
 from ..span import Span
+from .counts import _is_module, _modules
 
 ATOL = 1e-5
 RTOL = 1e-4
@@ -234,10 +235,10 @@ def _nearest(name: str, candidates: list[str]) -> str | None:
     return found[0] if found else None
 
 
-def _table(head: tuple[str, ...], rows: list[tuple[str, ...]], limit: int = 20) -> list[str]:
+def _table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]], limit: int = 20) -> list[str]:
     shown = rows[:limit]
     widths = [max(len(head[i]), *(len(r[i]) for r in shown)) for i in range(len(head))]
-    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
     out = [fmt(head)] + [fmt(r) for r in shown]
     if len(rows) > limit:
         out.append(f"... and {len(rows) - limit:,} more")
@@ -258,7 +259,7 @@ def flatten_output(out, path: str = "output") -> list[tuple[str, torch.Tensor]]:
     if isinstance(out, torch.Tensor):
         return [(path, out)]
     if isinstance(out, tuple) and hasattr(out, "_fields"):
-        return [item for f, v in zip(out._fields, out) for item in flatten_output(v, f"{path}.{f}")]
+        return [item for f, v in zip(out._fields, out, strict=True) for item in flatten_output(v, f"{path}.{f}")]
     if isinstance(out, (tuple, list)):
         return [item for i, v in enumerate(out) for item in flatten_output(v, f"{path}[{i}]")]
     if isinstance(out, dict):
@@ -329,7 +330,7 @@ def _compare_outputs(ours, theirs, atol, rtol) -> tuple[bool, list[str], float, 
     if not a:
         return False, ["the models return no tensors"], math.inf, math.inf
     lines, ok, worst, worst_rel = [], True, 0.0, 0.0
-    for (label, x), (_, y) in zip(a, b):
+    for (label, x), (_, y) in zip(a, b, strict=True):
         d = tensor_diff(x, y, atol, rtol)
         worst, worst_rel = _max(worst, d.max_abs), _max(worst_rel, d.max_rel)
         ok &= d.ok
@@ -374,7 +375,7 @@ def _kept(*models: nn.Module):
     try:
         yield
     finally:
-        for m, (training, buffers, grads) in zip(models, saved):
+        for m, (training, buffers, grads) in zip(models, saved, strict=True):
             m.train(training)
             with torch.no_grad():
                 for b, value in buffers:
@@ -438,7 +439,7 @@ def first_difference(model: nn.Module, reference: nn.Module, x, *, train: bool =
             if len(outs) != len(other):
                 return Difference("train" if train else "eval", name, where(spans, name), math.inf,
                                   f"gives {len(outs)} tensors, the reference's {len(other)}", k)
-            for a, b in zip(outs, other):
+            for a, b in zip(outs, other, strict=True):
                 d = tensor_diff(a, b, atol, rtol)
                 if not d.ok:
                     detail = (f"output {d.why}" if d.why else
@@ -573,8 +574,9 @@ def _grads(model, x, seed: int) -> dict[str, torch.Tensor | None]:
         p.grad = None
     out = _run(model, x, True, seed, grad=True)
     tensors = [t for _, t in flatten_output(out)]
-    loss = sum((t * w.to(t.device)).sum() for t, w in zip(tensors, _loss_weights(out, seed)))
-    loss.backward()
+    loss = sum((t * w.to(t.device)).sum() for t, w in zip(tensors, _loss_weights(out, seed), strict=True))
+    if isinstance(loss, torch.Tensor):  # else the output holds no tensor: nothing has a gradient
+        loss.backward()
     return {k: (None if p.grad is None else p.grad.detach().clone()) for k, p in model.named_parameters()}
 
 
@@ -589,11 +591,10 @@ def _check_gradients(model, reference, x, seed, atol, rtol, spans) -> Check:
         if k not in gb:
             rows.append((k, "the reference has no parameter of this name", where(spans, k) or "?"))
             continue
-        if (a is None) != (b is None):
-            rows.append((k, "no gradient in the " + ("spec's model" if a is None else "reference"),
-                         where(spans, k) or "?"))
-            continue
-        if a is None:
+        if a is None or b is None:
+            if (a is None) != (b is None):
+                rows.append((k, "no gradient in the " + ("spec's model" if a is None else "reference"),
+                             where(spans, k) or "?"))
             continue
         d = tensor_diff(a, b, atol, rtol)
         worst, worst_rel = _max(worst, d.max_abs), _max(worst_rel, d.max_rel)

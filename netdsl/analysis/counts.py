@@ -18,8 +18,6 @@ from .. import ir
 from ..ir.walk import Visitor, bodies, json_step
 from ..layers import LAYERS
 
-
-
 # Layer kind → the class name of the module it builds (Conv2d).
 TYPE_NAMES = {k: v.torch_class.rsplit(".", 1)[1] for k, v in LAYERS.items()}
 
@@ -128,8 +126,8 @@ def fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def layer_output_bytes(node: ir.Layer) -> int:
-    """Bytes of one layer's output for one sample (float32).
+def layer_output_bytes(node: ir.AnyNode) -> int:
+    """Bytes of one layer's (or combinator's) output for one sample (float32).
 
     >>> layer_output_bytes(ir.Linear(name="fc", in_shape=(400,), out_shape=(120,),
     ...                              in_features=400, out_features=120))
@@ -138,7 +136,7 @@ def layer_output_bytes(node: ir.Layer) -> int:
     return ELEMENT_BYTES * math.prod(node.out_shape)
 
 
-def tensor_bytes(node) -> int:
+def tensor_bytes(node: ir.AnyNode) -> int:
     """Bytes of the largest tensor a layer or combinator makes for one sample: its
     output, or for local_response_norm its squared input padded by ``size - 1``
     channels (torch pads, then average-pools across channels)."""
@@ -152,7 +150,7 @@ class _Tensors(Visitor):
     tensors a forward makes, named as the table names their module."""
 
     def __init__(self) -> None:
-        self.found: list[tuple[str, object]] = []
+        self.found: list[tuple[str, ir.AnyNode]] = []
 
     def visit_layer(self, node, prefix: str) -> None:
         self.found.append((prefix + node.name, node))
@@ -190,7 +188,7 @@ def _tensors(nodes, prefix: str):
     return t.found
 
 
-def activations(net: ir.Network) -> tuple[int, int, str, object]:
+def activations(net: ir.Network) -> tuple[int, int, str, ir.AnyNode | None]:
     """Activation memory of one sample, from the IR: (forward/backward bytes, largest
     tensor bytes, its name, its IR node or None for the input).
 
@@ -307,7 +305,7 @@ def analyse(net: ir.Network) -> Analysis:
     return Analysis(net.name, tuple(net.input_shape), tuple(net.out_shape), params, macs, rows,
                     total, largest, name, {i.name: tuple(i.shape) for i in net.inputs},
                     {} if net.result is None else
-                    {k: tuple(s) for k, s in zip(net.result.keys, net.result.shapes)})
+                    {k: tuple(s) for k, s in zip(net.result.keys, net.result.shapes, strict=True)})
 
 
 def count_params(net: ir.Network) -> int:
@@ -466,9 +464,9 @@ def totals(net: ir.Network) -> Totals:
     (156, 117600, 37632, (6, 28, 28))
     """
     parts = [summary(n) for n in net.body]
-    sides = [s for n, s in zip(net.body, parts) if isinstance(n, ir.Side)]
+    sides = [s for n, s in zip(net.body, parts, strict=True) if isinstance(n, ir.Side)]
     largest = max([ELEMENT_BYTES * math.prod(net.input_shape)]
                   + [ELEMENT_BYTES * math.prod(i.shape) for i in net.inputs] + [s.largest for s in parts])
     return Totals(sum(s.params for s in parts), sum(s.macs for s in parts) - sum(s.macs for s in sides),
-                  sum(s.activation_bytes for n, s in zip(net.body, parts) if not isinstance(n, ir.Side)),
+                  sum(s.activation_bytes for n, s in zip(net.body, parts, strict=True) if not isinstance(n, ir.Side)),
                   largest, tuple(net.out_shape))

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import ir
-from .counts import TYPE_NAMES, analyse, _is_module, layer_macs, layer_params, scope_type
 from ..layers import LAYERS
+from .counts import TYPE_NAMES, _is_module, analyse, layer_macs, layer_params, scope_type
 
 # Fields that say where a layer is or what it is called, not what it computes; its
 # shapes are compared as figures of their own.
@@ -95,11 +96,10 @@ def modules(net: ir.Network) -> list[Module]:
                            tuple(node.out_shape), layer_params(node), layer_macs(node), side, True, args)
                 out.append(m)
             elif isinstance(node, ir.Scope):
-                at = len(out)
-                out.append(None)  # its place in the order; figures once its body is walked
+                at = len(out)  # its place in the order, before its body; figures once that is walked
                 p, mc = walk(node.body, f"{prefix}{node.name}.", depth + 1, side)
-                m = out[at] = Module(prefix + node.name, depth, scope_type(node), tuple(node.out_shape),
-                                     p, mc, side, False)
+                m = Module(prefix + node.name, depth, scope_type(node), tuple(node.out_shape), p, mc, side, False)
+                out.insert(at, m)
             else:
                 inner = side or node.kind == "side"
                 for part in ir.bodies(node):
@@ -135,10 +135,11 @@ def diff(a: ir.Network, b: ir.Network) -> Diff:
     the change of the totals."""
     ma, mb = modules(a), modules(b)
     by_a, by_b = {m.name: m for m in ma}, {m.name: m for m in mb}
-    changes: dict[str, Change] = {}
+    changes: dict[str, Change | None] = {}  # None: in both, unchanged
     for name in _order(list(by_a), list(by_b)):
         x, y = by_a.get(name), by_b.get(name)
         if y is None:
+            assert x is not None  # every name is A's or B's
             changes[name] = Change("removed", name, x.depth, x, None)
         elif x is None:
             changes[name] = Change("added", name, y.depth, None, y)
@@ -200,10 +201,11 @@ def render_table(d: Diff, depth: int | None = 2, a_label: str = "", b_label: str
     shown = [c for c in d.modules if depth is None or c.depth < depth]
     out = [f"A: {d.a.name}{a_label}", f"B: {d.b.name}{b_label}", ""]
     if shown:
-        head = ("", "module", "type", "output shape", "Δparams", "ΔMACs", "arguments")
-        rows = []
+        head: tuple[str, ...] = ("", "module", "type", "output shape", "Δparams", "ΔMACs", "arguments")
+        rows: list[tuple[str, ...]] = []
         for c in shown:
             x, y = c.a or c.b, c.b or c.a
+            assert x is not None and y is not None  # a change has A's module, B's or both
             shape = lambda m: "[" + ", ".join(map(str, m.shape)) + "]"  # noqa: E731
             rows.append(({"added": "+", "removed": "-", "changed": "~"}[c.change],
                          "  " * c.depth + c.name, _both(x.type, y.type), _both(shape(x), shape(y)),
@@ -214,9 +216,10 @@ def render_table(d: Diff, depth: int | None = 2, a_label: str = "", b_label: str
         widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
         right = (False, False, False, False, True, True, False)
 
-        def line(cells):
+        def line(cells: tuple[str, ...]) -> str:
+            # Not strict: `right` also covers the arguments column, which may be dropped.
             return "  ".join(s.rjust(w) if r else s.ljust(w)
-                             for s, w, r in zip(cells, widths, right)).rstrip()
+                             for s, w, r in zip(cells, widths, right, strict=False)).rstrip()
 
         rule = line(("",) + tuple("─" * w for w in widths[1:]))
         out += [line(head), rule, *map(line, rows), rule]
@@ -247,7 +250,7 @@ def to_json(d: Diff, depth: int | None = None, **extra) -> dict:
                                        "params": m.params, "macs": m.macs}
 
     pa, pb = analyse(d.a), analyse(d.b)
-    out = {"a": {"network": d.a.name, "params": pa.params, "macs": pa.macs},
+    out: dict[str, Any] = {"a": {"network": d.a.name, "params": pa.params, "macs": pa.macs},
            "b": {"network": d.b.name, "params": pb.params, "macs": pb.macs},
            "delta": {"params": d.params, "macs": d.macs, "flops": 2 * d.macs}}
     for key, value in extra.items():

@@ -9,8 +9,9 @@ kind without one is still drawn, as an op node over its bodies.
     >>> import netdsl
     >>> d = diagram(netdsl.compile("network n() { input [3, 8, 8]\\n"
     ...                            "residual { c: conv2d(3, 3, padding = 1) } }"))
-    >>> [(n.role, n.type, n.shape) for n in d.nodes]
-    [('input', 'input', (3, 8, 8)), ('layer', 'Conv2d', (3, 8, 8)), ('op', 'add', (3, 8, 8)), ('output', 'output', (3, 8, 8))]
+    >>> [(n.role, n.type, n.shape) for n in d.nodes]  # doctest: +NORMALIZE_WHITESPACE
+    [('input', 'input', (3, 8, 8)), ('layer', 'Conv2d', (3, 8, 8)), ('op', 'add', (3, 8, 8)),
+     ('output', 'output', (3, 8, 8))]
     >>> [e.kind for e in d.edges]
     ['data', 'data', 'skip', 'data']
 """
@@ -21,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import ir
-from .counts import TYPE_NAMES, _is_module, _modules, scope_type
 from ..layers import LAYERS
+from .counts import TYPE_NAMES, _is_module, _modules, scope_type
 
 # How an edge is drawn: the main flow, an identity or shortcut path around a body,
 # an earlier output fed to a dense layer, the input of a gate's multiply, the
@@ -336,7 +337,7 @@ def diagram(net: ir.Network, depth: int | None = None) -> Diagram:
         end = g.node("output", "output", "output", net.out_shape)
         g.connect(out, end)
     else:  # one box per returned result, named by its key
-        for key, source, shape in zip(net.result.keys, net.result.sources, net.result.shapes):
+        for key, source, shape in zip(net.result.keys, net.result.sources, net.result.shapes, strict=True):
             g.connect(g.names[0][source], g.node("output", key, "output", shape, net.result.form))
     return g.d
 
@@ -353,7 +354,7 @@ def _contents(d: Diagram) -> Callable[[str | None], list]:
             c = parent.get(c)
 
     def contents(cluster: str | None) -> list:
-        items = [(i, n) for i, n in enumerate(d.nodes) if n.cluster == cluster]
+        items: list[tuple[int, Node | Cluster]] = [(i, n) for i, n in enumerate(d.nodes) if n.cluster == cluster]
         items += [(first.get(c.id, len(d.nodes)), c) for c in d.clusters if c.parent == cluster]
         return [x for _, x in sorted(items, key=lambda t: t[0])]
     return contents

@@ -36,7 +36,7 @@ def render_table(a: Analysis, depth: int | None = 2, fvcore_total: int | None = 
     right = (False, False, False, True, True)
 
     def line(cells):
-        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)).rstrip()
+        return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)).rstrip()
 
     out = [f"{a.network}: {_ends(a)}", "", line(head),
            line(tuple("─" * w for w in widths))]

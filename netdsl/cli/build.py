@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import (UsageError, compile_args, memory_guard, parse_device, spec_arguments,
-                     table_arguments)
+from .common import UsageError, compile_args, memory_guard, parse_device, spec_arguments, table_arguments
 
 
 def register(sub) -> None:
@@ -130,8 +129,8 @@ def fvcore_total(model, input_shape, device) -> int:
     model.eval()
     try:
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
-        x = tuple(torch.zeros((1, *s), device=device) for s in shapes)
-        x = x[0] if len(x) == 1 else x
+        inputs = tuple(torch.zeros((1, *s), device=device) for s in shapes)
+        x = inputs[0] if len(inputs) == 1 else inputs
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fvcore's tracer warns about deprecated torch.jit APIs
             fca = FlopCountAnalysis(model, x)

@@ -42,8 +42,8 @@ def _label(ns: argparse.Namespace) -> str:
 
 
 def run(args) -> int:
-    from .common import compile_args
     from ..analysis.diff import diff, render_table, to_json
+    from .common import compile_args
 
     a = _side(args, args.spec, args.overrides_a)
     b = _side(args, args.other or args.spec, args.overrides_b)

@@ -22,12 +22,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from .common import UsageError
     from ..diagnostics import NetdslError
-    from .files import replace_text
-    from ..syntax.fmt import format_text
     from ..limits import Limits
+    from ..syntax.fmt import format_text
     from ..syntax.loader import decode, read_source
+    from .common import UsageError
+    from .files import replace_text
 
     limits = Limits()
     if "-" in args.paths:

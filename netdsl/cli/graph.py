@@ -49,8 +49,8 @@ def svg(dot: str) -> str:
 
 
 def run(args) -> int:
-    from .common import compile_args
     from ..analysis.graph import diagram, to_dot, to_mermaid
+    from .common import compile_args
 
     if args.output is not None and os.path.exists(args.output) and isinstance(args.spec, os.PathLike) \
             and os.path.samefile(args.output, args.spec):

@@ -32,9 +32,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from .common import UsageError, check_import_dirs, parse_input, parse_limits, parse_overrides
     from ..tools.sweep import GridError, default_jobs, grid
     from ..tools.sweep import run as sweep
+    from .common import UsageError, check_import_dirs, parse_input, parse_limits, parse_overrides
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs expects a positive integer, got {args.jobs}")
@@ -67,11 +67,13 @@ def _value(v) -> str:
 
 
 def _table(rows, names) -> str:
+    def num(v: int | None) -> str:
+        return "" if v is None else f"{v:,}"
+
     head = [*names, "params", "MACs", "activations", "output", ""]
     body = []
     for r in rows:
         c = _cells(r, names)
-        num = (lambda v: "" if v is None else f"{v:,}")
         body.append([*(c[n] for n in names), num(r.params), num(r.macs),
                      "" if r.activation_bytes is None else _mb(r.activation_bytes), c["output_shape"],
                      f"error[{r.error}" .replace(" ", "]: ", 1) if r.error else ""])
@@ -79,7 +81,7 @@ def _table(rows, names) -> str:
     right = set(range(len(names), len(names) + 3))
     def line(cells):
         return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
     ok = sum(r.error is None for r in rows)
     lines = [line(head), *(line(b) for b in body),
              f"{len(rows)} row{'s' * (len(rows) != 1)}, {ok} checked, {len(rows) - ok} refused"]

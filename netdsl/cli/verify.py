@@ -12,6 +12,8 @@ import os
 import sys
 import types
 
+from .common import UsageError, compile_args, spec_arguments
+
 HELP = """\
 Build the spec, load the reference model's state_dict into it strictly, and compare
 parameter counts, eval outputs, training-mode outputs under one seed, and gradients.
@@ -19,8 +21,6 @@ Where outputs differ, the report names the first module whose output differs, wi
 the spec line that made it. Importing --against RUNS THAT MODULE'S PYTHON CODE, as
 any import does: only name code you trust. (Specs themselves never run code.)
 Exit status: 0 equivalent, 1 not equivalent or the spec has errors, 2 usage error."""
-
-from .common import UsageError, compile_args, spec_arguments
 
 
 def register(sub) -> None:
@@ -85,10 +85,11 @@ def resolve(path: str):
 
     >>> resolve("collections.OrderedDict").__name__
     'OrderedDict'
-    >>> resolve("collections.OrderDict")
+    >>> resolve("collections.OrderDict")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
       ...
-    netdsl.cli.common.UsageError: --against collections.OrderDict: module collections has no attribute OrderDict (did you mean OrderedDict?)
+    netdsl.cli.common.UsageError: --against collections.OrderDict: module collections has no attribute
+    OrderDict (did you mean OrderedDict?)
     """
     import difflib
 

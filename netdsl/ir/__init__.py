@@ -13,7 +13,7 @@ batch dimension. The IR round-trips through JSON::
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias, Union
 
 from pydantic import Field
 
@@ -26,7 +26,12 @@ for _cls in (Node, InitScheme, Layer) + NODES:
     _cls.__module__ = __name__
     globals()[_cls.__name__] = _cls
 
-LayerNode = Union[NODES]
+if TYPE_CHECKING:
+    # The union is built from the catalogue when the module loads, which a type checker
+    # cannot follow; to it, a layer node is any Layer (each has its own ``kind``).
+    LayerNode: TypeAlias = Layer
+else:
+    LayerNode = Union[NODES]  # noqa: UP007 -- a union of a run-time tuple of classes has no `|` spelling
 
 
 class Scope(Node):
@@ -41,7 +46,7 @@ class Scope(Node):
     name: str
     cls: str | None = None
     block: str | None = None
-    body: tuple["AnyNode", ...]
+    body: tuple[AnyNode, ...]
     in_shape: Shape
     out_shape: Shape
 
@@ -51,8 +56,8 @@ class Residual(Node):
 
     kind: Literal["residual"] = "residual"
     body_fields: ClassVar[tuple[str, ...]] = ("body", "shortcut")
-    body: tuple["AnyNode", ...]
-    shortcut: tuple["AnyNode", ...] | None = None
+    body: tuple[AnyNode, ...]
+    shortcut: tuple[AnyNode, ...] | None = None
     in_shape: Shape
     out_shape: Shape
 
@@ -62,7 +67,7 @@ class Concat(Node):
 
     kind: Literal["concat"] = "concat"
     body_fields: ClassVar[tuple[str, ...]] = ("branches",)
-    branches: tuple[tuple["AnyNode", ...], ...]
+    branches: tuple[tuple[AnyNode, ...], ...]
     in_shape: Shape
     out_shape: Shape
 
@@ -72,7 +77,7 @@ class Dense(Node):
 
     kind: Literal["dense"] = "dense"
     body_fields: ClassVar[tuple[str, ...]] = ("layers",)
-    layers: tuple[tuple["AnyNode", ...], ...]
+    layers: tuple[tuple[AnyNode, ...], ...]
     in_shape: Shape
     out_shape: Shape
 
@@ -82,7 +87,7 @@ class Gate(Node):
 
     kind: Literal["gate"] = "gate"
     body_fields: ClassVar[tuple[str, ...]] = ("body",)
-    body: tuple["AnyNode", ...]
+    body: tuple[AnyNode, ...]
     in_shape: Shape
     out_shape: Shape
 
@@ -93,7 +98,7 @@ class Side(Node):
     kind: Literal["side"] = "side"
     body_fields: ClassVar[tuple[str, ...]] = ("body",)
     name: str
-    body: tuple["AnyNode", ...]
+    body: tuple[AnyNode, ...]
     in_shape: Shape
     out_shape: Shape
 
@@ -134,13 +139,13 @@ class Split(Node):
     kind: Literal["split"] = "split"
     body_fields: ClassVar[tuple[str, ...]] = ("parts",)
     sizes: tuple[PosInt, ...]
-    parts: tuple[tuple["AnyNode", ...], ...]
+    parts: tuple[tuple[AnyNode, ...], ...]
     in_shape: Shape
     out_shape: Shape
 
 
-AnyNode = Annotated[Union[LayerNode, Scope, Residual, Concat, Dense, Gate, Side, Bind, From, Merge,
-                          Split], Field(discriminator="kind")]
+AnyNode = Annotated[LayerNode | Scope | Residual | Concat | Dense | Gate | Side | Bind | From | Merge | Split,
+                    Field(discriminator="kind")]
 
 # The nodes of general dataflow: they name results or read them back.
 FLOW_NODES = (Bind, From, Merge)
@@ -201,7 +206,11 @@ for _model in (Scope, Residual, Concat, Dense, Gate, Side, Split, Network):
     _model.model_rebuild()
 
 
-from .walk import Visitor, bodies, kind_of, walk  # noqa: E402
+# The walk, under ``ir`` too (``ir.walk(nodes)``); it imports the classes above.
+from .walk import Visitor as Visitor  # noqa: E402
+from .walk import bodies as bodies  # noqa: E402
+from .walk import kind_of as kind_of  # noqa: E402
+from .walk import walk as walk  # noqa: E402
 
 #: The constructs: every node kind that is not a layer (layers are one case for
 #: every consumer of the IR, since what differs between them is in the catalogue).

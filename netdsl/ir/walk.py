@@ -74,7 +74,7 @@ def json_step(node: Node) -> int:
     return 3 if any(_nested(cls, name) for name in cls.body_fields) else 2
 
 
-def _nested(cls: type, name: str) -> bool:
+def _nested(cls: type[Node], name: str) -> bool:
     """Whether field ``name`` of ``cls`` holds several bodies (``tuple[tuple[...], ...]``)."""
     annotation = cls.model_fields[name].annotation
     options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) \

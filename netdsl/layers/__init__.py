@@ -14,7 +14,15 @@ Input channels and features are never arguments: the checker infers them.
 from __future__ import annotations
 
 from . import activation, conv, norm, pool, regular, resample, reshape, scale
-from .base import REQUIRED, Arg, ArgTypeError, Kind, LayerError, Torch, _bool, _float, _int, _pair, _pair_or_none, _str
+from .base import REQUIRED, Arg, ArgTypeError, Kind, LayerError, Torch
+
+# The argument converters, for tools and tests that draw values by converter.
+from .base import _bool as _bool
+from .base import _float as _float
+from .base import _int as _int
+from .base import _pair as _pair
+from .base import _pair_or_none as _pair_or_none
+from .base import _str as _str
 
 LAYERS: dict[str, Kind] = {k.name: k for family in (conv, norm, activation, pool, regular, reshape,
                                                    resample, scale) for k in family.KINDS}

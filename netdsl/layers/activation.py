@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from . import shapes
 from .base import Arg, Kind, Layer, LayerError, PosInt, _bool, _float, _int, _str
@@ -24,7 +24,10 @@ _SIMPLE = {
 
 
 class Activation(Layer):
-    kind: Literal[tuple(_SIMPLE)]
+    if not TYPE_CHECKING:
+        # The kinds of _SIMPLE, as the discriminated union reads them; a type checker
+        # cannot spell a literal from a run-time tuple, and knows the field as Layer's ``kind: str``.
+        kind: Literal[tuple(_SIMPLE)]
     inplace: bool = False
 
 

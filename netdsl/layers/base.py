@@ -11,8 +11,9 @@ from __future__ import annotations
 import functools
 import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,6 +62,11 @@ class Layer(Node):
     reuse: bool = False
     functional: bool = False
 
+    if TYPE_CHECKING:
+        # Every layer class declares its own ``kind``, a literal the discriminated union
+        # reads; the base has no such field, so that pydantic's fields stay as they are.
+        kind: str
+
 
 # ---- argument converters: a spec value to the IR's, or ArgTypeError ----
 
@@ -108,17 +114,20 @@ def _pair_item(v: Any) -> int:
         raise ArgTypeError("an integer or a list of two integers [h, w]") from None
 
 
-def _pair_or_none(v: Any):
+def _pair_or_none(v: Any) -> tuple[int, int] | None:
     return None if v is None else _pair(v)
 
 
-def _str(choices: tuple[str, ...]) -> Callable[[Any], str]:
-    def conv(v: Any) -> str:
-        if not isinstance(v, str) or v not in choices:
-            raise ArgTypeError("one of " + ", ".join(f'"{c}"' for c in choices))
+class _str:
+    """The converter to one of ``choices``, which tools read (the tests draw from them)."""
+
+    def __init__(self, choices: tuple[str, ...]):
+        self.choices = choices
+
+    def __call__(self, v: Any) -> str:
+        if not isinstance(v, str) or v not in self.choices:
+            raise ArgTypeError("one of " + ", ".join(f'"{c}"' for c in self.choices))
         return v
-    conv.choices = choices
-    return conv
 
 
 def _ints(v: Any) -> tuple[int, ...]:
@@ -130,11 +139,14 @@ def _ints(v: Any) -> tuple[int, ...]:
         raise ArgTypeError("a list of integers") from None
 
 
-def _none_or(conv: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def f(v: Any):
-        return None if v is None else conv(v)
-    f.inner = conv
-    return f
+class _none_or:
+    """The converter ``inner`` that also lets None through; tools read ``inner``."""
+
+    def __init__(self, inner: Callable[[Any], Any]):
+        self.inner = inner
+
+    def __call__(self, v: Any) -> Any:
+        return None if v is None else self.inner(v)
 
 
 @dataclass(frozen=True)
@@ -188,7 +200,7 @@ class Kind:
     """
 
     name: str = ""
-    node: type = Layer
+    node: type[Layer] = Layer
     args: tuple[Arg, ...] = ()
     doc: str = ""
     torch_class: str = ""
@@ -294,6 +306,11 @@ class Kind:
         for None, the function ``apply`` calls) applies, for :meth:`post_op`."""
         return {}
 
+    def initialise(self, node, tensor) -> None:
+        """For a ``bare_parameter`` kind: fill its tensor, allocated on the target device,
+        with the initial value ``node`` gives (lowering calls it under ``torch.no_grad``)."""
+        raise NotImplementedError(f"`{self.name}` builds a module, not a bare parameter")
+
     def default_init(self, module, pname: str, tensor) -> bool:
         """Initialise one parameter as the module's ``reset_parameters`` does, leaving
         the others alone; False where this kind cannot do it per parameter."""
@@ -303,7 +320,7 @@ class Kind:
         return f"<layer {self.name}>"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _torch_class(path: str) -> type:
     mod, cls = path.rsplit(".", 1)
     return getattr(importlib.import_module(mod), cls)
@@ -313,7 +330,7 @@ def _skip_reset(self) -> None:
     pass
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _without_reset(cls: type) -> type:
     """``cls`` whose constructor leaves its meta tensors alone (the same layout, so
     an instance can be given ``cls`` back)."""

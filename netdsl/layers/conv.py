@@ -46,10 +46,11 @@ def _kaiming_default(module, pname, tensor) -> bool:
 class Conv2dKind(Kind):
     name = "conv2d"
     example = "conv2d(4, 3, padding = 1)"
-    node = Conv2d
+    # Declared as Kind's, since conv_transpose2d's kind derives from this one.
+    node: type[Layer] = Conv2d
     doc = "2-D convolution (torch.nn.Conv2d); input channels are inferred"
     torch_class = "torch.nn.Conv2d"
-    args = (
+    args: tuple[Arg, ...] = (
         Arg("out_channels", _int, doc="number of output channels", min=1),
         Arg("kernel_size", _pair, doc="int or [h, w]", min=1),
         Arg("stride", _pair, 1, "int or [h, w]", min=1),
@@ -115,7 +116,7 @@ class ConvTranspose2dKind(Conv2dKind):
     )
 
     def check(self, values):
-        for op, s, d in zip(values["output_padding"], values["stride"], values["dilation"]):
+        for op, s, d in zip(values["output_padding"], values["stride"], values["dilation"], strict=True):
             if op >= s and op >= d:
                 raise LayerError("E0216", f"`conv_transpose2d` output_padding {op} is not smaller "
                                  f"than its stride {s} or its dilation {d}", "output padding too large",
@@ -129,7 +130,8 @@ class ConvTranspose2dKind(Conv2dKind):
         out = []
         for axis, size, k, s, p, op, d in zip(("height", "width"), shape[1:], values["kernel_size"],
                                               values["stride"], values["padding"],
-                                              values["output_padding"], values["dilation"]):
+                                              values["output_padding"], values["dilation"],
+                                              strict=True):
             o = (size - 1) * s - 2 * p + d * (k - 1) + op + 1
             if o < 1:
                 raise LayerError("E0305", f"the spatial size reaches zero: `conv_transpose2d` gives "

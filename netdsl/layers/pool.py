@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from . import shapes
 from .base import Arg, Kind, Layer, NonNegPair, Pair, _bool, _pair, _pair_or_none
@@ -18,6 +18,8 @@ _COMMON = (
 
 class _Window(Kind):
     output_not_saved = True
+    # The keyword arguments `apply` passes only where they differ from these defaults.
+    _optional: tuple[tuple[str, Any], ...] = ()
 
     def function_args(self, n):
         out: list = [(None, n.kernel_size)]
@@ -97,7 +99,8 @@ class AdaptiveAvgPool2d(Layer):
 class AdaptiveAvgPool2dKind(Kind):
     name = "adaptive_avgpool2d"
     example = "adaptive_avgpool2d(2)"
-    node = AdaptiveAvgPool2d
+    # Declared as Kind's, since adaptive_maxpool2d's kind derives from this one.
+    node: type[Layer] = AdaptiveAvgPool2d
     doc = "adaptive average pooling to a fixed size (torch.nn.AdaptiveAvgPool2d)"
     torch_class = "torch.nn.AdaptiveAvgPool2d"
     function = "F.adaptive_avg_pool2d"

@@ -65,7 +65,7 @@ class UpsampleKind(Kind):
         if values["size"] is not None:
             return {}, (shape[0], *values["size"])
         # torch: floor(float(size * scale)), in double precision like Python's floats.
-        out = tuple(math.floor(float(n * s)) for n, s in zip(shape[1:], values["scale_factor"]))
+        out = tuple(math.floor(float(n * s)) for n, s in zip(shape[1:], values["scale_factor"], strict=True))
         if min(out) < 1:
             raise LayerError("E0305", f"the spatial size reaches zero: `upsample` gives "
                              f"{shapes.fmt(out)} from {shapes.fmt(shape[1:])}",

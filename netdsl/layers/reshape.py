@@ -103,7 +103,7 @@ def _pad4(v) -> tuple[int, int, int, int]:
         if len(v) != 4:
             raise ArgTypeError("an integer or a list [left, right, top, bottom]")
         try:
-            return tuple(_int(x) for x in v)
+            return (_int(v[0]), _int(v[1]), _int(v[2]), _int(v[3]))
         except ArgTypeError:
             raise ArgTypeError("an integer or a list [left, right, top, bottom]") from None
     x = _int(v)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +22,9 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
 from .. import __version__
-from . import ide
 from ..diagnostics import Diagnostic
 from ..span import Span
+from . import ide
 
 
 @dataclass
@@ -87,7 +88,7 @@ def _analyse(ls: NetdslServer, uri: str) -> None:
         uri, [_diagnostic(p, doc.lines, doc.position_codec) for p in placed], doc.version))
 
 
-def _diagnostic(p: ide.Placed, lines: list[str], codec) -> t.Diagnostic:
+def _diagnostic(p: ide.Placed, lines: Sequence[str], codec) -> t.Diagnostic:
     d = p.diagnostic
     related = None
     if p.elsewhere is not None and p.elsewhere.file:
@@ -99,7 +100,7 @@ def _diagnostic(p: ide.Placed, lines: list[str], codec) -> t.Diagnostic:
                         d.code or None, source="netdsl", related_information=related)
 
 
-def _range(span: Span | None, lines: list[str], codec) -> t.Range:
+def _range(span: Span | None, lines: Sequence[str], codec) -> t.Range:
     """A netdsl span (1-based, in characters, end exclusive) as a protocol range
     (0-based, in the client's units), kept inside the document."""
     if span is None or not lines:
