@@ -20,9 +20,7 @@ from unittest import mock
 import pytest
 
 from netdsl import cachedir, cli
-
 from netdsl.cli import checkcache
-
 from netdsl.syntax import parser
 
 GOOD = "network n() {\n    input [3, 8, 8]\n    conv2d(4, 3)\n}\n"

@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import errors_doc
 import pytest
 
-import errors_doc
 from netdsl import cachedir, cli
 from netdsl.cli import check as cli_check
 from netdsl.cli import checkcache

@@ -2,7 +2,6 @@
 read is E0105 wherever it is named, and imports reach only the root spec's directory,
 the standard library and the import path (E0114)."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -1,10 +1,12 @@
 """The parser: valid snippets give the right AST, invalid ones a located E000x."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import netdsl
 from netdsl.syntax import ast
-from netdsl.syntax.parser import parse, parse_expr
+from netdsl.syntax.parser import parse, parse_expr, unclosed
 
 
 def first(text):
@@ -123,10 +125,6 @@ def test_rendered_diagnostic_shows_the_line_and_a_caret():
 
 
 # ---------------------------------------------------------------- a bracket left open
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-from netdsl.syntax.parser import unclosed  # noqa: E402
 
 
 def _syntax_error(text):

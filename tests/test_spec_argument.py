@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from netdsl import cachedir, cli
-
 from netdsl.cli import checkcache
 
 TEXT = "network n() {\n    input [3, 8, 8]\n    conv2d(4, 3)\n}\n"
