@@ -86,7 +86,7 @@ def test_a_zip_that_is_not_a_checkpoint_is_kept(spec, tmp_path):
 
 def test_the_spec_itself_is_never_overwritten(spec, capsys):
     assert build(spec, "--save", spec, "--force") == 2
-    assert "is the spec being built" in capsys.readouterr().err
+    assert "is the spec or a file it imports" in capsys.readouterr().err
     assert open(spec).read() == SPEC
 
 

@@ -448,7 +448,7 @@ def test_graph_writes_to_a_file_and_never_over_the_spec(tmp_path, capsys):
     assert main(["graph", str(spec), "-o", str(out)]) == 0
     assert out.read_text().startswith("flowchart TD\n") and capsys.readouterr().out == ""
     assert main(["graph", str(spec), "-o", str(spec)]) == 2
-    assert "is the spec itself" in capsys.readouterr().err
+    assert "is the spec; netdsl never writes over a spec" in capsys.readouterr().err
     assert spec.read_text().startswith("network n()")
 
 
@@ -480,7 +480,9 @@ def test_svg_runs_dot_from_the_path(tmp_path, monkeypatch, capsys):
     spec = str(ROOT / "specs" / "lenet5.net")
     assert main(["graph", spec, "--format", "svg", "-o", str(out)]) == 0, capsys.readouterr().err
     dot = to_dot(diagram(NETS["lenet5"]))
-    assert out.read_text() == f'<svg xmlns="http://www.w3.org/2000/svg"><!-- {len(dot.encode())} bytes --></svg>\n'
+    svg, stamp = out.read_text().rstrip("\n").rsplit("\n", 1)  # written to a file: stamped (cli/files.py)
+    assert svg == f'<svg xmlns="http://www.w3.org/2000/svg"><!-- {len(dot.encode())} bytes --></svg>'
+    assert stamp.startswith("<!-- netdsl-sha256: ")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a shell script stands in for dot")

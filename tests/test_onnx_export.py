@@ -62,7 +62,7 @@ def test_export_leaves_the_model_in_its_mode(tmp_path):
     (["--format", "onnx"], "needs -o FILE"),
     (["--format", "onnx", "-o", "{tmp}"], "is a directory"),
     (["--format", "onnx", "-o", "{tmp}/no/such/m.onnx"], "does not exist"),
-    (["--format", "onnx", "-o", "{spec}"], "is the spec being exported"),
+    (["--format", "onnx", "-o", "{spec}"], "is the spec; netdsl never writes over a spec"),
     (["--format", "python", "--opset", "18", "-o", "m.py"], "--opset only applies to --format onnx"),
 ])
 def test_cli_usage_errors(argv, message, tmp_path, spec_path, capsys):

@@ -77,10 +77,12 @@ def check_target(path: str, *, force: bool = False, keep: tuple[str, ...] = ()) 
                         "give the name of a file")
     for other in keep:
         try:
-            if os.path.samefile(target, other):
-                raise SaveError(f"--save {path}: is the spec being built; give another file name")
-        except OSError:
-            pass
+            same = os.path.samefile(target, other)
+        except (OSError, TypeError):  # TypeError: the spec is stdin
+            same = False
+        if same:
+            raise SaveError(f"--save {path}: is the spec or a file it imports; netdsl never writes "
+                            "over a spec (give another file name)")
     if not force and not is_checkpoint(target):
         raise SaveError(f"--save {path}: the file exists and is not a PyTorch checkpoint; "
                         "not overwriting it (--force replaces it)")

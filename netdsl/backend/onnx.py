@@ -40,12 +40,15 @@ def require() -> None:
         raise MissingExtra(f"ONNX export needs {' and '.join(missing)}: {INSTALL}")
 
 
-def export(model, example_inputs, path, opset: int | None = None, *, dynamic_batch: bool = True) -> Path:
+def export(model, example_inputs, path, opset: int | None = None, *, dynamic_batch: bool = True,
+           input_names: list[str] | None = None, output_names: list[str] | None = None) -> Path:
     """Write ``model`` (eval mode) to the ONNX file ``path`` and check it; returns the path.
 
     ``example_inputs`` is a tensor or a tuple of the arguments of one forward call.
     The batch dimension stays free (``dynamic_batch``): the file runs on any batch
-    size. The file's input is named ``input`` and its output ``logits``.
+    size. The file's inputs and outputs are named ``input_names`` and
+    ``output_names`` (:func:`io_names` gives a network's own); by default one input
+    ``input`` and one output ``logits``.
     ``opset`` is the ONNX opset version, default torch's. A network with
     side outputs is exported as it runs in eval mode, main output only. The
     temporary switch to eval mode is undone afterwards.
@@ -69,8 +72,10 @@ def export(model, example_inputs, path, opset: int | None = None, *, dynamic_bat
     if dynamic_batch:
         batch = torch.export.Dim("batch")
         dynamic = tuple({0: batch} if isinstance(a, torch.Tensor) else None for a in args)
-    # A network has one input and, in eval mode, one output.
-    names = ["input"] if len(args) == 1 else None
+    if input_names is None:
+        input_names = ["input"] if len(args) == 1 else [f"input{i}" for i in range(len(args))]
+    if output_names is None:
+        output_names = ["logits"]
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     was_training = model.training
     model.eval()
@@ -79,8 +84,8 @@ def export(model, example_inputs, path, opset: int | None = None, *, dynamic_bat
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(model, args, dynamo=True, opset_version=opset,
-                                        dynamic_shapes=dynamic, input_names=names,
-                                        output_names=["logits"])
+                                        dynamic_shapes=dynamic, input_names=input_names,
+                                        output_names=output_names)
             assert program is not None  # dynamo=True gives a program (or raises)
             program.save(str(path), external_data=weights > _INLINE_LIMIT)
     finally:
@@ -90,4 +95,19 @@ def export(model, example_inputs, path, opset: int | None = None, *, dynamic_bat
     return path
 
 
-__all__ = ["export", "require", "MissingExtra", "INSTALL"]
+def io_names(net) -> tuple[list[str], list[str]]:
+    """The names a network's ONNX file gives its inputs and outputs: the spec's named
+    inputs (else ``input``), and the names its ``output`` gives (else ``logits``).
+
+    >>> import netdsl
+    >>> io_names(netdsl.compile("network n() { input rgb: [3, 4, 4]\\n input d: [1, 4, 4]\\n"
+    ...                         " concat(rgb, d) -> both\\n output dict(seg: both, raw: rgb) }"))
+    (['rgb', 'd'], ['seg', 'raw'])
+    """
+    inputs = [i.name for i in net.inputs] or ["input"]
+    outputs = list(net.result.keys) if net.result is not None and net.result.form != "tuple" else \
+        list(net.result.sources) if net.result is not None else ["logits"]
+    return inputs, outputs
+
+
+__all__ = ["export", "io_names", "require", "MissingExtra", "INSTALL"]

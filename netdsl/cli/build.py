@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from .common import UsageError, compile_args, memory_guard, parse_device, spec_arguments, table_arguments
+from .files import files_read
 
 
 def register(sub) -> None:
@@ -43,7 +44,9 @@ def run(args) -> int:
                               "model; save without --fuse, and fuse after loading")
         target = _save_target(args, device)
         status.show(f"checking {args.spec}...")
-        net = compile_args(args)
+        net, read = files_read(lambda: compile_args(args))
+        if target is not None:
+            target = _save_target(args, device, read)  # nor over a file the spec imports
         a = analyse(net)
         weights = _read_weights(args, device)
         status.show(f"building `{net.name}`: {a.params:,} parameters on {device}...")
@@ -141,8 +144,9 @@ def fvcore_total(model, input_shape, device) -> int:
     return int(total)
 
 
-def _save_target(args, device):
-    """Where --save will write, checked before anything is built."""
+def _save_target(args, device, imports=()):
+    """Where --save will write, checked before anything is built (and again, once the
+    spec is read, against the files it imports)."""
     from ..backend.checkpoint import SaveError, check_target
 
     if args.save is None:
@@ -153,7 +157,7 @@ def _save_target(args, device):
         raise UsageError("--save: a model built on the meta device has no values to save; "
                           "build on cpu or cuda")
     try:
-        return check_target(args.save, force=args.force, keep=(args.spec,))
+        return check_target(args.save, force=args.force, keep=(args.spec, *imports))
     except SaveError as e:
         raise UsageError(str(e)) from None
 

@@ -33,7 +33,12 @@ def run(args) -> int:
     if "-" in args.paths:
         if len(args.paths) > 1:
             raise UsageError("`-` (stdin) cannot be given with other paths")
-        text = decode(sys.stdin.buffer.read(), "<stdin>", limits)
+        data = sys.stdin.buffer.read(limits.max_file_bytes + 1)  # never more than the limit allows
+        if len(data) > limits.max_file_bytes:
+            print(f"netdsl: error: standard input is over the limit of {limits.max_file_bytes} bytes; "
+                  "it was not formatted", file=sys.stderr)
+            return 1
+        text = decode(data, "<stdin>", limits)
         out = format_text(text, "<stdin>", limits)
         if args.check or args.diff:
             _report(text, out, "<stdin>", args.diff)
@@ -75,11 +80,15 @@ def run(args) -> int:
 
 
 def _files(paths: list[str], UsageError) -> list[Path]:
+    from .files import files_under
+
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*.net") if q.is_file())
-            if not found:
+            found, outside = files_under(p)
+            for q in outside:
+                print(f"netdsl: skipped {q}: a symbolic link out of {p}", file=sys.stderr)
+            if not found and not outside:
                 raise UsageError(f"{p} holds no .net files")
             files.extend(found)
         elif p.exists():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from .common import UsageError, positive_int, spec_arguments
@@ -24,7 +23,11 @@ def register(sub) -> None:
     sp.add_argument("--depth", type=positive_int, metavar="N",
                     help="unfold modules down to depth N, folding deeper ones into one node "
                          "each (1 = top-level modules only; default: everything)")
-    sp.add_argument("-o", "--output", metavar="FILE", help="write the diagram to FILE, not stdout")
+    sp.add_argument("-o", "--output", metavar="FILE",
+                    help="write the diagram to FILE (atomically), not stdout")
+    sp.add_argument("--force", action="store_true",
+                    help="let -o replace an existing file that netdsl did not write, or that was "
+                         "changed since (never the spec or a file it imports)")
     sp.set_defaults(run=run)
 
 
@@ -51,22 +54,27 @@ def svg(dot: str) -> str:
 def run(args) -> int:
     from ..analysis.graph import diagram, to_dot, to_mermaid
     from .common import compile_args
+    from .files import Refused, check_target, files_read, stamp, write_atomic
 
-    if args.output is not None and os.path.exists(args.output) and isinstance(args.spec, os.PathLike) \
-            and os.path.samefile(args.output, args.spec):
-        raise UsageError(f"-o {args.output} is the spec itself; give another file")
-    d = diagram(compile_args(args), depth=args.depth)
+    if args.force and args.output is None:
+        raise UsageError("--force only applies to -o")
+    net, read = files_read(lambda: compile_args(args))
+    try:
+        target = None if args.output is None else \
+            check_target(args.output, force=args.force, spec=args.spec, imports=read)
+    except Refused as e:
+        raise UsageError(str(e)) from None
+    d = diagram(net, depth=args.depth)
     text = to_mermaid(d) if args.format == "mermaid" else to_dot(d)
     if args.format == "svg":
         text = svg(text)
     if not text.endswith("\n"):
         text += "\n"
-    if args.output is None:
+    if target is None:
         sys.stdout.write(text)
         return 0
     try:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise UsageError(f"-o {args.output}: {e.strerror}") from None
+        write_atomic(target, stamp(text, args.format).encode("utf-8"), args.output)
+    except Refused as e:
+        raise UsageError(str(e)) from None
     return 0
