@@ -83,3 +83,39 @@ def test_a_missing_extra_is_a_usage_error_naming_the_install(package, tmp_path, 
     err = capsys.readouterr().err
     assert f"needs {package}" in err and "pip install 'netdsl[onnx]'" in err
     assert not out.exists()
+
+
+SEVERAL = """network rgbd() {
+    input rgb: [3, 8, 8]
+    input depth: [1, 8, 8]
+    from rgb
+    a: conv2d(4, 3, padding = 1) -> a
+    from depth
+    b: conv2d(4, 3, padding = 1) -> b
+    concat(a, b)
+    head: conv2d(2, 1) -> seg
+    pool: adaptive_avgpool2d(1)
+    flatten
+    fc: linear(3) -> cls
+    output namedtuple(seg, cls)
+}
+"""
+
+
+def test_a_network_of_several_inputs_and_named_outputs_exports_with_its_names(tmp_path, capsys):
+    spec = tmp_path / "rgbd.net"
+    spec.write_text(SEVERAL)
+    out = tmp_path / "rgbd.onnx"
+    assert main(["export", str(spec), "--format", "onnx", "-o", str(out)]) == 0, capsys.readouterr().err
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["rgb", "depth"]
+    assert [o.name for o in session.get_outputs()] == ["seg", "cls"]
+    model = netdsl.build(str(spec)).eval()
+    model.load_state_dict({t.name: torch.from_numpy(onnx.numpy_helper.to_array(t).copy())
+                           for t in onnx.load(out).graph.initializer if t.name in model.state_dict()})
+    rgb, depth = torch.randn(2, 3, 8, 8), torch.randn(2, 1, 8, 8)
+    seg, cls = session.run(None, {"rgb": rgb.numpy(), "depth": depth.numpy()})
+    with torch.no_grad():
+        want = model(rgb, depth)
+    torch.testing.assert_close(torch.from_numpy(seg), want.seg, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(cls), want.cls, rtol=1e-5, atol=1e-5)
