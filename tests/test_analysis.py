@@ -227,3 +227,18 @@ def test_torchinfo_counts_only_leaves_with_parameters_twice_and_side_heads_not()
     a = analyse(net)
     assert a.activation_bytes == 2 * 4 * (4 * 6 * 6 + 2)  # c and fc; not relu, bn, aux
     assert (a.largest_activation_bytes, a.largest_activation) == (4 * 3 * 8 * 8, "input")
+
+
+def test_labels_with_control_characters_are_escaped_in_every_table():
+    # A label may hold any character but `.`; printed raw, "\x1b]0;...\x07" retitles the
+    # terminal and "\n" breaks the table. Diagnostics escape them; so do the tables.
+    from netdsl.analysis.diff import diff
+    from netdsl.analysis.diff import render_table as diff_table
+    from netdsl.analysis.table import render_table
+
+    spec = 'network n() { input [3, 8, 8]\n "' + "\x1b]0;pwned\x07" + '": relu\n "a\\nb": relu }'
+    a, b = netdsl.compile(spec), netdsl.compile(spec.replace("relu }", "sigmoid }"))
+    for text in (render_table(analyse(a), 2), diff_table(diff(a, b), 2, "", "")):
+        assert not [c for c in text if not c.isprintable() and c != "\n"], text
+        assert "\\x1b]0;pwned\\x07" in text or "a\\nb" in text
+    assert "\\x1b]0;pwned\\x07" in render_table(analyse(a), 2)

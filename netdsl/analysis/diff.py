@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import ir
+from ..diagnostics import escape
 from ..layers import LAYERS
 from .counts import TYPE_NAMES, _is_module, analyse, layer_macs, layer_params, scope_type
 
@@ -208,9 +209,10 @@ def render_table(d: Diff, depth: int | None = 2, a_label: str = "", b_label: str
             assert x is not None and y is not None  # a change has A's module, B's or both
             shape = lambda m: "[" + ", ".join(map(str, m.shape)) + "]"  # noqa: E731
             rows.append(({"added": "+", "removed": "-", "changed": "~"}[c.change],
-                         "  " * c.depth + c.name, _both(x.type, y.type), _both(shape(x), shape(y)),
+                         "  " * c.depth + escape(c.name), escape(_both(x.type, y.type)),
+                         _both(shape(x), shape(y)),
                          _signed(c.params), _signed(c.macs),
-                         ", ".join(f"{k} {_value(u)} → {_value(v)}" for k, (u, v) in c.fields.items())))
+                         escape(", ".join(f"{k} {_value(u)} → {_value(v)}" for k, (u, v) in c.fields.items()))))
         if not any(r[-1] for r in rows):  # no layer argument changed among the rows shown
             head, rows = head[:-1], [r[:-1] for r in rows]
         widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..diagnostics import escape
 from .counts import Analysis, fmt_bytes
 
 
@@ -29,8 +30,9 @@ def render_table(a: Analysis, depth: int | None = 2, fvcore_total: int | None = 
     for r in rows:
         shape = "[" + ", ".join(str(d) for d in r.output_shape) + "]"
         macs = _n(r.macs) if (r.counted or r.macs) else "—"
-        body.append(("  " * r.depth + r.name,
-                     r.type, shape, _n(r.params), macs))
+        # A label may hold any character but `.`: escaped, it cannot drive the terminal.
+        body.append(("  " * r.depth + escape(r.name),
+                     escape(r.type), shape, _n(r.params), macs))
     widths = [max(len(head[i]), *(len(b[i]) for b in body)) if body else len(head[i])
               for i in range(5)]
     right = (False, False, False, True, True)
