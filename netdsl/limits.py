@@ -57,6 +57,7 @@ class Limits:
     max_params: int = 2_000_000_000      # E0408: total parameters (8 GB in float32), counted before allocation
     max_activation_bytes: int = 512 * 2**20  # E0409: the largest tensor one sample's forward makes (float32)
     max_int: int = 2**63 - 1             # E0215: magnitude of any integer value
+    max_sweep_variants: int = 100_000    # netdsl sweep: combinations of a grid, refused before any is checked
 
     def __post_init__(self) -> None:
         for f in fields(self):

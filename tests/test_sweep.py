@@ -43,7 +43,7 @@ def test_grid_items_are_numbers_or_netdsl_texts():
 
 
 def test_combinations_are_the_product_in_order():
-    combos = combinations([Grid("a", (1, 2, 3)), Grid("b", (4, 5))])
+    combos = list(combinations([Grid("a", (1, 2, 3)), Grid("b", (4, 5))]))
     assert len(combos) == 6 and combos[1] == {"a": 1, "b": 5} and combos[-1] == {"a": 3, "b": 5}
 
 
@@ -114,3 +114,27 @@ def test_cli_sweep_usage_errors(capsys, tmp_path, extra):
     spec.write_text(SPEC)
     assert main(["sweep", str(spec), "--grid", "c=2", *extra]) == 2
     assert "netdsl: error:" in capsys.readouterr().err
+
+
+def test_a_product_over_the_limit_is_refused_before_anything_runs(monkeypatch):
+    # Two grids of 1,000 values are a million variants: refused at once, by their product,
+    # and never built as a list.
+    from netdsl.tools import sweep as sweep_module
+
+    monkeypatch.setattr(sweep_module, "_measure", lambda *a: pytest.fail("a variant was checked"))
+    with pytest.raises(GridError, match="1,000 × 1,000 = 1,000,000 combinations, over the limit of 100,000"):
+        run(SPEC, [grid("c=1:1000:1"), grid("k=1:1000:1")])
+    with pytest.raises(GridError, match="over the limit of 10"):
+        run(SPEC, [grid("c=1,2,3"), grid("k=1,3,5,7")], limits=netdsl.Limits(max_sweep_variants=10))
+    # Five grids of 100 values: 10^10 combinations, refused just as fast.
+    with pytest.raises(GridError, match="10,000,000,000 combinations"):
+        run(SPEC, [grid(f"{n}=1:100:1") for n in ("c", "k", "a", "b", "d")])
+
+
+def test_the_cli_says_it_as_a_usage_error(capsys, tmp_path):
+    from netdsl.cli import main
+
+    spec = tmp_path / "s.net"
+    spec.write_text(SPEC)
+    assert main(["sweep", str(spec), "--grid", "c=1:1000:1", "--grid", "k=1:1000:1"]) == 2
+    assert "over the limit of 100,000" in capsys.readouterr().err

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import gc
 import itertools
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -148,14 +150,34 @@ def grid(text: str, limit: int = 100_000) -> Grid:
     return Grid(name, tuple(values))
 
 
-def combinations(grids: list[Grid]) -> list[dict]:
-    """Every combination of the grids' values, the last grid varying fastest.
+def combinations(grids: list[Grid]) -> Iterator[dict]:
+    """Every combination of the grids' values, the last grid varying fastest, one at a
+    time: the product of large grids is never a list.
 
-    >>> combinations([Grid("a", (1, 2)), Grid("b", ("x", "y"))])
+    >>> list(combinations([Grid("a", (1, 2)), Grid("b", ("x", "y"))]))
     [{'a': 1, 'b': 'x'}, {'a': 1, 'b': 'y'}, {'a': 2, 'b': 'x'}, {'a': 2, 'b': 'y'}]
     """
     names = [g.name for g in grids]
-    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(g.values for g in grids))]
+    return (dict(zip(names, combo, strict=True)) for combo in itertools.product(*(g.values for g in grids)))
+
+
+def count(grids: list[Grid], limit: int) -> int:
+    """How many combinations ``grids`` make; a GridError where that is over ``limit``
+    (``max_sweep_variants``), before any is made.
+
+    >>> count([Grid("a", (1, 2)), Grid("b", (1, 2, 3))], 10)
+    6
+    >>> count([Grid("a", tuple(range(1000))), Grid("b", tuple(range(1000)))], 100_000)
+    Traceback (most recent call last):
+      ...
+    netdsl.tools.sweep.GridError: --grid: 1,000 × 1,000 = 1,000,000 combinations, over the limit of 100,000 (raise it with --limit max_sweep_variants=N, or Limits(max_sweep_variants=N))
+    """
+    n = math.prod(len(g.values) for g in grids)
+    if n > limit:
+        sizes = " × ".join(f"{len(g.values):,}" for g in grids)
+        raise GridError(f"--grid: {sizes} = {n:,} combinations, over the limit of {limit:,} "
+                        "(raise it with --limit max_sweep_variants=N, or Limits(max_sweep_variants=N))")
+    return n
 
 
 @dataclass(frozen=True)
@@ -320,8 +342,8 @@ def run(spec, grids: list[Grid], *, where: str | None = None, sort: str | None =
         spec.read(limits)  # here, once: the workers get the text, not the stream
     job = _Job(spec, network, None if input is None else tuple(input), limits, tuple(import_path),
                dict(fixed or {}), origin)
-    combos = combinations(grids)
-    rows = _compute(job, combos, jobs)
+    total = count(grids, limits.max_sweep_variants)
+    rows = _compute(job, combinations(grids), total, jobs)
     if expr is not None and where is not None:  # the one implies the other
         rows = [r for r in rows if keep(expr, r, where)]
     if sort:
@@ -329,8 +351,8 @@ def run(spec, grids: list[Grid], *, where: str | None = None, sort: str | None =
     return rows
 
 
-def _compute(job: _Job, combos: list[dict], jobs: int) -> list[Row]:
-    jobs = max(1, min(jobs, len(combos)))
+def _compute(job: _Job, combos: Iterator[dict], total: int, jobs: int) -> list[Row]:
+    jobs = max(1, min(jobs, total))
     if jobs == 1:
         return _paused(lambda: [_measure_collecting(job, c) for c in combos])
     import multiprocessing
@@ -338,10 +360,11 @@ def _compute(job: _Job, combos: list[dict], jobs: int) -> list[Row]:
     # Fork where it exists: the workers start with netdsl imported and the spec parsed.
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-    _measure(job, combos[0])  # warms the parser cache that forked workers inherit
-    chunk = max(1, len(combos) // (jobs * 8))
+    first = next(combos)
+    _measure(job, first)  # warms the parser cache that forked workers inherit
+    chunk = max(1, total // (jobs * 8))
     with ctx.Pool(jobs, initializer=_init_worker, initargs=(job,)) as pool:
-        return pool.map(_work, combos, chunksize=chunk)
+        return list(pool.imap(_work, itertools.chain([first], combos), chunksize=chunk))
 
 
 def _paused(fn):
