@@ -170,7 +170,7 @@ def count(grids: list[Grid], limit: int) -> int:
     >>> count([Grid("a", tuple(range(1000))), Grid("b", tuple(range(1000)))], 100_000)
     Traceback (most recent call last):
       ...
-    netdsl.tools.sweep.GridError: --grid: 1,000 × 1,000 = 1,000,000 combinations, over the limit of 100,000 (raise it with --limit max_sweep_variants=N, or Limits(max_sweep_variants=N))
+    netdsl.tools.sweep.GridError: --grid: 1,000 × 1,000 = 1,000,000 combinations, over the limit of 100,000 ...
     """
     n = math.prod(len(g.values) for g in grids)
     if n > limit:
