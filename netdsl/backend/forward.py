@@ -67,6 +67,7 @@ def where(span) -> str:
 class _State:
     lines: list[str] = field(default_factory=list)
     used: set[str] = field(default_factory=lambda: {"x", "self", "F", "torch", "nn"})
+    next: dict[str, int] = field(default_factory=dict)  # the next number to try after each base
     indent: int = 2
     owner: tuple[str, ...] = ()  # the container whose modules are being run
     names: dict[str, str] = field(default_factory=dict)  # a spec's result name -> its variable
@@ -85,9 +86,11 @@ class ForwardWriter(Visitor):
 
     # -- helpers
     def fresh(self, base: str) -> str:
-        name, i = base, 2
+        """A variable name no other in this forward has: ``base``, else ``base2``, ``base3``..."""
+        name, i = base, self.s.next.get(base, 2)
         while name in self.s.used:
             name, i = f"{base}{i}", i + 1
+        self.s.next[base] = i
         self.s.used.add(name)
         return name
 

@@ -88,3 +88,14 @@ def test_a_wrong_rank_is_refused_before_anything_runs():
     model = netdsl.build("network n() { input [3, 8, 8]\n c: conv2d(4, 3) }")
     with pytest.raises(InputShapeError, match="one sample without its batch dimension"):
         model(torch.randn(3, 8, 8))
+
+
+def test_a_body_of_many_branches_gets_distinct_names_for_each():
+    # Names were found by counting up from 2 each time: quadratic in the branches, which
+    # made a 10,000-branch concat take seconds to write.
+    from netdsl.backend.forward import write
+
+    net = netdsl.compile("network n() { input [1, 4, 4]\n concat { for i in range(3000) { conv2d(1, 1) } } }")
+    src = write(net.body, net).text()
+    names = re.findall(r"^        (branch\d*) = ", src, re.M)
+    assert len(names) == 3000 and len(set(names)) == 3000

@@ -142,3 +142,15 @@ def test_build_never_saves_over_a_file_the_spec_imports(tree, capsys):
     status, err = run(capsys, "build", "main.net", "--no-fvcore", "--save", "lib.net", "--force")
     assert status == 2 and "is the spec or a file it imports" in err  # and --force does not change that
     assert (tree / "lib.net").read_text() == LIB
+
+
+def test_build_skips_fvcores_cross_check_of_a_huge_network_and_says_so(tmp_path, capsys):
+    from netdsl.cli.build import FVCORE_MAX_MODULES
+
+    spec = tmp_path / "big.net"
+    spec.write_text("network big() {\n input [1, 4, 4]\n concat {\n"
+                    f"  for i in range({FVCORE_MAX_MODULES + 1}) {{ conv2d(1, 1) }}\n }}\n}}\n")
+    capsys.readouterr()
+    assert main(["build", str(spec), "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"fvcore cross-check: skipped: {FVCORE_MAX_MODULES + 1:,} modules" in out
