@@ -195,3 +195,19 @@ def test_hover_shows_a_reused_module_and_a_called_function_apart_from_the_module
     net = netdsl.compile("network n() { input [2, 4, 4]\n act: relu\n reuse act\n apply flatten }")
     assert [r.name for r in ide.rows_at(net, None, 3)] == ["act (again)"]
     assert [(r.name, r.out_shape) for r in ide.rows_at(net, None, 4)] == [("(flatten)", (32,))]
+
+
+def test_a_document_over_the_size_limit_is_neither_indexed_nor_formatted(monkeypatch):
+    # Indexing and formatting parsed the whole text on every keystroke: 11 s each for 2 MB,
+    # while `check` refuses it at once. Both now refuse it before parsing.
+    from pathlib import Path
+
+    from netdsl.syntax import fmt as fmt_module
+    from netdsl.tools import ide as ide_module
+
+    big = "network n() { input [1]\n" + "    relu\n" * 300_000 + "}\n"
+    monkeypatch.setattr(ide_module, "parse", lambda *a, **k: pytest.fail("parsed"))
+    monkeypatch.setattr(fmt_module.parser, "parse", lambda *a, **k: pytest.fail("parsed"))
+    assert ide_module.index(big, "big.net", Path(".")) is None
+    with pytest.raises(netdsl.NetdslError, match="over the limit"):
+        fmt_module.format_text(big, "big.net")

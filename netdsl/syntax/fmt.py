@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..diagnostics import Diagnostic, NetdslError
 from ..limits import Limits
 from . import parser
 from .loader import check_nesting
@@ -80,6 +81,11 @@ def format_text(text: str, filename: str | None = None, limits: Limits | None = 
     }
     """
     limits = limits or Limits()
+    if len(text) > limits.max_file_bytes or len(text.encode("utf-8", "surrogatepass")) > limits.max_file_bytes:
+        # Before any work: an editor's format request of a huge document is answered at once.
+        raise NetdslError([Diagnostic("E0401", f"{filename or 'the text'} is over the limit of "
+                                      f"{limits.max_file_bytes} bytes", None, "",
+                                      "raise it with --limit max_file_bytes=N if this is really a spec")])
     if text.startswith("\ufeff"):
         text = text[1:]
     check_nesting(text, filename, limits)

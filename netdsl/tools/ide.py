@@ -322,11 +322,19 @@ def index(text: str, filename: str | None, base: Path, limits: Limits | None = N
 
 
 def _parse(text: str, filename: str | None, limits: Limits) -> ast.Module | None:
+    if _too_big(text, limits):
+        return None  # `check` refuses it (E0401); indexing it would stall every request
     try:
         check_nesting(text, filename, limits)
         return parse(text, filename, limits)
     except (NetdslError, RecursionError):
         return None
+
+
+def _too_big(text: str, limits: Limits) -> bool:
+    """Whether ``text`` is over ``max_file_bytes`` in UTF-8, without encoding a text
+    that is over it in characters already."""
+    return len(text) > limits.max_file_bytes or len(text.encode("utf-8", "surrogatepass")) > limits.max_file_bytes
 
 
 def _target(path: str, base: Path) -> Path:
