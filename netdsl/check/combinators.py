@@ -236,8 +236,7 @@ class CombinatorChecks:
             self.report(Diagnostic("E0306", "`dense` needs a [C, H, W] input", st.span,
                                    f"the input here is {shapes.fmt(shape)}", None))
             return [], None, False
-        flow = DenseFlow(shape)
-        flow.checker = self
+        flow = DenseFlow(shape, self)
         self.run(st.body, Env({}, env), flow, scope)
         if not flow.ok:
             return [], None, False

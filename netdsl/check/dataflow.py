@@ -19,7 +19,7 @@ from .. import ir
 from ..layers import shapes
 from ..diagnostics import Diagnostic, closest, short
 from .evaluate import Env
-from .flows import ConcatFlow, SeqFlow
+from .flows import ConcatFlow, SeqFlow, no_current
 from ..span import Span
 from .values import POISON, show
 
@@ -111,7 +111,7 @@ class DataflowChecks:
         if values is None or name is POISON:
             return
         if values.no_current:
-            self._no_current(values, st.target.span)
+            no_current(self, values, st.target.span)
             return
         values.dangling = None
         if name in values.bound:
@@ -300,14 +300,6 @@ class DataflowChecks:
                                    f"the limit is {self.limits.max_dim} (--limit max_dim=N)"))
             return None
         return tuple(value)
-
-    def _no_current(self, values: ValueScope, span) -> None:
-        names = ", ".join(n for n, _, _ in values.inputs)
-        self.report(Diagnostic("E0132", "with several inputs, say which one a layer reads", span,
-                               "no current result here",
-                               f"start with `from {values.inputs[0][0]}` (the inputs are {names})"))
-        values.no_current = False
-        values.unsure = True
 
     # -- split
     def split(self, st: ast.Split, env: Env, shape, scope):
