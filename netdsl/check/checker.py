@@ -24,7 +24,7 @@ from . import memo
 from ..layers import shapes
 from ..diagnostics import Diagnostic, NetdslError, by_position, closest, related, short, source_lines
 from .calls import CallChecks
-from .combinators import CombinatorChecks
+from . import combinators
 from .dataflow import DataflowChecks, ValueScope
 from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units
 from .flows import ConcatFlow, NameScope, SeqFlow
@@ -80,7 +80,7 @@ def given(name: str, origin: str) -> str:
     return f"--set {name}" if origin == "cli" else f"the value given for `{name}`"
 
 
-class Checker(CombinatorChecks, CallChecks, DataflowChecks):
+class Checker(CallChecks, DataflowChecks):
     def __init__(self, program: Program, limits: Limits | None = None, origin: str = "api"):
         self.program = program
         self.limits = limits or Limits()
@@ -96,6 +96,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         self.overridden: dict[str, object] = {}  # network parameters set by --set or the API
         self._inner_names: dict = {}
         self._flow_values = None
+        self.side_flow: SeqFlow | None = None
         # The memo of block instances (memo.py), and what it needs to know of each
         # expansion: reports made, levels reached, and the logs of lasting effects.
         self._memo = memo.table(program, self.limits, origin)
@@ -304,7 +305,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         flow.sides_decl = None
         self.run(defn.body, env, flow, scope)
         self.close(scope)
-        sides_type, order = self.training_outputs(flow, defn.cls or camel(shown_name))
+        sides_type, order = combinators.training_outputs(self, flow, defn.cls or camel(shown_name))
         self.df_close(flow.values)
         result = self._network_result(flow)
         if not flow.has_input and not flow.missing_reported:
@@ -582,7 +583,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         elif isinstance(st, ast.Apply):
             self.apply(st, env, flow, scope)
         elif isinstance(st, ast.Sides):
-            self.sides_order(st, flow)
+            combinators.sides_order(self, st, env, flow, scope)
         elif isinstance(st, ast.Bind):
             self.df_bind(st, env, flow, scope)
         elif isinstance(st, ast.From):
@@ -730,7 +731,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         sub.values = flow.values if isinstance(flow, SeqFlow) else None
         self._copies(st, n, env, sub, inner)
         self.close(inner)
-        nodes = self._scope_node(name, None, None, sub, shape, st.span)
+        nodes = self.scope_node(name, None, None, sub, shape, st.span)
         flow.accept(nodes, sub.shape, sub.shared, st.span)
 
     def _copies(self, st: ast.Repeat, n: int, env: Env, flow, scope: NameScope) -> None:
@@ -751,7 +752,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             self.item(st.unit, env, flow, scope, None)
             cost = self.nodes - before
 
-    def _scope_node(self, name, cls, block, sub: SeqFlow, shape, span):
+    def scope_node(self, name, cls, block, sub: SeqFlow, shape, span):
         if shape is None or sub.shape is None:
             return []
         return [ir.Scope(name=name, cls=cls, block=block, body=tuple(sub.nodes), in_shape=shape,
@@ -763,7 +764,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         values = flow.values if isinstance(flow, SeqFlow) else None
         self._flow_values = values
         if isinstance(unit, ast.Side):
-            self._side_flow = flow if getattr(flow, "network", False) and label is None else None
+            self.side_flow = flow if getattr(flow, "network", False) and label is None else None
         if label is not None and not isinstance(unit, ast.Use):
             # A labelled group or combinator is a scope of its own.
             name = scope.name(self, label, unit.span)
@@ -799,7 +800,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             else:
                 sub.accept(*self.unit(unit, env, shape, shared, inner)[:3], unit.span)
                 self.close(inner)
-            flow.accept(self._scope_node(name, None, None, sub, shape, unit.span), sub.shape,
+            flow.accept(self.scope_node(name, None, None, sub, shape, unit.span), sub.shape,
                         sub.shared, unit.span)
             if values is not None and not isinstance(unit, ast.Group):
                 values.dangling = unit.span
@@ -818,15 +819,15 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             self.run(unit.body, Env({}, env), sub, scope)
             return sub.nodes, sub.shape, sub.shared
         if isinstance(unit, ast.Residual):
-            return self.residual(unit, env, shape, shared, scope)
+            return combinators.residual(self, unit, env, shape, shared, scope)
         if isinstance(unit, ast.Concat):
-            return self.concat(unit, env, shape, scope)
+            return combinators.concat(self, unit, env, shape, shared, scope)
         if isinstance(unit, ast.Dense):
-            return self.dense(unit, env, shape, scope)
+            return combinators.dense(self, unit, env, shape, shared, scope)
         if isinstance(unit, ast.Gate):
-            return self.gate(unit, env, shape, scope)
+            return combinators.gate(self, unit, env, shape, shared, scope)
         if isinstance(unit, ast.Side):
-            return self.side(unit, env, shape, scope)
+            return combinators.side(self, unit, env, shape, shared, scope)
         if isinstance(unit, ast.Split):
             return self.split(unit, env, shape, scope)
         raise AssertionError(type(unit))
@@ -1131,7 +1132,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             region.close(self)
         if not ok:
             return [], None, False
-        return self._scope_node(name, defn.cls or camel(defn.name), defn.name, sub, shape, use.span), \
+        return self.scope_node(name, defn.cls or camel(defn.name), defn.name, sub, shape, use.span), \
             sub.shape, sub.shared
 
     def _group_key(self, unit: ast.Group, env: Env, scope, shape, shared, values):
