@@ -23,7 +23,7 @@ from .. import ir
 from . import memo
 from ..layers import shapes
 from ..diagnostics import Diagnostic, NetdslError, by_position, closest, related, short, source_lines
-from .calls import CallChecks
+from . import calls
 from . import combinators
 from .dataflow import DataflowChecks, ValueScope
 from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units
@@ -80,7 +80,7 @@ def given(name: str, origin: str) -> str:
     return f"--set {name}" if origin == "cli" else f"the value given for `{name}`"
 
 
-class Checker(CallChecks, DataflowChecks):
+class Checker(DataflowChecks):
     def __init__(self, program: Program, limits: Limits | None = None, origin: str = "api"):
         self.program = program
         self.limits = limits or Limits()
@@ -579,9 +579,9 @@ class Checker(CallChecks, DataflowChecks):
         elif isinstance(st, ast.Repeat):
             self.repeat(st, env, flow, scope, None)
         elif isinstance(st, ast.Reuse):
-            self.reuse(st, env, flow, scope)
+            calls.reuse(self, st, env, flow, scope)
         elif isinstance(st, ast.Apply):
-            self.apply(st, env, flow, scope)
+            calls.apply(self, st, env, flow, scope)
         elif isinstance(st, ast.Sides):
             combinators.sides_order(self, st, env, flow, scope)
         elif isinstance(st, ast.Bind):
