@@ -25,7 +25,8 @@ from ..layers import shapes
 from ..diagnostics import Diagnostic, NetdslError, by_position, closest, related, short, source_lines
 from . import calls
 from . import combinators
-from .dataflow import DataflowChecks, ValueScope
+from . import dataflow
+from .dataflow import ValueScope
 from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units
 from .flows import ConcatFlow, NameScope, SeqFlow
 from ..layers import LAYERS, PARAMETERS, PASS_THROUGH, REQUIRED, SAVES_OUTPUT, ArgTypeError, LayerError
@@ -80,7 +81,7 @@ def given(name: str, origin: str) -> str:
     return f"--set {name}" if origin == "cli" else f"the value given for `{name}`"
 
 
-class Checker(DataflowChecks):
+class Checker:
     def __init__(self, program: Program, limits: Limits | None = None, origin: str = "api"):
         self.program = program
         self.limits = limits or Limits()
@@ -94,9 +95,10 @@ class Checker(DataflowChecks):
         self.chain: list[tuple[str, Span | None]] = []
         self.nodes = 0
         self.overridden: dict[str, object] = {}  # network parameters set by --set or the API
-        self._inner_names: dict = {}
+        self.inner_names: dict[str, tuple[str, Span | None]] = {}
         self._flow_values = None
         self.side_flow: SeqFlow | None = None
+        self.network_values: ValueScope | None = None
         # The memo of block instances (memo.py), and what it needs to know of each
         # expansion: reports made, levels reached, and the logs of lasting effects.
         self._memo = memo.table(program, self.limits, origin)
@@ -104,7 +106,7 @@ class Checker(DataflowChecks):
         self._depth = 0
         self._chain_peak = self._depth_peak = self._need_peak = 0
         self._matched_log: list = []
-        self._inner_log: list = []
+        self.inner_log: list[tuple[str, str, Span | None]] = []
         self._steps_log: list = []
         self._id_keys = 0  # how many keys in _steps_log hold a list by its identity
         self.ev = Evaluator(self.limits, globals=self._global, charge=self._charge,
@@ -300,13 +302,13 @@ class Checker(DataflowChecks):
         flow.input_override = input_shape
         flow.sides = []
         flow.input_shape = None
-        flow.values = self._network_values = ValueScope(None)
+        flow.values = self.network_values = ValueScope(None)
         scope = NameScope(None)
         flow.sides_decl = None
         self.run(defn.body, env, flow, scope)
         self.close(scope)
         sides_type, order = combinators.training_outputs(self, flow, defn.cls or camel(shown_name))
-        self.df_close(flow.values)
+        dataflow.close(self, flow.values)
         result = self._network_result(flow)
         if not flow.has_input and not flow.missing_reported:
             self.report(Diagnostic("E0308", "the network declares no input shape", defn.span,
@@ -585,15 +587,15 @@ class Checker(DataflowChecks):
         elif isinstance(st, ast.Sides):
             combinators.sides_order(self, st, env, flow, scope)
         elif isinstance(st, ast.Bind):
-            self.df_bind(st, env, flow, scope)
+            dataflow.bind(self, st, env, flow, scope)
         elif isinstance(st, ast.From):
-            self.df_from(st, env, flow)
+            dataflow.from_(self, st, env, flow, scope)
         elif isinstance(st, ast.Merge):
-            self.df_merge(st, env, flow)
+            dataflow.merge(self, st, env, flow, scope)
         elif isinstance(st, ast.Output):
-            self.df_output(st, env, flow)
+            dataflow.output(self, st, env, flow, scope)
         elif isinstance(st, ast.NamedInput):
-            self.df_input(st, env, flow)
+            dataflow.named_input(self, st, env, flow, scope)
         else:
             self.item(st, env, flow, scope, None)
 
@@ -829,7 +831,7 @@ class Checker(DataflowChecks):
         if isinstance(unit, ast.Side):
             return combinators.side(self, unit, env, shape, shared, scope)
         if isinstance(unit, ast.Split):
-            return self.split(unit, env, shape, scope)
+            return dataflow.split(self, unit, env, shape, shared, scope)
         raise AssertionError(type(unit))
 
     def use(self, use: ast.Use, env: Env, shape, shared, scope, label):
@@ -1116,7 +1118,7 @@ class Checker(DataflowChecks):
             self.chain.append((defn.name, use.span))
             try:
                 self.run(defn.body, benv, sub, inner)
-                self.df_close(sub.values)
+                dataflow.close(self, sub.values)
             finally:
                 self.chain.pop()
             steps = self.nodes - region.nodes
@@ -1182,7 +1184,7 @@ class Checker(DataflowChecks):
             steps_total=self.nodes - region.nodes,
             need=max(self._need_peak, self.nodes) - region.nodes,
             chain=self._chain_peak - region.chain, depth=self._depth_peak - self._depth,
-            matched=matched, inner=tuple(self._inner_log[region.inner:]), steps=tuple(nested),
+            matched=matched, inner=tuple(self.inner_log[region.inner:]), steps=tuple(nested),
             dangling=dangling))
 
     def _fits(self, hit: memo.Entry) -> bool:
@@ -1205,8 +1207,8 @@ class Checker(DataflowChecks):
             s.matched.add(i)
             self._matched_log.append((s, i))
         for entry in hit.inner:
-            self._inner_names.setdefault(entry[0], (entry[1], entry[2]))
-            self._inner_log.append(entry)
+            self.inner_names.setdefault(entry[0], (entry[1], entry[2]))
+            self.inner_log.append(entry)
         for k, v in hit.steps:
             self._instance_steps[k] = v
             self._steps_log.append((k, v))  # none holds a list by identity (_remember)
@@ -1227,7 +1229,7 @@ class _Region:
         self.chain, self.nodes = len(c.chain), c.nodes
         c._chain_peak, c._depth_peak, c._need_peak = self.chain, c._depth, c.nodes
         self.reports, self.diags = c._reports, len(c.diags)
-        self.matched, self.inner, self.steps = len(c._matched_log), len(c._inner_log), len(c._steps_log)
+        self.matched, self.inner, self.steps = len(c._matched_log), len(c.inner_log), len(c._steps_log)
         self.id_keys = c._id_keys
 
     def close(self, c: Checker) -> None:
