@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -26,6 +28,7 @@ from ..diagnostics import Diagnostic, NetdslError, by_position, closest, related
 from . import calls
 from . import combinators
 from . import dataflow
+from .context import Built, Flow, Shape, Shared
 from .dataflow import ValueScope
 from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units
 from .flows import ConcatFlow, NameScope, SeqFlow
@@ -514,7 +517,10 @@ class Checker:
                                      f"one before, of {_steps(cost)} each, would pass the limit")
                 seen, before = state, self.nodes
                 try:
-                    self.stmt(st, env, flow, scope)
+                    # What `stmt` does, done here: a frame less per level of nesting, where
+                    # Python's stack is the last bound (E0405 or E0402 for deep specs).
+                    self._step(st.span)
+                    STATEMENTS[type(st)](self, st, env, flow, scope)
                 except EvalError as e:
                     self.report(e.diagnostic)
                 except RecursionError:
@@ -539,65 +545,50 @@ class Checker:
         return known[1]
 
     def stmt(self, st, env: Env, flow, scope: NameScope) -> None:
+        """Check one statement, by the rule :data:`STATEMENTS` gives its kind (as ``run``
+        does for each of a body's)."""
         self._step(st.span)
-        if isinstance(st, ast.Let):
-            env.vars[st.name] = self.value(st.value, env)
-        elif isinstance(st, ast.Assert):
-            cond = self.typed(st.cond, env, "bool", "an `assert` condition")
-            if cond is False:
-                msg = self.value(st.message, env) if st.message is not None else None
-                text = msg if isinstance(msg, str) else "the spec's assertion does not hold"
-                self.report(Diagnostic("E0501", f"assertion failed: {text}", st.cond.span,
-                                       "this is false", "check the parameters given to this block "
-                                       "or network (--set, or the arguments where it is used)"))
-        elif isinstance(st, ast.Input):
-            self.input(st, env, flow)
-        elif isinstance(st, ast.Init):
-            self.init_rule(st, env, scope)
-        elif isinstance(st, ast.For):
-            items = self.typed(st.iterable, env, "list", "a `for` loop's range")
-            if items is POISON:
-                return
-            if len(items) > self.limits.max_repeat:
-                self.report(Diagnostic("E0403", f"loop of {len(items)} iterations is over the limit",
-                                       st.iterable.span, f"limit is {self.limits.max_repeat}",
-                                       "raise it with --limit max_repeat=N"))
-                return
-            self._charge(len(items), st.iterable)
-            for v in items:
-                self.run(st.body, Env({st.var: v}, env), flow, scope)
-        elif isinstance(st, ast.If):
-            cond = self.typed(st.cond, env, "bool", "an `if` condition")
-            if cond is not POISON:
-                self.run(st.body if cond else st.orelse, Env({}, env), flow, scope)
-        elif isinstance(st, ast.Labelled):
-            label = self.label(st.label, env)
-            if label is POISON:
-                return
-            if isinstance(st.unit, ast.Repeat):
-                self.repeat(st.unit, env, flow, scope, label)
-            else:
-                self.item(st.unit, env, flow, scope, label)
-        elif isinstance(st, ast.Repeat):
-            self.repeat(st, env, flow, scope, None)
-        elif isinstance(st, ast.Reuse):
-            calls.reuse(self, st, env, flow, scope)
-        elif isinstance(st, ast.Apply):
-            calls.apply(self, st, env, flow, scope)
-        elif isinstance(st, ast.Sides):
-            combinators.sides_order(self, st, env, flow, scope)
-        elif isinstance(st, ast.Bind):
-            dataflow.bind(self, st, env, flow, scope)
-        elif isinstance(st, ast.From):
-            dataflow.from_(self, st, env, flow, scope)
-        elif isinstance(st, ast.Merge):
-            dataflow.merge(self, st, env, flow, scope)
-        elif isinstance(st, ast.Output):
-            dataflow.output(self, st, env, flow, scope)
-        elif isinstance(st, ast.NamedInput):
-            dataflow.named_input(self, st, env, flow, scope)
+        STATEMENTS[type(st)](self, st, env, flow, scope)
+
+    # -- the statements the checker owns (the rule modules own the others)
+    def let(self, st: ast.Let, env: Env, flow, scope: NameScope) -> None:
+        env.vars[st.name] = self.value(st.value, env)
+
+    def assert_(self, st: ast.Assert, env: Env, flow, scope: NameScope) -> None:
+        cond = self.typed(st.cond, env, "bool", "an `assert` condition")
+        if cond is False:
+            msg = self.value(st.message, env) if st.message is not None else None
+            text = msg if isinstance(msg, str) else "the spec's assertion does not hold"
+            self.report(Diagnostic("E0501", f"assertion failed: {text}", st.cond.span,
+                                   "this is false", "check the parameters given to this block "
+                                   "or network (--set, or the arguments where it is used)"))
+
+    def for_(self, st: ast.For, env: Env, flow, scope: NameScope) -> None:
+        items = self.typed(st.iterable, env, "list", "a `for` loop's range")
+        if items is POISON:
+            return
+        if len(items) > self.limits.max_repeat:
+            self.report(Diagnostic("E0403", f"loop of {len(items)} iterations is over the limit",
+                                   st.iterable.span, f"limit is {self.limits.max_repeat}",
+                                   "raise it with --limit max_repeat=N"))
+            return
+        self._charge(len(items), st.iterable)
+        for v in items:
+            self.run(st.body, Env({st.var: v}, env), flow, scope)
+
+    def if_(self, st: ast.If, env: Env, flow, scope: NameScope) -> None:
+        cond = self.typed(st.cond, env, "bool", "an `if` condition")
+        if cond is not POISON:
+            self.run(st.body if cond else st.orelse, Env({}, env), flow, scope)
+
+    def labelled(self, st: ast.Labelled, env: Env, flow, scope: NameScope) -> None:
+        label = self.label(st.label, env)
+        if label is POISON:
+            return
+        if isinstance(st.unit, ast.Repeat):
+            self.repeat(st.unit, env, flow, scope, label)
         else:
-            self.item(st, env, flow, scope, None)
+            self.item(st.unit, env, flow, scope, label)
 
     def label(self, s: ast.String, env: Env):
         v = self.value(s, env)
@@ -628,7 +619,7 @@ class Checker:
                                "its parent nn.Module, and may not hide one of the module's own"))
         return False
 
-    def input(self, st: ast.Input, env: Env, flow) -> None:
+    def input(self, st: ast.Input, env: Env, flow, scope: NameScope) -> None:
         if not getattr(flow, "network", False):
             self.report(Diagnostic("E0309", "`input` only belongs in a network", st.span,
                                    "inside a block or group",
@@ -664,7 +655,7 @@ class Checker:
         flow.shape = tuple(value)
         flow.input_shape = tuple(value)
 
-    def init_rule(self, st: ast.Init, env: Env, scope: NameScope) -> None:
+    def init_rule(self, st: ast.Init, env: Env, flow, scope: NameScope) -> None:
         scheme = self.value(st.scheme, env, init=True)
         if scheme is POISON:
             return
@@ -713,7 +704,7 @@ class Checker:
                     f"did you mean `{near}`?" if near else
                     "name a layer kind (conv2d, linear, batchnorm2d) or the label of a later layer"))
 
-    def repeat(self, st: ast.Repeat, env: Env, flow, scope: NameScope, label) -> None:
+    def repeat(self, st: ast.Repeat, env: Env, flow, scope: NameScope, label=None) -> None:
         n = self.typed(st.count, env, "int", "a repetition count")
         if n is POISON:
             return
@@ -761,7 +752,7 @@ class Checker:
                          out_shape=sub.shape, span=span)]
 
     # -- items
-    def item(self, unit, env: Env, flow, scope: NameScope, label) -> None:
+    def item(self, unit, env: Env, flow, scope: NameScope, label=None) -> None:
         shape, shared = flow.next_input(self, unit.span)
         values = flow.values if isinstance(flow, SeqFlow) else None
         self._flow_values = values
@@ -820,19 +811,7 @@ class Checker:
             sub.values = self._flow_values
             self.run(unit.body, Env({}, env), sub, scope)
             return sub.nodes, sub.shape, sub.shared
-        if isinstance(unit, ast.Residual):
-            return combinators.residual(self, unit, env, shape, shared, scope)
-        if isinstance(unit, ast.Concat):
-            return combinators.concat(self, unit, env, shape, shared, scope)
-        if isinstance(unit, ast.Dense):
-            return combinators.dense(self, unit, env, shape, shared, scope)
-        if isinstance(unit, ast.Gate):
-            return combinators.gate(self, unit, env, shape, shared, scope)
-        if isinstance(unit, ast.Side):
-            return combinators.side(self, unit, env, shape, shared, scope)
-        if isinstance(unit, ast.Split):
-            return dataflow.split(self, unit, env, shape, shared, scope)
-        raise AssertionError(type(unit))
+        return COMBINATORS[type(unit)](self, unit, env, shape, shared, scope)
 
     def use(self, use: ast.Use, env: Env, shape, shared, scope, label):
         target = env.lookup(use.name, None)
@@ -1217,6 +1196,49 @@ class Checker:
         self._steps_log.append((key, value))
         if any(vk[0] is tuple for _, vk in key[1]):
             self._id_keys += 1
+
+
+#: The rule of each kind of statement: called with the checker, the statement, its
+#: env, the flow it joins and the name scope it names modules in.
+STATEMENTS: dict[type[ast.Stmt], Callable[[Checker, Any, Env, Flow, NameScope], None]] = {
+    ast.Let: Checker.let,
+    ast.Assert: Checker.assert_,
+    ast.Input: Checker.input,
+    ast.Init: Checker.init_rule,
+    ast.For: Checker.for_,
+    ast.If: Checker.if_,
+    ast.Labelled: Checker.labelled,
+    ast.Repeat: Checker.repeat,
+    # Units: each makes modules, which `item` wires into the flow and names.
+    ast.Use: Checker.item,
+    ast.Group: Checker.item,
+    ast.Residual: Checker.item,
+    ast.Concat: Checker.item,
+    ast.Dense: Checker.item,
+    ast.Gate: Checker.item,
+    ast.Side: Checker.item,
+    ast.Split: Checker.item,
+    ast.Reuse: calls.reuse,
+    ast.Apply: calls.apply,
+    ast.Sides: combinators.sides_order,
+    ast.Bind: dataflow.bind,
+    ast.From: dataflow.from_,
+    ast.Merge: dataflow.merge,
+    ast.Output: dataflow.output,
+    ast.NamedInput: dataflow.named_input,
+}
+
+#: The rule of each combinator, the units besides layer and block uses and groups:
+#: called with the checker, the statement, its env, the input's shape, whether the
+#: input is shared, and the name scope; it gives the unit's nodes, shape and sharing.
+COMBINATORS: dict[type[ast.Stmt], Callable[[Checker, Any, Env, Shape | None, Shared, NameScope], Built]] = {
+    ast.Residual: combinators.residual,
+    ast.Concat: combinators.concat,
+    ast.Dense: combinators.dense,
+    ast.Gate: combinators.gate,
+    ast.Side: combinators.side,
+    ast.Split: dataflow.split,
+}
 
 
 class _Region:
