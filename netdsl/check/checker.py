@@ -30,7 +30,7 @@ from . import combinators
 from . import dataflow
 from .context import Built, Flow, Shape, Shared
 from .dataflow import ValueScope
-from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units
+from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units, span_of
 from .flows import ConcatFlow, NameScope, SeqFlow
 from ..layers import LAYERS, PARAMETERS, PASS_THROUGH, REQUIRED, SAVES_OUTPUT, ArgTypeError, LayerError
 from ..limits import Limits
@@ -99,7 +99,7 @@ class Checker:
         self.nodes = 0
         self.overridden: dict[str, object] = {}  # network parameters set by --set or the API
         self.inner_names: dict[str, tuple[str, Span | None]] = {}
-        self._flow_values = None
+        self._flow_values: ValueScope | None = None
         self.side_flow: SeqFlow | None = None
         self.network_values: ValueScope | None = None
         # The memo of block instances (memo.py), and what it needs to know of each
@@ -190,11 +190,11 @@ class Checker:
         if not ok:
             code = "E0214" if kind == "bool" else "E0206"
             expected = {"bool": "true or false", "int": "an integer", "list": "a list"}[kind]
-            text = self.text(expr.span)
+            text = self.text(span_of(expr))
             help = (as_condition(text, v) if kind == "bool" else as_int(text, v, "count")
                     if kind == "int" else as_list(text, v))
             self.report(Diagnostic(code, f"{what} must be {expected}, found {type_name(v)}",
-                                   expr.span, f"this is {show(v)}", help))
+                                   span_of(expr), f"this is {show(v)}", help))
             return POISON
         return v
 
@@ -238,14 +238,15 @@ class Checker:
             # The evaluator calls back into the checker: without this cycle, the checker and
             # all it made are freed when the caller drops it, not by the cyclic collector
             # (whose passes over a sweep's thousands of compiles cost more than the checking).
-            self.ev.globals = self.ev.charge = self.ev.blocks = None
+            self.ev.release()
         if self.diags:
             raise NetdslError(by_position(self.diags), prog.sources)
+        assert net is not None  # _network gives None only where it reported why
         return net
 
     def _network(self, defn, overrides: dict, input_shape) -> ir.Network | None:
         shown_name = defn.name
-        defaults: dict[str, object] = {}
+        defaults: dict[str, tuple[ast.Expr, None]] = {}
         if self._alias_cycle(defn):
             return None
         while isinstance(defn, ast.NetworkAlias):
@@ -255,14 +256,14 @@ class Checker:
                 self.report(Diagnostic("E0107", f"`{short(defn.base.id)}` is not a network", defn.base.span,
                                        "not defined", f"did you mean `{near}`?" if near else None))
                 return None
-            params = {p.name: p for p in _params_of(base, self.program)}
+            base_params = {p.name: p for p in _params_of(base, self.program)}
             for a in defn.args:
                 if a.name is None:
                     self.report(Diagnostic("E0201", "a network variant takes keyword arguments only",
                                            a.span, "positional", "write `name = value`"))
                     continue
-                if a.name not in params:
-                    self._unknown_param(a.name, params, base.name, a.span)
+                if a.name not in base_params:
+                    self._unknown_param(a.name, base_params, base.name, a.span)
                     continue
                 defaults.setdefault(a.name, (a.value, None))
             defn = base
@@ -559,7 +560,7 @@ class Checker:
         if cond is False:
             msg = self.value(st.message, env) if st.message is not None else None
             text = msg if isinstance(msg, str) else "the spec's assertion does not hold"
-            self.report(Diagnostic("E0501", f"assertion failed: {text}", st.cond.span,
+            self.report(Diagnostic("E0501", f"assertion failed: {text}", span_of(st.cond),
                                    "this is false", "check the parameters given to this block "
                                    "or network (--set, or the arguments where it is used)"))
 
@@ -569,7 +570,7 @@ class Checker:
             return
         if len(items) > self.limits.max_repeat:
             self.report(Diagnostic("E0403", f"loop of {len(items)} iterations is over the limit",
-                                   st.iterable.span, f"limit is {self.limits.max_repeat}",
+                                   span_of(st.iterable), f"limit is {self.limits.max_repeat}",
                                    "raise it with --limit max_repeat=N"))
             return
         self._charge(len(items), st.iterable)
@@ -641,13 +642,13 @@ class Checker:
               and all(isinstance(d, int) and not isinstance(d, bool) for d in value))
         if not ok:
             self.report(Diagnostic("E0309", "`input` must be a list of 3 integers [C, H, W] "
-                                   "(or 1 integer [F])", st.shape.span, f"found {show(value)}",
+                                   "(or 1 integer [F])", span_of(st.shape), f"found {show(value)}",
                                    "for example `input [3, 224, 224]`"))
             return
         if any(d < 1 for d in value) or any(d > self.limits.max_dim for d in value):
             bad = next(d for d in value if d < 1 or d > self.limits.max_dim)
             code = "E0309" if bad < 1 else "E0407"
-            self.report(Diagnostic(code, f"input dimension {bad} is out of range", st.shape.span,
+            self.report(Diagnostic(code, f"input dimension {bad} is out of range", span_of(st.shape),
                                    f"in {show(value)}",
                                    "every dimension must be at least 1" if bad < 1 else
                                    f"the limit is {self.limits.max_dim} (--limit max_dim=N)"))
@@ -661,7 +662,7 @@ class Checker:
             return
         if not isinstance(scheme, ir.InitScheme):
             self.report(Diagnostic("E0206", f"`init` needs a scheme, found {type_name(scheme)}",
-                                   st.scheme.span, f"this is {show(scheme)}",
+                                   span_of(st.scheme), f"this is {show(scheme)}",
                                    "for example `kaiming_normal(mode = \"fan_out\")`, `zeros`, `ones`"))
             return
         if st.target in LAYERS:
@@ -710,7 +711,7 @@ class Checker:
             return
         if not 0 <= n <= self.limits.max_repeat:
             code = "E0403" if n > 0 else "E0204"
-            self.report(Diagnostic(code, f"repetition count {n} is out of range", st.count.span,
+            self.report(Diagnostic(code, f"repetition count {n} is out of range", span_of(st.count),
                                    f"`* {n}`", f"repeat between 0 and {self.limits.max_repeat} times"
                                    + (" (--limit max_repeat=N)" if n > 0 else "")))
             return
@@ -791,7 +792,8 @@ class Checker:
                 self.run(unit.body, Env({}, env), sub, inner)
                 self.close(inner)
             else:
-                sub.accept(*self.unit(unit, env, shape, shared, inner)[:3], unit.span)
+                nodes, out, out_shared = self.unit(unit, env, shape, shared, inner)
+                sub.accept(nodes, out, out_shared, unit.span)
                 self.close(inner)
             flow.accept(self.scope_node(name, None, None, sub, shape, unit.span), sub.shape,
                         sub.shared, unit.span)
@@ -1022,7 +1024,7 @@ class Checker:
     def init_for(self, kind: str, label: str | None, scope: NameScope) -> dict:
         params = PARAMETERS.get(kind, ())
         out: dict[str, ir.InitScheme] = {}
-        s = scope
+        s: NameScope | None = scope
         while s is not None and len(out) < len(params):
             # A label rule reaches into nested blocks and groups like a kind rule does:
             # `init bn3.weight = zeros` in a network zeroes the bn3 of every block in it.

@@ -15,7 +15,7 @@ from .. import ir
 from ..layers import shapes
 from ..diagnostics import Diagnostic, closest
 from .context import Built, Context
-from .evaluate import Env, values_of
+from .evaluate import Env, span_of, values_of
 from .flows import ConcatFlow, DenseFlow, NameScope, SeqFlow
 from .values import POISON
 
@@ -191,7 +191,7 @@ def _skipped_help(cx: Context, sc: ast.Shortcut, env, shape, out) -> str:
         (f"the size, {_hw(shape)} → {_hw(out)}", len(shape) == len(out) == 3 and shape[1:] != out[1:]))
         if changed) or f"{shapes.fmt(shape)} → {shapes.fmt(out)}"
     named = f" `{sc.label}`" if sc.label else ""
-    return (f"the shortcut{named} is skipped for this use: its condition `{cx.text(sc.cond.span)}` is "
+    return (f"the shortcut{named} is skipped for this use: its condition `{cx.text(span_of(sc.cond))}` is "
             f"false" + (f" ({values})" if values else "") + ", so the input is added "
             f"unchanged; the condition must hold whenever the body changes the shape (here {what})")
 
@@ -222,19 +222,20 @@ def concat(cx: Context, st: ast.Concat, env: Env, shape, shared, scope: NameScop
         cx.report(Diagnostic("E0302", "`concat` has no branches", st.span, "empty",
                              "list one branch per line inside the braces"))
         return [], None, False
-    if shape is None or any(s is None for _, s, _ in flow.branches):
+    branches = flow.shaped()
+    if shape is None or branches is None:
         return [], None, False
-    first = flow.branches[0][1]
-    for nodes, s, span in flow.branches:
+    first = branches[0][1]
+    for nodes, s, span in branches:
         if len(s) != 3 or s[1:] != first[1:]:
-            listing = ", ".join(shapes.fmt(b[1]) for b in flow.branches)
+            listing = ", ".join(shapes.fmt(b[1]) for b in branches)
             cx.report(Diagnostic(
                 "E0302", "concatenated branches must have the same spatial size", span or st.span,
                 f"this branch gives {shapes.fmt(s)}, the first gives {shapes.fmt(first)}",
                 f"branch outputs are {listing}; give every branch the same strides and padding"))
             return [], None, False
-    out = (sum(s[0] for _, s, _ in flow.branches),) + tuple(first[1:])
-    node = ir.Concat(branches=tuple(tuple(n) for n, _, _ in flow.branches), in_shape=shape,
+    out = (sum(s[0] for _, s, _ in branches),) + tuple(first[1:])
+    node = ir.Concat(branches=tuple(tuple(n) for n, _, _ in branches), in_shape=shape,
                      out_shape=out, span=st.span)
     return [node], out, False
 

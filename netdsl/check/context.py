@@ -39,7 +39,7 @@ Shape = tuple[int, ...]
 Shared = Union[bool, str]
 #: What checking a unit gives: its IR nodes, its output shape (None where a mistake made
 #: it unknown) and whether that output is shared.
-Built = tuple[list["ir.Node"], Union[Shape, None], Shared]
+Built = tuple[list["ir.AnyNode"], Union[Shape, None], Shared]
 #: How consecutive items are wired (flows.py).
 Flow = Union["SeqFlow", "ConcatFlow", "DenseFlow"]
 
@@ -90,7 +90,7 @@ class Context(Protocol):
         """End a name scope: report its ``init`` rules that matched no layer."""
 
     def scope_node(self, name: str, cls: str | None, block: str | None, sub: SeqFlow,
-                   shape: Shape | None, span: Span | None) -> list[ir.Node]:
+                   shape: Shape | None, span: Span | None) -> list[ir.AnyNode]:
         """The scope node of a labelled body checked into ``sub`` ([] where a shape is unknown)."""
 
     def layer(self, kind: str, use: ast.Use, env: Env, shape: Shape | None, shared: Shared,

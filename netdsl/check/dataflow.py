@@ -12,18 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from keyword import iskeyword
+from typing import Literal, cast, get_args
 
 from ..syntax import ast
 from .. import ir
 from ..layers import shapes
 from ..diagnostics import Diagnostic, closest, short
 from .context import Built, Context
-from .evaluate import Env
+from .evaluate import Env, span_of
 from .flows import ConcatFlow, NameScope, SeqFlow, no_current
 from ..span import Span
 from .values import POISON, show
 
-FORMS = ("tuple", "namedtuple", "dict")
+#: The forms an `output` takes, as the IR names them.
+Form = Literal["tuple", "namedtuple", "dict"]
+FORMS: tuple[Form, ...] = get_args(Form)
 
 
 @dataclass
@@ -178,7 +181,8 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
                          "(`upsample`, a stride, or padding)")
             return
         out = (sum(s[0] for s in shapes_),) + tuple(shapes_[0][1:])
-    flow.accept([ir.Merge(op=st.op, sources=tuple(names), in_shape=(), out_shape=out, span=st.span)],
+    op = cast(Literal["add", "concat"], st.op)  # the grammar writes no other
+    flow.accept([ir.Merge(op=op, sources=tuple(names), in_shape=(), out_shape=out, span=st.span)],
                 out, False, st.span)
 
 
@@ -198,6 +202,8 @@ def output(cx: Context, st: ast.Output, env: Env, flow, scope: NameScope) -> Non
                              "move `output` to the end of the network's own body"))
         return
     values = _values(cx, flow, st.span, "`output`")
+    if values is None:  # never: a network's own flow has a value scope
+        return
     if values.output is not None:
         cx.report(Diagnostic("E0131", "a network has one `output`", st.span, "given again here",
                              f"the first is at {_where(st.span, values.output[1])}; list every "
@@ -276,7 +282,7 @@ def named_input(cx: Context, st: ast.NamedInput, env: Env, flow, scope: NameScop
     elif override is not None and values.inputs:
         override = None  # one shape given: the first input's
     value = override if override is not None else cx.value(st.shape, env)
-    shape = _input_shape(cx, value, st.shape.span)
+    shape = _input_shape(cx, value, span_of(st.shape))
     values.bound[st.name] = Value(shape, st.span, input=True)
     values.inputs.append((st.name, shape, st.span))
     flow.has_input = True
@@ -316,7 +322,7 @@ def split(cx: Context, st: ast.Split, env: Env, shape, shared, scope: NameScope)
             return [], None, False
         if not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes):
             cx.report(Diagnostic("E0327", "`split` sizes must be channel counts of 1 or more",
-                                 st.sizes.span, f"found {show(sizes)}",
+                                 span_of(st.sizes), f"found {show(sizes)}",
                                  "for example `split [16, 48] { ... }`"))
             return [], None, False
     elif any(isinstance(s, (ast.For, ast.If)) for s in items):
@@ -337,28 +343,29 @@ def split(cx: Context, st: ast.Split, env: Env, shape, shared, scope: NameScope)
             return [], None, False
         if sizes is not None and sum(sizes) != c:
             cx.report(Diagnostic("E0327", f"`split` sizes add up to {sum(sizes)}, the input has {c} channels",
-                                 st.sizes.span, f"{show(sizes)}",
+                                 span_of(st.sizes), f"{show(sizes)}",
                                  f"make the sizes add up to {c}"))
             return [], None, False
         parts = list(sizes) if sizes is not None else [c // n] * n
     flow.shapes = [(p,) + tuple(shape[1:]) for p in parts] if shape is not None else []
     cx.run(st.body, Env({}, env), flow, scope)
-    if shape is None or any(s is None for _, s, _ in flow.branches):
+    branches = flow.shaped()
+    if shape is None or branches is None:
         return [], None, False
-    if len(flow.branches) != n:
-        cx.report(Diagnostic("E0327", f"`split` has {len(flow.branches)} parts for {n} sizes", st.span,
-                             f"{len(flow.branches)} parts", "give one part per size"))
+    if len(branches) != n:
+        cx.report(Diagnostic("E0327", f"`split` has {len(branches)} parts for {n} sizes", st.span,
+                             f"{len(branches)} parts", "give one part per size"))
         return [], None, False
-    first = flow.branches[0][1]
-    for nodes, s, span in flow.branches:
+    first = branches[0][1]
+    for nodes, s, span in branches:
         if len(s) != 3 or s[1:] != first[1:]:
             cx.report(Diagnostic(
                 "E0327", "the parts of a `split` must give one spatial size", span or st.span,
                 f"this part gives {shapes.fmt(s)}, the first {shapes.fmt(first)}",
                 "their results are concatenated along channels; give every part the same strides"))
             return [], None, False
-    out = (sum(s[0] for _, s, _ in flow.branches),) + tuple(first[1:])
-    node = ir.Split(sizes=tuple(parts), parts=tuple(tuple(b) for b, _, _ in flow.branches),
+    out = (sum(s[0] for _, s, _ in branches),) + tuple(first[1:])
+    node = ir.Split(sizes=tuple(parts), parts=tuple(tuple(b) for b, _, _ in branches),
                     in_shape=shape, out_shape=out, span=st.span)
     return [node], out, False
 

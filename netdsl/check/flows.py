@@ -16,7 +16,7 @@ from ..layers import shapes
 from ..span import Span
 
 if TYPE_CHECKING:
-    from .context import Context
+    from .context import Context, Shape
     from .dataflow import ValueScope
 
 
@@ -65,7 +65,7 @@ class ConcatFlow:
 
     def __init__(self, shape):
         self.input = shape
-        self.branches: list[tuple[list, object, Span | None]] = []
+        self.branches: list[tuple[list, Shape | None, Span | None]] = []
 
     def next_input(self, cx: Context, span: Span | None):
         return self.input, True
@@ -73,13 +73,19 @@ class ConcatFlow:
     def accept(self, nodes, shape, shared, span) -> None:
         self.branches.append((nodes, shape, span))
 
+    def shaped(self) -> list[tuple[list, Shape, Span | None]] | None:
+        """The branches, where every one's output shape is known; else None (a mistake in
+        a branch made one unknown, and was reported)."""
+        known = [(nodes, shape, span) for nodes, shape, span in self.branches if shape is not None]
+        return known if len(known) == len(self.branches) else None
+
 
 class DenseFlow:
     """Dense connectivity: item k sees the concatenation of the input and all earlier outputs."""
 
     def __init__(self, shape, cx: Context):
         self.input = shape
-        self.channels = shape[0] if shape else None
+        self.channels: int = shape[0] if shape else 0  # read only while ok
         self.layers: list[list] = []
         self.ok = shape is not None
         self.cx = cx  # reports a layer that changes the size

@@ -55,6 +55,7 @@ import math
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from dataclasses import fields, is_dataclass
 
@@ -103,7 +104,9 @@ class Entry:
 
 
 #: A labelled group's entry whose items leave the dataflow's unread result as it was.
-UNSET = object()
+#: A sentinel, put for a while where a span or None belongs (``ValueScope.dangling``),
+#: hence typed Any.
+UNSET: Any = object()
 
 def table(program, limits, origin: str):
     """The memo table of ``program`` checked under ``limits``, or None when memoizing is off.
