@@ -10,13 +10,12 @@ checked and placed by the checker (``cx.place``, ``cx.layer``).
 
 from __future__ import annotations
 
-from ..syntax import ast
-from ..layers import shapes
 from ..diagnostics import Diagnostic, closest, short
+from ..layers import LAYERS, shapes
+from ..syntax import ast
 from .context import Context
 from .evaluate import Env
 from .flows import NameScope
-from ..layers import LAYERS
 from .values import POISON, BlockRef, LayerRef
 
 # Layer kinds `apply` can call: those whose catalogue entry names a torch function.

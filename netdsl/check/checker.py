@@ -20,23 +20,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..syntax import ast
 from .. import ir
-from . import memo
-from ..layers import shapes
 from ..diagnostics import Diagnostic, NetdslError, by_position, closest, related, short, source_lines
-from . import calls
-from . import combinators
-from . import dataflow
+from ..layers import LAYERS, PARAMETERS, PASS_THROUGH, REQUIRED, SAVES_OUTPUT, ArgTypeError, LayerError, shapes
+from ..limits import Limits
+from ..span import Span
+from ..syntax import ast
+from ..syntax.loader import Program
+from . import calls, combinators, dataflow, memo
 from .context import Built, Flow, Shape, Shared
 from .dataflow import ValueScope
 from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units, span_of
 from .flows import ConcatFlow, NameScope, SeqFlow
-from ..layers import LAYERS, PARAMETERS, PASS_THROUGH, REQUIRED, SAVES_OUTPUT, ArgTypeError, LayerError
-from ..limits import Limits
-from ..syntax.loader import Program
 from .reserved import reserved
-from ..span import Span
 from .values import POISON, BlockRef, LayerRef, show, to_json, type_name
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
@@ -270,7 +266,7 @@ class Checker:
         env = Env({}, self.globals)
         params = list(defn.params)
         names = {p.name for p in params}
-        for key, (value, span) in overrides.items():
+        for key, (_, span) in overrides.items():
             if key not in names:
                 self._unknown_param(key, {p.name: p for p in params}, defn.name, span)
         values: dict[str, object] = {}
@@ -296,7 +292,7 @@ class Checker:
             else:
                 self.report(Diagnostic("E0203", f"network parameter `{p.name}` has no value",
                                        p.span, "no default",
-                                       f"give it a default, or set it: " +
+                                       "give it a default, or set it: " +
                                        (f"--set {p.name}=VALUE" if self.origin == "cli" else
                                         f"{p.name}=VALUE")))
                 v = POISON
@@ -838,7 +834,8 @@ class Checker:
                                    "not a layer, a block or a block parameter",
                                    f"did you mean `{near}`?" if near else
                                    (f"{nearest_units(like)}; or " if like else "") +
-                                   "define it with `block " + short(use.name) + "(...) { ... }` or import a spec that does"))
+                                   "define it with `block " + short(use.name) + "(...) { ... }` "
+                                   "or import a spec that does"))
             return [], None, False
         if isinstance(target, LayerRef):
             return self.layer(target.kind, use, env, shape, shared, scope, label)
@@ -864,7 +861,8 @@ class Checker:
                 if i >= len(names):
                     self.report(Diagnostic("E0201", f"too many arguments to `{short(what)}`", a.span,
                                            f"argument {i + 1} of at most {len(names)}",
-                                           f"`{short(what)}` takes " + (", ".join(map(short, names)) or "no arguments")))
+                                           f"`{short(what)}` takes " +
+                                           (", ".join(map(short, names)) or "no arguments")))
                     ok = False
                     continue
                 key = names[i]
@@ -875,7 +873,8 @@ class Checker:
                     self.report(Diagnostic("E0202", f"`{short(what)}` has no argument `{short(key)}`", a.span,
                                            "unknown argument",
                                            f"did you mean `{near}`?" if near else
-                                           f"`{short(what)}` takes " + (", ".join(map(short, names)) or "no arguments")))
+                                           f"`{short(what)}` takes " +
+                                           (", ".join(map(short, names)) or "no arguments")))
                     ok = False
                     continue
                 if key in bound:
@@ -1141,10 +1140,10 @@ class Checker:
         return True
 
     # -- the memo of block instances and labelled groups (memo.py)
-    def _region(self) -> "_Region":
+    def _region(self) -> _Region:
         return _Region(self)
 
-    def _remember(self, mkey, region: "_Region", scope, sub, nested_end: tuple,
+    def _remember(self, mkey, region: _Region, scope, sub, nested_end: tuple,
                   dangling=None) -> None:
         """Keep what the expansion that ``region`` watched made, if it is safe to replay;
         ``nested_end`` is where its nested instances' step records end, and their count of

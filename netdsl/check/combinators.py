@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from keyword import iskeyword
 
-from ..syntax import ast
 from .. import ir
-from ..layers import shapes
 from ..diagnostics import Diagnostic, closest
+from ..layers import shapes
+from ..syntax import ast
 from .context import Built, Context
 from .evaluate import Env, span_of, values_of
 from .flows import ConcatFlow, DenseFlow, NameScope, SeqFlow
 from .values import POISON
-
 
 _WINDOWED = ("conv2d", "maxpool2d", "avgpool2d")
 
@@ -57,11 +56,11 @@ def _same_padding(n) -> tuple[int, int] | None:
     (2, 2)
     """
     pads = []
-    for k, d in zip(n.kernel_size, getattr(n, "dilation", (1, 1))):
+    for k, d in zip(n.kernel_size, getattr(n, "dilation", (1, 1)), strict=True):
         if d * (k - 1) % 2:
             return None
         pads.append(d * (k - 1) // 2)
-    if n.kind != "conv2d" and any(p > k // 2 for p, k in zip(pads, n.kernel_size)):
+    if n.kind != "conv2d" and any(p > k // 2 for p, k in zip(pads, n.kernel_size, strict=True)):
         return None
     return tuple(pads)
 
@@ -75,7 +74,7 @@ def _stride(nodes, shape, out) -> int | None:
         if stride[0] != stride[1]:
             return None
         total *= stride[0]
-    fits = all((size - 1) // total + 1 == o for size, o in zip(shape[1:], out[1:]))
+    fits = all((size - 1) // total + 1 == o for size, o in zip(shape[1:], out[1:], strict=False))
     return total if fits else None
 
 
@@ -226,7 +225,7 @@ def concat(cx: Context, st: ast.Concat, env: Env, shape, shared, scope: NameScop
     if shape is None or branches is None:
         return [], None, False
     first = branches[0][1]
-    for nodes, s, span in branches:
+    for _, s, span in branches:
         if len(s) != 3 or s[1:] != first[1:]:
             listing = ", ".join(shapes.fmt(b[1]) for b in branches)
             cx.report(Diagnostic(
@@ -261,7 +260,7 @@ def gate(cx: Context, st: ast.Gate, env: Env, shape, shared, scope: NameScope) -
     if shape is None or body.shape is None:
         return [], None, False
     g = body.shape
-    fits = len(g) == len(shape) and all(a in (1, b) for a, b in zip(g, shape)) and g[0] == shape[0]
+    fits = len(g) == len(shape) and all(a in (1, b) for a, b in zip(g, shape, strict=True)) and g[0] == shape[0]
     if not fits:
         cx.report(Diagnostic("E0303", "a gate must give one factor per channel of its input",
                              st.span, f"body gives {shapes.fmt(g)}, the input is {shapes.fmt(shape)}",
@@ -337,7 +336,7 @@ def training_outputs(cx: Context, flow, cls: str) -> tuple[str | None, tuple[str
     if st is None:
         return None, default
     seen: set[str] = set()
-    for name, span in zip(st.fields, st.field_spans or [st.span] * len(st.fields)):
+    for name, span in zip(st.fields, st.field_spans or [st.span] * len(st.fields), strict=True):
         if name in seen:
             cx.report(Diagnostic("E0120", f"`{name}` is listed twice in `sides`", span,
                                  "second time here", "list each output once"))

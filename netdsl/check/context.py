@@ -36,10 +36,10 @@ if TYPE_CHECKING:
 Shape = tuple[int, ...]
 #: Whether a tensor must not be overwritten in place: False, True (something else reads
 #: it), or the kind of the layer whose backward pass reads it (``relu``, ``sigmoid``).
-Shared = Union[bool, str]
+Shared = bool | str
 #: What checking a unit gives: its IR nodes, its output shape (None where a mistake made
 #: it unknown) and whether that output is shared.
-Built = tuple[list["ir.AnyNode"], Union[Shape, None], Shared]
+Built = tuple[list["ir.AnyNode"], Shape | None, Shared]
 #: How consecutive items are wired (flows.py).
 Flow = Union["SeqFlow", "ConcatFlow", "DenseFlow"]
 

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from keyword import iskeyword
 from typing import Literal, cast, get_args
 
-from ..syntax import ast
 from .. import ir
-from ..layers import shapes
 from ..diagnostics import Diagnostic, closest, short
+from ..layers import shapes
+from ..span import Span
+from ..syntax import ast
 from .context import Built, Context
 from .evaluate import Env, span_of
 from .flows import ConcatFlow, NameScope, SeqFlow, no_current
-from ..span import Span
 from .values import POISON, show
 
 #: The forms an `output` takes, as the IR names them.
@@ -357,7 +357,7 @@ def split(cx: Context, st: ast.Split, env: Env, shape, shared, scope: NameScope)
                              f"{len(branches)} parts", "give one part per size"))
         return [], None, False
     first = branches[0][1]
-    for nodes, s, span in branches:
+    for _, s, span in branches:
         if len(s) != 3 or s[1:] != first[1:]:
             cx.report(Diagnostic(
                 "E0327", "the parts of a `split` must give one spatial size", span or st.span,

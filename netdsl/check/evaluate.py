@@ -6,17 +6,17 @@ diagnostic at the smallest span that shows it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Any, Callable, cast
+from typing import Any, cast
 
-from ..syntax import ast
 from .. import ir
 from ..diagnostics import Diagnostic, closest, listing, related, short
 from ..layers import LAYERS
 from ..limits import Limits
 from ..span import Span
+from ..syntax import ast
 from .values import POISON, BlockRef, LayerRef, show, type_name
-
 
 _MISSING = object()
 
@@ -38,7 +38,7 @@ class Env:
 
     __slots__ = ("vars", "parent")
 
-    def __init__(self, vars: dict[str, Any] | None = None, parent: "Env | None" = None):
+    def __init__(self, vars: dict[str, Any] | None = None, parent: Env | None = None):
         self.vars = vars if vars is not None else {}
         self.parent = parent
 
@@ -237,7 +237,7 @@ class Evaluator:
         if not isinstance(value, (tuple, str)):
             raise err("E0210", f"cannot slice a {type_name(value)}", node.value,
                       f"this is {show(value)}", "only lists and strings can be sliced")
-        for b, expr in zip(bounds, (node.start, node.stop)):
+        for b, expr in zip(bounds, (node.start, node.stop), strict=True):
             if b is not None and not _ints(b):
                 raise err("E0210", f"slice bounds must be integers, found {type_name(b)}", expr,
                           f"this is {show(b)}")
@@ -469,7 +469,8 @@ def nearest_units(names: list[str]) -> str:
     what = "layer" if layers == len(names) else "block" if not layers else "layer or block"
     if len(names) == 1:
         return f"the nearest {what} is {listing(names)}"
-    return f"the nearest {what.replace('layer', 'layers').replace('block', 'blocks').replace(' or ', ' and ')} are {listing(names)}"
+    plural = what.replace("layer", "layers").replace("block", "blocks").replace(" or ", " and ")
+    return f"the nearest {plural} are {listing(names)}"
 
 
 def names(expr) -> list[str]:
@@ -498,7 +499,7 @@ def names(expr) -> list[str]:
     return out
 
 
-def values_of(expr, env: "Env | None") -> str:
+def values_of(expr, env: Env | None) -> str:
     """``name = value`` for each name ``expr`` reads that ``env`` holds a plain value for.
 
     >>> from netdsl.syntax.parser import parse_expr
@@ -729,7 +730,7 @@ def _scheme(fn: str):
         if len(pos) > len(spec):
             raise err("E0201", f"too many arguments to `{fn}`", node, f"{len(pos)} given",
                       f"`{fn}` takes " + (", ".join(names) or "no arguments"))
-        values = dict(zip(names, pos))
+        values = dict(zip(names, pos, strict=False))  # fewer given than taken: the defaults
         for k, v in kw.items():
             if k not in names:
                 near = closest(k, names)

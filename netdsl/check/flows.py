@@ -116,7 +116,7 @@ class DenseFlow:
 class NameScope:
     """Names the modules of one scope (network, block instance, labelled group)."""
 
-    def __init__(self, parent: "NameScope | None"):
+    def __init__(self, parent: NameScope | None):
         self.parent = parent
         self.used: dict[str, Span | None] = {}
         self.positions: set[str] = set()  # the names given by position, to unlabelled modules

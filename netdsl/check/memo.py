@@ -54,10 +54,8 @@ from __future__ import annotations
 import math
 import sys
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
-
-from dataclasses import fields, is_dataclass
 
 from ..syntax import ast
 from .values import POISON, BlockRef, LayerRef
