@@ -6,8 +6,11 @@ the network's ``input``, and reports every user mistake as a diagnostic. It is
 one pass because the language needs shapes while expanding (a block may test
 ``in_channels``); it never mutates the AST.
 
-How consecutive items are wired and named lives in ``flows.py``; the
-combinators' checks in ``combinators.py``.
+How consecutive items are wired and named lives in ``flows.py``; the rules of
+combinators, of ``reuse`` and ``apply``, and of named dataflow in
+``combinators.py``, ``calls.py`` and ``dataflow.py``, which see the checker only
+through the protocol of ``context.py``. :data:`STATEMENTS` gives the rule of each
+kind of statement.
 """
 
 from __future__ import annotations
@@ -81,6 +84,23 @@ def given(name: str, origin: str) -> str:
 
 
 class Checker:
+    """The checker of one program: :meth:`network` checks one of its networks and gives
+    its IR, or raises a NetdslError with every diagnostic. It owns the walk over bodies
+    (``run``, by :data:`STATEMENTS`), the statements no rule module owns (``let``,
+    ``assert``, ``input``, ``init``, ``for``, ``if``, labels and repetition), the use
+    of layers (arguments, ranges, init rules, shapes) and of blocks (their expansion,
+    and the memo that replays it), the naming of scopes, reporting (each diagnostic
+    once, with the block instances it is in and the values set from outside that it
+    used), and the limits on work (steps, block depth, Python's stack). The rule
+    modules see it only as a :class:`~netdsl.check.context.Context`.
+
+    >>> from pathlib import Path
+    >>> from netdsl.syntax.loader import load
+    >>> program = load("network n() { input [3, 8, 8]\\n conv2d(4, 3) }", None, Path("."), Limits())
+    >>> Checker(program).network().out_shape
+    (4, 6, 6)
+    """
+
     def __init__(self, program: Program, limits: Limits | None = None, origin: str = "api"):
         self.program = program
         self.limits = limits or Limits()
