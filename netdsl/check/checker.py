@@ -262,9 +262,45 @@ class Checker:
 
     def _network(self, defn, overrides: dict, input_shape) -> ir.Network | None:
         shown_name = defn.name
-        defaults: dict[str, tuple[ast.Expr, None]] = {}
         if self._alias_cycle(defn):
             return None
+        variant = self._variant_of(defn)
+        if variant is None:
+            return None
+        defn, defaults = variant
+        env = Env({}, self.globals)
+        values = self._param_values(defn, defaults, overrides, env)
+        flow = SeqFlow(None, True, network=True)
+        flow.input_override = input_shape
+        flow.sides = []
+        flow.input_shape = None
+        flow.values = self.network_values = ValueScope(None)
+        scope = NameScope(None)
+        flow.sides_decl = None
+        self.run(defn.body, env, flow, scope)
+        self.close(scope)
+        sides_type, order = combinators.training_outputs(self, flow, defn.cls or camel(shown_name))
+        dataflow.close(self, flow.values)
+        result = self._network_result(flow)
+        if not flow.has_input and not flow.missing_reported:
+            self.report(Diagnostic("E0308", "the network declares no input shape", defn.span,
+                                   "no `input` in this network",
+                                   "start the network with `input [C, H, W]`"))
+        if self.diags or (flow.shape is None and result is None):
+            return None
+        params_json = {k: to_json(v) for k, v in values.items()}
+        inputs = tuple(ir.NetInput(name=n, shape=s, span=sp) for n, s, sp in flow.values.inputs)
+        out_shape = flow.shape if result is None else result.shapes[0]
+        return ir.Network(name=shown_name, cls=defn.cls or camel(shown_name), params=params_json,
+                          input_shape=flow.input_shape, body=tuple(flow.nodes),
+                          out_shape=out_shape, outputs=tuple(flow.sides), span=defn.span,
+                          sides_type=sides_type, sides_order=order, inputs=inputs, result=result)
+
+    def _variant_of(self, defn) -> tuple[ast.NetworkDef, dict[str, tuple[ast.Expr, None]]] | None:
+        """The network a variant (``network vgg16 = vgg(depth = 16)``) is based on, followed
+        through variants of variants, and the defaults the variants give its parameters
+        (the nearest variant's first); None where a base is missing (reported)."""
+        defaults: dict[str, tuple[ast.Expr, None]] = {}
         while isinstance(defn, ast.NetworkAlias):
             base = self.program.networks.get(defn.base.id)
             if base is None:
@@ -283,7 +319,11 @@ class Checker:
                     continue
                 defaults.setdefault(a.name, (a.value, None))
             defn = base
-        env = Env({}, self.globals)
+        return defn, defaults
+
+    def _param_values(self, defn: ast.NetworkDef, defaults: dict, overrides: dict, env: Env) -> dict[str, object]:
+        """The value of each of the network's parameters, bound in ``env``: set from outside
+        the spec (checked against the default's type), given by a variant, or the default."""
         params = list(defn.params)
         names = {p.name for p in params}
         for key, (_, span) in overrides.items():
@@ -318,31 +358,7 @@ class Checker:
                 v = POISON
             env.vars[p.name] = v
             values[p.name] = v
-        flow = SeqFlow(None, True, network=True)
-        flow.input_override = input_shape
-        flow.sides = []
-        flow.input_shape = None
-        flow.values = self.network_values = ValueScope(None)
-        scope = NameScope(None)
-        flow.sides_decl = None
-        self.run(defn.body, env, flow, scope)
-        self.close(scope)
-        sides_type, order = combinators.training_outputs(self, flow, defn.cls or camel(shown_name))
-        dataflow.close(self, flow.values)
-        result = self._network_result(flow)
-        if not flow.has_input and not flow.missing_reported:
-            self.report(Diagnostic("E0308", "the network declares no input shape", defn.span,
-                                   "no `input` in this network",
-                                   "start the network with `input [C, H, W]`"))
-        if self.diags or (flow.shape is None and result is None):
-            return None
-        params_json = {k: to_json(v) for k, v in values.items()}
-        inputs = tuple(ir.NetInput(name=n, shape=s, span=sp) for n, s, sp in flow.values.inputs)
-        out_shape = flow.shape if result is None else result.shapes[0]
-        return ir.Network(name=shown_name, cls=defn.cls or camel(shown_name), params=params_json,
-                          input_shape=flow.input_shape, body=tuple(flow.nodes),
-                          out_shape=out_shape, outputs=tuple(flow.sides), span=defn.span,
-                          sides_type=sides_type, sides_order=order, inputs=inputs, result=result)
+        return values
 
     def _network_result(self, flow) -> ir.Outputs | None:
         """The network's `output`, checked to come last; and side outputs refused beside
