@@ -668,25 +668,10 @@ class Checker:
             self.report(Diagnostic("E0132", "this network has one unnamed input", st.span,
                                    "one shape expected", "give one shape, e.g. (3, 224, 224)"))
             return
-        if value is POISON:
-            return
-        ok = (isinstance(value, tuple) and len(value) in (1, 3)
-              and all(isinstance(d, int) and not isinstance(d, bool) for d in value))
-        if not ok:
-            self.report(Diagnostic("E0309", "`input` must be a list of 3 integers [C, H, W] "
-                                   "(or 1 integer [F])", span_of(st.shape), f"found {show(value)}",
-                                   "for example `input [3, 224, 224]`"))
-            return
-        if any(d < 1 for d in value) or any(d > self.limits.max_dim for d in value):
-            bad = next(d for d in value if d < 1 or d > self.limits.max_dim)
-            code = "E0309" if bad < 1 else "E0407"
-            self.report(Diagnostic(code, f"input dimension {bad} is out of range", span_of(st.shape),
-                                   f"in {show(value)}",
-                                   "every dimension must be at least 1" if bad < 1 else
-                                   f"the limit is {self.limits.max_dim} (--limit max_dim=N)"))
-            return
-        flow.shape = tuple(value)
-        flow.input_shape = tuple(value)
+        shape = dataflow.input_shape(self, value, span_of(st.shape), "input [3, 224, 224]")
+        if shape is not None:
+            flow.shape = shape
+            flow.input_shape = shape
 
     def init_rule(self, st: ast.Init, env: Env, flow, scope: NameScope) -> None:
         scheme = self.value(st.scheme, env, init=True)

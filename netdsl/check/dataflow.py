@@ -19,7 +19,7 @@ from ..diagnostics import Diagnostic, closest, short
 from ..layers import shapes
 from ..span import Span
 from ..syntax import ast
-from .context import Built, Context
+from .context import Built, Context, Shape
 from .evaluate import Env, span_of
 from .flows import ConcatFlow, NameScope, SeqFlow, no_current
 from .values import POISON, show
@@ -220,13 +220,18 @@ def output(cx: Context, st: ast.Output, env: Env, flow, scope: NameScope) -> Non
                              "`output dict(\"0\": a, b: b)`"))
         return
     _fresh(cx, values, st.span)
+    values.output = (_outputs(cx, st, st.form, values, env), st.span, len(flow.nodes))
+
+
+def _outputs(cx: Context, st: ast.Output, form: Form, values: ValueScope, env: Env) -> ir.Outputs | None:
+    """What `output` returns: its entries' keys, results and shapes; None if one is wrong."""
     keys, sources, shapes_, ok = [], [], [], True
     for e in st.entries:
         shape, name = _read(cx, values, e.source, env)
         key = name
         if e.key is not None:
-            key = cx.label(e.key, env) if st.form == "namedtuple" else cx.value(e.key, env)
-            if st.form == "tuple":
+            key = cx.label(e.key, env) if form == "namedtuple" else cx.value(e.key, env)
+            if form == "tuple":
                 cx.report(Diagnostic("E0131", "a tuple has no keys", e.key.span, "a key",
                                      "drop the key, or use `output namedtuple(...)` or "
                                      "`output dict(...)`"))
@@ -235,7 +240,7 @@ def output(cx: Context, st: ast.Output, env: Env, flow, scope: NameScope) -> Non
         if shape is POISON or key is POISON or name is None:
             ok = False
             continue
-        if st.form == "namedtuple" and (iskeyword(key) or key.startswith("_") or key[0].isdigit()):
+        if form == "namedtuple" and (iskeyword(key) or key.startswith("_") or key[0].isdigit()):
             cx.report(Diagnostic("E0131", f"`{short(key)}` cannot be a field of a named tuple",
                                  (e.key or e.source).span, "a Python keyword, or starts with `_` or a digit",
                                  "give it a key that is a name, e.g. `c3: c3`, or use `output dict(...)`"))
@@ -249,11 +254,10 @@ def output(cx: Context, st: ast.Output, env: Env, flow, scope: NameScope) -> Non
         keys.append(key)
         sources.append(name)
         shapes_.append(shape)
-    if ok:
-        values.output = (ir.Outputs(form=st.form, keys=tuple(map(str, keys)), sources=tuple(sources),
-                                    shapes=tuple(shapes_), span=st.span), st.span, len(flow.nodes))
-    else:
-        values.output = (None, st.span, len(flow.nodes))
+    if not ok:
+        return None
+    return ir.Outputs(form=form, keys=tuple(map(str, keys)), sources=tuple(sources), shapes=tuple(shapes_),
+                      span=st.span)
 
 
 def named_input(cx: Context, st: ast.NamedInput, env: Env, flow, scope: NameScope) -> None:
@@ -282,7 +286,7 @@ def named_input(cx: Context, st: ast.NamedInput, env: Env, flow, scope: NameScop
     elif override is not None and values.inputs:
         override = None  # one shape given: the first input's
     value = override if override is not None else cx.value(st.shape, env)
-    shape = _input_shape(cx, value, span_of(st.shape))
+    shape = input_shape(cx, value, span_of(st.shape), "input rgb: [3, 224, 224]")
     values.bound[st.name] = Value(shape, st.span, input=True)
     values.inputs.append((st.name, shape, st.span))
     flow.has_input = True
@@ -292,7 +296,16 @@ def named_input(cx: Context, st: ast.NamedInput, env: Env, flow, scope: NameScop
     flow.shape = None
 
 
-def _input_shape(cx: Context, value, span):
+def input_shape(cx: Context, value, span: Span | None, example: str) -> Shape | None:
+    """The shape an `input` statement declares, named or not, checked (``example`` is one
+    for the help); None where it is no shape (reported) or a mistake made it unknown.
+
+    >>> from netdsl.check.checker import Checker
+    >>> from netdsl.syntax.loader import Program
+    >>> cx = Checker(Program(None))
+    >>> input_shape(cx, (3, 0, 8), None, "input [3, 8, 8]"), cx.diags[0].message
+    (None, 'input dimension 0 is out of range')
+    """
     if value is POISON:
         return None
     ok = (isinstance(value, tuple) and len(value) in (1, 3)
@@ -300,7 +313,7 @@ def _input_shape(cx: Context, value, span):
     if not ok:
         cx.report(Diagnostic("E0309", "`input` must be a list of 3 integers [C, H, W] "
                              "(or 1 integer [F])", span, f"found {show(value)}",
-                             "for example `input rgb: [3, 224, 224]`"))
+                             f"for example `{example}`"))
         return None
     bad = next((d for d in value if d < 1 or d > cx.limits.max_dim), None)
     if bad is not None:
@@ -314,39 +327,11 @@ def _input_shape(cx: Context, value, span):
 
 # -- split
 def split(cx: Context, st: ast.Split, env: Env, shape, shared, scope: NameScope) -> Built:
-    items = [s for s in st.body if not isinstance(s, (ast.Let, ast.Assert))]
-    sizes = None
-    if st.sizes is not None:
-        sizes = cx.typed(st.sizes, env, "list", "`split` sizes")
-        if sizes is POISON:
-            return [], None, False
-        if not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes):
-            cx.report(Diagnostic("E0327", "`split` sizes must be channel counts of 1 or more",
-                                 span_of(st.sizes), f"found {show(sizes)}",
-                                 "for example `split [16, 48] { ... }`"))
-            return [], None, False
-    elif any(isinstance(s, (ast.For, ast.If)) for s in items):
-        cx.report(Diagnostic("E0327", "`split` into equal parts needs one part per line",
-                             st.span, "a `for` or `if` makes the count of parts unknown here",
-                             "give the sizes: `split [a, b, ...] { ... }`"))
+    counted = _split_parts(cx, st, env, shape)
+    if counted is None:
         return [], None, False
+    n, parts = counted
     flow = SplitFlow(shape)
-    n = len(sizes) if sizes is not None else len(items)
-    parts: list = []
-    if shape is not None:
-        c = shape[0]
-        if sizes is None and (n == 0 or c % n):
-            cx.report(Diagnostic("E0327", f"{c} channels do not split into {n} equal parts", st.span,
-                                 f"the input is {shapes.fmt(shape)}",
-                                 "give the sizes, e.g. `split [a, b] { ... }`, or a part count that "
-                                 f"divides {c}" if n else "list one part per line inside the braces"))
-            return [], None, False
-        if sizes is not None and sum(sizes) != c:
-            cx.report(Diagnostic("E0327", f"`split` sizes add up to {sum(sizes)}, the input has {c} channels",
-                                 span_of(st.sizes), f"{show(sizes)}",
-                                 f"make the sizes add up to {c}"))
-            return [], None, False
-        parts = list(sizes) if sizes is not None else [c // n] * n
     flow.shapes = [(p,) + tuple(shape[1:]) for p in parts] if shape is not None else []
     cx.run(st.body, Env({}, env), flow, scope)
     branches = flow.shaped()
@@ -368,6 +353,52 @@ def split(cx: Context, st: ast.Split, env: Env, shape, shared, scope: NameScope)
     node = ir.Split(sizes=tuple(parts), parts=tuple(tuple(b) for b, _, _ in branches),
                     in_shape=shape, out_shape=out, span=st.span)
     return [node], out, False
+
+
+def _split_parts(cx: Context, st: ast.Split, env: Env, shape) -> tuple[int, list[int]] | None:
+    """How many parts a `split` has, and each one's channels ([] where the input's shape is
+    unknown); None where the sizes or the count of parts are wrong (reported)."""
+    items = [s for s in st.body if not isinstance(s, (ast.Let, ast.Assert))]
+    sizes = _split_sizes(cx, st, env, items)
+    if sizes is POISON:
+        return None
+    n = len(sizes) if sizes is not None else len(items)
+    if shape is None:
+        return n, []
+    c = shape[0]
+    if sizes is None and (n == 0 or c % n):
+        cx.report(Diagnostic("E0327", f"{c} channels do not split into {n} equal parts", st.span,
+                             f"the input is {shapes.fmt(shape)}",
+                             "give the sizes, e.g. `split [a, b] { ... }`, or a part count that "
+                             f"divides {c}" if n else "list one part per line inside the braces"))
+        return None
+    if sizes is not None and sum(sizes) != c:
+        cx.report(Diagnostic("E0327", f"`split` sizes add up to {sum(sizes)}, the input has {c} channels",
+                             span_of(st.sizes), f"{show(sizes)}",
+                             f"make the sizes add up to {c}"))
+        return None
+    return n, list(sizes) if sizes is not None else [c // n] * n
+
+
+def _split_sizes(cx: Context, st: ast.Split, env: Env, items: list):
+    """The sizes a `split` gives, checked; None for equal parts, one per item of its body;
+    POISON where either is wrong (reported)."""
+    if st.sizes is not None:
+        sizes = cx.typed(st.sizes, env, "list", "`split` sizes")
+        if sizes is POISON:
+            return POISON
+        if not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes):
+            cx.report(Diagnostic("E0327", "`split` sizes must be channel counts of 1 or more",
+                                 span_of(st.sizes), f"found {show(sizes)}",
+                                 "for example `split [16, 48] { ... }`"))
+            return POISON
+        return sizes
+    if any(isinstance(s, (ast.For, ast.If)) for s in items):
+        cx.report(Diagnostic("E0327", "`split` into equal parts needs one part per line",
+                             st.span, "a `for` or `if` makes the count of parts unknown here",
+                             "give the sizes: `split [a, b, ...] { ... }`"))
+        return POISON
+    return None
 
 
 # -- the end of a value scope
