@@ -3,6 +3,7 @@
 names modules (``flows``), infers channels and shapes from the layer catalogue, and
 reports every mistake a user can make as a located diagnostic. Its rules for
 combinators, calls (``reuse``, ``apply``) and named dataflow live in ``combinators``,
-``calls`` and ``dataflow``; ``memo`` reuses what was checked before; ``reserved``
-lists the labels a module cannot take. Nothing after this stage reports a user error.
+``calls`` and ``dataflow``, functions of the checker as ``context`` declares it;
+``memo`` reuses what was checked before; ``reserved`` lists the labels a module
+cannot take. Nothing after this stage reports a user error.
 """

@@ -6,8 +6,11 @@ the network's ``input``, and reports every user mistake as a diagnostic. It is
 one pass because the language needs shapes while expanding (a block may test
 ``in_channels``); it never mutates the AST.
 
-How consecutive items are wired and named lives in ``flows.py``; the
-combinators' checks in ``combinators.py``.
+How consecutive items are wired and named lives in ``flows.py``; the rules of
+combinators, of ``reuse`` and ``apply``, and of named dataflow in
+``combinators.py``, ``calls.py`` and ``dataflow.py``, which see the checker only
+through the protocol of ``context.py``. :data:`STATEMENTS` gives the rule of each
+kind of statement.
 """
 
 from __future__ import annotations
@@ -15,24 +18,24 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Callable
+from typing import Any
 
 from pydantic import ValidationError
 
-from ..syntax import ast
 from .. import ir
-from . import memo
-from ..layers import shapes
 from ..diagnostics import Diagnostic, NetdslError, by_position, closest, related, short, source_lines
-from .calls import CallChecks
-from .combinators import CombinatorChecks
-from .dataflow import DataflowChecks, ValueScope
-from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units
-from .flows import ConcatFlow, NameScope, SeqFlow
-from ..layers import LAYERS, PARAMETERS, PASS_THROUGH, REQUIRED, SAVES_OUTPUT, ArgTypeError, LayerError
+from ..layers import LAYERS, PARAMETERS, PASS_THROUGH, REQUIRED, SAVES_OUTPUT, ArgTypeError, LayerError, shapes
 from ..limits import Limits
-from ..syntax.loader import Program
-from .reserved import reserved
 from ..span import Span
+from ..syntax import ast
+from ..syntax.loader import Program
+from . import calls, combinators, dataflow, memo
+from .context import Built, Flow, Shape, Shared
+from .dataflow import ValueScope
+from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units, span_of
+from .flows import ConcatFlow, NameScope, SeqFlow
+from .reserved import reserved
 from .values import POISON, BlockRef, LayerRef, show, to_json, type_name
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
@@ -80,7 +83,24 @@ def given(name: str, origin: str) -> str:
     return f"--set {name}" if origin == "cli" else f"the value given for `{name}`"
 
 
-class Checker(CombinatorChecks, CallChecks, DataflowChecks):
+class Checker:
+    """The checker of one program: :meth:`network` checks one of its networks and gives
+    its IR, or raises a NetdslError with every diagnostic. It owns the walk over bodies
+    (``run``, by :data:`STATEMENTS`), the statements no rule module owns (``let``,
+    ``assert``, ``input``, ``init``, ``for``, ``if``, labels and repetition), the use
+    of layers (arguments, ranges, init rules, shapes) and of blocks (their expansion,
+    and the memo that replays it), the naming of scopes, reporting (each diagnostic
+    once, with the block instances it is in and the values set from outside that it
+    used), and the limits on work (steps, block depth, Python's stack). The rule
+    modules see it only as a :class:`~netdsl.check.context.Context`.
+
+    >>> from pathlib import Path
+    >>> from netdsl.syntax.loader import load
+    >>> program = load("network n() { input [3, 8, 8]\\n conv2d(4, 3) }", None, Path("."), Limits())
+    >>> Checker(program).network().out_shape
+    (4, 6, 6)
+    """
+
     def __init__(self, program: Program, limits: Limits | None = None, origin: str = "api"):
         self.program = program
         self.limits = limits or Limits()
@@ -94,8 +114,10 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         self.chain: list[tuple[str, Span | None]] = []
         self.nodes = 0
         self.overridden: dict[str, object] = {}  # network parameters set by --set or the API
-        self._inner_names: dict = {}
-        self._flow_values = None
+        self.inner_names: dict[str, tuple[str, Span | None]] = {}
+        self._flow_values: ValueScope | None = None
+        self.side_flow: SeqFlow | None = None
+        self.network_values: ValueScope | None = None
         # The memo of block instances (memo.py), and what it needs to know of each
         # expansion: reports made, levels reached, and the logs of lasting effects.
         self._memo = memo.table(program, self.limits, origin)
@@ -103,7 +125,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         self._depth = 0
         self._chain_peak = self._depth_peak = self._need_peak = 0
         self._matched_log: list = []
-        self._inner_log: list = []
+        self.inner_log: list[tuple[str, str, Span | None]] = []
         self._steps_log: list = []
         self._id_keys = 0  # how many keys in _steps_log hold a list by its identity
         self.ev = Evaluator(self.limits, globals=self._global, charge=self._charge,
@@ -184,11 +206,11 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         if not ok:
             code = "E0214" if kind == "bool" else "E0206"
             expected = {"bool": "true or false", "int": "an integer", "list": "a list"}[kind]
-            text = self.text(expr.span)
+            text = self.text(span_of(expr))
             help = (as_condition(text, v) if kind == "bool" else as_int(text, v, "count")
                     if kind == "int" else as_list(text, v))
             self.report(Diagnostic(code, f"{what} must be {expected}, found {type_name(v)}",
-                                   expr.span, f"this is {show(v)}", help))
+                                   span_of(expr), f"this is {show(v)}", help))
             return POISON
         return v
 
@@ -232,16 +254,53 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             # The evaluator calls back into the checker: without this cycle, the checker and
             # all it made are freed when the caller drops it, not by the cyclic collector
             # (whose passes over a sweep's thousands of compiles cost more than the checking).
-            self.ev.globals = self.ev.charge = self.ev.blocks = None
+            self.ev.release()
         if self.diags:
             raise NetdslError(by_position(self.diags), prog.sources)
+        assert net is not None  # _network gives None only where it reported why
         return net
 
     def _network(self, defn, overrides: dict, input_shape) -> ir.Network | None:
         shown_name = defn.name
-        defaults: dict[str, object] = {}
         if self._alias_cycle(defn):
             return None
+        variant = self._variant_of(defn)
+        if variant is None:
+            return None
+        defn, defaults = variant
+        env = Env({}, self.globals)
+        values = self._param_values(defn, defaults, overrides, env)
+        flow = SeqFlow(None, True, network=True)
+        flow.input_override = input_shape
+        flow.sides = []
+        flow.input_shape = None
+        flow.values = self.network_values = ValueScope(None)
+        scope = NameScope(None)
+        flow.sides_decl = None
+        self.run(defn.body, env, flow, scope)
+        self.close(scope)
+        sides_type, order = combinators.training_outputs(self, flow, defn.cls or camel(shown_name))
+        dataflow.close(self, flow.values)
+        result = self._network_result(flow)
+        if not flow.has_input and not flow.missing_reported:
+            self.report(Diagnostic("E0308", "the network declares no input shape", defn.span,
+                                   "no `input` in this network",
+                                   "start the network with `input [C, H, W]`"))
+        if self.diags or (flow.shape is None and result is None):
+            return None
+        params_json = {k: to_json(v) for k, v in values.items()}
+        inputs = tuple(ir.NetInput(name=n, shape=s, span=sp) for n, s, sp in flow.values.inputs)
+        out_shape = flow.shape if result is None else result.shapes[0]
+        return ir.Network(name=shown_name, cls=defn.cls or camel(shown_name), params=params_json,
+                          input_shape=flow.input_shape, body=tuple(flow.nodes),
+                          out_shape=out_shape, outputs=tuple(flow.sides), span=defn.span,
+                          sides_type=sides_type, sides_order=order, inputs=inputs, result=result)
+
+    def _variant_of(self, defn) -> tuple[ast.NetworkDef, dict[str, tuple[ast.Expr, None]]] | None:
+        """The network a variant (``network vgg16 = vgg(depth = 16)``) is based on, followed
+        through variants of variants, and the defaults the variants give its parameters
+        (the nearest variant's first); None where a base is missing (reported)."""
+        defaults: dict[str, tuple[ast.Expr, None]] = {}
         while isinstance(defn, ast.NetworkAlias):
             base = self.program.networks.get(defn.base.id)
             if base is None:
@@ -249,21 +308,25 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                 self.report(Diagnostic("E0107", f"`{short(defn.base.id)}` is not a network", defn.base.span,
                                        "not defined", f"did you mean `{near}`?" if near else None))
                 return None
-            params = {p.name: p for p in _params_of(base, self.program)}
+            base_params = {p.name: p for p in _params_of(base, self.program)}
             for a in defn.args:
                 if a.name is None:
                     self.report(Diagnostic("E0201", "a network variant takes keyword arguments only",
                                            a.span, "positional", "write `name = value`"))
                     continue
-                if a.name not in params:
-                    self._unknown_param(a.name, params, base.name, a.span)
+                if a.name not in base_params:
+                    self._unknown_param(a.name, base_params, base.name, a.span)
                     continue
                 defaults.setdefault(a.name, (a.value, None))
             defn = base
-        env = Env({}, self.globals)
+        return defn, defaults
+
+    def _param_values(self, defn: ast.NetworkDef, defaults: dict, overrides: dict, env: Env) -> dict[str, object]:
+        """The value of each of the network's parameters, bound in ``env``: set from outside
+        the spec (checked against the default's type), given by a variant, or the default."""
         params = list(defn.params)
         names = {p.name for p in params}
-        for key, (value, span) in overrides.items():
+        for key, (_, span) in overrides.items():
             if key not in names:
                 self._unknown_param(key, {p.name: p for p in params}, defn.name, span)
         values: dict[str, object] = {}
@@ -289,37 +352,13 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             else:
                 self.report(Diagnostic("E0203", f"network parameter `{p.name}` has no value",
                                        p.span, "no default",
-                                       f"give it a default, or set it: " +
+                                       "give it a default, or set it: " +
                                        (f"--set {p.name}=VALUE" if self.origin == "cli" else
                                         f"{p.name}=VALUE")))
                 v = POISON
             env.vars[p.name] = v
             values[p.name] = v
-        flow = SeqFlow(None, True, network=True)
-        flow.input_override = input_shape
-        flow.sides = []
-        flow.input_shape = None
-        flow.values = self._network_values = ValueScope(None)
-        scope = NameScope(None)
-        flow.sides_decl = None
-        self.run(defn.body, env, flow, scope)
-        self.close(scope)
-        sides_type, order = self.training_outputs(flow, defn.cls or camel(shown_name))
-        self.df_close(flow.values)
-        result = self._network_result(flow)
-        if not flow.has_input and not flow.missing_reported:
-            self.report(Diagnostic("E0308", "the network declares no input shape", defn.span,
-                                   "no `input` in this network",
-                                   "start the network with `input [C, H, W]`"))
-        if self.diags or (flow.shape is None and result is None):
-            return None
-        params_json = {k: to_json(v) for k, v in values.items()}
-        inputs = tuple(ir.NetInput(name=n, shape=s, span=sp) for n, s, sp in flow.values.inputs)
-        out_shape = flow.shape if result is None else result.shapes[0]
-        return ir.Network(name=shown_name, cls=defn.cls or camel(shown_name), params=params_json,
-                          input_shape=flow.input_shape, body=tuple(flow.nodes),
-                          out_shape=out_shape, outputs=tuple(flow.sides), span=defn.span,
-                          sides_type=sides_type, sides_order=order, inputs=inputs, result=result)
+        return values
 
     def _network_result(self, flow) -> ir.Outputs | None:
         """The network's `output`, checked to come last; and side outputs refused beside
@@ -511,7 +550,10 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                                      f"one before, of {_steps(cost)} each, would pass the limit")
                 seen, before = state, self.nodes
                 try:
-                    self.stmt(st, env, flow, scope)
+                    # What `stmt` does, done here: a frame less per level of nesting, where
+                    # Python's stack is the last bound (E0405 or E0402 for deep specs).
+                    self._step(st.span)
+                    STATEMENTS[type(st)](self, st, env, flow, scope)
                 except EvalError as e:
                     self.report(e.diagnostic)
                 except RecursionError:
@@ -536,65 +578,50 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         return known[1]
 
     def stmt(self, st, env: Env, flow, scope: NameScope) -> None:
+        """Check one statement, by the rule :data:`STATEMENTS` gives its kind (as ``run``
+        does for each of a body's)."""
         self._step(st.span)
-        if isinstance(st, ast.Let):
-            env.vars[st.name] = self.value(st.value, env)
-        elif isinstance(st, ast.Assert):
-            cond = self.typed(st.cond, env, "bool", "an `assert` condition")
-            if cond is False:
-                msg = self.value(st.message, env) if st.message is not None else None
-                text = msg if isinstance(msg, str) else "the spec's assertion does not hold"
-                self.report(Diagnostic("E0501", f"assertion failed: {text}", st.cond.span,
-                                       "this is false", "check the parameters given to this block "
-                                       "or network (--set, or the arguments where it is used)"))
-        elif isinstance(st, ast.Input):
-            self.input(st, env, flow)
-        elif isinstance(st, ast.Init):
-            self.init_rule(st, env, scope)
-        elif isinstance(st, ast.For):
-            items = self.typed(st.iterable, env, "list", "a `for` loop's range")
-            if items is POISON:
-                return
-            if len(items) > self.limits.max_repeat:
-                self.report(Diagnostic("E0403", f"loop of {len(items)} iterations is over the limit",
-                                       st.iterable.span, f"limit is {self.limits.max_repeat}",
-                                       "raise it with --limit max_repeat=N"))
-                return
-            self._charge(len(items), st.iterable)
-            for v in items:
-                self.run(st.body, Env({st.var: v}, env), flow, scope)
-        elif isinstance(st, ast.If):
-            cond = self.typed(st.cond, env, "bool", "an `if` condition")
-            if cond is not POISON:
-                self.run(st.body if cond else st.orelse, Env({}, env), flow, scope)
-        elif isinstance(st, ast.Labelled):
-            label = self.label(st.label, env)
-            if label is POISON:
-                return
-            if isinstance(st.unit, ast.Repeat):
-                self.repeat(st.unit, env, flow, scope, label)
-            else:
-                self.item(st.unit, env, flow, scope, label)
-        elif isinstance(st, ast.Repeat):
-            self.repeat(st, env, flow, scope, None)
-        elif isinstance(st, ast.Reuse):
-            self.reuse(st, env, flow, scope)
-        elif isinstance(st, ast.Apply):
-            self.apply(st, env, flow, scope)
-        elif isinstance(st, ast.Sides):
-            self.sides_order(st, flow)
-        elif isinstance(st, ast.Bind):
-            self.df_bind(st, env, flow, scope)
-        elif isinstance(st, ast.From):
-            self.df_from(st, env, flow)
-        elif isinstance(st, ast.Merge):
-            self.df_merge(st, env, flow)
-        elif isinstance(st, ast.Output):
-            self.df_output(st, env, flow)
-        elif isinstance(st, ast.NamedInput):
-            self.df_input(st, env, flow)
+        STATEMENTS[type(st)](self, st, env, flow, scope)
+
+    # -- the statements the checker owns (the rule modules own the others)
+    def let(self, st: ast.Let, env: Env, flow, scope: NameScope) -> None:
+        env.vars[st.name] = self.value(st.value, env)
+
+    def assert_(self, st: ast.Assert, env: Env, flow, scope: NameScope) -> None:
+        cond = self.typed(st.cond, env, "bool", "an `assert` condition")
+        if cond is False:
+            msg = self.value(st.message, env) if st.message is not None else None
+            text = msg if isinstance(msg, str) else "the spec's assertion does not hold"
+            self.report(Diagnostic("E0501", f"assertion failed: {text}", span_of(st.cond),
+                                   "this is false", "check the parameters given to this block "
+                                   "or network (--set, or the arguments where it is used)"))
+
+    def for_(self, st: ast.For, env: Env, flow, scope: NameScope) -> None:
+        items = self.typed(st.iterable, env, "list", "a `for` loop's range")
+        if items is POISON:
+            return
+        if len(items) > self.limits.max_repeat:
+            self.report(Diagnostic("E0403", f"loop of {len(items)} iterations is over the limit",
+                                   span_of(st.iterable), f"limit is {self.limits.max_repeat}",
+                                   "raise it with --limit max_repeat=N"))
+            return
+        self._charge(len(items), st.iterable)
+        for v in items:
+            self.run(st.body, Env({st.var: v}, env), flow, scope)
+
+    def if_(self, st: ast.If, env: Env, flow, scope: NameScope) -> None:
+        cond = self.typed(st.cond, env, "bool", "an `if` condition")
+        if cond is not POISON:
+            self.run(st.body if cond else st.orelse, Env({}, env), flow, scope)
+
+    def labelled(self, st: ast.Labelled, env: Env, flow, scope: NameScope) -> None:
+        label = self.label(st.label, env)
+        if label is POISON:
+            return
+        if isinstance(st.unit, ast.Repeat):
+            self.repeat(st.unit, env, flow, scope, label)
         else:
-            self.item(st, env, flow, scope, None)
+            self.item(st.unit, env, flow, scope, label)
 
     def label(self, s: ast.String, env: Env):
         v = self.value(s, env)
@@ -625,7 +652,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                                "its parent nn.Module, and may not hide one of the module's own"))
         return False
 
-    def input(self, st: ast.Input, env: Env, flow) -> None:
+    def input(self, st: ast.Input, env: Env, flow, scope: NameScope) -> None:
         if not getattr(flow, "network", False):
             self.report(Diagnostic("E0309", "`input` only belongs in a network", st.span,
                                    "inside a block or group",
@@ -641,33 +668,18 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             self.report(Diagnostic("E0132", "this network has one unnamed input", st.span,
                                    "one shape expected", "give one shape, e.g. (3, 224, 224)"))
             return
-        if value is POISON:
-            return
-        ok = (isinstance(value, tuple) and len(value) in (1, 3)
-              and all(isinstance(d, int) and not isinstance(d, bool) for d in value))
-        if not ok:
-            self.report(Diagnostic("E0309", "`input` must be a list of 3 integers [C, H, W] "
-                                   "(or 1 integer [F])", st.shape.span, f"found {show(value)}",
-                                   "for example `input [3, 224, 224]`"))
-            return
-        if any(d < 1 for d in value) or any(d > self.limits.max_dim for d in value):
-            bad = next(d for d in value if d < 1 or d > self.limits.max_dim)
-            code = "E0309" if bad < 1 else "E0407"
-            self.report(Diagnostic(code, f"input dimension {bad} is out of range", st.shape.span,
-                                   f"in {show(value)}",
-                                   "every dimension must be at least 1" if bad < 1 else
-                                   f"the limit is {self.limits.max_dim} (--limit max_dim=N)"))
-            return
-        flow.shape = tuple(value)
-        flow.input_shape = tuple(value)
+        shape = dataflow.input_shape(self, value, span_of(st.shape), "input [3, 224, 224]")
+        if shape is not None:
+            flow.shape = shape
+            flow.input_shape = shape
 
-    def init_rule(self, st: ast.Init, env: Env, scope: NameScope) -> None:
+    def init_rule(self, st: ast.Init, env: Env, flow, scope: NameScope) -> None:
         scheme = self.value(st.scheme, env, init=True)
         if scheme is POISON:
             return
         if not isinstance(scheme, ir.InitScheme):
             self.report(Diagnostic("E0206", f"`init` needs a scheme, found {type_name(scheme)}",
-                                   st.scheme.span, f"this is {show(scheme)}",
+                                   span_of(st.scheme), f"this is {show(scheme)}",
                                    "for example `kaiming_normal(mode = \"fan_out\")`, `zeros`, `ones`"))
             return
         if st.target in LAYERS:
@@ -710,13 +722,13 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                     f"did you mean `{near}`?" if near else
                     "name a layer kind (conv2d, linear, batchnorm2d) or the label of a later layer"))
 
-    def repeat(self, st: ast.Repeat, env: Env, flow, scope: NameScope, label) -> None:
+    def repeat(self, st: ast.Repeat, env: Env, flow, scope: NameScope, label=None) -> None:
         n = self.typed(st.count, env, "int", "a repetition count")
         if n is POISON:
             return
         if not 0 <= n <= self.limits.max_repeat:
             code = "E0403" if n > 0 else "E0204"
-            self.report(Diagnostic(code, f"repetition count {n} is out of range", st.count.span,
+            self.report(Diagnostic(code, f"repetition count {n} is out of range", span_of(st.count),
                                    f"`* {n}`", f"repeat between 0 and {self.limits.max_repeat} times"
                                    + (" (--limit max_repeat=N)" if n > 0 else "")))
             return
@@ -730,7 +742,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         sub.values = flow.values if isinstance(flow, SeqFlow) else None
         self._copies(st, n, env, sub, inner)
         self.close(inner)
-        nodes = self._scope_node(name, None, None, sub, shape, st.span)
+        nodes = self.scope_node(name, None, None, sub, shape, st.span)
         flow.accept(nodes, sub.shape, sub.shared, st.span)
 
     def _copies(self, st: ast.Repeat, n: int, env: Env, flow, scope: NameScope) -> None:
@@ -751,19 +763,19 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             self.item(st.unit, env, flow, scope, None)
             cost = self.nodes - before
 
-    def _scope_node(self, name, cls, block, sub: SeqFlow, shape, span):
+    def scope_node(self, name, cls, block, sub: SeqFlow, shape, span):
         if shape is None or sub.shape is None:
             return []
         return [ir.Scope(name=name, cls=cls, block=block, body=tuple(sub.nodes), in_shape=shape,
                          out_shape=sub.shape, span=span)]
 
     # -- items
-    def item(self, unit, env: Env, flow, scope: NameScope, label) -> None:
+    def item(self, unit, env: Env, flow, scope: NameScope, label=None) -> None:
         shape, shared = flow.next_input(self, unit.span)
         values = flow.values if isinstance(flow, SeqFlow) else None
         self._flow_values = values
         if isinstance(unit, ast.Side):
-            self._side_flow = flow if getattr(flow, "network", False) and label is None else None
+            self.side_flow = flow if getattr(flow, "network", False) and label is None else None
         if label is not None and not isinstance(unit, ast.Use):
             # A labelled group or combinator is a scope of its own.
             name = scope.name(self, label, unit.span)
@@ -797,9 +809,10 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                 self.run(unit.body, Env({}, env), sub, inner)
                 self.close(inner)
             else:
-                sub.accept(*self.unit(unit, env, shape, shared, inner)[:3], unit.span)
+                nodes, out, out_shared = self.unit(unit, env, shape, shared, inner)
+                sub.accept(nodes, out, out_shared, unit.span)
                 self.close(inner)
-            flow.accept(self._scope_node(name, None, None, sub, shape, unit.span), sub.shape,
+            flow.accept(self.scope_node(name, None, None, sub, shape, unit.span), sub.shape,
                         sub.shared, unit.span)
             if values is not None and not isinstance(unit, ast.Group):
                 values.dangling = unit.span
@@ -817,19 +830,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             sub.values = self._flow_values
             self.run(unit.body, Env({}, env), sub, scope)
             return sub.nodes, sub.shape, sub.shared
-        if isinstance(unit, ast.Residual):
-            return self.residual(unit, env, shape, shared, scope)
-        if isinstance(unit, ast.Concat):
-            return self.concat(unit, env, shape, scope)
-        if isinstance(unit, ast.Dense):
-            return self.dense(unit, env, shape, scope)
-        if isinstance(unit, ast.Gate):
-            return self.gate(unit, env, shape, scope)
-        if isinstance(unit, ast.Side):
-            return self.side(unit, env, shape, scope)
-        if isinstance(unit, ast.Split):
-            return self.split(unit, env, shape, scope)
-        raise AssertionError(type(unit))
+        return COMBINATORS[type(unit)](self, unit, env, shape, shared, scope)
 
     def use(self, use: ast.Use, env: Env, shape, shared, scope, label):
         target = env.lookup(use.name, None)
@@ -854,7 +855,8 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                                    "not a layer, a block or a block parameter",
                                    f"did you mean `{near}`?" if near else
                                    (f"{nearest_units(like)}; or " if like else "") +
-                                   "define it with `block " + short(use.name) + "(...) { ... }` or import a spec that does"))
+                                   "define it with `block " + short(use.name) + "(...) { ... }` "
+                                   "or import a spec that does"))
             return [], None, False
         if isinstance(target, LayerRef):
             return self.layer(target.kind, use, env, shape, shared, scope, label)
@@ -880,7 +882,8 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                 if i >= len(names):
                     self.report(Diagnostic("E0201", f"too many arguments to `{short(what)}`", a.span,
                                            f"argument {i + 1} of at most {len(names)}",
-                                           f"`{short(what)}` takes " + (", ".join(map(short, names)) or "no arguments")))
+                                           f"`{short(what)}` takes " +
+                                           (", ".join(map(short, names)) or "no arguments")))
                     ok = False
                     continue
                 key = names[i]
@@ -891,7 +894,8 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
                     self.report(Diagnostic("E0202", f"`{short(what)}` has no argument `{short(key)}`", a.span,
                                            "unknown argument",
                                            f"did you mean `{near}`?" if near else
-                                           f"`{short(what)}` takes " + (", ".join(map(short, names)) or "no arguments")))
+                                           f"`{short(what)}` takes " +
+                                           (", ".join(map(short, names)) or "no arguments")))
                     ok = False
                     continue
                 if key in bound:
@@ -1040,7 +1044,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
     def init_for(self, kind: str, label: str | None, scope: NameScope) -> dict:
         params = PARAMETERS.get(kind, ())
         out: dict[str, ir.InitScheme] = {}
-        s = scope
+        s: NameScope | None = scope
         while s is not None and len(out) < len(params):
             # A label rule reaches into nested blocks and groups like a kind rule does:
             # `init bn3.weight = zeros` in a network zeroes the bn3 of every block in it.
@@ -1115,7 +1119,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             self.chain.append((defn.name, use.span))
             try:
                 self.run(defn.body, benv, sub, inner)
-                self.df_close(sub.values)
+                dataflow.close(self, sub.values)
             finally:
                 self.chain.pop()
             steps = self.nodes - region.nodes
@@ -1131,7 +1135,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             region.close(self)
         if not ok:
             return [], None, False
-        return self._scope_node(name, defn.cls or camel(defn.name), defn.name, sub, shape, use.span), \
+        return self.scope_node(name, defn.cls or camel(defn.name), defn.name, sub, shape, use.span), \
             sub.shape, sub.shared
 
     def _group_key(self, unit: ast.Group, env: Env, scope, shape, shared, values):
@@ -1157,10 +1161,10 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         return True
 
     # -- the memo of block instances and labelled groups (memo.py)
-    def _region(self) -> "_Region":
+    def _region(self) -> _Region:
         return _Region(self)
 
-    def _remember(self, mkey, region: "_Region", scope, sub, nested_end: tuple,
+    def _remember(self, mkey, region: _Region, scope, sub, nested_end: tuple,
                   dangling=None) -> None:
         """Keep what the expansion that ``region`` watched made, if it is safe to replay;
         ``nested_end`` is where its nested instances' step records end, and their count of
@@ -1181,7 +1185,7 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             steps_total=self.nodes - region.nodes,
             need=max(self._need_peak, self.nodes) - region.nodes,
             chain=self._chain_peak - region.chain, depth=self._depth_peak - self._depth,
-            matched=matched, inner=tuple(self._inner_log[region.inner:]), steps=tuple(nested),
+            matched=matched, inner=tuple(self.inner_log[region.inner:]), steps=tuple(nested),
             dangling=dangling))
 
     def _fits(self, hit: memo.Entry) -> bool:
@@ -1204,8 +1208,8 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
             s.matched.add(i)
             self._matched_log.append((s, i))
         for entry in hit.inner:
-            self._inner_names.setdefault(entry[0], (entry[1], entry[2]))
-            self._inner_log.append(entry)
+            self.inner_names.setdefault(entry[0], (entry[1], entry[2]))
+            self.inner_log.append(entry)
         for k, v in hit.steps:
             self._instance_steps[k] = v
             self._steps_log.append((k, v))  # none holds a list by identity (_remember)
@@ -1214,6 +1218,49 @@ class Checker(CombinatorChecks, CallChecks, DataflowChecks):
         self._steps_log.append((key, value))
         if any(vk[0] is tuple for _, vk in key[1]):
             self._id_keys += 1
+
+
+#: The rule of each kind of statement: called with the checker, the statement, its
+#: env, the flow it joins and the name scope it names modules in.
+STATEMENTS: dict[type[ast.Stmt], Callable[[Checker, Any, Env, Flow, NameScope], None]] = {
+    ast.Let: Checker.let,
+    ast.Assert: Checker.assert_,
+    ast.Input: Checker.input,
+    ast.Init: Checker.init_rule,
+    ast.For: Checker.for_,
+    ast.If: Checker.if_,
+    ast.Labelled: Checker.labelled,
+    ast.Repeat: Checker.repeat,
+    # Units: each makes modules, which `item` wires into the flow and names.
+    ast.Use: Checker.item,
+    ast.Group: Checker.item,
+    ast.Residual: Checker.item,
+    ast.Concat: Checker.item,
+    ast.Dense: Checker.item,
+    ast.Gate: Checker.item,
+    ast.Side: Checker.item,
+    ast.Split: Checker.item,
+    ast.Reuse: calls.reuse,
+    ast.Apply: calls.apply,
+    ast.Sides: combinators.sides_order,
+    ast.Bind: dataflow.bind,
+    ast.From: dataflow.from_,
+    ast.Merge: dataflow.merge,
+    ast.Output: dataflow.output,
+    ast.NamedInput: dataflow.named_input,
+}
+
+#: The rule of each combinator, the units besides layer and block uses and groups:
+#: called with the checker, the statement, its env, the input's shape, whether the
+#: input is shared, and the name scope; it gives the unit's nodes, shape and sharing.
+COMBINATORS: dict[type[ast.Stmt], Callable[[Checker, Any, Env, Shape | None, Shared, NameScope], Built]] = {
+    ast.Residual: combinators.residual,
+    ast.Concat: combinators.concat,
+    ast.Dense: combinators.dense,
+    ast.Gate: combinators.gate,
+    ast.Side: combinators.side,
+    ast.Split: dataflow.split,
+}
 
 
 class _Region:
@@ -1226,7 +1273,7 @@ class _Region:
         self.chain, self.nodes = len(c.chain), c.nodes
         c._chain_peak, c._depth_peak, c._need_peak = self.chain, c._depth, c.nodes
         self.reports, self.diags = c._reports, len(c.diags)
-        self.matched, self.inner, self.steps = len(c._matched_log), len(c._inner_log), len(c._steps_log)
+        self.matched, self.inner, self.steps = len(c._matched_log), len(c.inner_log), len(c._steps_log)
         self.id_keys = c._id_keys
 
     def close(self, c: Checker) -> None:

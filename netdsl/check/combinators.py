@@ -1,22 +1,23 @@
-"""The combinators' checks: residual, concat, dense, gate and side outputs.
-
-Each one checks its shapes statically and builds its IR node; the body
-statements run through the checker like any others. A mixin of
-:class:`netdsl.check.checker.Checker`.
+"""The combinators' rules: what residual, concat, dense, gate and side outputs require
+of their bodies' shapes, the IR node each builds, the help that says how to fix a
+residual whose body and shortcut disagree, and the training tuple that side outputs
+make (``sides``). Their bodies' statements are checked by the checker like any others
+(``cx.run``); each rule is a function of the checker's :class:`~.context.Context` and
+the statement, and gives what a unit gives (:data:`~.context.Built`).
 """
 
 from __future__ import annotations
 
 from keyword import iskeyword
 
-from ..syntax import ast
 from .. import ir
-from ..layers import shapes
 from ..diagnostics import Diagnostic, closest
-from .evaluate import Env, values_of
+from ..layers import shapes
+from ..syntax import ast
+from .context import Built, Context
+from .evaluate import Env, span_of, values_of
 from .flows import ConcatFlow, DenseFlow, NameScope, SeqFlow
 from .values import POISON
-
 
 _WINDOWED = ("conv2d", "maxpool2d", "avgpool2d")
 
@@ -55,11 +56,11 @@ def _same_padding(n) -> tuple[int, int] | None:
     (2, 2)
     """
     pads = []
-    for k, d in zip(n.kernel_size, getattr(n, "dilation", (1, 1))):
+    for k, d in zip(n.kernel_size, getattr(n, "dilation", (1, 1)), strict=True):
         if d * (k - 1) % 2:
             return None
         pads.append(d * (k - 1) // 2)
-    if n.kind != "conv2d" and any(p > k // 2 for p, k in zip(pads, n.kernel_size)):
+    if n.kind != "conv2d" and any(p > k // 2 for p, k in zip(pads, n.kernel_size, strict=True)):
         return None
     return tuple(pads)
 
@@ -73,278 +74,286 @@ def _stride(nodes, shape, out) -> int | None:
         if stride[0] != stride[1]:
             return None
         total *= stride[0]
-    fits = all((size - 1) // total + 1 == o for size, o in zip(shape[1:], out[1:]))
+    fits = all((size - 1) // total + 1 == o for size, o in zip(shape[1:], out[1:], strict=False))
     return total if fits else None
 
 
-class CombinatorChecks:
-    def _cond(self, expr, env) -> bool | None:
-        if expr is None:
-            return True
-        v = self.typed(expr, env, "bool", "a condition")
-        return None if v is POISON else v
+def _cond(cx: Context, expr, env) -> bool | None:
+    if expr is None:
+        return True
+    v = cx.typed(expr, env, "bool", "a condition")
+    return None if v is POISON else v
 
-    def residual(self, st: ast.Residual, env: Env, shape, shared, scope):
-        on = self._cond(st.cond, env)
-        if on is None:
+
+def residual(cx: Context, st: ast.Residual, env: Env, shape, shared, scope: NameScope) -> Built:
+    on = _cond(cx, st.cond, env)
+    if on is None:
+        return [], None, False
+    body = SeqFlow(shape, True if on else shared)
+    cx.run(st.body, Env({}, env), body, scope)
+    if not on:
+        return body.nodes, body.shape, body.shared
+    sc_nodes, sc_shape = None, shape
+    if st.shortcut is not None:
+        use = _cond(cx, st.shortcut.cond, env)
+        if use is None:
             return [], None, False
-        body = SeqFlow(shape, True if on else shared)
-        self.run(st.body, Env({}, env), body, scope)
-        if not on:
-            return body.nodes, body.shape, body.shared
-        sc_nodes, sc_shape = None, shape
-        if st.shortcut is not None:
-            use = self._cond(st.shortcut.cond, env)
-            if use is None:
+        if use:
+            sub = SeqFlow(shape, True)
+            if st.shortcut.label and not cx.label_free(
+                    st.shortcut.label, st.shortcut.label_span or st.shortcut.span):
                 return [], None, False
-            if use:
-                sub = SeqFlow(shape, True)
-                if st.shortcut.label and not self.label_free(
-                        st.shortcut.label, st.shortcut.label_span or st.shortcut.span):
-                    return [], None, False
-                if st.shortcut.label:
-                    name = scope.name(self, st.shortcut.label, st.shortcut.span)
-                    inner = NameScope(scope)
-                    self.run(st.shortcut.body, Env({}, env), sub, inner)
-                    self.close(inner)
-                    sc_nodes = self._scope_node(name, None, None, sub, shape, st.shortcut.span)
-                else:
-                    self.run(st.shortcut.body, Env({}, env), sub, scope)
-                    sc_nodes = sub.nodes
-                sc_shape = sub.shape
-        if shape is None or body.shape is None or sc_shape is None:
-            return [], None, False
-        if body.shape != sc_shape:
-            what = "the shortcut gives" if sc_nodes is not None else "the input is"
-            if sc_nodes is not None:
-                help = self._shortcut_help(st, shape, body.nodes, body.shape, sc_nodes, sc_shape)
-            elif st.shortcut is not None:
-                help = self._skipped_help(st.shortcut, env, shape, body.shape)
+            if st.shortcut.label:
+                name = scope.name(cx, st.shortcut.label, st.shortcut.span)
+                inner = NameScope(scope)
+                cx.run(st.shortcut.body, Env({}, env), sub, inner)
+                cx.close(inner)
+                sc_nodes = cx.scope_node(name, None, None, sub, shape, st.shortcut.span)
             else:
-                help = self._identity_help(st, shape, body.nodes, body.shape)
-            self.report(Diagnostic("E0301", "residual add needs equal shapes", st.span,
-                                   f"body gives {shapes.fmt(body.shape)}, {what} {shapes.fmt(sc_shape)}",
-                                   help))
+                cx.run(st.shortcut.body, Env({}, env), sub, scope)
+                sc_nodes = sub.nodes
+            sc_shape = sub.shape
+    if shape is None or body.shape is None or sc_shape is None:
+        return [], None, False
+    if body.shape != sc_shape:
+        what = "the shortcut gives" if sc_nodes is not None else "the input is"
+        if sc_nodes is not None:
+            help = _shortcut_help(cx, st, shape, body.nodes, body.shape, sc_nodes, sc_shape)
+        elif st.shortcut is not None:
+            help = _skipped_help(cx, st.shortcut, env, shape, body.shape)
+        else:
+            help = _identity_help(cx, st, shape, body.nodes, body.shape)
+        cx.report(Diagnostic("E0301", "residual add needs equal shapes", st.span,
+                             f"body gives {shapes.fmt(body.shape)}, {what} {shapes.fmt(sc_shape)}",
+                             help))
+        return [], None, False
+    node = ir.Residual(body=tuple(body.nodes), shortcut=None if sc_nodes is None else tuple(sc_nodes),
+                       in_shape=shape, out_shape=body.shape, span=st.span)
+    return [node], body.shape, False
+
+
+# -- what fixes a residual whose body and shortcut disagree
+def _identity_help(cx: Context, st, shape, nodes, out) -> str:
+    """No shortcut: the input is added as it is, so the body must keep its shape."""
+    if len(shape) != 3 or len(out) != 3:
+        return (f"a residual adds its input to its body's output: the body must give "
+                f"{shapes.fmt(shape)}, or a shortcut must turn the input into {shapes.fmt(out)}")
+    parts = []
+    padded = _padding_hint(cx, nodes, st.span) if shape[1:] != out[1:] else None
+    if padded is not None:
+        parts.append(padded)
+    stride = None if padded is not None or shape[1:] == out[1:] else _stride(nodes, shape, out)
+    if out[0] != shape[0] or stride is not None:
+        # The example shows the stride; the words name the bigger change.
+        project = (f"projects {shape[0]} → {out[0]} channels" if out[0] != shape[0] else
+                   f"downsamples {_hw(shape)} to {_hw(out)} like the body")
+        args = f"{out[0]}, 1" + (f", stride = {stride}" if stride and stride != 1 else "")
+        parts.append(f"add a shortcut that {project}, e.g. `shortcut {{ conv2d({args}, bias = false) }}`")
+    elif padded is None:
+        parts.append(f"the body turns {_hw(shape)} into {_hw(out)}; add a shortcut that gives the same "
+                     "size, or pad the body so that it gives the input's size divided by its stride")
+    return "; and ".join(parts)
+
+
+def _shortcut_help(cx: Context, st, shape, nodes, out, sc_nodes, sc_out) -> str:
+    """A shortcut is used, and gives another shape than the body: say which side to change."""
+    if len(out) != len(sc_out):
+        return (f"the body gives {shapes.fmt(out)} and the shortcut {shapes.fmt(sc_out)}: "
+                "end both with the same kind of layer")
+    parts = []
+    if out[0] != sc_out[0]:
+        last = next((n for n in reversed(list(_leaves(sc_nodes))) if n.kind in ("conv2d", "linear")), None)
+        if last is not None:
+            parts.append(f"the shortcut's last layer `{cx.text(last.span)}` at {_at(last.span, st.span)} "
+                         f"gives {sc_out[0]} channels and the body {out[0]}: make it give {out[0]} "
+                         f"(or make the body end with {sc_out[0]})")
+        else:
+            parts.append(f"the shortcut keeps {sc_out[0]} channels and the body gives {out[0]}: "
+                         f"end the shortcut with `conv2d({out[0]}, 1, bias = false)`")
+    if out[1:] != sc_out[1:]:
+        hint = _padding_hint(cx, nodes, st.span) or _padding_hint(cx, sc_nodes, st.span)
+        strides = _stride(nodes, shape, out), _stride(sc_nodes, shape, sc_out)
+        if hint is None and None not in strides:
+            hint = (f"the body {_turns(shape, out)} (stride {strides[0]}) and the shortcut "
+                    f"{_turns(shape, sc_out)} (stride {strides[1]}): give the shortcut stride {strides[0]} "
+                    "like the body")
+        parts.append(hint or f"the body {_turns(shape, out)} and the shortcut {_turns(shape, sc_out)}: "
+                     "give them the same strides and padding")
+    return "; and ".join(parts)
+
+
+def _skipped_help(cx: Context, sc: ast.Shortcut, env, shape, out) -> str:
+    """The shortcut's `if` is false here: its condition, and the values that made it false."""
+    values = values_of(sc.cond, env)
+    what = " and ".join(w for w, changed in (
+        (f"the channels, {shape[0]} → {out[0]}", out[0] != shape[0]),
+        (f"the size, {_hw(shape)} → {_hw(out)}", len(shape) == len(out) == 3 and shape[1:] != out[1:]))
+        if changed) or f"{shapes.fmt(shape)} → {shapes.fmt(out)}"
+    named = f" `{sc.label}`" if sc.label else ""
+    return (f"the shortcut{named} is skipped for this use: its condition `{cx.text(span_of(sc.cond))}` is "
+            f"false" + (f" ({values})" if values else "") + ", so the input is added "
+            f"unchanged; the condition must hold whenever the body changes the shape (here {what})")
+
+
+def _padding_hint(cx: Context, nodes, here) -> str | None:
+    """Where the layers of ``nodes`` change the spatial size at stride 1, the first one
+    and the padding that keeps the size: a dropped `padding = 1` is the usual cause."""
+    changes = [n for n in _leaves(nodes) if len(n.in_shape) == 3 and len(n.out_shape) == 3
+               and n.in_shape[1:] != n.out_shape[1:]]
+    if not changes or any(getattr(n, "stride", (1, 1)) != (1, 1) or n.kind not in _WINDOWED
+                          for n in changes):
+        return None
+    n = changes[0]
+    pad = _same_padding(n)
+    fix = ("an even kernel cannot keep the size at stride 1: use an odd one with padding" if pad is None
+           else f"give it `padding = {pad[0] if pad[0] == pad[1] else list(pad)}`")
+    more = len(changes) - 1
+    also = f" ({more} more layer{'s' if more > 1 else ''} after it shrink{'' if more > 1 else 's'} " \
+           "the size too)" if more else ""
+    return (f"`{cx.text(n.span)}` at {_at(n.span, here)} turns {_hw(n.in_shape)} into "
+            f"{_hw(n.out_shape)}; {fix}{also}")
+
+
+def concat(cx: Context, st: ast.Concat, env: Env, shape, shared, scope: NameScope) -> Built:
+    flow = ConcatFlow(shape)
+    cx.run(st.body, Env({}, env), flow, scope)
+    if not flow.branches:
+        cx.report(Diagnostic("E0302", "`concat` has no branches", st.span, "empty",
+                             "list one branch per line inside the braces"))
+        return [], None, False
+    branches = flow.shaped()
+    if shape is None or branches is None:
+        return [], None, False
+    first = branches[0][1]
+    for _, s, span in branches:
+        if len(s) != 3 or s[1:] != first[1:]:
+            listing = ", ".join(shapes.fmt(b[1]) for b in branches)
+            cx.report(Diagnostic(
+                "E0302", "concatenated branches must have the same spatial size", span or st.span,
+                f"this branch gives {shapes.fmt(s)}, the first gives {shapes.fmt(first)}",
+                f"branch outputs are {listing}; give every branch the same strides and padding"))
             return [], None, False
-        node = ir.Residual(body=tuple(body.nodes), shortcut=None if sc_nodes is None else tuple(sc_nodes),
-                           in_shape=shape, out_shape=body.shape, span=st.span)
-        return [node], body.shape, False
+    out = (sum(s[0] for _, s, _ in branches),) + tuple(first[1:])
+    node = ir.Concat(branches=tuple(tuple(n) for n, _, _ in branches), in_shape=shape,
+                     out_shape=out, span=st.span)
+    return [node], out, False
 
-    # -- what fixes a residual whose body and shortcut disagree
-    def _identity_help(self, st, shape, nodes, out) -> str:
-        """No shortcut: the input is added as it is, so the body must keep its shape."""
-        if len(shape) != 3 or len(out) != 3:
-            return (f"a residual adds its input to its body's output: the body must give "
-                    f"{shapes.fmt(shape)}, or a shortcut must turn the input into {shapes.fmt(out)}")
-        parts = []
-        padded = self._padding_hint(nodes, st.span) if shape[1:] != out[1:] else None
-        if padded is not None:
-            parts.append(padded)
-        stride = None if padded is not None or shape[1:] == out[1:] else _stride(nodes, shape, out)
-        if out[0] != shape[0] or stride is not None:
-            # The example shows the stride; the words name the bigger change.
-            project = (f"projects {shape[0]} → {out[0]} channels" if out[0] != shape[0] else
-                       f"downsamples {_hw(shape)} to {_hw(out)} like the body")
-            args = f"{out[0]}, 1" + (f", stride = {stride}" if stride and stride != 1 else "")
-            parts.append(f"add a shortcut that {project}, e.g. `shortcut {{ conv2d({args}, bias = false) }}`")
-        elif padded is None:
-            parts.append(f"the body turns {_hw(shape)} into {_hw(out)}; add a shortcut that gives the same "
-                         "size, or pad the body so that it gives the input's size divided by its stride")
-        return "; and ".join(parts)
 
-    def _shortcut_help(self, st, shape, nodes, out, sc_nodes, sc_out) -> str:
-        """A shortcut is used, and gives another shape than the body: say which side to change."""
-        if len(out) != len(sc_out):
-            return (f"the body gives {shapes.fmt(out)} and the shortcut {shapes.fmt(sc_out)}: "
-                    "end both with the same kind of layer")
-        parts = []
-        if out[0] != sc_out[0]:
-            last = next((n for n in reversed(list(_leaves(sc_nodes))) if n.kind in ("conv2d", "linear")), None)
-            if last is not None:
-                parts.append(f"the shortcut's last layer `{self.text(last.span)}` at {_at(last.span, st.span)} "
-                             f"gives {sc_out[0]} channels and the body {out[0]}: make it give {out[0]} "
-                             f"(or make the body end with {sc_out[0]})")
-            else:
-                parts.append(f"the shortcut keeps {sc_out[0]} channels and the body gives {out[0]}: "
-                             f"end the shortcut with `conv2d({out[0]}, 1, bias = false)`")
-        if out[1:] != sc_out[1:]:
-            hint = self._padding_hint(nodes, st.span) or self._padding_hint(sc_nodes, st.span)
-            strides = _stride(nodes, shape, out), _stride(sc_nodes, shape, sc_out)
-            if hint is None and None not in strides:
-                hint = (f"the body {_turns(shape, out)} (stride {strides[0]}) and the shortcut "
-                        f"{_turns(shape, sc_out)} (stride {strides[1]}): give the shortcut stride {strides[0]} "
-                        "like the body")
-            parts.append(hint or f"the body {_turns(shape, out)} and the shortcut {_turns(shape, sc_out)}: "
-                         "give them the same strides and padding")
-        return "; and ".join(parts)
+def dense(cx: Context, st: ast.Dense, env: Env, shape, shared, scope: NameScope) -> Built:
+    if shape is not None and len(shape) != 3:
+        cx.report(Diagnostic("E0306", "`dense` needs a [C, H, W] input", st.span,
+                             f"the input here is {shapes.fmt(shape)}", None))
+        return [], None, False
+    flow = DenseFlow(shape, cx)
+    cx.run(st.body, Env({}, env), flow, scope)
+    if not flow.ok:
+        return [], None, False
+    out = (flow.channels,) + tuple(shape[1:])
+    node = ir.Dense(layers=tuple(tuple(n) for n in flow.layers), in_shape=shape, out_shape=out,
+                    span=st.span)
+    return [node], out, False
 
-    def _skipped_help(self, sc: ast.Shortcut, env, shape, out) -> str:
-        """The shortcut's `if` is false here: its condition, and the values that made it false."""
-        values = values_of(sc.cond, env)
-        what = " and ".join(w for w, changed in (
-            (f"the channels, {shape[0]} → {out[0]}", out[0] != shape[0]),
-            (f"the size, {_hw(shape)} → {_hw(out)}", len(shape) == len(out) == 3 and shape[1:] != out[1:]))
-            if changed) or f"{shapes.fmt(shape)} → {shapes.fmt(out)}"
-        named = f" `{sc.label}`" if sc.label else ""
-        return (f"the shortcut{named} is skipped for this use: its condition `{self.text(sc.cond.span)}` is "
-                f"false" + (f" ({values})" if values else "") + ", so the input is added "
-                f"unchanged; the condition must hold whenever the body changes the shape (here {what})")
 
-    def _padding_hint(self, nodes, here) -> str | None:
-        """Where the layers of ``nodes`` change the spatial size at stride 1, the first one
-        and the padding that keeps the size: a dropped `padding = 1` is the usual cause."""
-        changes = [n for n in _leaves(nodes) if len(n.in_shape) == 3 and len(n.out_shape) == 3
-                   and n.in_shape[1:] != n.out_shape[1:]]
-        if not changes or any(getattr(n, "stride", (1, 1)) != (1, 1) or n.kind not in _WINDOWED
-                              for n in changes):
-            return None
-        n = changes[0]
-        pad = _same_padding(n)
-        fix = ("an even kernel cannot keep the size at stride 1: use an odd one with padding" if pad is None
-               else f"give it `padding = {pad[0] if pad[0] == pad[1] else list(pad)}`")
-        more = len(changes) - 1
-        also = f" ({more} more layer{'s' if more > 1 else ''} after it shrink{'' if more > 1 else 's'} " \
-               "the size too)" if more else ""
-        return (f"`{self.text(n.span)}` at {_at(n.span, here)} turns {_hw(n.in_shape)} into "
-                f"{_hw(n.out_shape)}; {fix}{also}")
+def gate(cx: Context, st: ast.Gate, env: Env, shape, shared, scope: NameScope) -> Built:
+    body = SeqFlow(shape, True)
+    cx.run(st.body, Env({}, env), body, scope)
+    if shape is None or body.shape is None:
+        return [], None, False
+    g = body.shape
+    fits = len(g) == len(shape) and all(a in (1, b) for a, b in zip(g, shape, strict=True)) and g[0] == shape[0]
+    if not fits:
+        cx.report(Diagnostic("E0303", "a gate must give one factor per channel of its input",
+                             st.span, f"body gives {shapes.fmt(g)}, the input is {shapes.fmt(shape)}",
+                             f"end the gate body with {shape[0]} channels of size 1×1 or "
+                             f"{shapes.fmt(shape[1:])}"))
+        return [], None, False
+    node = ir.Gate(body=tuple(body.nodes), in_shape=shape, out_shape=shape, span=st.span)
+    return [node], shape, False
 
-    def concat(self, st: ast.Concat, env: Env, shape, scope):
-        flow = ConcatFlow(shape)
-        self.run(st.body, Env({}, env), flow, scope)
-        if not flow.branches:
-            self.report(Diagnostic("E0302", "`concat` has no branches", st.span, "empty",
-                                   "list one branch per line inside the braces"))
+
+def side(cx: Context, st: ast.Side, env: Env, shape, shared, scope: NameScope) -> Built:
+    if st.template is not None:
+        name = cx.value(st.template, env)
+        if name is POISON:
             return [], None, False
-        if shape is None or any(s is None for _, s, _ in flow.branches):
+        if not name.isidentifier():
+            cx.report(Diagnostic("E0113", f"side output \"{name}\" is not a field name",
+                                 st.name_span or st.span, "the outputs tuple needs identifiers",
+                                 "use letters, digits and `_`, not starting with a digit"))
             return [], None, False
-        first = flow.branches[0][1]
-        for nodes, s, span in flow.branches:
-            if len(s) != 3 or s[1:] != first[1:]:
-                listing = ", ".join(shapes.fmt(b[1]) for b in flow.branches)
-                self.report(Diagnostic(
-                    "E0302", "concatenated branches must have the same spatial size", span or st.span,
-                    f"this branch gives {shapes.fmt(s)}, the first gives {shapes.fmt(first)}",
-                    f"branch outputs are {listing}; give every branch the same strides and padding"))
-                return [], None, False
-        out = (sum(s[0] for _, s, _ in flow.branches),) + tuple(first[1:])
-        node = ir.Concat(branches=tuple(tuple(n) for n, _, _ in flow.branches), in_shape=shape,
-                         out_shape=out, span=st.span)
-        return [node], out, False
+        st = ast.Side(name=name, body=st.body, span=st.span, name_span=st.name_span)
+    flow = cx.side_flow
+    if flow is None:
+        cx.report(Diagnostic("E0312", "a side output belongs in the network body", st.span,
+                             "inside a block, group or combinator",
+                             "move `side` to the top level of the network"))
+        return [], None, False
+    if st.name == "logits" or st.name.startswith("_") or iskeyword(st.name):
+        why, other = (("the main output is `logits`", "aux") if st.name == "logits" else
+                      ("a name starting with `_`", st.name.lstrip("_") or "aux")
+                      if st.name.startswith("_") else ("a Python keyword", st.name))
+        if iskeyword(other) or other == "logits":
+            other += "_"
+        cx.report(Diagnostic("E0113", f"side output `{st.name}` cannot be a field of the "
+                             "outputs tuple", st.name_span or st.span, why,
+                             f"rename it, e.g. `{other}`: in training the network returns "
+                             "a named tuple (logits, <side names>)"))
+        return [], None, False
+    if st.name in flow.sides:
+        cx.report(Diagnostic("E0108", f"duplicate side output `{st.name}`", st.span,
+                             "named again here", None))
+        return [], None, False
+    flow.sides.append(st.name)
+    body = SeqFlow(shape, True)
+    cx.run(st.body, Env({}, env), body, scope)
+    if shape is None or body.shape is None:
+        return [], None, True
+    node = ir.Side(name=st.name, body=tuple(body.nodes), in_shape=shape, out_shape=body.shape,
+                   span=st.span)
+    return [node], shape, True
 
-    def dense(self, st: ast.Dense, env: Env, shape, scope):
-        if shape is not None and len(shape) != 3:
-            self.report(Diagnostic("E0306", "`dense` needs a [C, H, W] input", st.span,
-                                   f"the input here is {shapes.fmt(shape)}", None))
-            return [], None, False
-        flow = DenseFlow(shape)
-        flow.checker = self
-        self.run(st.body, Env({}, env), flow, scope)
-        if not flow.ok:
-            return [], None, False
-        out = (flow.channels,) + tuple(shape[1:])
-        node = ir.Dense(layers=tuple(tuple(n) for n in flow.layers), in_shape=shape, out_shape=out,
-                        span=st.span)
-        return [node], out, False
 
-    def gate(self, st: ast.Gate, env: Env, shape, scope):
-        body = SeqFlow(shape, True)
-        self.run(st.body, Env({}, env), body, scope)
-        if shape is None or body.shape is None:
-            return [], None, False
-        g = body.shape
-        fits = len(g) == len(shape) and all(a in (1, b) for a, b in zip(g, shape)) and g[0] == shape[0]
-        if not fits:
-            self.report(Diagnostic("E0303", "a gate must give one factor per channel of its input",
-                                   st.span, f"body gives {shapes.fmt(g)}, the input is {shapes.fmt(shape)}",
-                                   f"end the gate body with {shape[0]} channels of size 1×1 or "
-                                   f"{shapes.fmt(shape[1:])}"))
-            return [], None, False
-        node = ir.Gate(body=tuple(body.nodes), in_shape=shape, out_shape=shape, span=st.span)
-        return [node], shape, False
+def sides_order(cx: Context, st: ast.Sides, env: Env, flow, scope: NameScope) -> None:
+    """``sides GoogLeNetOutputs(logits, aux_logits2, aux_logits1)``: the type name and
+    field order of the training tuple; checked against the sides at the network's end."""
+    if not getattr(flow, "network", False):
+        cx.report(Diagnostic("E0119", "`sides` belongs in the network body", st.span,
+                             "inside a block, group or combinator",
+                             "move `sides` to the top level of the network"))
+        return
+    if flow.sides_decl is not None:
+        cx.report(Diagnostic("E0119", "`sides` given twice", st.span, "second time here",
+                             f"keep one; the first is at {flow.sides_decl.span.where()}"))
+        return
+    flow.sides_decl = st
 
-    def side(self, st: ast.Side, env: Env, shape, scope):
-        if st.template is not None:
-            name = self.value(st.template, env)
-            if name is POISON:
-                return [], None, False
-            if not name.isidentifier():
-                self.report(Diagnostic("E0113", f"side output \"{name}\" is not a field name",
-                                       st.name_span or st.span, "the outputs tuple needs identifiers",
-                                       "use letters, digits and `_`, not starting with a digit"))
-                return [], None, False
-            st = ast.Side(name=name, body=st.body, span=st.span, name_span=st.name_span)
-        flow = self._side_flow
-        if flow is None:
-            self.report(Diagnostic("E0312", "a side output belongs in the network body", st.span,
-                                   "inside a block, group or combinator",
-                                   "move `side` to the top level of the network"))
-            return [], None, False
-        if st.name == "logits" or st.name.startswith("_") or iskeyword(st.name):
-            why, other = (("the main output is `logits`", "aux") if st.name == "logits" else
-                          ("a name starting with `_`", st.name.lstrip("_") or "aux")
-                          if st.name.startswith("_") else ("a Python keyword", st.name))
-            if iskeyword(other) or other == "logits":
-                other += "_"
-            self.report(Diagnostic("E0113", f"side output `{st.name}` cannot be a field of the "
-                                   "outputs tuple", st.name_span or st.span, why,
-                                   f"rename it, e.g. `{other}`: in training the network returns "
-                                   "a named tuple (logits, <side names>)"))
-            return [], None, False
-        if st.name in flow.sides:
-            self.report(Diagnostic("E0108", f"duplicate side output `{st.name}`", st.span,
-                                   "named again here", None))
-            return [], None, False
-        flow.sides.append(st.name)
-        body = SeqFlow(shape, True)
-        self.run(st.body, Env({}, env), body, scope)
-        if shape is None or body.shape is None:
-            return [], None, True
-        node = ir.Side(name=st.name, body=tuple(body.nodes), in_shape=shape, out_shape=body.shape,
-                       span=st.span)
-        return [node], shape, True
 
-    _side_flow = None
-
-    def sides_order(self, st: ast.Sides, flow) -> None:
-        """``sides GoogLeNetOutputs(logits, aux_logits2, aux_logits1)``: the type name and
-        field order of the training tuple; checked against the sides at the network's end."""
-        if not getattr(flow, "network", False):
-            self.report(Diagnostic("E0119", "`sides` belongs in the network body", st.span,
-                                   "inside a block, group or combinator",
-                                   "move `sides` to the top level of the network"))
-            return
-        if flow.sides_decl is not None:
-            self.report(Diagnostic("E0119", "`sides` given twice", st.span, "second time here",
-                                   f"keep one; the first is at {flow.sides_decl.span.where()}"))
-            return
-        flow.sides_decl = st
-
-    def training_outputs(self, flow, cls: str) -> tuple[str | None, tuple[str, ...]]:
-        """The training tuple's type name and field order: ``sides`` where the network
-        gives it, else ``<cls>Outputs(logits, <sides in spec order>)``."""
-        st = flow.sides_decl
-        default = ("logits",) + tuple(flow.sides)
-        if st is None:
-            return None, default
-        seen: set[str] = set()
-        for name, span in zip(st.fields, st.field_spans or [st.span] * len(st.fields)):
-            if name in seen:
-                self.report(Diagnostic("E0120", f"`{name}` is listed twice in `sides`", span,
-                                       "second time here", "list each output once"))
-            elif name not in default:
-                near = closest(name, default)
-                self.report(Diagnostic("E0120", f"`sides` lists `{name}`, which is no output",
-                                       span, "not `logits` nor a side output",
-                                       f"did you mean `{near}`?" if near else
-                                       "the outputs are " + ", ".join(default)))
-            seen.add(name)
-        missing = [n for n in default if n not in seen]
-        if missing:
-            self.report(Diagnostic("E0120", "`sides` leaves out " + ", ".join(f"`{n}`" for n in missing),
-                                   st.span, "every output needs a place in the tuple",
-                                   f"add {', '.join(missing)} to the list"))
-        type_name = st.type_name or f"{cls}Outputs"
-        if iskeyword(type_name):
-            self.report(Diagnostic("E0120", f"`{type_name}` cannot name a tuple type", st.span,
-                                   "a Python keyword", f"use another name, e.g. `{cls}Outputs`"))
-        return type_name, tuple(st.fields)
+def training_outputs(cx: Context, flow, cls: str) -> tuple[str | None, tuple[str, ...]]:
+    """The training tuple's type name and field order: ``sides`` where the network
+    gives it, else ``<cls>Outputs(logits, <sides in spec order>)``."""
+    st = flow.sides_decl
+    default = ("logits",) + tuple(flow.sides)
+    if st is None:
+        return None, default
+    seen: set[str] = set()
+    for name, span in zip(st.fields, st.field_spans or [st.span] * len(st.fields), strict=True):
+        if name in seen:
+            cx.report(Diagnostic("E0120", f"`{name}` is listed twice in `sides`", span,
+                                 "second time here", "list each output once"))
+        elif name not in default:
+            near = closest(name, default)
+            cx.report(Diagnostic("E0120", f"`sides` lists `{name}`, which is no output",
+                                 span, "not `logits` nor a side output",
+                                 f"did you mean `{near}`?" if near else
+                                 "the outputs are " + ", ".join(default)))
+        seen.add(name)
+    missing = [n for n in default if n not in seen]
+    if missing:
+        cx.report(Diagnostic("E0120", "`sides` leaves out " + ", ".join(f"`{n}`" for n in missing),
+                             st.span, "every output needs a place in the tuple",
+                             f"add {', '.join(missing)} to the list"))
+    type_name = st.type_name or f"{cls}Outputs"
+    if iskeyword(type_name):
+        cx.report(Diagnostic("E0120", f"`{type_name}` cannot name a tuple type", st.span,
+                             "a Python keyword", f"use another name, e.g. `{cls}Outputs`"))
+    return type_name, tuple(st.fields)

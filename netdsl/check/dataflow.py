@@ -1,29 +1,32 @@
-"""General dataflow: named results (``-> name``), read back by name (``from``,
-``add(...)``, ``concat(...)``, ``output ...``), named inputs, and ``split``.
-
-Names live in a *value scope*: the network, or one block instance. Groups,
-labelled or not, share their parent's, so a ResNet body can name ``c3`` inside
-``body: { ... }`` and an FPN read it in ``fpn: { ... }``. Combinator bodies have
-none: a residual or a concat branch sees only its input. Every name is checked
-statically, with its shape; a mistake is a diagnostic at the name. A mixin of
-:class:`netdsl.check.checker.Checker`.
+"""The rules of general dataflow: named results (``-> name``), read back by name
+(``from``, ``add(...)``, ``concat(...)``, ``output ...``), named inputs, and
+``split``. Names live in a *value scope*: the network, or one block instance.
+Groups, labelled or not, share their parent's, so a ResNet body can name ``c3``
+inside ``body: { ... }`` and an FPN read it in ``fpn: { ... }``. Combinator bodies
+have none: a residual or a concat branch sees only its input. This module owns the
+value scopes and every check of a name and its shape, each a diagnostic at the
+name; each rule is a function of the checker's :class:`~.context.Context`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from keyword import iskeyword
+from typing import Literal, cast, get_args
 
-from ..syntax import ast
 from .. import ir
-from ..layers import shapes
 from ..diagnostics import Diagnostic, closest, short
-from .evaluate import Env
-from .flows import ConcatFlow, SeqFlow
+from ..layers import shapes
 from ..span import Span
+from ..syntax import ast
+from .context import Built, Context, Shape
+from .evaluate import Env, span_of
+from .flows import ConcatFlow, NameScope, SeqFlow, no_current
 from .values import POISON, show
 
-FORMS = ("tuple", "namedtuple", "dict")
+#: The forms an `output` takes, as the IR names them.
+Form = Literal["tuple", "namedtuple", "dict"]
+FORMS: tuple[Form, ...] = get_args(Form)
 
 
 @dataclass
@@ -52,361 +55,395 @@ class ValueScope:
     unsure: bool = False          # a layer read no input: which names it meant is not known
 
 
-class DataflowChecks:
-    """The checks of dataflow statements; see the module docstring."""
+def _values(cx: Context, flow, span, what: str) -> ValueScope | None:
+    values = getattr(flow, "values", None) if isinstance(flow, SeqFlow) else None
+    if values is None:
+        cx.report(Diagnostic(
+            "E0130", f"{what} cannot be used inside a combinator", span,
+            "a residual, concat, dense, gate, side or split body sees only its input",
+            "name results and read them back in the network or block body around it; "
+            "a combinator's own parts stay unnamed"))
+        return None
+    values.used = True
+    return values
 
-    # Names bound inside block instances already closed: a reference from outside escapes.
-    _inner_names: dict
 
-    def _values(self, flow, span, what: str) -> ValueScope | None:
-        values = getattr(flow, "values", None) if isinstance(flow, SeqFlow) else None
-        if values is None:
-            self.report(Diagnostic(
-                "E0130", f"{what} cannot be used inside a combinator", span,
-                "a residual, concat, dense, gate, side or split body sees only its input",
-                "name results and read them back in the network or block body around it; "
-                "a combinator's own parts stay unnamed"))
-            return None
-        values.used = True
-        return values
+def _name(cx: Context, ref: ast.Ref, env: Env):
+    v = cx.value(ref.name, env)
+    if v is POISON:
+        return POISON
+    if not isinstance(v, str) or not v or not all(c.isalnum() or c == "_" for c in v) or v[0].isdigit():
+        cx.report(Diagnostic("E0125", f"invalid result name \"{short(str(v))}\"", ref.span,
+                             "a result name is a name: letters, digits and `_`",
+                             "for example `skip{i}` in a template: \"skip{i}\""))
+        return POISON
+    return v
 
-    def _name(self, ref: ast.Ref, env: Env):
-        v = self.value(ref.name, env)
-        if v is POISON:
-            return POISON
-        if not isinstance(v, str) or not v or not all(c.isalnum() or c == "_" for c in v) or v[0].isdigit():
-            self.report(Diagnostic("E0125", f"invalid result name \"{short(str(v))}\"", ref.span,
-                                   "a result name is a name: letters, digits and `_`",
-                                   "for example `skip{i}` in a template: \"skip{i}\""))
-            return POISON
-        return v
 
-    def _read(self, values: ValueScope, ref: ast.Ref, env: Env):
-        """The shape of a named result read at ``ref``, marking it used; POISON if unknown."""
-        name = self._name(ref, env)
-        if name is POISON:
-            return POISON, None
-        v = values.bound.get(name)
-        if v is None:
-            values.pending.append((name, ref.span))
-            return POISON, name
-        v.used = True
-        return (POISON if v.shape is None else v.shape), name
+def _read(cx: Context, values: ValueScope, ref: ast.Ref, env: Env):
+    """The shape of a named result read at ``ref``, marking it used; POISON if unknown."""
+    name = _name(cx, ref, env)
+    if name is POISON:
+        return POISON, None
+    v = values.bound.get(name)
+    if v is None:
+        values.pending.append((name, ref.span))
+        return POISON, name
+    v.used = True
+    return (POISON if v.shape is None else v.shape), name
 
-    def _fresh(self, values: ValueScope, span) -> None:
-        """A result that nothing read is dropped by a `from`, a merge or an `output`."""
-        if values.dangling is not None:
-            at = values.dangling
-            self.report(Diagnostic("E0128", "this result is never used", at,
-                                   f"the next statement, at {_where(at, span)}, reads named results instead",
-                                   "name it with `-> NAME` and read it later, or remove it"))
-            values.dangling = None
 
-    # -- statements
-    def df_bind(self, st: ast.Bind, env: Env, flow, scope) -> None:
-        if st.unit is not None:
-            self.stmt(st.unit, env, flow, scope)
-        values = self._values(flow, st.target.span, "`->`")
-        name = self._name(st.target, env)
-        if values is None or name is POISON:
-            return
-        if values.no_current:
-            self._no_current(values, st.target.span)
-            return
+def _fresh(cx: Context, values: ValueScope, span) -> None:
+    """A result that nothing read is dropped by a `from`, a merge or an `output`."""
+    if values.dangling is not None:
+        at = values.dangling
+        cx.report(Diagnostic("E0128", "this result is never used", at,
+                             f"the next statement, at {_where(at, span)}, reads named results instead",
+                             "name it with `-> NAME` and read it later, or remove it"))
         values.dangling = None
-        if name in values.bound:
-            first = values.bound[name].span
-            self.report(Diagnostic("E0127", f"result `{name}` is named twice", st.target.span,
-                                   "named again here",
-                                   f"the first `{name}` is at {_where(st.target.span, first)}; "
-                                   "give each result its own name (a template such as \"skip{i}\" in a loop)"))
-            return
-        values.bound[name] = Value(flow.shape, st.target.span)
-        if flow.shape is not None:
-            flow.accept([ir.Bind(name=name, in_shape=flow.shape, out_shape=flow.shape, span=st.target.span)],
-                        flow.shape, True, st.span)
 
-    def df_from(self, st: ast.From, env: Env, flow) -> None:
-        values = self._values(flow, st.span, "`from`")
-        if values is None:
-            return
-        self._fresh(values, st.span)
-        shape, name = self._read(values, st.source, env)
-        values.no_current = False
-        values.dangling = st.span  # a `from` that nothing follows before the next one reads nothing
-        if shape is POISON:
-            flow.shape = None
-            return
-        flow.accept([ir.From(name=name, in_shape=flow.shape or (), out_shape=shape, span=st.span)],
-                    shape, True, st.span)
 
-    def df_merge(self, st: ast.Merge, env: Env, flow) -> None:
-        values = self._values(flow, st.span, f"`{st.op}(...)`")
-        if values is None:
-            return
-        self._fresh(values, st.span)
-        read = [(self._read(values, ref, env), ref) for ref in st.sources]
-        values.no_current = False
-        values.dangling = st.span
+# -- statements
+def bind(cx: Context, st: ast.Bind, env: Env, flow, scope: NameScope) -> None:
+    if st.unit is not None:
+        cx.stmt(st.unit, env, flow, scope)
+    values = _values(cx, flow, st.target.span, "`->`")
+    name = _name(cx, st.target, env)
+    if values is None or name is POISON:
+        return
+    if values.no_current:
+        no_current(cx, values, st.target.span)
+        return
+    values.dangling = None
+    if name in values.bound:
+        first = values.bound[name].span
+        cx.report(Diagnostic("E0127", f"result `{name}` is named twice", st.target.span,
+                             "named again here",
+                             f"the first `{name}` is at {_where(st.target.span, first)}; "
+                             "give each result its own name (a template such as \"skip{i}\" in a loop)"))
+        return
+    values.bound[name] = Value(flow.shape, st.target.span)
+    if flow.shape is not None:
+        flow.accept([ir.Bind(name=name, in_shape=flow.shape, out_shape=flow.shape, span=st.target.span)],
+                    flow.shape, True, st.span)
+
+
+def from_(cx: Context, st: ast.From, env: Env, flow, scope: NameScope) -> None:
+    values = _values(cx, flow, st.span, "`from`")
+    if values is None:
+        return
+    _fresh(cx, values, st.span)
+    shape, name = _read(cx, values, st.source, env)
+    values.no_current = False
+    values.dangling = st.span  # a `from` that nothing follows before the next one reads nothing
+    if shape is POISON:
         flow.shape = None
-        if len(st.sources) < 2:
-            self.report(Diagnostic("E0134", f"`{st.op}` needs two or more results", st.span,
-                                   f"{len(st.sources)} given",
-                                   f"list the results to merge, e.g. `{st.op}(a, b)`; to go on from one "
-                                   "result, write `from NAME`"))
-            return
-        if any(s is POISON for (s, _), _ in read):
-            return
-        shapes_ = [s for (s, _), _ in read]
-        names = [n for (_, n), _ in read]
-        if st.op == "add":
-            bad = next((i for i, s in enumerate(shapes_) if s != shapes_[0]), None)
-            if bad is not None:
-                self._merge_error("E0325", "`add` needs equal shapes", values, names, shapes_, read, bad,
-                                  "make them agree: a 1×1 `conv2d` changes channels, `upsample` or a "
-                                  "stride changes the size")
-                return
-            out = shapes_[0]
-        else:
-            bad = next((i for i, s in enumerate(shapes_) if len(s) != 3 or s[1:] != shapes_[0][1:]), None)
-            if bad is None and len(shapes_[0]) != 3:
-                bad = 0
-            if bad is not None:
-                self._merge_error("E0326", "`concat` needs [C, H, W] results of one spatial size", values,
-                                  names, shapes_, read, bad,
-                                  "concat joins channels; give every result the same height and width "
-                                  "(`upsample`, a stride, or padding)")
-                return
-            out = (sum(s[0] for s in shapes_),) + tuple(shapes_[0][1:])
-        flow.accept([ir.Merge(op=st.op, sources=tuple(names), in_shape=(), out_shape=out, span=st.span)],
-                    out, False, st.span)
+        return
+    flow.accept([ir.From(name=name, in_shape=flow.shape or (), out_shape=shape, span=st.span)],
+                shape, True, st.span)
 
-    def _merge_error(self, code, message, values, names, shapes_, read, bad, help):
-        first, other = names[0], names[bad]
-        where = lambda n: _where(read[0][1].span, values.bound[n].span)  # noqa: E731
-        self.report(Diagnostic(
-            code, message, read[bad][1].span,
-            f"`{other}` is {shapes.fmt(shapes_[bad])} (named at {where(other)}), "
-            f"`{first}` is {shapes.fmt(shapes_[0])} (named at {where(first)})", help))
 
-    def df_output(self, st: ast.Output, env: Env, flow) -> None:
-        if not (isinstance(flow, SeqFlow) and flow.network):
-            self.report(Diagnostic("E0131", "`output` belongs in the network body", st.span,
-                                   "inside a block, group or combinator",
-                                   "move `output` to the end of the network's own body"))
-            return
-        values = self._values(flow, st.span, "`output`")
-        if values.output is not None:
-            self.report(Diagnostic("E0131", "a network has one `output`", st.span, "given again here",
-                                   f"the first is at {_where(st.span, values.output[1])}; list every "
-                                   "result in that one"))
-            return
-        if st.form not in FORMS:
-            for e in st.entries:  # read, so that they are not reported unused as well
-                self._read(values, e.source, env)
-            near = closest(st.form, FORMS)
-            self.report(Diagnostic("E0131", f"unknown output form `{short(st.form)}`", st.form_span or st.span,
-                                   "not tuple, namedtuple or dict",
-                                   f"did you mean `{near}`?" if near else
-                                   "write `output tuple(a, b)`, `output namedtuple(a, b)` or "
-                                   "`output dict(\"0\": a, b: b)`"))
-            return
-        self._fresh(values, st.span)
-        keys, sources, shapes_, ok = [], [], [], True
-        for e in st.entries:
-            shape, name = self._read(values, e.source, env)
-            key = name
-            if e.key is not None:
-                key = self.label(e.key, env) if st.form == "namedtuple" else self.value(e.key, env)
-                if st.form == "tuple":
-                    self.report(Diagnostic("E0131", "a tuple has no keys", e.key.span, "a key",
-                                           "drop the key, or use `output namedtuple(...)` or "
-                                           "`output dict(...)`"))
-                    ok = False
-                    continue
-            if shape is POISON or key is POISON or name is None:
-                ok = False
-                continue
-            if st.form == "namedtuple" and (iskeyword(key) or key.startswith("_") or key[0].isdigit()):
-                self.report(Diagnostic("E0131", f"`{short(key)}` cannot be a field of a named tuple",
-                                       (e.key or e.source).span, "a Python keyword, or starts with `_` or a digit",
-                                       "give it a key that is a name, e.g. `c3: c3`, or use `output dict(...)`"))
-                ok = False
-                continue
-            if key in keys:
-                self.report(Diagnostic("E0131", f"output `{short(str(key))}` is given twice", e.span,
-                                       "given again here", "give each output its own key"))
-                ok = False
-                continue
-            keys.append(key)
-            sources.append(name)
-            shapes_.append(shape)
-        if ok:
-            values.output = (ir.Outputs(form=st.form, keys=tuple(map(str, keys)), sources=tuple(sources),
-                                        shapes=tuple(shapes_), span=st.span), st.span, len(flow.nodes))
-        else:
-            values.output = (None, st.span, len(flow.nodes))
-
-    def df_input(self, st: ast.NamedInput, env: Env, flow) -> None:
-        if not getattr(flow, "network", False):
-            self.report(Diagnostic("E0309", "`input` only belongs in a network", st.span,
-                                   "inside a block or group",
-                                   "blocks take their input from where they are used"))
-            return
-        values = flow.values
-        values.used = True
-        if flow.nodes or (flow.has_input and not values.inputs):
-            self.report(Diagnostic("E0132", "named inputs come first, and all inputs are named or none",
-                                   st.span, "after a layer or an unnamed `input`",
-                                   "declare every input at the top of the network as `input NAME: [C, H, W]`"))
-            return
-        if st.name in values.bound:
-            self.report(Diagnostic("E0127", f"input `{st.name}` is named twice", st.span, "named again here",
-                                   "give each input its own name"))
-            return
-        override = flow.input_override
-        if isinstance(override, dict):
-            override = override.get(st.name)
-        elif override is not None and override and isinstance(override[0], tuple):
-            k = len(values.inputs)
-            override = override[k] if k < len(override) else None
-        elif override is not None and values.inputs:
-            override = None  # one shape given: the first input's
-        value = override if override is not None else self.value(st.shape, env)
-        shape = self._input_shape(value, st.shape.span)
-        values.bound[st.name] = Value(shape, st.span, input=True)
-        values.inputs.append((st.name, shape, st.span))
-        flow.has_input = True
-        values.no_current = True
-        if shape is not None and flow.input_shape is None:
-            flow.input_shape = shape
-        flow.shape = None
-
-    def _input_shape(self, value, span):
-        if value is POISON:
-            return None
-        ok = (isinstance(value, tuple) and len(value) in (1, 3)
-              and all(isinstance(d, int) and not isinstance(d, bool) for d in value))
-        if not ok:
-            self.report(Diagnostic("E0309", "`input` must be a list of 3 integers [C, H, W] "
-                                   "(or 1 integer [F])", span, f"found {show(value)}",
-                                   "for example `input rgb: [3, 224, 224]`"))
-            return None
-        bad = next((d for d in value if d < 1 or d > self.limits.max_dim), None)
+def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
+    values = _values(cx, flow, st.span, f"`{st.op}(...)`")
+    if values is None:
+        return
+    _fresh(cx, values, st.span)
+    read = [(_read(cx, values, ref, env), ref) for ref in st.sources]
+    values.no_current = False
+    values.dangling = st.span
+    flow.shape = None
+    if len(st.sources) < 2:
+        cx.report(Diagnostic("E0134", f"`{st.op}` needs two or more results", st.span,
+                             f"{len(st.sources)} given",
+                             f"list the results to merge, e.g. `{st.op}(a, b)`; to go on from one "
+                             "result, write `from NAME`"))
+        return
+    if any(s is POISON for (s, _), _ in read):
+        return
+    shapes_ = [s for (s, _), _ in read]
+    names = [n for (_, n), _ in read]
+    if st.op == "add":
+        bad = next((i for i, s in enumerate(shapes_) if s != shapes_[0]), None)
         if bad is not None:
-            self.report(Diagnostic("E0309" if bad < 1 else "E0407", f"input dimension {bad} is out of range",
-                                   span, f"in {show(value)}",
-                                   "every dimension must be at least 1" if bad < 1 else
-                                   f"the limit is {self.limits.max_dim} (--limit max_dim=N)"))
-            return None
-        return tuple(value)
+            _merge_error(cx, "E0325", "`add` needs equal shapes", values, names, shapes_, read, bad,
+                         "make them agree: a 1×1 `conv2d` changes channels, `upsample` or a "
+                         "stride changes the size")
+            return
+        out = shapes_[0]
+    else:
+        bad = next((i for i, s in enumerate(shapes_) if len(s) != 3 or s[1:] != shapes_[0][1:]), None)
+        if bad is None and len(shapes_[0]) != 3:
+            bad = 0
+        if bad is not None:
+            _merge_error(cx, "E0326", "`concat` needs [C, H, W] results of one spatial size", values,
+                         names, shapes_, read, bad,
+                         "concat joins channels; give every result the same height and width "
+                         "(`upsample`, a stride, or padding)")
+            return
+        out = (sum(s[0] for s in shapes_),) + tuple(shapes_[0][1:])
+    op = cast(Literal["add", "concat"], st.op)  # the grammar writes no other
+    flow.accept([ir.Merge(op=op, sources=tuple(names), in_shape=(), out_shape=out, span=st.span)],
+                out, False, st.span)
 
-    def _no_current(self, values: ValueScope, span) -> None:
-        names = ", ".join(n for n, _, _ in values.inputs)
-        self.report(Diagnostic("E0132", "with several inputs, say which one a layer reads", span,
-                               "no current result here",
-                               f"start with `from {values.inputs[0][0]}` (the inputs are {names})"))
-        values.no_current = False
-        values.unsure = True
 
-    # -- split
-    def split(self, st: ast.Split, env: Env, shape, scope):
-        items = [s for s in st.body if not isinstance(s, (ast.Let, ast.Assert))]
-        sizes = None
-        if st.sizes is not None:
-            sizes = self.typed(st.sizes, env, "list", "`split` sizes")
-            if sizes is POISON:
-                return [], None, False
-            if not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes):
-                self.report(Diagnostic("E0327", "`split` sizes must be channel counts of 1 or more",
-                                       st.sizes.span, f"found {show(sizes)}",
-                                       "for example `split [16, 48] { ... }`"))
-                return [], None, False
-        elif any(isinstance(s, (ast.For, ast.If)) for s in items):
-            self.report(Diagnostic("E0327", "`split` into equal parts needs one part per line",
-                                   st.span, "a `for` or `if` makes the count of parts unknown here",
-                                   "give the sizes: `split [a, b, ...] { ... }`"))
-            return [], None, False
-        flow = SplitFlow(shape)
-        n = len(sizes) if sizes is not None else len(items)
-        parts: list = []
-        if shape is not None:
-            c = shape[0]
-            if sizes is None and (n == 0 or c % n):
-                self.report(Diagnostic("E0327", f"{c} channels do not split into {n} equal parts", st.span,
-                                       f"the input is {shapes.fmt(shape)}",
-                                       "give the sizes, e.g. `split [a, b] { ... }`, or a part count that "
-                                       f"divides {c}" if n else "list one part per line inside the braces"))
-                return [], None, False
-            if sizes is not None and sum(sizes) != c:
-                self.report(Diagnostic("E0327", f"`split` sizes add up to {sum(sizes)}, the input has {c} channels",
-                                       st.sizes.span, f"{show(sizes)}",
-                                       f"make the sizes add up to {c}"))
-                return [], None, False
-            parts = list(sizes) if sizes is not None else [c // n] * n
-        flow.shapes = [(p,) + tuple(shape[1:]) for p in parts] if shape is not None else []
-        self.run(st.body, Env({}, env), flow, scope)
-        if shape is None or any(s is None for _, s, _ in flow.branches):
-            return [], None, False
-        if len(flow.branches) != n:
-            self.report(Diagnostic("E0327", f"`split` has {len(flow.branches)} parts for {n} sizes", st.span,
-                                   f"{len(flow.branches)} parts", "give one part per size"))
-            return [], None, False
-        first = flow.branches[0][1]
-        for nodes, s, span in flow.branches:
-            if len(s) != 3 or s[1:] != first[1:]:
-                self.report(Diagnostic(
-                    "E0327", "the parts of a `split` must give one spatial size", span or st.span,
-                    f"this part gives {shapes.fmt(s)}, the first {shapes.fmt(first)}",
-                    "their results are concatenated along channels; give every part the same strides"))
-                return [], None, False
-        out = (sum(s[0] for _, s, _ in flow.branches),) + tuple(first[1:])
-        node = ir.Split(sizes=tuple(parts), parts=tuple(tuple(b) for b, _, _ in flow.branches),
-                        in_shape=shape, out_shape=out, span=st.span)
-        return [node], out, False
+def _merge_error(cx: Context, code, message, values, names, shapes_, read, bad, help):
+    first, other = names[0], names[bad]
+    where = lambda n: _where(read[0][1].span, values.bound[n].span)  # noqa: E731
+    cx.report(Diagnostic(
+        code, message, read[bad][1].span,
+        f"`{other}` is {shapes.fmt(shapes_[bad])} (named at {where(other)}), "
+        f"`{first}` is {shapes.fmt(shapes_[0])} (named at {where(first)})", help))
 
-    # -- the end of a value scope
-    def df_close(self, values: ValueScope) -> None:
-        for name, span in values.pending:
-            v = values.bound.get(name)
-            if v is not None:
-                self.report(Diagnostic("E0126", f"`{name}` is used before it is named", span,
-                                       f"named later, at {_where(span, v.span)}",
-                                       "move this after the statement that names it: a result exists once "
-                                       "the statement before `-> NAME` has run"))
+
+def output(cx: Context, st: ast.Output, env: Env, flow, scope: NameScope) -> None:
+    if not (isinstance(flow, SeqFlow) and flow.network):
+        cx.report(Diagnostic("E0131", "`output` belongs in the network body", st.span,
+                             "inside a block, group or combinator",
+                             "move `output` to the end of the network's own body"))
+        return
+    values = _values(cx, flow, st.span, "`output`")
+    if values is None:  # never: a network's own flow has a value scope
+        return
+    if values.output is not None:
+        cx.report(Diagnostic("E0131", "a network has one `output`", st.span, "given again here",
+                             f"the first is at {_where(st.span, values.output[1])}; list every "
+                             "result in that one"))
+        return
+    if st.form not in FORMS:
+        for e in st.entries:  # read, so that they are not reported unused as well
+            _read(cx, values, e.source, env)
+        near = closest(st.form, FORMS)
+        cx.report(Diagnostic("E0131", f"unknown output form `{short(st.form)}`", st.form_span or st.span,
+                             "not tuple, namedtuple or dict",
+                             f"did you mean `{near}`?" if near else
+                             "write `output tuple(a, b)`, `output namedtuple(a, b)` or "
+                             "`output dict(\"0\": a, b: b)`"))
+        return
+    _fresh(cx, values, st.span)
+    values.output = (_outputs(cx, st, st.form, values, env), st.span, len(flow.nodes))
+
+
+def _outputs(cx: Context, st: ast.Output, form: Form, values: ValueScope, env: Env) -> ir.Outputs | None:
+    """What `output` returns: its entries' keys, results and shapes; None if one is wrong."""
+    keys, sources, shapes_, ok = [], [], [], True
+    for e in st.entries:
+        shape, name = _read(cx, values, e.source, env)
+        key = name
+        if e.key is not None:
+            key = cx.label(e.key, env) if form == "namedtuple" else cx.value(e.key, env)
+            if form == "tuple":
+                cx.report(Diagnostic("E0131", "a tuple has no keys", e.key.span, "a key",
+                                     "drop the key, or use `output namedtuple(...)` or "
+                                     "`output dict(...)`"))
+                ok = False
                 continue
-            inner = self._inner_names.get(name)
-            if inner is not None:
-                block, where = inner
-                self.report(Diagnostic("E0129", f"`{name}` is named inside block `{block}`", span,
-                                       f"it belongs to the block instance at {_where(span, where)}",
-                                       "a block's names stay inside it: read it there, or make the block "
-                                       "end with it and name the block's result outside"))
-                continue
-            if values.owner is not None and name in self._outer_names():
-                self.report(Diagnostic("E0129", f"`{name}` is not visible in block `{values.owner}`", span,
-                                       "named outside the block",
-                                       "a block sees only its input: pass the result in by merging outside "
-                                       "the block, or move this part out of the block"))
-                continue
-            near = closest(name, list(values.bound))
-            known = ", ".join(values.bound) or "none yet"
-            self.report(Diagnostic("E0125", f"no result named `{short(name)}`", span, "not named before",
-                                   f"did you mean `{near}`?" if near else
-                                   f"name a result with `-> {short(name)}` first (named here: {known})"))
-        for name, v in values.bound.items():
-            if not v.used and not (v.input and values.unsure):
-                what = "input" if v.input else "result"
-                self.report(Diagnostic("E0128", f"{what} `{name}` is never used", v.span, "named here",
-                                       "read it with `from`, `add(...)`, `concat(...)` or `output`, "
-                                       f"or remove {'the input' if v.input else f'`-> {name}`'}"))
-            if values.owner is not None:
-                self._inner_names.setdefault(name, (values.owner, v.span))
-                self._inner_log.append((name, values.owner, v.span))  # replayed by the block memo
+        if shape is POISON or key is POISON or name is None:
+            ok = False
+            continue
+        if form == "namedtuple" and (iskeyword(key) or key.startswith("_") or key[0].isdigit()):
+            cx.report(Diagnostic("E0131", f"`{short(key)}` cannot be a field of a named tuple",
+                                 (e.key or e.source).span, "a Python keyword, or starts with `_` or a digit",
+                                 "give it a key that is a name, e.g. `c3: c3`, or use `output dict(...)`"))
+            ok = False
+            continue
+        if key in keys:
+            cx.report(Diagnostic("E0131", f"output `{short(str(key))}` is given twice", e.span,
+                                 "given again here", "give each output its own key"))
+            ok = False
+            continue
+        keys.append(key)
+        sources.append(name)
+        shapes_.append(shape)
+    if not ok:
+        return None
+    return ir.Outputs(form=form, keys=tuple(map(str, keys)), sources=tuple(sources), shapes=tuple(shapes_),
+                      span=st.span)
 
-    def _outer_names(self) -> set:
-        values = getattr(self, "_network_values", None)
-        return set(values.bound) if values is not None else set()
+
+def named_input(cx: Context, st: ast.NamedInput, env: Env, flow, scope: NameScope) -> None:
+    if not getattr(flow, "network", False):
+        cx.report(Diagnostic("E0309", "`input` only belongs in a network", st.span,
+                             "inside a block or group",
+                             "blocks take their input from where they are used"))
+        return
+    values = flow.values
+    values.used = True
+    if flow.nodes or (flow.has_input and not values.inputs):
+        cx.report(Diagnostic("E0132", "named inputs come first, and all inputs are named or none",
+                             st.span, "after a layer or an unnamed `input`",
+                             "declare every input at the top of the network as `input NAME: [C, H, W]`"))
+        return
+    if st.name in values.bound:
+        cx.report(Diagnostic("E0127", f"input `{st.name}` is named twice", st.span, "named again here",
+                             "give each input its own name"))
+        return
+    override = flow.input_override
+    if isinstance(override, dict):
+        override = override.get(st.name)
+    elif override is not None and override and isinstance(override[0], tuple):
+        k = len(values.inputs)
+        override = override[k] if k < len(override) else None
+    elif override is not None and values.inputs:
+        override = None  # one shape given: the first input's
+    value = override if override is not None else cx.value(st.shape, env)
+    shape = input_shape(cx, value, span_of(st.shape), "input rgb: [3, 224, 224]")
+    values.bound[st.name] = Value(shape, st.span, input=True)
+    values.inputs.append((st.name, shape, st.span))
+    flow.has_input = True
+    values.no_current = True
+    if shape is not None and flow.input_shape is None:
+        flow.input_shape = shape
+    flow.shape = None
+
+
+def input_shape(cx: Context, value, span: Span | None, example: str) -> Shape | None:
+    """The shape an `input` statement declares, named or not, checked (``example`` is one
+    for the help); None where it is no shape (reported) or a mistake made it unknown.
+
+    >>> from netdsl.check.checker import Checker
+    >>> from netdsl.syntax.loader import Program
+    >>> cx = Checker(Program(None))
+    >>> input_shape(cx, (3, 0, 8), None, "input [3, 8, 8]"), cx.diags[0].message
+    (None, 'input dimension 0 is out of range')
+    """
+    if value is POISON:
+        return None
+    ok = (isinstance(value, tuple) and len(value) in (1, 3)
+          and all(isinstance(d, int) and not isinstance(d, bool) for d in value))
+    if not ok:
+        cx.report(Diagnostic("E0309", "`input` must be a list of 3 integers [C, H, W] "
+                             "(or 1 integer [F])", span, f"found {show(value)}",
+                             f"for example `{example}`"))
+        return None
+    bad = next((d for d in value if d < 1 or d > cx.limits.max_dim), None)
+    if bad is not None:
+        cx.report(Diagnostic("E0309" if bad < 1 else "E0407", f"input dimension {bad} is out of range",
+                             span, f"in {show(value)}",
+                             "every dimension must be at least 1" if bad < 1 else
+                             f"the limit is {cx.limits.max_dim} (--limit max_dim=N)"))
+        return None
+    return tuple(value)
+
+
+# -- split
+def split(cx: Context, st: ast.Split, env: Env, shape, shared, scope: NameScope) -> Built:
+    counted = _split_parts(cx, st, env, shape)
+    if counted is None:
+        return [], None, False
+    n, parts = counted
+    flow = SplitFlow(shape)
+    flow.shapes = [(p,) + tuple(shape[1:]) for p in parts] if shape is not None else []
+    cx.run(st.body, Env({}, env), flow, scope)
+    branches = flow.shaped()
+    if shape is None or branches is None:
+        return [], None, False
+    if len(branches) != n:
+        cx.report(Diagnostic("E0327", f"`split` has {len(branches)} parts for {n} sizes", st.span,
+                             f"{len(branches)} parts", "give one part per size"))
+        return [], None, False
+    first = branches[0][1]
+    for _, s, span in branches:
+        if len(s) != 3 or s[1:] != first[1:]:
+            cx.report(Diagnostic(
+                "E0327", "the parts of a `split` must give one spatial size", span or st.span,
+                f"this part gives {shapes.fmt(s)}, the first {shapes.fmt(first)}",
+                "their results are concatenated along channels; give every part the same strides"))
+            return [], None, False
+    out = (sum(s[0] for _, s, _ in branches),) + tuple(first[1:])
+    node = ir.Split(sizes=tuple(parts), parts=tuple(tuple(b) for b, _, _ in branches),
+                    in_shape=shape, out_shape=out, span=st.span)
+    return [node], out, False
+
+
+def _split_parts(cx: Context, st: ast.Split, env: Env, shape) -> tuple[int, list[int]] | None:
+    """How many parts a `split` has, and each one's channels ([] where the input's shape is
+    unknown); None where the sizes or the count of parts are wrong (reported)."""
+    items = [s for s in st.body if not isinstance(s, (ast.Let, ast.Assert))]
+    sizes = _split_sizes(cx, st, env, items)
+    if sizes is POISON:
+        return None
+    n = len(sizes) if sizes is not None else len(items)
+    if shape is None:
+        return n, []
+    c = shape[0]
+    if sizes is None and (n == 0 or c % n):
+        cx.report(Diagnostic("E0327", f"{c} channels do not split into {n} equal parts", st.span,
+                             f"the input is {shapes.fmt(shape)}",
+                             "give the sizes, e.g. `split [a, b] { ... }`, or a part count that "
+                             f"divides {c}" if n else "list one part per line inside the braces"))
+        return None
+    if sizes is not None and sum(sizes) != c:
+        cx.report(Diagnostic("E0327", f"`split` sizes add up to {sum(sizes)}, the input has {c} channels",
+                             span_of(st.sizes), f"{show(sizes)}",
+                             f"make the sizes add up to {c}"))
+        return None
+    return n, list(sizes) if sizes is not None else [c // n] * n
+
+
+def _split_sizes(cx: Context, st: ast.Split, env: Env, items: list):
+    """The sizes a `split` gives, checked; None for equal parts, one per item of its body;
+    POISON where either is wrong (reported)."""
+    if st.sizes is not None:
+        sizes = cx.typed(st.sizes, env, "list", "`split` sizes")
+        if sizes is POISON:
+            return POISON
+        if not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes):
+            cx.report(Diagnostic("E0327", "`split` sizes must be channel counts of 1 or more",
+                                 span_of(st.sizes), f"found {show(sizes)}",
+                                 "for example `split [16, 48] { ... }`"))
+            return POISON
+        return sizes
+    if any(isinstance(s, (ast.For, ast.If)) for s in items):
+        cx.report(Diagnostic("E0327", "`split` into equal parts needs one part per line",
+                             st.span, "a `for` or `if` makes the count of parts unknown here",
+                             "give the sizes: `split [a, b, ...] { ... }`"))
+        return POISON
+    return None
+
+
+# -- the end of a value scope
+def close(cx: Context, values: ValueScope) -> None:
+    for name, span in values.pending:
+        v = values.bound.get(name)
+        if v is not None:
+            cx.report(Diagnostic("E0126", f"`{name}` is used before it is named", span,
+                                 f"named later, at {_where(span, v.span)}",
+                                 "move this after the statement that names it: a result exists once "
+                                 "the statement before `-> NAME` has run"))
+            continue
+        inner = cx.inner_names.get(name)
+        if inner is not None:
+            block, where = inner
+            cx.report(Diagnostic("E0129", f"`{name}` is named inside block `{block}`", span,
+                                 f"it belongs to the block instance at {_where(span, where)}",
+                                 "a block's names stay inside it: read it there, or make the block "
+                                 "end with it and name the block's result outside"))
+            continue
+        if values.owner is not None and name in _outer_names(cx):
+            cx.report(Diagnostic("E0129", f"`{name}` is not visible in block `{values.owner}`", span,
+                                 "named outside the block",
+                                 "a block sees only its input: pass the result in by merging outside "
+                                 "the block, or move this part out of the block"))
+            continue
+        near = closest(name, list(values.bound))
+        known = ", ".join(values.bound) or "none yet"
+        cx.report(Diagnostic("E0125", f"no result named `{short(name)}`", span, "not named before",
+                             f"did you mean `{near}`?" if near else
+                             f"name a result with `-> {short(name)}` first (named here: {known})"))
+    for name, v in values.bound.items():
+        if not v.used and not (v.input and values.unsure):
+            what = "input" if v.input else "result"
+            cx.report(Diagnostic("E0128", f"{what} `{name}` is never used", v.span, "named here",
+                                 "read it with `from`, `add(...)`, `concat(...)` or `output`, "
+                                 f"or remove {'the input' if v.input else f'`-> {name}`'}"))
+        if values.owner is not None:
+            cx.inner_names.setdefault(name, (values.owner, v.span))
+            cx.inner_log.append((name, values.owner, v.span))  # replayed by the block memo
+
+
+def _outer_names(cx: Context) -> set:
+    values = cx.network_values
+    return set(values.bound) if values is not None else set()
 
 
 class SplitFlow(ConcatFlow):

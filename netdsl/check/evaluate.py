@@ -6,16 +6,17 @@ diagnostic at the smallest span that shows it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Any, Callable
+from typing import Any, cast
 
-from ..syntax import ast
 from .. import ir
 from ..diagnostics import Diagnostic, closest, listing, related, short
 from ..layers import LAYERS
 from ..limits import Limits
+from ..span import Span
+from ..syntax import ast
 from .values import POISON, BlockRef, LayerRef, show, type_name
-
 
 _MISSING = object()
 
@@ -37,12 +38,12 @@ class Env:
 
     __slots__ = ("vars", "parent")
 
-    def __init__(self, vars: dict[str, Any] | None = None, parent: "Env | None" = None):
+    def __init__(self, vars: dict[str, Any] | None = None, parent: Env | None = None):
         self.vars = vars if vars is not None else {}
         self.parent = parent
 
     def lookup(self, name: str, default=KeyError):
-        env = self
+        env: Env | None = self
         while env is not None:
             if name in env.vars:
                 return env.vars[name]
@@ -52,7 +53,8 @@ class Env:
         return default
 
     def names(self) -> list[str]:
-        out, env = [], self
+        out: list[str] = []
+        env: Env | None = self
         while env is not None:
             out.extend(env.vars)
             env = env.parent
@@ -61,6 +63,13 @@ class Env:
 
 def err(code: str, message: str, node, label: str = "", help: str | None = None) -> EvalError:
     return EvalError(Diagnostic(code, message, getattr(node, "span", None), label, help))
+
+
+def span_of(node) -> Span | None:
+    """The span of an AST node. Every expression and statement has one, but their base
+    classes (``ast.Expr``, ``ast.Stmt``) do not declare it, so a type checker knows it
+    only through here."""
+    return getattr(node, "span", None)
 
 
 def _make_divisible(v, divisor, min_value=None):
@@ -81,6 +90,18 @@ def _ints(*vs):
     return all(isinstance(v, int) and not isinstance(v, bool) for v in vs)
 
 
+def _no_globals(name: str) -> Any:
+    return KeyError
+
+
+def _no_blocks() -> Any:
+    return ()
+
+
+def _no_charge(n: int, node: Any) -> None:
+    return None
+
+
 class Evaluator:
     """Evaluates AST expressions in an :class:`Env`.
 
@@ -93,15 +114,20 @@ class Evaluator:
                  charge: Callable[[int, Any], None] | None = None,
                  blocks: Callable[[], Any] | None = None):
         self.limits = limits or Limits()
-        self.globals = globals or (lambda name: KeyError)
+        self.globals = globals or _no_globals
         # The names of the blocks ``globals`` knows, for suggestions.
-        self.blocks = blocks or (lambda: ())
+        self.blocks = blocks or _no_blocks
         # Called with the number of list items an operation walks, and the node doing it:
         # the checker counts them against max_nodes, since a loop of 200,000 steps that each
         # sum a 10,000-item list is 2e9 operations however few layers it makes.
-        self.charge = charge or (lambda n, node: None)
+        self.charge = charge or _no_charge
         self.init_context = False
         self._shape: dict[int, tuple[tuple, int, int]] = {}
+
+    def release(self) -> None:
+        """Drop the callbacks given to the constructor, which may hold their owner, so that
+        the owner and the evaluator hold no cycle between them."""
+        self.globals, self.blocks, self.charge = _no_globals, _no_blocks, _no_charge
 
     # ------------------------------------------------------------ entry
     def evaluate(self, node: ast.Expr, env: Env):
@@ -211,7 +237,7 @@ class Evaluator:
         if not isinstance(value, (tuple, str)):
             raise err("E0210", f"cannot slice a {type_name(value)}", node.value,
                       f"this is {show(value)}", "only lists and strings can be sliced")
-        for b, expr in zip(bounds, (node.start, node.stop)):
+        for b, expr in zip(bounds, (node.start, node.stop), strict=True):
             if b is not None and not _ints(b):
                 raise err("E0210", f"slice bounds must be integers, found {type_name(b)}", expr,
                           f"this is {show(b)}")
@@ -228,18 +254,20 @@ class Evaluator:
                       node.iterable, f"this is {show(items)}")
         self.charge(len(items), node)  # a comprehension inside one would multiply unseen
         if node.cond is not None:
-            items = tuple(item for item in items if self._keep(node, Env({node.var: item}, env)))
+            cond = node.cond
+            items = tuple(item for item in items if self._keep(cond, Env({node.var: item}, env)))
         out = tuple(self.evaluate(node.elt, Env({node.var: item}, env)) for item in items)
         return POISON if POISON in out else self.new_list(out, node)
 
-    def _keep(self, node: ast.ListComp, env: Env) -> bool:
-        """Whether a filtered comprehension keeps an item: its condition, which must be a bool."""
-        cond = self.evaluate(node.cond, env)
+    def _keep(self, expr: ast.Expr, env: Env) -> bool:
+        """Whether a filtered comprehension keeps an item: its condition ``expr``, which must
+        be a bool."""
+        cond = self.evaluate(expr, env)
         if cond is POISON:
             return False
         if not isinstance(cond, bool):
             raise err("E0214", f"a comprehension's `if` must be true or false, found {type_name(cond)}",
-                      node.cond, f"this is {show(cond)}", "compare explicitly, e.g. `x != 0`")
+                      expr, f"this is {show(cond)}", "compare explicitly, e.g. `x != 0`")
         return cond
 
     def _IfExp(self, node: ast.IfExp, env):
@@ -339,7 +367,7 @@ class Evaluator:
         return v
 
     def _arith(self, op, left, right, node, env=None):
-        if op == "+" and isinstance(left, (tuple, str)) and type(left) is type(right):
+        if op == "+" and type(left) is type(right) and isinstance(left, (tuple, str)):
             joined = self.check_size(left + right, node)
             self.charge(self.size(joined), node)
             return joined
@@ -398,7 +426,8 @@ class Evaluator:
             raise err("E0103", f"unknown function `{short(name)}`", node.func, "not a built-in function",
                       f"did you mean `{near}`?" if near else
                       "the functions are " + ", ".join(sorted(BUILTINS)))
-        pos, kw = [], {}
+        pos: list = []
+        kw: dict[str, Any] = {}
         for a in node.args:
             v = self.evaluate(a.value, env)
             if v is POISON:
@@ -421,6 +450,7 @@ class Evaluator:
         if kw:
             raise err("E0202", f"`{name}` takes no keyword arguments", node.args[len(pos)],
                       "keyword argument here")
+        assert fn is not None  # neither a function nor a scheme was refused above
         try:
             return self.check_int(fn(self, node, *pos), node)
         except TypeError:
@@ -439,7 +469,8 @@ def nearest_units(names: list[str]) -> str:
     what = "layer" if layers == len(names) else "block" if not layers else "layer or block"
     if len(names) == 1:
         return f"the nearest {what} is {listing(names)}"
-    return f"the nearest {what.replace('layer', 'layers').replace('block', 'blocks').replace(' or ', ' and ')} are {listing(names)}"
+    plural = what.replace("layer", "layers").replace("block", "blocks").replace(" or ", " and ")
+    return f"the nearest {plural} are {listing(names)}"
 
 
 def names(expr) -> list[str]:
@@ -468,7 +499,7 @@ def names(expr) -> list[str]:
     return out
 
 
-def values_of(expr, env: "Env | None") -> str:
+def values_of(expr, env: Env | None) -> str:
     """``name = value`` for each name ``expr`` reads that ``env`` holds a plain value for.
 
     >>> from netdsl.syntax.parser import parse_expr
@@ -699,7 +730,7 @@ def _scheme(fn: str):
         if len(pos) > len(spec):
             raise err("E0201", f"too many arguments to `{fn}`", node, f"{len(pos)} given",
                       f"`{fn}` takes " + (", ".join(names) or "no arguments"))
-        values = dict(zip(names, pos))
+        values = dict(zip(names, pos, strict=False))  # fewer given than taken: the defaults
         for k, v in kw.items():
             if k not in names:
                 near = closest(k, names)
@@ -726,7 +757,8 @@ def _scheme(fn: str):
             at = _arg_node(node, names, name)
             raise err("E0204", f"`{fn}` argument `{name}` {message}", at,
                       f"{name} = {show(out[name])}", help)
-        return ir.InitScheme(fn=fn, args=out, span=node.span)
+        # `fn` is a key of _SCHEME_ARGS, every one a name the IR's Literal allows.
+        return ir.InitScheme(fn=cast(Any, fn), args=out, span=node.span)
 
     return make
 

@@ -8,15 +8,16 @@ group its name: its label, or its position among the modules the scope made.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import ir
-from ..layers import shapes
 from ..diagnostics import Diagnostic
+from ..layers import shapes
 from ..span import Span
 
 if TYPE_CHECKING:
-    from .checker import Checker
+    from .context import Context, Shape
+    from .dataflow import ValueScope
 
 
 class SeqFlow:
@@ -27,7 +28,13 @@ class SeqFlow:
     pass reads it (``relu``, ``sigmoid``, ``tanh``).
     """
 
-    values = None  # the names it may bind and read (dataflow.ValueScope); None in combinators
+    values: ValueScope | None = None  # the names it may bind and read; None in combinators
+
+    # Set on a network's flow only (Checker._network).
+    input_override: Any  # the input shape(s) given from outside the spec, or None
+    input_shape: Any  # the network's (first) input shape, once declared
+    sides: list[str]  # the side outputs' names, in spec order
+    sides_decl: Any  # the `sides` statement (ast.Sides), or None
 
     def __init__(self, shape, shared: bool, network: bool = False):
         self.shape = shape
@@ -37,12 +44,12 @@ class SeqFlow:
         self.has_input = not network
         self.missing_reported = False
 
-    def next_input(self, checker: "Checker", span: Span | None):
+    def next_input(self, cx: Context, span: Span | None):
         if self.values is not None and self.values.no_current:
-            checker._no_current(self.values, span)
+            no_current(cx, self.values, span)
         if not self.has_input and not self.missing_reported:
             self.missing_reported = True
-            checker.report(Diagnostic("E0308", "no input shape declared before the first layer",
+            cx.report(Diagnostic("E0308", "no input shape declared before the first layer",
                                       span, "this layer has no input",
                                       "start the network with `input [C, H, W]`, e.g. `input [3, 224, 224]`"))
         return self.shape, self.shared
@@ -58,26 +65,32 @@ class ConcatFlow:
 
     def __init__(self, shape):
         self.input = shape
-        self.branches: list[tuple[list, object, Span | None]] = []
+        self.branches: list[tuple[list, Shape | None, Span | None]] = []
 
-    def next_input(self, checker, span):
+    def next_input(self, cx: Context, span: Span | None):
         return self.input, True
 
     def accept(self, nodes, shape, shared, span) -> None:
         self.branches.append((nodes, shape, span))
 
+    def shaped(self) -> list[tuple[list, Shape, Span | None]] | None:
+        """The branches, where every one's output shape is known; else None (a mistake in
+        a branch made one unknown, and was reported)."""
+        known = [(nodes, shape, span) for nodes, shape, span in self.branches if shape is not None]
+        return known if len(known) == len(self.branches) else None
+
 
 class DenseFlow:
     """Dense connectivity: item k sees the concatenation of the input and all earlier outputs."""
 
-    def __init__(self, shape):
+    def __init__(self, shape, cx: Context):
         self.input = shape
-        self.channels = shape[0] if shape else None
+        self.channels: int = shape[0] if shape else 0  # read only while ok
         self.layers: list[list] = []
         self.ok = shape is not None
-        self.checker: Checker | None = None
+        self.cx = cx  # reports a layer that changes the size
 
-    def next_input(self, checker, span):
+    def next_input(self, cx: Context, span: Span | None):
         if not self.ok:
             return None, False
         return (self.channels,) + tuple(self.input[1:]), False
@@ -89,7 +102,7 @@ class DenseFlow:
             return
         if len(shape) != 3 or shape[1:] != self.input[1:]:
             self.ok = False
-            self.checker.report(Diagnostic(
+            self.cx.report(Diagnostic(
                 "E0302", "a dense layer must keep the spatial size",
                 span, f"it gives {shapes.fmt(shape)} from an input of {shapes.fmt(self.input[1:])} size",
                 "dense connectivity concatenates along channels; use stride 1 and 'same' padding"))
@@ -103,7 +116,7 @@ class DenseFlow:
 class NameScope:
     """Names the modules of one scope (network, block instance, labelled group)."""
 
-    def __init__(self, parent: "NameScope | None"):
+    def __init__(self, parent: NameScope | None):
         self.parent = parent
         self.used: dict[str, Span | None] = {}
         self.positions: set[str] = set()  # the names given by position, to unlabelled modules
@@ -113,7 +126,7 @@ class NameScope:
         # Labelled layers, for `reuse`: label -> (kind, argument values, IR node).
         self.layers: dict[str, tuple] = {}
 
-    def name(self, checker: "Checker", label: str | None, span: Span | None) -> str:
+    def name(self, cx: Context, label: str | None, span: Span | None) -> str:
         position = self.count
         self.count += 1
         if label is None:
@@ -128,14 +141,14 @@ class NameScope:
                 at = first.where() if first else "an earlier line"
                 if label in self.positions:
                     # `"1": relu` after an unlabelled module numbered 1: no label was given twice.
-                    checker.report(Diagnostic(
+                    cx.report(Diagnostic(
                         "E0108", f"label `{label}` collides with the name of the unlabelled module "
                         f"at position {label}", span, f"the module at {at} is already named `{label}`",
                         "a module without a label is named by its position in its block, network or "
                         f"group; use a label that is not a number, e.g. `layer{label}`, or label "
                         "that module too"))
                 else:
-                    checker.report(Diagnostic(
+                    cx.report(Diagnostic(
                         "E0108", f"duplicate label `{label}` in one scope", span, "used again here",
                         f"the first `{label}` is at {at}; "
                         "labels name modules and must be unique in their block, network or group"))
@@ -143,3 +156,15 @@ class NameScope:
         return name
 
 
+
+
+def no_current(cx: Context, values: ValueScope, span: Span | None) -> None:
+    """A layer reads the current result where there is none: the network has named
+    inputs and no `from` has said which one. Reported once; the names it meant are
+    then unknown, so unused inputs are not reported."""
+    names = ", ".join(n for n, _, _ in values.inputs)
+    cx.report(Diagnostic("E0132", "with several inputs, say which one a layer reads", span,
+                         "no current result here",
+                         f"start with `from {values.inputs[0][0]}` (the inputs are {names})"))
+    values.no_current = False
+    values.unsure = True

@@ -54,9 +54,8 @@ from __future__ import annotations
 import math
 import sys
 from collections import OrderedDict
-from dataclasses import dataclass
-
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any
 
 from ..syntax import ast
 from .values import POISON, BlockRef, LayerRef
@@ -103,7 +102,9 @@ class Entry:
 
 
 #: A labelled group's entry whose items leave the dataflow's unread result as it was.
-UNSET = object()
+#: A sentinel, put for a while where a span or None belongs (``ValueScope.dangling``),
+#: hence typed Any.
+UNSET: Any = object()
 
 def table(program, limits, origin: str):
     """The memo table of ``program`` checked under ``limits``, or None when memoizing is off.
