@@ -3,8 +3,8 @@ results, merges, several inputs and outputs, and split. The shipped U-Net, FPN a
 ShuffleNet V2 specs against hand-written PyTorch and torchvision; the built models
 under FX, torch.compile and pickle."""
 
-import re
 import pickle
+import re
 
 import pytest
 import torch
@@ -80,7 +80,7 @@ def test_unet_equals_a_hand_written_unet_in_eval_training_and_gradients(spec_pat
     _same(model, ref, x)
     model(x).square().sum().backward()
     ref(x).square().sum().backward()
-    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+    for (name, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
@@ -148,7 +148,7 @@ def test_shufflenet_v2_x1_0_equals_torchvision(spec_path, one_thread):
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
     ours.square().sum().backward()
     theirs.square().sum().backward()
-    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+    for (name, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-3, msg=name)
 
 

@@ -3,6 +3,7 @@
 (Every error code has its own fixture in tests/test_diagnostics.py.)"""
 
 import pytest
+from pydantic import ValidationError
 
 import netdsl
 from netdsl import ir
@@ -147,15 +148,15 @@ def test_ir_round_trips_through_json(spec_path):
 
 def test_ir_is_frozen_and_strict():
     net = netdsl.compile("network n() { input [3, 4, 4]\n c: conv2d(2, 1) }")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         net.body[0].out_channels = 3
     data = net.model_dump()
     data["body"][0]["surprise"] = 1
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         ir.Network.model_validate(data)
     data["body"][0].pop("surprise")
     data["body"][0]["groups"] = 3           # 3 does not divide 3 → fine; 2 output channels → not
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         ir.Network.model_validate(data)
 
 

@@ -60,8 +60,8 @@ def test_a_device_or_a_fifo_is_refused_not_read_for_ever(tmp_path):
 
 def test_a_non_utf8_byte_is_located_in_characters(tmp_path):
     # The column counts characters, as the parser's columns do: `é` is one column, two bytes.
-    data = "network é() {\n  input [3, 8, 8]\n  r\xe9lu\n}\n".encode("utf-8")
-    data = data.replace("r\xe9lu".encode("utf-8"), b"r\xe9lu")
+    data = "network é() {\n  input [3, 8, 8]\n  r\xe9lu\n}\n".encode()
+    data = data.replace("r\xe9lu".encode(), b"r\xe9lu")
     code, at = first(data)
     assert code == "E0006" and at == (3, 4)
 

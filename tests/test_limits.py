@@ -458,9 +458,9 @@ def test_at_the_caps_the_deepest_specs_check_emit_build_run_and_save(name):
 
     import torch
 
+    from netdsl.backend.lower import lower
     from netdsl.cli.build import fvcore_total
     from netdsl.ir import Network
-    from netdsl.backend.lower import lower
 
     spec, deeper = DEEPEST[name]
     net = netdsl.compile(spec, limits=AT_CAPS)

@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import netdsl
-from netdsl.analysis import counts as analysis
 from netdsl import ir
-from netdsl.check import memo
 from netdsl.analysis import analyse, totals
+from netdsl.analysis import counts as analysis
 from netdsl.api import compile_spec
+from netdsl.check import memo
 from netdsl.tools.sweep import grid, run
 
 ROOT = Path(__file__).resolve().parent.parent
