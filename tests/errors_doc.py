@@ -5,6 +5,7 @@ Each fixture is a failing spec whose first comment lines say what it must give::
     # expect: E0301 at 5:5            (or: # expect: E0107 (no location))
     # limit: max_nesting=4            (optional, any number: a --limit for this check)
     # set: depth=7                    (optional, any number: a --set for this check)
+    # export: onnx                    (optional: the error is export's, not check's)
 
 netdsl/errors.md holds the prose of every entry, written by hand, and between
 ``<!-- example: FILE -->`` and ``<!-- end example -->`` the fixture and the real
@@ -32,6 +33,7 @@ DOCS_DOC = ROOT / "docs" / "errors.md"
 
 _EXPECT = re.compile(r"# expect: (E\d{4}) (?:at (\d+):(\d+)|\(no location\))\s*$")
 _OPTION = re.compile(r"# (limit|set): (\w+)=(.+?)\s*$")
+_EXPORT = re.compile(r"# export: (onnx)\s*$")
 _BLOCK = re.compile(r"(<!-- example: (\S+) -->\n).*?(<!-- end example -->)", re.S)
 
 
@@ -43,6 +45,7 @@ class Fixture:
     column: int | None
     limits: dict[str, int] = field(default_factory=dict)
     overrides: dict[str, str] = field(default_factory=dict)
+    export: str | None = None  # the format of `netdsl export` that reports it, where check does not
 
     @property
     def name(self) -> str:
@@ -52,6 +55,9 @@ class Fixture:
         """The ``netdsl check`` command line that reproduces the fixture's output."""
         args = [f"--limit {k}={v}" for k, v in self.limits.items()]
         args += [f"--set {k}={v}" for k, v in self.overrides.items()]
+        if self.export:
+            return " ".join(["netdsl export", self.name, "--format", self.export, "-o",
+                             self.path.stem + "." + self.export, *args])
         return " ".join(["netdsl check", self.name, *args])
 
 
@@ -64,6 +70,10 @@ def read_fixture(path: Path) -> Fixture:
     fx = Fixture(path, m.group(1), int(m.group(2)) if m.group(2) else None,
                  int(m.group(3)) if m.group(3) else None)
     for line in lines[1:]:
+        export = _EXPORT.match(line)
+        if export is not None:
+            fx.export = export.group(1)
+            continue
         opt = _OPTION.match(line)
         if opt is None:
             break
@@ -104,8 +114,17 @@ def compile_fixture(fx: Fixture, source: bytes | None = None):
     with in_fixtures():
         try:
             # As `netdsl check --set ...` (the command the catalogue shows) words it.
-            compile_spec(fx.name if source is None else source, fx.overrides, limits=limits,
-                         origin="cli")
+            net = compile_spec(fx.name if source is None else source, fx.overrides, limits=limits,
+                               origin="cli")
+            if fx.export == "onnx":  # what `netdsl export --format onnx` refuses before writing
+                from pathlib import Path as _Path
+
+                from netdsl.backend.onnx import problems
+
+                found = problems(net)
+                if found:
+                    text = _Path(fx.name).read_text(encoding="utf-8") if source is None else source.decode()
+                    return netdsl.NetdslError(found, {fx.name: text})
         except netdsl.NetdslError as e:
             return e
     return None

@@ -119,3 +119,30 @@ def test_a_network_of_several_inputs_and_named_outputs_exports_with_its_names(tm
         want = model(rgb, depth)
     torch.testing.assert_close(torch.from_numpy(seg), want.seg, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(torch.from_numpy(cls), want.cls, rtol=1e-5, atol=1e-5)
+
+
+def test_export_refuses_a_layer_whose_onnx_form_differs_and_writes_nothing(tmp_path, capsys):
+    spec = tmp_path / "pool.net"
+    spec.write_text("network n() {\n    input [3, 7, 7]\n"
+                    "    maxpool2d(2, stride = 2, padding = 1, ceil_mode = true)\n}\n")
+    out = tmp_path / "pool.onnx"
+    assert main(["export", str(spec), "--format", "onnx", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "error[E0601]" in err and f"{spec}:3:5" in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["pool.net"]
+
+
+def test_a_file_onnxruntime_disagrees_with_is_not_written(tmp_path, spec_path, capsys, monkeypatch):
+    # Whatever the exporter gives is run and compared before it replaces anything: here a
+    # stand-in exporter writes another network's file.
+    from netdsl.backend import onnx as onnx_module
+
+    real = onnx_module.export
+    other = netdsl.build("network m() { input [1, 32, 32]\n conv2d(3, 5)\n flatten\n linear(10) }").eval()
+    monkeypatch.setattr(onnx_module, "export", lambda model, x, path, **kw: real(other, x, path, **kw))
+    out = tmp_path / "lenet5.onnx"
+    out.write_bytes(b"before")
+    assert main(["export", spec_path("lenet5"), "--format", "onnx", "-o", str(out), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "does not do what the model does" in err and "nothing was written" in err
+    assert out.read_bytes() == b"before" and sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.onnx"]

@@ -95,6 +95,63 @@ def export(model, example_inputs, path, opset: int | None = None, *, dynamic_bat
     return path
 
 
+def problems(net) -> list:
+    """A located diagnostic (E0601) for each layer of ``net`` whose ONNX form onnxruntime
+    would refuse, or would compute differently: what the catalogue's ``onnx_problem``
+    says of each kind. Empty where the network exports as it runs.
+
+    >>> import netdsl
+    >>> net = netdsl.compile("network n() { input [3, 7, 7]\\n maxpool2d(2, padding = 1, ceil_mode = true) }")
+    >>> [(d.code, d.span.line, d.span.column) for d in problems(net)]
+    [('E0601', 2, 2)]
+    """
+    from ..diagnostics import Diagnostic
+    from ..ir import walk
+    from ..layers import LAYERS
+    from ..layers.base import Layer
+
+    out = []
+    for node in walk(net.body):
+        if isinstance(node, Layer):
+            found = LAYERS[node.kind].onnx_problem(node)
+            if found is not None:
+                message, label, help_, _ = found
+                out.append(Diagnostic("E0601", message, node.span, label, help_))
+    return out
+
+
+def verify(path, model, example_inputs, *, atol: float = 1e-4, rtol: float = 1e-4) -> str | None:
+    """Run the ONNX file ``path`` in onnxruntime on ``example_inputs`` and compare each
+    output with ``model``'s; None where all agree, else what went wrong. Without
+    onnxruntime (not part of ``onnx``'s own needs), None."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {i.name: a.numpy() for i, a in zip(session.get_inputs(), args, strict=True)})
+    except Exception as e:  # onnxruntime's own error types
+        return f"onnxruntime cannot run it: {str(e).strip().splitlines()[-1][:300]}"
+    with torch.no_grad():
+        want = model.eval()(*args)
+    wanted = list(want.values()) if isinstance(want, dict) else list(want) if isinstance(want, tuple) else [want]
+    if len(got) != len(wanted):
+        return f"it gives {len(got)} outputs where the model gives {len(wanted)}"
+    for i, (g, w) in enumerate(zip(got, wanted, strict=True)):
+        w = w.numpy()
+        if g.shape != w.shape:
+            return f"output {i} has the shape {list(g.shape)} where the model gives {list(w.shape)}"
+        if not np.allclose(g, w, atol=atol, rtol=rtol):
+            return f"output {i} differs from the model's by up to {float(np.abs(g - w).max()):.3g}"
+    return None
+
+
 def io_names(net) -> tuple[list[str], list[str]]:
     """The names a network's ONNX file gives its inputs and outputs: the spec's named
     inputs (else ``input``), and the names its ``output`` gives (else ``logits``).
@@ -110,4 +167,4 @@ def io_names(net) -> tuple[list[str], list[str]]:
     return inputs, outputs
 
 
-__all__ = ["export", "io_names", "require", "MissingExtra", "INSTALL"]
+__all__ = ["export", "io_names", "problems", "verify", "require", "MissingExtra", "INSTALL"]

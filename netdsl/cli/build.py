@@ -8,7 +8,6 @@ import sys
 from .common import UsageError, compile_args, memory_guard, parse_device, spec_arguments, table_arguments
 from .files import files_read
 
-
 # fvcore traces the model with torch.jit and keeps every op's inputs: past a few thousand
 # modules that costs minutes and gigabytes (10,000 one-channel convolutions in a concat:
 # 22 s of CPU and 1.5 GB for 20,000 parameters), far more than the build itself.

@@ -68,11 +68,15 @@ def run(args) -> int:
 
     from ..api import compile_spec
     from ..backend.lower import lower
-    from ..backend.onnx import export, io_names
+    from ..backend.onnx import export, io_names, problems, verify
+    from ..diagnostics import NetdslError
 
     net, read = files_read(lambda: compile_spec(
         args.spec, overrides, network=args.network, input=parse_input(args.input), limits=limits,
         import_path=args.import_path, origin="cli"))
+    refused = problems(net)
+    if refused:  # what the file could not do as the model does, said where it is in the spec
+        raise NetdslError(refused, _texts(read))
     t = _target(args, read)
     model = lower(net, device="cpu").eval()
     # Batch 2: the exporter would specialise a batch of 1 and fix the batch size.
@@ -83,6 +87,10 @@ def run(args) -> int:
     try:
         names_in, names_out = io_names(net)
         export(model, inputs, str(tmp), opset=args.opset, input_names=names_in, output_names=names_out)
+        wrong = verify(tmp, model, inputs)
+        if wrong is not None:
+            raise UsageError(f"the ONNX file of `{net.name}` does not do what the model does ({wrong}); "
+                             f"nothing was written to {args.output}. This is netdsl's to fix: please report it")
         os.replace(tmp, t)
     finally:
         with contextlib.suppress(OSError):
@@ -91,6 +99,15 @@ def run(args) -> int:
                        ([tuple(i.shape) for i in net.inputs] or [tuple(net.input_shape)]))
     print(f"{args.output}: ONNX model of `{net.name}`, input {shapes}, checked by onnx.checker")
     return 0
+
+
+def _texts(paths) -> dict[str | None, str]:
+    """The text of each file the spec read, for diagnostics to quote (best effort)."""
+    out: dict[str | None, str] = {}
+    for p in paths:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            out[str(p)] = Path(p).read_text(encoding="utf-8")
+    return out
 
 
 def _target(args, read) -> Path:

@@ -311,6 +311,12 @@ class Kind:
         with the initial value ``node`` gives (lowering calls it under ``torch.no_grad``)."""
         raise NotImplementedError(f"`{self.name}` builds a module, not a bare parameter")
 
+    def onnx_problem(self, node) -> tuple[str, str, str, str | None] | None:
+        """Why ``node`` cannot be exported to ONNX as torch runs it, as (message, label,
+        help, the argument at fault or None), or None where it can: an ONNX file that
+        onnxruntime refuses, or that computes something else, is never written."""
+        return None
+
     def default_init(self, module, pname: str, tensor) -> bool:
         """Initialise one parameter as the module's ``reset_parameters`` does, leaving
         the others alone; False where this kind cannot do it per parameter."""

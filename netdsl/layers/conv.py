@@ -99,6 +99,7 @@ class ConvTranspose2d(Layer):
 
 
 class ConvTranspose2dKind(Conv2dKind):
+
     name = "conv_transpose2d"
     example = "conv_transpose2d(4, 2, stride = 2)"
     node = ConvTranspose2d
@@ -153,6 +154,18 @@ class ConvTranspose2dKind(Conv2dKind):
         return dict(in_channels=n.in_channels, out_channels=n.out_channels, kernel_size=n.kernel_size,
                     stride=n.stride, padding=n.padding, output_padding=n.output_padding,
                     groups=n.groups, bias=n.bias, dilation=n.dilation)
+
+    def onnx_problem(self, n):
+        # torch takes an output padding below the stride or the dilation; ONNX's
+        # ConvTranspose, as onnxruntime runs it, only below the stride.
+        for i, axis in enumerate(("height", "width")):
+            if n.output_padding[i] >= n.stride[i]:
+                return (f"`conv_transpose2d` with `output_padding = {n.output_padding[i]}` at stride "
+                        f"{n.stride[i]} ({axis}) cannot be run from ONNX",
+                        "onnxruntime needs an output padding below the stride",
+                        "make the output padding smaller than the stride, or grow the output with "
+                        "`zero_pad2d` after the layer", "output_padding")
+        return None
 
 
 class Linear(Layer):

@@ -18,6 +18,24 @@ _COMMON = (
 
 class _Window(Kind):
     output_not_saved = True
+
+    def onnx_problem(self, n):
+        # ONNX's ceil_mode keeps a last window that starts in the right padding; torch
+        # drops it. Where that changes the size, the file would compute another shape.
+        if not n.ceil_mode:
+            return None
+        for axis, size, out in (("height", n.in_shape[1], n.out_shape[1]), ("width", n.in_shape[2], n.out_shape[2])):
+            i = 0 if axis == "height" else 1
+            k, s, p = n.kernel_size[i], n.stride[i], n.padding[i]
+            d = getattr(n, "dilation", (1, 1))[i]
+            onnx = -(-(size + 2 * p - (d * (k - 1) + 1)) // s) + 1
+            if onnx != out:
+                return (f"`{self.name}` with `ceil_mode = true` gives {out} here, where ONNX would give "
+                        f"{onnx} ({axis} {size}): ONNX keeps a last window that starts in the padding",
+                        f"ONNX computes another {axis}", "export without ceil_mode (pad the input "
+                        "instead), or change the padding or the input size so that the last window "
+                        "starts inside the input", "ceil_mode")
+        return None
     # The keyword arguments `apply` passes only where they differ from these defaults.
     _optional: tuple[tuple[str, Any], ...] = ()
 
