@@ -12,14 +12,12 @@ from keyword import iskeyword
 
 from .. import ir
 from ..diagnostics import Diagnostic, closest
-from ..layers import shapes
+from ..layers import LAYERS, shapes
 from ..syntax import ast
 from .context import Built, Context
 from .evaluate import Env, span_of, values_of
 from .flows import ConcatFlow, DenseFlow, NameScope, SeqFlow
 from .values import POISON
-
-_WINDOWED = ("conv2d", "maxpool2d", "avgpool2d")
 
 
 def _leaves(nodes):
@@ -60,7 +58,7 @@ def _same_padding(n) -> tuple[int, int] | None:
         if d * (k - 1) % 2:
             return None
         pads.append(d * (k - 1) // 2)
-    if n.kind != "conv2d" and any(p > k // 2 for p, k in zip(pads, n.kernel_size, strict=True)):
+    if LAYERS[n.kind].half_window_padding and any(p > k // 2 for p, k in zip(pads, n.kernel_size, strict=True)):
         return None
     return tuple(pads)
 
@@ -162,7 +160,8 @@ def _shortcut_help(cx: Context, st, shape, nodes, out, sc_nodes, sc_out) -> str:
                 "end both with the same kind of layer")
     parts = []
     if out[0] != sc_out[0]:
-        last = next((n for n in reversed(list(_leaves(sc_nodes))) if n.kind in ("conv2d", "linear")), None)
+        last = next((n for n in reversed(list(_leaves(sc_nodes)))
+                     if n.kind != "scope" and LAYERS[n.kind].projects), None)
         if last is not None:
             parts.append(f"the shortcut's last layer `{cx.text(last.span)}` at {_at(last.span, st.span)} "
                          f"gives {sc_out[0]} channels and the body {out[0]}: make it give {out[0]} "
@@ -200,7 +199,7 @@ def _padding_hint(cx: Context, nodes, here) -> str | None:
     and the padding that keeps the size: a dropped `padding = 1` is the usual cause."""
     changes = [n for n in _leaves(nodes) if len(n.in_shape) == 3 and len(n.out_shape) == 3
                and n.in_shape[1:] != n.out_shape[1:]]
-    if not changes or any(getattr(n, "stride", (1, 1)) != (1, 1) or n.kind not in _WINDOWED
+    if not changes or any(getattr(n, "stride", (1, 1)) != (1, 1) or not LAYERS[n.kind].window
                           for n in changes):
         return None
     n = changes[0]

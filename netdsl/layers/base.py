@@ -220,6 +220,14 @@ class Kind:
     function: str = ""
     # Whether its ``inplace`` argument may overwrite its input (the in-place checks).
     inplace_arg: bool = False
+    # Its output size follows the window formula from kernel_size, stride, padding (and
+    # dilation): the checker's help can say which padding keeps the size at stride 1.
+    window: bool = False
+    # Its padding may be at most half its window, as torch's pools require.
+    half_window_padding: bool = False
+    # Its first argument sets the output's channels or features: what a shortcut that
+    # gives the wrong width usually ends with.
+    projects: bool = False
     # A typical use and an input it checks on: the generic tests build and run it.
     example: str = ""
     example_input: tuple[int, ...] = (2, 6, 6)

@@ -45,6 +45,7 @@ def _kaiming_default(module, pname, tensor) -> bool:
 
 class Conv2dKind(Kind):
     name = "conv2d"
+    window = projects = True
     example = "conv2d(4, 3, padding = 1)"
     # Declared as Kind's, since conv_transpose2d's kind derives from this one.
     node: type[Layer] = Conv2d
@@ -99,8 +100,8 @@ class ConvTranspose2d(Layer):
 
 
 class ConvTranspose2dKind(Conv2dKind):
-
     name = "conv_transpose2d"
+    window = projects = False  # its size grows with the stride; the help speaks of conv2d
     example = "conv_transpose2d(4, 2, stride = 2)"
     node = ConvTranspose2d
     doc = "2-D transposed convolution (torch.nn.ConvTranspose2d); input channels are inferred"
@@ -177,6 +178,7 @@ class Linear(Layer):
 
 class LinearKind(Kind):
     name = "linear"
+    projects = True
     example = "linear(3)"
     example_input = (4,)
     node = Linear

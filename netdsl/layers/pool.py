@@ -18,6 +18,7 @@ _COMMON = (
 
 class _Window(Kind):
     output_not_saved = True
+    window = half_window_padding = True
 
     def onnx_problem(self, n):
         # ONNX's ceil_mode keeps a last window that starts in the right padding; torch
