@@ -244,12 +244,16 @@ def write(nodes: Sequence[ir.Node], net: ir.Network | None = None) -> Forward:
     w = ForwardWriter()
     params = ["x"]
     if net is not None and net.inputs:
+        # The inputs' own names (the checker allows only names a parameter can have), so
+        # that `model(rgb=..., depth=...)` calls it as the spec says.
+        w.s.used.discard("x")
         params = []
         for i in net.inputs:
-            var = w.fresh(local_name(i.name))
+            var = i.name if i.name not in w.s.used else w.fresh(local_name(i.name))
+            w.s.used.add(var)
             params.append(var)
             w.s.names[i.name] = var
-    out = w.seq(nodes, params[0], params[0] if len(params) == 1 else "x")
+    out = w.seq(nodes, params[0], params[0] if len(params) == 1 else w.fresh("x"))
     returns_outputs = False
     if net is not None and w.s.sides:
         made = dict(zip(("logits",) + tuple(net.outputs), [out] + w.s.sides, strict=True))

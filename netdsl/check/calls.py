@@ -67,6 +67,19 @@ def reuse(cx: Context, st: ast.Reuse, env: Env, flow, scope: NameScope) -> None:
             f"a shared module keeps its weights' shape; use a new layer here, or reuse "
             f"`{short(label)}` where the input has {getattr(first, f)} channels"))
         return
+    # Any other argument its module was made with that this input would change (a group
+    # norm's channels, a per-channel prelu's slopes, a layer norm's shape, a scale's).
+    made, here = LAYERS[kind].torch(first).kwargs, LAYERS[kind].torch(nodes[0]).kwargs
+    differ = [k for k in made if made[k] != here.get(k)]
+    if differ and len(cx.diags) == before:
+        k = differ[0]
+        cx.report(Diagnostic(
+            "E0320", f"reused `{short(label)}` was built for input {shapes.fmt(first.in_shape)} "
+            f"({k} = {made[k]}), here it gets {shapes.fmt(shape)} ({k} = {here.get(k)})", st.span,
+            f"input {shapes.fmt(shape)}",
+            f"a shared module keeps the shape it was made for; use a new layer here, or reuse "
+            f"`{short(label)}` where the input is {shapes.fmt(first.in_shape)}"))
+        return
     flow.accept(nodes, out, out_shared, st.span)
 
 

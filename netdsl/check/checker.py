@@ -41,6 +41,9 @@ from .values import POISON, BlockRef, LayerRef, show, to_json, type_name
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 _VALUE_TYPES = (bool, int, float, str, tuple, BlockRef, LayerRef)  # and none
 
+# The largest finite float32: a float argument beyond it is infinite where torch uses it.
+FLOAT32_MAX = 3.4028234663852886e38
+
 # What the smallest values of an argument mean, for the help of a value below them.
 _RANGE_HINTS = {"stride": " (1 keeps the size, 2 halves it)", "padding": " (0 is no padding)",
                 "groups": " (1 is an ordinary convolution)", "dilation": " (1 is an ordinary window)"}
@@ -1032,6 +1035,14 @@ class Checker:
                                                f"give `{key}` a value of {a.min} or more" +
                                                _RANGE_HINTS.get(key, "")))
                     return False
+            if isinstance(v, float) and abs(v) > FLOAT32_MAX:
+                # torch applies the value to float32 tensors, where it would be infinite:
+                # every forward would fail ("cannot be converted ... without overflow").
+                self.report(Diagnostic("E0204", f"`{kind}` argument `{key}` is out of float32's range",
+                                       at, f"found {v:g}",
+                                       f"give `{key}` a value between -{FLOAT32_MAX:.4g} and {FLOAT32_MAX:.4g}: "
+                                       "torch applies it to float32 tensors"))
+                return False
             if a.unit and not 0.0 <= v <= 1.0:
                 default = a.default if a.default is not REQUIRED else 0.5
                 self.report(Diagnostic("E0204", f"`{kind}` argument `{key}` must be between 0 and 1",

@@ -10,6 +10,7 @@ name; each rule is a function of the checker's :class:`~.context.Context`.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from keyword import iskeyword
 from typing import Literal, cast, get_args
@@ -277,6 +278,15 @@ def named_input(cx: Context, st: ast.NamedInput, env: Env, flow, scope: NameScop
         cx.report(Diagnostic("E0127", f"input `{st.name}` is named twice", st.span, "named again here",
                              "give each input its own name"))
         return
+    if not _parameter_name(st.name):
+        # The built model's forward takes the inputs by these names: `forward(self, rgb, depth)`.
+        cx.report(Diagnostic("E0113", f"input `{st.name}` cannot name a parameter of the model's "
+                             "forward", st.span,
+                             f"`{st.name}`, which the forward uses itself" if st.name in FORWARD_NAMES
+                             else "a Python keyword" if iskeyword(st.name) else "not a plain Python name",
+                             f"rename it, e.g. `{st.name.strip('_') or 'x'}_input`: calls, FX, "
+                             "torch.export and ONNX take the inputs by these names"))
+        return
     override = flow.input_override
     if isinstance(override, dict):
         override = override.get(st.name)
@@ -294,6 +304,22 @@ def named_input(cx: Context, st: ast.NamedInput, env: Env, flow, scope: NameScop
     if shape is not None and flow.input_shape is None:
         flow.input_shape = shape
     flow.shape = None
+
+
+# Names a built model's forward uses itself: an input may not take them.
+FORWARD_NAMES = frozenset({"self", "torch", "F", "nn", "getattr"})
+
+
+def _parameter_name(name: str) -> bool:
+    """Whether ``name`` can be a parameter of a Python function as it is: an identifier,
+    no keyword, not ``self``, not private-looking, unchanged by Python's NFKC
+    normalisation of identifiers.
+
+    >>> [_parameter_name(n) for n in ("rgb", "self", "class", "__x", "ﬁ", "torch")]
+    [True, False, False, False, False, False]
+    """
+    return (name.isidentifier() and not iskeyword(name) and name not in FORWARD_NAMES
+            and not name.startswith("__") and unicodedata.normalize("NFKC", name) == name)
 
 
 def input_shape(cx: Context, value, span: Span | None, example: str) -> Shape | None:
