@@ -99,3 +99,23 @@ def test_a_body_of_many_branches_gets_distinct_names_for_each():
     src = write(net.body, net).text()
     names = re.findall(r"^        (branch\d*) = ", src, re.M)
     assert len(names) == 3000 and len(set(names)) == 3000
+
+
+def test_nine_named_inputs_and_keyword_calls():
+    # A built model had a forward for at most eight inputs (KeyError: 9 past them).
+    names = [f"s{k}" for k in range(9)]
+    spec = "network n() {\n" + "".join(f" input {n}: [1, 4, 4]\n" for n in names) + \
+           f" add({', '.join(names)})\n}}"
+    model = netdsl.build(spec)
+    assert list(inspect.signature(model.forward).parameters) == names
+    xs = {n: torch.full((1, 1, 4, 4), float(k)) for k, n in enumerate(names)}
+    assert model(**xs).flatten()[0].item() == sum(range(9))
+    assert torch.equal(model(*xs.values()), model(**xs))
+
+
+def test_a_reused_scale_multiplies_by_the_same_parameter():
+    # `reuse` of a `scale` label failed with KeyError at build.
+    model = netdsl.build("network n() { input [4, 2, 2]\n s: scale(init = 0.5)\n relu\n reuse s }")
+    assert [n for n, _ in model.named_parameters()] == ["s"]
+    x = torch.ones(1, 4, 2, 2)
+    assert torch.equal(model(x), torch.full((1, 4, 2, 2), 0.25))
