@@ -124,13 +124,9 @@ class Checker:
         # The memo of block instances (memo.py), and what it needs to know of each
         # expansion: reports made, levels reached, and the logs of lasting effects.
         self._memo = memo.table(program, self.limits, origin)
-        self._reports = 0
         self._depth = 0
-        self._chain_peak = self._depth_peak = self._need_peak = 0
-        self._matched_log: list = []
-        self.inner_log: list[tuple[str, str, Span | None]] = []
-        self._steps_log: list = []
-        self._id_keys = 0  # how many keys in _steps_log hold a list by its identity
+        # Every lasting effect an expansion has, which the memo records and replays.
+        self.record = memo.Record()
         self.ev = Evaluator(self.limits, globals=self._global, charge=self._charge,
                             blocks=lambda: program.blocks)
         self.globals = Env()
@@ -143,7 +139,7 @@ class Checker:
 
     # -- reporting
     def report(self, d: Diagnostic) -> None:
-        self._reports += 1
+        self.record.reports += 1
         key = (d.code, d.message, d.span.where() if d.span else None,
                d.span.column if d.span else None)
         if key in self._seen:
@@ -509,8 +505,8 @@ class Checker:
     def _would_pass(self, steps: int, span, label: str) -> None:
         """Refuse now work known to take ``steps`` more steps, if that is over the limit:
         expanding it first would only take longer to reach the same E0404."""
-        if self.nodes + steps > self._need_peak:
-            self._need_peak = self.nodes + steps
+        if self.nodes + steps > self.record.need_peak:
+            self.record.need_peak = self.nodes + steps
         if self.nodes + steps > self.limits.max_nodes:
             self._too_many_steps(span, label)
 
@@ -539,8 +535,8 @@ class Checker:
         # Body levels, for the memo; counted here, not in a wrapper, since a frame more per
         # level would move where Python's stack runs out (E0405 or E0402 for deep specs).
         self._depth += 1
-        if self._depth > self._depth_peak:
-            self._depth_peak = self._depth
+        if self._depth > self.record.depth_peak:
+            self.record.depth_peak = self._depth
         same = self._same_after(stmts)
         seen = cost = None
         try:
@@ -802,10 +798,9 @@ class Checker:
                     self.close(inner)
                     left = memo.UNSET if values is None else values.dangling
                     if sub.shape is not None:
-                        self._remember(mkey, region, scope, sub, (len(self._steps_log), self._id_keys),
-                                       left)
+                        self._remember(mkey, region, scope, sub, left)
                 finally:
-                    region.close(self)
+                    region.close()
                     if values is not None and values.dangling is memo.UNSET:
                         values.dangling = before
             elif isinstance(unit, ast.Group):
@@ -1067,7 +1062,7 @@ class Checker:
                 if target == label and label not in LAYERS:
                     out[param] = scheme
                     s.matched.add(i)
-                    self._matched_log.append((s, i))
+                    self.record.matched.append((s, i))
                     if not self._fan_fits(kind, param, scheme):
                         del out[param]
             for i in range(len(s.init) - 1, -1, -1):
@@ -1080,8 +1075,8 @@ class Checker:
     def block(self, ref: BlockRef, use: ast.Use, env: Env, shape, shared, scope, label):
         defn = ref.defn
         depth = len(self.chain)
-        if depth > self._chain_peak:
-            self._chain_peak = depth
+        if depth > self.record.chain_peak:
+            self.record.chain_peak = depth
         if depth >= self.limits.max_block_depth:
             self.report(Diagnostic("E0405", f"blocks nested more than {self.limits.max_block_depth} "
                                    "deep", use.span, f"`{defn.name}` used again here",
@@ -1118,7 +1113,7 @@ class Checker:
                 self._replay(hit, scope)
                 if key is not None:
                     self._instance_steps[key] = (hit.steps_total, benv.vars)
-                    self._log_steps(key, (hit.steps_total, benv.vars))
+                    self.record.log_steps(key, (hit.steps_total, benv.vars))
                 node = ir.Scope(name=name, cls=defn.cls or camel(defn.name), block=defn.name,
                                 body=hit.body, in_shape=shape, out_shape=hit.shape, span=use.span)
                 return [node], hit.shape, hit.shared
@@ -1134,16 +1129,16 @@ class Checker:
             finally:
                 self.chain.pop()
             steps = self.nodes - region.nodes
-            nested = len(self._steps_log), self._id_keys
+            region.nested()
             if key is not None:
                 # The arguments are kept alive with the count: lists are keyed by identity.
                 self._instance_steps[key] = (steps, benv.vars)
-                self._log_steps(key, (steps, benv.vars))
+                self.record.log_steps(key, (steps, benv.vars))
             self.close(inner)
             if mkey is not None and sub.shape is not None:
-                self._remember(mkey, region, scope, sub, nested)
+                self._remember(mkey, region, scope, sub)
         finally:
-            region.close(self)
+            region.close()
         if not ok:
             return [], None, False
         return self.scope_node(name, defn.cls or camel(defn.name), defn.name, sub, shape, use.span), \
@@ -1172,32 +1167,15 @@ class Checker:
         return True
 
     # -- the memo of block instances and labelled groups (memo.py)
-    def _region(self) -> _Region:
-        return _Region(self)
+    def _region(self) -> memo.Region:
+        return self.record.region(len(self.chain), self._depth, self.nodes, len(self.diags))
 
-    def _remember(self, mkey, region: _Region, scope, sub, nested_end: tuple,
-                  dangling=None) -> None:
-        """Keep what the expansion that ``region`` watched made, if it is safe to replay;
-        ``nested_end`` is where its nested instances' step records end, and their count of
-        keys that hold a list by identity there."""
-        if self._reports != region.reports or len(self.diags) != region.diags:
-            return
-        if nested_end[1] != region.id_keys:
-            return  # a nested instance keyed by a list's identity: see memo.py
-        nested = self._steps_log[region.steps:nested_end[0]]
-        outer = {}
-        s, level = scope, 0
-        while s is not None:
-            outer[id(s)] = level
-            s, level = s.parent, level + 1
-        matched = tuple((outer[id(s)], i) for s, i in self._matched_log[region.matched:] if id(s) in outer)
-        memo.store(self._memo, mkey, memo.Entry(
-            body=tuple(sub.nodes), shape=sub.shape, shared=sub.shared,
-            steps_total=self.nodes - region.nodes,
-            need=max(self._need_peak, self.nodes) - region.nodes,
-            chain=self._chain_peak - region.chain, depth=self._depth_peak - self._depth,
-            matched=matched, inner=tuple(self.inner_log[region.inner:]), steps=tuple(nested),
-            dangling=dangling))
+    def _remember(self, mkey, region: memo.Region, scope, sub, dangling=None) -> None:
+        """Keep what the expansion that ``region`` watched made, if it is safe to replay."""
+        entry = self.record.entry(region, scope, self.nodes, self._depth, len(self.diags),
+                                  body=tuple(sub.nodes), shape=sub.shape, shared=sub.shared, dangling=dangling)
+        if entry is not None:
+            memo.store(self._memo, mkey, entry)
 
     def _fits(self, hit: memo.Entry) -> bool:
         """Whether expanding the instance here would run as it did when it was kept."""
@@ -1208,27 +1186,12 @@ class Checker:
     def _replay(self, hit: memo.Entry, scope) -> None:
         """What expanding the instance or group would do to the checker, from the memo: its
         steps, the outer init rules it uses, the names bound in it, its nested instances' work."""
-        self._chain_peak = max(self._chain_peak, len(self.chain) + hit.chain)
-        self._depth_peak = max(self._depth_peak, self._depth + hit.depth)
-        self._need_peak = max(self._need_peak, self.nodes + hit.need)
+        self.record.replay(hit, scope, len(self.chain), self._depth, self.nodes)
         self.nodes += hit.steps_total
-        for level, i in hit.matched:
-            s = scope
-            for _ in range(level):
-                s = s.parent
-            s.matched.add(i)
-            self._matched_log.append((s, i))
         for entry in hit.inner:
             self.inner_names.setdefault(entry[0], (entry[1], entry[2]))
-            self.inner_log.append(entry)
         for k, v in hit.steps:
             self._instance_steps[k] = v
-            self._steps_log.append((k, v))  # none holds a list by identity (_remember)
-
-    def _log_steps(self, key, value) -> None:
-        self._steps_log.append((key, value))
-        if any(vk[0] is tuple for _, vk in key[1]):
-            self._id_keys += 1
 
 
 #: The rule of each kind of statement: called with the checker, the statement, its
@@ -1272,25 +1235,6 @@ COMBINATORS: dict[type[ast.Stmt], Callable[[Checker, Any, Env, Shape | None, Sha
     ast.Side: combinators.side,
     ast.Split: dataflow.split,
 }
-
-
-class _Region:
-    """What the checker had done when an expansion began, to tell what it did: the reports,
-    the logs' lengths, the steps; and the peaks it reaches, started afresh and merged back."""
-
-    def __init__(self, checker: Checker):
-        c = checker
-        self.outer = c._chain_peak, c._depth_peak, c._need_peak
-        self.chain, self.nodes = len(c.chain), c.nodes
-        c._chain_peak, c._depth_peak, c._need_peak = self.chain, c._depth, c.nodes
-        self.reports, self.diags = c._reports, len(c.diags)
-        self.matched, self.inner, self.steps = len(c._matched_log), len(c.inner_log), len(c._steps_log)
-        self.id_keys = c._id_keys
-
-    def close(self, c: Checker) -> None:
-        c._chain_peak = max(c._chain_peak, self.outer[0])
-        c._depth_peak = max(c._depth_peak, self.outer[1])
-        c._need_peak = max(c._need_peak, self.outer[2])
 
 
 @functools.cache

@@ -161,7 +161,7 @@ def _shortcut_help(cx: Context, st, shape, nodes, out, sc_nodes, sc_out) -> str:
     parts = []
     if out[0] != sc_out[0]:
         last = next((n for n in reversed(list(_leaves(sc_nodes)))
-                     if n.kind != "scope" and LAYERS[n.kind].projects), None)
+                     if isinstance(n, ir.Layer) and LAYERS[n.kind].projects), None)
         if last is not None:
             parts.append(f"the shortcut's last layer `{cx.text(last.span)}` at {_at(last.span, st.span)} "
                          f"gives {sc_out[0]} channels and the body {out[0]}: make it give {out[0]} "
@@ -199,7 +199,8 @@ def _padding_hint(cx: Context, nodes, here) -> str | None:
     and the padding that keeps the size: a dropped `padding = 1` is the usual cause."""
     changes = [n for n in _leaves(nodes) if len(n.in_shape) == 3 and len(n.out_shape) == 3
                and n.in_shape[1:] != n.out_shape[1:]]
-    if not changes or any(getattr(n, "stride", (1, 1)) != (1, 1) or not LAYERS[n.kind].window
+    if not changes or any(getattr(n, "stride", (1, 1)) != (1, 1) or not isinstance(n, ir.Layer)
+                          or not LAYERS[n.kind].window
                           for n in changes):
         return None
     n = changes[0]

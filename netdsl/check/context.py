@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .dataflow import ValueScope
     from .evaluate import Env
     from .flows import ConcatFlow, DenseFlow, NameScope, SeqFlow
+    from .memo import Record
 
 #: A static shape without the batch dimension: [C, H, W] or [F].
 Shape = tuple[int, ...]
@@ -59,7 +60,7 @@ class Context(Protocol):
     #: Names bound inside block instances already closed → (block, where): E0129.
     inner_names: dict[str, tuple[str, Span | None]]
     #: The same, in order, as (name, block, where), for the memo to replay.
-    inner_log: list[tuple[str, str, Span | None]]
+    record: Record
 
     def report(self, d: Diagnostic) -> None:
         """Record a diagnostic (once per code, message and place), with the chain of

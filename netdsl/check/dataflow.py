@@ -464,7 +464,7 @@ def close(cx: Context, values: ValueScope) -> None:
                                  f"or remove {'the input' if v.input else f'`-> {name}`'}"))
         if values.owner is not None:
             cx.inner_names.setdefault(name, (values.owner, v.span))
-            cx.inner_log.append((name, values.owner, v.span))  # replayed by the block memo
+            cx.record.inner.append((name, values.owner, v.span))  # replayed by the block memo
 
 
 def _outer_names(cx: Context) -> set:

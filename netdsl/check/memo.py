@@ -101,6 +101,103 @@ class Entry:
     dangling: object = None  # a labelled group's: the span it leaves as unread, or UNSET
 
 
+class Record:
+    """The replay record: every lasting effect of the checker's expansions, which the
+    checker writes here as it goes and nowhere else, so that an :class:`Entry` can be
+    cut from it (:meth:`entry`) and played back (:meth:`replay`).
+
+    ``reports``: diagnostics reported, repeats included; ``chain_peak``,
+    ``depth_peak``, ``need_peak``: the deepest block chain and body level reached and
+    the most steps counted or checked against the limit, within the current region;
+    ``matched``: (scope, rule index) of each outer ``init`` label rule used; ``inner``:
+    each name bound inside an instance (name, block, span); ``steps``: each instance's
+    step record (key, value); ``id_keys``: how many of those keys hold a list by its
+    identity (such an instance is never kept)."""
+
+    def __init__(self) -> None:
+        self.reports = 0
+        self.chain_peak = self.depth_peak = self.need_peak = 0
+        self.matched: list[tuple[Any, int]] = []
+        self.inner: list[tuple[str, str, Any]] = []
+        self.steps: list[tuple[Any, Any]] = []
+        self.id_keys = 0
+
+    def log_steps(self, key, value) -> None:
+        self.steps.append((key, value))
+        if any(vk[0] is tuple for _, vk in key[1]):
+            self.id_keys += 1
+
+    def region(self, chain: int, depth: int, nodes: int, diags: int) -> Region:
+        """Start watching an expansion that begins at block chain ``chain``, body level
+        ``depth``, ``nodes`` steps and ``diags`` diagnostics: the peaks start afresh,
+        :meth:`Region.close` merges them back."""
+        return Region(self, chain, depth, nodes, diags)
+
+    def entry(self, region: Region, scope, nodes: int, depth: int, diags: int, *, body: tuple, shape,
+              shared, dangling=None) -> Entry | None:
+        """The entry of the expansion ``region`` watched, which ended at ``nodes`` steps and
+        ``diags`` diagnostics in ``scope``; None where it reported anything or a nested
+        instance is keyed by a list's identity (see the module's docstring)."""
+        if self.reports != region.reports or diags != region.diags:
+            return None
+        end, id_keys = region.nested_end if region.nested_end is not None else (len(self.steps), self.id_keys)
+        if id_keys != region.id_keys:
+            return None
+        outer = {}
+        s, level = scope, 0
+        while s is not None:
+            outer[id(s)] = level
+            s, level = s.parent, level + 1
+        matched = tuple((outer[id(s)], i) for s, i in self.matched[region.matched:] if id(s) in outer)
+        return Entry(body=body, shape=shape, shared=shared, steps_total=nodes - region.nodes,
+                     need=max(self.need_peak, nodes) - region.nodes, chain=self.chain_peak - region.chain,
+                     depth=self.depth_peak - depth, matched=matched, inner=tuple(self.inner[region.inner:]),
+                     steps=tuple(self.steps[region.steps:end]), dangling=dangling)
+
+    def replay(self, hit: Entry, scope, chain: int, depth: int, nodes: int) -> None:
+        """Record what expanding the instance or group at ``scope`` would have (its
+        peaks, the outer init rules it uses and marks them used, the names bound in
+        it, its nested instances' step records)."""
+        self.chain_peak = max(self.chain_peak, chain + hit.chain)
+        self.depth_peak = max(self.depth_peak, depth + hit.depth)
+        self.need_peak = max(self.need_peak, nodes + hit.need)
+        for level, i in hit.matched:
+            s = scope
+            for _ in range(level):
+                s = s.parent
+            s.matched.add(i)
+            self.matched.append((s, i))
+        self.inner.extend(hit.inner)
+        self.steps.extend(hit.steps)  # none holds a list by identity (entry refuses those)
+
+
+class Region:
+    """Where the record stood when an expansion began, to tell what the expansion did;
+    the peaks it reaches start afresh and are merged back by :meth:`close`."""
+
+    def __init__(self, record: Record, chain: int, depth: int, nodes: int, diags: int):
+        self.record = record
+        self.outer = record.chain_peak, record.depth_peak, record.need_peak
+        self.chain, self.nodes, self.diags = chain, nodes, diags
+        record.chain_peak, record.depth_peak, record.need_peak = chain, depth, nodes
+        self.reports = record.reports
+        self.matched, self.inner, self.steps = len(record.matched), len(record.inner), len(record.steps)
+        self.id_keys = record.id_keys
+        # Where the nested instances' step records end, and the count of keys by identity
+        # there: the expansion's own record comes after (None: at the entry's making).
+        self.nested_end: tuple[int, int] | None = None
+
+    def nested(self) -> None:
+        """Mark where the nested instances' step records end."""
+        self.nested_end = len(self.record.steps), self.record.id_keys
+
+    def close(self) -> None:
+        r = self.record
+        r.chain_peak = max(r.chain_peak, self.outer[0])
+        r.depth_peak = max(r.depth_peak, self.outer[1])
+        r.need_peak = max(r.need_peak, self.outer[2])
+
+
 #: A labelled group's entry whose items leave the dataflow's unread result as it was.
 #: A sentinel, put for a while where a span or None belongs (``ValueScope.dangling``),
 #: hence typed Any.
