@@ -1,5 +1,6 @@
-"""The memo of block instances (netdsl/check/memo.py) and the shared-subtree totals
-(analysis.summary) change nothing but time: with them on and off, the checked IR
+"""The caches of one process -- the memo of block instances (netdsl/check/memo.py), the
+shared-subtree totals (analysis.summary) and the parsed texts (syntax.parser) -- change
+nothing but time: with them on and off, the checked IR
 (its JSON, spans included), the analysis and the diagnostics are the same, on every
 shipped spec and size, a sweep grid, every error fixture and generated specs."""
 
@@ -20,6 +21,7 @@ from netdsl.analysis import analyse, totals
 from netdsl.analysis import counts as analysis
 from netdsl.api import compile_spec
 from netdsl.check import memo
+from netdsl.syntax import parser
 from netdsl.tools.sweep import grid, run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,16 +42,18 @@ SIZES = {"efficientnet.net": [{"variant": v} for v in range(8)],
 
 @pytest.fixture
 def memo_switch():
-    """Yields set(on): memo and summary cache on or off, tables emptied; restored after."""
-    was = memo.ENABLED, analysis.CACHE
+    """Yields set(on): memo, summary and parse caches on or off, tables emptied; restored after."""
+    was = memo.ENABLED, analysis.CACHE, parser._PARSED_TEXT
 
     def set_(on: bool):
         memo.ENABLED = analysis.CACHE = on
+        parser._PARSED_TEXT = was[2] if on else -1   # no text is short enough to keep
         memo.clear()
         analysis._SUMMARIES.clear()
+        parser._PARSED.clear()
 
     yield set_
-    memo.ENABLED, analysis.CACHE = was
+    memo.ENABLED, analysis.CACHE, parser._PARSED_TEXT = was
     memo.clear()
 
 
@@ -99,6 +103,14 @@ def test_the_memo_shares_subtrees_and_the_switch_turns_it_off(memo_switch):
     assert shared(netdsl.compile(spec)) > 5
     memo_switch(False)
     assert shared(netdsl.compile(spec)) == 0
+
+
+def test_the_parse_cache_switch_turns_it_off(memo_switch):
+    text = (ROOT / "specs" / "lenet5.net").read_text()
+    memo_switch(True)
+    assert parser.parse(text, "lenet5.net") is parser.parse(text, "lenet5.net")
+    memo_switch(False)
+    assert parser.parse(text, "lenet5.net") is not parser.parse(text, "lenet5.net")
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
