@@ -12,7 +12,9 @@ Inputs come from two sources:
   errors, control characters; and limits set to their edges.
 
 Every input must either compile or raise ``netdsl.NetdslError``, within a
-bound of CPU time, and its rendered diagnostics must hold no raw control
+bound of CPU time (``--timeout`` seconds per 100 KB of input, at least
+``--timeout``: the front end is linear in its input, a hang is not), and its
+rendered diagnostics must hold no raw control
 character. Every input that parses must survive ``netdsl fmt``: the same AST,
 every comment kept, and formatting the result again changing nothing. With
 ``--contract`` (the default of the long run), every input that
@@ -22,12 +24,17 @@ shape the checker inferred, the parameter count and fvcore's MACs equal to the
 static analysis, a pickled copy giving the same outputs, and a save of the
 state_dict that loads back strictly.
 Networks over ``--macs-budget`` are run at a smaller ``--input`` when the spec
-accepts one, else built on meta only (reported as such). ``--cli`` runs the
-real ``netdsl check`` / ``netdsl build --save`` process instead, judging its
-exit status and output. Anything else is a crash.
+accepts one, else built on meta only (reported as such). ``--commands`` then
+runs one netdsl command on the input, chosen by its seed from every command
+(``fuzz_commands.py``: check, build, graph, diff, verify, sweep, export,
+explain, fmt and the language server), with the flags and the files a user
+would give it, and judges its exit status, its output and every file it
+touched; ``--cli`` runs that command as a real ``python -m netdsl`` process,
+without the in-process compile. Anything else is a crash.
 
     python bench/fuzz.py --inputs 20000 --seed 1 --contract --jobs 2
     python bench/fuzz.py --seed 1 --only 4711 --show       # one input again, printed
+    python bench/fuzz.py --inputs 20000 --seed 1 --commands --jobs 2   # and every command
     python bench/fuzz.py --inputs 300 --seed 1 --cli       # the real command, one process each
     python bench/fuzz.py --inputs 5000 --save-crashes /tmp/crashes
 
@@ -47,6 +54,7 @@ import random
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -93,6 +101,7 @@ class Outcome:
     detail: str = ""                # the traceback of a crash
     data: bytes = b""
     contract: str = ""              # "full", "smaller input", "meta only" or "" (not run)
+    command: str = ""               # "graph usage", "fmt ok", ...: the command run and its result
 
 
 @dataclass
@@ -104,6 +113,7 @@ class Report:
     seconds: float = 0.0
     contracts: collections.Counter = field(default_factory=collections.Counter)
     strategies: collections.Counter = field(default_factory=collections.Counter)
+    commands: collections.Counter = field(default_factory=collections.Counter)
 
     def add(self, o: Outcome) -> None:
         self.tried += 1
@@ -111,6 +121,8 @@ class Report:
         self.strategies[o.strategy.split(":")[0].split(", limit")[0]] += 1
         if o.contract:
             self.contracts[o.contract] += 1
+        if o.command:
+            self.commands[o.command] += 1
         if o.result in ("crash", "timeout"):
             self.crashes.append(o)
         if self.slowest is None or o.seconds > self.slowest.seconds:
@@ -406,10 +418,12 @@ def try_input(data: bytes, network: str | None, bound: float, compile=None,
               contract=None, contract_bound: float = 60.0) -> tuple[str, str, float]:
     """(result, traceback or "", CPU seconds) of compiling ``data``, then of ``contract(net)``.
 
-    The front end gets ``bound`` CPU seconds, ``contract`` (called with the
-    checked network: building and running it) ``contract_bound`` more.
+    The front end gets ``bound`` CPU seconds per 100 KB of ``data`` (at least
+    ``bound``), ``contract`` (called with the checked network: building and
+    running it) ``contract_bound`` more.
     """
     compile = compile or netdsl.compile
+    bound = bound * max(1.0, len(data) / 100_000)
     start = time.process_time()
     try:
         with cpu_bound(bound):
@@ -592,64 +606,40 @@ def make_contract(item: Input, workdir: Path, macs_budget: float, compile=None):
     return contract
 
 
-def try_cli(item: Input, workdir: Path, timeout: float, macs_budget: float) -> tuple[str, str, float]:
-    """(result, detail, wall seconds) of the real ``netdsl check`` (then ``build --save``) process."""
-    import json
-    import subprocess
+def try_command(item: Input, seed: int, index: int, folder: Path, bound: float,
+                real: bool) -> tuple[str, str, str, float]:
+    """(command, result, detail, seconds) of one netdsl command on the input, as
+    fuzz_commands.py chooses, writes and judges it: in this process under a CPU bound,
+    or (``real``) as a ``python -m netdsl`` process under a wall-clock one."""
+    import fuzz_commands
 
-    spec = workdir / "input.net"
-    spec.write_bytes(item.data)
-    args = [str(spec)]
-    if item.network:
-        args += ["--network", item.network]
-    for k, v in item.overrides:
-        args += ["--set", f"{k}={v}"]
-    for k, v in item.limits:
-        args += ["--limit", f"{k}={v}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = time.perf_counter()
-
-    def netdsl_cli(*argv):
-        return subprocess.run([sys.executable, "-m", "netdsl", *argv], capture_output=True,
-                              cwd=workdir, env=env, timeout=timeout)
-
+    rng = random.Random(f"{seed}:{index}:command")
+    name = rng.choices(list(fuzz_commands.WEIGHTS), list(fuzz_commands.WEIGHTS.values()))[0]
+    where = Path(tempfile.mkdtemp(prefix=f"i{index}-", dir=folder))
+    project = fuzz_commands.make_project(where, item.data, SOURCES)
+    project.network, project.overrides, project.limits = item.network, item.overrides, item.limits
+    before = os.getcwd()
+    os.chdir(project.root)
+    start = time.perf_counter() if real else time.process_time()
     try:
-        r = netdsl_cli("check", *args, "--format", "json")
-        result, detail = _judge(r)
-        if result == "compiled":
-            macs = json.loads(r.stdout)["macs"]
-            if macs <= macs_budget:
-                save = workdir / "out.pt"
-                r = netdsl_cli("build", *args, "--save", str(save), "--format", "json")
-                result, detail = _judge(r)
-                if result != "compiled":
-                    result = "crash"
-                    detail = f"check accepted it, build exited {r.returncode}:\n" + detail
-                elif not save.is_file():
-                    result, detail = "crash", "build --save exited 0 and wrote no file"
-                save.unlink(missing_ok=True)
+        if real:
+            result, detail = fuzz_commands.run_command(name, rng, project, True, bound)
+        else:
+            with cpu_bound(bound):
+                result, detail = fuzz_commands.run_command(name, rng, project, False, bound)
+    except _Timeout:
+        result, detail = "timeout", f"{name}: over {bound} s of CPU time"
     except subprocess.TimeoutExpired:
-        result, detail = "timeout", f"over {timeout} s"
-    return result, detail, time.perf_counter() - start
-
-
-def _judge(r) -> tuple[str, str]:
-    """What one netdsl process did: "compiled", a diagnostic code, "usage", or a crash."""
-    err = r.stderr.decode("utf-8", "replace")
-    out = r.stdout.decode("utf-8", "replace")
-    bad = raw_control(err) or raw_control(out)
-    if "Traceback (most recent call last)" in err + out:
-        return "crash", err[-3000:]
-    if bad:
-        return "crash", f"the output holds a {bad}"
-    if r.returncode == 0:
-        return "compiled", ""
-    if r.returncode == 1:
-        m = re.search(r"^error\[(E\d{4})\]", err, re.M)
-        return (m.group(1), "") if m else ("crash", "exit 1 with no diagnostic:\n" + err[-3000:])
-    if r.returncode == 2 and err.startswith("netdsl: error:"):
-        return "usage", ""
-    return "crash", f"exit {r.returncode}:\n" + err[-3000:]
+        result, detail = "timeout", f"{name}: over {bound} s"
+    except BaseException as e:  # noqa: BLE001 - anything else is what we are looking for
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        result, detail = "crash", f"{name}: " + "".join(traceback.format_exception(e))
+    finally:
+        os.chdir(before)
+        shutil.rmtree(where, ignore_errors=True)
+    seconds = (time.perf_counter() if real else time.process_time()) - start
+    return name, result, detail, seconds
 
 
 @contextmanager
@@ -676,11 +666,11 @@ def _try_one(index: int, seed: int, texts, names, folder: Path, bound: float, co
              mode: str, macs_budget: float) -> Outcome:
     item = make_input(seed, index, texts, names)
     if mode == "cli":
-        result, detail, seconds = try_cli(item, folder, max(bound, 60.0) * 4, macs_budget)
-        return Outcome(index, item.strategy, seconds, result, detail, item.data)
+        name, result, detail, seconds = try_command(item, seed, index, folder, max(bound, 60.0) * 4, True)
+        return Outcome(index, item.strategy, seconds, result, detail, item.data, command=f"{name} {result}")
     outcome = {}
     contract = None
-    if mode == "contract":
+    if mode in ("contract", "commands"):
         inner = make_contract(item, folder, macs_budget, compile)
 
         def contract(net):
@@ -689,25 +679,107 @@ def _try_one(index: int, seed: int, texts, names, folder: Path, bound: float, co
 
     result, detail, seconds = try_input(item.data, item.network, bound, compile,
                                         dict(item.overrides), dict(item.limits), contract)
+    command = ""
+    if mode == "commands" and result not in ("crash", "timeout"):
+        name, got, why, more = try_command(item, seed, index, folder, max(bound, 60.0), False)
+        command, seconds = f"{name} {got}", seconds + more
+        if got in ("crash", "timeout"):
+            result, detail = got, why
     return Outcome(index, item.strategy, seconds, result, detail, item.data,
-                   outcome.get("contract", ""))
+                   outcome.get("contract", ""), command)
 
 
 def _worker(args) -> list[Outcome]:
-    indices, seed, bound, mode, macs_budget = args
+    indices, seed, bound, mode, macs_budget, journal = args
+    import dataclasses
+    import json
+
     import torch
 
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     texts, names = _sources()
     out = []
-    with spec_folder() as folder:
-        for index in indices:
-            o = _try_one(index, seed, texts, names, folder, bound, None, mode, macs_budget)
-            if o.result not in ("crash", "timeout"):
-                o.data = b""  # only crashes travel back whole
-            out.append(o)
+    with spec_folder() as folder, open(journal, "a", encoding="utf-8") as log:
+        try:
+            for index in indices:
+                o = _try_one(index, seed, texts, names, folder, bound, None, mode, macs_budget)
+                if o.result not in ("crash", "timeout"):
+                    o.data = b""  # only crashes travel back whole
+                out.append(o)
+                # Each input's outcome as it ends: if a native crash kills this process, the
+                # parent knows which inputs ended and which one was running.
+                log.write(json.dumps({**dataclasses.asdict(o), "data": o.data.decode("latin-1")}) + "\n")
+                log.flush()
+        finally:
+            _stop_server()
     return out
+
+
+def _journal(path: Path) -> list[Outcome]:
+    import json
+
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        d = json.loads(line)
+        out.append(Outcome(**{**d, "data": d["data"].encode("latin-1")}))
+    return out
+
+
+def _in_pool(chunks: list[list[int]], jobs: int, args: tuple, work: Path, add) -> list[int]:
+    """Run ``chunks`` in a pool of ``jobs`` spawned processes, giving ``add`` each outcome.
+    When a process dies (a segfault in a native kernel, the kernel's out-of-memory
+    killer), the pool breaks: returns the inputs that did not end, to be run again."""
+    import concurrent.futures
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    unfinished: list[int] = []
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+        futures = {}
+        first = len(os.listdir(work))  # journals are numbered across pools, never reused
+        for chunk in chunks:
+            journal = work / f"{first + len(futures)}.jsonl"
+            futures[pool.submit(_worker, (chunk, *args, str(journal)))] = (chunk, journal)
+        for future in concurrent.futures.as_completed(futures):
+            chunk, journal = futures[future]
+            try:
+                outcomes = future.result()
+            except concurrent.futures.process.BrokenProcessPool:
+                outcomes = _journal(journal)
+                unfinished += chunk[len(outcomes):]
+            for o in outcomes:
+                add(o)
+    return unfinished
+
+
+def _run_jobs(indices: list[int], jobs: int, args: tuple, add) -> None:
+    """Run the inputs in ``jobs`` processes; an input whose process dies is run again
+    alone, and if it kills a process of its own, it is a crash."""
+    with tempfile.TemporaryDirectory(prefix="netdsl-fuzz-journal-") as tmp:
+        work = Path(tmp)
+        todo = [indices[k:k + 50] for k in range(0, len(indices), 50)]
+        while todo:
+            unfinished = _in_pool(todo, jobs, args, work, add)
+            todo = []
+            if not unfinished:
+                break
+            # The first input that did not end is the suspect (or was killed with the pool):
+            # alone, in a process of its own, it either ends or is the crash.
+            suspect, rest = unfinished[0], unfinished[1:]
+            if _in_pool([[suspect]], 1, args, work, add):
+                item = make_input(args[0], suspect, *_sources())
+                add(Outcome(suspect, item.strategy, 0.0, "crash", "the process died running this input "
+                            "(a native crash, or killed for memory)", item.data))
+            todo = [rest[k:k + 50] for k in range(0, len(rest), 50)]
+
+
+def _stop_server() -> None:
+    """Stop the language server a command run may have started (fuzz_commands.py)."""
+    if "fuzz_commands" in sys.modules:
+        sys.modules["fuzz_commands"].stop_server()
 
 
 def run(inputs: int, seed: int, bound: float = 5.0, only: int | None = None,
@@ -716,38 +788,39 @@ def run(inputs: int, seed: int, bound: float = 5.0, only: int | None = None,
     """Try ``inputs`` inputs of ``seed`` (or just input ``only``); a Report of what happened.
 
     ``mode`` is "compile" (the front end only), "contract" (then build, run and
-    save what compiles) or "cli" (the real command, one process per input).
+    save what compiles), "commands" (the contract, then one netdsl command per
+    input, in this process: fuzz_commands.py) or "cli" (one command per input, as
+    a real process).
 
     >>> run(5, seed=0).crashes
     []
     """
     warnings.simplefilter("ignore")  # torch's advice on odd init arguments is not a crash
+    os.environ["NETDSL_TRACEBACK"] = "1"  # an internal error of a command run here shows where
     report = Report()
     started = time.perf_counter()
     indices = [only] if only is not None else list(range(inputs))
     if jobs > 1 and compile is None and len(indices) > 1:
-        import concurrent.futures
-        import multiprocessing
+        def add(o: Outcome) -> None:
+            before = report.tried
+            report.add(o)
+            if progress and before // progress != report.tried // progress:
+                print(f"  {report.tried} inputs, {len(report.crashes)} crashes, "
+                      f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
 
-        chunks = [indices[k:k + 50] for k in range(0, len(indices), 50)]
-        ctx = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-            for outcomes in pool.map(_worker, [(c, seed, bound, mode, macs_budget) for c in chunks]):
-                before = report.tried
-                for o in outcomes:
-                    report.add(o)
-                if progress and before // progress != report.tried // progress:
-                    print(f"  {report.tried} inputs, {len(report.crashes)} crashes, "
-                          f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        _run_jobs(indices, jobs, (seed, bound, mode, macs_budget), add)
         report.seconds = time.perf_counter() - started
         return report
     texts, names = _sources()
     with spec_folder() as folder:
-        for index in indices:
-            report.add(_try_one(index, seed, texts, names, folder, bound, compile, mode, macs_budget))
-            if progress and report.tried % progress == 0:
-                print(f"  {report.tried} inputs, {len(report.crashes)} crashes, "
-                      f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        try:
+            for index in indices:
+                report.add(_try_one(index, seed, texts, names, folder, bound, compile, mode, macs_budget))
+                if progress and report.tried % progress == 0:
+                    print(f"  {report.tried} inputs, {len(report.crashes)} crashes, "
+                          f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        finally:
+            _stop_server()
     report.seconds = time.perf_counter() - started
     return report
 
@@ -757,8 +830,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inputs", type=int, default=1000, help="how many inputs to try")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=5.0,
-                   help="CPU seconds allowed per input for the front end (default 5; the "
-                        "contract gets 60 more, a --cli process 4 × 60 of wall time)")
+                   help="CPU seconds allowed per input (per 100 KB of a larger one) for the front "
+                        "end (default 5; the contract gets 60 more, a command 60, a --cli process "
+                        "4 × 60 of wall time)")
     p.add_argument("--only", type=int, metavar="I", help="try input I of the seed alone")
     p.add_argument("--show", action="store_true", help="print the input(s) tried")
     p.add_argument("--save-crashes", metavar="DIR", help="write each crashing input to DIR")
@@ -766,14 +840,17 @@ def main(argv: list[str] | None = None) -> int:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--contract", action="store_true",
                       help="build, run, backprop and save every input that compiles")
+    mode.add_argument("--commands", action="store_true",
+                      help="the contract, then one netdsl command per input (fuzz_commands.py), in-process")
     mode.add_argument("--cli", action="store_true",
-                      help="run the real `netdsl check` / `build --save` process per input")
+                      help="one netdsl command per input, as a real process")
     p.add_argument("--macs-budget", type=float, default=3e8,
                    help="run the contract at the spec's own input up to this many MACs (default 3e8)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
     args = p.parse_args(argv)
 
-    mode_name = "contract" if args.contract else "cli" if args.cli else "compile"
+    mode_name = ("contract" if args.contract else "commands" if args.commands else
+                 "cli" if args.cli else "compile")
     report = run(args.inputs, args.seed, args.timeout, args.only, progress=args.progress,
                  mode=mode_name, macs_budget=args.macs_budget, jobs=args.jobs)
     if args.show:
@@ -787,7 +864,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"inputs tried:  {report.tried} (seed {args.seed}, mode {mode_name}, {report.seconds:.1f} s)")
     print("sources:       " + ", ".join(f"{k} {v}" for k, v in sorted(report.strategies.items())))
     print(f"compiled:      {report.results['compiled']}")
-    if mode_name == "contract":
+    if report.commands:
+        print("commands:      " + ", ".join(f"{k} {v}" for k, v in sorted(report.commands.items())))
+    if mode_name in ("contract", "commands"):
         print("contract:      " + (", ".join(f"{k} {v}" for k, v in sorted(report.contracts.items()))
                                    or "none ran"))
     print(f"diagnostics:   {report.tried - report.results['compiled'] - len(report.crashes)} ({other})")

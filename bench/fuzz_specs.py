@@ -21,6 +21,10 @@ shipped ones never contain:
 - ``control``: control characters in strings, labels and comments (terminal injection).
 - ``dataflow``: named results, `from`, `add`/`concat` merges, `split`, several inputs
   and stated outputs, with now and then a misspelt, early or unused name.
+- ``grammar``: sentences derived from grammar.lark itself, every rule and alternative.
+- ``extremes``: every argument of every layer at the edges of its type (int64 and
+  float32 limits, subnormals, negative zero), as a module or applied.
+- ``reuse``: ``reuse`` of a layer of every kind, at its own shape and at others.
 
 Each generator takes a ``random.Random`` and returns the spec text. Argument
 types are probed from the catalogue's converters, so a layer added to
@@ -194,7 +198,9 @@ class _Writer:
         elif r < 0.65:
             sc = ""
             if rng.random() < 0.4:
-                sc = " shortcut { " + "; ".join(self.chain(depth + 1)) + " }"
+                sep = rng.choice([" ", "\n    "])  # `shortcut` may start the next line
+                name = rng.choice(["", "proj "])
+                sc = f"{sep}shortcut {name}{{ " + "; ".join(self.chain(depth + 1)) + " }"
             cond = " if " + rng.choice(["true", "false", "1 > 2"]) if rng.random() < 0.2 else ""
             text = f"residual{cond} {{ " + "; ".join(self.chain(depth + 1)) + " }" + sc
         elif r < 0.73:
@@ -204,8 +210,15 @@ class _Writer:
             text = "dense { " + "; ".join(self.chain(depth + 1)) + " }"
         elif r < 0.85:
             text = "gate { " + "; ".join(self.chain(depth + 1)) + " }"
-        elif r < 0.88:
+        elif r < 0.86:
             text = "{ " + "; ".join(self.chain(depth + 1)) + " }"
+        elif r < 0.88:
+            # A statement `if`, its `else` on the next line (a newline that continues the statement).
+            cond = rng.choice(["true", "false", "1 <= 2", "none == none", "not true"])
+            text = f"if {cond} {{ " + "; ".join(self.chain(depth + 1)) + " }"
+            if rng.random() < 0.7:
+                text += "\n    else " + rng.choice(["{ " + "; ".join(self.chain(depth + 1)) + " }",
+                                                   "if false { relu } else { }"])
         elif r < 0.92:
             parts = ["{ " + ("; ".join(self.chain(depth + 1)) if rng.random() < 0.7 else "") + " }"
                      for _ in range(rng.choice([1, 2, 2, 3]))]
@@ -281,7 +294,8 @@ def gen_init(rng: random.Random) -> str:
                 elif name == "nonlinearity":
                     v = rng.choice(['"relu"', '"leaky_relu"', '"tanh"', '"linear"', '"selu"', '"gelu"'])
                 else:
-                    v = rng.choice(["0", "1", "-1", "0.5", "-3", "3", "1e-9", "100", "0.0", "-0.01"])
+                    v = rng.choice(["0", "1", "-1", "0.5", "-3", "3", "1e-9", "100", "0.0", "-0.01",
+                                    "3.5e38", "-1e39", "1e-46"])
                 args.append(f"{name} = {v}")
         target = rng.choice(["conv2d.weight", "conv2d.bias", "linear.weight", "linear.bias",
                              "batchnorm2d.weight", "batchnorm2d.bias", "fc.weight", "c.bias"])
@@ -334,7 +348,11 @@ def _expr(rng: random.Random, depth: int = 0) -> str:
         return rng.choice(_EXPR_ATOMS)
     a, b = _expr(rng, depth + 1), _expr(rng, depth + 1)
     return rng.choice([f"log({a})", f"log2({a})", f"exp({a})", f"round({a}, {b})", f"round({a})",
-                       f"({a} + {b})", f"({a} * {b})", f"({a} / {b})",
+                       f"({a} + {b})", f"({a} * {b})", f"({a} / {b})", f"({a} - {b})",
+                       f"({a} // {b})", f"({a} % {b})", f"({a} ** {b})", f"(+{a})", f"(-{a})",
+                       f"({a} if {a} <= {b} else {b})", f"({a} if not {a} >= {b} or {a} != {b} and true else 0)",
+                       f"[{a}, {b}, 3][{rng.choice(['0', '-1', '3', '1:', ':2', ':'])}]",
+                       f"({a} if {a} in [{b}, 1] else {b})", f"({a} if {a} < {b} == false else {b})",
                        f"sum([v for v in [{a}, {b}, 3] if v > {b}])",
                        f"len([v for v in range(4) if {a}])"])
 
@@ -438,12 +456,173 @@ def gen_dataflow(rng: random.Random) -> str:
     return "\n".join(w.defs + [text])
 
 
+# ---------------------------------------------------------------- grammar, extremes, reuse
+
+
+@functools.cache
+def _grammar() -> tuple[dict, dict]:
+    """The grammar's rules by origin, and each origin's cost: the fewest symbols a
+    derivation of it can end in (a fixed point over the rules)."""
+    from netdsl.syntax.parser import _lark
+
+    by_origin: dict[str, list] = {}
+    for rule in _lark().rules:
+        by_origin.setdefault(rule.origin.name, []).append(rule)
+    cost = {name: float("inf") for name in by_origin}
+    changed = True
+    while changed:
+        changed = False
+        for name, rules in by_origin.items():
+            best = min(sum(1 if s.is_term else cost[s.name] for s in r.expansion) for r in rules)
+            best = max(best, 1)
+            if best < cost[name]:
+                cost[name], changed = best, True
+    return by_origin, cost
+
+
+_GRAMMAR_NAMES = ["x", "c", "n", "conv2d", "relu", "linear", "flatten", "range", "len", "a", "b",
+                  "unit", "stem", "weight", "out", "batchnorm2d", "maxpool2d", "zeros", "in0", "depth"]
+_GRAMMAR_NUMBERS = ["0", "1", "2", "3", "4", "8", "16", "0.5", "1e-3", ".5", "1.", "3e38", "1e39",
+                    "99999999999999999999"]
+_GRAMMAR_STRINGS = ['"x"', '""', '"a{1}"', '"resnet.net"', '"n.net"', '"\\t"', '"{x}"']
+
+
+def derive(rng: random.Random, origin: str = "start", budget: int = 120) -> str:
+    """A random sentence of the grammar from ``origin``: every expansion (alternative)
+    of every rule can be chosen; once ``budget`` symbols are spent, the cheapest
+    expansion of each rule closes the sentence. Almost all of them parse, and the
+    checker then finds whatever is wrong with their meaning.
+
+    >>> from netdsl.syntax.parser import parse
+    >>> parse(derive(random.Random(0))) is not None
+    True
+    """
+    from netdsl.syntax.parser import _lark
+
+    by_origin, cost = _grammar()
+    terminals = {t.name: t for t in _lark().terminals}
+    out: list[str] = []
+    open_: dict[str, int] = {}
+
+    def term(name: str) -> str:
+        if name == "NAME":
+            return rng.choice(_GRAMMAR_NAMES)
+        if name == "NUMBER":
+            return rng.choice(_GRAMMAR_NUMBERS)
+        if name == "STRING":
+            return rng.choice(_GRAMMAR_STRINGS)
+        if name == "_NL":
+            return "\n"
+        return terminals[name].pattern.value
+
+    def go(symbol, left: list[int], closing: bool = False) -> None:
+        if symbol.is_term:
+            out.append(term(symbol.name))
+            return
+        name = symbol.name
+        if name == "expr" and not open_.get("expr"):
+            left = [rng.choice([1, 4, 12, 24])]  # each expression grows by a budget of its own
+        rules = by_origin[name]
+        costs = [sum(1 if s.is_term else cost[s.name] for s in r.expansion) for r in rules]
+        cheapest = min(costs)
+        # Out of budget, or a rule already open twice on the way here (`not not`, a list in a
+        # call in a list): close this part by its cheapest derivation.
+        closing = closing or left[0] <= 0 or open_.get(name, 0) >= 2
+        if closing:
+            rules = [r for r, c in zip(rules, costs, strict=True) if c == cheapest]
+        elif cheapest < max(costs) and rng.random() < 0.6:
+            rules = [r for r, c in zip(rules, costs, strict=True) if c > cheapest]  # grow while budget lasts
+        rule = rng.choice(rules)
+        left[0] -= len(rule.expansion) > 1  # the precedence ladder's one-symbol steps are free
+        open_[name] = open_.get(name, 0) + 1
+        for s in rule.expansion:
+            go(s, left, closing)
+        open_[name] -= 1
+
+    from lark.grammar import NonTerminal
+
+    go(NonTerminal(origin), [budget])
+    return " ".join(out)
+
+
+def gen_grammar(rng: random.Random) -> str:
+    """A sentence derived from the grammar itself (:func:`derive`): every rule and every
+    alternative, in combinations no hand-written generator thinks of."""
+    return derive(rng, budget=rng.choice([30, 60, 120, 240]))
+
+
+# Values at and past what an argument can hold: the int64 and float32 limits, the
+# smallest float32 and float64 subnormals, negative zero, and absurd sizes.
+EXTREME_INTS = ["0", "-1", "1", "2147483647", "2147483648", "9223372036854775807",
+                "9223372036854775808", "10 ** 30", "-9223372036854775809"]
+EXTREME_FLOATS = ["0.0", "-0.0", "3.4028234663852886e38", "3.4028235e38", "3.5e38", "-3.5e38",
+                  "1e39", "1e300", "-1e300", "1e-45", "1e-46", "1e-320", "1e-38", "1.1754943508222875e-38"]
+
+
+def extreme_value(rng: random.Random, kind: str, arg: str) -> str:
+    """An expression for ``arg`` of ``kind`` at an edge of what its type can hold."""
+    t, choices = arg_type(kind, arg)
+    if t == "float":
+        return rng.choice(EXTREME_FLOATS + EXTREME_INTS[:3])
+    if t == "int":
+        return rng.choice(EXTREME_INTS)
+    if t == "pair":
+        a, b = rng.choice(EXTREME_INTS), rng.choice(EXTREME_INTS + ["1"])
+        return rng.choice([a, f"[{a}, {b}]", f"[{b}, {a}]"])
+    if t == "dims":
+        return rng.choice(["[]", "[0, 1, 2, 3]", "[2147483648, 0, 1]", "[-1, 0, 1]", "[2, 1, 0]"])
+    if t == "bool":
+        return rng.choice(["true", "false", "1", "0", "none"])
+    return rng.choice(['""', '"' + "x" * 300 + '"', "1e39"] + [f'"{c}"' for c in choices])
+
+
+def gen_extremes(rng: random.Random) -> str:
+    """One layer with its arguments named, some or all of them at an extreme, called
+    as a module or applied as a function, on a small input."""
+    kind = rng.choice(sorted(LAYERS))
+    sig = LAYERS[kind]
+    parts = []
+    for a in sig.args:
+        if rng.random() < 0.6:
+            parts.append(f"{a.name} = {extreme_value(rng, kind, a.name)}")
+        elif a.default is REQUIRED or rng.random() < 0.3:
+            parts.append(f"{a.name} = {arg_value(rng, kind, a.name)}")
+    call = f"{kind}({', '.join(parts)})"
+    if rng.random() < 0.2:
+        call = f"apply {call}"
+    shape = "[4]" if takes_features(kind) and rng.random() < 0.5 else _input(rng)
+    return f"network n() {{\n    input {shape}\n    {call}\n}}\n"
+
+
+# Layers that change the shape between a labelled layer and its `reuse`.
+_RESHAPERS = ["conv2d(6, 1)", "conv2d(2, 3, padding = 1)", "maxpool2d(2)", "upsample(scale_factor = 2)",
+              "flatten", "avgpool2d(2)", "adaptive_avgpool2d(1)", "pad([1, 1, 1, 1])", "relu",
+              "permute([0, 2, 1])", "linear(6)"]
+
+
+def gen_reuse(rng: random.Random) -> str:
+    """A labelled layer of any kind called again by ``reuse``: at the same shape, after a
+    layer that changes channels, size or rank, inside a block or a combinator, or twice."""
+    kind = rng.choice(sorted(LAYERS))
+    flat = takes_features(kind) and rng.random() < 0.4
+    shape = f"[{rng.choice([4, 6, 8])}]" if flat else _input(rng)
+    lines = [f"input {shape}", f"a: {layer_call(rng, kind, flat=flat)}"]
+    for _ in range(rng.choice([1, 1, 2])):
+        between = rng.choice(_RESHAPERS + [""])
+        if between:
+            lines.append(between)
+        lines.append(rng.choice(["reuse a", "reuse a", "reuse a", '{ reuse a }', "residual { reuse a }",
+                                 "concat { { reuse a }; { } }", "reuse a * 2", 'reuse "a"', "apply a"]))
+    return "network n() {\n    " + "\n    ".join(lines) + "\n}\n"
+
+
 GENERATORS = {"layers": gen_layers, "labels": gen_labels, "init": gen_init,
               "sharing": gen_sharing, "expressions": gen_expressions,
               "long_names": gen_long_names, "many_errors": gen_many_errors, "control": gen_control,
-              "dataflow": gen_dataflow}
+              "dataflow": gen_dataflow, "grammar": gen_grammar, "extremes": gen_extremes,
+              "reuse": gen_reuse}
 WEIGHTS = {"layers": 14, "labels": 3, "init": 3, "sharing": 5, "expressions": 3, "long_names": 1,
-           "many_errors": 1, "control": 2, "dataflow": 5}
+           "many_errors": 1, "control": 2, "dataflow": 5, "grammar": 4, "extremes": 5, "reuse": 5}
 
 
 def generate(rng: random.Random) -> tuple[str, str]:

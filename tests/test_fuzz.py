@@ -2,7 +2,6 @@
 it must tell a crash, a hang, a broken promise of `check` and a terminal escape
 from a diagnostic. The long runs are in docs/robustness.md."""
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -123,9 +122,9 @@ def test_the_contract_catches_a_model_that_does_not_match_its_check(monkeypatch,
 
     import netdsl.backend.lower as lower
 
-    real = lower._leaf
-    monkeypatch.setattr(lower, "_leaf", lambda node, device: torch.nn.Identity()
-                        if node.kind == "conv2d" else real(node, device))
+    real = lower._Lowering.leaf
+    monkeypatch.setattr(lower._Lowering, "leaf", lambda self, node: torch.nn.Identity()
+                        if node.kind == "conv2d" else real(self, node))
     with pytest.raises(fuzz.ContractBroken, match="parameters"):
         fuzz.run_model(net, tmp_path)
 
@@ -186,24 +185,37 @@ def test_every_generator_makes_specs_that_parse_or_fail_with_a_diagnostic():
             assert result != "crash" or "raw control" in detail, (name, i, detail)
 
 
-def _done(code, out="", err=""):
-    return subprocess.CompletedProcess([], code, out.encode(), err.encode())
+def test_a_command_is_judged_by_its_status_and_output():
+    from fuzz_commands import Call, judge
 
-
-def test_the_cli_mode_judges_a_process_by_status_and_output():
-    assert fuzz._judge(_done(0, "{}")) == ("compiled", "")
-    assert fuzz._judge(_done(1, err="error[E0301]: residual ...")) == ("E0301", "")
-    assert fuzz._judge(_done(2, err="netdsl: error: --depth must be at least 1")) == ("usage", "")
-    assert fuzz._judge(_done(1, err="Traceback (most recent call last):\n ...")) [0] == "crash"
-    assert fuzz._judge(_done(1, err="error[E0101]: `\x1b]0;x\x07`"))[0] == "crash"
-    assert fuzz._judge(_done(1, err="something else"))[0] == "crash"
-    assert fuzz._judge(_done(-11))[0] == "crash"
+    check, fmt, export = Call(["check"]), Call(["fmt"]), Call(["export"], text_stdout=False)
+    assert judge("check", check, 0, b"{}", b"") == ("ok", "")
+    assert judge("check", check, 1, b"", b"error[E0301]: residual ...") == ("E0301", "")
+    assert judge("check", check, 2, b"", b"netdsl: error: --depth must be at least 1") == ("usage", "")
+    assert judge("check", check, 1, b"", b"Traceback (most recent call last):\n ...")[0] == "crash"
+    assert judge("check", check, 3, b"", b"error: internal error in netdsl 0.2.0: KeyError")[0] == "crash"
+    assert judge("check", check, 1, b"", b"error[E0101]: `\x1b]0;x\x07`")[0] == "crash"
+    assert judge("check", check, 1, b"", b"something else")[0] == "crash"
+    assert judge("check", check, -11, b"", b"")[0] == "crash"
+    assert judge("check", check, 0, b"\x1b[2J", b"")[0] == "crash"
+    # fmt --check's list of files to change is its report, not a diagnostic; an ONNX file's
+    # bytes on stdout are not text for a terminal.
+    assert judge("fmt", fmt, 1, b"input.net\n", b"") == ("report", "")
+    assert judge("check", check, 1, b"input.net\n", b"")[0] == "crash"
+    assert judge("export", export, 0, b"\x08\x1b\x00", b"") == ("ok", "")
 
 
 def test_a_short_cli_run_of_the_real_command():
     report = fuzz.run(3, seed=4, mode="cli")
-    assert report.tried == 3
+    assert report.tried == 3 and sum(report.commands.values()) == 3
     assert not report.crashes, "\n".join(o.detail for o in report.crashes)
+
+
+def test_a_short_commands_run_runs_a_command_per_input():
+    report = fuzz.run(12, seed=5, mode="commands")
+    assert not report.crashes, "\n".join(o.detail for o in report.crashes)
+    ran = sum(report.commands.values())
+    assert ran == report.tried - report.results["limit refused"], report.commands
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parent / "fixtures" / "crashes").glob("*.net")),

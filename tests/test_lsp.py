@@ -1,16 +1,13 @@
 """``netdsl lsp`` spoken to as an editor does: a real server process, JSON-RPC
 with Content-Length framing over its stdin and stdout, every read under a
-deadline so a broken server fails a test instead of hanging it."""
+deadline so a broken server fails a test instead of hanging it (the client is
+bench/lsp_client.py, which the fuzzer drives the server with too)."""
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,8 @@ import pytest
 import netdsl
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 30.0  # seconds for one answer; a cold start on a busy CI machine takes a few
+sys.path.insert(0, str(ROOT / "bench"))
+from lsp_client import TIMEOUT, Client  # noqa: E402
 
 SPEC = """\
 block unit(c, stride = 1) {
@@ -35,114 +33,6 @@ network tiny() {
 }
 """
 FIXED = SPEC.replace("conv2d(4, 9)", "conv2d(4, 3)")
-
-
-class Client:
-    """A minimal LSP client: requests wait for their response, notifications queue."""
-
-    def __init__(self, cwd: Path):
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-        self.stderr = open(cwd / "server.stderr", "w+b")
-        self.proc = subprocess.Popen([sys.executable, "-m", "netdsl", "lsp"], cwd=cwd, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
-        self.inbox: queue.Queue = queue.Queue()
-        self.pending: list[dict] = []
-        self.ids = 0
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        out = self.proc.stdout
-        try:
-            while True:
-                headers = {}
-                while True:
-                    line = out.readline()
-                    if not line:
-                        return
-                    if not line.strip():
-                        break
-                    key, _, value = line.decode("ascii").partition(":")
-                    headers[key.strip().lower()] = value.strip()
-                self.inbox.put(json.loads(out.read(int(headers["content-length"]))))
-        finally:
-            self.inbox.put(None)
-
-    def _send(self, message: dict) -> None:
-        body = json.dumps({"jsonrpc": "2.0", **message}).encode("utf-8")
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        self.proc.stdin.flush()
-
-    def notify(self, method: str, params: dict) -> None:
-        self._send({"method": method, "params": params})
-
-    def request(self, method: str, params: dict):
-        self.ids += 1
-        me = self.ids
-        self._send({"id": me, "method": method, "params": params})
-        reply = self.wait(lambda m: m.get("id") == me and "method" not in m, f"the answer to {method}")
-        assert "error" not in reply, reply["error"]
-        return reply["result"]
-
-    def wait(self, wanted, what: str) -> dict:
-        for m in self.pending:
-            if wanted(m):
-                self.pending.remove(m)
-                return m
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                pytest.fail(f"no {what} within {TIMEOUT} s; server stderr:\n{self.log()}")
-            try:
-                m = self.inbox.get(timeout=left)
-            except queue.Empty:
-                continue
-            if m is None:
-                pytest.fail(f"the server closed its output waiting for {what}; stderr:\n{self.log()}")
-            if "method" in m and "id" in m:  # a request of the server's own: answer it
-                self._send({"id": m["id"], "result": None})
-            elif wanted(m):
-                return m
-            else:
-                self.pending.append(m)
-
-    def diagnostics(self, uri: str, version: int) -> list[dict]:
-        m = self.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics"
-                      and m["params"]["uri"] == uri and m["params"].get("version") == version,
-                      f"diagnostics for {uri} version {version}")
-        return m["params"]["diagnostics"]
-
-    def open(self, path: Path, text: str | None = None, version: int = 1) -> str:
-        uri = path.resolve().as_uri()
-        self.notify("textDocument/didOpen", {"textDocument": {
-            "uri": uri, "languageId": "netdsl", "version": version,
-            "text": path.read_text() if text is None else text}})
-        return uri
-
-    def change(self, uri: str, text: str, version: int) -> None:
-        self.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": version},
-                                               "contentChanges": [{"text": text}]})
-
-    def at(self, method: str, uri: str, line: int, character: int):
-        return self.request(method, {"textDocument": {"uri": uri},
-                                     "position": {"line": line, "character": character}})
-
-    def log(self) -> str:
-        self.stderr.seek(0)
-        return self.stderr.read().decode("utf-8", "replace")[-4000:]
-
-    def close(self) -> int:
-        try:
-            if self.proc.poll() is None:
-                self.request("shutdown", None)
-                self.notify("exit", None)
-            return self.proc.wait(timeout=TIMEOUT)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            self.stderr.close()
 
 
 @pytest.fixture

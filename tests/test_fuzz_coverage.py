@@ -1,0 +1,265 @@
+"""The fuzzer reaches everything the pipeline has: every alternative of every grammar
+rule and every terminal, every IR node class, every layer argument at the edges of
+its type, ``reuse`` of every layer kind at other shapes, and every command of the
+CLI, the files they write included. Each universe is listed from the code (the
+grammar Lark builds, the IR's classes, the catalogue, the CLI's command table), so
+a rule, a node, an argument or a command added without a generator fails here by
+name. The harness's own judges are tested to fail too: a write without consent, a
+link followed out of a tree, an error in the language server's log."""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+import netdsl
+from netdsl import ir
+from netdsl.cli import COMMANDS
+from netdsl.layers import LAYERS
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import fuzz  # noqa: E402
+import fuzz_commands  # noqa: E402
+import fuzz_specs  # noqa: E402
+
+
+def _counting_lark():
+    """A Lark of netdsl's grammar, separate from the parser's own, that records each
+    rule (one alternative) it reduces by."""
+    from netdsl.syntax import lalr, parser
+
+    grammar = resources.files("netdsl.syntax").joinpath("grammar.lark").read_text()
+    options = dict(parser="lalr", lexer="contextual", start=["start", "expr"],
+                   propagate_positions=True, maybe_placeholders=True)
+    lark, _ = lalr.build_lark(grammar, parser._ParenNewlines(), options)
+    seen: set = set()
+    for rule, fn in list(lark._callbacks.items()):
+        lark._callbacks[rule] = lambda children, rule=rule, fn=fn: (seen.add(rule), fn(children))[1]
+    return lark, seen
+
+
+def _generated(n: int):
+    """``n`` specs of each generator, and the shipped sources the mutations start from."""
+    texts = [p.read_text(encoding="utf-8") for p in fuzz.SOURCES]
+    for gen in fuzz_specs.GENERATORS.values():
+        texts += [gen(random.Random(i)) for i in range(n)]
+    return texts
+
+
+def test_every_alternative_of_every_grammar_rule_and_every_terminal_is_generated():
+    lark, seen = _counting_lark()
+    tokens = set()
+    texts = [p.read_text(encoding="utf-8") for p in fuzz.SOURCES]
+    texts += [gen(random.Random(i)) for gen in (fuzz_specs.gen_layers, fuzz_specs.gen_dataflow,
+                                                fuzz_specs.gen_expressions) for i in range(40)]
+    texts += [fuzz_specs.gen_grammar(random.Random(1000 + i)) for i in range(600)]
+    for text in texts:
+        try:
+            tokens |= {t.type for t in lark.lex(text, dont_ignore=True)}
+            lark.parse(text, start="start")
+        except Exception:  # noqa: BLE001 - a text that does not parse reaches fewer rules, that is all
+            pass
+    missing = sorted(str(r) for r in set(lark.rules) - seen)
+    assert not missing, f"no generator writes these grammar alternatives: {missing}"
+    terminals = {t.name for t in lark.terminals}
+    assert not terminals - tokens, f"no generator writes these tokens: {sorted(terminals - tokens)}"
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def _nodes(value, into: set) -> None:
+    """Every IR node class in ``value``, through every field (not through ir.walk, whose
+    own coverage is what it would be testing)."""
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, ir.Node):
+            into.add(type(v))
+            todo.extend(getattr(v, f) for f in type(v).model_fields)
+        elif isinstance(v, (tuple, list)):
+            todo.extend(v)
+        elif isinstance(v, dict):
+            todo.extend(v.values())
+
+
+@pytest.mark.slow
+def test_every_ir_node_class_is_generated():
+    universe = {c for c in _subclasses(ir.Node) if c is not ir.Layer}
+    seen: set = set()
+    for path in fuzz.SOURCES:
+        for network in re.findall(r"^network\s+(\w+)\s*\(", path.read_text(encoding="utf-8"), re.M):
+            _nodes(netdsl.compile(str(path), network=network), seen)
+    for gen in fuzz_specs.GENERATORS.values():
+        for i in range(100):
+            try:
+                _nodes(netdsl.compile(gen(random.Random(i))), seen)
+            except netdsl.NetdslError:
+                pass
+    missing = sorted(c.__name__ for c in universe - seen)
+    assert not missing, f"no generated spec that compiles holds these IR nodes: {missing}"
+
+
+def _calls(text: str):
+    """(kind, {argument: value text}) of each layer call on its own line, as gen_extremes writes them."""
+    for m in re.finditer(r"^\s*(?:apply )?(\w+)\((.*)\)\s*$", text, re.M):
+        yield m.group(1), dict(re.findall(r"(\w+) = ((?:\[[^\]]*\]|[^,])+)", m.group(2)))
+
+
+def test_every_layer_argument_is_generated_at_an_edge_of_its_type():
+    edges: dict[tuple[str, str], set[str]] = {}
+    for i in range(4000):
+        for kind, args in _calls(fuzz_specs.gen_extremes(random.Random(i))):
+            for name, value in args.items():
+                edges.setdefault((kind, name), set()).add(value.strip())
+    extreme = set(fuzz_specs.EXTREME_INTS + fuzz_specs.EXTREME_FLOATS)
+    missing = []
+    for kind, sig in LAYERS.items():
+        for a in sig.args:
+            values = edges.get((kind, a.name), set())
+            t, _ = fuzz_specs.arg_type(kind, a.name)
+            if t in ("int", "float", "pair") and not any(v in extreme or v.startswith("[") for v in values):
+                missing.append(f"{kind}.{a.name}")
+            elif not values:
+                missing.append(f"{kind}.{a.name}")
+            if t == "float" and not {"3.5e38", "1e39", "1e300"} & values:
+                missing.append(f"{kind}.{a.name} past float32")
+    assert not missing, f"never generated at an edge: {missing}"
+
+
+def test_reuse_of_every_layer_kind_is_generated_at_another_shape():
+    kinds, moved = set(), set()
+    for i in range(3000):
+        text = fuzz_specs.gen_reuse(random.Random(i))
+        kind = re.search(r"^\s*a: (\w+)", text, re.M).group(1)
+        kinds.add(kind)
+        after = text.split("\n    a: ", 1)[1].split("\n", 1)[1]
+        if any(after.lstrip().startswith(r) for r in fuzz_specs._RESHAPERS if r != "relu"):
+            moved.add(kind)
+    assert kinds == set(LAYERS), sorted(set(LAYERS) - kinds)
+    assert moved == set(LAYERS), f"reused only at their own shape: {sorted(set(LAYERS) - moved)}"
+
+
+def test_every_command_has_a_driver_that_runs_it(tmp_path):
+    assert set(fuzz_commands.DRIVERS) == set(COMMANDS) == set(fuzz_commands.WEIGHTS)
+    p = fuzz_commands.make_project(tmp_path, b"", fuzz.SOURCES[:1])
+    for name, driver in fuzz_commands.DRIVERS.items():
+        assert driver(random.Random(0), p).argv[0] == name
+
+
+def test_every_write_target_and_consent_is_tried(tmp_path):
+    # Each command that writes is tempted with each kind of target, with and without --force.
+    tried = {}
+    for i in range(400):
+        where = tmp_path / str(i)
+        where.mkdir()
+        p = fuzz_commands.make_project(where, b'import "resnet.net"\n', fuzz.SOURCES[:3] + [
+            fuzz.ROOT / "specs" / "resnet.net"])
+        for name in ("build", "graph", "export"):
+            call = fuzz_commands.DRIVERS[name](random.Random(f"{i}:{name}"), p)
+            flag = {"build": "--save", "graph": "-o", "export": "-o"}[name]
+            if flag in call.argv:
+                target = Path(call.argv[call.argv.index(flag) + 1])
+                kind = ("spec" if target == p.spec else "import" if target.name == "resnet.net" else
+                        "dir" if target.is_dir() else "link" if target.is_symlink() else
+                        "missing dir" if not target.parent.exists() else
+                        "new" if not target.exists() else
+                        "netdsl's" if fuzz_commands.netdsl_wrote(target.read_bytes()) else target.stem)
+                tried.setdefault(name, set()).add((kind, "--force" in call.argv))
+    every = {"spec", "import", "dir", "link", "missing dir", "new", "notes", "netdsl's", "earlier"}
+    for name in ("graph", "export"):
+        assert {k for k, _ in tried[name]} == every, name
+        assert {f for _, f in tried[name]} == {True, False}
+    assert {k for k, _ in tried["build"]} == every | {"old"}
+
+
+# ---------------------------------------------------------------- the judges can fail
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    p = fuzz_commands.make_project(tmp_path, b"network n() {\n    input [3, 8, 8]\n    relu\n}\n", fuzz.SOURCES[:2])
+    monkeypatch.chdir(p.root)
+    return p
+
+
+def test_a_write_without_consent_is_a_breach(project, monkeypatch):
+    from netdsl.cli import files
+
+    call = fuzz_commands.Call(["graph", "input.net", "-o", "notes.txt"])
+    before = fuzz_commands.snapshot(project.root, project.outside)
+    assert fuzz_commands.run_in_process(call)[0] == 2  # refused: the notes are the user's
+    assert fuzz_commands.judge_files(call, before, fuzz_commands.snapshot(project.root, project.outside)) == ""
+    # The same command under a policy that lets everything through: the judge catches it.
+    monkeypatch.setattr(files, "check_target", lambda path, **kw: Path(path))
+    assert fuzz_commands.run_in_process(call)[0] == 0
+    breach = fuzz_commands.judge_files(call, before, fuzz_commands.snapshot(project.root, project.outside))
+    assert "changed without consent" in breach and "notes.txt" in breach
+
+
+def test_a_link_followed_out_of_the_tree_is_a_breach(project, monkeypatch):
+    from netdsl.cli import files
+
+    call = fuzz_commands.d_fmt(random.Random(0), project)
+    call.argv = ["fmt", "sub"]
+    call.may_write = {f for f in project.root.rglob("*.net") if not f.is_symlink()}
+    before = fuzz_commands.snapshot(project.root, project.outside)
+    fuzz_commands.run_in_process(call)
+    assert fuzz_commands.judge_files(call, before, fuzz_commands.snapshot(project.root, project.outside)) == ""
+    # A walk that follows links rewrites the victim outside: the judge says so.
+    real = files.files_under
+    monkeypatch.setattr(files, "files_under", lambda root, pattern="*.net": (sum(real(root, pattern), []), []))
+    fuzz_commands.run_in_process(call)
+    breach = fuzz_commands.judge_files(call, before, fuzz_commands.snapshot(project.root, project.outside))
+    assert "victim.net" in breach
+
+
+def test_the_stamp_is_read_as_the_policy_says(project):
+    # The harness's own reading of "netdsl wrote it" agrees with what netdsl writes.
+    out = project.root / "g.mmd"
+    fuzz_commands.run_in_process(fuzz_commands.Call(["graph", "input.net", "-o", str(out)]))
+    assert fuzz_commands.netdsl_wrote(out.read_bytes())
+    assert not fuzz_commands.netdsl_wrote(out.read_bytes().replace(b"n", b"m", 1))
+    assert fuzz_commands.netdsl_wrote(fuzz_commands.stamped("x = 1\n"))
+
+
+class _LoggingClient:
+    """A stand-in for the language server that logs an error on the first notification."""
+
+    def __init__(self):
+        self.logs: list[dict] = []
+
+    def notify(self, method, params):
+        self.logs.append({"type": 1, "message": "netdsl lsp: hover failed\nTraceback ..."})
+
+    def diagnostics(self, uri, version, timeout):
+        return []
+
+    def request(self, method, params, timeout):
+        return None
+
+
+def test_an_error_in_the_servers_log_is_a_crash(project, monkeypatch):
+    monkeypatch.setattr(fuzz_commands, "_server", lambda cwd: _LoggingClient())
+    monkeypatch.setattr(fuzz_commands, "stop_server", lambda: None)
+    result, detail = fuzz_commands.run_lsp(random.Random(0), project, 5.0)
+    assert result == "crash" and "hover failed" in detail
+
+
+def test_the_language_server_answers_a_fuzzed_session(project):
+    pytest.importorskip("pygls")
+    try:
+        for i in range(3):
+            result, detail = fuzz_commands.run_lsp(random.Random(i), project, 30.0)
+            assert result == "ok", detail
+    finally:
+        fuzz_commands.stop_server()
