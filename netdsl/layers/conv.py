@@ -43,6 +43,13 @@ def _kaiming_default(module, pname, tensor) -> bool:
     return True
 
 
+# torch 2.14's oneDNN convolution backward on the CPU corrupts memory and kills the
+# process (SIGSEGV) at large strides: seen from 3,000 with 64 input channels, and at
+# every stride from 16,384. No network needs a stride past its input's size, and
+# 1,024 is larger than any patch size in use (ViT's 16 and 32, a full 224 image).
+MAX_CONV_STRIDE = 1024
+
+
 class Conv2dKind(Kind):
     name = "conv2d"
     window = projects = True
@@ -63,6 +70,16 @@ class Conv2dKind(Kind):
     parameters = ("weight", "bias")
     matrix_parameters = ("weight",)
     counted = factory = output_not_saved = True
+
+    def check(self, values):
+        for s in values["stride"]:
+            if s > MAX_CONV_STRIDE:
+                raise LayerError("E0204", f"`conv2d` argument `stride` must be at most {MAX_CONV_STRIDE:,}",
+                                 f"found {s}",
+                                 "torch's CPU convolution (oneDNN) crashes the process in the backward "
+                                 "pass at strides in the thousands; a stride larger than the input "
+                                 "gives the same one-pixel output as a stride equal to it",
+                                 arg="stride")
 
     def infer(self, values, shape):
         shapes.need_image(self.name, shape)
