@@ -91,11 +91,12 @@ def fixtures() -> list[Fixture]:
 
 
 @contextmanager
-def in_fixtures():
+def in_fixtures(folder: Path = FIXTURES):
     """Run with the fixture folder as the working directory, so that outputs show
-    short file names and imports resolve as the CLI would resolve them there."""
+    short file names and imports resolve as the CLI would resolve them there
+    (``folder``: the per-site fixtures of tests/fixtures/sites run from theirs)."""
     before = os.getcwd()
-    os.chdir(FIXTURES)
+    os.chdir(folder)
     try:
         yield
     finally:
@@ -111,7 +112,7 @@ def compile_fixture(fx: Fixture, source: bytes | None = None):
     from netdsl.api import compile_spec
 
     limits = netdsl.Limits().replace(**fx.limits)
-    with in_fixtures():
+    with in_fixtures(fx.path.parent):
         try:
             # As `netdsl check --set ...` (the command the catalogue shows) words it.
             net = compile_spec(fx.name if source is None else source, fx.overrides, limits=limits,
