@@ -7,13 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import errors_doc
 import pytest
 
 import netdsl
 from netdsl.codes import entries, explain
-
-sys.path.insert(0, str(Path(__file__).parent))
-import errors_doc  # noqa: E402
 
 ROOT = errors_doc.ROOT
 FIXTURES = errors_doc.fixtures()

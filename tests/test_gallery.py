@@ -8,7 +8,7 @@ from pathlib import Path
 
 import doc_blocks
 import pytest
-from test_graph import parse_mermaid
+from mermaid import parse_mermaid
 
 from netdsl.cli import main
 

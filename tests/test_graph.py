@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mermaid import mermaid_label, parse_mermaid
 
 import netdsl
 from netdsl.analysis import analyse
@@ -291,45 +292,6 @@ def parse_dot(text: str) -> dict:
     return out
 
 
-_MERMAID_LINE = re.compile(
-    r'^(?P<i> *)(?:(?P<head>flowchart TD)|subgraph (?P<cid>c\d+)\["(?P<cl>[^"]+)"\]|(?P<end>end)|'
-    r'(?P<nid>n\d+)(?:\(\["(?P<l1>[^"]*)"\]\)|\[\["(?P<l2>[^"]*)"\]\]|\(\("(?P<l3>[^"]*)"\)\)|'
-    r'\["(?P<l4>[^"]*)"\]|\[/"(?P<l5>[^"]*)"/\])|(?P<src>n\d+) (?:-->|-\.->|-\.->\|side\|) (?P<dst>n\d+))$')
-
-
-def _mermaid_label(text: str) -> list[str]:
-    """A quoted Mermaid label's lines: `<br/>` breaks lines, `#N;` is character N, and
-    nothing else Mermaid would read as markup is left."""
-    lines = text.split("<br/>")
-    for line in lines:
-        assert not re.search(r"[<>&`\"]|#(?!\d+;)", line), line
-        assert all(c.isprintable() for c in line)
-    return [re.sub(r"#(\d+);", lambda m: chr(int(m.group(1))), line) for line in lines]
-
-
-def parse_mermaid(text: str) -> dict:
-    out = {"nodes": {}, "clusters": [], "edges": []}
-    depth = 0
-    lines = text.split("\n")
-    assert lines[0] == "flowchart TD"
-    for line in lines[1:]:
-        m = _MERMAID_LINE.match(line)
-        assert m, f"not a Mermaid line this renderer writes: {line!r}"
-        if m["cid"]:
-            depth += 1
-            out["clusters"].append(_mermaid_label(m["cl"]))
-        elif m["end"]:
-            depth -= 1
-            assert depth >= 0
-        elif m["nid"]:
-            label = next(m[k] for k in ("l1", "l2", "l3", "l4", "l5") if m[k] is not None)
-            out["nodes"][m["nid"]] = _mermaid_label(label)
-        else:
-            out["edges"].append((m["src"], m["dst"]))
-    assert depth == 0
-    return out
-
-
 def _shown(text: str) -> str:
     # Characters that are not printable are shown as their escapes.
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
@@ -389,9 +351,9 @@ def test_the_checkers_refuse_what_would_break():
     with pytest.raises(AssertionError):
         parse_mermaid('flowchart TD\n  n0["a"b"]')
     with pytest.raises(AssertionError):
-        _mermaid_label("a #35 b")
+        mermaid_label("a #35 b")
     assert _label("a\\\\n&amp;\\nb") == ["a\\n&", "b"]
-    assert _mermaid_label("#34;x#35;<br/>y") == ['"x#', "y"]
+    assert mermaid_label("#34;x#35;<br/>y") == ['"x#', "y"]
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")

@@ -24,11 +24,10 @@ from netdsl.tools.sweep import grid, run
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.net"))
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 import errors_doc  # noqa: E402
 import fuzz  # noqa: E402
-from test_pysource import hostile_flow_specs, hostile_specs  # noqa: E402
+from hostile_specs import hostile_flow_specs, hostile_specs  # noqa: E402
 
 # The sizes each family spec defines, as the sweep benchmark plots them.
 SIZES = {"efficientnet.net": [{"variant": v} for v in range(8)],
