@@ -1,7 +1,8 @@
 """General dataflow (netdsl/check/dataflow.py, lower.py's graph, modules.GraphOp): named
 results, merges, several inputs and outputs, and split. The shipped U-Net, FPN and
-ShuffleNet V2 specs against hand-written PyTorch and torchvision; the built models
-under FX, torch.compile and pickle."""
+ShuffleNet V2 specs against hand-written PyTorch and torchvision where a table of
+whole-network comparisons cannot say it (tests/equivalence/test_zoo.py holds their
+outputs and gradients); the built models under FX, torch.compile and pickle."""
 
 import pickle
 import re
@@ -9,55 +10,14 @@ import re
 import pytest
 import torch
 import torchvision
+from hand_written import UNet
 from torch import nn
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 import netdsl
 from netdsl.analysis import analyse
 
-
-def _same(model, ref, *xs):
-    torch.testing.assert_close(model(*xs), ref(*xs), atol=1e-5, rtol=1e-4)
-
-
 # ---------------------------------------------------------------- U-Net
-
-
-class DoubleConv(nn.Module):
-    def __init__(self, cin, cout):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.relu1 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
-        self.relu2 = nn.ReLU(inplace=True)
-
-    def forward(self, x):
-        return self.relu2(self.conv2(self.relu1(self.conv1(x))))
-
-
-class UNet(nn.Module):
-    """A plain U-Net written by hand: padded convs, 2x2 up-convolutions, skips by concat."""
-
-    def __init__(self, depth=4, width=64, channels=1, num_classes=2):
-        super().__init__()
-        self.depth = depth
-        self.enc0 = DoubleConv(channels, width)
-        for i in range(1, depth + 1):
-            setattr(self, f"pool{i}", nn.MaxPool2d(2))
-            setattr(self, f"enc{i}", DoubleConv(width * 2 ** (i - 1), width * 2 ** i))
-        for i in range(depth - 1, -1, -1):
-            setattr(self, f"up{i}", nn.ConvTranspose2d(width * 2 ** (i + 1), width * 2 ** i, 2, stride=2))
-            setattr(self, f"dec{i}", DoubleConv(width * 2 ** (i + 1), width * 2 ** i))
-        self.outc = nn.Conv2d(width, num_classes, 1)
-
-    def forward(self, x):
-        skips = [self.enc0(x)]
-        for i in range(1, self.depth + 1):
-            skips.append(getattr(self, f"enc{i}")(getattr(self, f"pool{i}")(skips[-1])))
-        y = skips.pop()
-        for i in range(self.depth - 1, -1, -1):
-            y = getattr(self, f"dec{i}")(torch.cat([skips[i], getattr(self, f"up{i}")(y)], 1))
-        return self.outc(y)
 
 
 def test_unet_default_has_the_hand_written_unets_parameters(spec_path):
@@ -67,21 +27,14 @@ def test_unet_default_has_the_hand_written_unets_parameters(spec_path):
     assert net.out_shape == (2, 256, 256)
 
 
-def test_unet_equals_a_hand_written_unet_in_eval_training_and_gradients(spec_path):
-    torch.manual_seed(0)
-    ref = UNet(depth=3, width=8, channels=3, num_classes=5)
-    model = netdsl.build(spec_path("unet"), depth=3, width=8, channels=3, num_classes=5, resolution=32)
-    model.load_state_dict(ref.state_dict(), strict=True)
-    assert len(model.state_dict()) == len(ref.state_dict())
+def test_unet_has_the_hand_written_unets_module_tree(spec_path):
+    # Outputs, training mode and gradients against the hand-written U-Net are a row of
+    # tests/equivalence/test_zoo.py; here, the names of modules without parameters too.
+    model = netdsl.build(spec_path("unet"), depth=3, width=8, channels=3, num_classes=5, resolution=32,
+                         device="meta")
+    with torch.device("meta"):
+        ref = UNet(depth=3, width=8, channels=3, num_classes=5)
     assert [n for n, _ in model.named_modules()] == [n for n, _ in ref.named_modules()]
-    x = torch.randn(2, 3, 32, 32)
-    _same(model.eval(), ref.eval(), x)
-    model.train(), ref.train()
-    _same(model, ref, x)
-    model(x).square().sum().backward()
-    ref(x).square().sum().backward()
-    for (name, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
-        torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
 def test_unet_bilinear_variant_builds_and_keeps_the_size(spec_path):
@@ -92,21 +45,18 @@ def test_unet_bilinear_variant_builds_and_keeps_the_size(spec_path):
 # ---------------------------------------------------------------- ResNet-50 + FPN
 
 
-def test_resnet50_fpn_equals_torchvisions_backbone_with_fpn(spec_path):
-    torch.manual_seed(0)
-    ref = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=nn.BatchNorm2d,
-                              trainable_layers=5).eval()
-    # Built on meta and given torchvision's tensors: no time spent initialising weights twice.
+def test_resnet50_fpn_returns_torchvisions_maps_by_name(spec_path):
+    # The maps' values against torchvision's are a row of tests/equivalence/test_zoo.py,
+    # which pairs a dict's entries in order; here, their names and shapes.
+    with torch.device("meta"):
+        ref = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=nn.BatchNorm2d,
+                                  trainable_layers=5).eval()
     model = netdsl.build(spec_path("resnet50_fpn"), resolution=64, device="meta").eval()
-    model.load_state_dict(ref.state_dict(), strict=True, assign=True)
-    assert len(model.state_dict()) == len(ref.state_dict())
-    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in ref.parameters())
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, 64, 64, device="meta")
     with torch.no_grad():
         ours, theirs = model(x), ref(x)
     assert list(ours) == list(theirs) == ["0", "1", "2", "3", "pool"]
-    for key in ours:
-        torch.testing.assert_close(ours[key], theirs[key], atol=1e-5, rtol=1e-4)
+    assert [v.shape for v in ours.values()] == [v.shape for v in theirs.values()]
     net = netdsl.compile(spec_path("resnet50_fpn"), resolution=64)
     assert [tuple(s) for s in net.result.shapes] == [tuple(theirs[k].shape[1:]) for k in theirs]
 
@@ -121,35 +71,6 @@ def test_every_shufflenet_v2_width_has_torchvisions_parameter_count(spec_path, w
     ref = getattr(torchvision.models, f"shufflenet_v2_x{width}")()
     net = netdsl.compile(spec_path(f"shufflenet_v2_x{width}"))
     assert analyse(net).params == sum(p.numel() for p in ref.parameters())
-
-
-@pytest.fixture
-def one_thread():
-    # Depthwise convolutions on a busy CPU: one thread is several times faster than two.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_shufflenet_v2_x1_0_equals_torchvision(spec_path, one_thread):
-    torch.manual_seed(0)
-    ref = torchvision.models.shufflenet_v2_x1_0()
-    model = netdsl.build(spec_path("shufflenet_v2_x1_0"), input=(3, 32, 32), device="meta")
-    model.load_state_dict(ref.state_dict(), strict=True, assign=True)
-    assert len(model.state_dict()) == len(ref.state_dict())
-    x = torch.randn(2, 3, 32, 32)
-    _same(model.eval(), ref.eval(), x)
-    model.train(), ref.train()
-    torch.manual_seed(1)
-    ours = model(x)
-    torch.manual_seed(1)
-    theirs = ref(x)
-    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
-    ours.square().sum().backward()
-    theirs.square().sum().backward()
-    for (name, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
-        torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-3, msg=name)
 
 
 def test_shufflenet_width_outside_the_family_is_refused(spec_path):

@@ -1,6 +1,9 @@
 """specs/densenet.net is torchvision's DenseNet family and specs/densenet121.net
-its DenseNet-121: same state_dict, same outputs and gradients for the same
-weights, same parameter and MAC counts, and the same initialisation statistics."""
+its DenseNet-121: the state_dict names torchvision's, the parameter and MAC counts
+are docs/specs.md's figures, every member has torchvision's parameters, dropout
+inside the dense layers draws, gradients reach every dense layer, and the
+initialisation statistics are torchvision's. (DenseNet-121 and a small member with
+dropout against torchvision's, outputs and gradients, are rows of test_zoo.py.)"""
 
 import math
 from pathlib import Path
@@ -30,31 +33,12 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def pair():
-    """Our DenseNet-121 carrying torchvision's weights, and torchvision's model."""
-    torch.manual_seed(0)
-    ref = tvm.densenet121()
-    ours = netdsl.build(D121)
-    ours.load_state_dict(ref.state_dict(), strict=True)
-    return ours, ref
-
-
-def test_state_dict_keys_and_shapes_match_torchvision(pair):
-    ours, ref = pair
-    got = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
-    want = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
-    assert got == want
-    assert len(got) == KEYS
+def test_state_dict_names_torchvisions_keys():
+    keys = list(netdsl.build(D121, device="meta").state_dict())
+    assert len(keys) == KEYS
     for key in ("features.denseblock1.denselayer1.norm1.weight", "features.transition1.conv.weight",
                 "features.norm5.running_var", "classifier.weight"):
-        assert key in got
-
-
-def test_parameter_count_matches_networks_md(pair):
-    ours, ref = pair
-    assert sum(p.numel() for p in ours.parameters()) == PARAMS
-    assert sum(p.numel() for p in ref.parameters()) == PARAMS
+        assert key in keys
 
 
 def test_static_macs_equal_fvcore_total():
@@ -63,58 +47,24 @@ def test_static_macs_equal_fvcore_total():
     assert a.params == PARAMS
 
 
-def test_eval_outputs_match(pair):
-    ours, ref = pair
-    ours.eval(), ref.eval()
-    torch.manual_seed(1)
-    x = torch.randn(2, 3, 224, 224)
-    with torch.no_grad():
-        got, want = ours(x), ref(x)
-    assert got.shape == (2, 1000)
-    assert 0.1 < want.abs().max().item() < 1e3  # kaiming init keeps the scale
-    assert (got - want).abs().max().item() <= 1e-5
-
-
-def _grads(model, x, w):
-    model.zero_grad(set_to_none=True)
-    torch.manual_seed(3)  # the same dropout masks for both
-    out = model(x)
-    (out * w).sum().backward()
-    return out, {k: p.grad.clone() for k, p in model.named_parameters()}
-
-
-def test_training_gradients_match_on_a_small_input(pair):
+@pytest.mark.slow
+def test_gradients_reach_every_dense_layer():
     # Dense connectivity end to end, batch statistics included, at 64x64 to stay fast.
-    ours, ref = pair
-    ours.train(), ref.train()
     torch.manual_seed(2)
-    x, w = torch.randn(2, 3, 64, 64), torch.randn(2, 1000)
-    got, got_grads = _grads(ours, x, w)
-    want, want_grads = _grads(ref, x, w)
-    assert (got - want).abs().max().item() <= 1e-5
-    assert got_grads.keys() == want_grads.keys()
-    worst = max((got_grads[k] - want_grads[k]).abs().max().item() for k in want_grads)
-    assert worst <= 1e-5
-    assert all(g.abs().sum() > 0 for k, g in got_grads.items() if k.endswith("conv1.weight"))
+    ours = netdsl.build(D121, input=[3, 64, 64]).train()
+    (ours(torch.randn(2, 3, 64, 64)) * torch.randn(2, 1000)).sum().backward()
+    convs = {k: p.grad for k, p in ours.named_parameters() if k.endswith("conv1.weight")}
+    assert len(convs) == 58 and all(g.abs().sum() > 0 for g in convs.values())
 
 
-def test_dropout_inside_dense_layers_matches():
-    # drop_rate > 0 adds dropout after each layer's 3x3 conv, where torchvision applies it.
-    torch.manual_seed(5)
-    ref = tvm.DenseNet(growth_rate=12, block_config=(2, 3), num_init_features=16, drop_rate=0.2,
-                       num_classes=10)
+def test_dropout_inside_dense_layers_draws():
     ours = netdsl.build(FAMILY, input=[3, 32, 32], growth_rate=12, block_config=[2, 3],
-                        num_init_features=16, drop_rate=0.2, num_classes=10)
-    ours.load_state_dict(ref.state_dict(), strict=True)
-    ours.train(), ref.train()
+                        num_init_features=16, drop_rate=0.2, num_classes=10).train()
     x = torch.randn(2, 3, 32, 32)
-    outs = []
-    for model in (ours, ref):
-        torch.manual_seed(6)
-        outs.append(model(x))
-    assert (outs[0] - outs[1]).abs().max().item() <= 1e-5
+    torch.manual_seed(6)
+    a = ours(x)
     torch.manual_seed(7)
-    assert not torch.allclose(ours(x), outs[0])  # dropout really ran
+    assert not torch.allclose(ours(x), a)  # dropout really ran
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
@@ -129,10 +79,12 @@ def test_family_members_have_torchvision_parameter_counts(name):
         {k: v.shape for k, v in ref.state_dict().items()}
 
 
-def test_weight_statistics_match_torchvision_init(pair):
+@pytest.mark.slow
+def test_weight_statistics_match_torchvision_init():
+    torch.manual_seed(0)
+    theirs = dict(tvm.densenet121().named_modules())
     torch.manual_seed(4)
     ours = netdsl.build(D121)
-    theirs = dict(pair[1].named_modules())  # fresh torchvision weights: no test changes them
     checked = set()
     for name, m in ours.named_modules():
         if isinstance(m, nn.Conv2d):

@@ -1,6 +1,9 @@
 """specs/inception_v3.net is torchvision's Inception v3 with the auxiliary head:
-same state_dict, same outputs and gradients for the same weights, same
-parameter and MAC counts, and the same initialisation statistics."""
+the state_dict names torchvision's, the parameter and MAC counts are docs/specs.md's
+figures, training mode returns the aux logits beside the logits, every weight the
+aux head's included takes part, and the initialisation statistics are
+torchvision's. (Against torchvision's, strict load, eval and training outputs and
+gradients, is a row of test_zoo.py.)"""
 
 import math
 from pathlib import Path
@@ -24,46 +27,10 @@ def path():
     return str(Path(__file__).resolve().parents[2] / "specs" / "inception_v3.net")
 
 
-def _calibrate_batchnorm(model):
-    """Give batch norm running statistics from one batch.
-
-    With fresh statistics (mean 0, var 1) and std-0.1 weights, eval-mode activations
-    grow to ~1e12 and an absolute 1e-5 tolerance would be meaningless.
-    """
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in bns:
-        m.momentum = 1.0
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(2, 3, 299, 299))
-    for m in bns:
-        m.momentum = 0.1
-
-
-@pytest.fixture(scope="module")
-def pair(path):
-    """Our model carrying torchvision's weights, and torchvision's model."""
-    torch.manual_seed(0)
-    ref = inception_v3(aux_logits=True, init_weights=True)
-    _calibrate_batchnorm(ref)
-    ours = netdsl.build(path)
-    ours.load_state_dict(ref.state_dict(), strict=True)
-    return ours, ref
-
-
-def test_state_dict_keys_and_shapes_match_torchvision(pair):
-    ours, ref = pair
-    got = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
-    want = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
-    assert got == want
-    assert len(got) == KEYS
-    assert "Mixed_5b.branch5x5_1.conv.weight" in got and "AuxLogits.fc.weight" in got
-
-
-def test_parameter_count_matches_networks_md(pair):
-    ours, ref = pair
-    assert sum(p.numel() for p in ours.parameters()) == PARAMS
-    assert sum(p.numel() for p in ref.parameters()) == PARAMS
+def test_state_dict_names_torchvisions_keys(path):
+    keys = list(netdsl.build(path, device="meta").state_dict())
+    assert len(keys) == KEYS
+    assert "Mixed_5b.branch5x5_1.conv.weight" in keys and "AuxLogits.fc.weight" in keys
 
 
 def test_static_macs_equal_fvcore_total(path):
@@ -73,44 +40,19 @@ def test_static_macs_equal_fvcore_total(path):
     assert a.params == PARAMS
 
 
-def test_eval_outputs_match(pair):
-    ours, ref = pair
-    ours.eval(), ref.eval()
-    torch.manual_seed(1)
-    x = torch.randn(2, 3, 299, 299)
-    with torch.no_grad():
-        got, want = ours(x), ref(x)
-    assert isinstance(got, torch.Tensor)
-    assert got.shape == (2, 1000)
-    assert 0.1 < want.abs().max().item() < 1e3  # calibrated: the tolerance means something
-    assert (got - want).abs().max().item() <= 1e-5
-
-
-def test_training_outputs_and_gradients_match(pair):
-    ours, ref = pair
-    ours.train(), ref.train()
+@pytest.mark.slow
+def test_training_returns_the_aux_logits_and_every_weight_takes_part(path):
     torch.manual_seed(2)
+    ours = netdsl.build(path).train()
     x = torch.randn(2, 3, 299, 299)
-    w_main, w_aux = torch.randn(2, 1000), torch.randn(2, 1000)
-
-    def run(model):
-        model.zero_grad(set_to_none=True)
-        torch.manual_seed(3)  # the same dropout mask for both
-        out = model(x)
-        loss = (out.logits * w_main).sum() + 0.3 * (out.aux_logits * w_aux).sum()
-        loss.backward()
-        return out, {k: p.grad.clone() for k, p in model.named_parameters()}
-
-    got, got_grads = run(ours)
-    want, want_grads = run(ref)
-    assert type(got).__name__.endswith("Outputs") and got._fields == ("logits", "aux_logits")
-    assert (got.logits - want.logits).abs().max().item() <= 1e-5
-    assert (got.aux_logits - want.aux_logits).abs().max().item() <= 1e-5
-    assert got_grads.keys() == want_grads.keys()
-    worst = max((got_grads[k] - want_grads[k]).abs().max().item() for k in want_grads)
-    assert worst <= 1e-5
-    # Every weight took part, the aux head's included.
-    assert all(g.abs().sum() > 0 for k, g in got_grads.items() if k.endswith("weight"))
+    out = ours(x)
+    assert type(out).__name__.endswith("Outputs") and out._fields == ("logits", "aux_logits")
+    ((out.logits * torch.randn(2, 1000)).sum() + 0.3 * (out.aux_logits * torch.randn(2, 1000)).sum()).backward()
+    grads = {k: p.grad for k, p in ours.named_parameters() if k.endswith("weight")}
+    assert "AuxLogits.fc.weight" in grads
+    assert all(g is not None and g.abs().sum() > 0 for g in grads.values())
+    with torch.no_grad():
+        assert isinstance(ours.eval()(x[:1]), torch.Tensor)
 
 
 # ---------------------------------------------------------------- initialisation
@@ -126,10 +68,12 @@ def _expected_std(name: str) -> float:
     return 0.001 if name == "AuxLogits.fc" else 0.1
 
 
-def test_weight_statistics_match_torchvision_init(path, pair):
+@pytest.mark.slow
+def test_weight_statistics_match_torchvision_init(path):
+    torch.manual_seed(0)
+    ref = inception_v3(aux_logits=True, init_weights=True)  # fresh torchvision weights
     torch.manual_seed(4)
     ours = netdsl.build(path)
-    ref = pair[1]  # fresh torchvision weights: no test changes them
     theirs = dict(ref.named_modules())
     checked = set()
     for name, m in ours.named_modules():
