@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import netdsl
 from netdsl.analysis import analyse
 from netdsl.analysis.diff import diff, modules, render_table, to_json
+from netdsl.backend.lower import lower
 from netdsl.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,3 +174,56 @@ def test_percentages_and_signs():
     text = render_table(d)
     assert f"(Δ −{224 - 112:,}, −50.00%)" in text
     assert d.macs == -(8 - 4) * 14 * 14 * (3 * 3 * 3)
+
+
+# ---------------------------------------------------------------- against torch's own view
+
+# Pairs of (spec, --set values): families at two sizes, and two networks apart.
+PAIRS = [
+    (("resnet34.net", ()), ("resnet50.net", ())),
+    (("resnet.net", (("depth", "18"),)), ("resnet.net", (("depth", "34"),))),
+    (("vgg.net", (("depth", "11"),)), ("vgg.net", (("batch_norm", "true"), ("depth", "16")))),
+    (("efficientnet.net", (("variant", "0"),)), ("efficientnet.net", (("variant", "1"),))),
+    (("densenet.net", (("block_config", "[2, 3]"),)), ("densenet.net", (("growth_rate", "12"),))),
+    (("inception_v3.net", ()), ("googlenet.net", ())),
+    (("lenet5.net", ()), ("alexnet.net", ())),
+]
+
+
+def _torch_view(side):
+    """A side's model as torch sees it, built on the meta device: its parameter count
+    and the names of its modules."""
+    model = lower(compiled(*side), device="meta")
+    return sum(p.numel() for p in model.parameters()), {n for n, _ in model.named_modules() if n}
+
+
+@pytest.mark.parametrize("a, b", PAIRS, ids=[f"{a[0]}-{b[0]}" for a, b in PAIRS])
+def test_the_diff_is_the_difference_of_the_built_models(a, b):
+    # An independent reference for what diff computes from the IR: torch's own
+    # parameter counts of the two built models, and their named_modules().
+    (pa, names_a), (pb, names_b) = _torch_view(a), _torch_view(b)
+    d = diff(compiled(*a), compiled(*b))
+    assert d.params == pb - pa
+    assert {c.name for c in d.modules if c.change == "added"} == names_b - names_a
+    assert {c.name for c in d.modules if c.change == "removed"} == names_a - names_b
+    assert {c.name for c in d.modules if c.change == "changed"} <= names_a & names_b
+
+
+SMALL = [("c: conv2d(8, 3)\nflatten\nfc: linear(10)", "c: conv2d(16, 3, stride = 2)\nflatten\nhead: linear(10)"),
+         ("c: conv2d(8, 3)\nrelu\nflatten", "c: conv2d(8, 3)\nbn: batchnorm2d\nrelu\npool: maxpool2d(2)\nflatten"),
+         ("b: { c: conv2d(8, 3, groups = 1) }", "b: { c: conv2d(9, 3, groups = 3)\n d: conv2d(9, 1) }")]
+
+
+@pytest.mark.parametrize("a, b", SMALL, ids=["wider-strided-renamed", "layers-added", "grouped"])
+def test_the_mac_delta_is_the_difference_of_fvcores_counts(a, b):
+    torch = pytest.importorskip("torch")
+    from fvcore.nn import FlopCountAnalysis
+
+    def fvcore_macs(net):
+        model = lower(net, device="cpu").eval()
+        count = FlopCountAnalysis(model, torch.randn(1, 3, 16, 16))
+        return count.unsupported_ops_warnings(False).uncalled_modules_warnings(False).total()
+
+    na, nb = _net(a), _net(b)
+    d = diff(na, nb)
+    assert d.macs == fvcore_macs(nb) - fvcore_macs(na) != 0

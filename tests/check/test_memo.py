@@ -317,3 +317,28 @@ def test_every_crash_fixture_is_the_same(memo_switch, path):
     # Inputs that once crashed or hung netdsl, deep recursions among them: the memo adds no
     # frame per level, so Python's stack runs out where it did (E0405 against E0402).
     same_with_and_without(memo_switch, lambda: netdsl.compile(path.read_bytes()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, prime", [("resnet50", {"depth": 34}), ("efficientnet_b0", {"variant": 1})])
+def test_with_the_memo_a_shipped_network_is_still_torchvisions(memo_switch, name, prime):
+    # Memo on against memo off compares netdsl with itself; this holds the memo's output
+    # to a reference outside netdsl. The memo holds block instances from another size of
+    # the family (`prime`); the network built with it has torchvision's state_dict keys
+    # and shapes, in order, and with torchvision's weights, torchvision's outputs.
+    import torch
+    import torchvision
+
+    memo_switch(True)
+    family = "resnet.net" if name.startswith("resnet") else "efficientnet.net"
+    netdsl.compile(str(ROOT / "specs" / family), **prime)
+    assert memo.ENABLED
+    model = netdsl.build(str(ROOT / "specs" / f"{name}.net"), input=[3, 64, 64])
+    torch.manual_seed(0)
+    ref = getattr(torchvision.models, name)()
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == \
+        [(k, v.shape) for k, v in ref.state_dict().items()]
+    model.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), ref.eval()(x), atol=1e-5, rtol=1e-4)

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,8 @@ from netdsl.analysis import analyse
 from netdsl.cli import main
 from netdsl.diagnostics import NetdslError
 from netdsl.tools.sweep import Grid, GridError, combinations, grid, run
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SPEC = """network n(c = 4, k = 3) {
     input [3, 16, 16]
@@ -54,6 +57,34 @@ def test_each_row_is_what_compile_and_analyse_give():
         a = analyse(netdsl.compile(SPEC, **r.values))
         assert (r.params, r.macs, r.activation_bytes, r.output_shape) == (
             a.params, a.macs, a.activation_bytes, tuple(a.output_shape))
+
+
+def _torch_figures(spec, values, shape):
+    """An independent reference for a row: the built model's parameter count as torch
+    counts it, and fvcore's MACs on it (one multiply-add is one fvcore "flop")."""
+    import torch
+    from fvcore.nn import FlopCountAnalysis
+
+    model = netdsl.build(spec, **values).eval()
+    count = FlopCountAnalysis(model, torch.randn(1, *shape))
+    macs = count.unsupported_ops_warnings(False).uncalled_modules_warnings(False).total()
+    return sum(p.numel() for p in model.parameters()), macs
+
+
+def test_each_row_is_what_torch_and_fvcore_count_on_the_built_model():
+    rows = run(SPEC, [grid("c=2,8"), grid("k=1,3,5")])
+    assert len(rows) == 6 and all(r.error is None for r in rows)
+    for r in rows:
+        assert (r.params, r.macs) == _torch_figures(SPEC, r.values, (3, 16, 16)), r.values
+
+
+@pytest.mark.slow
+def test_a_sweep_of_a_shipped_family_is_what_torch_and_fvcore_count():
+    spec = str(ROOT / "specs" / "efficientnet.net")
+    rows = run(spec, [grid("width=0.5,1.0"), grid("depth=1.0,1.2"), grid("resolution=64")])
+    assert len(rows) == 4 and all(r.error is None for r in rows)
+    for r in rows:
+        assert (r.params, r.macs) == _torch_figures(spec, r.values, (3, 64, 64)), r.values
 
 
 def test_an_invalid_combination_gets_its_diagnostic_and_the_sweep_goes_on():
