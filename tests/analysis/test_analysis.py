@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from slow_cases import slow_except
 from torch.overrides import TorchFunctionMode
 from torch_ops import OpRecorder
 
@@ -77,7 +78,7 @@ class _Measured:
         return cls.cache[key]
 
 
-@pytest.mark.parametrize("path, network", CASES)
+@pytest.mark.parametrize("path, network", slow_except(CASES))
 def test_static_totals_equal_the_built_model_and_fvcore(path, network):
     net, params, total, _ = _Measured.get(path, network)
     a = analyse(net)
@@ -108,7 +109,7 @@ def _side_names(nodes, prefix=""):
     return out
 
 
-@pytest.mark.parametrize("path, network", CASES)
+@pytest.mark.parametrize("path, network", slow_except(CASES))
 def test_per_module_rows_equal_fvcore_by_module_and_the_module_tree(path, network):
     net, params, _, by_module = _Measured.get(path, network)
     rows = analyse(net).rows
@@ -208,10 +209,10 @@ def _runtime_activations(model, input_shape):
     return total, largest
 
 
-@pytest.mark.parametrize("spec, input", [
+@pytest.mark.parametrize("spec, input", slow_except([
     ("lenet5", None), ("alexnet", (3, 96, 96)), ("vgg16", (3, 64, 64)), ("resnet50", (3, 96, 96)),
     ("densenet121", (3, 32, 32)), ("efficientnet_b0", (3, 96, 96)), ("inception_v3", None),
-])
+], fast=("lenet5", "alexnet", "resnet50", "densenet121", "efficientnet_b0")))
 def test_activation_figures_equal_what_the_built_model_makes(spec_path, spec, input):
     net = netdsl.compile(spec_path(spec), input=input)
     a = analyse(net)

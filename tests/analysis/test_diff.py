@@ -58,6 +58,7 @@ def side(draw):
     return spec, tuple(sorted((n, draw(st.sampled_from(choices[n]))) for n in names))
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(side(), side())
 def test_the_totals_are_the_difference_of_the_two_analyses(a, b):

@@ -317,6 +317,7 @@ def _expected(d: Diagram) -> dict[str, list[str]]:
     return {n.id: [_shown(x) for x in n.lines()] for n in d.nodes}
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(labels, min_size=1, max_size=6), st.lists(labels, max_size=3), labels)
 def test_any_label_gives_valid_dot_that_reads_back_as_the_label(names, cluster_labels, title):
@@ -369,6 +370,7 @@ def test_graphviz_draws_the_dot_of_any_label(names, cluster_labels, title):
             assert any(line.strip() in t for t in texts), (line, texts)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 def test_graphviz_draws_every_shipped_spec():
     for name, net in NETS.items():
@@ -467,6 +469,7 @@ def test_svg_without_graphviz_says_how_to_install_it(tmp_path, monkeypatch, caps
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_graph_does_not_import_torch():
     code = ("import sys; from netdsl.cli import main; "
             f"rc = main(['graph', {str(ROOT / 'specs' / 'inception_v3.net')!r}, '--format', 'dot']); "

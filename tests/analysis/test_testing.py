@@ -48,6 +48,7 @@ def resnet18():
     return randomise_norms(torchvision.models.resnet18(), 1)
 
 
+@pytest.mark.slow
 def test_an_equivalent_spec_passes_every_check(resnet18):
     before = {k: v.clone() for k, v in resnet18.state_dict().items()}
     resnet18.eval()
@@ -65,6 +66,7 @@ def test_an_equivalent_spec_passes_every_check(resnet18):
     assert "equivalent" in report.render() and "NOT" not in report.render()
 
 
+@pytest.mark.slow
 def test_a_changed_padding_is_found_at_the_conv_it_changes(tmp_path, resnet18):
     # Dilation 2 with padding 2 keeps every shape: only the values of conv2 change.
     old = "        conv2: conv2d(planes, 3, padding = 1, bias = false)"
@@ -77,6 +79,7 @@ def test_a_changed_padding_is_found_at_the_conv_it_changes(tmp_path, resnet18):
     assert "FAIL  eval outputs" in message and "NOT equivalent" in message
 
 
+@pytest.mark.slow
 def test_a_changed_stem_padding_is_a_shape_difference_at_conv1(tmp_path, resnet18):
     path, text = _variant(tmp_path, "conv1: conv2d(64, 7, stride = 2, padding = 3",
                           "conv1: conv2d(64, 7, stride = 2, padding = 2")
@@ -202,6 +205,7 @@ class _Sides(nn.Module):
         return self.out(main, self.h(x))
 
 
+@pytest.mark.slow
 def test_named_tuple_outputs_are_compared_field_by_field():
     assert assert_equivalent(SIDES, _Sides()).ok
     report = check_equivalent(SIDES, _Sides(fields=("logits", "aux_logits")))
@@ -239,6 +243,7 @@ def pair18():
     return ours, ref, module_spans(net)
 
 
+@pytest.mark.slow
 @settings(max_examples=6, deadline=None)
 @given(data=st.data())
 def test_a_perturbed_parameter_is_found_at_the_module_that_owns_it(pair18, data):
@@ -261,6 +266,7 @@ def test_a_perturbed_parameter_is_found_at_the_module_that_owns_it(pair18, data)
     assert report.first_difference.where == spans[owner].where()
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(a=st.lists(st.floats(-1e3, 1e3, allow_nan=False, width=32) | st.just(float("nan"))
                   | st.just(float("inf")), min_size=1, max_size=6),

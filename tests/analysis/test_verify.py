@@ -26,6 +26,7 @@ def verify(capsys, *args):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_an_equivalent_spec_exits_0(capsys):
     code, out, err = verify(capsys, SQUEEZE, "--against", "torchvision.models.squeezenet1_1", *FAST)
     assert code == 0, out + err
@@ -33,6 +34,7 @@ def test_an_equivalent_spec_exits_0(capsys):
     assert out.count("  ok  ") == 5
 
 
+@pytest.mark.slow
 def test_a_different_spec_exits_1_naming_the_first_differing_module(capsys, tmp_path):
     # SqueezeNet 1.1 with 1.0's stem is another network of the same weights' names.
     spec = tmp_path / "squeezenet.net"
@@ -47,6 +49,7 @@ def test_a_different_spec_exits_1_naming_the_first_differing_module(capsys, tmp_
     assert "NOT equivalent" in out.splitlines()[0]
 
 
+@pytest.mark.slow
 def test_against_args_are_the_constructors_keywords(capsys):
     code, out, err = verify(capsys, SQUEEZE, "--against", "torchvision.models.squeezenet1_1",
                             "--against-args", '{"num_classes": 10}', "--set", "num_classes=10",
@@ -104,6 +107,7 @@ def _reference_modules(tmp_path):
     return spec
 
 
+@pytest.mark.slow
 def test_a_reference_in_the_current_directory_imports(tmp_path):
     # The `netdsl` script does not put the current directory on sys.path; verify does.
     spec = _reference_modules(tmp_path)

@@ -21,6 +21,9 @@ from ecosystem import NETS, calibrate, spec  # noqa: E402
 
 IDS = [n.name for n in NETS]
 
+# Every shipped network through compile, export, tracing and ONNX: seconds each.
+pytestmark = pytest.mark.slow
+
 
 def _flat(out) -> list:
     """The tensors of a network's output: one, a (named) tuple, or a dict (in its order)."""

@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from slow_cases import slow_except
 from torch import nn
 
 import netdsl
@@ -65,7 +66,7 @@ def test_every_shipped_spec_is_listed():
     assert {p.stem for p in SPECS.glob("*.net")} == set(SHIPPED)
 
 
-@pytest.mark.parametrize("name", sorted(SHIPPED))
+@pytest.mark.parametrize("name", slow_except(sorted(SHIPPED)))
 def test_fused_outputs_match_unfused(name):
     torch.manual_seed(0)
     model = netdsl.build(str(SPECS / f"{name}.net"), input=SHIPPED[name], **SETTINGS.get(name, {}))
@@ -184,6 +185,7 @@ def test_with_autograd_on_the_fused_model_gives_torchs_gradients():
     assert torch.allclose(x.grad, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
 
 
+@pytest.mark.slow
 def test_every_step_alone_keeps_the_function():
     torch.manual_seed(0)
     model = netdsl.build(str(SPECS / "mobilenet_v3_small.net"), input=(3, 64, 64))
@@ -197,6 +199,7 @@ def test_every_step_alone_keeps_the_function():
         fuse(model, steps=("onednn",))
 
 
+@pytest.mark.slow
 def test_activations_after_a_convolution_are_folded_where_they_save_a_pass():
     model = netdsl.build(str(SPECS / "mobilenet_v3_small.net"), input=(3, 64, 64), fuse=True)
     posts = {m._post[0] for m in model.modules() if isinstance(m, FusedConv2d) and m._post}
@@ -266,6 +269,7 @@ def test_generated_specs_fuse_to_the_same_function(seed, strategy):
     _assert_close(want, got)
 
 
+@pytest.mark.slow
 def test_a_fused_model_deepcopies_traces_compiles_and_exports():
     torch.manual_seed(0)
     model = netdsl.build(str(SPECS / "resnet.net"), input=(3, 32, 32), depth=18, fuse=True)

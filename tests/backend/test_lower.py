@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from slow_cases import slow_except
 from torch import nn
 from torch_ops import OpRecorder
 
@@ -58,7 +59,7 @@ def test_cli_build_on_meta_allocates_no_storage(spec_path, capsys):
     assert "params:       138,357,544" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("name", SPECS)
+@pytest.mark.parametrize("name", slow_except(SPECS, fast=("lenet5", "alexnet", "resnet50")))
 def test_cpu_build_allocates_and_initialises_each_tensor_once(spec_path, name):
     net = netdsl.compile(spec_path(name))
     with OpRecorder() as rec:
@@ -118,6 +119,7 @@ def test_undeclared_bias_uses_the_fan_in_bound():
     assert m.c.bias.abs().max().item() <= bound and m.c.bias.abs().max().item() > bound / 4
 
 
+@pytest.mark.slow
 def test_without_init_statements_the_draws_are_torchvisions(spec_path):
     # AlexNet declares no init: its modules draw their defaults in module order, as
     # torchvision's constructor does, so one seed gives the same weights.
@@ -169,8 +171,10 @@ def test_skipping_reset_on_meta_covers_every_kind_with_tensors():
     assert all(f"{k}(" in EVERY_FACTORY_KIND or f": {k}\n" in EVERY_FACTORY_KIND for k in kinds)
 
 
-@pytest.mark.parametrize("spec", ["EVERY_FACTORY_KIND", "lenet5", "efficientnet_b0", "mobilenet_v3_small",
-                                  "resnet34", "squeezenet1_1", "regnet_y_400mf"])
+@pytest.mark.parametrize("spec", slow_except(["EVERY_FACTORY_KIND", "lenet5", "efficientnet_b0", "mobilenet_v3_small",
+                                              "resnet34", "squeezenet1_1", "regnet_y_400mf"],
+                                             fast=("EVERY_FACTORY_KIND", "lenet5", "mobilenet_v3_small",
+                                                   "squeezenet1_1")))
 def test_skipping_reset_on_meta_builds_the_same_values(spec, monkeypatch):
     # Differential: the same values under one seed as building each module with torch's
     # own constructor, which drew on meta first (every shipped spec's structure: below).
@@ -185,7 +189,7 @@ def test_skipping_reset_on_meta_builds_the_same_values(spec, monkeypatch):
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in SPEC_DIR.glob("*.net")))
+@pytest.mark.parametrize("name", slow_except(sorted(p.stem for p in SPEC_DIR.glob("*.net"))))
 def test_skipping_reset_on_meta_builds_the_same_modules(name, monkeypatch):
     path = str(SPEC_DIR / f"{name}.net")
     fast = netdsl.build(path, device="meta")

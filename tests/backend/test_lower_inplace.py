@@ -77,7 +77,9 @@ FORMS = {
 _NOT_WITH_INPLACE = {"nested residual", "after relu"}
 
 # Every form for a kind's first variant; the other variants (arguments) in the plain form.
-CASES = [pytest.param(inp, prev, last, form, id=f"{last} / {form}")
+# The fast subset tries every ending in the plain form.
+CASES = [pytest.param(inp, prev, last, form, id=f"{last} / {form}",
+                      marks=() if form == "plain" else pytest.mark.slow)
          for kind, endings in ENDINGS.items() for i, ((inp, prev), last) in enumerate(endings)
          for form in (FORMS if i == 0 else ["plain"])
          if not ("inplace = true" in last and form in _NOT_WITH_INPLACE)]
@@ -193,6 +195,7 @@ def test_on_cuda_too(monkeypatch):
         assert differs(spec, monkeypatch, device="cuda") is None, spec
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("body", COMBINATORS.values(), ids=list(COMBINATORS))
 def test_combinator_endings_equal_the_out_of_place_reference(body, monkeypatch):
     spec = f"network n() {{ input [4, 6, 6]\n {body}\n relu }}"

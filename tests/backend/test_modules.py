@@ -72,6 +72,7 @@ def test_the_model_still_traces_with_fx(cnn):
     assert [n.op for n in graph.graph.nodes].count("call_module") == 4  # no trace of the check
 
 
+@pytest.mark.slow
 def test_the_model_still_compiles(cnn):
     x = torch.randn(2, 3, 16, 16)
     compiled = torch.compile(cnn, backend="eager", fullgraph=True)

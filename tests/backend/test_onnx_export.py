@@ -20,6 +20,7 @@ def _run(path, x):
     return torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
 
 
+@pytest.mark.slow
 def test_cli_writes_a_checked_model_with_the_built_weights(tmp_path, spec_path, capsys):
     out = tmp_path / "lenet5.onnx"
     assert main(["export", spec_path("lenet5"), "--format", "onnx", "-o", str(out)]) == 0
@@ -40,6 +41,7 @@ def test_cli_writes_a_checked_model_with_the_built_weights(tmp_path, spec_path, 
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [1, 32, 32]
 
 
+@pytest.mark.slow
 def test_cli_opset_and_overrides_reach_the_file(tmp_path, spec_path):
     out = tmp_path / "m.onnx"
     assert main(["export", spec_path("lenet5"), "--format", "onnx", "-o", str(out), "--opset", "18",
@@ -49,6 +51,7 @@ def test_cli_opset_and_overrides_reach_the_file(tmp_path, spec_path):
     assert _run(out, torch.randn(1, 1, 32, 32)).shape == (1, 7)
 
 
+@pytest.mark.slow
 def test_export_leaves_the_model_in_its_mode(tmp_path):
     from netdsl.backend.onnx import export
 
@@ -102,6 +105,7 @@ SEVERAL = """network rgbd() {
 """
 
 
+@pytest.mark.slow
 def test_a_network_of_several_inputs_and_named_outputs_exports_with_its_names(tmp_path, capsys):
     spec = tmp_path / "rgbd.net"
     spec.write_text(SEVERAL)
@@ -132,6 +136,7 @@ def test_export_refuses_a_layer_whose_onnx_form_differs_and_writes_nothing(tmp_p
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["pool.net"]
 
 
+@pytest.mark.slow
 def test_a_file_onnxruntime_disagrees_with_is_not_written(tmp_path, spec_path, capsys, monkeypatch):
     # Whatever the exporter gives is run and compared before it replaces anything: here a
     # stand-in exporter writes another network's file.

@@ -41,6 +41,7 @@ def _spec(name):
     return str(ROOT / "specs" / f"{name}.net") if "\n" not in name else name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec, shape", CASES, ids=["lenet5", "efficientnet_b0", "mixed"])
 def test_torch_save_of_the_model_loads_in_a_fresh_process(spec, shape, tmp_path):
     torch.manual_seed(0)
@@ -88,6 +89,7 @@ def test_pickle_and_deepcopy_keep_classes_plans_and_training_outputs():
 OLD = ROOT / "tests" / "fixtures" / "pickles"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["constructs", "dataflow", "lenet5"])
 def test_a_model_saved_by_netdsl_0_1_0_loads_and_runs_in_a_fresh_process(name):
     code = f"""

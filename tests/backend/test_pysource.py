@@ -17,6 +17,7 @@ import torch
 from hostile_specs import hostile_flow_specs, hostile_specs
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from slow_cases import slow_except
 
 import netdsl
 from netdsl.backend.codegen import class_name, comment, generate, is_attribute
@@ -140,7 +141,7 @@ def check_equivalent(net, source: str, tmp_path: Path, seed_train: bool = True) 
         assert torch.equal(v, w), k
 
 
-@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("spec", slow_except(SPECS))
 def test_every_shipped_spec_exports_to_an_equivalent_model(spec, tmp_path):
     net = _small(spec)
     check_equivalent(net, generate(net), tmp_path)
@@ -155,6 +156,7 @@ def exported(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_py_compile_accepts_every_export(exported):
     for path in sorted(exported.glob("*.py")):
         py_compile.compile(str(path), doraise=True)
@@ -165,6 +167,7 @@ def _ruff() -> str | None:
                                     if Path(sys.executable).with_name("ruff").exists() else None)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_ruff() is None, reason="ruff is in the test extra: pip install -e '.[test]'")
 def test_ruff_accepts_every_export(exported):
     r = subprocess.run([_ruff(), "check", "--no-cache", "--isolated", str(exported)],
@@ -172,6 +175,7 @@ def test_ruff_accepts_every_export(exported):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_the_export_names_no_netdsl(exported):
     for path in exported.glob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -328,11 +332,13 @@ def check_only_defines_a_model(source: str) -> None:
                                    "getattr"} | classes, root.id
 
 
+@pytest.mark.slow
 def test_every_export_only_defines_a_model(exported):
     for path in exported.glob("*.py"):
         check_only_defines_a_model(path.read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(hostile_specs())
@@ -488,7 +494,7 @@ def _exported_init_matches_the_build(net, tmp_path) -> None:
         assert made[k] == built[k], k
 
 
-@pytest.mark.parametrize("spec", INIT_SPECS)
+@pytest.mark.parametrize("spec", slow_except(INIT_SPECS, fast=("mnasnet1_0", "efficientnet_b0")))
 def test_the_export_initialises_each_parameter_as_the_build_does(spec, tmp_path):
     # Differential: the last torch.nn.init call on every parameter, with its arguments,
     # is the same in the exported class as in netdsl's lowering (declared or default).
@@ -529,6 +535,7 @@ _RULES = ["conv2d.weight = kaiming_normal", "conv2d.weight = normal(std = 0.5)",
           "a.weight = trunc_normal(std = 0.1)", "bn.bias = zeros"]
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rules=st.lists(st.lists(st.sampled_from(_RULES), max_size=3, unique=True), min_size=3, max_size=3),
        bias=st.booleans())

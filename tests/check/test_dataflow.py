@@ -178,6 +178,7 @@ def test_fx_traces_a_dataflow_network_with_module_names_as_nodes():
     torch.testing.assert_close(graph(x), model(x))
 
 
+@pytest.mark.slow
 def test_torch_compile_sees_no_graph_break():
     import torch._dynamo
 

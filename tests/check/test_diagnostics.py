@@ -151,6 +151,7 @@ def test_cli_explain_prints_an_entry_and_refuses_an_unknown_code():
     assert bad.returncode == 2 and "unknown error code 'E0999'" in bad.stderr
 
 
+@pytest.mark.slow
 def test_catalogue_output_is_what_the_cli_prints():
     # The catalogue renders outputs through the API; the CLI must print the same.
     fx = next(f for f in FIXTURES if f.limits)
@@ -298,6 +299,7 @@ def _check(tmp_path, spec):
     return r.stderr
 
 
+@pytest.mark.slow
 def test_control_characters_never_reach_the_terminal(tmp_path):
     out = _check(tmp_path, 'network n() {\n input [3, 8, 8]\n\tassert false, "\x1b]0;title\x07\x9b2J"; foo\n}\n')
     assert r"error[E0501]: assertion failed: \x1b]0;title\x07\x9b2J" in out

@@ -26,6 +26,7 @@ def first(spec, **kw):
 # ---------------------------------------------------------------- files, through the CLI
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, content, code, message", [
     ("missing", None, "E0105", "spec file not found"),
     ("directory", "dir", "E0105", "is a directory"),
@@ -45,6 +46,7 @@ def test_a_bad_file_is_a_diagnostic_from_the_cli(tmp_path, name, content, code, 
     assert "Traceback" not in r.stderr and r.stdout == ""
 
 
+@pytest.mark.slow
 def test_a_device_or_a_fifo_is_refused_not_read_for_ever(tmp_path):
     import os
 
@@ -85,6 +87,7 @@ def test_crlf_and_tabs_keep_positions_right():
     assert first(bad) == ("E0304", (3, 12))
 
 
+@pytest.mark.slow
 def test_cli_on_crlf_and_tab_spec_works(tmp_path):
     path = tmp_path / "win.net"
     path.write_bytes(b"\xef\xbb\xbf" + SPEC.replace("    ", "\t").replace("\n", "\r\n").encode())

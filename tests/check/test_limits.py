@@ -51,6 +51,7 @@ def test_import_depth_limit(tmp_path):
     assert codes(tmp_path / "a.net", limits=Limits(max_import_depth=2)) == ["E0406"]
 
 
+@pytest.mark.slow
 def test_limits_are_set_from_the_cli(tmp_path):
     spec = tmp_path / "n.net"
     spec.write_text(H + " conv2d(16, 3) }")
@@ -167,6 +168,7 @@ FAMILIES = [(f"specs/{n}.net", {}) for n in ("lenet5", "alexnet", "vgg16", "ince
     [("specs/efficientnet.net", {"variant": v}) for v in range(8)]
 
 
+@pytest.mark.slow
 def test_every_shipped_network_is_far_below_the_activation_limit():
     from netdsl.analysis import activations
 
@@ -224,6 +226,7 @@ def test_deep_expressions_are_E0402(expr):
     assert codes(H + f" let x = {expr}\n relu }}") == ["E0402"]
 
 
+@pytest.mark.slow
 def test_a_long_else_if_chain_is_E0402():
     chain = " if false { relu }" + " else if false { relu }" * 3000
     assert codes(H + chain + "\n relu }") == ["E0402"]
@@ -404,6 +407,7 @@ def _steps_and_codes(spec, max_nodes):
             return steps[0], e.codes
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(_fanout_specs())
 def test_refusing_early_refuses_exactly_what_expanding_would(spec):
@@ -474,6 +478,7 @@ def test_at_the_caps_the_deepest_specs_check_emit_build_run_and_save(name):
     assert codes(deeper, limits=AT_CAPS)[0] == "E0402"  # one level more: refused, not a crash
 
 
+@pytest.mark.slow
 def test_at_the_caps_the_cli_emits_the_deepest_ir(tmp_path):
     (tmp_path / "deep.net").write_text(_tower_of("concat", 65, "relu"))
     r = subprocess.run([sys.executable, "-m", "netdsl", "check", "deep.net", "--emit-ir",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from slow_cases import slow_except
 
 import netdsl
 from netdsl import ir
@@ -100,7 +101,7 @@ def test_the_memo_shares_subtrees_and_the_switch_turns_it_off(memo_switch):
     assert shared(netdsl.compile(spec)) == 0
 
 
-@pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
+@pytest.mark.parametrize("path", slow_except(SPECS), ids=[p.name for p in SPECS])
 def test_every_shipped_spec_and_size_is_the_same(memo_switch, path):
     prog = netdsl.syntax.loader.load(path.read_text(), str(path), path.parent, netdsl.Limits())
     for network in prog.root_networks:
@@ -112,6 +113,7 @@ def test_every_shipped_spec_and_size_is_the_same(memo_switch, path):
         assert kind == "ok", f"{path.name} {network}"
 
 
+@pytest.mark.slow
 def test_a_sweep_grid_is_the_same(memo_switch):
     spec = str(ROOT / "specs" / "efficientnet.net")
     grids = [grid("width=1.0,1.2"), grid("depth=1.0:1.4:0.2"), grid("resolution=224,0")]
@@ -150,6 +152,7 @@ def test_every_error_fixture_gives_the_same_diagnostics(memo_switch, fx):
                 [dataclasses.astuple(d) for d in off.diagnostics]
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(st.integers(0, 10**6))
@@ -177,6 +180,7 @@ def test_fuzzed_specs_are_the_same(memo_switch, index):
         os.chdir(cwd)
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(hostile_specs(), hostile_flow_specs())
@@ -272,6 +276,7 @@ network n(again = true) {
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec,limit,values,first,then", [
     ("resnet.net", "max_nodes", range(0, 900, 23), {"depth": 18}, {"depth": 34}),
     ("efficientnet.net", "max_nodes", range(1000, 2800, 150), {"variant": 0}, {"variant": 1}),
@@ -312,6 +317,7 @@ def test_a_built_model_owns_each_shared_subtree_anew(memo_switch):
 CRASHES = sorted((ROOT / "tests" / "fixtures" / "crashes").glob("*.net"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", CRASHES, ids=[p.stem for p in CRASHES])
 def test_every_crash_fixture_is_the_same(memo_switch, path):
     # Inputs that once crashed or hung netdsl, deep recursions among them: the memo adds no

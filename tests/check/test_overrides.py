@@ -105,6 +105,7 @@ def run(*args, cwd):
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_cli_set_errors_name_the_parameter(tmp_path):
     (tmp_path / "n.net").write_text(SPEC)
     assert run("--set", "width=8", cwd=tmp_path).returncode == 0

@@ -120,6 +120,7 @@ def test_a_key_others_can_read_means_no_cache(work, mode):
 # ---------------------------------------------------------------- no code runs
 
 
+@pytest.mark.slow
 def test_a_planted_pickle_as_the_parser_tables_runs_nothing(work, tmp_path):
     # Fill the cache once, then replace the tables, and an old-style Lark cache file, with
     # pickles that would create a file if unpickled; a new process parses as if none were there.
@@ -233,6 +234,7 @@ def test_a_fifo_planted_as_an_entry_does_not_hang(work):
 # ---------------------------------------------------------------- nothing written outside
 
 
+@pytest.mark.slow
 def test_symlinks_planted_in_the_directory_are_never_followed(work, capsys, tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")

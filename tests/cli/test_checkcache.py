@@ -314,6 +314,7 @@ CASES = ([(str(ROOT / "specs"), ["check", p.name]) for p in SPECS]
          + [(str(errors_doc.FIXTURES), _fixture_argv(fx)) for fx in errors_doc.fixtures()])
 
 
+@pytest.mark.slow
 def test_every_shipped_spec_and_error_fixture_replays_as_it_ran(cache, capsys, monkeypatch):
     """For each case: the plain run (--no-cache), the recorded miss and the hit print the
     same bytes and exit alike."""
@@ -339,6 +340,7 @@ DRIVER = ("import sys\nfrom netdsl.cli import main\ns = main()\n"
           "open(sys.argv[0] + '.modules', 'w').write(' '.join(sys.modules))\nsys.exit(s)\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", [SPEC, BAD])
 def test_a_hit_in_a_new_process_imports_none_of_the_compiler(cache, tree, text):
     (tree / "main.net").write_text('import "blocks.net"\n' + text)

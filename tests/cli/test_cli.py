@@ -13,6 +13,7 @@ def run(*args, cwd=None):
                           cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 def test_check_prints_the_table_with_totals(spec_path):
     r = run("check", spec_path("resnet50"))
     assert r.returncode == 0, r.stderr
@@ -22,6 +23,7 @@ def test_check_prints_the_table_with_totals(spec_path):
     assert r.stderr == ""
 
 
+@pytest.mark.slow
 def test_build_prints_the_table_and_cross_checks_fvcore(spec_path, tmp_path):
     out = tmp_path / "lenet.pt"
     r = run("build", spec_path("lenet5"), "--save", str(out))
@@ -34,6 +36,7 @@ def test_build_prints_the_table_and_cross_checks_fvcore(spec_path, tmp_path):
                                     "fc3.weight", "fc3.bias"])
 
 
+@pytest.mark.slow
 def test_build_json_shape(spec_path):
     r = run("build", spec_path("lenet5"), "--format", "json")
     assert r.returncode == 0, r.stderr
@@ -47,6 +50,7 @@ def test_build_json_shape(spec_path):
         assert {"name", "type", "output_shape", "params", "macs"} <= set(row)
 
 
+@pytest.mark.slow
 def test_table_and_json_show_activation_memory(spec_path):
     table = run("check", spec_path("resnet50")).stdout
     assert "activations:  177,831,744 B (177.83 MB, forward/backward pass size as torchinfo" in table
@@ -57,6 +61,7 @@ def test_table_and_json_show_activation_memory(spec_path):
             (52_144, 18_816, "conv1")
 
 
+@pytest.mark.slow
 def test_the_activation_limit_is_set_from_the_cli(spec_path):
     r = run("check", spec_path("resnet50"), "--input", "3,4000,4000")
     assert r.returncode == 1 and "error[E0409]" in r.stderr and "Traceback" not in r.stderr
@@ -64,6 +69,7 @@ def test_the_activation_limit_is_set_from_the_cli(spec_path):
                "--limit", "max_activation_bytes=2e9").returncode == 0
 
 
+@pytest.mark.slow
 def test_depth_folds_deeper_modules(spec_path):
     shallow = json.loads(run("check", spec_path("resnet50"), "--format", "json", "--depth", "1").stdout)
     deep = json.loads(run("check", spec_path("resnet50"), "--format", "json").stdout)
@@ -74,6 +80,7 @@ def test_depth_folds_deeper_modules(spec_path):
     assert "layer1.0.downsample.0" in [r["name"] for r in deep["layers"]]
 
 
+@pytest.mark.slow
 def test_set_and_input_override(spec_path):
     d = json.loads(run("check", spec_path("resnet"), "--set", "depth=18", "--set", "num_classes=10",
                        "--input", "3,64,64", "--format", "json").stdout)
@@ -81,6 +88,7 @@ def test_set_and_input_override(spec_path):
     assert d["params"] == 11_181_642   # torchvision resnet18(num_classes=10)
 
 
+@pytest.mark.slow
 def test_emit_ir_is_json_of_the_checked_ir(spec_path):
     from netdsl import ir
 
@@ -90,6 +98,7 @@ def test_emit_ir_is_json_of_the_checked_ir(spec_path):
     assert net.name == "alexnet" and net.out_shape == (1000,)
 
 
+@pytest.mark.slow
 def test_spec_error_exits_1_with_a_diagnostic_and_no_traceback(tmp_path):
     bad = tmp_path / "bad.net"
     bad.write_text("network n() {\n  input [3, 32, 32]\n  conv2d(64, 3)\n  lineer(10)\n}\n")
@@ -102,6 +111,7 @@ def test_spec_error_exits_1_with_a_diagnostic_and_no_traceback(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [
     ("build",), ("frobnicate", "x.net"), ("check", "x.net", "--depth", "many"),
     ("check", "SPEC", "--input", "3,a,4"), ("check", "SPEC", "--set", "noequals"),
@@ -114,12 +124,14 @@ def test_usage_errors_exit_2(spec_path, args):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this checks the message on a machine without CUDA")
 def test_cuda_without_cuda_is_a_usage_error(spec_path):
     r = run("build", spec_path("lenet5"), "--device", "cuda")
     assert r.returncode == 2 and "CUDA is not available" in r.stderr
 
 
+@pytest.mark.slow
 def test_meta_build_skips_fvcore_and_says_so(spec_path):
     r = run("build", spec_path("vgg16"), "--device", "meta")
     assert r.returncode == 0, r.stderr
@@ -127,6 +139,7 @@ def test_meta_build_skips_fvcore_and_says_so(spec_path):
     assert "skipped on the meta device" in r.stdout
 
 
+@pytest.mark.slow
 def test_missing_spec_file_is_a_spec_error(tmp_path):
     r = run("check", str(tmp_path / "nope.net"))
     assert r.returncode == 1 and "not found" in r.stderr and "Traceback" not in r.stderr
@@ -179,6 +192,7 @@ def test_netdsl_traceback_1_shows_the_traceback(spec_path, capsys, monkeypatch, 
     assert "error: internal error in netdsl" in err
 
 
+@pytest.mark.slow
 def test_an_internal_error_in_a_subprocess_has_no_traceback(tmp_path):
     # A spec the checker accepts but whose build is made to fail, as a real user sees it.
     script = tmp_path / "crash.py"
@@ -206,6 +220,7 @@ def test_keyboard_interrupt_exits_130(spec_path, monkeypatch):
     assert main(["check", spec_path("lenet5")]) == 130
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_is_not_an_internal_error(spec_path):
     # `netdsl check x.net | head -1`: the reader leaves early.
     p = subprocess.Popen([sys.executable, "-m", "netdsl", "check", spec_path("resnet50"), "--depth", "9"],
@@ -275,6 +290,7 @@ def _build_on_a_terminal(spec, *args):
     return seen.decode(), out.decode(), p.returncode
 
 
+@pytest.mark.slow
 def test_build_shows_what_it_is_doing_on_a_terminal_and_erases_it(spec_path):
     tty, out, status = _build_on_a_terminal(spec_path("lenet5"))
     assert status == 0
@@ -287,6 +303,7 @@ def test_build_shows_what_it_is_doing_on_a_terminal_and_erases_it(spec_path):
     assert out == run("build", spec_path("lenet5")).stdout  # the table is as piped
 
 
+@pytest.mark.slow
 def test_a_spec_error_on_a_terminal_comes_after_the_status_is_erased(tmp_path):
     bad = tmp_path / "bad.net"
     bad.write_text("network n() {\n  input [1, 8, 8]\n  lineer(10)\n}\n")
@@ -296,6 +313,7 @@ def test_a_spec_error_on_a_terminal_comes_after_the_status_is_erased(tmp_path):
     assert before.endswith("\r\x1b[K") and "\x1b" not in error
 
 
+@pytest.mark.slow
 def test_build_writes_no_status_into_a_pipe(spec_path):
     r = run("build", spec_path("lenet5"))
     assert r.returncode == 0 and r.stderr == ""

@@ -101,6 +101,7 @@ def test_a_check_of_stdin_is_never_answered_from_the_cache(work, capsys, monkeyp
     assert run(capsys, ["check", "-"], bad.encode(), monkeypatch)[2] == 1
 
 
+@pytest.mark.slow
 def test_stdin_in_a_fresh_process(tmp_path):
     r = subprocess.run([sys.executable, "-m", "netdsl", "check", "-"], input=BAD, text=True,
                        capture_output=True, cwd=tmp_path)

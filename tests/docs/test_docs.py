@@ -60,6 +60,7 @@ def test_readme_first_spec_builds_as_described(tmp_path):
     assert tuple(model.stage2[0].downsample[0].weight.shape) == (64, 32, 1, 1)
 
 
+@pytest.mark.slow
 def test_readme_error_example_is_what_netdsl_prints(tmp_path):
     bad = re.sub(r"\} shortcut downsample.*?\n        batchnorm2d\n    \}", "}", _readme_spec(), flags=re.S)
     (tmp_path / "mynet.net").write_text(bad)
@@ -144,6 +145,7 @@ def test_the_error_catalogues_console_blocks_are_its_generated_examples():
     assert text.count("```console") == text.count("<!-- example: ") > 50
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.runs], ids=lambda b: b.where)
 def test_every_example_runs_as_shown(block, tmp_path):
     doc_blocks.run(block, tmp_path)

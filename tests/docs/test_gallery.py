@@ -28,6 +28,7 @@ def rendered():
     return _gallery().render()
 
 
+@pytest.mark.slow
 def test_the_committed_gallery_is_the_scripts_output(rendered):
     assert PAGE.read_text(encoding="utf-8") == rendered, \
         "docs/gallery.md is out of date: run python docs/gallery.py"

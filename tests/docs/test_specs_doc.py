@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 import netdsl
 from netdsl.analysis import analyse
 
@@ -10,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "specs.md").read_text()
 
 
+@pytest.mark.slow
 def test_every_shipped_network_file_is_listed_with_its_figures():
     rows = re.findall(r"^\| \[`(\w+\.net)`\]\(\.\./specs/\1\) \| ([\d×]+) \| ([\d,]+) \| ([\d,]+) \| (\d+) \|",
                       DOC, flags=re.M)
@@ -30,6 +33,7 @@ def test_every_shipped_network_file_is_listed_with_its_figures():
         assert len(netdsl.build(str(path), device="meta").state_dict()) == int(keys), name
 
 
+@pytest.mark.slow
 def test_family_rows_are_what_the_family_spec_gives():
     rows = re.findall(r"^\| `(\w+\.net)` \| `([^`]*)` \| [\d×]+ \| ([\d,]+) \| ([\d,]+) \|", DOC, flags=re.M)
     assert len(rows) == 37

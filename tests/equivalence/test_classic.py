@@ -55,6 +55,7 @@ def test_vgg_family_refuses_a_depth_it_does_not_have(spec_path):
     assert "11, 13, 16 and 19" in info.value.diagnostics[0].message
 
 
+@pytest.mark.slow
 def test_built_model_is_an_ordinary_module(spec_path):
     import copy
 

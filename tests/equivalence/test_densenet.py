@@ -67,6 +67,7 @@ def test_dropout_inside_dense_layers_draws():
     assert not torch.allclose(ours(x), a)  # dropout really ran
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_family_members_have_torchvision_parameter_counts(name):
     growth, blocks, init = VARIANTS[name]

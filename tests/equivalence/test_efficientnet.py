@@ -84,6 +84,7 @@ def test_training_mode_draws_updates_statistics_and_reaches_gates_and_residuals(
     assert grads["features.2.1.block.3.0.weight"].grad.abs().sum() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", range(2, 8), ids=[f"b{v}" for v in range(2, 8)])
 def test_larger_variants_match_torchvision(variant):
     ours = netdsl.build(str(SPECS / "efficientnet.net"), variant=variant, device="meta")

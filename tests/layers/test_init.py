@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from slow_cases import slow_except
 from torch import nn
 
 import netdsl
@@ -76,7 +77,8 @@ def test_the_four_core_specs_are_compared():
     assert {"vgg16", "resnet34", "resnet50", "efficientnet_b0"} <= set(SHIPPED)
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", slow_except(SHIPPED, fast=("efficientnet_b0", "mobilenet_v2", "mobilenet_v3_large",
+                                                        "mobilenet_v3_small", "squeezenet1_0", "squeezenet1_1")))
 def test_fresh_weights_have_torchvision_statistics(name):
     torch.manual_seed(0)
     ours = netdsl.build(str(SPECS / f"{name}.net"))
@@ -87,6 +89,7 @@ def test_fresh_weights_have_torchvision_statistics(name):
     del ours, ref
 
 
+@pytest.mark.slow
 def test_the_comparison_catches_a_wrong_scheme():
     torch.manual_seed(0)
     a = torchvision.models.resnet18()
@@ -179,6 +182,7 @@ def _init_spec(target, fn, args):
 
 
 # NETDSL_EXAMPLES=N runs more examples (by hand: 20,000 with --hypothesis-seed=1..3).
+@pytest.mark.slow
 @settings(max_examples=int(os.environ.get("NETDSL_EXAMPLES", 300)), deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(target=st.sampled_from(TARGETS), scheme=schemes())

@@ -154,6 +154,7 @@ def test_regressions_are_refused_or_run(spec):
 
 
 # NETDSL_EXAMPLES=N runs more examples (by hand: see the report in docs/robustness.md).
+@pytest.mark.slow
 @settings(max_examples=int(os.environ.get("NETDSL_EXAMPLES", 400)), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(shape=SHAPES, prefix=st.one_of(st.just(""), st.sampled_from(PREFIXES)), layer=layers(),

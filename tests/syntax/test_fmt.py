@@ -116,6 +116,7 @@ def _respaced(text: str, rng: random.Random) -> str:
     return "".join(out)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(st.sampled_from(SHIPPED), st.integers(0, 2**32))
 def test_one_layout_whatever_the_white_space(path, seed):
@@ -125,6 +126,7 @@ def test_one_layout_whatever_the_white_space(path, seed):
     assert format_text(messy) == format_text(text)
 
 
+@pytest.mark.slow
 def test_fuzzer_input_that_parses_keeps_its_ast_and_comments_and_is_a_fixed_point():
     texts = [p.read_text(encoding="utf-8") for p in fuzz.SOURCES]
     names = sorted({n for t in texts for n in re.findall(r"[A-Za-z_]\w*", t)})
@@ -176,6 +178,7 @@ def test_fmt_rewrites_in_place_and_says_so(tmp_path):
     assert list(tmp_path.iterdir()) == [spec]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_fmt_check_and_diff_change_nothing_and_exit_1_when_a_file_would_change(tmp_path):
     spec = tmp_path / "a.net"
     spec.write_text(MESSY)
@@ -199,6 +202,7 @@ def test_fmt_leaves_a_spec_with_errors_as_it_was(tmp_path):
     assert good.read_text() == TIDY  # the others are still formatted
 
 
+@pytest.mark.slow
 def test_fmt_stdin_to_stdout_and_usage_errors(tmp_path):
     r = _netdsl("fmt", "-", stdin=MESSY)
     assert r.returncode == 0 and r.stdout == TIDY

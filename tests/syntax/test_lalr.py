@@ -59,6 +59,7 @@ def test_tables_are_written_then_read_back(fresh_parser, tmp_path):
     assert path.stat().st_mtime_ns == stamp  # loaded, not rebuilt
 
 
+@pytest.mark.slow
 def test_the_tables_load_from_the_cache_in_a_new_process(tmp_path):
     # The tables are read back through Lark's deserialisation (Lark._load_from_dict): a
     # Lark that changed it must fail here, not make every process build them silently.
@@ -75,6 +76,7 @@ def test_the_tables_load_from_the_cache_in_a_new_process(tmp_path):
     assert [r.stdout.split() for r in runs] == [["False", "start"], ["True", "start"]], runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [b"", b"garbage\n", b"0" * 64 + b"\n" + pickle.dumps([1, 2])])
 def test_a_corrupt_cache_is_rebuilt(fresh_parser, tmp_path, content):
     _use(fresh_parser, tmp_path)
@@ -128,6 +130,7 @@ def _shape(tree):
             for t in tree.iter_subtrees()]
 
 
+@pytest.mark.slow
 def test_pass_through_reductions_give_the_same_trees():
     from pathlib import Path
 
@@ -253,6 +256,7 @@ def test_the_shape_sees_a_moved_span():
     assert a == b and _ast_shape(a) != _ast_shape(b)
 
 
+@pytest.mark.slow
 def test_every_file_gives_the_same_ast_or_the_same_diagnostics():
     assert len(FILES) > 100
     for path in FILES:
@@ -279,6 +283,7 @@ def _relaid(text: str, rng: random.Random) -> str:
     return "".join(out)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(st.integers(0, 2**32), st.integers(0, 3))
 def test_generated_and_mutated_specs_give_the_same_ast_or_diagnostics(seed, how):

@@ -38,6 +38,7 @@ def loop(tmp_path):
 # ---------------------------------------------------------------- files that cannot be read (E0105)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, message", [("a.net", "symbolic links in a loop"),
                                            (LONG, "file name too long")], ids=["loop", "long"])
 def test_an_unreadable_name_is_E0105_from_the_cli_the_api_and_an_import(loop, name, message):
@@ -80,6 +81,7 @@ def _main(tree, imports, body=USES):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["../out/secret.net", "sub/../../out/secret.net", "ABS",
                                     "std/../../../../../../../../../../../../../{out}/secret.net"],
                          ids=["dotdot", "dotdot_inside", "absolute", "std_escape"])
@@ -111,6 +113,7 @@ def test_imports_inside_the_tree_and_the_standard_library_work(tree):
     assert netdsl.compile(_main(tree, 'import "inner.net"')).body[0].cls == "B"
 
 
+@pytest.mark.slow
 def test_the_import_path_is_searched_after_the_importing_files_directory(tree):
     path = _main(tree, 'import "b.net"')
     assert diagnostic(str(path))[0] == "E0105"  # not next to main.net, and no import path
@@ -130,6 +133,7 @@ def test_the_import_path_is_searched_after_the_importing_files_directory(tree):
     assert netdsl.compile(_main(tree, 'import "../lib/b.net"'), import_path=[tree / "lib"])
 
 
+@pytest.mark.slow
 def test_an_import_path_that_is_not_a_directory_is_refused(tree):
     path = _main(tree, "")
     r = check(path, "--import-path", str(tree / "nowhere"))

@@ -194,6 +194,7 @@ _tree = st.recursive(st.integers(0, 2), lambda kids: st.lists(kids, min_size=1, 
                      max_leaves=12)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_tree, min_size=1, max_size=4), st.data())
 def test_the_brace_whose_closing_line_is_removed_is_the_one_named(body, data):

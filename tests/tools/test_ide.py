@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from slow_cases import slow_except
 
 import netdsl
 from netdsl.analysis import analyse
@@ -68,7 +69,8 @@ def test_each_network_of_a_file_is_checked_and_errors_are_said_once():
     assert [d.code for d in got.diagnostics].count("E0211") == 1
 
 
-@pytest.mark.parametrize("name", ["resnet", "inception_v3", "densenet", "efficientnet"])
+@pytest.mark.parametrize("name", slow_except(["resnet", "inception_v3", "densenet", "efficientnet"],
+                                             fast=("resnet", "inception_v3", "efficientnet")))
 def test_hover_rows_agree_with_the_layer_table(name):
     path = ROOT / "specs" / f"{name}.net"
     text = path.read_text()

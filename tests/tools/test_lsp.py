@@ -162,6 +162,7 @@ def _start(rng) -> tuple[int, int]:
     return rng["start"]["line"], rng["start"]["character"]
 
 
+@pytest.mark.slow
 def test_diagnostics_are_checks_at_the_same_position_and_clear_when_fixed(client, tmp_path):
     path = tmp_path / "tiny.net"
     path.write_text(SPEC)
@@ -183,6 +184,7 @@ def test_diagnostics_are_checks_at_the_same_position_and_clear_when_fixed(client
     assert [d["code"] for d in client.diagnostics(uri, 3)] == ["E0102"]
 
 
+@pytest.mark.slow
 def test_columns_are_counted_in_utf16_as_the_protocol_says(client, tmp_path):
     text = 'network n() {\n    input [3, 8, 8]\n    let e = "😀"; stem: conv2d(4, 9)\n}\n'
     uri = client.open(tmp_path / "u.net", text)
@@ -191,6 +193,7 @@ def test_columns_are_counted_in_utf16_as_the_protocol_says(client, tmp_path):
     assert _start(got["range"]) == (2, 34)
 
 
+@pytest.mark.slow
 def test_hover_shows_shapes_params_and_macs_of_the_line(client, tmp_path):
     uri = client.open(tmp_path / "tiny.net", FIXED)
     assert client.diagnostics(uri, 1) == []
@@ -207,6 +210,7 @@ def test_hover_shows_shapes_params_and_macs_of_the_line(client, tmp_path):
     assert client.at("textDocument/hover", uri, 400, 3) is None  # past the end
 
 
+@pytest.mark.slow
 def test_formatting_gives_what_netdsl_fmt_gives(client, tmp_path):
     from netdsl.syntax.fmt import format_text
 
@@ -225,6 +229,7 @@ def test_formatting_gives_what_netdsl_fmt_gives(client, tmp_path):
                                                       "options": {"tabSize": 4, "insertSpaces": True}}) is None
 
 
+@pytest.mark.slow
 def test_definition_of_a_block_here_and_across_an_import(client, tmp_path):
     uri = client.open(tmp_path / "tiny.net", FIXED)
     loc = client.at("textDocument/definition", uri, 8, 6)
@@ -245,6 +250,7 @@ def test_definition_of_a_block_here_and_across_an_import(client, tmp_path):
     assert client.at("textDocument/definition", muri, 3, 5) is None  # `input` is a keyword
 
 
+@pytest.mark.slow
 def test_an_error_in_an_imported_file_shows_on_its_import(client, tmp_path):
     lib = tmp_path / "lib.net"
     lib.write_text("block bad(c) {\n    conv2d(c, 3)\n    reluu\n}\n")
@@ -259,6 +265,7 @@ def test_an_error_in_an_imported_file_shows_on_its_import(client, tmp_path):
     assert _start(related["location"]["range"]) == (2, 4)
 
 
+@pytest.mark.slow
 def test_completion_of_layers_blocks_and_their_arguments(client, tmp_path):
     uri = client.open(tmp_path / "tiny.net", FIXED)
     client.diagnostics(uri, 1)
@@ -282,6 +289,7 @@ def test_completion_of_layers_blocks_and_their_arguments(client, tmp_path):
     assert [i["label"] for i in items if i["kind"] == 10] == ["c", "stride"]
 
 
+@pytest.mark.slow
 def test_the_server_survives_what_an_editor_may_send(client, tmp_path):
     uri = client.open(tmp_path / "bin.net", "network n() {\x00 }")
     assert [d["code"] for d in client.diagnostics(uri, 1)] == ["E0006"]

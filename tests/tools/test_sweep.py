@@ -115,6 +115,7 @@ def test_where_errors_are_located_diagnostics(where, code):
     assert d.span is not None and d.span.file == "<--where>"
 
 
+@pytest.mark.slow
 def test_parallel_rows_equal_serial_rows():
     grids = [grid("c=1:8"), grid("k=1,3,5,15")]
     serial = run(SPEC, grids, jobs=1)
