@@ -3,5 +3,5 @@
 import importlib.util
 
 # The language server needs the optional `lsp` extra; without it, its module
-# cannot be imported for its doctests, and tests/test_lsp.py skips.
+# cannot be imported for its doctests, and tests/tools/test_lsp.py skips.
 collect_ignore = [] if importlib.util.find_spec("pygls") else ["netdsl/tools/lsp.py"]

@@ -17,7 +17,7 @@ calibrating batch norm so that outputs have realistic magnitudes (see
   ONNX s, ONNX diff  seconds for ``netdsl.backend.onnx.export`` and max |difference|
                   between onnxruntime and eager (needs ``pip install 'netdsl[onnx]'``).
 
-tests/test_ecosystem.py imports NETS and ``calibrate`` from here, so the table
+tests/backend/test_ecosystem.py imports NETS and ``calibrate`` from here, so the table
 and the tests cover the same networks at the same inputs.
 """
 

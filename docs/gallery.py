@@ -3,7 +3,7 @@
     python docs/gallery.py           # rewrite docs/gallery.md from specs/
     python docs/gallery.py --check   # exit 1 when docs/gallery.md is not what it would write
 
-tests/test_gallery.py checks that the committed page is this script's output, so a
+tests/docs/test_gallery.py checks that the committed page is this script's output, so a
 spec added to or changed in specs/ needs only a run of this script.
 """
 
@@ -87,7 +87,7 @@ def render() -> str:
         "dense connections; every box gives its output shape for one sample.",
         "",
         "This page is generated: `python docs/gallery.py` writes it from `specs/`, and",
-        "`tests/test_gallery.py` checks that it is up to date.",
+        "`tests/docs/test_gallery.py` checks that it is up to date.",
         "",
         "| network | spec | input | output | params | MACs | activations |",
         "|---|---|---|---|---:|---:|---:|",

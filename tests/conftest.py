@@ -1,11 +1,26 @@
+"""Fixtures for every test folder, and the one place that says how tests import.
+
+The tests sit in folders that mirror the package (tests/syntax/, tests/check/, ...).
+pytest imports each test file by its path (``--import-mode=importlib`` in
+pyproject.toml), so two folders may hold files of the same name, and no folder needs an
+``__init__.py``. The helper modules the tests share (doc_blocks, errors_doc, torch_ops,
+mermaid, hostile_specs) stay here in tests/, where tools and docs cite them: this file
+puts tests/ on ``sys.path`` so that every folder imports them by name.
+"""
+
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
 SPECS = ROOT / "specs"
+
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
 
 # Two cores on CI: keep intra-op threads predictable.
 torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))

@@ -1,4 +1,4 @@
-"""The code blocks of the docs, and how tests/test_docs.py runs them as a reader would.
+"""The code blocks of the docs, and how tests/docs/test_docs.py runs them as a reader would.
 
 The convention, for whoever writes docs (README.md and every page of docs/):
 
@@ -23,10 +23,10 @@ The convention, for whoever writes docs (README.md and every page of docs/):
   languages (`json`, `lua`, `toml`) are configuration, shown as they are.
 - ```` ```mermaid ```` is a diagram, drawn where the page is read. With
   `<!-- netdsl graph ARGS -->` on the line before it, it is what that command
-  prints (checked by tests/test_gallery.py).
+  prints (checked by tests/docs/test_gallery.py).
 
 docs/errors.md is generated (tests/errors_doc.py): its ```` ```console ```` blocks are
-the recorded output of its examples, checked by tests/test_diagnostics.py, not run here.
+the recorded output of its examples, checked by tests/check/test_diagnostics.py, not run here.
 """
 
 from __future__ import annotations

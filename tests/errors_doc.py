@@ -14,7 +14,7 @@ output of ``netdsl check`` on it. After changing a diagnostic or a fixture, run
     .venv/bin/python tests/errors_doc.py
 
 to refresh those blocks and copy the file to docs/errors.md; ``--check`` only says
-whether they are up to date (tests/test_diagnostics.py checks the same).
+whether they are up to date (tests/check/test_diagnostics.py checks the same).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:Exception ignored in. <function gc_cumulative_time:pytest.PytestUnraisableExceptionWarning")
 
 
+@pytest.mark.slow
 def test_a_short_run_finds_no_crashes():
     report = fuzz.run(200, seed=0)
     assert report.tried == 200
@@ -77,6 +78,7 @@ def test_a_hang_is_a_timeout():
     assert 0.15 <= seconds and time.process_time() - started < 5  # the timer ticks coarsely
 
 
+@pytest.mark.slow
 def test_running_long_is_no_hang_when_the_input_raised_its_step_limits():
     def hang(data, **kw):
         while True:
@@ -107,6 +109,7 @@ def test_the_command_line_prints_the_figures(capsys):
         assert line in out
 
 
+@pytest.mark.slow
 def test_a_short_contract_run_builds_runs_and_saves_what_compiles():
     report = fuzz.run(60, seed=11, mode="contract")
     details = "\n".join(f"#{o.index} ({o.strategy}): {o.result}\n{o.detail}" for o in report.crashes)
@@ -175,6 +178,7 @@ def test_the_generated_specs_reach_every_layer_through_the_contract():
     assert compiled_kinds == set(LAYERS)
 
 
+@pytest.mark.slow
 def test_every_generator_makes_specs_that_parse_or_fail_with_a_diagnostic():
     import random
 
@@ -205,12 +209,14 @@ def test_a_command_is_judged_by_its_status_and_output():
     assert judge("export", export, 0, b"\x08\x1b\x00", b"") == ("ok", "")
 
 
+@pytest.mark.slow
 def test_a_short_cli_run_of_the_real_command():
     report = fuzz.run(3, seed=4, mode="cli")
     assert report.tried == 3 and sum(report.commands.values()) == 3
     assert not report.crashes, "\n".join(o.detail for o in report.crashes)
 
 
+@pytest.mark.slow
 def test_a_short_commands_run_runs_a_command_per_input():
     report = fuzz.run(12, seed=5, mode="commands")
     assert not report.crashes, "\n".join(o.detail for o in report.crashes)
@@ -218,6 +224,7 @@ def test_a_short_commands_run_runs_a_command_per_input():
     assert ran == report.tried - report.results["limit refused"], report.commands
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", sorted((Path(__file__).parent / "fixtures" / "crashes").glob("*.net")),
                          ids=lambda p: p.stem)
 def test_each_crash_found_is_now_a_diagnostic(path, tmp_path):

@@ -14,6 +14,9 @@ import netdsl
 ROOT = Path(__file__).resolve().parent.parent
 LENET = str(ROOT / "specs" / "lenet5.net")
 
+# Each test starts two processes under torchrun and trains: seconds each.
+pytestmark = pytest.mark.slow
+
 
 def torchrun(tmp_path, *args, steps=24):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),

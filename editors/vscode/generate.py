@@ -7,7 +7,7 @@ highlighting cannot drift from the language. After changing any of them, run
     python editors/vscode/generate.py            # rewrite the grammar
     python editors/vscode/generate.py --check    # exit 1 if it is out of date
 
-tests/test_editors.py runs the check.
+tests/tools/test_editors.py runs the check.
 """
 
 from __future__ import annotations

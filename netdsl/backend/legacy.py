@@ -5,7 +5,7 @@ here (``netdsl.modules`` is an alias of this module, netdsl/_moved.py).
 
 Frozen: models built now run the forward ``netdsl.backend.forward`` writes, not
 these plan objects, and nothing but unpickling creates them. A model loaded
-through here runs as it did under 0.1.0 (tests/test_pickle.py checks it in a
+through here runs as it did under 0.1.0 (tests/backend/test_pickle.py checks it in a
 fresh process against outputs recorded then); to get the readable forward,
 rebuild it from its spec and load its ``state_dict``.
 """

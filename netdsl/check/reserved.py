@@ -9,7 +9,7 @@ that checking never imports torch. The set is the union of ``dir()`` of
 ``Block`` and ``Group`` (which include what lowering sets on them), and keeps the
 attributes of netdsl 0.1.0's classes (``netdsl.backend.legacy``: ``_plan``, ``_steps``)
 so that a spec that built then still builds the same;
-``tests/test_reserved.py`` checks it against the installed torch, so they do
+``tests/check/test_reserved.py`` checks it against the installed torch, so they do
 not drift apart. Regenerate it with::
 
     python -c "import torch.nn as nn, netdsl.backend.runtime as m; print(sorted(set().union(*(

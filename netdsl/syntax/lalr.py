@@ -24,7 +24,7 @@ than the tree path; even Lark's bare parse, with no positions and no AST, is 1.5
 slower. Lark gives an inline transformer no ``meta`` and propagates positions only into
 ``Tree`` results, so that path must still make a tree node per reduction for the spans.
 The price is reading Lark's internals: a Lark whose internals differ makes
-``tests/test_lalr.py`` fail, naming what changed, while netdsl parses on by the tree path.
+``tests/syntax/test_lalr.py`` fail, naming what changed, while netdsl parses on by the tree path.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def build_lark(grammar: str, postlex, options: dict):
     data = cache.read(name, MAX_TABLE_BYTES) if cache is not None else None
     if data is not None:
         # Verified as written by this user's netdsl for this grammar, Lark and Python:
-        # a failure to load it is a bug (tests/test_lalr.py), not a reason to rebuild.
+        # a failure to load it is a bug (tests/syntax/test_lalr.py), not a reason to rebuild.
         tables = marshal.loads(data)
         return Lark._load_from_dict(tables["data"], tables["memo"], postlex=postlex), True
     lark = Lark(grammar, postlex=postlex, **options)
@@ -230,13 +230,13 @@ class LeanParser:
     It gives an AST only for a text Lark parses without error and that nests no
     deeper than allowed; for anything else it raises :class:`Declined` and the
     caller runs the plain path (Lark's parse, then the builder), whose
-    diagnostics are the ones users see. ``tests/test_lalr.py`` compares the two
+    diagnostics are the ones users see. ``tests/syntax/test_lalr.py`` compares the two
     paths, spans included, on every shipped file and on generated specs.
 
     What it relies on in Lark (written against 1.3), checked when it is built;
     where any of it is missing or different it raises :class:`Unsupported` and
     the plain path is used for every text, and
-    ``tests/test_lalr.py::test_the_installed_lark_is_the_one_the_lean_driver_knows``
+    ``tests/syntax/test_lalr.py::test_the_installed_lark_is_the_one_the_lean_driver_knows``
     fails (so does every differential test where the driver declines a valid text):
 
     - ``lark.parser.parser.parser.parse_table``: ``states`` (state → terminal or

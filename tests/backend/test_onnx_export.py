@@ -1,0 +1,153 @@
+"""netdsl/backend/onnx.py and `netdsl export --format onnx`: the file onnx.checker
+accepts holds the built model's weights under its state_dict names, runs in
+onnxruntime like the model, and a missing extra is a usage error that says what
+to install. Every shipped network is exported in tests/backend/test_ecosystem.py."""
+
+import sys
+
+import pytest
+import torch
+
+import netdsl
+from netdsl.cli import main
+
+onnx = pytest.importorskip("onnx", reason="the onnx extra: pip install 'netdsl[onnx]'")
+ort = pytest.importorskip("onnxruntime", reason="the onnx extra: pip install 'netdsl[onnx]'")
+
+
+def _run(path, x):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+
+
+@pytest.mark.slow
+def test_cli_writes_a_checked_model_with_the_built_weights(tmp_path, spec_path, capsys):
+    out = tmp_path / "lenet5.onnx"
+    assert main(["export", spec_path("lenet5"), "--format", "onnx", "-o", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    model_proto = onnx.load(out)
+    onnx.checker.check_model(model_proto, full_check=True)
+    model = netdsl.build(spec_path("lenet5")).eval()
+    keys = model.state_dict().keys()
+    weights = {t.name: torch.from_numpy(onnx.numpy_helper.to_array(t).copy())
+               for t in model_proto.graph.initializer if t.name in keys}
+    # The file keeps each weight under its state_dict name (other initializers are
+    # constants such as Flatten's shape); given them, the model gives the file's outputs.
+    model.load_state_dict(weights, strict=True)
+    x = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(_run(out, x), model(x), rtol=1e-5, atol=1e-5)
+    dims = model_proto.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [1, 32, 32]
+
+
+@pytest.mark.slow
+def test_cli_opset_and_overrides_reach_the_file(tmp_path, spec_path):
+    out = tmp_path / "m.onnx"
+    assert main(["export", spec_path("lenet5"), "--format", "onnx", "-o", str(out), "--opset", "18",
+                 "--set", "num_classes=7"]) == 0
+    m = onnx.load(out)
+    assert {o.version for o in m.opset_import if o.domain in ("", "ai.onnx")} == {18}
+    assert _run(out, torch.randn(1, 1, 32, 32)).shape == (1, 7)
+
+
+@pytest.mark.slow
+def test_export_leaves_the_model_in_its_mode(tmp_path):
+    from netdsl.backend.onnx import export
+
+    model = netdsl.build("network n() { input [4]\n linear(3)\n dropout(0.5) }").train()
+    export(model, torch.randn(2, 4), tmp_path / "n.onnx")
+    assert model.training
+    assert "Dropout" not in {n.op_type for n in onnx.load(tmp_path / "n.onnx").graph.node}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--format", "onnx"], "needs -o FILE"),
+    (["--format", "onnx", "-o", "{tmp}"], "is a directory"),
+    (["--format", "onnx", "-o", "{tmp}/no/such/m.onnx"], "does not exist"),
+    (["--format", "onnx", "-o", "{spec}"], "is the spec; netdsl never writes over a spec"),
+    (["--format", "python", "--opset", "18", "-o", "m.py"], "--opset only applies to --format onnx"),
+])
+def test_cli_usage_errors(argv, message, tmp_path, spec_path, capsys):
+    spec = tmp_path / "lenet5.net"
+    spec.write_text(open(spec_path("lenet5")).read())
+    argv = [a.format(tmp=tmp_path, spec=spec) for a in argv]
+    assert main(["export", str(spec), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert spec.read_text() == open(spec_path("lenet5")).read()
+
+
+@pytest.mark.parametrize("package", ["onnx", "onnxscript"])
+def test_a_missing_extra_is_a_usage_error_naming_the_install(package, tmp_path, spec_path,
+                                                           monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, package, None)  # find_spec then says: not installed
+    out = tmp_path / "m.onnx"
+    assert main(["export", spec_path("lenet5"), "--format", "onnx", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"needs {package}" in err and "pip install 'netdsl[onnx]'" in err
+    assert not out.exists()
+
+
+SEVERAL = """network rgbd() {
+    input rgb: [3, 8, 8]
+    input depth: [1, 8, 8]
+    from rgb
+    a: conv2d(4, 3, padding = 1) -> a
+    from depth
+    b: conv2d(4, 3, padding = 1) -> b
+    concat(a, b)
+    head: conv2d(2, 1) -> seg
+    pool: adaptive_avgpool2d(1)
+    flatten
+    fc: linear(3) -> cls
+    output namedtuple(seg, cls)
+}
+"""
+
+
+@pytest.mark.slow
+def test_a_network_of_several_inputs_and_named_outputs_exports_with_its_names(tmp_path, capsys):
+    spec = tmp_path / "rgbd.net"
+    spec.write_text(SEVERAL)
+    out = tmp_path / "rgbd.onnx"
+    assert main(["export", str(spec), "--format", "onnx", "-o", str(out)]) == 0, capsys.readouterr().err
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["rgb", "depth"]
+    assert [o.name for o in session.get_outputs()] == ["seg", "cls"]
+    model = netdsl.build(str(spec)).eval()
+    model.load_state_dict({t.name: torch.from_numpy(onnx.numpy_helper.to_array(t).copy())
+                           for t in onnx.load(out).graph.initializer if t.name in model.state_dict()})
+    rgb, depth = torch.randn(2, 3, 8, 8), torch.randn(2, 1, 8, 8)
+    seg, cls = session.run(None, {"rgb": rgb.numpy(), "depth": depth.numpy()})
+    with torch.no_grad():
+        want = model(rgb, depth)
+    torch.testing.assert_close(torch.from_numpy(seg), want.seg, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(cls), want.cls, rtol=1e-5, atol=1e-5)
+
+
+def test_export_refuses_a_layer_whose_onnx_form_differs_and_writes_nothing(tmp_path, capsys):
+    spec = tmp_path / "pool.net"
+    spec.write_text("network n() {\n    input [3, 7, 7]\n"
+                    "    maxpool2d(2, stride = 2, padding = 1, ceil_mode = true)\n}\n")
+    out = tmp_path / "pool.onnx"
+    assert main(["export", str(spec), "--format", "onnx", "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "error[E0601]" in err and f"{spec}:3:5" in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["pool.net"]
+
+
+@pytest.mark.slow
+def test_a_file_onnxruntime_disagrees_with_is_not_written(tmp_path, spec_path, capsys, monkeypatch):
+    # Whatever the exporter gives is run and compared before it replaces anything: here a
+    # stand-in exporter writes another network's file.
+    from netdsl.backend import onnx as onnx_module
+
+    real = onnx_module.export
+    other = netdsl.build("network m() { input [1, 32, 32]\n conv2d(3, 5)\n flatten\n linear(10) }").eval()
+    monkeypatch.setattr(onnx_module, "export", lambda model, x, path, **kw: real(other, x, path, **kw))
+    out = tmp_path / "lenet5.onnx"
+    out.write_bytes(b"before")
+    assert main(["export", spec_path("lenet5"), "--format", "onnx", "-o", str(out), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "does not do what the model does" in err and "nothing was written" in err
+    assert out.read_bytes() == b"before" and sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.onnx"]

@@ -1,0 +1,251 @@
+"""General dataflow (netdsl/check/dataflow.py, lower.py's graph, modules.GraphOp): named
+results, merges, several inputs and outputs, and split. The shipped U-Net, FPN and
+ShuffleNet V2 specs against hand-written PyTorch and torchvision where a table of
+whole-network comparisons cannot say it (tests/equivalence/test_zoo.py holds their
+outputs and gradients); the built models under FX, torch.compile and pickle."""
+
+import pickle
+import re
+
+import pytest
+import torch
+import torchvision
+from hand_written import UNet
+from torch import nn
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+import netdsl
+from netdsl.analysis import analyse
+
+# ---------------------------------------------------------------- U-Net
+
+
+def test_unet_default_has_the_hand_written_unets_parameters(spec_path):
+    net = netdsl.compile(spec_path("unet"))
+    ref = UNet()
+    assert analyse(net).params == sum(p.numel() for p in ref.parameters())
+    assert net.out_shape == (2, 256, 256)
+
+
+def test_unet_has_the_hand_written_unets_module_tree(spec_path):
+    # Outputs, training mode and gradients against the hand-written U-Net are a row of
+    # tests/equivalence/test_zoo.py; here, the names of modules without parameters too.
+    model = netdsl.build(spec_path("unet"), depth=3, width=8, channels=3, num_classes=5, resolution=32,
+                         device="meta")
+    with torch.device("meta"):
+        ref = UNet(depth=3, width=8, channels=3, num_classes=5)
+    assert [n for n, _ in model.named_modules()] == [n for n, _ in ref.named_modules()]
+
+
+def test_unet_bilinear_variant_builds_and_keeps_the_size(spec_path):
+    model = netdsl.build(spec_path("unet"), depth=2, width=4, bilinear=True, resolution=16).eval()
+    assert model(torch.randn(1, 1, 16, 16)).shape == (1, 2, 16, 16)
+
+
+# ---------------------------------------------------------------- ResNet-50 + FPN
+
+
+def test_resnet50_fpn_returns_torchvisions_maps_by_name(spec_path):
+    # The maps' values against torchvision's are a row of tests/equivalence/test_zoo.py,
+    # which pairs a dict's entries in order; here, their names and shapes.
+    with torch.device("meta"):
+        ref = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=nn.BatchNorm2d,
+                                  trainable_layers=5).eval()
+    model = netdsl.build(spec_path("resnet50_fpn"), resolution=64, device="meta").eval()
+    x = torch.randn(1, 3, 64, 64, device="meta")
+    with torch.no_grad():
+        ours, theirs = model(x), ref(x)
+    assert list(ours) == list(theirs) == ["0", "1", "2", "3", "pool"]
+    assert [v.shape for v in ours.values()] == [v.shape for v in theirs.values()]
+    net = netdsl.compile(spec_path("resnet50_fpn"), resolution=64)
+    assert [tuple(s) for s in net.result.shapes] == [tuple(theirs[k].shape[1:]) for k in theirs]
+
+
+# ---------------------------------------------------------------- ShuffleNet V2
+
+WIDTHS = ["0_5", "1_0", "1_5", "2_0"]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_shufflenet_v2_width_has_torchvisions_parameter_count(spec_path, width):
+    ref = getattr(torchvision.models, f"shufflenet_v2_x{width}")()
+    net = netdsl.compile(spec_path(f"shufflenet_v2_x{width}"))
+    assert analyse(net).params == sum(p.numel() for p in ref.parameters())
+
+
+def test_shufflenet_width_outside_the_family_is_refused(spec_path):
+    with pytest.raises(netdsl.NetdslError, match="E0501"):
+        netdsl.compile(spec_path("shufflenet_v2"), width=0.75)
+
+
+# ---------------------------------------------------------------- several inputs and outputs
+
+TWO_STREAM = """
+network two_stream(num_classes = 10) {
+    input rgb: [3, 32, 32]
+    input depth: [1, 32, 32]
+    from rgb
+    rgb_stem: conv2d(16, 3, padding = 1) -> a
+    from depth
+    depth_stem: conv2d(16, 3, padding = 1) -> b
+    add(a, b) -> fused
+    concat(fused, a)
+    head: conv2d(8, 1) -> logits
+    output namedtuple(logits, fused)
+}
+"""
+
+
+class TwoStream(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rgb_stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.depth_stem = nn.Conv2d(1, 16, 3, padding=1)
+        self.head = nn.Conv2d(32, 8, 1)
+
+    def forward(self, rgb, depth):
+        a = self.rgb_stem(rgb)
+        fused = a + self.depth_stem(depth)
+        return self.head(torch.cat([fused, a], 1)), fused
+
+
+def test_two_inputs_in_declared_order_and_a_named_tuple_out():
+    import inspect
+
+    torch.manual_seed(0)
+    model, ref = netdsl.build(TWO_STREAM), TwoStream()
+    model.load_state_dict(ref.state_dict(), strict=True)
+    assert list(inspect.signature(model.forward).parameters) == ["rgb", "depth"]
+    rgb, depth = torch.randn(2, 3, 32, 32), torch.randn(2, 1, 32, 32)
+    out = model(rgb, depth)
+    assert type(out)._fields == ("logits", "fused")
+    torch.testing.assert_close(tuple(out), ref(rgb, depth))
+    with pytest.raises(netdsl.backend.runtime.InputShapeError, match="expects input"):
+        model(rgb, depth[0])
+
+
+def test_analysis_counts_every_stream():
+    a = analyse(netdsl.compile(TWO_STREAM))
+    assert a.params == sum(p.numel() for p in TwoStream().parameters())
+    assert a.macs == (16 * 3 * 9 + 16 * 9 + 8 * 32) * 32 * 32
+
+
+def test_input_shape_overrides_by_name_and_by_position():
+    by_name = netdsl.compile(TWO_STREAM, input={"rgb": (3, 16, 16), "depth": (1, 16, 16)})
+    by_position = netdsl.compile(TWO_STREAM, input=((3, 16, 16), (1, 16, 16)))
+    assert by_name == by_position
+    assert [i.shape for i in by_name.inputs] == [(3, 16, 16), (1, 16, 16)]
+    with pytest.raises(netdsl.NetdslError, match="E0325"):  # the streams no longer agree
+        netdsl.compile(TWO_STREAM, input={"rgb": (3, 16, 16)})
+
+
+@pytest.mark.parametrize("form, expected", [("tuple", tuple), ("dict", dict)])
+def test_output_form_is_what_the_spec_states(form, expected):
+    keys = '"0": a, "1": b' if form == "dict" else "a, b"
+    model = netdsl.build(f"network n() {{ input [3, 8, 8]\n conv2d(4, 1) -> a\n relu -> b\n"
+                         f" output {form}({keys}) }}").eval()
+    out = model(torch.randn(1, 3, 8, 8))
+    assert type(out) is expected and len(out) == 2
+    if form == "dict":
+        assert list(out) == ["0", "1"]
+
+
+# ---------------------------------------------------------------- lowering
+
+SKIPS = """
+network n() {
+    input [3, 16, 16]
+    stem: conv2d(8, 3, padding = 1) -> x0
+    down: { maxpool2d(2)
+        conv2d(16, 3, padding = 1)
+        relu }
+    up: conv_transpose2d(8, 2, stride = 2) -> u
+    concat(x0, u)
+    split { {}
+        part: { conv2d(8, 1) } }
+    channel_shuffle(2)
+    out: conv2d(4, 1)
+}
+"""
+
+
+def test_fx_traces_a_dataflow_network_with_module_names_as_nodes():
+    model = netdsl.build(SKIPS).eval()
+    graph = torch.fx.symbolic_trace(model)
+    names = [n.name for n in graph.graph.nodes]
+    assert {"stem", "down_0", "down_1", "up", "cat", "part_0", "out"} <= set(names)
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(graph(x), model(x))
+
+
+@pytest.mark.slow
+def test_torch_compile_sees_no_graph_break():
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = netdsl.build(SKIPS).eval()
+    explained = torch._dynamo.explain(model)(torch.randn(2, 3, 16, 16))
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+    explained = torch._dynamo.explain(netdsl.build(TWO_STREAM))(torch.randn(1, 3, 32, 32),
+                                                                 torch.randn(1, 1, 32, 32))
+    assert explained.graph_break_count == 0
+
+
+@pytest.mark.parametrize("spec, args", [(SKIPS, [(3, 16, 16)]), (TWO_STREAM, [(3, 32, 32), (1, 32, 32)])],
+                         ids=["skips", "two_stream"])
+def test_pickle_keeps_the_plan_inputs_and_outputs(spec, args):
+    model = netdsl.build(spec).eval()
+    xs = [torch.randn(1, *s) for s in args]
+    again = pickle.loads(pickle.dumps(model))
+    assert type(again).__name__ == type(model).__name__
+    torch.testing.assert_close(tuple(again(*xs)) if isinstance(model(*xs), tuple) else again(*xs),
+                               tuple(model(*xs)) if isinstance(model(*xs), tuple) else model(*xs))
+
+
+def test_the_forward_names_results_as_the_spec_does():
+    # Named results are local variables of those names, as a hand-written forward has them,
+    # and each statement ends with its spec line.
+    import inspect
+
+    model = netdsl.build(SKIPS)
+    source = inspect.getsource(type(model).forward)
+    assert "x0 = self.stem(x)" in source
+    assert re.search(r"= torch\.cat\(\[x0, \w+\], 1\)  # <spec>:\d+", source)
+
+
+def test_checked_ir_round_trips_through_json():
+    net = netdsl.compile(SKIPS)
+    assert netdsl.ir.Network.model_validate_json(net.model_dump_json()) == net
+    net = netdsl.compile(TWO_STREAM)
+    assert netdsl.ir.Network.model_validate_json(net.model_dump_json()) == net
+
+
+def test_in_place_layer_after_a_named_result_is_refused():
+    # relu(inplace) would overwrite `a`, which the add reads again.
+    with pytest.raises(netdsl.NetdslError, match="E0311"):
+        netdsl.compile("network n() { input [3, 8, 8]\n conv2d(4, 1) -> a\n relu(inplace = true) -> b\n"
+                       " add(a, b) }")
+
+
+def test_language_dataflow_examples_compile_and_build():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "language.md").read_text()
+    section = text.split("## General dataflow: named results")[1].split("## Names and state_dict keys")[0]
+    specs = [b for b in section.split("```netdsl\n")[1:]]
+    specs = [b.split("```")[0] for b in specs]
+    assert len(specs) == 3
+    for spec in specs:
+        net = netdsl.compile(spec)
+        model = netdsl.build(spec).eval()
+        xs = [torch.randn(1, *i.shape) for i in net.inputs] or [torch.randn(1, *net.input_shape)]
+        model(*xs)
+
+
+def test_a_from_whose_result_nothing_reads_is_refused():
+    # Found by the fuzzer: `from in0` then `from in1` read in0 for nothing, and the built
+    # model gave in0 no gradient although check had accepted it.
+    with pytest.raises(netdsl.NetdslError, match="E0128") as e:
+        netdsl.compile("network n() { input a: [1, 4, 4]\n input b: [1, 4, 4]\n from a\n from b\n"
+                       " output dict(a: a) }")
+    assert e.value.diagnostics[0].span.line == 3

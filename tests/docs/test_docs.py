@@ -1,0 +1,219 @@
+"""The docs stay true to the code: every layer, function and scheme is
+documented, the README's spec and error output are what netdsl does, and every
+command and Python example of README.md and docs/ runs as shown (the convention
+that marks what runs is in tests/doc_blocks.py)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import doc_blocks
+import pytest
+
+import netdsl
+from netdsl.check.evaluate import BUILTINS, INIT_SCHEMES
+from netdsl.layers import LAYERS, REQUIRED
+
+ROOT = Path(__file__).resolve().parents[2]
+LANGUAGE = (ROOT / "docs" / "language.md").read_text()
+README = (ROOT / "README.md").read_text()
+
+
+def _show(v):
+    return {True: "true", False: "false", None: "none"}.get(v, f'"{v}"' if isinstance(v, str) else repr(v)) \
+        if isinstance(v, (bool, type(None), str)) else repr(v)
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_every_layer_and_its_arguments_are_documented(kind):
+    sig = LAYERS[kind]
+    assert f"`{kind}" in LANGUAGE or f", `{kind}`" in LANGUAGE, kind
+    for a in sig.args:
+        written = a.name if a.default is REQUIRED else f"{a.name} = {_show(a.default)}"
+        assert written in LANGUAGE, (kind, written)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+def test_every_builtin_function_is_documented(name):
+    assert f"`{name}(" in LANGUAGE
+
+
+@pytest.mark.parametrize("name", sorted(INIT_SCHEMES))
+def test_every_init_scheme_is_documented(name):
+    assert f"`{name}" in LANGUAGE
+
+
+def test_limits_table_lists_every_limit():
+    for name in netdsl.Limits.names():
+        assert f"`{name}`" in LANGUAGE
+
+
+def _readme_spec():
+    return README.split("Save this as `mynet.net`:\n\n<!-- file: mynet.net -->\n```netdsl\n")[1].split("```")[0]
+
+
+def test_readme_first_spec_builds_as_described(tmp_path):
+    spec = tmp_path / "mynet.net"
+    spec.write_text(_readme_spec())
+    model = netdsl.build(str(spec), width=32)
+    assert tuple(model.stage2[0].downsample[0].weight.shape) == (64, 32, 1, 1)
+
+
+@pytest.mark.slow
+def test_readme_error_example_is_what_netdsl_prints(tmp_path):
+    bad = re.sub(r"\} shortcut downsample.*?\n        batchnorm2d\n    \}", "}", _readme_spec(), flags=re.S)
+    (tmp_path / "mynet.net").write_text(bad)
+    r = subprocess.run([sys.executable, "-m", "netdsl", "check", "mynet.net"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    expected = README.split("and `netdsl check mynet.net` says:\n\n```text\n")[1].split("```")[0]
+    assert r.returncode == 1
+    assert r.stderr.strip() == expected.strip()
+
+
+def test_readme_gives_the_two_setup_commands():
+    assert "pip install -e . && .venv/bin/netdsl build specs/vgg16.net" in README
+    assert "pip install -e '.[test,onnx]' && .venv/bin/python -m pytest" in README
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python3 -m venv .venv && .venv/bin/pip install -e '.[test,onnx]' && .venv/bin/python -m pytest" in ci
+
+
+def test_language_examples_that_are_whole_specs_compile(tmp_path):
+    blocks = re.findall(r"```netdsl\n(.*?)```", LANGUAGE, flags=re.S)
+    whole = [b for b in blocks if "network " in b and "input [" in b and "..." not in b]
+    assert whole
+    for text in whole:
+        netdsl.compile(text)
+    fragments = [b for b in blocks if b.lstrip().startswith(("residual", "concat", "dense", "gate"))
+                 and "..." not in b]
+    assert fragments
+    for text in fragments:
+        netdsl.parse("block b(c = 4, planes = 4, stride = 1, out = 4, squeeze = 2, num_layers = 2, "
+                     "growth_rate = 2, bn_size = 2) {\n" + text + "\n}")
+
+
+def _number(text):
+    return 2**63 - 1 if text == "2⁶³ − 1" else int(text.replace(",", ""))
+
+
+def test_limits_table_gives_each_default_and_cap():
+    from netdsl.limits import CAPS, INT64_MAX
+
+    row = r"^\| `(\w+)` — .*? \| ([\d,]+|2⁶³ − 1) \| ([\d,]+|2⁶³ − 1) \| (?:E\d{4}|\(usage error\)) \|$"
+    rows = {name: (default, cap) for name, default, cap in re.findall(row, LANGUAGE, flags=re.M)}
+    defaults = netdsl.Limits()
+    assert set(rows) == set(netdsl.Limits.names())
+    for name, (default, cap) in rows.items():
+        assert _number(default) == getattr(defaults, name), name
+        assert _number(cap) == CAPS.get(name, (INT64_MAX,))[0], name
+
+
+def test_the_prose_gives_the_same_defaults_as_the_code():
+    # The file size and parameter limits are quoted in words in three places.
+    robustness = (ROOT / "docs" / "robustness.md").read_text()
+    errors = (ROOT / "docs" / "errors.md").read_text()
+    limits = netdsl.Limits()
+    size = f"{limits.max_file_bytes // 1000} kB"
+    params = f"{limits.max_params // 10**9} billion"
+    assert f"`max_file_bytes` ({size})" in robustness and f"`max_file_bytes` ({size} by default)" in errors
+    assert f"`max_params` ({params} parameters" in robustness and f"`max_params` ({params}," in errors
+    for text in (robustness, errors):  # what they said before they agreed
+        assert not re.search(r"(?<![\d.])2 MB|(?<!\d)20 billion", text)
+
+
+ALL_BLOCKS = [b for page in doc_blocks.pages() for b in doc_blocks.blocks(page)]
+
+
+def test_every_block_says_what_it_is():
+    for b in ALL_BLOCKS:
+        assert b.language in doc_blocks.RUN | doc_blocks.SHOWN, \
+            f"{b.where}: name the block's language (```sh, ```text, ...; see tests/doc_blocks.py)"
+        assert b.flags <= doc_blocks.FLAGS, f"{b.where}: unknown marks {b.flags - doc_blocks.FLAGS}"
+        assert not b.flags or b.language in doc_blocks.RUN, f"{b.where}: no-run on a block that never runs"
+        assert b.file is None or b.language == "netdsl", f"{b.where}: only spec text is saved as a file"
+    # Each kind of block this test knows is in the docs, so none of these checks is vacuous.
+    assert {b.language for b in ALL_BLOCKS if b.runs} == doc_blocks.RUN
+    assert any(not b.runs and b.language in doc_blocks.RUN for b in ALL_BLOCKS)
+
+
+def test_the_error_catalogues_console_blocks_are_its_generated_examples():
+    # docs/errors.md is not run here: its console blocks are recorded output, regenerated
+    # and compared by tests/check/test_diagnostics.py. That holds only inside the example markers.
+    text = (ROOT / "docs" / "errors.md").read_text()
+    outside = re.sub(r"<!-- example: .*? -->.*?<!-- end example -->", "", text, flags=re.S)
+    assert "```" not in outside
+    assert text.count("```console") == text.count("<!-- example: ") > 50
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.runs], ids=lambda b: b.where)
+def test_every_example_runs_as_shown(block, tmp_path):
+    doc_blocks.run(block, tmp_path)
+
+
+def test_the_docs_say_where_they_start_how_the_command_is_reached():
+    setup = README.split("## Set up and try it")[1].split("\n## ")[0]
+    cli = (ROOT / "docs" / "cli.md").read_text().split("\n## ")[0]
+    for text in (setup, cli):
+        assert ". .venv/bin/activate" in text and ".venv/bin/netdsl" in text
+    # After that, the pages write commands as an activated environment runs them.
+    for b in ALL_BLOCKS:
+        if b.runs:
+            assert ".venv/bin/" not in b.text, b.where
+
+
+@pytest.mark.parametrize("expected, actual, same", [
+    (["a", "...", "d"], ["a", "b", "c", "d"], True),
+    (["a", "...", "d"], ["a", "d"], True),
+    (["a", "...", "d"], ["a", "b", "c"], False),
+    (["a", "b"], ["a", "b", "c"], False),
+    (["a", "b"], ["a", "x"], False),
+])
+def test_console_output_matching(expected, actual, same):
+    assert doc_blocks.matches(expected, actual) is same
+
+
+def test_a_stated_value_that_is_wrong_fails(tmp_path):
+    block = doc_blocks.Block(ROOT / "README.md", 1, "python", set(), "x = 2\nx * 3  # 5\nx, 1  # 2, 1\n", None)
+    with pytest.raises(AssertionError, match="the docs say 5, it is 6"):
+        doc_blocks.run_python(block, tmp_path)
+    block.text = "x = 2\nx * 3  # 6\nx, 1  # 2, 1\n"
+    doc_blocks.run_python(block, tmp_path)
+
+
+def test_console_output_that_differs_fails(tmp_path):
+    block = doc_blocks.Block(ROOT / "README.md", 1, "console", set(), "$ netdsl --version\nnetdsl 9.9\n", None)
+    cwd, env = doc_blocks.workspace(tmp_path, ROOT / "README.md")
+    with pytest.raises(AssertionError, match="netdsl 0.1.0"):
+        doc_blocks.run_console(block, cwd, env)
+
+
+def test_the_json_example_is_what_build_prints(capsys):
+    # Shown abridged (one layer, then `...`), so compared here rather than run as a console block.
+    import json
+
+    from netdsl.cli import main
+
+    cli = (ROOT / "docs" / "cli.md").read_text()
+    assert "here of `netdsl build specs/lenet5.net --format json`:" in cli
+    example = json.loads(cli.split("```json\n{\"network\"")[1].split("```")[0]
+                         .replace(", ...]", "]").join(['{"network"', ""]))
+    assert main(["build", str(ROOT / "specs" / "lenet5.net"), "--format", "json"]) == 0
+    real = json.loads(capsys.readouterr().out)
+    assert len(real["layers"]) > len(example["layers"]) == 1
+    real["layers"] = real["layers"][:1]
+    assert example == real
+
+
+def test_every_markdown_file_cited_is_in_the_repository():
+    # The docs, tests and bench once cited a page of reference figures kept outside the repository.
+    present = {p.name for p in ROOT.rglob("*.md") if ".git" not in p.parts}
+    tests = [p for p in (ROOT / "tests").rglob("*.py") if "fixtures" not in p.parts]
+    sources = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *tests,
+               *(ROOT / "bench").glob("*.py"), *(ROOT / "netdsl").glob("*.py"), *(ROOT / "netdsl").glob("*.md")]
+    cited = set()
+    for path in sources:
+        text = re.sub(r"--out \S+", "", path.read_text(encoding="utf-8"))  # a file a command writes
+        cited |= {Path(m).name for m in re.findall(r"[\w./-]+\.md\b", text)}
+    assert "specs.md" in cited
+    assert cited <= present, cited - present

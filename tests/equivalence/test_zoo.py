@@ -1,0 +1,261 @@
+"""Every shipped network against its reference, as one table run through
+``netdsl.testing.assert_equivalent``: the reference's state_dict loads into the
+spec's model strictly (same keys and shapes), the parameter counts are equal, and
+the eval outputs, the training-mode outputs with the batch-norm statistics they
+update (both models seeded alike, so dropout and stochastic depth draw the same
+numbers) and the gradients of one fixed loss agree within the row's tolerances.
+
+Each row names the spec, the reference's constructor and the reference figures
+of docs/specs.md (parameters and state_dict keys, measured on the reference,
+torchvision 0.29.1), and how to compare: the input shape, batch, seed,
+tolerances, and whether to compare training mode and gradients. A spec may have
+several rows, where its checks need several inputs (the full-size input in eval
+mode, a small one for training and gradients). What a table cannot say (every
+size of a family, initialisation statistics, the names of outputs) is in the
+per-family files beside this one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from hand_written import LeNet5, UNet
+from torch import nn
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+
+import netdsl
+from netdsl.analysis.compare import flatten_output
+from netdsl.testing import assert_equivalent, randomise_norms
+
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+tv = torchvision.models
+
+
+@dataclass(frozen=True)
+class Row:
+    spec: str                               # specs/<spec>.net
+    reference: Callable[[], nn.Module]      # called after torch.manual_seed(0)
+    input: tuple[int, ...]                  # (C, H, W): the spec is compiled for it
+    params: int                             # the reference's parameters and state_dict keys
+    keys: int
+    tag: str = ""                           # tells apart the rows of one spec
+    overrides: dict = field(default_factory=dict)
+    batch: int = 2
+    seed: int = 0                           # draws the input, and seeds both models' training
+    atol: float = 1e-5
+    rtol: float = 1e-4
+    train: bool = True
+    gradients: bool = True
+    # Besides assert_close's rule |ours - ref| <= atol + rtol·|ref|: the largest
+    # difference of outputs and gradients is within atol, and that of outputs within
+    # rtol where rtol > 0 — each tolerance holds on its own.
+    each: bool = True
+    # The reference's largest eval output lies in [lo, hi], and its outputs spread by
+    # more than `spread` (standard deviation): the tolerances mean something.
+    scale: tuple[float, float] | None = None
+    spread: float | None = None
+    ordered: bool = True                    # the state_dict keys in the reference's order
+    fast: bool = False                      # in the fast subset (pytest -m "not slow")
+
+    @property
+    def id(self) -> str:
+        return self.spec + (f"@{self.tag}" if self.tag else "")
+
+
+def _randomised(constructor, seed: int = 1) -> Callable[[], nn.Module]:
+    """The reference with random batch-norm statistics and affine terms: fresh ones are
+    near the identity in eval mode and would hide a wrong eps or a missing norm."""
+    return lambda: randomise_norms(constructor(), seed)
+
+
+def _convnext_tiny() -> nn.Module:
+    # Layer scales and norm terms away from their fresh values: a layer scale of 1e-6
+    # would hide a wrong block behind the residual's identity.
+    model = tv.convnext_tiny()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("layer_scale"):
+                p.copy_(torch.rand(p.shape, generator=g) * 0.5 + 0.25)
+        for m in model.modules():
+            if isinstance(m, nn.LayerNorm):  # torchvision's LayerNorm2d too
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return model
+
+
+def _inception_v3() -> nn.Module:
+    """With batch-norm statistics from one batch: with fresh ones (mean 0, var 1) and
+    std-0.1 weights, eval-mode activations grow to ~1e12 and an absolute 1e-5
+    tolerance would be meaningless."""
+    model = tv.inception_v3(aux_logits=True, init_weights=True)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in norms:
+        m.momentum = 1.0
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 299, 299))
+    for m in norms:
+        m.momentum = 0.1
+    return model
+
+
+def _googlenet() -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's init_weights FutureWarning
+        return tv.googlenet()
+
+
+def _squeezenet(name: str) -> Callable[[], nn.Module]:
+    def make() -> nn.Module:
+        model = getattr(tv, name)()
+        with torch.no_grad():
+            # torchvision starts the final conv at std 0.01, which leaves every logit near
+            # zero after its ReLU and average: scale it so that the outputs mean something.
+            model.classifier[1].weight.mul_(100)
+        return model
+    return make
+
+
+def _fpn() -> nn.Module:
+    return resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=nn.BatchNorm2d,
+                               trainable_layers=5)
+
+
+DENSENET_SMALL = dict(growth_rate=12, block_config=[2, 3], num_init_features=16, drop_rate=0.2,
+                      num_classes=10)
+UNET_SMALL = dict(depth=3, width=8, channels=3, num_classes=5)
+
+FULL = (3, 224, 224)
+# The full-size eval comparisons of the classic networks: one sample, and the absolute
+# tolerance alone (rtol 0).
+EVAL_ONE = dict(batch=1, seed=1, rtol=0.0, train=False, gradients=False)
+
+TABLE = [
+    # The article's seven, at their own input size.
+    Row("lenet5", LeNet5, (1, 32, 32), 61_706, 10, batch=4, seed=3, atol=1e-6, rtol=0.0, fast=True),
+    Row("alexnet", tv.alexnet, FULL, 61_100_840, 16, **EVAL_ONE),
+    Row("vgg16", tv.vgg16, FULL, 138_357_544, 32, **EVAL_ONE),
+    Row("resnet34", tv.resnet34, FULL, 21_797_672, 218, **EVAL_ONE),
+    Row("resnet50", tv.resnet50, FULL, 25_557_032, 320, **EVAL_ONE),
+    # Training mode exercises the residual adds and batch statistics: outputs and the
+    # running statistics after the step within 1e-6.
+    Row("resnet34", tv.resnet34, (3, 64, 64), 21_797_672, 218, tag="train", seed=2, atol=1e-6, rtol=0.0,
+        gradients=False),
+    Row("resnet50", tv.resnet50, (3, 64, 64), 25_557_032, 320, tag="train", seed=2, atol=1e-6, rtol=0.0,
+        gradients=False),
+    Row("resnet50", tv.resnet50, (3, 64, 64), 25_557_032, 320, tag="gradients", seed=5, rtol=0.0),
+    Row("inception_v3", _inception_v3, (3, 299, 299), 27_161_264, 580, seed=1, rtol=0.0, scale=(0.1, 1e3)),
+    Row("densenet121", tv.densenet121, FULL, 7_978_856, 727, seed=1, rtol=0.0, train=False,
+        gradients=False, scale=(0.1, 1e3)),
+    Row("densenet121", tv.densenet121, (3, 64, 64), 7_978_856, 727, tag="train", seed=2, rtol=0.0),
+    Row("efficientnet_b0", _randomised(tv.efficientnet_b0), FULL, 5_288_548, 360, seed=2, rtol=0.0,
+        train=False, gradients=False, spread=1e-3),
+    Row("efficientnet_b1", _randomised(tv.efficientnet_b1), (3, 240, 240), 7_794_184, 508, seed=2,
+        rtol=0.0, train=False, gradients=False, spread=1e-3),
+    # Stochastic depth and dropout active, the same draws; batch norm's running statistics
+    # after the step within 1e-6 + 1e-5·|ref|.
+    Row("efficientnet_b0", _randomised(tv.efficientnet_b0), (3, 64, 64), 5_288_548, 360, tag="train",
+        batch=4, seed=7, atol=1e-6, rtol=1e-5),
+    Row("efficientnet_b1", _randomised(tv.efficientnet_b1), (3, 64, 64), 7_794_184, 508, tag="train",
+        batch=4, seed=7, atol=1e-6, rtol=1e-5),
+    # torchvision's other CNNs.
+    Row("vgg16_bn", _randomised(tv.vgg16_bn), (3, 32, 32), 138_365_992, 97),
+    # torchvision registers the aux heads last; the spec, where they branch off.
+    Row("googlenet", _googlenet, (3, 112, 112), 13_004_888, 364, batch=1, seed=1, train=False,
+        gradients=False, ordered=False),
+    # In training: GoogLeNetOutputs(logits, aux_logits2, aux_logits1), the aux heads' dropout.
+    Row("googlenet", _googlenet, (3, 64, 64), 13_004_888, 364, tag="train", seed=3, ordered=False),
+    Row("resnext50_32x4d", tv.resnext50_32x4d, (3, 64, 64), 25_028_904, 320, seed=1, train=False,
+        gradients=False),
+    Row("resnext50_32x4d", tv.resnext50_32x4d, (3, 32, 32), 25_028_904, 320, tag="train", seed=1),
+    Row("wide_resnet50_2", tv.wide_resnet50_2, (3, 64, 64), 68_883_240, 320, seed=1, train=False,
+        gradients=False),
+    # RegNet's state_dict holds a block's projection shortcut first, the spec its body.
+    Row("regnet_x_400mf", tv.regnet_x_400mf, (3, 128, 128), 5_495_976, 428, batch=1, seed=1, train=False,
+        gradients=False, ordered=False),
+    Row("regnet_y_400mf", tv.regnet_y_400mf, (3, 128, 128), 4_344_144, 384, batch=1, seed=1, train=False,
+        gradients=False, ordered=False),
+    # Training mode: the running statistics after the step within 1e-6 + 1e-5·|ref|.
+    Row("regnet_x_400mf", tv.regnet_x_400mf, (3, 64, 64), 5_495_976, 428, tag="train", seed=2,
+        atol=1e-6, rtol=1e-5, gradients=False, ordered=False),
+    Row("regnet_y_400mf", tv.regnet_y_400mf, (3, 64, 64), 4_344_144, 384, tag="train", seed=2,
+        atol=1e-6, rtol=1e-5, ordered=False),
+    Row("mobilenet_v2", _randomised(tv.mobilenet_v2), (3, 64, 64), 3_504_872, 314),
+    Row("mobilenet_v3_large", _randomised(tv.mobilenet_v3_large), (3, 64, 64), 5_483_032, 312,
+        overrides={"resolution": 64}, batch=4, seed=7),
+    Row("mobilenet_v3_small", _randomised(tv.mobilenet_v3_small), (3, 64, 64), 2_542_856, 244,
+        overrides={"resolution": 64}, batch=4, seed=7),
+    Row("mnasnet1_0", _randomised(tv.mnasnet1_0), (3, 64, 64), 4_383_312, 314),
+    # The rounding of widths to multiples of 8 is where the widths differ from 1.0.
+    Row("mnasnet", _randomised(tv.mnasnet0_75, 3), (3, 64, 64), 3_170_208, 314, tag="0.75",
+        overrides={"alpha": 0.75}, train=False, gradients=False),
+    Row("squeezenet1_0", _squeezenet("squeezenet1_0"), (3, 96, 96), 1_248_424, 52, gradients=False),
+    Row("squeezenet1_1", _squeezenet("squeezenet1_1"), (3, 96, 96), 1_235_496, 52),
+    Row("convnext_tiny", _convnext_tiny, (3, 32, 32), 28_589_128, 182, overrides={"resolution": 32},
+        batch=4, seed=3),
+    # Beyond a chain: split, names across the network, several outputs.
+    Row("shufflenet_v2_x1_0", tv.shufflenet_v2_x1_0, (3, 32, 32), 2_278_604, 338, seed=1),
+    Row("unet", lambda: UNet(**UNET_SMALL), (3, 32, 32), 120_861, 36, tag="small",
+        overrides={**UNET_SMALL, "resolution": 32}),
+    Row("resnet50_fpn", _fpn, (3, 64, 64), 26_852_416, 334, overrides={"resolution": 64}, batch=1,
+        train=False, gradients=False),
+    # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
+    Row("densenet", lambda: tv.DenseNet(**{**DENSENET_SMALL, "block_config": (2, 3)}), (3, 32, 32),
+        37_346, 79, tag="dropout", overrides=DENSENET_SMALL, rtol=0.0),
+]
+
+
+def _param(row: Row):
+    return pytest.param(row, id=row.id, marks=() if row.fast else pytest.mark.slow)
+
+
+def test_the_table_names_each_row_once():
+    assert len({row.id for row in TABLE}) == len(TABLE)
+
+
+@pytest.mark.parametrize("row", [_param(row) for row in TABLE])
+def test_the_spec_is_its_reference(row: Row):
+    torch.manual_seed(0)
+    ref = row.reference()
+    # The reference figures (docs/specs.md): assert_equivalent's strict load and its
+    # parameter check then hold the spec's model to the same.
+    assert sum(p.numel() for p in ref.parameters()) == row.params
+    assert len(ref.state_dict()) == row.keys
+    report = assert_equivalent(str(SPECS / f"{row.spec}.net"), ref, input=row.input, batch=row.batch,
+                               seed=row.seed, atol=row.atol, rtol=row.rtol, train=row.train,
+                               gradients=row.gradients, **row.overrides)
+    outputs = ["eval outputs"] + (["training outputs"] if row.train else [])
+    for title in outputs:
+        check = report.check(title)
+        # A passing check has details only to say that the outputs are too near zero to
+        # prove anything.
+        assert check.ok and check.details == [], (title, check.details)
+        if row.each:
+            assert check.max_abs <= row.atol, title
+            assert row.rtol == 0 or check.max_rel <= row.rtol, title
+    if row.gradients:
+        assert report.check("gradients").ok
+        if row.each:
+            assert report.check("gradients").max_abs <= row.atol
+    else:
+        assert report.check("gradients").ok is None
+    if row.scale is not None or row.spread is not None:
+        x = torch.randn(row.batch, *row.input, generator=torch.Generator().manual_seed(row.seed))
+        with torch.no_grad():
+            outs = [t for _, t in flatten_output(ref.eval()(x))]
+        if row.scale is not None:
+            assert row.scale[0] < max(t.abs().max().item() for t in outs) < row.scale[1]
+        if row.spread is not None:
+            assert min(t.std().item() for t in outs) > row.spread
+    if row.ordered:
+        # Names and shapes are the strict load's; the order is the parameters' order,
+        # which an optimizer's state follows.
+        ours = netdsl.build(str(SPECS / f"{row.spec}.net"), device="meta", input=row.input, **row.overrides)
+        assert list(ours.state_dict()) == list(ref.state_dict())

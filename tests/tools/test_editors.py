@@ -1,0 +1,182 @@
+"""The VS Code extension folder (editors/vscode): its TextMate grammar says what
+netdsl's grammar and catalogues say, every pattern compiles, and the
+extension's manifest, configuration and script hold together."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from netdsl.check.evaluate import BUILTINS, INIT_SCHEMES
+from netdsl.layers import LAYERS
+
+ROOT = Path(__file__).resolve().parents[2]
+VSCODE = ROOT / "editors" / "vscode"
+GRAMMAR_PATH = VSCODE / "syntaxes" / "netdsl.tmLanguage.json"
+GRAMMAR = json.loads(GRAMMAR_PATH.read_text(encoding="utf-8"))
+REPO = GRAMMAR["repository"]
+
+
+def _lark_keywords() -> set[str]:
+    """The words netdsl/syntax/grammar.lark quotes, read here independently of generate.py:
+    keyword terminals (``IMPORT: "import"``) and words inlined in rules (``"or"``)."""
+    text = (ROOT / "netdsl" / "syntax" / "grammar.lark").read_text(encoding="utf-8")
+    code = re.sub(r"//[^\n]*", "", text)
+    terminals = set(re.findall(r'^[A-Z_]+:\s*"([a-z_]+)"\s*$', code, re.M))
+    assert {"import", "block", "network", "residual"} <= terminals, "the .lark layout changed"
+    return terminals | set(re.findall(r'"([a-z_]+)"', code))
+
+
+def _alternatives(pattern: str) -> set[str]:
+    m = re.fullmatch(r"\\b\(([a-z_0-9|]+)\)\\b", pattern)
+    assert m, f"not a word list: {pattern}"
+    return set(m.group(1).split("|"))
+
+
+def _patterns(node):
+    """Every regex in the grammar, with where it sits."""
+    if isinstance(node, dict):
+        for key in ("match", "begin", "end"):
+            if key in node:
+                yield key, node[key]
+        for value in node.values():
+            yield from _patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _patterns(value)
+
+
+def test_keywords_are_the_lark_grammars():
+    listed = set().union(*(_alternatives(p["match"]) for p in REPO["keywords"]["patterns"]))
+    assert listed == _lark_keywords()
+
+
+def test_layers_functions_and_init_schemes_are_the_catalogues():
+    assert _alternatives(REPO["layers"]["match"]) == set(LAYERS)
+    assert _alternatives(REPO["builtins"]["match"]) == set(BUILTINS)
+    assert _alternatives(REPO["init-schemes"]["match"]) == set(INIT_SCHEMES)
+
+
+def test_the_checked_in_grammar_is_what_generate_writes():
+    spec = importlib.util.spec_from_file_location("netdsl_vscode_generate", VSCODE / "generate.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert GRAMMAR_PATH.read_text(encoding="utf-8") == gen.render(), \
+        "run: python editors/vscode/generate.py"
+    assert gen.lark_keywords('IF: "if"  // "not" in a comment\n?x: a "or" b') == ["if", "or"]
+
+
+def test_every_pattern_compiles_and_every_include_resolves():
+    found = list(_patterns(GRAMMAR))
+    assert len(found) > 20
+    for where, pattern in found:
+        re.compile(pattern)  # Oniguruma reads these the same: no engine-only syntax
+        assert "(?<" not in pattern.replace("(?<=", "").replace("(?<!", ""), (where, pattern)
+    includes = re.findall(r'"include": "#([\w-]+)"', GRAMMAR_PATH.read_text())
+    assert includes and set(includes) <= set(REPO)
+
+
+def _find(rule: str, text: str) -> list[str]:
+    return [m.group(1 if m.re.groups else 0) for m in re.finditer(REPO[rule]["match"], text, re.M)]
+
+
+def test_labels_numbers_and_words_match_what_they_should():
+    assert _find("label", "    conv1: conv2d(64, 7)\n{ bn: batchnorm2d }; act: relu") == ["conv1", "bn", "act"]
+    assert _find("label", "    x = y[1:2]\n    a if b else c\n    conv2d(3, 1)") == []
+    numbers = re.compile(REPO["number"]["match"])
+    assert numbers.findall("conv2d(64, 3, eps = 1e-5, p = .5, w = 1.25) relu6") == ["64", "3", "1e-5", ".5", "1.25"]
+    control = next(p["match"] for p in REPO["keywords"]["patterns"] if p["name"] == "keyword.control.netdsl")
+    assert re.findall(control, "for i in range(n) { in_channels inputs if x else y }") == \
+        ["for", "in", "if", "else"]
+    assert _find("layers", "relu6 relu conv2d conv2d_x") == ["relu6", "relu", "conv2d"]
+
+
+def test_the_extension_manifest_holds_together():
+    pkg = json.loads((VSCODE / "package.json").read_text())
+    (lang,) = pkg["contributes"]["languages"]
+    assert lang["id"] == "netdsl" and lang["extensions"] == [".net"]
+    (grammar,) = pkg["contributes"]["grammars"]
+    assert grammar["language"] == "netdsl" and grammar["scopeName"] == GRAMMAR["scopeName"]
+    for path in (lang["configuration"], grammar["path"], pkg["main"]):
+        assert (VSCODE / path).is_file(), path
+    config = json.loads((VSCODE / lang["configuration"]).read_text())
+    assert config["comments"]["lineComment"] == "#"
+    assert ["{", "}"] in config["brackets"] and ["(", ")"] in config["brackets"]
+    assert {"open": "[", "close": "]"} in config["autoClosingPairs"]
+    for pattern in [config["wordPattern"], *config["indentationRules"].values(),
+                    *config["folding"]["markers"].values()]:
+        re.compile(pattern)
+    assert re.fullmatch(config["wordPattern"], "in_channels")
+
+
+_NODE_HARNESS = r"""
+const Module = require("module");
+const calls = [];
+const fakes = {
+  vscode: {workspace: {getConfiguration: () => ({get: (key, d) => d})}},
+  "vscode-languageclient/node": {LanguageClient: class {
+    constructor(id, name, server, options) { calls.push({id, server, options}); }
+    start() { return Promise.resolve(); }
+    stop() { return Promise.resolve(); }
+    dispose() {}
+  }},
+};
+const load = Module._load;
+const withClient = process.argv[3] === "with";
+Module._load = function (request, ...rest) {
+  if (request === "vscode") return fakes.vscode;
+  if (request === "vscode-languageclient/node") {
+    if (withClient) return fakes[request];
+    throw new Error("Cannot find module " + request);
+  }
+  return load.call(this, request, ...rest);
+};
+const ext = require(process.argv[2]);
+const context = {subscriptions: []};
+ext.activate(context);
+console.log(JSON.stringify({calls, subscriptions: context.subscriptions.length}));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node")
+@pytest.mark.parametrize("with_client", [True, False])
+def test_the_extension_starts_netdsl_lsp_or_only_highlights(with_client, tmp_path):
+    harness = tmp_path / "harness.js"
+    harness.write_text(_NODE_HARNESS)
+    r = subprocess.run(["node", str(harness), str(VSCODE / "extension.js"), "with" if with_client else "without"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    if with_client:
+        (call,) = out["calls"]
+        assert call["server"] == {"command": "netdsl", "args": ["lsp"]}
+        assert {"scheme": "file", "language": "netdsl"} in call["options"]["documentSelector"]
+        assert out["subscriptions"] == 1
+    else:
+        assert out == {"calls": [], "subscriptions": 0}
+
+
+def test_the_editors_page_matches_the_extension():
+    import tomllib
+
+    page = (ROOT / "docs" / "editors.md").read_text(encoding="utf-8")
+    pkg = json.loads((VSCODE / "package.json").read_text())
+    blocks = re.findall(r"^```(\w*)[^\n]*\n(.*?)^```$", page, re.S | re.M)  # ```sh no-run too
+    for lang, body in blocks:
+        if lang == "json":
+            settings = json.loads(body)
+            assert set(settings) <= set(pkg["contributes"]["configuration"]["properties"])
+        elif lang == "toml":
+            helix = tomllib.loads(body)
+            assert helix["language-server"]["netdsl"]["args"] == ["lsp"]
+    assert {"json", "toml", "lua"} <= {lang for lang, _ in blocks}
+    # The folder name VS Code expects: publisher.name-version.
+    assert f"{pkg['publisher']}.{pkg['name']}-{pkg['version']}" in page
+    for key in re.findall(r"`(netdsl\.server\.\w+)", page):
+        assert key in pkg["contributes"]["configuration"]["properties"], key

@@ -1,0 +1,214 @@
+"""``netdsl lsp`` spoken to as an editor does: a real server process, JSON-RPC
+with Content-Length framing over its stdin and stdout, every read under a
+deadline so a broken server fails a test instead of hanging it (the client is
+bench/lsp_client.py, which the fuzzer drives the server with too)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import netdsl
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from lsp_client import TIMEOUT, Client  # noqa: E402
+
+SPEC = """\
+block unit(c, stride = 1) {
+    conv2d(c, 3, stride = stride, padding = 1)
+    relu
+}
+
+network tiny() {
+    input [3, 8, 8]
+    stem: conv2d(4, 9)
+    unit(4)
+
+    flatten
+}
+"""
+FIXED = SPEC.replace("conv2d(4, 9)", "conv2d(4, 3)")
+
+
+@pytest.fixture
+def client(tmp_path):
+    pytest.importorskip("pygls")
+    c = Client(tmp_path)
+    caps = c.request("initialize", {"processId": os.getpid(), "rootUri": tmp_path.as_uri(),
+                                    "capabilities": {}})["capabilities"]
+    assert caps["hoverProvider"] and caps["definitionProvider"]
+    assert "(" in caps["completionProvider"]["triggerCharacters"]
+    c.notify("initialized", {})
+    yield c
+    c.close()
+
+
+def _start(rng) -> tuple[int, int]:
+    return rng["start"]["line"], rng["start"]["character"]
+
+
+@pytest.mark.slow
+def test_diagnostics_are_checks_at_the_same_position_and_clear_when_fixed(client, tmp_path):
+    path = tmp_path / "tiny.net"
+    path.write_text(SPEC)
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(str(path))
+    (want,) = e.value.diagnostics
+    uri = client.open(path)
+    (got,) = client.diagnostics(uri, 1)
+    assert got["code"] == want.code == "E0304"
+    assert got["source"] == "netdsl" and got["severity"] == 1
+    assert _start(got["range"]) == (want.span.line - 1, want.span.column - 1)
+    assert got["range"]["end"] == {"line": want.span.end_line - 1, "character": want.span.end_column - 1}
+    assert got["message"].startswith(want.message)
+    assert want.label in got["message"] and f"help: {want.help}" in got["message"]
+
+    client.change(uri, FIXED, 2)
+    assert client.diagnostics(uri, 2) == []
+    client.change(uri, FIXED.replace("relu\n", "reluu\n"), 3)
+    assert [d["code"] for d in client.diagnostics(uri, 3)] == ["E0102"]
+
+
+@pytest.mark.slow
+def test_columns_are_counted_in_utf16_as_the_protocol_says(client, tmp_path):
+    text = 'network n() {\n    input [3, 8, 8]\n    let e = "😀"; stem: conv2d(4, 9)\n}\n'
+    uri = client.open(tmp_path / "u.net", text)
+    (got,) = client.diagnostics(uri, 1)
+    # netdsl's column 34 counts the emoji as one character; UTF-16 counts two units.
+    assert _start(got["range"]) == (2, 34)
+
+
+@pytest.mark.slow
+def test_hover_shows_shapes_params_and_macs_of_the_line(client, tmp_path):
+    uri = client.open(tmp_path / "tiny.net", FIXED)
+    assert client.diagnostics(uri, 1) == []
+    value = client.at("textDocument/hover", uri, 7, 10)["contents"]["value"]
+    assert "`stem`" in value and "Conv2d" in value
+    assert "[3, 8, 8] → [4, 6, 6]" in value
+    assert "| 112 |" in value and "3,888" in value  # 4·3·3·3 + 4 params, 4·6·6 · 27 MACs
+    # A line of a block shows its instance, named as in the state_dict.
+    value = client.at("textDocument/hover", uri, 1, 6)["contents"]["value"]
+    assert "`1.0`" in value and "[4, 6, 6] → [4, 6, 6]" in value and "148" in value
+    value = client.at("textDocument/hover", uri, 8, 5)["contents"]["value"]
+    assert "`1`" in value and "Unit" in value
+    assert client.at("textDocument/hover", uri, 9, 0) is None  # a blank line
+    assert client.at("textDocument/hover", uri, 400, 3) is None  # past the end
+
+
+@pytest.mark.slow
+def test_formatting_gives_what_netdsl_fmt_gives(client, tmp_path):
+    from netdsl.syntax.fmt import format_text
+
+    messy = "network n(){input [1,8,8];conv1:conv2d(4,3)  # stem\n relu}\n"
+    uri = client.open(tmp_path / "messy.net", messy)
+    edits = client.request("textDocument/formatting", {"textDocument": {"uri": uri},
+                                                        "options": {"tabSize": 4, "insertSpaces": True}})
+    assert len(edits) == 1 and edits[0]["newText"] == format_text(messy)
+    assert edits[0]["range"]["start"] == {"line": 0, "character": 0}
+    assert edits[0]["range"]["end"]["line"] >= messy.count("\n")
+    tidy = client.open(tmp_path / "tidy.net", format_text(messy))
+    assert client.request("textDocument/formatting", {"textDocument": {"uri": tidy},
+                                                      "options": {"tabSize": 4, "insertSpaces": True}}) == []
+    broken = client.open(tmp_path / "broken.net", "network n() {\n    conv2d(4,\n")
+    assert client.request("textDocument/formatting", {"textDocument": {"uri": broken},
+                                                      "options": {"tabSize": 4, "insertSpaces": True}}) is None
+
+
+@pytest.mark.slow
+def test_definition_of_a_block_here_and_across_an_import(client, tmp_path):
+    uri = client.open(tmp_path / "tiny.net", FIXED)
+    loc = client.at("textDocument/definition", uri, 8, 6)
+    assert loc["uri"] == uri and _start(loc["range"]) == (0, 6)
+
+    (tmp_path / "lib").mkdir()
+    lib = tmp_path / "lib" / "blocks.net"
+    lib.write_text("# blocks\n\nblock double(c) {\n    conv2d(2 * c, 1)\n}\n")
+    main = tmp_path / "main.net"
+    main.write_text('import "lib/blocks.net"\n\nnetwork m() {\n    input [3, 8, 8]\n    double(4)\n}\n')
+    muri = client.open(main)
+    assert client.diagnostics(muri, 1) == []
+    loc = client.at("textDocument/definition", muri, 4, 6)
+    assert loc["uri"] == lib.resolve().as_uri() and _start(loc["range"]) == (2, 6)
+    # On the import itself: the imported file.
+    loc = client.at("textDocument/definition", muri, 0, 10)
+    assert loc["uri"] == lib.resolve().as_uri()
+    assert client.at("textDocument/definition", muri, 3, 5) is None  # `input` is a keyword
+
+
+@pytest.mark.slow
+def test_an_error_in_an_imported_file_shows_on_its_import(client, tmp_path):
+    lib = tmp_path / "lib.net"
+    lib.write_text("block bad(c) {\n    conv2d(c, 3)\n    reluu\n}\n")
+    main = tmp_path / "main.net"
+    main.write_text('# uses lib\nimport "lib.net"\nnetwork m() {\n    input [3, 8, 8]\n    bad(4)\n}\n')
+    uri = client.open(main)
+    (got,) = client.diagnostics(uri, 1)
+    assert got["code"] == "E0102" and _start(got["range"]) == (1, 0)
+    assert "lib.net:3:5" in got["message"]
+    (related,) = got["relatedInformation"]
+    assert related["location"]["uri"] == lib.resolve().as_uri()
+    assert _start(related["location"]["range"]) == (2, 4)
+
+
+@pytest.mark.slow
+def test_completion_of_layers_blocks_and_their_arguments(client, tmp_path):
+    uri = client.open(tmp_path / "tiny.net", FIXED)
+    client.diagnostics(uri, 1)
+    items = client.at("textDocument/completion", uri, 9, 4)["items"]
+    labels = {i["label"] for i in items}
+    assert {"conv2d", "batchnorm2d", "unit", "max"} <= labels
+    assert "stride" not in labels
+
+    typing = FIXED.replace("    flatten\n", "    conv2d(8, 3, \n")
+    client.change(uri, typing, 2)
+    assert client.diagnostics(uri, 2)  # half typed: an error, and completion still works
+    items = client.at("textDocument/completion", uri, 10, 17)["items"]
+    args = {i["label"]: i for i in items if i["kind"] == 10}  # Property
+    assert list(args)[:3] == ["out_channels", "kernel_size", "stride"]
+    assert args["padding"]["insertText"] == "padding = "
+    assert "unit" in {i["label"] for i in items}
+
+    client.change(uri, FIXED.replace("    flatten\n", "    unit(4, \n"), 3)
+    client.diagnostics(uri, 3)
+    items = client.at("textDocument/completion", uri, 10, 12)["items"]
+    assert [i["label"] for i in items if i["kind"] == 10] == ["c", "stride"]
+
+
+@pytest.mark.slow
+def test_the_server_survives_what_an_editor_may_send(client, tmp_path):
+    uri = client.open(tmp_path / "bin.net", "network n() {\x00 }")
+    assert [d["code"] for d in client.diagnostics(uri, 1)] == ["E0006"]
+    deep = "network n() { input [1]\n" + "{" * 5000 + "\n"
+    client.change(uri, deep, 2)
+    assert [d["code"] for d in client.diagnostics(uri, 2)] == ["E0402"]
+    for method in ("textDocument/hover", "textDocument/definition", "textDocument/completion"):
+        client.at(method, uri, 0, 10_000)
+        client.at(method, uri, 10_000, 0)
+    # A document the server never saw, and a library of blocks with no network.
+    assert client.at("textDocument/hover", "file:///nowhere/x.net", 0, 0) is None
+    lib = client.open(tmp_path / "lib.net", "block b() { relu }\n")
+    assert client.diagnostics(lib, 1) == []
+    assert client.at("textDocument/hover", lib, 0, 12) is None
+    assert client.request("shutdown", None) is None
+    client.notify("exit", None)
+    assert client.proc.wait(timeout=TIMEOUT) == 0
+
+
+def test_lsp_without_pygls_says_how_to_install_it(tmp_path):
+    # A sitecustomize that hides pygls, as on an install without the extra.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\nclass _Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.partition('.')[0] in ('pygls', 'lsprotocol'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, _Hide())\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
+    r = subprocess.run([sys.executable, "-m", "netdsl", "lsp"], env=env, capture_output=True,
+                       text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2
+    assert "pip install 'netdsl[lsp]'" in r.stderr
