@@ -1,7 +1,7 @@
 """A minimal Language Server Protocol client that speaks to ``netdsl lsp`` as an editor
 does: a real server process, JSON-RPC with Content-Length framing over its stdin and
 stdout, every wait under a deadline, so that a broken server is an exception rather
-than a hang. The tests (tests/test_lsp.py) and the fuzzer (fuzz_commands.py) use it.
+than a hang. The tests (tests/tools/test_lsp.py) and the fuzzer (fuzz_commands.py) use it.
 """
 
 from __future__ import annotations
