@@ -39,6 +39,7 @@ import torchvision
 
 import netdsl
 from netdsl.analysis import TYPE_NAMES, analyse
+from netdsl.backend import runtime
 from netdsl.backend.lower import lower
 from netdsl.check import memo
 from netdsl.syntax import parser
@@ -56,6 +57,27 @@ REFERENCES = {
     "densenet121": lambda: torchvision.models.densenet121(),
     "efficientnet_b0": lambda: torchvision.models.efficientnet_b0(),
     "efficientnet_b1": lambda: torchvision.models.efficientnet_b1(),
+}
+# The rest of the shipped specs with a torchvision reference (tests/equivalence/test_zoo.py
+# proves each equivalent): in the report with --zoo, or by name with --nets.
+ZOO = {
+    "vgg16_bn": lambda: torchvision.models.vgg16_bn(),
+    "googlenet": lambda: torchvision.models.googlenet(aux_logits=True, init_weights=True),
+    "resnext50_32x4d": lambda: torchvision.models.resnext50_32x4d(),
+    "wide_resnet50_2": lambda: torchvision.models.wide_resnet50_2(),
+    "regnet_x_400mf": lambda: torchvision.models.regnet_x_400mf(),
+    "regnet_y_400mf": lambda: torchvision.models.regnet_y_400mf(),
+    "mobilenet_v2": lambda: torchvision.models.mobilenet_v2(),
+    "mobilenet_v3_large": lambda: torchvision.models.mobilenet_v3_large(),
+    "mobilenet_v3_small": lambda: torchvision.models.mobilenet_v3_small(),
+    "mnasnet1_0": lambda: torchvision.models.mnasnet1_0(),
+    "squeezenet1_0": lambda: torchvision.models.squeezenet1_0(),
+    "squeezenet1_1": lambda: torchvision.models.squeezenet1_1(),
+    "convnext_tiny": lambda: torchvision.models.convnext_tiny(),
+    "shufflenet_v2_x0_5": lambda: torchvision.models.shufflenet_v2_x0_5(),
+    "shufflenet_v2_x1_0": lambda: torchvision.models.shufflenet_v2_x1_0(),
+    "shufflenet_v2_x1_5": lambda: torchvision.models.shufflenet_v2_x1_5(),
+    "shufflenet_v2_x2_0": lambda: torchvision.models.shufflenet_v2_x2_0(),
 }
 
 # Layer rows, not the block and group rows that hold them.
@@ -177,13 +199,15 @@ def bench_build(names, quick: bool, report: dict) -> str:
         rows = []
         for name in names:
             path = str(SPECS / f"{name}.net")
-            ref = REFERENCES[name]
+            ref = {**REFERENCES, **ZOO}[name]
             net = netdsl.compile(path)
 
             def build(path=path, device=device):
-                # The text's first compile in this process: no cached AST, no memo.
+                # The text's first build in this process: no cached AST, no memo, and
+                # its module classes (their forwards written and compiled) made anew.
                 parser._PARSED.clear()
                 memo.clear()
+                runtime._CLASSES.clear()
                 netdsl.build(path, device=device)
 
             def build_again(path=path, device=device):
@@ -209,8 +233,8 @@ def bench_build(names, quick: bool, report: dict) -> str:
             ["spec", "torchvision ms", "netdsl.build ms", "ratio", "built before ms", "ratio",
              "lower only ms", "ratio"], rows))
     return ("`netdsl.build` is the front end plus lowering, what a user calls, for a text "
-            "this process has not compiled (the parser's AST cache and the checker's memo "
-            "emptied); \"built before\" keeps them, as a second build of the same spec does; "
+            "this process has not built (the parser's AST cache, the checker's memo and the "
+            "generated module classes emptied); \"built before\" keeps them, as a second build of the same spec does; "
             "\"lower only\" starts from the checked IR. torchvision on meta runs under "
             "`with torch.device(\"meta\")`.\n\n" + "\n\n".join(parts))
 
@@ -221,7 +245,7 @@ def bench_forward(names, quick: bool, report: dict) -> str:
     rows = []
     for name in names:
         net = netdsl.compile(str(SPECS / f"{name}.net"))
-        ref = REFERENCES[name]().eval()
+        ref = {**REFERENCES, **ZOO}[name]().eval()
         model = lower(net, device="cpu").eval()
         note = ""
         try:
@@ -356,11 +380,15 @@ def main(argv=None) -> int:
                         "steady on a machine other processes share")
     p.add_argument("--nets", nargs="+", metavar="NAME",
                    help="only these of the specs with a torchvision reference")
+    p.add_argument("--zoo", action="store_true",
+                   help="every shipped spec with a torchvision reference, not only the article's")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     os.chdir(ROOT)  # spec names in diagnostics are relative to the repository
-    names = [n for n in REFERENCES if (SPECS / f"{n}.net").exists() and (not args.nets or n in args.nets)]
+    known = {**REFERENCES, **ZOO}
+    pool = list(known) if args.zoo or args.nets else list(REFERENCES)
+    names = [n for n in pool if (SPECS / f"{n}.net").exists() and (not args.nets or n in args.nets)]
     report: dict = {}
     parts = [f"# netdsl benchmark{' (--quick)' if args.quick else ''}\n",
              f"Machine: {machine()}.\n", f"Specs with a torchvision reference: {', '.join(names)}.\n"]
