@@ -432,11 +432,13 @@ def gen_dataflow(rng: random.Random) -> str:
             step = rng.choice(["conv2d(4, 1)", "conv2d(4, 3, padding = 1)", "maxpool2d(2)",
                                "conv2d(4, 3, stride = 2, padding = 1)", "upsample(scale_factor = 2)",
                                "relu", "conv_transpose2d(4, 2, stride = 2)", "batchnorm2d",
-                               "channel_shuffle(2)"] + [layer_call(rng)])
+                               "channel_shuffle(2)", "adaptive_avgpool2d(1)"] + [layer_call(rng)])
             if rng.random() < 0.3:
                 step = f"{w.label()}: {{ {step}; {'; '.join(w.chain(2, 1))} }}"
         elif r < 0.75:
-            step = f"{rng.choice(['add', 'concat'])}({', '.join(ref() for _ in range(rng.choice([1, 2, 2, 3])))})"
+            op = rng.choice(["add", "concat", "mul", "sub", "div"])
+            comma = "," if rng.random() < 0.3 else ""
+            step = f"{op}({', '.join(ref() for _ in range(rng.choice([1, 2, 2, 3])))}{comma})"
         else:
             step = "split { {}; { " + "; ".join(w.chain(2)) + " } }"
         name = f"r{len(names)}" if rng.random() < 0.95 or not names else names[-1]

@@ -160,8 +160,8 @@ class ForwardWriter(Visitor):
 
     def visit_merge(self, node: ir.Merge, src: str, dst: str) -> str:
         parts = [self.s.names[n] for n in node.sources]
-        if node.op == "add":
-            self.emit(f"{dst} = {' + '.join(parts)}", node.span)
+        if node.op in ir.ELEMENTWISE:
+            self.emit(f"{dst} = {f' {ir.ELEMENTWISE[node.op]} '.join(parts)}", node.span)
         else:
             self.s.uses_torch = True
             self.emit(f"{dst} = torch.cat([{', '.join(parts)}], 1)", node.span)

@@ -159,18 +159,28 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
                              f"list the results to merge, e.g. `{st.op}(a, b)`; to go on from one "
                              "result, write `from NAME`"))
         return
+    if st.op in BINARY and len(st.sources) > 2:
+        cx.report(Diagnostic("E0134", f"`{st.op}` takes two results", st.sources[2].span,
+                             f"{len(st.sources)} given",
+                             f"`{st.op}(a, b)` is `a {BINARY[st.op]} b`; for more, name one result "
+                             f"and go on: `{st.op}(a, b) -> ab`, then `{st.op}(ab, c)`"))
+        return
     if any(s is POISON for (s, _), _ in read):
         return
     shapes_ = [s for (s, _), _ in read]
     names = [n for (_, n), _ in read]
-    if st.op == "add":
-        bad = next((i for i, s in enumerate(shapes_) if s != shapes_[0]), None)
-        if bad is not None:
-            _merge_error(cx, "E0325", "`add` needs equal shapes", values, names, shapes_, read, bad,
-                         "make them agree: a 1×1 `conv2d` changes channels, `upsample` or a "
-                         "stride changes the size")
-            return
+    if st.op in ir.ELEMENTWISE:
         out = shapes_[0]
+        for i, s in enumerate(shapes_[1:], 1):
+            joint = broadcast(out, s)
+            if joint is None:
+                _merge_error(cx, "E0325", f"`{st.op}` needs shapes that broadcast", values, names, shapes_,
+                             read, i, "each dimension must be equal, or 1 in one of them (torch's "
+                             "broadcasting, with as many dimensions on both sides); a 1×1 `conv2d` "
+                             "changes channels, `upsample` or a stride the size, "
+                             "`adaptive_avgpool2d(1)` makes [C, 1, 1]")
+                return
+            out = joint
     else:
         bad = next((i for i, s in enumerate(shapes_) if len(s) != 3 or s[1:] != shapes_[0][1:]), None)
         if bad is None and len(shapes_[0]) != 3:
@@ -182,9 +192,28 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
                          "(`upsample`, a stride, or padding)")
             return
         out = (sum(s[0] for s in shapes_),) + tuple(shapes_[0][1:])
-    op = cast(Literal["add", "concat"], st.op)  # the grammar writes no other
+    op = cast(ir.MergeOp, st.op)  # the grammar writes no other
     flow.accept([ir.Merge(op=op, sources=tuple(names), in_shape=(), out_shape=out, span=st.span)],
                 out, False, st.span)
+
+
+# The elementwise merges that take exactly two results.
+BINARY = {"sub": "-", "div": "/"}
+
+
+def broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The shape torch broadcasts two per-sample shapes to, or None where it cannot.
+    Both have the batch dimension in front, so the ranks must be equal as well: torch
+    would align a shorter shape with the last dimensions, never with the channels.
+
+    >>> broadcast((16, 8, 8), (16, 1, 1)), broadcast((16, 8, 8), (16,)), broadcast((4, 8), (3, 8))
+    ((16, 8, 8), None, None)
+    """
+    if len(a) != len(b):
+        return None
+    if any(x != y and 1 not in (x, y) for x, y in zip(a, b, strict=True)):
+        return None
+    return tuple(max(x, y) for x, y in zip(a, b, strict=True))
 
 
 def _merge_error(cx: Context, code, message, values, names, shapes_, read, bad, help):

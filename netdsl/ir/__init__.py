@@ -122,11 +122,18 @@ class From(Node):
     out_shape: Shape
 
 
+MergeOp = Literal["add", "sub", "mul", "div", "concat"]
+# The elementwise merges, and the Python operator each one is.
+ELEMENTWISE = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+
 class Merge(Node):
-    """``add(a, b, ...)`` or ``concat(a, b, ...)`` of named results, in that order."""
+    """Named results, in that order, combined elementwise with torch's broadcasting
+    (``add(a, b, ...)``, ``sub(a, b)``, ``mul(a, b, ...)``, ``div(a, b)``) or
+    concatenated along channels (``concat(a, b, ...)``)."""
 
     kind: Literal["merge"] = "merge"
-    op: Literal["add", "concat"]
+    op: MergeOp
     sources: tuple[str, ...]
     in_shape: Shape = ()
     out_shape: Shape

@@ -4,6 +4,7 @@ ShuffleNet V2 specs against hand-written PyTorch and torchvision where a table o
 whole-network comparisons cannot say it (tests/equivalence/test_zoo.py holds their
 outputs and gradients); the built models under FX, torch.compile and pickle."""
 
+import inspect
 import pickle
 import re
 
@@ -11,6 +12,8 @@ import pytest
 import torch
 import torchvision
 from hand_written import UNet
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
@@ -234,7 +237,7 @@ def test_language_dataflow_examples_compile_and_build():
     section = text.split("## General dataflow: named results")[1].split("## Names and state_dict keys")[0]
     specs = [b for b in section.split("```netdsl\n")[1:]]
     specs = [b.split("```")[0] for b in specs]
-    assert len(specs) == 3
+    assert len(specs) == 4
     for spec in specs:
         net = netdsl.compile(spec)
         model = netdsl.build(spec).eval()
@@ -249,3 +252,81 @@ def test_a_from_whose_result_nothing_reads_is_refused():
         netdsl.compile("network n() { input a: [1, 4, 4]\n input b: [1, 4, 4]\n from a\n from b\n"
                        " output dict(a: a) }")
     assert e.value.diagnostics[0].span.line == 3
+
+
+# ---------------------------------------------------------------- elementwise arithmetic
+
+def _torch_broadcast(a, b):
+    """torch's own answer: the shape of a + b on [2, *a] and [2, *b], or None."""
+    try:
+        return tuple(torch.broadcast_shapes((2, *a), (2, *b))[1:])
+    except RuntimeError:
+        return None
+
+
+# An input is [C, H, W] or [F]: each dimension 1, 2 or 3.
+_DIMS = st.sampled_from([1, 3]).flatmap(lambda n: st.lists(st.sampled_from([1, 2, 3]), min_size=n,
+                                                             max_size=n))
+
+
+@settings(max_examples=60, deadline=None)
+@given(_DIMS, _DIMS, st.sampled_from(["add", "sub", "mul", "div"]))
+def test_elementwise_merges_broadcast_as_torch_does_at_equal_rank(a, b, op):
+    # Inputs of any shape: the checker's broadcast against torch's, and the built model's
+    # values against the operator itself. A rank differs only where torch would align the
+    # shorter shape with the last dimensions, which netdsl refuses (E0325).
+    spec = f"network n() {{\n input a: {list(a)}\n input b: {list(b)}\n {op}(a, b)\n}}"
+    expected = _torch_broadcast(a, b) if len(a) == len(b) else None
+    if expected is None:
+        with pytest.raises(netdsl.NetdslError) as info:
+            netdsl.compile(spec)
+        assert [d.code for d in info.value.diagnostics] == ["E0325"]
+        return
+    net = netdsl.compile(spec)
+    assert net.out_shape == expected
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, *a, generator=g), torch.rand(2, *b, generator=g) + 0.5
+    want = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div}[op](x, y)
+    got = netdsl.build(spec)(x, y)
+    assert torch.equal(got, want)
+
+
+def test_a_channel_attention_scales_each_channel_as_hand_written_torch():
+    spec = """
+network attention() {
+    input [4, 6, 6]
+    features: conv2d(8, 3, padding = 1) -> x
+    pool: adaptive_avgpool2d(1)
+    fc: conv2d(8, 1)
+    sigmoid -> weights
+    mul(x, weights) -> scaled
+    sub(x, scaled) -> rest
+    div(rest, weights) -> ratio
+    add(ratio, x, scaled)
+}"""
+    model = netdsl.build(spec)
+    x = torch.randn(2, 4, 6, 6)
+    f = model.features(x)
+    w = torch.sigmoid(model.fc(f.mean((2, 3), keepdim=True)))
+    want = (f - f * w) / w + f + f * w
+    torch.testing.assert_close(model(x), want)
+    assert re.search(r"scaled = \w+ \* weights  # <spec>:8", inspect.getsource(type(model).forward))
+
+
+def test_sub_and_div_take_two_results_and_say_how_to_chain():
+    with pytest.raises(netdsl.NetdslError) as info:
+        netdsl.compile("network n() {\n input [2, 4, 4]\n conv2d(2, 1) -> a\n conv2d(2, 1) -> b\n"
+                       " conv2d(2, 1) -> c\n sub(a, b, c)\n}")
+    (d,) = info.value.diagnostics
+    assert (d.code, d.span.line, d.span.column) == ("E0134", 6, 12)
+    assert "sub(a, b) -> ab" in d.help
+
+
+def test_a_shorter_shape_is_refused_where_torch_would_align_it_with_the_width():
+    # torch broadcasts [2, 4] against [2, 4, 4, 4] by the last dimensions: a silent
+    # wrong model (the channel weights applied across the width). netdsl refuses it.
+    with pytest.raises(netdsl.NetdslError) as info:
+        netdsl.compile("network n() {\n input [4, 4, 4] \n relu -> x\n flatten\n linear(4) -> w\n"
+                       " mul(x, w)\n}")
+    (d,) = info.value.diagnostics
+    assert d.code == "E0325" and "[4]" in d.label and "[4, 4, 4]" in d.label
