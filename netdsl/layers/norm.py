@@ -54,6 +54,10 @@ class BatchNorm2dKind(Kind):
         _positive_eps(self.name, values)
 
     def infer(self, values, shape):
+        if len(shape) == 1:
+            raise LayerError("E0306", "`batchnorm2d` needs a [C, H, W] input",
+                             f"the input here is {shapes.fmt(shape)}",
+                             "features after `flatten` or `linear` take `batchnorm1d`")
         shapes.need_image(self.name, shape)
         if not values.get("track_running_stats", True) and shape[1] * shape[2] == 1:
             # Without running statistics it normalises over the batch in eval mode too, and
@@ -78,6 +82,40 @@ class BatchNorm2dKind(Kind):
                     track_running_stats=n.track_running_stats)
 
     default_init = staticmethod(_ones_zeros)
+
+
+class BatchNorm1d(Layer):
+    kind: Literal["batchnorm1d"] = "batchnorm1d"
+    num_features: PosInt
+    eps: PosFloat = 1e-5
+    momentum: Prob = 0.1
+    affine: bool = True
+    track_running_stats: bool = True
+
+
+class BatchNorm1dKind(BatchNorm2dKind):
+    """Batch normalisation of features ``[F]`` (after ``flatten`` or ``linear``) or of
+    channels ``[C, L]``: the arguments, parameters, counts and init of ``batchnorm2d``."""
+
+    name = "batchnorm1d"
+    node = BatchNorm1d
+    example = "batchnorm1d"
+    example_input = (4,)
+    doc = "batch normalisation of features [F] or channels [C, L] (torch.nn.BatchNorm1d)"
+    torch_class = "torch.nn.BatchNorm1d"
+
+    def infer(self, values, shape):
+        if len(shape) not in (1, 2):
+            raise LayerError("E0306", "`batchnorm1d` needs an [F] or [C, L] input",
+                             f"the input here is {shapes.fmt(shape)}",
+                             "for [C, H, W] feature maps, use `batchnorm2d`")
+        if not values.get("track_running_stats", True) and math.prod(shape[1:]) == 1:
+            raise LayerError("E0306", "`batchnorm1d(track_running_stats = false)` needs more "
+                             "than one value per feature", f"the input here is {shapes.fmt(shape)}",
+                             "keep running statistics (the default): without them it normalises "
+                             "over the batch in eval mode too, one value per feature in a sample",
+                             arg="track_running_stats")
+        return {"num_features": shape[0]}, shape
 
 
 class LayerNorm(Layer):
@@ -309,5 +347,5 @@ class LocalResponseNormKind(Kind):
         return dict(size=n.size, alpha=n.alpha, beta=n.beta, k=n.k)
 
 
-KINDS = (BatchNorm2dKind(), LayerNormKind(), LayerNorm2dKind(), GroupNormKind(),
+KINDS = (BatchNorm2dKind(), BatchNorm1dKind(), LayerNormKind(), LayerNorm2dKind(), GroupNormKind(),
          InstanceNorm2dKind(), LocalResponseNormKind())

@@ -22,6 +22,7 @@ ENDINGS = {
     "linear": [(FLAT, "linear(8)"), (FLAT, "linear(8, bias = false)")],
     "batchnorm2d": [(IMAGE, "batchnorm2d"), (IMAGE, "batchnorm2d(track_running_stats = false)"),
                     (IMAGE, "batchnorm2d(affine = false)")],
+    "batchnorm1d": [(FLAT, "batchnorm1d"), (FLAT, "batchnorm1d(affine = false)")],
     "relu": [(IMAGE, "relu"), (IMAGE, "relu(inplace = true)")],
     "relu6": [(IMAGE, "relu6"), (IMAGE, "relu6(inplace = true)")],
     "silu": [(IMAGE, "silu"), (IMAGE, "silu(inplace = true)")],

@@ -83,6 +83,7 @@ STRICTER = {
     ("linear", "out_features"): "torch takes 0 and makes an empty output",
     ("batchnorm2d", "momentum"): "torch does not check it; outside [0, 1] the running statistics diverge",
     ("instance_norm2d", "momentum"): "as batchnorm2d",
+    ("batchnorm1d", "momentum"): "as batchnorm2d",
 }
 
 
