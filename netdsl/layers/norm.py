@@ -38,7 +38,8 @@ class BatchNorm2d(Layer):
 
 class BatchNorm2dKind(Kind):
     name = "batchnorm2d"
-    node = BatchNorm2d
+    # Declared as Kind's, since batchnorm1d's kind derives from this one.
+    node: type[Layer] = BatchNorm2d
     doc = "batch normalisation over channels (torch.nn.BatchNorm2d)"
     torch_class = "torch.nn.BatchNorm2d"
     args = (
