@@ -182,9 +182,11 @@ def pick_target(rng: random.Random, p: Project, suffix: str, call: Call, force: 
             data = data.replace(b"before", b"b4")
         path.write_bytes(data)
     # A named link is followed (docs/cli.md, "Writing files"): the file it leads to is the target.
+    # The spec and its imports are never replaced; a spec read from stdin is no file of the
+    # project's, and input.net is then a file like any other.
     real = path.resolve()
-    if real.is_dir() or real == p.spec.resolve() or real in {i.resolve() for i in p.imports()} \
-            or not real.parent.is_dir():
+    protected = {i.resolve() for i in p.imports()} | ({p.spec.resolve()} if call.stdin is None else set())
+    if real.is_dir() or real in protected or not real.parent.is_dir():
         return str(path)
     exists = real.exists()
     own = exists and real.is_file() and netdsl_wrote(real.read_bytes())

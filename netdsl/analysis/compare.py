@@ -575,7 +575,9 @@ def _grads(model, x, seed: int) -> dict[str, torch.Tensor | None]:
     out = _run(model, x, True, seed, grad=True)
     tensors = [t for _, t in flatten_output(out)]
     loss = sum((t * w.to(t.device)).sum() for t, w in zip(tensors, _loss_weights(out, seed), strict=True))
-    if isinstance(loss, torch.Tensor):  # else the output holds no tensor: nothing has a gradient
+    # No tensor in the output, or none that depends on a parameter (a model without
+    # parameters, or whose outputs are constants): nothing has a gradient.
+    if isinstance(loss, torch.Tensor) and loss.requires_grad:
         loss.backward()
     return {k: (None if p.grad is None else p.grad.detach().clone()) for k, p in model.named_parameters()}
 

@@ -378,8 +378,10 @@ class Checker:
             after = flow.nodes[values.output[2]]
             self.report(Diagnostic("E0131", "`output` must be the network's last statement", after.span,
                                    "this comes after it", "move `output` to the end of the network"))
-        if values.used and flow.sides:
-            side = next(n for n in flow.nodes if isinstance(n, ir.Side))
+        # A side output that failed to check (no input to read, say) made no node, and
+        # has its own diagnostic already.
+        side = next((n for n in flow.nodes if isinstance(n, ir.Side)), None)
+        if values.used and side is not None:
             self.report(Diagnostic("E0133", "side outputs cannot be used with named results", side.span,
                                    "a side output", "list the head's result in `output` instead: name it "
                                    "with `-> NAME` and return it in eval and training alike"))

@@ -7,6 +7,7 @@ import io
 import json
 import sys
 
+from ..diagnostics import escape
 from .common import spec_arguments
 
 
@@ -59,11 +60,14 @@ def run(args) -> int:
 def _cells(row, names) -> dict:
     shape = "" if row.output_shape is None else "[" + ", ".join(map(str, row.output_shape)) + "]"
     return {**{n: _value(row.values[n]) for n in names}, "params": row.params, "macs": row.macs,
-            "activation_bytes": row.activation_bytes, "output_shape": shape, "error": row.error or ""}
+            "activation_bytes": row.activation_bytes, "output_shape": shape,
+            "error": escape(row.error or "")}
 
 
 def _value(v) -> str:
-    return repr(v) if isinstance(v, float) else str(v)
+    # A value or a message may hold any character (a string from the spec or the command
+    # line): shown with control characters as escapes, as diagnostics show them.
+    return repr(v) if isinstance(v, float) else escape(str(v))
 
 
 def _table(rows, names) -> str:
@@ -76,7 +80,7 @@ def _table(rows, names) -> str:
         c = _cells(r, names)
         body.append([*(c[n] for n in names), num(r.params), num(r.macs),
                      "" if r.activation_bytes is None else _mb(r.activation_bytes), c["output_shape"],
-                     f"error[{r.error}" .replace(" ", "]: ", 1) if r.error else ""])
+                     f"error[{c['error']}" .replace(" ", "]: ", 1) if r.error else ""])
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
     right = set(range(len(names), len(names) + 3))
     def line(cells):

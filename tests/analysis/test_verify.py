@@ -34,6 +34,18 @@ def test_an_equivalent_spec_exits_0(capsys):
     assert out.count("  ok  ") == 5
 
 
+def test_a_model_without_parameters_has_no_gradients_to_compare(capsys, tmp_path):
+    # Found by the command fuzzer: the loss of a parameter-free model needs no backward,
+    # and calling it raised (exit 3).
+    spec = tmp_path / "act.net"
+    spec.write_text("network n() {\n    input [3, 8, 8]\n    act: relu\n}\n")
+    code, out, err = verify(capsys, str(spec), "--against", "torch.nn.ReLU")
+    assert code == 0, out + err
+    assert "ok    gradients         0 parameters" in out
+    code, out, err = verify(capsys, str(spec), "--against", "torch.nn.Identity")
+    assert code == 1 and "FAIL  eval outputs" in out, out + err
+
+
 @pytest.mark.slow
 def test_a_different_spec_exits_1_naming_the_first_differing_module(capsys, tmp_path):
     # SqueezeNet 1.1 with 1.0's stem is another network of the same weights' names.

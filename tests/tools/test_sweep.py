@@ -139,6 +139,17 @@ def test_cli_sweep_formats(capsys, tmp_path):
     assert "4 rows, 2 checked, 2 refused" in out and "error[E0" in out
 
 
+@pytest.mark.parametrize("form", ["table", "csv"])
+def test_cli_sweep_shows_control_characters_as_escapes(capsys, tmp_path, form):
+    # Found by the command fuzzer: an assertion's message rang the terminal's bell.
+    spec = tmp_path / "n.net"
+    spec.write_text('network n(width = 4) {\n input [3, 8, 8]\n assert width > 2, "\x07\x1b]0;t\x07"\n'
+                    ' conv2d(width, 1)\n}\n')
+    assert main(["sweep", str(spec), "--grid", "width=2,1", "--jobs", "1", "--format", form]) == 0
+    out = capsys.readouterr().out
+    assert not any(ch in out for ch in "\x07\x1b") and r"\x07\x1b]0;t\x07" in out
+
+
 @pytest.mark.parametrize("extra", [["--grid", "params=1,2"], ["--grid", "c=1:2:0"],
                                    ["--sort", "nope"], ["--jobs", "0"], ["--set", "c=3"]])
 def test_cli_sweep_usage_errors(capsys, tmp_path, extra):
