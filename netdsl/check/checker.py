@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from .. import ir
 from ..diagnostics import Diagnostic, NetdslError, by_position, closest, related, short, source_lines
 from ..layers import LAYERS, PARAMETERS, PASS_THROUGH, REQUIRED, SAVES_OUTPUT, ArgTypeError, LayerError, shapes
+from ..layers.base import INFERRED, TORCH_SPELLINGS
 from ..limits import Limits
 from ..span import Span
 from ..syntax import ast
@@ -84,6 +85,8 @@ def given(name: str, origin: str) -> str:
     ('--set width', 'the value given for `width`')
     """
     return f"--set {name}" if origin == "cli" else f"the value given for `{name}`"
+
+
 
 
 class Checker:
@@ -871,6 +874,7 @@ class Checker:
         """Match a call's arguments to parameters; values are evaluated in ``env``."""
         names = [p for p, _ in params]
         bound: dict[str, tuple[object, ast.Arg]] = {}
+        meant: set[str] = set()  # required arguments an unknown keyword was taken to mean
         ok = True
         for i, a in enumerate(use.args):
             if a.name is None:
@@ -890,12 +894,16 @@ class Checker:
             else:
                 key = a.name
                 if key not in names:
-                    near = closest(key, names)
+                    inferred = key in INFERRED and what in LAYERS
+                    alias = TORCH_SPELLINGS.get(key)
+                    near = None if inferred else alias if alias in names else closest(key, names)
+                    if near is not None and near not in bound and all(b.name != near for b in use.args):
+                        meant.add(near)  # its own E0203 would only repeat this one
+                    help = (f"netdsl infers `{key}` from the layer's input; remove it" if inferred else
+                            f"did you mean `{near}`?" if near else
+                            f"`{short(what)}` takes " + (", ".join(map(short, names)) or "no arguments"))
                     self.report(Diagnostic("E0202", f"`{short(what)}` has no argument `{short(key)}`", a.span,
-                                           "unknown argument",
-                                           f"did you mean `{near}`?" if near else
-                                           f"`{short(what)}` takes " +
-                                           (", ".join(map(short, names)) or "no arguments")))
+                                           "unknown argument", help))
                     ok = False
                     continue
                 if key in bound:
@@ -908,7 +916,7 @@ class Checker:
                     continue
             bound[key] = (self.value(a.value, env), a)
         for name, required in params:
-            if required and name not in bound:
+            if required and name not in bound and name not in meant:
                 self.report(Diagnostic("E0203", f"`{what}` needs argument `{name}`", use.span,
                                        f"`{name}` is missing",
                                        f"for example `{what}(" + ", ".join(
@@ -922,6 +930,8 @@ class Checker:
               functional: bool = False):
         sig = LAYERS[kind]
         bound, ok = self.bind(kind, [(a.name, a.default is REQUIRED) for a in sig.args], use, env)
+        if ok and shape is not None and self._torch_order(sig, use, bound, shape):
+            return [], None, False
         values: dict[str, object] = {}
         for a in sig.args:
             if a.name in bound:
@@ -948,6 +958,24 @@ class Checker:
         if label is not None and result[0]:
             scope.layers[name] = (kind, values, result[0][0])
         return result
+
+    def _torch_order(self, sig, use: ast.Use, bound: dict, shape) -> bool:
+        """Report a call written in torch's argument order (E0223), whose first
+        argument netdsl infers; True if one was."""
+        positional = [v for v, a in bound.values() if a.name is None]
+        meant = sig.torch_order(positional, shape) if positional else None
+        if meant is None:
+            return False
+        keywords = [f"{a.name} = {show(v)}" for v, a in bound.values() if a.name is not None]
+        if keywords:
+            meant = (meant[:-1] + ", " if meant.endswith(")") else meant + "(") + ", ".join(keywords) + ")"
+        first = next(a for a in use.args if a.name is None)
+        self.report(Diagnostic("E0223", f"`{sig.name}` reads its arguments in netdsl's order, not torch's",
+                               first.span, f"{show(positional[0])} is the input's size here "
+                               f"{shapes.fmt(shape)}, which netdsl infers",
+                               f"did you mean `{meant}`? netdsl takes no input size; if the values "
+                               "are meant as written, give them by keyword"))
+        return True
 
     def place(self, kind: str, values: dict, bound: dict, use: ast.Use, shape, shared, name: str,
               init: dict, **flags):

@@ -202,7 +202,9 @@ class Evaluator:
                       "not called", f"write `{node.id}(...)`")
         units = list(LAYERS) + list(self.blocks())
         near = closest(node.id, env.names() + units)
-        if near:
+        if node.id in ("True", "False", "None"):
+            help = f"netdsl writes `{node.id.lower()}` in lower case"
+        elif near:
             help = f"did you mean `{near}`?"
         else:
             # A value may be a layer or a block (`act = hardswish`): the name may be one netdsl lacks.

@@ -70,6 +70,16 @@ class Layer(Node):
 
 # ---- argument converters: a spec value to the IR's, or ArgTypeError ----
 
+# What a PyTorch user writes for a layer's argument, and the catalogue's name for it
+# (the checker's "did you mean" for an unknown argument).
+TORCH_SPELLINGS = {"kernel": "kernel_size", "k": "kernel_size", "ksize": "kernel_size",
+                   "pad": "padding", "out": "out_channels", "channels": "out_channels",
+                   "features": "out_features", "prob": "p", "rate": "p", "drop_rate": "p",
+                   "slope": "negative_slope", "scale": "scale_factor", "align": "align_corners"}
+# torch's constructor arguments that netdsl takes from the layer's input instead.
+INFERRED = frozenset({"in_channels", "in_features", "num_features", "num_channels", "in_chs"})
+
+
 class ArgTypeError(Exception):
     """A value of the wrong type for an argument; ``expected`` says what fits."""
 
@@ -248,6 +258,13 @@ class Kind:
     def check(self, values: dict[str, Any]) -> None:
         """Checks of the argument values beyond their type and ``min``/``unit``
         ranges; raise :class:`LayerError`."""
+
+    def torch_order(self, positional: list[Any], shape: Shape) -> str | None:
+        """Where a call's positional values read as torch's constructor, whose first
+        argument netdsl infers from the input (``conv2d(3, 16, 3)`` on 3 channels is
+        ``nn.Conv2d(3, 16, 3)``), the call netdsl reads the same way; else None. Only
+        where netdsl's own reading is implausible: a legal spec is never refused."""
+        return None
 
     def infer(self, values: dict[str, Any], shape: Shape) -> tuple[dict[str, Any], Shape]:
         """The IR fields the input decides (channels, features) and the output shape;

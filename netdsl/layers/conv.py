@@ -43,6 +43,11 @@ def _kaiming_default(module, pname, tensor) -> bool:
     return True
 
 
+def _whole(v) -> int | None:
+    """``v`` where it is an integer (not a bool), else None."""
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
 # torch 2.14's oneDNN convolution backward on the CPU corrupts memory and kills the
 # process (SIGSEGV) at large strides: seen from 3,000 with 64 input channels, and at
 # every stride from 16,384. No network needs a stride past its input's size, and
@@ -70,6 +75,14 @@ class Conv2dKind(Kind):
     parameters = ("weight", "bias")
     matrix_parameters = ("weight",)
     counted = factory = output_not_saved = True
+
+    def torch_order(self, positional, shape):
+        # nn.Conv2d(in, out, kernel, stride, ...): read netdsl's way, the out channels come
+        # out as the kernel, larger than any kernel in use (AlexNet's 11 is the largest).
+        if (len(positional) >= 3 and len(shape) == 3 and _whole(positional[0]) == shape[0]
+                and (_whole(positional[1]) or 0) > 11):
+            return f"{self.name}({', '.join(map(str, positional[1:]))})"
+        return None
 
     def check(self, values):
         for s in values["stride"]:
@@ -209,6 +222,14 @@ class LinearKind(Kind):
     parameters = ("weight", "bias")
     matrix_parameters = ("weight",)
     counted = factory = output_not_saved = True
+
+    def torch_order(self, positional, shape):
+        # nn.Linear(in_features, out_features): read netdsl's way, the out features would
+        # be the bias, which is true or false.
+        if len(positional) == 2 and len(shape) == 1 and _whole(positional[0]) == shape[0] \
+                and _whole(positional[1]) is not None:
+            return f"{self.name}({positional[1]})"
+        return None
 
     def infer(self, values, shape):
         # A [C, H, W] map needs `flatten` first; one a `permute` made channels-last is

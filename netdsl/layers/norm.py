@@ -54,6 +54,13 @@ class BatchNorm2dKind(Kind):
     def check(self, values):
         _positive_eps(self.name, values)
 
+    def torch_order(self, positional, shape):
+        # nn.BatchNorm2d(num_features): read netdsl's way, the channel count is the eps.
+        if positional and isinstance(positional[0], int) and not isinstance(positional[0], bool) \
+                and positional[0] > 1 and shape and positional[0] == shape[0]:
+            return self.name
+        return None
+
     def infer(self, values, shape):
         if len(shape) == 1:
             raise LayerError("E0306", "`batchnorm2d` needs a [C, H, W] input",

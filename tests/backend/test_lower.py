@@ -163,6 +163,7 @@ EVERY_FACTORY_KIND = """network n() {
     l: layer_norm(dims = 2)
     flatten
     f: linear(3)
+    b1: batchnorm1d
 }"""
 
 
