@@ -80,8 +80,9 @@ def export(model, example_inputs, path, opset: int | None = None, *, dynamic_bat
     was_training = model.training
     model.eval()
     try:
-        # The exporter reports its progress on stdout and warns about its own internals.
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # The exporter reports its progress on stdout, warns about its own internals, and
+        # logs (with a traceback) an opset it could not convert to: that one is said below.
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _quiet(_LOGGERS):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(model, args, dynamo=True, opset_version=opset,
                                         dynamic_shapes=dynamic, input_names=input_names,
@@ -90,9 +91,40 @@ def export(model, example_inputs, path, opset: int | None = None, *, dynamic_bat
             program.save(str(path), external_data=weights > _INLINE_LIMIT)
     finally:
         model.train(was_training)
+    if opset is not None:
+        got = next((o.version for o in onnx.load(os.fspath(path), load_external_data=False).opset_import
+                    if o.domain in ("", "ai.onnx")), None)
+        if got != opset:
+            raise OpsetError(f"torch's exporter could not write this model at opset {opset} (it wrote "
+                             f"opset {got}: an operator here has no form at {opset}); use --opset {got}, "
+                             "or leave --opset out")
     # By path: the checker reads weights kept in a `.data` file beside the model too.
     onnx.checker.check_model(os.fspath(path), full_check=True)
     return path
+
+
+class OpsetError(ValueError):
+    """The opset asked for is one the exporter could not write the model at."""
+
+
+# Where torch's exporter and onnxscript's version converter log.
+_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
+
+
+@contextlib.contextmanager
+def _quiet(names):
+    """The loggers ``names`` silent below errors, for the length of the block."""
+    import logging
+
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def problems(net) -> list:

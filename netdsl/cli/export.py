@@ -68,7 +68,7 @@ def run(args) -> int:
 
     from ..api import compile_spec
     from ..backend.lower import lower
-    from ..backend.onnx import export, io_names, problems, verify
+    from ..backend.onnx import OpsetError, export, io_names, problems, verify
     from ..diagnostics import NetdslError
 
     net, read = files_read(lambda: compile_spec(
@@ -86,7 +86,10 @@ def run(args) -> int:
     tmp = t.with_name(f".{t.name}.{os.getpid()}.tmp.onnx")
     try:
         names_in, names_out = io_names(net)
-        export(model, inputs, str(tmp), opset=args.opset, input_names=names_in, output_names=names_out)
+        try:
+            export(model, inputs, str(tmp), opset=args.opset, input_names=names_in, output_names=names_out)
+        except OpsetError as e:
+            raise UsageError(f"{e}; nothing was written to {args.output}") from None
         wrong = verify(tmp, model, inputs)
         if wrong is not None:
             raise UsageError(f"the ONNX file of `{net.name}` does not do what the model does ({wrong}); "

@@ -151,3 +151,26 @@ def test_a_file_onnxruntime_disagrees_with_is_not_written(tmp_path, spec_path, c
     err = capsys.readouterr().err
     assert "does not do what the model does" in err and "nothing was written" in err
     assert out.read_bytes() == b"before" and sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.onnx"]
+
+
+def test_an_opset_the_exporter_cannot_meet_is_refused_and_writes_nothing(tmp_path, capfd):
+    # Found by the command fuzzer: Mish has no ONNX form before opset 18. torch's exporter
+    # logged a traceback, kept opset 18 and wrote the file as if 17 had been met.
+    spec = tmp_path / "m.net"
+    spec.write_text("network n() {\n    input [2, 4, 4]\n    mish\n}\n")
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(spec), "--format", "onnx", "--opset", "17", "-o", str(out)]) == 2
+    err = capfd.readouterr().err
+    assert "at opset 17 (it wrote opset 18" in err and "use --opset 18" in err
+    assert "Traceback" not in err and not out.exists() and list(tmp_path.iterdir()) == [spec]
+
+
+def test_an_opset_the_exporter_converts_to_is_the_files_without_log_lines(tmp_path, capfd):
+    import onnx
+
+    spec = tmp_path / "c.net"
+    spec.write_text("network n() {\n    input [3, 8, 8]\n    conv2d(4, 3)\n    relu\n}\n")
+    out = tmp_path / "c.onnx"
+    assert main(["export", str(spec), "--format", "onnx", "--opset", "17", "-o", str(out)]) == 0
+    assert capfd.readouterr().err == ""
+    assert [o.version for o in onnx.load(out).opset_import if o.domain in ("", "ai.onnx")] == [17]
