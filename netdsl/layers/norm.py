@@ -341,6 +341,13 @@ class LocalResponseNormKind(Kind):
                 raise LayerError("E0204", f"`local_response_norm` argument `{key}` must be {bound_text}",
                                  f"found {values[key]}", "it divides by (k + alpha · mean(x²)) ** beta, "
                                  "which must stay positive; AlexNet uses k = 2, alpha = 1e-4", arg=key)
+        # k ** beta is the divisor of a zero input: past float32's range (e**±88) it is 0 or
+        # infinite, and the output or its gradient is not finite.
+        if abs(values["beta"] * math.log(values["k"])) > 80:
+            raise LayerError("E0204", "`local_response_norm`'s k ** beta is beyond float32",
+                             f"beta = {values['beta']:g} with k = {values['k']:g}",
+                             "it divides by (k + alpha · mean(x²)) ** beta, which float32 holds only "
+                             "while |beta · ln k| ≤ 80; AlexNet uses beta = 0.75, k = 2", arg="beta")
 
     def infer(self, values, shape):
         shapes.need_image(self.name, shape)
