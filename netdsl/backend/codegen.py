@@ -246,11 +246,14 @@ def _leaf_call(m, label: str) -> Call:
         else:
             raise NotImplementedError(f"cannot read argument {p.name!r} of {t.__name__} back")
         raw.append((p, v))
-    args = [(None if p.default is _NO_DEFAULT and p.kind != p.KEYWORD_ONLY else p.name,
-             Hole(compact(v), p.name, p.default, label)) for p, v in raw]
-    if not _remakes(m, t, args):
-        raise AssertionError(f"netdsl bug: cannot read the constructor arguments of {m!r} back")
-    return Call(_torch_name(t), args)
+    # A square pair as one int where that makes the same module (a pool's kernel), else as
+    # read (a layer norm's normalized_shape (9, 9) is no 9).
+    for shown in (compact, lambda v: v):
+        args = [(None if p.default is _NO_DEFAULT and p.kind != p.KEYWORD_ONLY else p.name,
+                 Hole(shown(v), p.name, p.default, label)) for p, v in raw]
+        if _remakes(m, t, args):
+            return Call(_torch_name(t), args)
+    raise AssertionError(f"netdsl bug: cannot read the constructor arguments of {m!r} back")
 
 
 def _remakes(m, t, args) -> bool:

@@ -23,6 +23,7 @@ import netdsl
 from netdsl.backend.codegen import class_name, comment, generate, is_attribute
 from netdsl.cli import main
 from netdsl.diagnostics import NetdslError
+from netdsl.layers import LAYERS
 
 ROOT = Path(__file__).resolve().parents[2]
 HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d")
@@ -564,3 +565,16 @@ def test_random_init_rules_export_as_the_build_applies_them(rules, bias, tmp_pat
     }}
     """
     _exported_init_matches_the_build(netdsl.compile(spec), tmp_path)
+
+
+_KIND_CASES = [(k, LAYERS[k].example_input, LAYERS[k].use) for k in sorted(LAYERS)] + [
+    # Found by the command fuzzer: the normalised shape of a square map, (9, 9), was
+    # written as the one int 9, which makes another module.
+    ("layer_norm", (4, 9, 9), "layer_norm(dims = 2, eps = 0.1)"),
+]
+
+
+@pytest.mark.parametrize("kind, shape, use", _KIND_CASES, ids=[f"{c[0]}:{c[2]}" for c in _KIND_CASES])
+def test_every_layer_kind_exports_to_an_equivalent_model(kind, shape, use, tmp_path):
+    net = netdsl.compile(f"network n() {{\n input {list(shape)}\n l: {use}\n}}")
+    check_equivalent(net, generate(net), tmp_path)
