@@ -192,10 +192,23 @@ def io_names(net) -> tuple[list[str], list[str]]:
     >>> io_names(netdsl.compile("network n() { input rgb: [3, 4, 4]\\n input d: [1, 4, 4]\\n"
     ...                         " concat(rgb, d) -> both\\n output dict(seg: both, raw: rgb) }"))
     (['rgb', 'd'], ['seg', 'raw'])
+    >>> io_names(netdsl.compile("network n() { input rgb: [3, 4, 4]\\n from rgb\\n relu -> r\\n"
+    ...                         " output tuple(rgb, r) }"))
+    (['rgb'], ['rgb_output', 'r'])
     """
     inputs = [i.name for i in net.inputs] or ["input"]
     outputs = list(net.result.keys) if net.result is not None and net.result.form != "tuple" else \
         list(net.result.sources) if net.result is not None else ["logits"]
+    # ONNX names each value once: an output named as an input (an input returned as it
+    # is, `output tuple(rgb, seg)`) is `rgb_output`.
+    taken = set(inputs) | set(outputs)
+    for i, name in enumerate(outputs):
+        if name in inputs:
+            new = f"{name}_output"
+            while new in taken:
+                new += "_"
+            outputs[i] = new
+            taken.add(new)
     return inputs, outputs
 
 

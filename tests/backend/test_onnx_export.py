@@ -174,3 +174,18 @@ def test_an_opset_the_exporter_converts_to_is_the_files_without_log_lines(tmp_pa
     assert main(["export", str(spec), "--format", "onnx", "--opset", "17", "-o", str(out)]) == 0
     assert capfd.readouterr().err == ""
     assert [o.version for o in onnx.load(out).opset_import if o.domain in ("", "ai.onnx")] == [17]
+
+
+def test_an_input_returned_as_an_output_is_named_apart(tmp_path, capsys):
+    # Found by the command fuzzer: `output dict("in1": in1, ...)` named an output as its
+    # input, which ONNX's single assignment forbids (internal error, exit 3).
+    import onnx
+
+    spec = tmp_path / "io.net"
+    spec.write_text('network n() {\n    input in0: [2, 8, 8]\n    input in1: [1, 8, 8]\n    from in0\n'
+                    '    relu -> r\n    output dict("in1": in1, "r": r)\n}\n')
+    out = tmp_path / "io.onnx"
+    assert main(["export", str(spec), "--format", "onnx", "-o", str(out)]) == 0, capsys.readouterr().err
+    m = onnx.load(out)
+    assert [i.name for i in m.graph.input] == ["in0", "in1"]
+    assert [o.name for o in m.graph.output] == ["in1_output", "r"]
