@@ -634,7 +634,10 @@ def try_command(item: Input, seed: int, index: int, folder: Path, bound: float,
             with cpu_bound(bound):
                 result, detail = fuzz_commands.run_command(name, rng, project, False, bound)
     except _Timeout:
-        result, detail = "timeout", f"{name}: over {bound} s of CPU time"
+        result, detail = "timeout", (f"{name}: over {bound} s of CPU time\n"
+                                     f"netdsl {' '.join(fuzz_commands.LAST_ARGV)}")
+        if fuzz_commands.asks_for_long_work(fuzz_commands.LAST_ARGV):
+            result = "slow, as its limits allow"
     except subprocess.TimeoutExpired:
         result, detail = "timeout", f"{name}: over {bound} s"
     except BaseException as e:  # noqa: BLE001 - anything else is what we are looking for

@@ -476,11 +476,35 @@ def judge_files(call: Call, before: dict, after: dict) -> str:
     return "changed without consent: " + ", ".join(str(p) for p in wrong[:5])
 
 
+# The command line of the command running now (or last run).
+LAST_ARGV: list[str] = []
+
+
+def asks_for_long_work(argv: list[str]) -> bool:
+    """Whether a command line asks for more work than a command's time bound covers,
+    as a user may: a sweep over more than 1,000 variants (each a full check). Past
+    its bound it is slow as asked, not hung."""
+    from netdsl.tools.sweep import grid
+
+    if not argv or argv[0] != "sweep":
+        return False
+    total = 1
+    for flag, value in zip(argv, argv[1:], strict=False):
+        if flag == "--grid":
+            try:
+                total *= len(grid(value).values)
+            except Exception:  # noqa: BLE001 - a grid the command refuses asks for nothing
+                return False
+    return total > 1000
+
+
 def run_command(command: str, rng: random.Random, p: Project, real: bool, timeout: float) -> tuple[str, str]:
     """Run one command on the project; (result, detail) as :func:`judge` says, or a file breach."""
     if command == "lsp":
         return run_lsp(rng, p, timeout)
     call = DRIVERS[command](rng, p)
+    global LAST_ARGV
+    LAST_ARGV = call.argv  # what a timeout, raised from inside, reports
     before = snapshot(p.root, p.outside)
     if real:
         status, out, err = run_process(call, p.root, timeout)

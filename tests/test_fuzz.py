@@ -251,3 +251,13 @@ def test_a_cpu_timeout_lost_once_is_raised_again():
             while time.process_time() - start < 4:
                 pass
     assert time.process_time() - start < 2
+
+
+def test_only_a_sweep_that_asks_for_thousands_of_variants_may_run_past_its_bound():
+    import fuzz_commands
+
+    many = ["sweep", "n.net", "--grid", "width=" + "1," * 2000 + "1", "--grid", "depth=1,2,3"]
+    assert fuzz_commands.asks_for_long_work(many)
+    assert not fuzz_commands.asks_for_long_work(["sweep", "n.net", "--grid", "width=1,2,3"])
+    assert not fuzz_commands.asks_for_long_work(["check", "n.net"])
+    assert not fuzz_commands.asks_for_long_work(["sweep", "n.net", "--grid", "width="])  # refused
