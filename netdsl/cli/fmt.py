@@ -102,7 +102,14 @@ def _report(text: str, out: str, name: str, diff: bool) -> None:
     if diff:
         import difflib  # here: every command line imports this module
 
-        sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), out.splitlines(True),
-                                                   f"{name} (now)", f"{name} (formatted)"))
+        lines = difflib.unified_diff(text.splitlines(True), out.splitlines(True),
+                                     f"{name} (now)", f"{name} (formatted)")
+        if sys.stdout.isatty():
+            # For reading: the file's control characters as escapes, as diagnostics show
+            # them. Into a pipe or a file the diff is a patch, and keeps the file's bytes.
+            from ..diagnostics import escape
+
+            lines = (escape(line.rstrip("\n")) + "\n" * line.endswith("\n") for line in lines)
+        sys.stdout.writelines(lines)
     else:
         print(f"would reformat {name}", file=sys.stderr)

@@ -65,7 +65,13 @@ class UpsampleKind(Kind):
         if values["size"] is not None:
             return {}, (shape[0], *values["size"])
         # torch: floor(float(size * scale)), in double precision like Python's floats.
-        out = tuple(math.floor(float(n * s)) for n, s in zip(shape[1:], values["scale_factor"], strict=True))
+        sizes = [float(n * s) for n, s in zip(shape[1:], values["scale_factor"], strict=True)]
+        if not all(math.isfinite(v) for v in sizes):
+            raise LayerError("E0407", "a dimension of `upsample`'s output is beyond any limit",
+                             f"scale factor {list(values['scale_factor'])} on {shapes.fmt(shape[1:])}",
+                             "use a scale factor the size can be multiplied by, or give `size`",
+                             arg="scale_factor")
+        out = tuple(math.floor(v) for v in sizes)
         if min(out) < 1:
             raise LayerError("E0305", f"the spatial size reaches zero: `upsample` gives "
                              f"{shapes.fmt(out)} from {shapes.fmt(shape[1:])}",

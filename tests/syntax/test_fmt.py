@@ -210,3 +210,20 @@ def test_fmt_stdin_to_stdout_and_usage_errors(tmp_path):
     missing = _netdsl("fmt", str(tmp_path / "nope.net"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
     assert _netdsl("fmt", str(tmp_path)).returncode == 2  # holds no .net file
+
+
+def test_a_diff_on_a_terminal_escapes_control_characters_and_a_piped_one_keeps_them(tmp_path, capsys,
+                                                                                  monkeypatch):
+    # Found by the command fuzzer: a comment's CSI byte reached the terminal raw.
+    from netdsl.cli import main
+
+    spec = tmp_path / "n.net"
+    spec.write_text("network n() {\n  input [3, 8, 8]\n  conv2d(4,3)  # \x9b31m red\n}\n", encoding="utf-8")
+    assert main(["fmt", "--diff", str(spec)]) == 1
+    piped = capsys.readouterr().out
+    assert "\x9b31m" in piped  # a patch keeps the file's bytes
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert main(["fmt", "--diff", str(spec)]) == 1
+    shown = capsys.readouterr().out
+    assert "\x9b" not in shown and "\\x9b31m red" in shown
+    assert [line[:1] for line in shown.splitlines()] == [line[:1] for line in piped.splitlines()]
