@@ -100,8 +100,14 @@ def test_every_ir_node_class_is_generated():
     for path in fuzz.SOURCES:
         for network in re.findall(r"^network\s+(\w+)\s*\(", path.read_text(encoding="utf-8"), re.M):
             _nodes(netdsl.compile(str(path), network=network), seen)
-    for gen in fuzz_specs.GENERATORS.values():
-        for i in range(100):
+    # The generators of specs meant to compile (many_errors, long_names and control aim at
+    # diagnostics, and a 20,000-line input takes seconds), until every class is seen.
+    aimed = [g for name, g in fuzz_specs.GENERATORS.items() if name not in ("many_errors", "long_names",
+                                                                           "control")]
+    for i in range(100):
+        if universe <= seen:
+            break
+        for gen in aimed:
             try:
                 _nodes(netdsl.compile(gen(random.Random(i))), seen)
             except netdsl.NetdslError:
