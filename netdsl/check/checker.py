@@ -87,8 +87,6 @@ def given(name: str, origin: str) -> str:
     return f"--set {name}" if origin == "cli" else f"the value given for `{name}`"
 
 
-
-
 class Checker:
     """The checker of one program: :meth:`network` checks one of its networks and gives
     its IR, or raises a NetdslError with every diagnostic. It owns the walk over bodies
