@@ -14,9 +14,19 @@ from .base import Arg, Kind, Layer, LayerError, PosInt, Prob, _bool, _float, _in
 PosFloat = Annotated[float, Field(gt=0.0)]
 
 
+# The smallest normal float32: an eps below it is 0 or a subnormal once the variance
+# is float32, and the division it guards is no longer finite.
+FLOAT32_TINY = 1.1754943508222875e-38
+
+
 def _positive_eps(kind: str, values) -> None:
     if values["eps"] <= 0:
         raise LayerError("E0204", f"`{kind}` argument `eps` must be positive", f"found {values['eps']}",
+                         "`eps` keeps the division by the variance finite; torch's default is 1e-5",
+                         arg="eps")
+    if values["eps"] < FLOAT32_TINY:
+        raise LayerError("E0204", f"`{kind}` argument `eps` is below float32's smallest normal number",
+                         f"found {values['eps']:g}, which float32 holds as 0 or a subnormal",
                          "`eps` keeps the division by the variance finite; torch's default is 1e-5",
                          arg="eps")
 
