@@ -96,6 +96,9 @@ def _assert_close(expected, got):
         # The layout handed back: torch's default wherever the unfused output had it (a
         # permute-based layer_norm2d's own output may be strided; the fused one never is).
         assert g.is_contiguous() or not e.is_contiguous()
+        # A NaN is a value too: `div` of 0 by 0 gives one, fused or not.
+        assert torch.equal(g.isnan(), e.isnan())
+        g, e = g.nan_to_num(nan=0.0), e.nan_to_num(nan=0.0)
         assert (g - e).abs().max() <= 1e-4 * e.abs().max()
 
 
@@ -254,6 +257,7 @@ def test_the_fused_model_holds_channels_last_weights_and_hands_back_the_default_
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10**6), strategy=st.sampled_from(["layers", "sharing", "dataflow"]))
 @example(seed=886001, strategy="layers")  # layer_norm2d alone: a strided output unfused
+@example(seed=96, strategy="dataflow")  # a `div` of 0 by 0: NaN in both outputs
 def test_generated_specs_fuse_to_the_same_function(seed, strategy):
     text = fuzz_specs.GENERATORS[strategy](random.Random(seed))
     try:
