@@ -19,7 +19,8 @@ shipped ones never contain:
 - ``long_names``: misspelt names of up to 16 KB (the did-you-mean search).
 - ``many_errors``: thousands of bad lines (rendering and the error cap).
 - ``control``: control characters in strings, labels and comments (terminal injection).
-- ``dataflow``: named results, `from`, `add`/`concat` merges, `split`, several inputs
+- ``dataflow``: named results, `from`, every merge (`add` ... `resize`, `crop`, with
+  their options), `split`, several inputs
   and stated outputs, with now and then a misspelt, early or unused name.
 - ``grammar``: sentences derived from grammar.lark itself, every rule and alternative.
 - ``extremes``: every argument of every layer at the edges of its type (int64 and
@@ -398,6 +399,17 @@ def gen_control(rng: random.Random) -> str:
     return f"network n() {{\n    input [3, 8, 8]\n    {line}\n}}\n"
 
 
+def _merge_option(rng: random.Random, op: str) -> str:
+    """An option for merge ``op``: mostly its own (resize's `mode`, `align_corners`,
+    crop's `offset`), sometimes another's or a wrong value."""
+    return rng.choice({
+        "resize": ['mode = "bilinear"', 'mode = "nearest"', 'mode = "bilinear", align_corners = true',
+                   'mode = "bilinear", align_corners = false', "align_corners = true", "mode = 2"],
+        "crop": ["offset = [0, 0]", "offset = [1, 0]", "offset = [0, 2]", "offset = 1",
+                 "offset = [-1, 0]", "offset = [99, 0]"],
+    }.get(op, []) + ["mode = \"nearest\"", "offset = [0, 0]", "bogus = 1"])
+
+
 def gen_dataflow(rng: random.Random) -> str:
     """A network wired by name: chains named with `->`, read back by `from`, merged by
     `add` or `concat`, maybe from several inputs and into a stated `output`; now and then
@@ -436,9 +448,12 @@ def gen_dataflow(rng: random.Random) -> str:
             if rng.random() < 0.3:
                 step = f"{w.label()}: {{ {step}; {'; '.join(w.chain(2, 1))} }}"
         elif r < 0.75:
-            op = rng.choice(["add", "concat", "mul", "sub", "div"])
+            op = rng.choice(["add", "concat", "mul", "sub", "div", "resize", "crop"])
+            two = op in ("sub", "div", "resize", "crop") and rng.random() < 0.8
+            refs = [ref() for _ in range(2 if two else rng.choice([1, 2, 2, 3]))]
+            refs += [_merge_option(rng, op)] if rng.random() < 0.3 else []
             comma = "," if rng.random() < 0.3 else ""
-            step = f"{op}({', '.join(ref() for _ in range(rng.choice([1, 2, 2, 3])))}{comma})"
+            step = f"{op}({', '.join(refs)}{comma})"
         else:
             step = "split { {}; { " + "; ".join(w.chain(2)) + " } }"
         name = f"r{len(names)}" if rng.random() < 0.95 or not names else names[-1]

@@ -35,7 +35,7 @@ KEYWORD_SCOPES = {
     "constant.language.netdsl": ("true", "false", "none"),
     "keyword.other.combinator.netdsl": ("residual", "shortcut", "concat", "dense", "gate", "side",
                                         "split"),
-    "keyword.other.dataflow.netdsl": ("from", "add", "sub", "mul", "div", "output"),
+    "keyword.other.dataflow.netdsl": ("from", "add", "sub", "mul", "div", "resize", "crop", "output"),
 }
 OTHER = "keyword.other.netdsl"
 NAME = r"[A-Za-z_][A-Za-z_0-9]*"

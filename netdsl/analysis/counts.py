@@ -110,6 +110,15 @@ def layer_macs(node: ir.Layer) -> int:
     return LAYERS[node.kind].macs(node)
 
 
+def merge_macs(node: ir.Merge) -> int:
+    """Multiply-accumulates of one merge for one sample, by fvcore's rules: nothing for
+    the elementwise ones, `concat` and `crop`; for `resize`, what `upsample` counts
+    (fvcore's upsample_nearest2d and upsample_bilinear2d: 1 and 4 per output element)."""
+    if node.op != "resize":
+        return 0
+    return math.prod(node.out_shape) * (4 if node.mode == "bilinear" else 1)
+
+
 # Activations are float32, for one sample.
 ELEMENT_BYTES = 4
 
@@ -272,7 +281,8 @@ def analyse(net: ir.Network) -> Analysis:
     rows: list[Row] = []
 
     def walk(nodes, prefix: str, depth: int) -> tuple[int, int]:
-        total_p = total_m = 0
+        total_p = 0
+        total_m = sum(merge_macs(n) for n in nodes if isinstance(n, ir.Merge))  # no module, work
         for node in _modules(nodes):
             name = prefix + node.name
             if isinstance(node, ir.Layer) and (node.reuse or node.functional):
@@ -385,7 +395,7 @@ def _leaf(node) -> Summary:
         act = 2 * layer_output_bytes(node) if p > 0 and not LAYERS[node.kind].bare_parameter else 0
         return Summary(p, layer_macs(node), act, tensor_bytes(node), None, 3 if node.init else 1)
     if isinstance(node, ir.Merge):
-        return Summary(0, 0, 0, tensor_bytes(node), None, 1)
+        return Summary(0, merge_macs(node), 0, tensor_bytes(node), None, 1)
     return Summary(0, 0, 0, 0, None, 1)  # a name for a tensor that exists already
 
 

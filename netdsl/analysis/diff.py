@@ -23,7 +23,7 @@ from typing import Any
 from .. import ir
 from ..diagnostics import escape
 from ..layers import LAYERS
-from .counts import TYPE_NAMES, _is_module, analyse, layer_macs, layer_params, scope_type
+from .counts import TYPE_NAMES, _is_module, analyse, layer_macs, layer_params, merge_macs, scope_type
 
 # Fields that say where a layer is or what it is called, not what it computes; its
 # shapes are compared as figures of their own.
@@ -85,6 +85,9 @@ def modules(net: ir.Network) -> list[Module]:
     def walk(nodes, prefix: str, depth: int, side: bool) -> tuple[int, int]:
         params = macs = 0
         for node in nodes:
+            if isinstance(node, ir.Merge):
+                macs += merge_macs(node)  # work in the forward, no module
+                continue
             if isinstance(node, ir.Layer) and not _is_module(node):
                 # Reuse, apply or a bare parameter: no module of its own, its figures
                 # are the enclosing module's (a reused module's parameters, its own).

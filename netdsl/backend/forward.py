@@ -162,6 +162,23 @@ class ForwardWriter(Visitor):
         parts = [self.s.names[n] for n in node.sources]
         if node.op in ir.ELEMENTWISE:
             self.emit(f"{dst} = {f' {ir.ELEMENTWISE[node.op]} '.join(parts)}", node.span)
+        elif node.op == "resize":
+            # The size is read when the model runs, as torchvision's FPN and LR-ASPP do.
+            self.s.uses_f = True
+            extra = "".join(f", {k}={literal(v)}" for k, v in
+                            (("mode", node.mode or "nearest"), ("align_corners", node.align_corners))
+                            if v is not None)
+            self.emit(f"{dst} = F.interpolate({parts[0]}, size={parts[1]}.shape[-2:]{extra})", node.span)
+        elif node.op == "crop":
+            a, b = parts
+            h, w = f"{b}.shape[-2]", f"{b}.shape[-1]"
+            if node.offset is None:
+                top, left = self.fresh("top"), self.fresh("left")
+                self.emit(f"{top} = ({a}.shape[-2] - {h}) // 2", node.span)
+                self.emit(f"{left} = ({a}.shape[-1] - {w}) // 2", node.span)
+            else:
+                top, left = map(str, node.offset)
+            self.emit(f"{dst} = {a}[..., {top}:{top} + {h}, {left}:{left} + {w}]", node.span)
         else:
             self.s.uses_torch = True
             self.emit(f"{dst} = torch.cat([{', '.join(parts)}], 1)", node.span)

@@ -94,6 +94,10 @@ class Context(Protocol):
                    shape: Shape | None, span: Span | None) -> list[ir.AnyNode]:
         """The scope node of a labelled body checked into ``sub`` ([] where a shape is unknown)."""
 
+    def bind(self, what: str, params: list[tuple[str, bool]], use: ast.Use,
+             env: Env) -> tuple[dict[str, tuple[Any, ast.Arg]], bool]:
+        """Match a call's arguments to ``params`` (name, required); evaluated in ``env``."""
+
     def layer(self, kind: str, use: ast.Use, env: Env, shape: Shape | None, shared: Shared,
               scope: NameScope, label: str | None, functional: bool = False) -> Built:
         """Check a use of layer ``kind``: its arguments, ranges, init rules and shapes."""

@@ -18,6 +18,7 @@ from typing import Literal, cast, get_args
 from .. import ir
 from ..diagnostics import Diagnostic, closest, short
 from ..layers import shapes
+from ..layers.base import Arg, ArgTypeError, _bool, _none_or, _pair, _str
 from ..span import Span
 from ..syntax import ast
 from .context import Built, Context, Shape
@@ -153,19 +154,25 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
     values.no_current = False
     values.dangling = st.span
     flow.shape = None
+    options = _options(cx, st, env)
     if len(st.sources) < 2:
-        cx.report(Diagnostic("E0134", f"`{st.op}` needs two or more results", st.span,
+        cx.report(Diagnostic("E0134", f"`{st.op}` takes two results" if st.op in ir.RESAMPLE else
+                             f"`{st.op}` needs two or more results", st.span,
                              f"{len(st.sources)} given",
-                             f"list the results to merge, e.g. `{st.op}(a, b)`; to go on from one "
+                             f"`{st.op}(a, b)` gives `a` the height and width of `b`" if st.op in ir.RESAMPLE
+                             else f"list the results to merge, e.g. `{st.op}(a, b)`; to go on from one "
                              "result, write `from NAME`"))
         return
     if st.op in BINARY and len(st.sources) > 2:
         cx.report(Diagnostic("E0134", f"`{st.op}` takes two results", st.sources[2].span,
                              f"{len(st.sources)} given",
+                             f"`{st.op}(a, b)` gives `a` the height and width of `b`; for more, "
+                             f"name each result: `{st.op}(a, c) -> a2`, `{st.op}(b, c) -> b2`"
+                             if st.op in ir.RESAMPLE else
                              f"`{st.op}(a, b)` is `a {BINARY[st.op]} b`; for more, name one result "
                              f"and go on: `{st.op}(a, b) -> ab`, then `{st.op}(ab, c)`"))
         return
-    if any(s is POISON for (s, _), _ in read):
+    if options is None or any(s is POISON for (s, _), _ in read):
         return
     shapes_ = [s for (s, _), _ in read]
     names = [n for (_, n), _ in read]
@@ -181,6 +188,10 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
                              "`adaptive_avgpool2d(1)` makes [C, 1, 1]")
                 return
             out = joint
+    elif st.op in ir.RESAMPLE:
+        out = _resample(cx, st, options, values, names, shapes_, read)
+        if out is None:
+            return
     else:
         bad = next((i for i, s in enumerate(shapes_) if len(s) != 3 or s[1:] != shapes_[0][1:]), None)
         if bad is None and len(shapes_[0]) != 3:
@@ -189,16 +200,79 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
             _merge_error(cx, "E0326", "`concat` needs [C, H, W] results of one spatial size", values,
                          names, shapes_, read, bad,
                          "concat joins channels; give every result the same height and width "
-                         "(`upsample`, a stride, or padding)")
+                         "(`resize`, `crop`, `upsample`, a stride, or padding)")
             return
         out = (sum(s[0] for s in shapes_),) + tuple(shapes_[0][1:])
     op = cast(ir.MergeOp, st.op)  # the grammar writes no other
-    flow.accept([ir.Merge(op=op, sources=tuple(names), in_shape=(), out_shape=out, span=st.span)],
-                out, False, st.span)
+    flow.accept([ir.Merge(op=op, sources=tuple(names), in_shape=(), out_shape=out, span=st.span, **options)],
+                out, op == "crop", st.span)  # a crop is a view of its source: not to be overwritten
 
 
-# The elementwise merges that take exactly two results.
-BINARY = {"sub": "-", "div": "/"}
+# The elementwise merges that take exactly two results, and the resampling ones.
+BINARY = {"sub": "-", "div": "/", "resize": "", "crop": ""}
+
+# The options each merge takes by keyword (the others take none).
+OPTIONS: dict[str, tuple[Arg, ...]] = {
+    "resize": (Arg("mode", _str(("nearest", "bilinear")), "nearest", '"nearest" or "bilinear"'),
+               Arg("align_corners", _none_or(_bool), None, 'for "bilinear": align the corner pixels')),
+    "crop": (Arg("offset", _none_or(_pair), None, "the window's top-left corner [y, x]; centred "
+                 "without it"),),
+}
+
+
+def _options(cx: Context, st: ast.Merge, env: Env) -> dict | None:
+    """The merge's options by keyword, converted; None where one was wrong (reported)."""
+    args = OPTIONS.get(st.op, ())
+    use = ast.Use(name=st.op, args=st.options, has_parens=True, span=st.span)
+    bound, ok = cx.bind(st.op, [(a.name, False) for a in args], use, env)
+    out: dict = {}
+    for a in args:
+        if a.name not in bound:
+            continue
+        v, node = bound[a.name]
+        if v is POISON:
+            continue
+        try:
+            out[a.name] = a.convert(v)
+        except ArgTypeError as e:
+            cx.report(Diagnostic("E0206", f"`{st.op}` option `{a.name}` must be {e.expected}",
+                                 span_of(node.value), f"found {show(v)}",
+                                 f"for example `{a.name} = {show(a.default)}`, the default"
+                                 if a.default is not None else None))
+            ok = False
+    if ok and out.get("align_corners") is not None and out.get("mode", "nearest") == "nearest":
+        cx.report(Diagnostic("E0222", '`align_corners` only applies to `mode = "bilinear"`',
+                             bound["align_corners"][1].span, "nearest mode has no corners to align",
+                             'drop `align_corners`, or add `mode = "bilinear"`'))
+        ok = False
+    if ok and any(v < 0 for v in out.get("offset") or ()):
+        cx.report(Diagnostic("E0204", f"`{st.op}` option `offset` must be at least 0", bound["offset"][1].span,
+                             f"found {show(list(out['offset']))}",
+                             "the offset is the window's top-left corner in its source"))
+        ok = False
+    return out if ok else None
+
+
+def _resample(cx: Context, st: ast.Merge, options: dict, values, names, shapes_, read) -> tuple | None:
+    """The shape of ``resize(a, b)`` or ``crop(a, b)``: `a`'s channels at `b`'s height
+    and width; None where they do not apply (reported)."""
+    bad = next((i for i, s in enumerate(shapes_) if len(s) != 3), None)
+    if bad is not None:
+        _merge_error(cx, "E0329", f"`{st.op}` needs [C, H, W] results", values, names, shapes_, read, bad,
+                     f"`{st.op}(a, b)` gives the map `a` the height and width of the map `b`; a flat "
+                     "result has neither")
+        return None
+    (c, h, w), (_, h2, w2) = shapes_
+    if st.op == "crop":
+        dy, dx = options.get("offset") or ((h - h2) // 2, (w - w2) // 2)
+        if h2 > h or w2 > w or h2 + dy > h or w2 + dx > w:
+            where = f" at offset [{dy}, {dx}]" if "offset" in options else ""
+            _merge_error(cx, "E0330", f"`crop` window{where} reaches outside its source", values, names,
+                         shapes_, read, 1, f"the window is `{names[1]}`'s size, which must fit in "
+                         f"`{names[0]}`" + (" from the offset" if where else "") +
+                         "; to enlarge a map, use `resize` or `zero_pad2d`")
+            return None
+    return (c, h2, w2)
 
 
 def broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias, 
 from pydantic import Field
 
 from ..layers import NODES
-from ..layers.base import InitScheme, Layer, Node, PosInt, Shape
+from ..layers.base import InitScheme, Layer, Node, NonNegInt, PosInt, Shape
 
 # The layer nodes are defined with their kinds in netdsl.layers; they are named here,
 # under this module, as they always were: pickles and ``ir.Conv2d`` keep working.
@@ -122,21 +122,31 @@ class From(Node):
     out_shape: Shape
 
 
-MergeOp = Literal["add", "sub", "mul", "div", "concat"]
+MergeOp = Literal["add", "sub", "mul", "div", "concat", "resize", "crop"]
 # The elementwise merges, and the Python operator each one is.
 ELEMENTWISE = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+# The merges that give their first result the height and width of their second.
+RESAMPLE = ("resize", "crop")
 
 
 class Merge(Node):
     """Named results, in that order, combined elementwise with torch's broadcasting
-    (``add(a, b, ...)``, ``sub(a, b)``, ``mul(a, b, ...)``, ``div(a, b)``) or
-    concatenated along channels (``concat(a, b, ...)``)."""
+    (``add(a, b, ...)``, ``sub(a, b)``, ``mul(a, b, ...)``, ``div(a, b)``),
+    concatenated along channels (``concat(a, b, ...)``), or the first given the
+    height and width of the second: ``resize(a, b)`` interpolates (``mode``,
+    ``align_corners`` as ``F.interpolate``'s), ``crop(a, b)`` cuts out a window,
+    centred, or with its top-left corner at ``offset``. Both read the second
+    result's size when the model runs, so a model built at one resolution runs at
+    any other."""
 
     kind: Literal["merge"] = "merge"
     op: MergeOp
     sources: tuple[str, ...]
     in_shape: Shape = ()
     out_shape: Shape
+    mode: Literal["nearest", "bilinear"] | None = None
+    align_corners: bool | None = None
+    offset: tuple[NonNegInt, NonNegInt] | None = None
 
 
 class Split(Node):

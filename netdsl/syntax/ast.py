@@ -362,10 +362,12 @@ class From(Stmt):
 
 @dataclass(frozen=True)
 class Merge(Stmt):
-    """``add(a, b)`` or ``concat(a, b)``: named results merged into the current one."""
+    """``add(a, b)``, ``concat(a, b)`` or ``resize(a, b, mode = "bilinear")``: named
+    results merged into the current one, with options by keyword."""
 
     op: str
     sources: tuple[Ref, ...]
+    options: tuple[Arg, ...] = ()
     span: Span = _span()
 
 

@@ -603,8 +603,10 @@ class _Builder(Transformer_NonRecursive):
         return ast.From(source=source, span=self._span(meta))
 
     def merge(self, meta, children):
-        kw, *sources = children
-        return ast.Merge(op=str(kw), sources=tuple(s for s in sources if s is not None),
+        kw, *rest = children
+        rest = [c for c in rest if c is not None]
+        return ast.Merge(op=str(kw), sources=tuple(c for c in rest if not isinstance(c, ast.Arg)),
+                         options=tuple(c for c in rest if isinstance(c, ast.Arg)),
                          span=self._span(meta))
 
     def output_stmt(self, meta, children):
@@ -637,6 +639,8 @@ class _Builder(Transformer_NonRecursive):
         name, value = children
         span = self._tspan(name)
         return ast.Arg(name=str(name), value=value, span=span)
+
+    merge_opt = kwarg
 
     # -- expressions
     def number(self, meta, children):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import api, ir
-from ..analysis.counts import COUNTED, TYPE_NAMES, analyse, layer_macs, layer_params, scope_type
+from ..analysis.counts import COUNTED, TYPE_NAMES, analyse, layer_macs, layer_params, merge_macs, scope_type
 from ..check.checker import Checker
 from ..check.evaluate import BUILTINS, SIGNATURES
 from ..diagnostics import Diagnostic, NetdslError
@@ -213,8 +213,9 @@ def _row(node, name: str) -> Row:
     else:
         kind = node.kind
     layers = list(_layers(node))
-    counted = any(n.kind in COUNTED for n in layers)
-    macs = sum(layer_macs(n) for n in layers) if counted else None
+    merges = sum(merge_macs(n) for n in _merges(node))
+    counted = any(n.kind in COUNTED for n in layers) or merges > 0
+    macs = sum(layer_macs(n) for n in layers) + merges if counted else None
     return Row(name, kind, tuple(node.in_shape), tuple(node.out_shape),
                sum(layer_params(n) for n in layers), macs, node.span)
 
@@ -226,6 +227,16 @@ def _layers(node):
         if isinstance(n, ir.Layer):
             yield n
         else:
+            todo.extend(child for child, _ in _children(n, ""))
+
+
+def _merges(node):
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        if isinstance(n, ir.Merge):
+            yield n
+        elif not isinstance(n, ir.Layer):
             todo.extend(child for child, _ in _children(n, ""))
 
 

@@ -237,7 +237,7 @@ def test_language_dataflow_examples_compile_and_build():
     section = text.split("## General dataflow: named results")[1].split("## Names and state_dict keys")[0]
     specs = [b for b in section.split("```netdsl\n")[1:]]
     specs = [b.split("```")[0] for b in specs]
-    assert len(specs) == 4
+    assert len(specs) == 5
     for spec in specs:
         net = netdsl.compile(spec)
         model = netdsl.build(spec).eval()
@@ -330,3 +330,93 @@ def test_a_shorter_shape_is_refused_where_torch_would_align_it_with_the_width():
                        " mul(x, w)\n}")
     (d,) = info.value.diagnostics
     assert d.code == "E0325" and "[4]" in d.label and "[4, 4, 4]" in d.label
+
+
+# ---------------------------------------------------------------- resize and crop
+
+def _geometry(op: str, a: tuple, b: tuple, options: str = "") -> str:
+    """A network of two inputs `a` and `b` whose output is `op(a, b, options)`."""
+    opts = f", {options}" if options else ""
+    return (f"network n() {{\n input a: [{', '.join(map(str, a))}]\n input b: [{', '.join(map(str, b))}]\n"
+            f" {op}(a, b{opts}) -> out\n output tuple(out) }}")
+
+
+@settings(max_examples=60, deadline=None)
+@given(c=st.integers(1, 3), h=st.integers(1, 12), w=st.integers(1, 12), h2=st.integers(1, 12),
+       w2=st.integers(1, 12), mode=st.sampled_from(["", 'mode = "nearest"', 'mode = "bilinear"',
+                                                   'mode = "bilinear", align_corners = true',
+                                                   'mode = "bilinear", align_corners = false']))
+def test_resize_is_interpolate_to_the_second_results_size_at_any_resolution(c, h, w, h2, w2, mode):
+    spec = _geometry("resize", (c, h, w), (2, h2, w2), mode)
+    net = netdsl.compile(spec)
+    assert tuple(net.result.shapes[0]) == (c, h2, w2)
+    model = netdsl.build(spec)
+    kwargs = {"mode": "nearest"}
+    if "bilinear" in mode:
+        kwargs = {"mode": "bilinear", "align_corners": "true" in mode}
+    # At the checked sizes, and at others: the size is read when the model runs.
+    for (hh, ww), (hh2, ww2) in (((h, w), (h2, w2)), ((h + 3, w + 1), (h2 + 2, w2 + 5))):
+        a, b = torch.randn(2, c, hh, ww), torch.randn(2, 2, hh2, ww2)
+        (got,) = model(a, b)
+        want = torch.nn.functional.interpolate(a, size=(hh2, ww2), **kwargs)
+        assert torch.equal(got, want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(c=st.integers(1, 3), h=st.integers(1, 12), w=st.integers(1, 12), h2=st.integers(1, 12),
+       w2=st.integers(1, 12), offset=st.none() | st.tuples(st.integers(0, 12), st.integers(0, 12)))
+def test_crop_is_the_window_of_the_second_results_size_or_its_error(c, h, w, h2, w2, offset):
+    spec = _geometry("crop", (c, h, w), (2, h2, w2), "" if offset is None else f"offset = {list(offset)}")
+    dy, dx = offset if offset is not None else ((h - h2) // 2, (w - w2) // 2)
+    fits = h2 + dy <= h and w2 + dx <= w and dy >= 0 and dx >= 0
+    if not fits:
+        with pytest.raises(netdsl.NetdslError, match="E0330"):
+            netdsl.compile(spec)
+        return
+    net = netdsl.compile(spec)
+    assert tuple(net.result.shapes[0]) == (c, h2, w2)
+    a, b = torch.randn(2, c, h, w), torch.randn(2, 2, h2, w2)
+    (got,) = netdsl.build(spec)(a, b)
+    assert torch.equal(got, a[:, :, dy:dy + h2, dx:dx + w2])
+
+
+def test_a_centred_crop_follows_the_sizes_the_model_is_run_at():
+    # Checked at 12 → 8 (corner 2), run at 20 → 9 (corner 5): the corner moves with the sizes.
+    model = netdsl.build(_geometry("crop", (1, 12, 12), (1, 8, 8)))
+    a = torch.arange(400.0).reshape(1, 1, 20, 20)
+    (got,) = model(a, torch.zeros(1, 1, 9, 9))
+    assert torch.equal(got, a[..., 5:14, 5:14])
+
+
+@pytest.mark.parametrize("spec, code", [
+    (_geometry("resize", (2, 4, 4), (2, 8, 8), "align_corners = true"), "E0222"),
+    (_geometry("resize", (2, 4, 4), (2, 8, 8), "offset = [0, 0]"), "E0202"),
+    (_geometry("crop", (2, 8, 8), (2, 4, 4), 'mode = "bilinear"'), "E0202"),
+    (_geometry("crop", (2, 8, 8), (2, 4, 4), "offset = [0, -1]"), "E0204"),
+    (_geometry("crop", (2, 8, 8), (2, 4, 4), 'offset = "centre"'), "E0206"),
+    (_geometry("crop", (2, 8, 8), (2, 4, 4), "offset = [5, 0]"), "E0330"),
+    (_geometry("crop", (2, 4, 4), (2, 8, 8)), "E0330"),
+    (_geometry("resize", (2, 4, 4), (8,)), "E0329"),
+    (_geometry("crop", (8,), (2, 4, 4)), "E0329"),
+    ("network n() { input a: [2, 4, 4]\n input b: [2, 2, 2]\n resize(a, b, a) -> c\n output tuple(c) }",
+     "E0134"),
+    ("network n() { input a: [2, 4, 4]\n crop(a) -> c\n output tuple(c) }", "E0134"),
+])
+def test_each_misuse_of_resize_and_crop_has_its_code(spec, code):
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(spec)
+    assert e.value.diagnostics[0].code == code
+
+
+def test_resize_counts_as_fvcore_counts_upsample():
+    from netdsl.analysis import analyse
+    from netdsl.cli.build import fvcore_total
+
+    spec = ("network n() { input [3, 16, 16]\n conv2d(4, 1) -> big\n"
+            " conv2d(4, 3, stride = 2, padding = 1) -> small\n"
+            ' resize(small, big, mode = "bilinear") -> up\n resize(small, big) -> up2\n'
+            " crop(big, small) -> c\n output tuple(up, up2, c) }")
+    a = analyse(netdsl.compile(spec))
+    convs = 4 * 3 * 16 * 16 + 4 * 4 * 9 * 8 * 8
+    assert a.macs == convs + 4 * 16 * 16 * 4 + 4 * 16 * 16  # bilinear 4 per element, nearest 1
+    assert a.macs == fvcore_total(netdsl.build(spec), [(3, 16, 16)], torch.device("cpu"))
