@@ -74,6 +74,7 @@ from netdsl.layers import LAYERS  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fuzz_specs  # noqa: E402
+import ir_eval  # noqa: E402
 
 SOURCES = sorted((ROOT / "specs").glob("*.net")) + sorted((ROOT / "netdsl" / "stdlib").glob("*.net"))
 
@@ -572,10 +573,15 @@ def run_model(net, workdir: Path, fvcore: bool = True) -> None:
                              f"{[list(w) for w in wants]}")
     model.eval()
     with torch.no_grad():
-        y = _outputs(model(*[x.detach() for x in xs]))
+        y = _outputs(model(*[x.detach().clone() for x in xs]))
+        # Differential: the forward netdsl wrote against the IR evaluated node by node.
+        want = _outputs(ir_eval.evaluate(net, model, *[x.detach().clone() for x in xs]))
     if [tuple(t.shape) for t in y] != wants:
         raise ContractBroken(f"eval output {[list(t.shape) for t in y]}, the checker inferred "
                              f"{[list(w) for w in wants]}")
+    if len(want) != len(y) or not all(a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
+                                      for a, b in zip(y, want, strict=True)):
+        raise ContractBroken("the built model's forward differs from the IR's own evaluation (bench/ir_eval.py)")
     twin = pickle.loads(pickle.dumps(model))
     with torch.no_grad():
         again = _outputs(twin(*[x.detach() for x in xs]))

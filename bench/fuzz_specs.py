@@ -418,11 +418,12 @@ def gen_dataflow(rng: random.Random) -> str:
     c, h = rng.choice([2, 3, 4, 8]), rng.choice([4, 8, 16])
     lines, names, unread = [], [], []
     if rng.random() < 0.3:
-        for k in range(rng.choice([2, 3])):
+        for k in range(rng.choice([1, 2, 3])):  # one named input, too: it may be read again
             lines.append(f"input in{k}: [{rng.choice([1, c])}, {h}, {h}]")
             names.append(f"in{k}")
         lines.append(f"from {names[0]}")
-        unread.extend(names[1:])
+        # The first input is read by `from`; now and then by name later on as well.
+        unread.extend(names[1:] if rng.random() < 0.5 else names)
     else:
         lines.append(f"input [{c}, {h}, {h}]")
 

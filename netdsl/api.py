@@ -16,7 +16,7 @@ from .diagnostics import Diagnostic, NetdslError
 from .ir.walk import children, json_step
 from .limits import Limits
 from .syntax import ast
-from .syntax.loader import check_nesting, decode, load, read_source
+from .syntax.loader import check_nesting, decode, load, read_at_most, read_source
 from .syntax.parser import parse as _parse
 from .syntax.parser import parse_expr
 
@@ -61,7 +61,7 @@ class Stdin:
 
             observer.uncacheable()  # what was on stdin is not an observation a hit can repeat
             stream = self._stream if self._stream is not None else sys.stdin.buffer
-            data = stream.read(limits.max_file_bytes + 1)  # never more than the limit allows
+            data = read_at_most(stream, limits.max_file_bytes)  # never more than the limit allows
             if len(data) > limits.max_file_bytes:
                 raise NetdslError([Diagnostic(
                     "E0401", f"standard input is over the limit of {limits.max_file_bytes} bytes",

@@ -105,8 +105,11 @@ class ForwardWriter(Visitor):
         return f"self.get_submodule({'.'.join(path)!r})"
 
     def seq(self, nodes: Sequence[ir.Node], src: str, dst: str) -> str:
-        """Run ``nodes`` on ``src``, writing to ``dst``; returns the variable with the result."""
+        """Run ``nodes`` on ``src``, writing to ``dst``; returns the variable with the result.
+        A named result's variable is never written over: it may be read later."""
         cur = src
+        if dst in self.s.names.values():
+            dst = self.fresh("x")
         for node in nodes:
             if not cur.isidentifier() and not isinstance(node, (ir.Layer, ir.Scope)):
                 self.emit(f"{dst} = {cur}")
@@ -270,7 +273,9 @@ def write(nodes: Sequence[ir.Node], net: ir.Network | None = None) -> Forward:
             w.s.used.add(var)
             params.append(var)
             w.s.names[i.name] = var
-    out = w.seq(nodes, params[0], params[0] if len(params) == 1 else w.fresh("x"))
+    # A named input may be read again by name (`from image`, `resize(out, image)`), so the
+    # chain gets a variable of its own ("x"); only an unnamed input's is written over.
+    out = w.seq(nodes, params[0], w.fresh("x") if net is not None and net.inputs else params[0])
     returns_outputs = False
     if net is not None and w.s.sides:
         made = dict(zip(("logits",) + tuple(net.outputs), [out] + w.s.sides, strict=True))

@@ -25,7 +25,7 @@ def run(args) -> int:
     from ..diagnostics import NetdslError
     from ..limits import Limits
     from ..syntax.fmt import format_text
-    from ..syntax.loader import decode, read_source
+    from ..syntax.loader import decode, read_at_most, read_source
     from .common import UsageError
     from .files import replace_text
 
@@ -33,7 +33,7 @@ def run(args) -> int:
     if "-" in args.paths:
         if len(args.paths) > 1:
             raise UsageError("`-` (stdin) cannot be given with other paths")
-        data = sys.stdin.buffer.read(limits.max_file_bytes + 1)  # never more than the limit allows
+        data = read_at_most(sys.stdin.buffer, limits.max_file_bytes)  # never more than the limit allows
         if len(data) > limits.max_file_bytes:
             print(f"netdsl: error: standard input is over the limit of {limits.max_file_bytes} bytes; "
                   "it was not formatted", file=sys.stderr)

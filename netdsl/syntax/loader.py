@@ -107,6 +107,25 @@ def _shown(path: Path) -> str:
     return text if len(text) <= 120 else f"{text[:60]}…{text[-40:]} ({len(text)} characters)"
 
 
+def read_at_most(stream, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of a binary ``stream`` (one more tells that it is over
+    the limit), read a megabyte at a time: ``read(n)`` allocates ``n`` bytes before it
+    reads, so a limit raised to 2⁶³ − 1 must not be asked for at once.
+
+    >>> import io
+    >>> len(read_at_most(io.BytesIO(b"x" * 10), 2**63 - 1)), len(read_at_most(io.BytesIO(b"x" * 10), 4))
+    (10, 5)
+    """
+    chunks, total = [], 0
+    while total <= limit:
+        chunk = stream.read(min(1 << 20, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
 def decode(data: bytes, filename: str | None, limits: Limits) -> str:
     """Bytes → text, refusing NUL bytes and invalid UTF-8 with a located error."""
     if len(data) > limits.max_file_bytes:

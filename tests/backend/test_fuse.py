@@ -30,8 +30,8 @@ SHIPPED = {"lenet5": None, "alexnet": (3, 64, 64), "vgg16": (3, 32, 32), "resnet
            "resnet": (3, 32, 32), "vgg": (3, 32, 32), "densenet": (3, 32, 32), "efficientnet": (3, 32, 32),
            # reuse, apply, dataflow containers, split, several outputs, bare parameters
            **{name: (3, 64, 64) for name in (
-               "convnext", "convnext_tiny", "googlenet", "mnasnet", "mnasnet1_0", "mobilenet_v2",
-               "mobilenet_v3", "mobilenet_v3_large", "mobilenet_v3_small", "regnet", "regnet_x_400mf",
+               "convnext", "convnext_tiny", "googlenet", "lraspp_mobilenet_v3_large", "mnasnet", "mnasnet1_0",
+               "mobilenet_v2", "mobilenet_v3", "mobilenet_v3_large", "mobilenet_v3_small", "regnet", "regnet_x_400mf",
                "regnet_y_400mf", "resnet50_fpn", "resnext50_32x4d", "shufflenet_v2",
                "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
                "squeezenet", "squeezenet1_0", "squeezenet1_1", "unet", "vgg16_bn", "wide_resnet50_2")}}

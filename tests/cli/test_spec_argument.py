@@ -90,6 +90,16 @@ def test_stdin_is_read_only_up_to_the_limit(work, capsys, monkeypatch):
     assert Endless.asked < 100_000  # the limit and a buffer's worth, not the whole stream
 
 
+@pytest.mark.parametrize("command", [["check", "-"], ["sweep", "-", "--grid", "nope=3"], ["fmt", "-"]])
+def test_stdin_is_read_under_the_largest_limit(work, capsys, monkeypatch, command):
+    # Found by the fuzzer: `--limit max_file_bytes=9223372036854775807` made the read of
+    # stdin ask for 2⁶³ bytes at once (OverflowError, exit 3); a smaller huge limit, a
+    # MemoryError. It is read a megabyte at a time.
+    limit = [] if command[0] == "fmt" else ["--limit", "max_file_bytes=9223372036854775807"]
+    out, err, status = run(capsys, command + limit, TEXT.encode(), monkeypatch)
+    assert status in (0, 1) and "internal error" not in err and "Traceback" not in err, err
+
+
 def test_a_check_of_stdin_is_never_answered_from_the_cache(work, capsys, monkeypatch):
     (work / "good.net").write_text(TEXT)
     (work / "blocks.net").write_text("block b() { relu }\n")

@@ -106,6 +106,10 @@ def _inception_v3() -> nn.Module:
     return model
 
 
+def _lraspp() -> nn.Module:
+    return tv.segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None)
+
+
 def _googlenet() -> nn.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision's init_weights FutureWarning
@@ -206,6 +210,15 @@ TABLE = [
         overrides={**UNET_SMALL, "resolution": 32}),
     Row("resnet50_fpn", _fpn, (3, 64, 64), 26_852_416, 334, overrides={"resolution": 64}, batch=1,
         train=False, gradients=False),
+    # Not a multiple of 32: C5 is 3×3, C4 5×5, and each level is resized to the next's size.
+    Row("resnet50_fpn", _fpn, (3, 72, 72), 26_852_416, 334, tag="72", overrides={"resolution": 72},
+        batch=1, train=False, gradients=False),
+    # Segmentation: a dict output, sizes read when the model runs (resize to `low`, to the input).
+    Row("lraspp_mobilenet_v3_large", _randomised(_lraspp), (3, 64, 64), 3_221_538, 319,
+        overrides={"resolution": 64}, batch=2, seed=3),
+    # Not square, and the output stride's sizes not powers of two (low 9 × 12, high 5 × 6).
+    Row("lraspp_mobilenet_v3_large", _randomised(_lraspp), (3, 72, 96), 3_221_538, 319, tag="72x96",
+        overrides={"resolution": 64}, batch=2, seed=4, train=False, gradients=False),
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
     Row("densenet", lambda: tv.DenseNet(**{**DENSENET_SMALL, "block_config": (2, 3)}), (3, 32, 32),
         37_346, 79, tag="dropout", overrides=DENSENET_SMALL, rtol=0.0),
@@ -259,3 +272,17 @@ def test_the_spec_is_its_reference(row: Row):
         # which an optimizer's state follows.
         ours = netdsl.build(str(SPECS / f"{row.spec}.net"), device="meta", input=row.input, **row.overrides)
         assert list(ours.state_dict()) == list(ref.state_dict())
+
+
+def test_a_segmentation_model_checked_at_one_size_runs_at_another_as_its_reference():
+    # `resize` reads its sizes when the model runs: checked at 64 × 64, run at 72 × 96, the
+    # output is 72 × 96 and equals torchvision's, where a size fixed in the spec would not.
+    ref = _randomised(_lraspp)().eval()
+    model = netdsl.build(str(SPECS / "lraspp_mobilenet_v3_large.net"), resolution=64)
+    model.load_state_dict(ref.state_dict(), strict=True)
+    model.eval()
+    x = torch.randn(2, 3, 72, 96)
+    with torch.no_grad():
+        got, want = model(x)["out"], ref(x)["out"]
+    assert got.shape == want.shape == (2, 21, 72, 96)
+    assert (got - want).abs().max() <= 1e-5 * (1 + want.abs().max())
