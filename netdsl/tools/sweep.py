@@ -340,6 +340,14 @@ def run(spec, grids: list[Grid], *, where: str | None = None, sort: str | None =
         raise GridError(f"--sort {sort}: sort by a column ({', '.join(COLUMNS[:4])}) or a grid name")
     if isinstance(spec, Stdin):
         spec.read(limits)  # here, once: the workers get the text, not the stream
+    # Reading and parsing the spec and its imports does not depend on the grid: a mistake
+    # there is the sweep's, reported once, not once per row (and then the front end's
+    # caches hold the parsed files for every row).
+    from ..api import read_spec
+    from ..syntax.loader import load
+
+    text, filename, base = read_spec(spec, limits)
+    load(text, filename, base, limits, tuple(import_path))
     job = _Job(spec, network, None if input is None else tuple(input), limits, tuple(import_path),
                dict(fixed or {}), origin)
     total = count(grids, limits.max_sweep_variants)
