@@ -342,8 +342,33 @@ def d_export(rng, p):
         call.argv += ["-o", pick_target(rng, p, ".onnx" if onnx else ".py", call, force)]
         if force:
             call.argv.append("--force")
+    if rng.random() < 0.25:
+        call.argv += ["--weights", _weights_file(rng, p)]
     call.text_stdout = not onnx
     return call
+
+
+def _weights_file(rng, p) -> str:
+    """A `--weights` file: one that fits the spec (its own state_dict, zeros), one of the
+    wrong keys, one that is no checkpoint, none, or one outside the project."""
+    import torch
+
+    what = rng.choice(["fits", "fits", "other keys", "notes.txt", "missing.pt", "outside", "input.net"])
+    if what == "fits":
+        import netdsl
+        from netdsl.backend.lower import lower
+
+        try:
+            net = netdsl.compile(str(p.spec), limits=netdsl.Limits(max_params=5_000_000))
+            state = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in lower(net, device="meta").state_dict().items()}
+        except Exception:  # noqa: BLE001 - a spec with errors has no weights that fit: any will do
+            state = {"w": torch.zeros(1)}
+        torch.save(state, p.root / "fits.pt")
+        return "fits.pt"
+    if what == "other keys":
+        torch.save({"w": torch.zeros(1)}, p.root / "other.pt")
+        return "other.pt"
+    return str(p.outside / "victim.txt") if what == "outside" else what
 
 
 def d_explain(rng, p):

@@ -200,6 +200,22 @@ def test_every_command_has_a_driver_that_runs_it(tmp_path):
         assert driver(random.Random(0), p).argv[0] == name
 
 
+def test_export_is_given_every_kind_of_weights_file(tmp_path):
+    # --weights: one that fits (exported into the ONNX file, or checked for the .py), one of
+    # other keys (refused with the key report), and files that are no checkpoint at all.
+    p = fuzz_commands.make_project(tmp_path, b"network n() {\n    input [3, 8, 8]\n    c: conv2d(4, 3)\n}\n",
+                                   fuzz.SOURCES[:1])
+    seen = set()
+    for i in range(300):
+        argv = fuzz_commands.d_export(random.Random(i), p).argv
+        if "--weights" in argv:
+            seen.add((argv[argv.index("--weights") + 1], "--format" in argv))
+    names = {name for name, _ in seen}
+    assert {"fits.pt", "other.pt", "notes.txt", "missing.pt", "input.net"} <= names
+    assert any(str(p.outside) in name for name in names)
+    assert {("fits.pt", True), ("fits.pt", False)} <= seen  # into ONNX, and beside Python
+
+
 def test_every_write_target_and_consent_is_tried(tmp_path):
     # Each command that writes is tempted with each kind of target, with and without --force.
     tried = {}

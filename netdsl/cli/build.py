@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import sys
 
-from .common import UsageError, compile_args, memory_guard, parse_device, spec_arguments, table_arguments
+from .common import (
+    WEIGHTS_HELP,
+    UsageError,
+    compile_args,
+    load_weights,
+    memory_guard,
+    parse_device,
+    read_weights,
+    spec_arguments,
+    table_arguments,
+)
 from .files import files_read
 
 # fvcore traces the model with torch.jit and keeps every op's inputs: past a few thousand
@@ -20,10 +30,7 @@ def register(sub) -> None:
     table_arguments(b)
     b.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or meta (default cpu)")
     b.add_argument("--save", metavar="PATH", help="write the model's state_dict to PATH")
-    b.add_argument("--weights", metavar="FILE",
-                   help="load this state_dict into the model, strictly (a bare state_dict, or one "
-                        "under \"state_dict\" or \"model\"); a key mismatch is reported as "
-                        "`verify` does, exit 1")
+    b.add_argument("--weights", metavar="FILE", help=WEIGHTS_HELP)
     b.add_argument("--force", action="store_true",
                    help="let --save replace an existing file that is not a PyTorch checkpoint")
     b.add_argument("--no-fvcore", action="store_true",
@@ -53,11 +60,11 @@ def run(args) -> int:
         if target is not None:
             target = _save_target(args, device, read)  # nor over a file the spec imports
         a = analyse(net)
-        weights = _read_weights(args, device)
+        weights = read_weights(args.weights, device)
         status.show(f"building `{net.name}`: {a.params:,} parameters on {device}...")
         with memory_guard(device, f"to build `{net.name}` ({a.params:,} parameters)"):
             model = lower(net, device=device)
-        if weights is not None and not _load_weights(model, net, weights, args.weights):
+        if weights is not None and not load_weights(model, net, weights, args.weights):
             return 1
         built = sum(p.numel() for p in model.parameters())
         if built != a.params:
@@ -168,37 +175,6 @@ def _save_target(args, device, imports=()):
         return check_target(args.save, force=args.force, keep=(args.spec, *imports))
     except SaveError as e:
         raise UsageError(str(e)) from None
-
-
-def _read_weights(args, device):
-    """The state_dict of ``--weights``, read before anything is built."""
-    from ..backend.checkpoint import ReadError, read
-
-    if args.weights is None:
-        return None
-    if device.type == "meta":
-        raise UsageError("--weights: a model built on the meta device holds no values; "
-                          "build on cpu or cuda")
-    try:
-        return read(args.weights)
-    except ReadError as e:
-        raise UsageError(str(e)) from None
-
-
-def _load_weights(model, net, weights, path: str) -> bool:
-    """Load ``weights`` strictly; on a key or shape mismatch print the report that
-    `verify` gives (each key beside its nearest match, with its spec line) and
-    return False."""
-    from ..analysis.compare import check_keys, module_spans
-
-    check = check_keys(model.state_dict(), weights, module_spans(net), theirs_name="file")
-    if not check.ok:
-        print(f"error: --weights {path} does not fit `{net.name}`: {check.summary}", file=sys.stderr)
-        for line in check.details:
-            print(f"  {line}", file=sys.stderr)
-        return False
-    model.load_state_dict(weights, strict=True)
-    return True
 
 
 def _count_bn(model) -> int:

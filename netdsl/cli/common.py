@@ -181,3 +181,43 @@ def table_arguments(sp, depth_help: str = "default 2 for the table, all for json
     sp.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     sp.add_argument("--depth", type=positive_int, metavar="N",
                     help=f"show modules down to depth N ({depth_help})")
+
+
+WEIGHTS_HELP = ("load this state_dict into the model, strictly (a bare state_dict, or one under "
+                "\"state_dict\" or \"model\"); a key mismatch is reported as `verify` does, exit 1")
+
+
+def read_weights(path: str | None, device=None):
+    """The state_dict of ``--weights PATH`` (None without one), read before anything is
+    built; what cannot be read is a usage error."""
+    from ..backend.checkpoint import ReadError, read
+
+    if path is None:
+        return None
+    if device is not None and device.type == "meta":
+        raise UsageError("--weights: a model built on the meta device holds no values; "
+                         "build on cpu or cuda")
+    try:
+        return read(path)
+    except ReadError as e:
+        raise UsageError(str(e)) from None
+
+
+def load_weights(model, net, weights, path: str, load: bool = True) -> bool:
+    """Load ``weights`` into ``model`` strictly (with ``load`` False, only check that
+    they would load: ``model`` may be on the meta device); on a key or shape mismatch
+    print the report that `verify` gives (each key beside its nearest match, with its
+    spec line) and return False."""
+    import sys
+
+    from ..analysis.compare import check_keys, module_spans
+
+    check = check_keys(model.state_dict(), weights, module_spans(net), theirs_name="file")
+    if not check.ok:
+        print(f"error: --weights {path} does not fit `{net.name}`: {check.summary}", file=sys.stderr)
+        for line in check.details:
+            print(f"  {line}", file=sys.stderr)
+        return False
+    if load:
+        model.load_state_dict(weights, strict=True)
+    return True

@@ -8,12 +8,15 @@ import sys
 from pathlib import Path
 
 from .common import (
+    WEIGHTS_HELP,
     UsageError,
     check_import_dirs,
+    load_weights,
     parse_input,
     parse_limits,
     parse_overrides,
     positive_int,
+    read_weights,
     spec_arguments,
 )
 from .files import Refused, check_target, files_read, stamp, write_atomic
@@ -33,6 +36,10 @@ def register(sub) -> None:
                          "changed since (never the spec or a file it imports)")
     sp.add_argument("--opset", type=positive_int, metavar="N",
                     help="ONNX opset version (default: torch's exporter's)")
+    sp.add_argument("--weights", metavar="FILE",
+                    help="onnx: " + WEIGHTS_HELP + "; python: check that the file loads into the "
+                         "exported class (the .py holds no weights). Without it, an ONNX file holds "
+                         "freshly initialised weights")
     sp.set_defaults(run=run)
 
 
@@ -51,23 +58,36 @@ def run(args) -> int:
     limits = parse_limits(args.limit)
     check_import_dirs(args)
     overrides = parse_overrides(args.overrides)
+    weights = read_weights(args.weights)  # before anything is built: a bad file is said at once
+
+    from ..api import compile_spec
+    from ..backend.lower import lower
+
     if args.format == "python":
         from ..backend.codegen import generate
 
         source, read = files_read(lambda: generate(
             args.spec, overrides, network=args.network, input=parse_input(args.input), limits=limits,
             import_path=args.import_path, origin="cli"))
+        if weights is not None:
+            net = compile_spec(args.spec, overrides, network=args.network, input=parse_input(args.input),
+                               limits=limits, import_path=args.import_path, origin="cli")
+            if not load_weights(lower(net, device="meta"), net, weights, args.weights, load=False):
+                return 1
         if args.output is None:
             sys.stdout.write(source)
-            return 0
-        t = _target(args, read)
-        _write(t, stamp(source, "python").encode("utf-8"), args.output)
-        print(f"wrote {args.output}", file=sys.stderr)
+        else:
+            t = _target(args, read)
+            _write(t, stamp(source, "python").encode("utf-8"), args.output)
+            print(f"wrote {args.output}", file=sys.stderr)
+        if weights is not None:
+            cls = next(line.split()[1].split("(")[0] for line in source.splitlines()
+                       if line.startswith("class ") and "(nn.Module)" in line and "Outputs" not in line)
+            print(f"{args.weights} fits: load it with model.load_state_dict(torch.load("
+                  f"{args.weights!r}, weights_only=True)) after model = {cls}()", file=sys.stderr)
         return 0
     import torch
 
-    from ..api import compile_spec
-    from ..backend.lower import lower
     from ..backend.onnx import OpsetError, export, io_names, problems, verify
     from ..diagnostics import NetdslError
 
@@ -79,6 +99,11 @@ def run(args) -> int:
         raise NetdslError(refused, _texts(read))
     t = _target(args, read)
     model = lower(net, device="cpu").eval()
+    if weights is None:
+        print(f"note: no --weights: {args.output} holds freshly initialised weights, not trained ones",
+              file=sys.stderr)
+    elif not load_weights(model, net, weights, args.weights):
+        return 1
     # Batch 2: the exporter would specialise a batch of 1 and fix the batch size.
     inputs = tuple(torch.zeros(2, *i.shape) for i in net.inputs) or (torch.zeros(2, *net.input_shape),)
     # Written beside the target under another name, checked, then moved over it: an

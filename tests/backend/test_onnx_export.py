@@ -41,6 +41,42 @@ def test_cli_writes_a_checked_model_with_the_built_weights(tmp_path, spec_path, 
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [1, 32, 32]
 
 
+def test_cli_exports_the_weights_it_is_given_and_says_when_it_has_none(tmp_path, spec_path, capsys):
+    # The CLI's ONNX held fresh random weights and said nothing: against a trained model the
+    # outputs differed by up to 27.8. With --weights the file is that model; without, a note.
+    torch.manual_seed(3)
+    trained = netdsl.build(spec_path("lenet5")).eval()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.mul_(3.0).add_(0.1)
+    torch.save(trained.state_dict(), tmp_path / "trained.pt")
+    out = tmp_path / "lenet5.onnx"
+    assert main(["export", spec_path("lenet5"), "--format", "onnx", "-o", str(out),
+                 "--weights", str(tmp_path / "trained.pt")]) == 0
+    assert "freshly initialised" not in capsys.readouterr().err
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(_run(out, x), trained(x), rtol=1e-5, atol=1e-5)
+    fresh = tmp_path / "fresh.onnx"
+    assert main(["export", spec_path("lenet5"), "--format", "onnx", "-o", str(fresh)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no --weights" in err and "freshly initialised" in err
+
+
+def test_cli_refuses_weights_that_do_not_fit_and_writes_nothing(tmp_path, spec_path, capsys):
+    torch.save(netdsl.build(spec_path("lenet5")).state_dict(), tmp_path / "w.pt")
+    for fmt, name in (("onnx", "m.onnx"), ("python", "m.py")):
+        status = main(["export", spec_path("lenet5"), "--format", fmt, "-o", str(tmp_path / name),
+                       "--weights", str(tmp_path / "w.pt"), "--set", "num_classes=11"])
+        err = capsys.readouterr().err
+        assert status == 1 and "does not fit `lenet5`" in err and "fc3.weight" in err
+        assert not (tmp_path / name).exists()
+    # A file that fits: the Python export says how to load it into the class it wrote.
+    assert main(["export", spec_path("lenet5"), "-o", str(tmp_path / "m.py"),
+                 "--weights", str(tmp_path / "w.pt")]) == 0
+    assert "model = Lenet5()" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_cli_opset_and_overrides_reach_the_file(tmp_path, spec_path):
     out = tmp_path / "m.onnx"
@@ -172,7 +208,8 @@ def test_an_opset_the_exporter_converts_to_is_the_files_without_log_lines(tmp_pa
     spec.write_text("network n() {\n    input [3, 8, 8]\n    conv2d(4, 3)\n    relu\n}\n")
     out = tmp_path / "c.onnx"
     assert main(["export", str(spec), "--format", "onnx", "--opset", "17", "-o", str(out)]) == 0
-    assert capfd.readouterr().err == ""
+    # The one line that says the weights are fresh ones, and none of the exporter's log.
+    assert capfd.readouterr().err == f"note: no --weights: {out} holds freshly initialised weights, not trained ones\n"
     assert [o.version for o in onnx.load(out).opset_import if o.domain in ("", "ai.onnx")] == [17]
 
 
