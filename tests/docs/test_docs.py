@@ -217,3 +217,66 @@ def test_every_markdown_file_cited_is_in_the_repository():
         cited |= {Path(m).name for m in re.findall(r"[\w./-]+\.md\b", text)}
     assert "specs.md" in cited
     assert cited <= present, cited - present
+
+
+# ---------------------------------------------------------------- links and words
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _prose(text: str) -> str:
+    """The lines of a Markdown page outside its fenced code blocks."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if not fenced:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _anchors(path: Path) -> set[str]:
+    """The anchors a page has, as GitHub makes them from its headings (lower case,
+    punctuation dropped, spaces to hyphens, -1, -2 ... for repeats), and its own ids."""
+    text = _prose(path.read_text(encoding="utf-8"))
+    out: set[str] = set(re.findall(r'<a (?:id|name)="([^"]+)"', text))
+    seen: dict[str, int] = {}
+    for m in re.finditer(r"^#{1,6}\s+(.*?)\s*$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", m.group(1).lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        out.add(slug if n == 0 else f"{slug}-{n}")
+    return out
+
+
+def _links(text: str):
+    """(file, anchor) of each Markdown link with an anchor; file '' for the page itself."""
+    return re.findall(r"\]\(([^)\s#]*)#([^)\s]+)\)", _prose(text))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_anchor_link_reaches_a_heading(page):
+    broken = []
+    for file, anchor in _links(page.read_text(encoding="utf-8")):
+        target = (page.parent / file).resolve() if file else page
+        if target.suffix == ".md" and target.is_file() and anchor not in _anchors(target):
+            broken.append(f"{file}#{anchor}")
+    assert not broken, f"{page.name}: links to anchors no heading makes: {broken}"
+
+
+def test_a_link_to_a_missing_anchor_is_found(tmp_path):
+    (tmp_path / "a.md").write_text("# Title\n\n## Sweeps (target: 500/s) — **met**\n\n```\n# not a heading\n```\n")
+    assert _anchors(tmp_path / "a.md") == {"title", "sweeps-target-500s--met"}
+    assert _links("see [x](a.md#sweeps) and [y](#title)") == [("a.md", "sweeps"), ("", "title")]
+
+
+# Words about how the project is developed, not about the software: a user's page says
+# what holds ("these figures are CPU-only"), not which work item or session did what.
+INTERNAL = re.compile(r"\b[Ii]ssues? ?#?\d+|\bsessions?\b|\bno GPU was lent\b|\bstop \d+\b")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_page_names_internal_work_items(page):
+    found = [m.group(0) for m in INTERNAL.finditer(_prose(page.read_text(encoding="utf-8")))]
+    assert not found, f"{page.name} speaks of the project's work, not the software: {found}"
