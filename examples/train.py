@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 import netdsl
-from netdsl.backend.checkpoint import check_target, save
+from netdsl.backend.checkpoint import SaveError, check_target, save
 
 
 def parse_args(argv=None):
@@ -54,9 +54,48 @@ def parse_args(argv=None):
                     help="classes of the synthetic labels (at most the network's outputs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fsdp", action="store_true", help="shard with FSDP2 instead of DDP")
-    ap.add_argument("--checkpoint", default="checkpoint.pt", help="written by rank 0 at the end")
-    ap.add_argument("--hash-dir", help="each rank writes rank<N>.json: its parameter hash and losses")
+    ap.add_argument("--checkpoint", default="checkpoint.pt",
+                    help="written by rank 0 at the end (its folder is made if missing)")
+    ap.add_argument("--hash-dir", help="each rank writes rank<N>.json: its parameter hash and losses "
+                                       "(the folder is made if missing)")
+    ap.add_argument("--output", metavar="NAME",
+                    help="the output that feeds the loss, for a network of several outputs: a key of "
+                         "its `output dict(...)`, a field of `output namedtuple(...)`, or a position "
+                         "(default: the first output; the main one where side heads run in training)")
     return ap.parse_args(argv)
+
+
+def prepare_files(args) -> Path | None:
+    """Make the folders the run writes into and check the checkpoint's target, before
+    any training: a mistake there costs nothing yet. Rank 0's target, else None."""
+    Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return check_target(args.checkpoint, force=True, flag="--checkpoint")
+    except SaveError as e:
+        sys.exit(f"train.py: error: {e}")
+
+
+def pick_output(out, name: str | None):
+    """The tensor that feeds the loss, from what the model returned (``--output``)."""
+    if isinstance(out, torch.Tensor):
+        if name is not None:
+            sys.exit(f"train.py: error: --output {name}: the network has one output")
+        return out
+    if isinstance(out, dict):
+        if name is None:
+            return next(iter(out.values()))
+        if name not in out:
+            sys.exit(f"train.py: error: --output {name}: the outputs are {', '.join(out)}")
+        return out[name]
+    fields = getattr(out, "_fields", None)
+    if name is None:
+        return out[0]
+    if fields is not None and name in fields:
+        return getattr(out, name)
+    if name.isdigit() and int(name) < len(out):
+        return out[int(name)]
+    what = ", ".join(fields) if fields else f"positions 0 to {len(out) - 1}"
+    sys.exit(f"train.py: error: --output {name}: the outputs are {what}")
 
 
 def setup() -> tuple[int, int, torch.device]:
@@ -141,7 +180,9 @@ class Progress:
 def main(argv=None) -> int:
     args = parse_args(argv)
     rank, world, device = setup()
-    target = check_target(args.checkpoint, force=True) if rank == 0 else None
+    target = prepare_files(args) if rank == 0 else None
+    if args.hash_dir:  # every rank writes there at the end: made now, not after training
+        Path(args.hash_dir).mkdir(parents=True, exist_ok=True)
     overrides = {}
     for item in args.overrides:
         name, _, value = item.partition("=")
@@ -167,9 +208,15 @@ def main(argv=None) -> int:
             sampler.set_epoch(epoch)
         for x, y in loader:
             x, y = x.to(device), y.to(device)
-            out = model(x)
-            if isinstance(out, tuple):  # side outputs in training (Inception v3's aux head)
-                out = out[0]
+            # One output feeds the loss: --output, else the first (the main one, where side
+            # heads run in training, as Inception v3's aux head does).
+            full = model(x)
+            out = pick_output(full, args.output)
+            if out.ndim != 2:  # the synthetic labels are classes: the loss needs [N, classes]
+                names = list(full) if isinstance(full, dict) else list(getattr(full, "_fields", ()))
+                sys.exit(f"train.py: error: the output that feeds the loss is {list(out.shape)}, not "
+                         f"[N, classes]; choose one with --output NAME" +
+                         (f" ({', '.join(names)})" if names else ""))
             loss = loss_fn(out, y)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -187,7 +234,7 @@ def main(argv=None) -> int:
     if args.fsdp and world > 1:
         state = {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in state.items()}
     if rank == 0:
-        save({k: v.cpu() for k, v in state.items()}, args.checkpoint, target)
+        save({k: v.cpu() for k, v in state.items()}, args.checkpoint, target, flag="--checkpoint")
         print(f"rank 0: {step} steps on {world} process(es), loss {losses[0]:.4f} -> {losses[-1]:.4f}; "
               f"checkpoint {args.checkpoint}", file=sys.stderr)
     if args.hash_dir:

@@ -51,3 +51,45 @@ def test_fsdp2_shards_a_built_model_per_block_on_cpu(tmp_path):
     assert ranks[0]["hash"] == ranks[1]["hash"]
     assert all(loss == loss for r in ranks for loss in r["losses"])  # no NaN
     _loads_into_a_fresh_build(tmp_path / "lenet5.pt")  # gathered: a plain state_dict
+
+
+TWO = """network two() {
+    input [1, 16, 16]
+    conv2d(4, 3, padding = 1) -> f
+    adaptive_avgpool2d(1)
+    flatten
+    linear(10) -> cls
+    from f
+    conv2d(10, 1) -> seg
+    output dict(seg: seg, cls: cls)
+}
+"""
+
+
+def _one_process(tmp_path, *args):
+    (tmp_path / "two.net").write_text(TWO)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "examples" / "train.py"), "two.net", "--steps", "3",
+                           "--batch-size", "4", *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=240)
+
+
+def test_the_output_that_feeds_the_loss_is_named_and_folders_are_made(tmp_path):
+    # A two-output network failed inside the loss ("only batches of spatial targets
+    # supported"), and a --checkpoint in a missing folder failed naming --save.
+    done = _one_process(tmp_path, "--output", "cls", "--checkpoint", "out/deep/two.pt", "--hash-dir", "h/x")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "out" / "deep" / "two.pt").is_file() and (tmp_path / "h" / "x" / "rank0.json").is_file()
+    first = _one_process(tmp_path)
+    assert first.returncode == 1
+    assert "is [4, 10, 16, 16], not [N, classes]; choose one with --output NAME (seg, cls)" in first.stderr
+    wrong = _one_process(tmp_path, "--output", "logits")
+    assert wrong.returncode == 1 and "--output logits: the outputs are seg, cls" in wrong.stderr
+
+
+def test_a_checkpoint_that_cannot_be_written_is_refused_before_training(tmp_path):
+    (tmp_path / "sub").mkdir()
+    done = _one_process(tmp_path, "--output", "cls", "--checkpoint", "sub")
+    assert done.returncode == 1 and "--checkpoint sub: is a directory" in done.stderr
+    assert "train:" not in done.stderr and "steps on" not in done.stderr  # nothing was trained

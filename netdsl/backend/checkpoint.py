@@ -47,11 +47,11 @@ def is_checkpoint(path: Path) -> bool:
         return False
 
 
-def check_target(path: str, *, force: bool = False, keep: tuple[str, ...] = ()) -> Path:
+def check_target(path: str, *, force: bool = False, keep: tuple[str, ...] = (), flag: str = "--save") -> Path:
     """Where a checkpoint for ``path`` will be written (symbolic links followed),
     or SaveError when it should not be: a directory, a FIFO or device, a missing
     directory, one of the ``keep`` files (the spec), or an existing file that is not
-    a checkpoint (unless ``force``).
+    a checkpoint (unless ``force``). Messages name the option as ``flag``.
 
     >>> check_target("/no/such/dir/model.pt")
     Traceback (most recent call last):
@@ -59,21 +59,21 @@ def check_target(path: str, *, force: bool = False, keep: tuple[str, ...] = ()) 
     netdsl.backend.checkpoint.SaveError: --save /no/such/dir/model.pt: the directory /no/such/dir does not exist
     """
     if not path:
-        raise SaveError("--save needs a file name")
+        raise SaveError(f"{flag} needs a file name")
     target = Path(os.path.realpath(path))
     try:
         st = target.stat()
     except FileNotFoundError:
         parent = target.parent
         if not parent.is_dir():
-            raise SaveError(f"--save {path}: the directory {Path(path).parent} does not exist") from None
+            raise SaveError(f"{flag} {path}: the directory {Path(path).parent} does not exist") from None
         return target
     except OSError as e:
-        raise SaveError(f"--save {path}: {e.strerror or e}") from None
+        raise SaveError(f"{flag} {path}: {e.strerror or e}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise SaveError(f"--save {path}: is a directory; give a file name inside it")
+        raise SaveError(f"{flag} {path}: is a directory; give a file name inside it")
     if not stat.S_ISREG(st.st_mode):
-        raise SaveError(f"--save {path}: is not a regular file (a FIFO, socket or device); "
+        raise SaveError(f"{flag} {path}: is not a regular file (a FIFO, socket or device); "
                         "give the name of a file")
     for other in keep:
         try:
@@ -81,15 +81,15 @@ def check_target(path: str, *, force: bool = False, keep: tuple[str, ...] = ()) 
         except (OSError, TypeError):  # TypeError: the spec is stdin
             same = False
         if same:
-            raise SaveError(f"--save {path}: is the spec or a file it imports; netdsl never writes "
+            raise SaveError(f"{flag} {path}: is the spec or a file it imports; netdsl never writes "
                             "over a spec (give another file name)")
     if not force and not is_checkpoint(target):
-        raise SaveError(f"--save {path}: the file exists and is not a PyTorch checkpoint; "
+        raise SaveError(f"{flag} {path}: the file exists and is not a PyTorch checkpoint; "
                         "not overwriting it (--force replaces it)")
     return target
 
 
-def save(state: dict, path: str, target: Path) -> None:
+def save(state: dict, path: str, target: Path, flag: str = "--save") -> None:
     """Write ``state`` with ``torch.save`` to ``target`` (from :func:`check_target`)
     atomically: a temporary file in the same directory, moved over ``target`` once
     written and flushed to disk; on any failure the temporary file is removed and
@@ -106,7 +106,7 @@ def save(state: dict, path: str, target: Path) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as e:
-        raise SaveError(f"--save {path}: cannot write in {Path(path).parent}: "
+        raise SaveError(f"{flag} {path}: cannot write in {Path(path).parent}: "
                         f"{e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
@@ -122,7 +122,7 @@ def save(state: dict, path: str, target: Path) -> None:
             raise
         kept = "left as it was" if target.exists() else "not created"
         why = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
-        raise SaveError(f"--save {path}: writing the checkpoint failed ({why}); "
+        raise SaveError(f"{flag} {path}: writing the checkpoint failed ({why}); "
                         f"the file was {kept}") from None
 
 
