@@ -490,6 +490,8 @@ def judge(command: str, call: Call, status: int, out: bytes, err: bytes) -> tupl
             return m.group(1), ""
         if command in _REPORTS and (o.strip() or e.strip()):
             return "report", ""
+        if "--weights" in call.argv and re.search(r"^error: --weights .* does not fit `", e, re.M):
+            return "report", ""  # the key report of a checkpoint for another network
         return "crash", "exit 1 with no diagnostic:\n" + e[-3000:]
     if status == 2 and re.search(r"^netdsl( \w+)?: error:", e, re.M):
         return "usage", ""

@@ -323,3 +323,12 @@ def test_the_language_server_answers_a_fuzzed_session(project):
             assert result == "ok", detail
     finally:
         fuzz_commands.stop_server()
+
+
+def test_the_exit_judge_takes_a_key_report_for_one_and_silence_for_a_crash():
+    call = fuzz_commands.Call(["export", "-", "--format", "onnx", "-o", "m.onnx", "--weights", "other.pt"])
+    report = b"error: --weights other.pt does not fit `n`: 1 unexpected\n"
+    assert fuzz_commands.judge("export", call, 1, b"", report)[0] == "report"
+    assert fuzz_commands.judge("export", call, 1, b"", b"")[0] == "crash"
+    plain = fuzz_commands.Call(["export", "-", "--format", "onnx", "-o", "m.onnx"])
+    assert fuzz_commands.judge("export", plain, 1, b"", report)[0] == "crash"  # no --weights given
