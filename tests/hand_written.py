@@ -27,11 +27,11 @@ class LeNet5(nn.Module):
 
 
 class DoubleConv(nn.Module):
-    def __init__(self, cin, cout):
+    def __init__(self, cin, cout, padding=1):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=padding)
         self.relu1 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=padding)
         self.relu2 = nn.ReLU(inplace=True)
 
     def forward(self, x):
@@ -60,4 +60,38 @@ class UNet(nn.Module):
         y = skips.pop()
         for i in range(self.depth - 1, -1, -1):
             y = getattr(self, f"dec{i}")(torch.cat([skips[i], getattr(self, f"up{i}")(y)], 1))
+        return self.outc(y)
+
+
+class ValidUNet(nn.Module):
+    """The paper's U-Net written by hand (Ronneberger et al., 2015, Figure 1): unpadded
+    3x3 convs, so each encoder map is larger than the up-sampled map it joins and is
+    centre-cropped to it ("copy and crop"); 572x572 in, 388x388 out at depth 4."""
+
+    def __init__(self, depth=4, width=64, channels=1, num_classes=2):
+        super().__init__()
+        self.depth = depth
+        self.enc0 = DoubleConv(channels, width, padding=0)
+        for i in range(1, depth + 1):
+            setattr(self, f"pool{i}", nn.MaxPool2d(2))
+            setattr(self, f"enc{i}", DoubleConv(width * 2 ** (i - 1), width * 2 ** i, padding=0))
+        for i in range(depth - 1, -1, -1):
+            setattr(self, f"up{i}", nn.ConvTranspose2d(width * 2 ** (i + 1), width * 2 ** i, 2, stride=2))
+            setattr(self, f"dec{i}", DoubleConv(width * 2 ** (i + 1), width * 2 ** i, padding=0))
+        self.outc = nn.Conv2d(width, num_classes, 1)
+
+    @staticmethod
+    def crop(skip, like):
+        h, w = like.shape[-2:]
+        top, left = (skip.shape[-2] - h) // 2, (skip.shape[-1] - w) // 2
+        return skip[:, :, top:top + h, left:left + w]
+
+    def forward(self, x):
+        skips = [self.enc0(x)]
+        for i in range(1, self.depth + 1):
+            skips.append(getattr(self, f"enc{i}")(getattr(self, f"pool{i}")(skips[-1])))
+        y = skips.pop()
+        for i in range(self.depth - 1, -1, -1):
+            up = getattr(self, f"up{i}")(y)
+            y = getattr(self, f"dec{i}")(torch.cat([self.crop(skips[i], up), up], 1))
         return self.outc(y)

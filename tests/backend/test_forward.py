@@ -155,7 +155,7 @@ SMALL = {"resnet": (3, 32, 32), "resnet34": (3, 32, 32), "resnet50": (3, 32, 32)
          "efficientnet_b1": (3, 32, 32), "resnext50_32x4d": (3, 32, 32), "wide_resnet50_2": (3, 32, 32),
          "regnet": (3, 32, 32), "regnet_x_400mf": (3, 32, 32), "regnet_y_400mf": (3, 32, 32),
          "mobilenet_v2": (3, 32, 32), "mnasnet": (3, 32, 32), "mnasnet1_0": (3, 32, 32),
-         "shufflenet_v2": (3, 32, 32), "unet": (1, 32, 32), "resnet50_fpn": (3, 64, 64),
+         "shufflenet_v2": (3, 32, 32), "unet": (1, 32, 32), "unet_paper": (1, 188, 188), "resnet50_fpn": (3, 64, 64),
          "lraspp_mobilenet_v3_large": (3, 64, 64), "googlenet": (3, 64, 64), "convnext": (3, 32, 32),
          "convnext_tiny": (3, 32, 32)}
 

@@ -28,6 +28,7 @@ SHIPPED = {"lenet5": None, "alexnet": (3, 64, 64), "vgg16": (3, 32, 32), "resnet
            "resnet50": (3, 64, 64), "inception_v3": None, "densenet121": (3, 64, 64),
            "efficientnet_b0": (3, 64, 64), "efficientnet_b1": (3, 64, 64),
            "resnet": (3, 32, 32), "vgg": (3, 32, 32), "densenet": (3, 32, 32), "efficientnet": (3, 32, 32),
+           "unet_paper": (1, 188, 188),
            # reuse, apply, dataflow containers, split, several outputs, bare parameters
            **{name: (3, 64, 64) for name in (
                "convnext", "convnext_tiny", "googlenet", "lraspp_mobilenet_v3_large", "mnasnet", "mnasnet1_0",

