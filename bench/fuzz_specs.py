@@ -407,7 +407,9 @@ def _merge_option(rng: random.Random, op: str) -> str:
                    'mode = "bilinear", align_corners = false', "align_corners = true", "mode = 2"],
         "crop": ["offset = [0, 0]", "offset = [1, 0]", "offset = [0, 2]", "offset = 1",
                  "offset = [-1, 0]", "offset = [99, 0]"],
-    }.get(op, []) + ["mode = \"nearest\"", "offset = [0, 0]", "bogus = 1"])
+        **{e: ["by = 0.5", "by = 2", "by = -1", "by = 0.2", "by = 3", "by = 0", "by = 1e39", 'by = "x"']
+           for e in ("add", "sub", "mul", "div")},
+    }.get(op, []) + ["mode = \"nearest\"", "offset = [0, 0]", "by = 1", "bogus = 1"])
 
 
 def gen_dataflow(rng: random.Random) -> str:
@@ -452,7 +454,10 @@ def gen_dataflow(rng: random.Random) -> str:
             op = rng.choice(["add", "concat", "mul", "sub", "div", "resize", "crop"])
             two = op in ("sub", "div", "resize", "crop") and rng.random() < 0.8
             refs = [ref() for _ in range(2 if two else rng.choice([1, 2, 2, 3]))]
-            refs += [_merge_option(rng, op)] if rng.random() < 0.3 else []
+            if op in ("add", "sub", "mul", "div") and rng.random() < 0.25:
+                refs = refs[:1] + [_merge_option(rng, op)]  # one result and a constant: `mul(x, by = 0.2)`
+            elif rng.random() < 0.3:
+                refs += [_merge_option(rng, op)]
             comma = "," if rng.random() < 0.3 else ""
             step = f"{op}({', '.join(refs)}{comma})"
         else:

@@ -116,4 +116,4 @@ def _merge(node: ir.Merge, values: list[torch.Tensor]) -> torch.Tensor:
         top, left = node.offset or ((a.shape[-2] - h) // 2, (a.shape[-1] - w) // 2)
         return a[:, :, top:top + h, left:left + w]
     op = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div}[node.op]
-    return functools.reduce(op, values)
+    return functools.reduce(op, values + ([node.by] if node.by is not None else []))

@@ -135,7 +135,7 @@ def test_every_merge_and_merge_option_is_generated_into_a_model():
             continue
         for node in _merges(net):
             seen.add((node.op, None))
-            seen |= {(node.op, name) for name in ("mode", "align_corners", "offset")
+            seen |= {(node.op, name) for name in {a.name for args in OPTIONS.values() for a in args}
                      if getattr(node, name) is not None}
     missing = sorted(map(str, universe - seen))
     assert not missing, f"no generated spec that compiles holds these merges or options: {missing}"

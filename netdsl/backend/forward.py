@@ -164,7 +164,8 @@ class ForwardWriter(Visitor):
     def visit_merge(self, node: ir.Merge, src: str, dst: str) -> str:
         parts = [self.s.names[n] for n in node.sources]
         if node.op in ir.ELEMENTWISE:
-            self.emit(f"{dst} = {f' {ir.ELEMENTWISE[node.op]} '.join(parts)}", node.span)
+            operands = parts + ([literal(node.by)] if node.by is not None else [])
+            self.emit(f"{dst} = {f' {ir.ELEMENTWISE[node.op]} '.join(operands)}", node.span)
         elif node.op == "resize":
             # The size is read when the model runs, as torchvision's FPN and LR-ASPP do.
             self.s.uses_f = True

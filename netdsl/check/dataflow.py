@@ -18,7 +18,7 @@ from typing import Literal, cast, get_args
 from .. import ir
 from ..diagnostics import Diagnostic, closest, short
 from ..layers import shapes
-from ..layers.base import Arg, ArgTypeError, _bool, _none_or, _pair, _str
+from ..layers.base import Arg, ArgTypeError, _bool, _float, _none_or, _pair, _str
 from ..span import Span
 from ..syntax import ast
 from .context import Built, Context, Shape
@@ -155,22 +155,30 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
     values.dangling = st.span
     flow.shape = None
     options = _options(cx, st, env)
-    if len(st.sources) < 2:
+    # `by = c`: a constant operand after the results (`mul(x, by = 0.2)` is `x * 0.2`).
+    by = next((a for a in st.options if a.name == "by"), None) if st.op in ir.ELEMENTWISE else None
+    operands = len(st.sources) + (by is not None)
+    if operands < 2:
         cx.report(Diagnostic("E0134", f"`{st.op}` takes two results" if st.op in ir.RESAMPLE else
-                             f"`{st.op}` needs two or more results", st.span,
+                             f"`{st.op}` needs two or more "
+                             f"{'operands' if st.op in ir.ELEMENTWISE else 'results'}", st.span,
                              f"{len(st.sources)} given",
                              f"`{st.op}(a, b)` gives `a` the height and width of `b`" if st.op in ir.RESAMPLE
-                             else f"list the results to merge, e.g. `{st.op}(a, b)`; to go on from one "
-                             "result, write `from NAME`"))
+                             else f"list the results to merge, e.g. `{st.op}(a, b)`"
+                             + (f", or give a constant: `{st.op}(a, by = 2)`" if st.op in ir.ELEMENTWISE
+                                else "") + "; to go on from one result, write `from NAME`"))
         return
-    if st.op in BINARY and len(st.sources) > 2:
-        cx.report(Diagnostic("E0134", f"`{st.op}` takes two results", st.sources[2].span,
-                             f"{len(st.sources)} given",
+    if st.op in BINARY and operands > 2:
+        at = by.span if by is not None else st.sources[2].span
+        cx.report(Diagnostic("E0134", f"`{st.op}` takes two results" if st.op in ir.RESAMPLE else
+                             f"`{st.op}` takes two operands", at,
+                             f"{len(st.sources)} given" + (" and `by`" if by is not None else ""),
                              f"`{st.op}(a, b)` gives `a` the height and width of `b`; for more, "
                              f"name each result: `{st.op}(a, c) -> a2`, `{st.op}(b, c) -> b2`"
                              if st.op in ir.RESAMPLE else
-                             f"`{st.op}(a, b)` is `a {BINARY[st.op]} b`; for more, name one result "
-                             f"and go on: `{st.op}(a, b) -> ab`, then `{st.op}(ab, c)`"))
+                             f"`{st.op}(a, b)` is `a {BINARY[st.op]} b`, `{st.op}(a, by = 2)` is "
+                             f"`a {BINARY[st.op]} 2`; for more, name one result and go on: "
+                             f"`{st.op}(a, b) -> ab`, then `{st.op}(ab, c)`"))
         return
     if options is None or any(s is POISON for (s, _), _ in read):
         return
@@ -208,11 +216,16 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
                 out, op == "crop", st.span)  # a crop is a view of its source: not to be overwritten
 
 
-# The elementwise merges that take exactly two results, and the resampling ones.
+# torch's largest float32: a constant beyond it is infinite in every tensor it meets.
+FLOAT32_MAX = 3.4028234663852886e38
+
+# The elementwise merges that take exactly two operands, and the resampling ones.
 BINARY = {"sub": "-", "div": "/", "resize": "", "crop": ""}
 
-# The options each merge takes by keyword (the others take none).
+# The options each merge takes by keyword (concat takes none).
+_BY = Arg("by", _none_or(_float), None, "a constant operand, after the results: `mul(x, by = 0.2)`")
 OPTIONS: dict[str, tuple[Arg, ...]] = {
+    **{op: (_BY,) for op in ir.ELEMENTWISE},
     "resize": (Arg("mode", _str(("nearest", "bilinear")), "nearest", '"nearest" or "bilinear"'),
                Arg("align_corners", _none_or(_bool), None, 'for "bilinear": align the corner pixels')),
     "crop": (Arg("offset", _none_or(_pair), None, "the window's top-left corner [y, x]; centred "
@@ -245,6 +258,17 @@ def _options(cx: Context, st: ast.Merge, env: Env) -> dict | None:
                              bound["align_corners"][1].span, "nearest mode has no corners to align",
                              'drop `align_corners`, or add `mode = "bilinear"`'))
         ok = False
+    if ok and out.get("by") is not None:
+        c = out["by"]
+        if not abs(c) <= FLOAT32_MAX:
+            cx.report(Diagnostic("E0204", f"`{st.op}` option `by` must fit a float32", bound["by"][1].span,
+                                 f"found {show(c)}", f"give a value between -{FLOAT32_MAX:.4g} and "
+                                 f"{FLOAT32_MAX:.4g}: the tensors it meets are float32"))
+            ok = False
+        elif st.op == "div" and c == 0:
+            cx.report(Diagnostic("E0211", "`div` by a constant 0", bound["by"][1].span, "by = 0",
+                                 "every element would be infinite or NaN; divide by another value"))
+            ok = False
     if ok and any(v < 0 for v in out.get("offset") or ()):
         cx.report(Diagnostic("E0204", f"`{st.op}` option `offset` must be at least 0", bound["offset"][1].span,
                              f"found {show(list(out['offset']))}",

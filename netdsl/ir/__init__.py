@@ -131,7 +131,8 @@ RESAMPLE = ("resize", "crop")
 
 class Merge(Node):
     """Named results, in that order, combined elementwise with torch's broadcasting
-    (``add(a, b, ...)``, ``sub(a, b)``, ``mul(a, b, ...)``, ``div(a, b)``),
+    (``add(a, b, ...)``, ``sub(a, b)``, ``mul(a, b, ...)``, ``div(a, b)``; ``by`` a
+    constant operand after them, ``mul(a, by = 0.2)``),
     concatenated along channels (``concat(a, b, ...)``), or the first given the
     height and width of the second: ``resize(a, b)`` interpolates (``mode``,
     ``align_corners`` as ``F.interpolate``'s), ``crop(a, b)`` cuts out a window,
@@ -147,6 +148,7 @@ class Merge(Node):
     mode: Literal["nearest", "bilinear"] | None = None
     align_corners: bool | None = None
     offset: tuple[NonNegInt, NonNegInt] | None = None
+    by: float | None = None
 
 
 class Split(Node):

@@ -420,3 +420,31 @@ def test_resize_counts_as_fvcore_counts_upsample():
     convs = 4 * 3 * 16 * 16 + 4 * 4 * 9 * 8 * 8
     assert a.macs == convs + 4 * 16 * 16 * 4 + 4 * 16 * 16  # bilinear 4 per element, nearest 1
     assert a.macs == fvcore_total(netdsl.build(spec), [(3, 16, 16)], torch.device("cpu"))
+
+
+@pytest.mark.parametrize("op, operator", [("add", torch.add), ("sub", torch.sub), ("mul", torch.mul),
+                                          ("div", torch.div)])
+@pytest.mark.parametrize("by", [0.2, -3, 2.5])
+def test_a_constant_operand_is_the_torch_operation_with_that_number(op, operator, by):
+    spec = f"network n(alpha = {by}) {{ input [3, 4, 4]\n c: conv2d(3, 1) -> a\n {op}(a, by = alpha) }}"
+    model = netdsl.build(spec).eval()
+    x = torch.randn(2, 3, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(model(x), operator(model.c(x), by))
+    # With two results too, the constant last: a + b + c, a * b * c.
+    if op in ("add", "mul"):
+        two = netdsl.build(f"network n() {{ input [3, 4, 4]\n c: conv2d(3, 1) -> a\n relu -> b\n"
+                           f" {op}(a, b, by = {by}) }}").eval()
+        with torch.no_grad():
+            a = two.c(x)
+            assert torch.equal(two(x), operator(operator(a, torch.relu(a)), by))
+
+
+@pytest.mark.parametrize("merge, code", [("div(a, by = 0)", "E0211"), ("mul(a, by = 1e39)", "E0204"),
+                                         ("sub(a, a, by = 1)", "E0134"), ("mul(a)", "E0134"),
+                                         ('add(a, by = "x")', "E0206"), ("concat(a, a, by = 1)", "E0202"),
+                                         ("resize(a, a, by = 1)", "E0202")])
+def test_each_misuse_of_a_constant_operand_has_its_code(merge, code):
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(f"network n() {{ input [3, 4, 4]\n conv2d(3, 1) -> a\n {merge} }}")
+    assert e.value.diagnostics[0].code == code
