@@ -355,7 +355,11 @@ def _expr(rng: random.Random, depth: int = 0) -> str:
                        f"[{a}, {b}, 3][{rng.choice(['0', '-1', '3', '1:', ':2', ':'])}]",
                        f"({a} if {a} in [{b}, 1] else {b})", f"({a} if {a} < {b} == false else {b})",
                        f"sum([v for v in [{a}, {b}, 3] if v > {b}])",
-                       f"len([v for v in range(4) if {a}])"])
+                       f"len([v for v in range(4) if {a}])",
+                       # list repetition, a trailing comma, a list by a count that may be
+                       # negative, a float or huge
+                       f"len([{a},] * {rng.choice(['3', '0', '-2', '2.0', 'true', '99999999'])})",
+                       f"sum({rng.choice(['2', '-1'])} * [{a}, {b}])"])
 
 
 def gen_expressions(rng: random.Random) -> str:

@@ -82,6 +82,13 @@ def _make_divisible(v, divisor, min_value=None):
     return new_v
 
 
+def _repetition(left, right) -> bool:
+    """Whether ``left * right`` repeats a list or a string by an integer (not a bool)."""
+    def count(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+    return (isinstance(left, (tuple, str)) and count(right)) or (isinstance(right, (tuple, str)) and count(left))
+
+
 def _numbers(*vs):
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vs)
 
@@ -373,6 +380,16 @@ class Evaluator:
             joined = self.check_size(left + right, node)
             self.charge(self.size(joined), node)
             return joined
+        if op == "*" and _repetition(left, right):
+            # `[1] * n`, as in Python: the size is checked before the list is made.
+            seq, n = (left, right) if isinstance(left, (tuple, str)) else (right, left)
+            if len(seq) * max(n, 0) > self.limits.max_repeat:
+                what = "list of {} items" if isinstance(seq, tuple) else "string of {} characters"
+                raise err("E0403", f"a {what.format(len(seq) * n)} is over the limit", node,
+                          f"limit is {self.limits.max_repeat}", "raise it with --limit max_repeat=N")
+            repeated = seq * n
+            self.charge(self.size(repeated), node)
+            return repeated
         if not _numbers(left, right):
             raise self._type_error(op, left, right, node)
         if op == "+":
@@ -409,7 +426,8 @@ class Evaluator:
     def _type_error(self, op, left, right, node):
         return err("E0210", f"cannot apply `{op}` to {type_name(left)} and {type_name(right)}",
                    node, f"{show(left)} {op} {show(right)}",
-                   "arithmetic works on numbers; `+` also joins two lists or two strings")
+                   "arithmetic works on numbers; `+` also joins two lists or two strings, and `*` "
+                   "repeats one a whole number of times (`[1] * 3`)")
 
     # ------------------------------------------------------------ calls
     def _Call(self, node: ast.Call, env):

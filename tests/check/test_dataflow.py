@@ -448,3 +448,15 @@ def test_each_misuse_of_a_constant_operand_has_its_code(merge, code):
     with pytest.raises(netdsl.NetdslError) as e:
         netdsl.compile(f"network n() {{ input [3, 4, 4]\n conv2d(3, 1) -> a\n {merge} }}")
     assert e.value.diagnostics[0].code == code
+
+
+def test_apply_and_reuse_results_can_be_named():
+    # `apply relu -> y` and `reuse r -> y` were syntax errors (E0001): every statement that
+    # makes a result may name it.
+    spec = ("network n() { input [3, 4, 4]\n c: conv2d(3, 1)\n apply relu -> y\n r: conv2d(3, 1)\n"
+            " reuse r -> z\n add(y, z) }")
+    model = netdsl.build(spec).eval()
+    x = torch.randn(2, 3, 4, 4)
+    with torch.no_grad():
+        y = torch.relu(model.c(x))
+        assert torch.equal(model(x), y + model.r(model.r(y)))

@@ -60,3 +60,17 @@ def test_misuse_is_located(text, expected):
 def test_the_filter_binds_the_loop_variable_and_an_if_expression_still_parses():
     assert ev("[x for x in [1, 2, 3] if x != 2]") == (1, 3)
     assert ev("[x if x > 1 else 0 for x in [1, 2]]") == (0, 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(st.integers(-9, 9), max_size=4), n=st.integers(-3, 6), left=st.booleans())
+def test_list_repetition_is_pythons(items, n, left):
+    text = f"{items} * {n}" if left else f"{n} * {items}"
+    assert list(ev(text)) == items * n
+
+
+@pytest.mark.parametrize("text, wanted", [("[1] * 2.0", "E0210"), ("[1] * true", "E0210"),
+                                          ("[1, 2] * 6000", "E0403"), ('"ab" * 99999', "E0403"),
+                                          ("[1] * [2]", "E0210")])
+def test_list_repetition_needs_a_whole_count_within_the_limit(text, wanted):
+    assert code(text)[0] == wanted
