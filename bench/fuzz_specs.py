@@ -335,8 +335,13 @@ def gen_sharing(rng: random.Random) -> str:
         if rng.random() < 0.2 and fields:
             fields.pop()
         body.append(f"sides {rng.choice(['', 'Out', 'T'])}({', '.join(fields) or 'logits'})")
-    cls = rng.choice(["", " as Net", " as _Net", " as Bottleneck"])
-    blocks = [d.replace(") {", ") as Blk {", 1) if rng.random() < 0.5 else d for d in w.defs]
+    # The class name, on the header's line or after line breaks (a long header goes on).
+    if rng.random() < 0.05:
+        body.insert(0, "sub: relu")  # a keyword as a label
+    cls = rng.choice(["", " as Net", " as _Net", " as Bottleneck", "\n    as Net", "\n\n    as Net\n",
+                      "  # a comment between: two line breaks\n    # here\n    as Net"])
+    blocks = [d.replace(") {", rng.choice([") as Blk {", ")\n    as Blk {", ")\n\n{", ") as Blk\n{"]), 1)
+              if rng.random() < 0.5 else d for d in w.defs]
     return "\n".join(blocks + [f"network n(){cls} {{\n    input " + _input(rng) + "\n    " +
                                "\n    ".join(body) + "\n}\n"])
 

@@ -57,7 +57,8 @@ def test_every_alternative_of_every_grammar_rule_and_every_terminal_is_generated
     tokens = set()
     texts = [p.read_text(encoding="utf-8") for p in fuzz.SOURCES]
     texts += [gen(random.Random(i)) for gen in (fuzz_specs.gen_layers, fuzz_specs.gen_dataflow,
-                                                fuzz_specs.gen_expressions) for i in range(150)]
+                                                fuzz_specs.gen_expressions, fuzz_specs.gen_sharing)
+              for i in range(150)]
     texts += [fuzz_specs.gen_grammar(random.Random(1000 + i)) for i in range(600)]
     for text in texts:
         try:

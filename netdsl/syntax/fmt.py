@@ -5,7 +5,8 @@ the AST, and a token stream keeps every one of them where it was. It only decide
 the white space between tokens:
 
 - one statement per line, indented four spaces per ``{``; a ``;`` becomes a line break;
-- ``} else {`` and ``} shortcut ... {`` continue the line of the ``}``;
+- ``} else {`` and ``} shortcut ... {`` continue the line of the ``}``, and a block or
+  network header split before ``as`` or ``{`` is joined into one line;
 - one space around binary operators, ``=`` and after ``,`` and a label's ``:``; none
   inside brackets, before ``(`` of a call or ``[`` of an index, after a unary sign,
   or around ``.`` and a slice's ``:``;
@@ -131,7 +132,14 @@ def _layout(tokens: list[_Tok]) -> str:
         return i
 
     def continues(i: int) -> bool:
-        return i < len(tokens) and tokens[i].kind == "name" and tokens[i].text in _CONTINUES
+        if i >= len(tokens):
+            return False
+        if tokens[i].kind == "name" and tokens[i].text in _CONTINUES:
+            return True
+        # A block or network header split before `as` or `{` is one line.
+        head = current.tokens
+        return (bool(head) and head[0].text in ("block", "network") and not brackets
+                and all(t.text != "{" for t in head) and tokens[i].text in ("as", "{"))
 
     for i, tok in enumerate(tokens):
         if tok.kind == "nl":

@@ -226,7 +226,7 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str | None) -> Diagno
                               help="a `{`, `(` or `[` may be left open above")
         span = Span(file=filename, line=tok.line, column=tok.column, end_line=tok.end_line,
                     end_column=tok.end_column)
-        found = "a line break" if tok.type == "_NL" else f"`{_shown(tok.value)}`"
+        found = "line break" if tok.type == "_NL" else f"`{_shown(tok.value)}`"
         return Diagnostic("E0001", f"unexpected {found}", span, f"expected {expected}",
                           help=_syntax_help(tok, e.expected))
     if isinstance(e, UnexpectedEOF):

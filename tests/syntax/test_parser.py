@@ -229,3 +229,24 @@ def test_a_text_parsed_again_reuses_its_ast_and_errors_are_not_kept():
     for _ in range(2):
         with pytest.raises(NetdslError):
             parse_text("network n( {", "e.net")
+
+
+def test_a_header_goes_on_over_line_breaks_before_as_and_the_brace():
+    # `as Class` on a continuation line was E0001 ("unexpected a line break").
+    import netdsl
+
+    text = ("block b(c)\n    as Bottleneck\n{\n    conv2d(c, 1)\n}\n"
+            "network n()  # the network\n    as Net {\n    input [3, 8, 8]\n    b(4)\n}\n")
+    model = netdsl.build(text)
+    assert type(model).__name__ == "Net" and type(model.get_submodule("0")).__name__ == "Bottleneck"
+    from netdsl.syntax.fmt import format_text
+
+    assert format_text(text).startswith("block b(c) as Bottleneck {\n")
+
+
+def test_a_line_break_where_none_may_be_is_named_plainly():
+    import netdsl
+
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile("let x = 1 +\nnetwork n() {\n    input [3, 8, 8]\n}\n")
+    assert "unexpected line break" in str(e.value) and "unexpected a line break" not in str(e.value)
