@@ -200,7 +200,8 @@ class _Writer:
             sc = ""
             if rng.random() < 0.4:
                 sep = rng.choice([" ", "\n    "])  # `shortcut` may start the next line
-                name = rng.choice(["", "proj "])
+                # no label, a name, a template (twice in a loop: one module each), a bad one
+                name = rng.choice(["", "proj ", '"proj{1 + 1}" ', '"" ', '"a.b" ', '"training" '])
                 sc = f"{sep}shortcut {name}{{ " + "; ".join(self.chain(depth + 1)) + " }"
             cond = " if " + rng.choice(["true", "false", "1 > 2"]) if rng.random() < 0.2 else ""
             text = f"residual{cond} {{ " + "; ".join(self.chain(depth + 1)) + " }" + sc

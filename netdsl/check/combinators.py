@@ -98,11 +98,11 @@ def residual(cx: Context, st: ast.Residual, env: Env, shape, shared, scope: Name
             return [], None, False
         if use:
             sub = SeqFlow(shape, True)
-            if st.shortcut.label and not cx.label_free(
-                    st.shortcut.label, st.shortcut.label_span or st.shortcut.span):
+            label = None if st.shortcut.label is None else cx.label(st.shortcut.label, env)
+            if label is POISON:
                 return [], None, False
-            if st.shortcut.label:
-                name = scope.name(cx, st.shortcut.label, st.shortcut.span)
+            if label:
+                name = scope.name(cx, label, st.shortcut.span)
                 inner = NameScope(scope)
                 cx.run(st.shortcut.body, Env({}, env), sub, inner)
                 cx.close(inner)
@@ -188,7 +188,7 @@ def _skipped_help(cx: Context, sc: ast.Shortcut, env, shape, out) -> str:
         (f"the channels, {shape[0]} → {out[0]}", out[0] != shape[0]),
         (f"the size, {_hw(shape)} → {_hw(out)}", len(shape) == len(out) == 3 and shape[1:] != out[1:]))
         if changed) or f"{shapes.fmt(shape)} → {shapes.fmt(out)}"
-    named = f" `{sc.label}`" if sc.label else ""
+    named = f" `{cx.text(sc.label.span)}`" if sc.label else ""
     return (f"the shortcut{named} is skipped for this use: its condition `{cx.text(span_of(sc.cond))}` is "
             f"false" + (f" ({values})" if values else "") + ", so the input is added "
             f"unchanged; the condition must hold whenever the body changes the shape (here {what})")

@@ -78,9 +78,6 @@ class Context(Protocol):
     def label(self, s: ast.String, env: Env) -> Any:
         """A label's text, or POISON where it cannot name a module (reported)."""
 
-    def label_free(self, label: str, span: Span | None) -> bool:
-        """Whether a module may take ``label`` as its name (E0112 where not)."""
-
     def run(self, stmts: Sequence[ast.Stmt], env: Env, flow: Flow, scope: NameScope) -> None:
         """Check a body's statements in order, into ``flow``, naming modules in ``scope``."""
 

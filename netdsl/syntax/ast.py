@@ -196,7 +196,7 @@ class Group(Stmt):
 
 @dataclass(frozen=True)
 class Shortcut:
-    label: str | None
+    label: String | None  # a name, or a template in quotes
     cond: Expr | None
     body: tuple[Stmt, ...]
     span: Span = _span()

@@ -560,8 +560,8 @@ class _Builder(Transformer_NonRecursive):
     def shortcut(self, meta, children):
         kw, *rest = children
         label = cond = label_span = None
-        if rest and isinstance(rest[0], Token) and rest[0].type == "NAME":
-            label, label_span, rest = str(rest[0]), self._tspan(rest[0]), rest[1:]
+        if rest and isinstance(rest[0], Token) and rest[0].type in ("NAME", "STRING"):
+            label, label_span, rest = self.label(meta, [rest[0]]), self._tspan(rest[0]), rest[1:]
         if rest and isinstance(rest[0], Token) and rest[0].type == "IF":
             cond, rest = rest[1], rest[2:]
         return ast.Shortcut(label=label, cond=cond, body=rest[0], span=self._tspan(kw),

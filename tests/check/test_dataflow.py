@@ -460,3 +460,14 @@ def test_apply_and_reuse_results_can_be_named():
     with torch.no_grad():
         y = torch.relu(model.c(x))
         assert torch.equal(model(x), y + model.r(model.r(y)))
+
+
+def test_a_shortcut_label_may_be_a_template():
+    # `shortcut "c1x1_w_s{stride}"` was E0001: the label is a template, as any label is.
+    spec = ('block b(stride) {\n residual { conv2d(8, 3, stride = stride, padding = 1) }'
+            ' shortcut "c1x1_w_s{stride}" { conv2d(8, 1, stride = stride) }\n}\n'
+            "network n() { input [4, 8, 8]\n b(2)\n b(1) }")
+    keys = list(netdsl.build(spec).state_dict())
+    assert "0.c1x1_w_s2.0.weight" in keys and "1.c1x1_w_s1.0.weight" in keys
+    with pytest.raises(netdsl.NetdslError, match="E0111"):
+        netdsl.compile(spec.replace('"c1x1_w_s{stride}"', '"w.{stride}"'))
