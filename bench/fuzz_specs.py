@@ -365,7 +365,10 @@ def _expr(rng: random.Random, depth: int = 0) -> str:
                        # list repetition, a trailing comma, a list by a count that may be
                        # negative, a float or huge
                        f"len([{a},] * {rng.choice(['3', '0', '-2', '2.0', 'true', '99999999'])})",
-                       f"sum({rng.choice(['2', '-1'])} * [{a}, {b}])"])
+                       f"sum({rng.choice(['2', '-1'])} * [{a}, {b}])",
+                       # several `for` clauses, filtered or not, the later reading the earlier
+                       f"sum([i * j for i in range(3) for j in [{a}, {b}]])",
+                       f"len([j for i in range(4) if i > {a} for j in range(i) if j != {b}])"])
 
 
 def gen_expressions(rng: random.Random) -> str:

@@ -255,18 +255,30 @@ class Evaluator:
         return part
 
     def _ListComp(self, node: ast.ListComp, env: Env):
-        items = self.evaluate(node.iterable, env)
-        if items is POISON:
+        # Clause by clause, in Python's order: the item lists of each `for` are counted as
+        # work (a comprehension inside one would multiply unseen), and every binding so
+        # far is one scope, however many clauses there are.
+        bindings: list[dict] = [{}]
+        clauses = ((node.var, node.iterable, node.cond),) + tuple((c.var, c.iterable, c.cond) for c in node.more)
+        for var, iterable, cond in clauses:
+            found: list[dict] = []
+            for bound in bindings:
+                items = self.evaluate(iterable, Env(bound, env) if bound else env)
+                if items is POISON:
+                    return POISON
+                if not isinstance(items, tuple):
+                    raise err("E0210", f"a list comprehension needs a list, found {type_name(items)}",
+                              iterable, f"this is {show(items)}")
+                self.charge(len(items), node)
+                for item in items:
+                    inner = {**bound, var: item}
+                    if cond is None or self._keep(cond, Env(inner, env)):
+                        found.append(inner)
+            bindings = found
+        out = tuple(self.evaluate(node.elt, Env(bound, env)) for bound in bindings)
+        if POISON in out:
             return POISON
-        if not isinstance(items, tuple):
-            raise err("E0210", f"a list comprehension needs a list, found {type_name(items)}",
-                      node.iterable, f"this is {show(items)}")
-        self.charge(len(items), node)  # a comprehension inside one would multiply unseen
-        if node.cond is not None:
-            cond = node.cond
-            items = tuple(item for item in items if self._keep(cond, Env({node.var: item}, env)))
-        out = tuple(self.evaluate(node.elt, Env({node.var: item}, env)) for item in items)
-        return POISON if POISON in out else self.new_list(out, node)
+        return self.new_list(self.check_size(out, node), node)
 
     def _keep(self, expr: ast.Expr, env: Env) -> bool:
         """Whether a filtered comprehension keeps an item: its condition ``expr``, which must

@@ -73,14 +73,25 @@ class Slice(Expr):
 
 
 @dataclass(frozen=True)
+class CompFor:
+    """A further ``for var in iterable`` (``if cond``) clause of a comprehension."""
+
+    var: str
+    iterable: Expr
+    cond: Expr | None = None
+
+
+@dataclass(frozen=True)
 class ListComp(Expr):
-    """``[elt for var in iterable]``, or ``[elt for var in iterable if cond]``."""
+    """``[elt for var in iterable]``, or ``[elt for var in iterable if cond]``; ``more``
+    holds further clauses, each inside the one before (``[i * j for i in a for j in b]``)."""
 
     elt: Expr
     var: str
     iterable: Expr
     span: Span = _span()
     cond: Expr | None = None
+    more: tuple[CompFor, ...] = ()
 
 
 @dataclass(frozen=True)

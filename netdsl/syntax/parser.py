@@ -685,7 +685,12 @@ class _Builder(Transformer_NonRecursive):
         conds = [c for c in rest if isinstance(c, ast.Expr)]
         cond = conds[0] if conds else None
         return ast.ListComp(elt=elt, var=str(var), iterable=iterable, span=self._span(meta),
-                            cond=cond)
+                            cond=cond, more=tuple(c for c in rest if isinstance(c, ast.CompFor)))
+
+    def comp_for(self, meta, children):
+        _, var, _, iterable, *rest = children
+        conds = [c for c in rest if isinstance(c, ast.Expr)]
+        return ast.CompFor(var=str(var), iterable=iterable, cond=conds[0] if conds else None)
 
     def index(self, meta, children):
         value, _, idx, _ = children

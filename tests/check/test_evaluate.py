@@ -74,3 +74,13 @@ def test_list_repetition_is_pythons(items, n, left):
                                           ("[1] * [2]", "E0210")])
 def test_list_repetition_needs_a_whole_count_within_the_limit(text, wanted):
     assert code(text)[0] == wanted
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=st.lists(st.integers(-3, 3), max_size=4), b=st.lists(st.integers(-3, 3), max_size=4),
+       lo=st.integers(-3, 3), hi=st.integers(-3, 3))
+def test_comprehensions_of_several_for_clauses_are_pythons(a, b, lo, hi):
+    text = f"[x * 10 + y for x in {a} if x > {lo} for y in {b} if y < {hi} + x]"
+    assert list(ev(text)) == [x * 10 + y for x in a if x > lo for y in b if y < hi + x]
+    # A later clause reads an earlier one's variable, and may rebind it, as in Python.
+    assert list(ev(f"[x for x in {a} for x in range(2)]")) == [x for x in a for x in range(2)]  # noqa: B020
