@@ -333,3 +333,29 @@ def test_the_exit_judge_takes_a_key_report_for_one_and_silence_for_a_crash():
     assert fuzz_commands.judge("export", call, 1, b"", b"")[0] == "crash"
     plain = fuzz_commands.Call(["export", "-", "--format", "onnx", "-o", "m.onnx"])
     assert fuzz_commands.judge("export", plain, 1, b"", report)[0] == "crash"  # no --weights given
+
+
+def test_the_gradient_judge_excuses_float32_overflow_only():
+    import torch
+
+    # Forty linear layers that each multiply by 12: the outputs reach 1e43, beyond float32
+    # but not float64, whose gradients are beyond float32 too: the network's own scale.
+    # An eps that float32 holds as 0 (on a constant channel, variance 0) is NaN in float32
+    # only, and float64's gradients stay in range: a value gone wrong, still reported.
+    deep = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(40)])
+    with torch.no_grad():
+        for layer in deep:
+            layer.weight.fill_(3.0)
+    x = torch.ones(2, 4)
+    out = deep(x).sum()
+    out.backward()
+    assert not all(torch.isfinite(p.grad).all() for p in deep.parameters())
+    assert fuzz._overflows_float32(deep, [x])
+    class TinyDivisor(torch.nn.Module):  # 1e-46 is 0 in float32, not in float64
+        def forward(self, x):
+            return x * 1e-30 / (x * 0 + 1e-46)
+
+    tiny = torch.nn.Sequential(torch.nn.Linear(4, 4), TinyDivisor())
+    tiny(x).sum().backward()
+    assert not all(torch.isfinite(p.grad).all() for p in tiny.parameters())
+    assert not fuzz._overflows_float32(tiny, [x])
