@@ -73,6 +73,8 @@ NETS = (
     Net("convnext_tiny", (3, 32, 32), "convnext_tiny", ("features.1", "features.5")),
     Net("unet", (1, 32, 32), None, ("enc1", "enc3")),
     Net("resnet50_fpn", (3, 64, 64), None, ("body.layer2", "body.layer4")),
+    Net("lraspp_mobilenet_v3_large", (3, 64, 64), None, ("backbone.4", "classifier.cbr")),
+    Net("unet_paper", (1, 188, 188), None, ("enc1", "enc3")),
 )
 
 

@@ -261,6 +261,19 @@ def _is_module(node) -> bool:
                                               or node.functional)
 
 
+def _container_merge_macs(node: ir.Scope) -> int:
+    """The MACs of the merges a container's body holds, its inner containers' too: the
+    forward of the module that owns the container runs them."""
+    total, todo = 0, list(node.body)
+    while todo:
+        n = todo.pop()
+        if isinstance(n, ir.Merge):
+            total += merge_macs(n)
+        elif isinstance(n, ir.Scope) and scope_type(n) == "Container":
+            todo.extend(n.body)
+    return total
+
+
 def scope_type(node: ir.Scope) -> str:
     pure = all(isinstance(n, (ir.Layer, ir.Scope)) and _is_module(n) for n in node.body) and not ir.has_flow(node.body)
     if node.cls is not None:
@@ -282,7 +295,9 @@ def analyse(net: ir.Network) -> Analysis:
 
     def walk(nodes, prefix: str, depth: int) -> tuple[int, int]:
         total_p = 0
-        total_m = sum(merge_macs(n) for n in nodes if isinstance(n, ir.Merge))  # no module, work
+        # A merge is no module: its work is the forward's that runs it, so a container's
+        # merges (its owner's forward runs them, as fvcore's by_module counts) go up.
+        total_m = sum(merge_macs(n) for n in nodes if isinstance(n, ir.Merge))
         for node in _modules(nodes):
             name = prefix + node.name
             if isinstance(node, ir.Layer) and (node.reuse or node.functional):
@@ -293,6 +308,10 @@ def analyse(net: ir.Network) -> Analysis:
                 row = Row(name, scope_type(node), depth, tuple(node.out_shape), 0, 0, True)
                 rows.append(row)
                 row.params, row.macs = walk(node.body, name + ".", depth + 1)
+                if row.type == "Container":
+                    outside = _container_merge_macs(node)
+                    row.macs -= outside
+                    total_m += outside
             elif not _is_module(node):
                 # A bare parameter: the enclosing module's own, no row of its own.
                 total_p += layer_params(node)

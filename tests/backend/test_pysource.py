@@ -279,6 +279,8 @@ _ALLOWED_NODES = (
     ast.Import, ast.ImportFrom, ast.alias,
     # the `init` rules: for m in self.modules(): if isinstance(m, ...): ...; if m.bias is not None
     ast.For, ast.Compare, ast.IsNot, ast.UnaryOp, ast.USub,
+    # sub and div merges; resize's `b.shape[-2:]` and crop's window `a[..., top:top + h, ...]`
+    ast.Sub, ast.Div, ast.FloorDiv, ast.Subscript, ast.Slice,
 )
 
 
@@ -303,14 +305,20 @@ def check_only_defines_a_model(source: str) -> None:
             assert not node.decorator_list and not node.keywords
     # The helpers are netdsl's own modules, copied as they are.
     ours = [n for n in tree.body if not (isinstance(n, ast.ClassDef) and n.name in HELPERS)]
-    local = {n.id for top in ours for n in ast.walk(top)
-             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)} - classes
+    local = ({n.id for top in ours for n in ast.walk(top)
+              if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)} |
+             {n.arg for top in ours for n in ast.walk(top) if isinstance(n, ast.arg)}) - classes - {"self"}
     for node in (n for top in ours for n in ast.walk(top)):
         assert isinstance(node, _ALLOWED_NODES), ast.dump(node)
         if isinstance(node, ast.For):
             assert ast.unparse(node.iter) == "self.modules()", ast.unparse(node)
         if isinstance(node, ast.Compare):
             assert ast.unparse(node.comparators[0]) == "None", ast.unparse(node)
+        if isinstance(node, ast.Subscript):  # a size, or a window of a tensor the forward holds
+            value = node.value
+            assert (isinstance(value, ast.Attribute) and value.attr == "shape" and
+                    isinstance(value.value, ast.Name) and value.value.id in local) or \
+                (isinstance(value, ast.Name) and value.id in local), ast.unparse(node)
         if isinstance(node, ast.Call):
             f = node.func
             root = f
