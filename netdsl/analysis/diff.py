@@ -23,7 +23,16 @@ from typing import Any
 from .. import ir
 from ..diagnostics import escape
 from ..layers import LAYERS
-from .counts import TYPE_NAMES, _is_module, analyse, layer_macs, layer_params, merge_macs, scope_type
+from .counts import (
+    TYPE_NAMES,
+    _container_merge_macs,
+    _is_module,
+    analyse,
+    layer_macs,
+    layer_params,
+    merge_macs,
+    scope_type,
+)
 
 # Fields that say where a layer is or what it is called, not what it computes; its
 # shapes are compared as figures of their own.
@@ -102,8 +111,12 @@ def modules(net: ir.Network) -> list[Module]:
             elif isinstance(node, ir.Scope):
                 at = len(out)  # its place in the order, before its body; figures once that is walked
                 p, mc = walk(node.body, f"{prefix}{node.name}.", depth + 1, side)
-                m = Module(prefix + node.name, depth, scope_type(node), tuple(node.out_shape), p, mc, side, False)
+                kind = scope_type(node)
+                # A container's merges are its owner's forward's work, as analyse counts them.
+                outside = _container_merge_macs(node) if kind == "Container" else 0
+                m = Module(prefix + node.name, depth, kind, tuple(node.out_shape), p, mc - outside, side, False)
                 out.insert(at, m)
+                macs += outside
             else:
                 inner = side or node.kind == "side"
                 for part in ir.bodies(node):
