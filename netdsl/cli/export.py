@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -81,8 +82,9 @@ def run(args) -> int:
             _write(t, stamp(source, "python").encode("utf-8"), args.output)
             print(f"wrote {args.output}", file=sys.stderr)
         if weights is not None:
-            cls = next(line.split()[1].split("(")[0] for line in source.splitlines()
-                       if line.startswith("class ") and "(nn.Module)" in line and "Outputs" not in line)
+            # The header names the network's class (blocks' classes come before it).
+            found = re.search(r"^# model = (\w+)\(\)", source, re.M)
+            cls = found.group(1) if found else "the network's class"
             print(f"{args.weights} fits: load it with model.load_state_dict(torch.load("
                   f"{args.weights!r}, weights_only=True)) after model = {cls}()", file=sys.stderr)
         return 0

@@ -75,6 +75,11 @@ def test_cli_refuses_weights_that_do_not_fit_and_writes_nothing(tmp_path, spec_p
     assert main(["export", spec_path("lenet5"), "-o", str(tmp_path / "m.py"),
                  "--weights", str(tmp_path / "w.pt")]) == 0
     assert "model = Lenet5()" in capsys.readouterr().err
+    # The network's class, not the first class of the file (a block's).
+    torch.save(netdsl.build(spec_path("resnet34"), device="meta").state_dict(), tmp_path / "r.pt")
+    assert main(["export", spec_path("resnet34"), "-o", str(tmp_path / "r.py"),
+                 "--weights", str(tmp_path / "r.pt")]) == 0
+    assert "after model = ResNet()" in capsys.readouterr().err
 
 
 @pytest.mark.slow
