@@ -212,31 +212,23 @@ def _row(node, name: str) -> Row:
         kind = scope_type(node)
     else:
         kind = node.kind
-    layers = list(_layers(node))
-    merges = sum(merge_macs(n) for n in _merges(node))
+    leaves = list(_leaves(node))
+    layers = [n for n in leaves if isinstance(n, ir.Layer)]
+    merges = sum(merge_macs(n) for n in leaves if isinstance(n, ir.Merge))
     counted = any(n.kind in COUNTED for n in layers) or merges > 0
     macs = sum(layer_macs(n) for n in layers) + merges if counted else None
     return Row(name, kind, tuple(node.in_shape), tuple(node.out_shape),
                sum(layer_params(n) for n in layers), macs, node.span)
 
 
-def _layers(node):
+def _leaves(node):
+    """The layers and merges under ``node``: what does the work a row counts."""
     todo = [node]
     while todo:
         n = todo.pop()
-        if isinstance(n, ir.Layer):
+        if isinstance(n, (ir.Layer, ir.Merge)):
             yield n
         else:
-            todo.extend(child for child, _ in _children(n, ""))
-
-
-def _merges(node):
-    todo = [node]
-    while todo:
-        n = todo.pop()
-        if isinstance(n, ir.Merge):
-            yield n
-        elif not isinstance(n, ir.Layer):
             todo.extend(child for child, _ in _children(n, ""))
 
 
