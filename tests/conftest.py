@@ -31,8 +31,10 @@ settings.register_profile("repeatable", derandomize=True, database=None)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
-# Two cores on CI: keep intra-op threads predictable.
-torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+# Keep intra-op threads predictable, and share the cores among pytest-xdist's workers
+# (`pytest -n auto`) rather than giving each worker all of them.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(4, (os.cpu_count() or 1) // _WORKERS)))
 
 
 @pytest.fixture

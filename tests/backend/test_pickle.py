@@ -51,7 +51,9 @@ def test_torch_save_of_the_model_loads_in_a_fresh_process(spec, shape, tmp_path)
         expected = model(x)
     torch.save(model, tmp_path / "model.pt")
     torch.save({"x": x, "y": expected}, tmp_path / "io.pt")
+    # The same intra-op threads as this process: another count sums in another order.
     code = ("import torch\n"
+            f"torch.set_num_threads({torch.get_num_threads()})\n"
             f"m = torch.load({str(tmp_path / 'model.pt')!r}, weights_only=False)\n"
             f"io = torch.load({str(tmp_path / 'io.pt')!r})\n"
             "with torch.no_grad():\n"
