@@ -35,10 +35,12 @@ types are probed from the catalogue's converters, so a layer added to
 from __future__ import annotations
 
 import functools
+import math
 import random
 import re
 
 from netdsl.layers import LAYERS, REQUIRED, ArgTypeError
+from netdsl.layers.reshape import _sizes
 
 # Names that are attributes of torch modules or of netdsl's runtime classes.
 ATTRIBUTE_NAMES = ["training", "forward", "_modules", "state_dict", "cuda", "__class__", "_plan",
@@ -56,13 +58,15 @@ FIELD_NAMES = ["logits", "_x", "_", "def", "class", "lambda", "True", "None", "F
 
 @functools.cache
 def arg_type(kind: str, arg: str) -> tuple:
-    """("bool" | "dims" | "pair" | "float" | "int" | "choice", choices) of one layer argument,
+    """("bool" | "dims" | "sizes" | "pair" | "float" | "int" | "choice", choices) of one layer argument,
     by probing ("dims": a list of dimensions, as `permute` takes).
 
     >>> arg_type("conv2d", "kernel_size"), arg_type("conv2d", "bias")
     (('pair', ()), ('bool', ()))
     """
     convert = LAYERS[kind].arg(arg).convert
+    if convert is _sizes:
+        return "sizes", ()
 
     def accepts(v) -> bool:
         try:
@@ -115,6 +119,9 @@ def takes_features(kind: str) -> bool:
 def arg_value(rng: random.Random, kind: str, arg: str) -> str:
     """A netdsl expression for one argument: mostly plausible, sometimes at or past an edge."""
     t, choices = arg_type(kind, arg)
+    if arg in ("dim", "start_dim", "end_dim"):  # a dimension of the sample, mostly one it has
+        d = rng.choice([-2, -1, -1, 0, 0, 1, 1, 2]) if rng.random() > 0.08 else rng.choice([3, -4, 7])
+        return str([d, rng.choice([0, 1, 2])]) if t == "pair" and rng.random() < 0.3 else str(d)
     if t == "bool":
         return rng.choice(["true", "false"])
     if t == "int":
@@ -125,6 +132,8 @@ def arg_value(rng: random.Random, kind: str, arg: str) -> str:
         if rng.random() < 0.1:
             dims[-1] = dims[0]  # not a permutation
         return str(dims)
+    if t == "sizes":  # what one dimension splits into (`unflatten`), one size perhaps -1
+        return str([rng.choice([-1, 1, 2, 2, 3, 4, 0]) for _ in range(rng.choice([1, 2, 2, 3]))])
     if t == "pair":
         if rng.random() < 0.3:
             return f"[{_small_int(rng)}, {_small_int(rng)}]"
@@ -241,6 +250,8 @@ class _Writer:
 def _input(rng: random.Random) -> str:
     if rng.random() < 0.15:
         return f"[{rng.choice([1, 2, 4, 7, 16])}]"
+    if rng.random() < 0.06:  # a sequence [C, L], as `conv1d` takes
+        return f"[{rng.choice([1, 2, 3, 4])}, {rng.choice([1, 3, 5, 8, 12])}]"
     c = rng.choice([1, 2, 3, 4, 6, 8])
     h = rng.choice([1, 2, 3, 4, 5, 7, 8, 9, 12, 16])
     w = h if rng.random() < 0.7 else rng.choice([1, 3, 6, 8, 11])
@@ -652,13 +663,107 @@ def gen_reuse(rng: random.Random) -> str:
     return "network n() {\n    " + "\n    ".join(lines) + "\n}\n"
 
 
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def gen_tensor(rng: random.Random) -> str:
+    """Tensor layers on a shape the generator follows: reductions, flatten and unflatten,
+    narrowing, 1-D convolutions, softmax, and the layers whose arguments must fit the
+    shape (groups, pixel shuffle), so that most specs compile and the contract runs on
+    them; now and then one value is off by one, at an edge the checker must find."""
+    shape = [rng.choice([1, 2, 4, 6, 8]), rng.choice([1, 2, 3, 4, 6]), rng.choice([1, 2, 3, 5])]
+    if rng.random() < 0.2:
+        shape = shape[:2]  # a sequence [C, L]
+    first = list(shape)
+    lines: list[str] = []
+
+    def off(v: int) -> int:
+        return v + rng.choice([-1, 1]) if rng.random() < 0.08 else v
+
+    def dim(d: int, rank: int) -> int:
+        return d - rank if rng.random() < 0.3 else d
+
+    for _ in range(rng.choice([1, 2, 3, 4, 5, 6])):
+        r = len(shape)
+        ops = ["sum", "mean", "amax", "flatten", "unflatten", "narrow", "softmax", "conv1d"]
+        if r == 3:
+            ops += ["group_norm", "pixel_shuffle", "gate"]
+        op = rng.choice(ops)
+        apply = "apply " if rng.random() < 0.4 else ""
+        if op in ("sum", "mean", "amax"):
+            dims = rng.sample(range(r), rng.randint(1, r))
+            keep = rng.random() < 0.4 or (len(dims) == r and rng.random() < 0.9)
+            written = [dim(d, r) for d in dims]
+            arg = written[0] if len(written) == 1 and rng.random() < 0.5 else written
+            if rng.random() < 0.04:
+                arg = written + written[:1]  # a dimension twice
+            lines.append(f"{apply}{op}(dim = {arg}{', keepdim = true' if keep else ''})")
+            if keep:
+                shape = [1 if i in dims else n for i, n in enumerate(shape)]
+            else:
+                shape = [n for i, n in enumerate(shape) if i not in dims] or shape
+        elif op == "flatten":
+            a, b = sorted(rng.sample(range(r), 2)) if r > 1 else (0, 0)
+            if rng.random() < 0.2:
+                lines.append(f"{apply}flatten")
+                a, b = 0, r - 1
+            else:
+                lines.append(f"{apply}flatten({dim(b, r)}, {dim(a, r)})" if rng.random() < 0.05
+                             else f"{apply}flatten({dim(a, r)}, {dim(b, r)})")
+            shape = shape[:a] + [math.prod(shape[a:b + 1])] + shape[b + 1:]
+        elif op == "unflatten":
+            d = rng.randrange(r)
+            f = rng.choice(_divisors(shape[d]))
+            sizes = rng.choice([[f, -1], [-1, f], [f, shape[d] // f], [1, -1, 1]])
+            sizes = [off(x) if x > 0 else x for x in sizes]
+            lines.append(f"{apply}unflatten({dim(d, r)}, {sizes})")
+            known = math.prod(x for x in sizes if x != -1)
+            shape = shape[:d] + [shape[d] // max(known, 1) if x == -1 else x for x in sizes] + shape[d + 1:]
+        elif op == "narrow":
+            d = rng.randrange(r)
+            start = rng.randrange(shape[d])
+            length = off(rng.randint(1, shape[d] - start))
+            lines.append(f"{apply}narrow({dim(d, r)}, {start}, {length})")
+            shape = shape[:d] + [length] + shape[d + 1:]
+        elif op == "softmax":
+            lines.append(f"{apply}softmax(dim = {dim(rng.randrange(r), r)})")
+        elif op == "conv1d":
+            if r == 1:
+                lines.append("apply unflatten(0, [1, -1])")
+                shape = [1, shape[0]]
+            elif r > 2:
+                lines.append("apply flatten(1)")
+                shape = [shape[0], math.prod(shape[1:])]
+            c, length = shape
+            out = rng.choice([1, 2, 4]) * rng.choice(_divisors(c))
+            k = off(rng.randint(1, length + 2))
+            pad = rng.randint(0, 1) if k <= length else max(0, (k - length + 1) // 2)
+            groups = rng.choice([g for g in _divisors(c) if out % g == 0])
+            lines.append(f"conv1d({out}, {k}, padding = {pad}, groups = {groups}, "
+                         f"bias = {rng.choice(['true', 'false'])})")
+            shape = [out, length + 2 * pad - k + 1]
+        elif op == "group_norm":
+            lines.append(f"group_norm({off(rng.choice(_divisors(shape[0])))})")
+        elif op == "pixel_shuffle":
+            q = rng.choice([q for q in (1, 2) if shape[0] % (q * q) == 0])
+            lines.append(f"pixel_shuffle({off(q)})")
+            shape = [shape[0] // (q * q), shape[1] * q, shape[2] * q]
+        else:  # a gate of the map's channel means, broadcast over its height and width
+            lines.append("gate { apply mean(dim = [1, 2], keepdim = true); sigmoid }")
+        if min(shape) < 1:
+            break
+    return f"network n() {{\n    input {first}\n    " + "\n    ".join(lines) + "\n}\n"
+
+
 GENERATORS = {"layers": gen_layers, "labels": gen_labels, "init": gen_init,
               "sharing": gen_sharing, "expressions": gen_expressions,
               "long_names": gen_long_names, "many_errors": gen_many_errors, "control": gen_control,
               "dataflow": gen_dataflow, "grammar": gen_grammar, "extremes": gen_extremes,
-              "reuse": gen_reuse}
+              "reuse": gen_reuse, "tensor": gen_tensor}
 WEIGHTS = {"layers": 14, "labels": 3, "init": 3, "sharing": 5, "expressions": 3, "long_names": 1,
-           "many_errors": 1, "control": 2, "dataflow": 5, "grammar": 4, "extremes": 5, "reuse": 5}
+           "many_errors": 1, "control": 2, "dataflow": 5, "grammar": 4, "extremes": 5, "reuse": 5,
+           "tensor": 5}
 
 
 def generate(rng: random.Random) -> tuple[str, str]:

@@ -345,6 +345,62 @@ class Permute(nn.Module):
         return f"dims={self.dims}"
 
 
+class Sum(nn.Module):
+    """``torch.sum(x, dim, keepdim)`` as a module (dims include the batch)."""
+
+    def __init__(self, dim, keepdim=False):
+        super().__init__()
+        self.dim, self.keepdim = tuple(dim), keepdim
+
+    def forward(self, x):
+        return torch.sum(x, dim=self.dim, keepdim=self.keepdim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, keepdim={self.keepdim}"
+
+
+class Mean(nn.Module):
+    """``torch.mean(x, dim, keepdim)`` as a module (dims include the batch)."""
+
+    def __init__(self, dim, keepdim=False):
+        super().__init__()
+        self.dim, self.keepdim = tuple(dim), keepdim
+
+    def forward(self, x):
+        return torch.mean(x, dim=self.dim, keepdim=self.keepdim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, keepdim={self.keepdim}"
+
+
+class Amax(nn.Module):
+    """``torch.amax(x, dim, keepdim)`` as a module (dims include the batch)."""
+
+    def __init__(self, dim, keepdim=False):
+        super().__init__()
+        self.dim, self.keepdim = tuple(dim), keepdim
+
+    def forward(self, x):
+        return torch.amax(x, dim=self.dim, keepdim=self.keepdim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, keepdim={self.keepdim}"
+
+
+class Narrow(nn.Module):
+    """``torch.narrow(x, dim, start, length)`` as a module (dim includes the batch)."""
+
+    def __init__(self, dim, start, length):
+        super().__init__()
+        self.dim, self.start, self.length = dim, start, length
+
+    def forward(self, x):
+        return torch.narrow(x, self.dim, self.start, self.length)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, start={self.start}, length={self.length}"
+
+
 class LayerNorm2d(nn.LayerNorm):
     """Layer norm over the channels of an [N, C, H, W] map at each position, as
     torchvision's ConvNeXt ``LayerNorm2d``: ``weight`` and ``bias`` are its own."""

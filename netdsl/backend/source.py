@@ -12,7 +12,7 @@ import re
 import unicodedata
 
 #: netdsl's own modules a generated file copies.
-HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d")
+HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d", "Sum", "Mean", "Amax", "Narrow")
 
 #: Names generated code defines or imports itself; a class may not take them.
 TAKEN = frozenset({"nn", "torch", "OrderedDict", "namedtuple", "F", "self", *HELPERS})

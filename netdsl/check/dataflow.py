@@ -461,11 +461,11 @@ def input_shape(cx: Context, value, span: Span | None, example: str) -> Shape | 
     """
     if value is POISON:
         return None
-    ok = (isinstance(value, tuple) and len(value) in (1, 3)
+    ok = (isinstance(value, tuple) and len(value) in (1, 2, 3)
           and all(isinstance(d, int) and not isinstance(d, bool) for d in value))
     if not ok:
-        cx.report(Diagnostic("E0309", "`input` must be a list of 3 integers [C, H, W] "
-                             "(or 1 integer [F])", span, f"found {show(value)}",
+        cx.report(Diagnostic("E0309", "`input` must be a list of 3 integers [C, H, W], "
+                             "2 integers [C, L] or 1 integer [F]", span, f"found {show(value)}",
                              f"for example `{example}`"))
         return None
     bad = next((d for d in value if d < 1 or d > cx.limits.max_dim), None)

@@ -1,6 +1,6 @@
 """The catalogue of built-in layers. Each kind is one :class:`~netdsl.layers.base.Kind`
-in one family module (conv, norm, activation, pool, resample, reshape, regular,
-scale): its signature, IR class, argument checks, shape rule, torch module, MAC
+in one family module (conv, norm, activation, pool, reduce, resample, reshape,
+regular, scale): its signature, IR class, argument checks, shape rule, torch module, MAC
 rule, parameter count and init defaults. The checker, lowering and analysis read
 :data:`LAYERS`; none of them switches on a kind. docs/contributing.md says how to
 add one.
@@ -13,7 +13,7 @@ Input channels and features are never arguments: the checker infers them.
 
 from __future__ import annotations
 
-from . import activation, conv, norm, pool, regular, resample, reshape, scale
+from . import activation, conv, norm, pool, reduce, regular, resample, reshape, scale
 from .base import REQUIRED, Arg, ArgTypeError, Kind, LayerError, Torch
 
 # The argument converters, for tools and tests that draw values by converter.
@@ -25,7 +25,7 @@ from .base import _pair_or_none as _pair_or_none
 from .base import _str as _str
 
 LAYERS: dict[str, Kind] = {k.name: k for family in (conv, norm, activation, pool, regular, reshape,
-                                                   resample, scale) for k in family.KINDS}
+                                                   reduce, resample, scale) for k in family.KINDS}
 
 # The IR classes, one per kind (several activations share one).
 NODES: tuple[type, ...] = tuple(dict.fromkeys(k.node for k in LAYERS.values()))

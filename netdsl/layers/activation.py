@@ -181,21 +181,19 @@ class SoftmaxKind(Kind):
     node = Softmax
     doc = "softmax along one dimension of the sample (torch.nn.Softmax; dim 0 is the channels)"
     torch_class = "torch.nn.Softmax"
+    function = "F.softmax"
     args = (Arg("dim", _int, 0, "the dimension, without the batch: 0 is channels or features; "
                 "negative counts from the end"),)
     saves_output = True
 
     def infer(self, values, shape):
-        d = values["dim"]
-        if not -len(shape) <= d < len(shape):
-            raise LayerError("E0219", f"`softmax` dimension {d} is out of range for a "
-                             f"{len(shape)}-dimensional input", f"the input here is {shapes.fmt(shape)}",
-                             f"use a dim between {-len(shape)} and {len(shape) - 1} (without the "
-                             "batch dimension: 0 is the channels)", arg="dim")
-        return {"dim": d % len(shape)}, shape
+        return {"dim": shapes.dim(self.name, values["dim"], shape)}, shape
 
     def torch_kwargs(self, n):
         return {"dim": n.dim + 1}  # torch counts the batch dimension
+
+    def function_args(self, n):
+        return [("dim", n.dim + 1)]
 
 
 KINDS = tuple(SimpleActivation(k, *v) for k, v in _SIMPLE.items()) + (

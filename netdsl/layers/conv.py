@@ -1,5 +1,5 @@
-"""Convolutions and the fully connected layer: ``conv2d``, ``conv_transpose2d``,
-``linear``."""
+"""Convolutions and the fully connected layer: ``conv2d``, ``conv1d``,
+``conv_transpose2d``, ``linear``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from . import shapes
-from .base import Arg, Kind, Layer, LayerError, NonNegPair, Pair, PosInt, _bool, _int, _pair
+from .base import Arg, Kind, Layer, LayerError, NonNegInt, NonNegPair, Pair, PosInt, _bool, _int, _pair
 
 
 class Conv2d(Layer):
@@ -55,6 +55,16 @@ def _whole(v) -> int | None:
 MAX_CONV_STRIDE = 1024
 
 
+def _stride_within_limit(kind: str, strides) -> None:
+    for s in strides:
+        if s > MAX_CONV_STRIDE:
+            raise LayerError("E0204", f"`{kind}` argument `stride` must be at most {MAX_CONV_STRIDE:,}",
+                             f"found {s}",
+                             "torch's CPU convolution (oneDNN) crashes the process in the backward "
+                             "pass at strides in the thousands; a stride larger than the input "
+                             "gives the same output as a stride equal to it", arg="stride")
+
+
 class Conv2dKind(Kind):
     name = "conv2d"
     window = projects = True
@@ -85,14 +95,7 @@ class Conv2dKind(Kind):
         return None
 
     def check(self, values):
-        for s in values["stride"]:
-            if s > MAX_CONV_STRIDE:
-                raise LayerError("E0204", f"`conv2d` argument `stride` must be at most {MAX_CONV_STRIDE:,}",
-                                 f"found {s}",
-                                 "torch's CPU convolution (oneDNN) crashes the process in the backward "
-                                 "pass at strides in the thousands; a stride larger than the input "
-                                 "gives the same one-pixel output as a stride equal to it",
-                                 arg="stride")
+        _stride_within_limit(self.name, values["stride"])
 
     def infer(self, values, shape):
         shapes.need_image(self.name, shape)
@@ -107,6 +110,70 @@ class Conv2dKind(Kind):
     def macs(self, n):
         kh, kw = n.kernel_size
         return math.prod(n.out_shape) * (n.in_channels // n.groups) * kh * kw
+
+    def torch_kwargs(self, n):
+        return dict(in_channels=n.in_channels, out_channels=n.out_channels, kernel_size=n.kernel_size,
+                    stride=n.stride, padding=n.padding, dilation=n.dilation, groups=n.groups,
+                    bias=n.bias)
+
+    default_init = staticmethod(_kaiming_default)
+
+
+class Conv1d(Layer):
+    kind: Literal["conv1d"] = "conv1d"
+    in_channels: PosInt
+    out_channels: PosInt
+    kernel_size: PosInt
+    stride: PosInt = 1
+    padding: NonNegInt = 0
+    dilation: PosInt = 1
+    groups: PosInt = 1
+    bias: bool = True
+
+    @model_validator(mode="after")
+    def _groups_divide(self):
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError("groups must divide in_channels and out_channels")
+        return self
+
+
+class Conv1dKind(Kind):
+    name = "conv1d"
+    projects = True
+    example = "conv1d(4, 3, padding = 1)"
+    example_input = (2, 6)
+    node = Conv1d
+    doc = ("1-D convolution over a [C, L] sequence (torch.nn.Conv1d; ECA attention convolves "
+           "across channels); input channels are inferred")
+    torch_class = "torch.nn.Conv1d"
+    args = (
+        Arg("out_channels", _int, doc="number of output channels", min=1),
+        Arg("kernel_size", _int, doc="the kernel's length", min=1),
+        Arg("stride", _int, 1, "the step", min=1),
+        Arg("padding", _int, 0, "zero padding on both ends", min=0),
+        Arg("dilation", _int, 1, "spacing of the kernel's taps", min=1),
+        Arg("groups", _int, 1, "must divide input and output channels", min=1),
+        Arg("bias", _bool, True, "add a learnable bias"),
+    )
+    parameters = ("weight", "bias")
+    matrix_parameters = ("weight",)
+    counted = factory = output_not_saved = True
+
+    def check(self, values):
+        _stride_within_limit(self.name, (values["stride"],))
+
+    def infer(self, values, shape):
+        shapes.need_sequence(self.name, shape)
+        shapes.divides("groups", values["groups"], shape[0], values["out_channels"])
+        length = shapes.window(self.name, shape[1], values["kernel_size"], values["stride"],
+                               values["padding"], values["dilation"], False, "length")
+        return {"in_channels": shape[0]}, (values["out_channels"], length)
+
+    def params(self, n):
+        return n.out_channels * (n.in_channels // n.groups) * n.kernel_size + (n.out_channels if n.bias else 0)
+
+    def macs(self, n):
+        return math.prod(n.out_shape) * (n.in_channels // n.groups) * n.kernel_size
 
     def torch_kwargs(self, n):
         return dict(in_channels=n.in_channels, out_channels=n.out_channels, kernel_size=n.kernel_size,
@@ -254,4 +321,4 @@ class LinearKind(Kind):
     default_init = staticmethod(_kaiming_default)
 
 
-KINDS = (Conv2dKind(), ConvTranspose2dKind(), LinearKind())
+KINDS = (Conv2dKind(), Conv1dKind(), ConvTranspose2dKind(), LinearKind())

@@ -1,5 +1,6 @@
 """Layers that move or reshape a tensor without arithmetic: ``flatten``,
-``identity``, ``permute``, ``channel_shuffle``, ``zero_pad2d``."""
+``unflatten``, ``narrow``, ``identity``, ``permute``, ``channel_shuffle``,
+``zero_pad2d``."""
 
 from __future__ import annotations
 
@@ -12,21 +13,133 @@ from .base import Arg, ArgTypeError, Kind, Layer, LayerError, NonNegInt, PosInt,
 
 class Flatten(Layer):
     kind: Literal["flatten"] = "flatten"
+    start_dim: NonNegInt = 0
+    end_dim: NonNegInt | None = None  # None: the last dimension
 
 
 class FlattenKind(Kind):
     name = "flatten"
     node = Flatten
-    doc = "flatten [C, H, W] to [C*H*W] (torch.nn.Flatten)"
+    doc = ("flatten dimensions start_dim .. end_dim of the sample into one (torch.nn.Flatten, without "
+           "the batch): by default [C, H, W] to [C*H*W]")
     torch_class = "torch.nn.Flatten"
     function = "torch.flatten"
+    args = (Arg("start_dim", _int, 0, "the first dimension flattened, without the batch: 0 is the channels"),
+            Arg("end_dim", _int, -1, "the last dimension flattened; negative counts from the end"))
     pass_through = True
 
     def infer(self, values, shape):
-        return {}, (math.prod(shape),)
+        start = shapes.dim(self.name, values["start_dim"], shape, "start_dim")
+        end = shapes.dim(self.name, values["end_dim"], shape, "end_dim")
+        if start > end:
+            raise LayerError("E0226", f"`flatten` from dimension {start} to dimension {end}: the start "
+                             "comes after the end", f"start_dim {start} is after end_dim {end}",
+                             "give the first dimension to flatten as `start_dim` and the last as "
+                             "`end_dim`", arg="start_dim")
+        out = shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
+        return {"start_dim": start, "end_dim": None if end == len(shape) - 1 else end}, out
+
+    def torch_kwargs(self, n):
+        return {"start_dim": n.start_dim + 1, "end_dim": -1 if n.end_dim is None else n.end_dim + 1}
 
     def function_args(self, n):
-        return [(None, 1)]  # the batch dimension stays
+        # The batch dimension stays: torch.flatten(x, 1) in torchvision's forwards.
+        args: list[tuple[str | None, object]] = [(None, n.start_dim + 1)]
+        if n.end_dim is not None:
+            args.append((None, n.end_dim + 1))
+        return args
+
+
+def _sizes(v) -> tuple[int, ...]:
+    if not isinstance(v, (list, tuple)) or not v:
+        raise ArgTypeError("a list of sizes (one of them may be -1)")
+    try:
+        return tuple(_int(x) for x in v)
+    except ArgTypeError:
+        raise ArgTypeError("a list of sizes (one of them may be -1)") from None
+
+
+class Unflatten(Layer):
+    kind: Literal["unflatten"] = "unflatten"
+    dim: NonNegInt
+    # As written: a -1 stays -1, so that the model runs at any size the dimension takes.
+    sizes: tuple[int, ...]
+
+
+class UnflattenKind(Kind):
+    name = "unflatten"
+    example = "unflatten(0, [2, -1])"
+    node = Unflatten
+    doc = ("split one dimension of the sample into several (torch.nn.Unflatten, without the batch): "
+           "`unflatten(0, [2, -1])` makes [C, H, W] [2, C/2, H, W]")
+    torch_class = "torch.nn.Unflatten"
+    function = "torch.unflatten"
+    args = (Arg("dim", _int, doc="the dimension split, without the batch: 0 is the channels"),
+            Arg("sizes", _sizes, doc="the sizes it splits into, whose product is its size; one may be -1"))
+    pass_through = True  # a view of its input
+
+    def infer(self, values, shape):
+        d = shapes.dim(self.name, values["dim"], shape)
+        sizes = values["sizes"]
+        size = shape[d]
+        wrong = [s for s in sizes if s < 1 and s != -1]
+        known = math.prod(s for s in sizes if s != -1)
+        free = sizes.count(-1)
+        if wrong or free > 1 or (free == 0 and known != size) or (free == 1 and size % known):
+            why = (f"size {wrong[0]} is neither positive nor -1" if wrong else
+                   "more than one size is -1" if free > 1 else
+                   f"{' * '.join(map(str, sizes))} = {known}, not {size}" if free == 0 else
+                   f"{known} does not divide {size}")
+            raise LayerError("E0227", f"`unflatten` cannot split dimension {d} of size {size} into "
+                             f"{list(sizes)}", why,
+                             "give sizes whose product is the dimension's size, or one -1 for the "
+                             "size that makes it so", arg="sizes")
+        out = tuple(size // known if s == -1 else s for s in sizes)
+        return {"dim": d}, shape[:d] + out + shape[d + 1:]
+
+    def torch_kwargs(self, n):
+        return {"dim": n.dim + 1, "unflattened_size": n.sizes}
+
+    def function_args(self, n):
+        # A list: the forward writes a tuple of equal ints as one int, torch's habit for pairs.
+        return [(None, n.dim + 1), (None, list(n.sizes))]
+
+
+class Narrow(Layer):
+    kind: Literal["narrow"] = "narrow"
+    dim: NonNegInt
+    start: NonNegInt
+    length: PosInt
+
+
+class NarrowKind(Kind):
+    name = "narrow"
+    example = "narrow(0, 0, 1)"
+    node = Narrow
+    doc = ("keep `length` entries of one dimension from `start` (torch.narrow, without the batch): "
+           "`narrow(0, 0, c)` is `x[:, :c]`")
+    torch_class = "netdsl.backend.runtime.Narrow"
+    function = "torch.narrow"
+    args = (Arg("dim", _int, doc="the dimension, without the batch: 0 is the channels"),
+            Arg("start", _int, doc="the first entry kept", min=0),
+            Arg("length", _int, doc="how many entries are kept", min=1))
+    pass_through = True  # a view of its input
+
+    def infer(self, values, shape):
+        d = shapes.dim(self.name, values["dim"], shape)
+        start, length = values["start"], values["length"]
+        if start + length > shape[d]:
+            raise LayerError("E0228", f"`narrow` keeps entries {start} to {start + length - 1} of "
+                             f"dimension {d}, which has {shape[d]}", f"the input here is {shapes.fmt(shape)}",
+                             f"keep at most {shape[d] - start} entries from {start}"
+                             if start < shape[d] else f"start before {shape[d]}", arg="length")
+        return {"dim": d}, shape[:d] + (length,) + shape[d + 1:]
+
+    def torch_kwargs(self, n):
+        return {"dim": n.dim + 1, "start": n.start, "length": n.length}
+
+    def function_args(self, n):
+        return [(None, n.dim + 1), (None, n.start), (None, n.length)]
 
 
 class Identity(Layer):
@@ -133,4 +246,5 @@ class ZeroPad2dKind(Kind):
         return {"padding": n.padding}
 
 
-KINDS = (FlattenKind(), IdentityKind(), PermuteKind(), ChannelShuffleKind(), ZeroPad2dKind())
+KINDS = (FlattenKind(), IdentityKind(), PermuteKind(), ChannelShuffleKind(), ZeroPad2dKind(),
+         UnflattenKind(), NarrowKind())

@@ -56,11 +56,37 @@ def need_image(kind: str, shape: Shape) -> None:
         help = None
         if len(shape) == 1:
             help = f"`{kind}` works on [C, H, W] feature maps; it cannot follow `flatten` or `linear`"
+        elif len(shape) == 2:
+            help = (f"`{kind}` works on [C, H, W] feature maps, and a 2-dimensional shape is a [C, L] "
+                    "sequence: an image's `input` gives its channels too, as in `input [1, 28, 28]`")
         raise ShapeError("E0306", f"`{kind}` needs a [C, H, W] input", f"the input here is {fmt(shape)}",
                          help)
 
 
 _need_image = need_image
+
+
+def need_sequence(kind: str, shape: Shape) -> None:
+    """E0306 unless ``shape`` is [C, L]: channels and one length, as ``conv1d`` takes."""
+    if len(shape) != 2:
+        help = (f"`{kind}` works on [C, L] sequences: `unflatten(0, [1, -1])` makes a [F] vector one "
+                "channel of length F" if len(shape) == 1 else
+                f"`{kind}` works on [C, L] sequences: `flatten(1)` makes a [C, H, W] map [C, H*W]")
+        raise ShapeError("E0306", f"`{kind}` needs a [C, L] input", f"the input here is {fmt(shape)}", help)
+
+
+def dim(kind: str, d: int, shape: Shape, arg: str = "dim") -> int:
+    """Dimension ``d`` of a sample of ``shape`` (no batch: 0 is the channels; a negative
+    one counts from the end), as an index from 0; E0219 where the input has none."""
+    if not -len(shape) <= d < len(shape):
+        torch_d = d - 1 if d > 0 else None
+        also = (f"; torch's dim {d} is netdsl's {torch_d}" if torch_d is not None and torch_d < len(shape)
+                else "")
+        raise ShapeError("E0219", f"`{kind}` dimension {d} is out of range for a "
+                         f"{len(shape)}-dimensional input", f"the input here is {fmt(shape)}",
+                         f"use a dim between {-len(shape)} and {len(shape) - 1} (without the "
+                         f"batch dimension: 0 is the channels{also})", arg=arg)
+    return d % len(shape)
 
 
 def window(kind: str, size: int, k: int, s: int, p: int, d: int, ceil: bool, axis: str) -> int:
@@ -70,7 +96,7 @@ def window(kind: str, size: int, k: int, s: int, p: int, d: int, ceil: bool, axi
     out = (size + 2 * p - eff + ((s - 1) if ceil else 0)) // s + 1
     if ceil and (out - 1) * s >= size + p:
         out -= 1  # torch: the last window must start inside the input or its left padding
-    pool = kind != "conv2d"
+    pool = kind not in ("conv2d", "conv1d")
     if (pool and out < 1) or (not pool and size + 2 * p < eff):
         code = "E0305" if pool else "E0304"
         pad = f" plus padding {p}" if p else ""

@@ -157,7 +157,8 @@ SMALL = {"resnet": (3, 32, 32), "resnet34": (3, 32, 32), "resnet50": (3, 32, 32)
          "mobilenet_v2": (3, 32, 32), "mnasnet": (3, 32, 32), "mnasnet1_0": (3, 32, 32),
          "shufflenet_v2": (3, 32, 32), "unet": (1, 32, 32), "unet_paper": (1, 188, 188), "resnet50_fpn": (3, 64, 64),
          "lraspp_mobilenet_v3_large": (3, 64, 64), "googlenet": (3, 64, 64), "convnext": (3, 32, 32),
-         "convnext_tiny": (3, 32, 32), "vgg": (3, 32, 32), "vgg16": (3, 32, 32), "vgg16_bn": (3, 32, 32)}
+         "convnext_tiny": (3, 32, 32), "vgg": (3, 32, 32), "vgg16": (3, 32, 32), "vgg16_bn": (3, 32, 32),
+         "resnet_d": (3, 32, 32), "resnet50d": (3, 32, 32), "ecaresnet101d": (3, 32, 32)}
 
 
 @pytest.mark.parametrize("path", MEMBERS, ids=lambda p: p.stem)
@@ -168,7 +169,7 @@ def test_every_shipped_spec_computes_what_its_ir_says(path):
     _differential(path, **({"input": shape} if shape else {}))
 
 
-@pytest.mark.parametrize("strategy", ["dataflow", "layers", "sharing"])
+@pytest.mark.parametrize("strategy", ["dataflow", "layers", "sharing", "tensor"])
 def test_generated_specs_compute_what_their_ir_says(strategy):
     import random
 

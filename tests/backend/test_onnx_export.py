@@ -231,3 +231,46 @@ def test_an_input_returned_as_an_output_is_named_apart(tmp_path, capsys):
     m = onnx.load(out)
     assert [i.name for i in m.graph.input] == ["in0", "in1"]
     assert [o.name for o in m.graph.output] == ["in1_output", "r"]
+
+
+# Every tensor layer, as a module and as `apply`'s function, and ECA's 1-D convolution.
+TENSOR_LAYERS = """
+network t() {
+    input [8, 6, 5]
+    gate {
+        apply mean(dim = [1, 2])
+        apply unflatten(0, [1, -1])
+        conv1d(1, 3, padding = 1, bias = false)
+        sigmoid
+        apply unflatten(1, [-1, 1, 1])
+        apply flatten(0, 1)
+    }
+    narrow(0, 2, 4)
+    apply narrow(-1, 1, 3)
+    unflatten(0, [2, -1])
+    sum(dim = 0)
+    amax(dim = -1, keepdim = true)
+    apply amax(dim = [1, 2], keepdim = true)
+    apply softmax(dim = 0)
+    flatten(1)
+    conv1d(4, 1)
+    mean(dim = -1)
+    apply sum(dim = 0, keepdim = true)
+}
+"""
+
+
+def test_every_tensor_layer_exports_and_runs_in_onnxruntime(tmp_path, capsys):
+    spec = tmp_path / "t.net"
+    spec.write_text(TENSOR_LAYERS)
+    out = tmp_path / "t.onnx"
+    # export runs the file in onnxruntime and compares it with the model before writing it.
+    assert main(["export", str(spec), "--format", "onnx", "-o", str(out)]) == 0, capsys.readouterr().err
+    model = netdsl.build(str(spec)).eval()
+    model.load_state_dict({t.name: torch.from_numpy(onnx.numpy_helper.to_array(t).copy())
+                           for t in onnx.load(out).graph.initializer if t.name in model.state_dict()})
+    x = torch.randn(3, 8, 6, 5)
+    with torch.no_grad():
+        want = model(x)
+    assert want.shape == (3, 1)
+    torch.testing.assert_close(_run(out, x), want, rtol=1e-5, atol=1e-5)

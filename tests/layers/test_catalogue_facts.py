@@ -20,6 +20,9 @@ NOT_KINDS = {
     ("netdsl/check/evaluate.py", "relu"): "a torch.nn.init nonlinearity name",
     ("netdsl/check/evaluate.py", "leaky_relu"): "a torch.nn.init nonlinearity name (the default)",
     ("netdsl/backend/codegen.py", "leaky_relu"): "torch.nn.init's default nonlinearity, left out of calls",
+    ("netdsl/check/evaluate.py", "sum"): "the expression builtin sum(list)",
+    ("netdsl/check/evaluate.py", "mean"): "the `mean` argument of the normal init schemes",
+    ("netdsl/backend/codegen.py", "mean"): "the `mean` argument of the normal init schemes",
     ("netdsl/backend/forward.py", "identity"): "a variable name of the generated forward (the shortcut)",
     ("netdsl/backend/forward.py", "scale"): "a variable name of the generated forward (a gate's)",
 }
@@ -63,4 +66,4 @@ def test_the_facts_other_modules_read_are_the_catalogues():
     assert {k for k, v in LAYERS.items() if v.post_op(v.post_kwargs(None))} == \
         {"relu", "relu6", "hardswish", "hardsigmoid", "leaky_relu"}
     assert {k for k, v in LAYERS.items() if v.window} == {"conv2d", "maxpool2d", "avgpool2d"}
-    assert {k for k, v in LAYERS.items() if v.projects} == {"conv2d", "linear"}
+    assert {k for k, v in LAYERS.items() if v.projects} == {"conv2d", "conv1d", "linear"}

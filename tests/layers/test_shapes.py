@@ -14,8 +14,9 @@ import netdsl
 from netdsl.backend.lower import lower
 from netdsl.layers import LAYERS, REQUIRED, Arg, _bool, _float, _pair, _pair_or_none
 from netdsl.layers.base import _ints
+from netdsl.layers.reduce import _dims
 from netdsl.layers.resample import _scale
-from netdsl.layers.reshape import _pad4
+from netdsl.layers.reshape import _pad4, _sizes
 
 EDGE_INTS = st.integers(-1, 9)
 EDGE_FLOATS = st.one_of(st.sampled_from([-0.5, 0.0, 1e-12, 1e-5, 0.1, 0.5, 0.999, 1.0, 1.5, 2.0]),
@@ -32,7 +33,9 @@ TYPICAL = {"out_channels": st.integers(1, 6), "out_features": st.integers(1, 6),
            "padding": st.integers(0, 2), "dilation": st.integers(1, 3), "groups": st.integers(1, 3),
            "output_size": st.integers(1, 5), "size": st.integers(1, 5),
            "p": st.floats(0, 1), "momentum": st.floats(0, 1), "eps": st.floats(1e-8, 1),
-           "alpha": st.floats(0, 1), "beta": st.floats(0, 2), "k": st.floats(0.5, 2)}
+           "alpha": st.floats(0, 1), "beta": st.floats(0, 2), "k": st.floats(0.5, 2),
+           "dim": st.integers(-2, 2), "start": st.integers(0, 3), "length": st.integers(1, 3),
+           "start_dim": st.integers(-3, 2), "end_dim": st.integers(-3, 2)}
 
 
 def value_of(arg):
@@ -47,6 +50,10 @@ def value_of(arg):
         return st.sampled_from(list(arg.convert.choices) + ["bogus"])
     if arg.convert is _ints:
         return st.one_of(st.permutations([0, 1, 2]), st.lists(st.integers(-1, 3), max_size=4))
+    if arg.convert is _dims:  # one dimension or several, negative ones from the end
+        return st.one_of(st.integers(-3, 3), st.lists(st.integers(-3, 3), max_size=3))
+    if arg.convert is _sizes:  # the sizes a dimension splits into, one of them perhaps -1
+        return st.lists(st.sampled_from([-1, -1, 1, 2, 2, 3, 0]), max_size=3)
     if arg.convert is _float:
         typical, edge = TYPICAL.get(arg.name, EDGE_FLOATS), EDGE_FLOATS
     else:
@@ -92,7 +99,8 @@ def layers(draw):
 
 
 IMAGES = st.tuples(st.integers(1, 6), st.integers(1, 9), st.integers(1, 9))
-SHAPES = st.one_of(IMAGES, IMAGES, IMAGES, st.tuples(st.integers(1, 8)))
+SEQUENCES = st.tuples(st.integers(1, 6), st.integers(1, 9))
+SHAPES = st.one_of(IMAGES, IMAGES, IMAGES, SEQUENCES, st.tuples(st.integers(1, 8)))
 
 
 def spec_of(shape, prefix, layer, wrap):

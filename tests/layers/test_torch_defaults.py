@@ -22,6 +22,8 @@ TORCH_KINDS = sorted(k for k, v in LAYERS.items() if v.torch_class.startswith("t
 # Arguments netdsl names that torch's constructor does not take: what each stands for.
 NOT_TORCH = {
     ("conv2d", "out_channels"): "required",
+    ("conv1d", "out_channels"): "required",
+    ("unflatten", "sizes"): "torch's unflattened_size",
     ("layer_norm", "dims"): "how many trailing dimensions normalized_shape covers (inferred from the input)",
     ("prelu", "per_channel"): "num_parameters, 1 or the input's channels",
     ("prelu", "slope"): "torch's `init`",
@@ -32,6 +34,8 @@ NOT_TORCH = {
 DIFFERS = {
     ("softmax", "dim"): "torch's dim=None picks a dimension by rank and warns; netdsl's 0 is the "
                         "channels (torch's dim 1 of a batch)",
+    ("flatten", "start_dim"): "netdsl counts the dimensions of a sample: its 0 is torch's 1, the same "
+                              "dimension (the first after the batch)",
 }
 
 
@@ -84,6 +88,8 @@ STRICTER = {
     ("batchnorm2d", "momentum"): "torch does not check it; outside [0, 1] the running statistics diverge",
     ("instance_norm2d", "momentum"): "as batchnorm2d",
     ("batchnorm1d", "momentum"): "as batchnorm2d",
+    ("narrow", "start"): "torch counts a negative start from the end; a spec writes the entry it means",
+    ("narrow", "length"): "torch takes length 0 and makes an empty tensor",
 }
 
 
