@@ -75,6 +75,9 @@ NETS = (
     Net("resnet50_fpn", (3, 64, 64), None, ("body.layer2", "body.layer4")),
     Net("lraspp_mobilenet_v3_large", (3, 64, 64), None, ("backbone.4", "classifier.cbr")),
     Net("unet_paper", (1, 188, 188), None, ("enc1", "enc3")),
+    # timm's (not torchvision's): the node names are timm's module names.
+    Net("resnet50d", (3, 32, 32), None, ("conv1", "layer2.0.downsample")),
+    Net("ecaresnet101d", (3, 32, 32), None, ("layer1.0.se.conv", "layer3")),
 )
 
 

@@ -44,7 +44,7 @@ def test_the_table_covers_every_shipped_network():
     # Family files (resnet.net, vgg.net, ...) build one of these by default.
     shipped = {p.stem for p in (Path(__file__).resolve().parents[2] / "specs").glob("*.net")}
     families = {"resnet", "vgg", "densenet", "efficientnet", "mobilenet_v3", "shufflenet_v2",
-                "squeezenet", "mnasnet", "regnet", "convnext"}
+                "squeezenet", "mnasnet", "regnet", "convnext", "resnet_d"}
     assert shipped - families == set(IDS)
 
 
@@ -68,7 +68,8 @@ def case(request):
 # torch.compile and ONNX export take seconds a network on two cores: they run on one
 # network per construct (residual with reuse/apply, sides, dense, split, layer scale
 # and permute, named results, a dict of outputs); `python bench/ecosystem.py` gives the
-# figures of every shipped network (docs/cli.md).
+# figures of every shipped network (docs/cli.md), and test_onnx_export.py exports every
+# tensor layer.
 HEAVY = ("lenet5", "resnet50", "densenet121", "efficientnet_b0", "googlenet", "shufflenet_v2_x0_5",
          "convnext_tiny", "unet", "resnet50_fpn")
 

@@ -35,7 +35,9 @@ SHIPPED = {"lenet5": None, "alexnet": (3, 64, 64), "vgg16": (3, 32, 32), "resnet
                "mobilenet_v2", "mobilenet_v3", "mobilenet_v3_large", "mobilenet_v3_small", "regnet", "regnet_x_400mf",
                "regnet_y_400mf", "resnet50_fpn", "resnext50_32x4d", "shufflenet_v2",
                "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
-               "squeezenet", "squeezenet1_0", "squeezenet1_1", "unet", "vgg16_bn", "wide_resnet50_2")}}
+               "squeezenet", "squeezenet1_0", "squeezenet1_1", "unet", "vgg16_bn", "wide_resnet50_2")},
+           # timm's: a 1-D convolution across channels (ECA), average-pooled shortcuts
+           "resnet_d": (3, 32, 32), "resnet50d": (3, 32, 32), "ecaresnet101d": (3, 32, 32)}
 # The libraries' own networks, where a setting makes them fold something else.
 # The libraries' networks at their other settings (vgg with batch norm), or smaller ones:
 # their defaults are the aliases' networks, tested already.
@@ -256,7 +258,7 @@ def test_the_fused_model_holds_channels_last_weights_and_hands_back_the_default_
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10**6), strategy=st.sampled_from(["layers", "sharing", "dataflow"]))
+@given(seed=st.integers(0, 10**6), strategy=st.sampled_from(["layers", "sharing", "dataflow", "tensor"]))
 @example(seed=886001, strategy="layers")  # layer_norm2d alone: a strided output unfused
 @example(seed=96, strategy="dataflow")  # a `div` of 0 by 0: NaN in both outputs
 def test_generated_specs_fuse_to_the_same_function(seed, strategy):

@@ -129,6 +129,14 @@ def _squeezenet(name: str) -> Callable[[], nn.Module]:
     return make
 
 
+def _timm(name: str, **kwargs) -> Callable[[], nn.Module]:
+    """timm's model of that name, with fresh weights (never a download)."""
+    def make() -> nn.Module:
+        import timm
+        return timm.create_model(name, pretrained=False, **kwargs)
+    return make
+
+
 def _fpn() -> nn.Module:
     return resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=nn.BatchNorm2d,
                                trainable_layers=5)
@@ -226,6 +234,10 @@ TABLE = [
     # Not square, and the output stride's sizes not powers of two (low 9 × 12, high 5 × 6).
     Row("lraspp_mobilenet_v3_large", _randomised(_lraspp), (3, 72, 96), 3_221_538, 319, tag="72x96",
         overrides={"resolution": 64}, batch=2, seed=4, train=False, gradients=False),
+    # timm's ResNet-D (a deep stem, average-pooled shortcuts) and ECA-ResNet-D, whose
+    # attention convolves across the channels (conv1d) and gates the map.
+    Row("resnet50d", _randomised(_timm("resnet50d")), (3, 32, 32), 25_576_264, 332, seed=2),
+    Row("ecaresnet101d", _randomised(_timm("ecaresnet101d")), (3, 32, 32), 44_568_563, 671, seed=2),
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
     Row("densenet", lambda: tv.DenseNet(**{**DENSENET_SMALL, "block_config": (2, 3)}), (3, 32, 32),
         37_346, 79, tag="dropout", overrides=DENSENET_SMALL, rtol=0.0),
