@@ -99,6 +99,33 @@ def blocks(page: Path) -> list[Block]:
     return out
 
 
+def prose(text: str) -> str:
+    """The lines of a Markdown page outside its fenced code blocks."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if not fenced:
+            out.append(line)
+    return "\n".join(out)
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub makes of a heading: lower case, punctuation dropped, spaces
+    to hyphens (a repeated heading's -1, -2 ... aside).
+
+    >>> slug("General dataflow: named results")
+    'general-dataflow-named-results'
+    """
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def headings(text: str, level: int) -> list[str]:
+    """The text of each heading of exactly ``level`` (2 for ``##``), in order, outside code."""
+    return re.findall(rf"^{'#' * level}\s+(.*?)\s*$", prose(text), re.M)
+
+
 def workspace(tmp: Path, page: Path) -> tuple[Path, dict[str, str]]:
     """A scratch copy of the repository with the page's files written into it, and the
     environment of a shell in which the virtual environment is active."""

@@ -224,26 +224,14 @@ def test_every_markdown_file_cited_is_in_the_repository():
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def _prose(text: str) -> str:
-    """The lines of a Markdown page outside its fenced code blocks."""
-    out, fenced = [], False
-    for line in text.splitlines():
-        if line.lstrip().startswith("```"):
-            fenced = not fenced
-            continue
-        if not fenced:
-            out.append(line)
-    return "\n".join(out)
-
-
 def _anchors(path: Path) -> set[str]:
     """The anchors a page has, as GitHub makes them from its headings (lower case,
     punctuation dropped, spaces to hyphens, -1, -2 ... for repeats), and its own ids."""
-    text = _prose(path.read_text(encoding="utf-8"))
+    text = doc_blocks.prose(path.read_text(encoding="utf-8"))
     out: set[str] = set(re.findall(r'<a (?:id|name)="([^"]+)"', text))
     seen: dict[str, int] = {}
     for m in re.finditer(r"^#{1,6}\s+(.*?)\s*$", text, re.M):
-        slug = re.sub(r"[^\w\- ]", "", m.group(1).lower()).replace(" ", "-")
+        slug = doc_blocks.slug(m.group(1))
         n = seen.get(slug, 0)
         seen[slug] = n + 1
         out.add(slug if n == 0 else f"{slug}-{n}")
@@ -252,7 +240,7 @@ def _anchors(path: Path) -> set[str]:
 
 def _links(text: str):
     """(file, anchor) of each Markdown link with an anchor; file '' for the page itself."""
-    return re.findall(r"\]\(([^)\s#]*)#([^)\s]+)\)", _prose(text))
+    return re.findall(r"\]\(([^)\s#]*)#([^)\s]+)\)", doc_blocks.prose(text))
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -279,5 +267,5 @@ INTERNAL = re.compile(r"\b[Ii]ssues? ?#?\d+|\bsessions?\b|\bno GPU was lent\b|\b
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_no_page_names_internal_work_items(page):
-    found = [m.group(0) for m in INTERNAL.finditer(_prose(page.read_text(encoding="utf-8")))]
+    found = [m.group(0) for m in INTERNAL.finditer(doc_blocks.prose(page.read_text(encoding="utf-8")))]
     assert not found, f"{page.name} speaks of the project's work, not the software: {found}"
