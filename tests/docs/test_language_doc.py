@@ -27,3 +27,36 @@ def test_a_section_missing_from_the_contents_is_found():
     sections = doc_blocks.headings(text, 2)
     assert sections == ["A", "B", "C"]
     assert _contents(text) != [(title, doc_blocks.slug(title)) for title in sections]
+
+
+def _shown(value) -> str:
+    """A default as the spec language writes it."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "none"}[value]
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _layer_table(text: str) -> list[str]:
+    """The code spans of the first column of the `| layer | meaning |` table, in order."""
+    table = text.split("| layer | meaning |\n|---|---|\n", 1)[1].split("\n\n", 1)[0]
+    return [span for row in table.splitlines() for span in re.findall(r"`([^`]+)`", row.split(" | ")[0])]
+
+
+def test_the_layer_table_gives_every_layer_kind_once_with_its_signature():
+    from netdsl.layers import LAYERS, REQUIRED
+
+    spans = _layer_table(LANGUAGE)
+    kinds = [re.match(r"\w+", s).group(0) for s in spans]
+    repeated = sorted({k for k in kinds if kinds.count(k) > 1})
+    assert not repeated, f"rows repeated in the layer table: {repeated}"
+    assert sorted(kinds) == sorted(LAYERS)
+    for span, kind in zip(spans, kinds, strict=True):
+        args = ", ".join(a.name if a.default is REQUIRED else f"{a.name} = {_shown(a.default)}"
+                         for a in LAYERS[kind].args)
+        assert span == (f"{kind}({args})" if args else kind)
+
+
+def test_a_repeated_row_of_the_layer_table_is_found():
+    text = ("| layer | meaning |\n|---|---|\n| `relu(inplace = false)`, `sigmoid` | a |\n"
+            "| `flatten` | b |\n| `sigmoid` | c |\n\nafter\n")
+    assert _layer_table(text) == ["relu(inplace = false)", "sigmoid", "flatten", "sigmoid"]
