@@ -60,3 +60,52 @@ def test_a_repeated_row_of_the_layer_table_is_found():
     text = ("| layer | meaning |\n|---|---|\n| `relu(inplace = false)`, `sigmoid` | a |\n"
             "| `flatten` | b |\n| `sigmoid` | c |\n\nafter\n")
     assert _layer_table(text) == ["relu(inplace = false)", "sigmoid", "flatten", "sigmoid"]
+
+
+def _sections_of(text: str) -> dict[str, str]:
+    """Each `###` heading → the `##` section it sits in."""
+    out, section = {}, ""
+    for level, title in re.findall(r"^(##+)\s+(.*?)\s*$", doc_blocks.prose(text), re.M):
+        if level == "##":
+            section = title
+        elif level == "###":
+            out[title] = section
+    return out
+
+
+def _combinators() -> set[str]:
+    """The constructs whose IR node holds bodies of its own: every kind but the group."""
+    import typing
+
+    from netdsl import ir
+
+    nodes = typing.get_args(typing.get_args(ir.AnyNode)[0])
+    return {n.model_fields["kind"].default for n in nodes if n.body_fields} - {"scope"}
+
+
+def test_every_combinator_is_described_under_combinators():
+    combinators = _combinators()
+    assert {"residual", "concat", "dense", "gate", "split", "side"} <= combinators
+    placed = {re.match(r"`(\w+)", h).group(1): s for h, s in _sections_of(LANGUAGE).items()
+              if re.match(r"`(\w+)", h)}
+    for kind in combinators:
+        assert placed.get(kind) == "Combinators", f"`{kind}` is described under {placed.get(kind)!r}"
+
+
+_COUNTS = {"two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8}
+
+
+def test_a_count_of_connection_kinds_is_the_number_described():
+    # The page once said "four kinds of connection" after a fifth and a sixth were added.
+    described = sum(1 for s in _sections_of(LANGUAGE).values() if s == "Combinators")
+    assert described == len(_combinators())
+    stated = re.findall(r"\b(\w+) (?:kinds of connection|connection patterns|combinators)\b",
+                        doc_blocks.prose(LANGUAGE), flags=re.I)
+    for word in stated:
+        count = int(word) if word.isdigit() else _COUNTS.get(word.lower())
+        assert count is None or count == described, f"the page says {word}, it describes {described}"
+
+
+def test_a_construct_under_another_section_is_found():
+    text = "## Combinators\n\n### `residual`\n\n## Class names\n\n### `split { ... }`\n"
+    assert _sections_of(text) == {"`residual`": "Combinators", "`split { ... }`": "Class names"}
