@@ -205,6 +205,27 @@ def test_the_json_example_is_what_build_prints(capsys):
     assert example == real
 
 
+def _ms(number: str, unit: str) -> float:
+    return float(number) * (1000 if unit == "s" else 1)
+
+
+def test_the_time_a_check_takes_is_the_measured_one():
+    # cli.md once said "milliseconds" for a `check` that takes a quarter to half a second
+    # as a command, cold. Its figures are benchmarks.md's, and the command that measures them.
+    cli = (ROOT / "docs" / "cli.md").read_text()
+    bench = (ROOT / "docs" / "benchmarks.md").read_text()
+    section = cli.split("## `netdsl check SPEC`\n")[1].split("\n## ")[0]
+    assert "**How long it takes.**" in section, "cli.md: say how long `netdsl check` takes"
+    timing = " ".join(section.split("**How long it takes.**")[1].split("\n\n")[0].split())
+    miss = re.search(r"First check of a file \(a miss\): ([\d.]+) ms", bench).group(1)
+    hit = re.search(r"repeated check \(result cache hit\): ([\d.]+) ms", bench).group(1)
+    first, repeated = timing.split("A first check of a file")[1].split("a repeated check")
+    assert f"({miss} ms for resnet50)" in first and f"({hit} ms idle" in repeated
+    times = [_ms(n, u) for n, u in re.findall(r"([\d.]+)(?:–[\d.]+)? (ms|s)\b", first)]
+    assert times and min(times) >= 100 and "milliseconds" not in first, first  # imports, not ms
+    assert "`python bench/cold.py`" in timing
+
+
 def test_every_markdown_file_cited_is_in_the_repository():
     # The docs, tests and bench once cited a page of reference figures kept outside the repository.
     present = {p.name for p in ROOT.rglob("*.md") if ".git" not in p.parts}
