@@ -16,7 +16,9 @@ The convention, for whoever writes docs (README.md and every page of docs/):
     comment after it states the expression's value: `model.fc.out_features  # 10` is
     checked to be `repr` of the value (a tuple's without its parentheses).
 - Add ` no-run` to the language to show a block without running it: installs, editor
-  set-up, what needs a GPU, long benchmarks (```` ```sh no-run ````).
+  set-up, what needs a GPU, long benchmarks (```` ```sh no-run ````). Say why on the
+  line before it, `<!-- no-run: it installs packages -->`: every block that can run,
+  runs, unless its page says why not.
 - ```` ```text ```` is output shown without its command, or a synopsis: not run.
   ```` ```netdsl ```` is spec text; with `<!-- file: NAME -->` on the line before it,
   it is saved as NAME in the scratch copy before the page's commands run. Other
@@ -49,6 +51,7 @@ SHOWN = {"text", "netdsl", "json", "lua", "toml", "mermaid"}
 FLAGS = {"no-run"}
 _FENCE = re.compile(r"^```(.*)$")
 _FILE = re.compile(r"^<!-- file: (\S+) -->$")
+_NO_RUN = re.compile(r"^<!-- no-run: (.*?) ?-->$")
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Block:
     flags: set[str]
     text: str
     file: str | None  # the name given by a `<!-- file: NAME -->` line before it
+    reason: str | None = None  # why it is not run, from a `<!-- no-run: REASON -->` line before it
 
     @property
     def runs(self) -> bool:
@@ -93,9 +97,10 @@ def blocks(page: Path) -> list[Block]:
             raise ValueError(f"{page.name}:{start + 1}: a code block that is never closed")
         i += 1
         before = lines[start - 1] if start else ""
-        file = _FILE.match(before)
+        file, no_run = _FILE.match(before), _NO_RUN.match(before)
         out.append(Block(page, start + 1, words[0] if words else "", set(words[1:]),
-                         "\n".join(body) + "\n", file.group(1) if file else None))
+                         "\n".join(body) + "\n", file.group(1) if file else None,
+                         no_run.group(1).strip() if no_run else None))
     return out
 
 

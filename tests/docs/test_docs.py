@@ -131,9 +131,25 @@ def test_every_block_says_what_it_is():
         assert b.flags <= doc_blocks.FLAGS, f"{b.where}: unknown marks {b.flags - doc_blocks.FLAGS}"
         assert not b.flags or b.language in doc_blocks.RUN, f"{b.where}: no-run on a block that never runs"
         assert b.file is None or b.language == "netdsl", f"{b.where}: only spec text is saved as a file"
+        assert b.reason is None or "no-run" in b.flags, f"{b.where}: a reason not to run a block that runs"
     # Each kind of block this test knows is in the docs, so none of these checks is vacuous.
     assert {b.language for b in ALL_BLOCKS if b.runs} == doc_blocks.RUN
     assert any(not b.runs and b.language in doc_blocks.RUN for b in ALL_BLOCKS)
+
+
+def test_every_block_that_is_not_run_says_why():
+    unexplained = [b.where for b in ALL_BLOCKS if "no-run" in b.flags and not b.reason]
+    assert not unexplained, "say why each is not run, on the line before it: " \
+        f"<!-- no-run: it installs packages --> ({unexplained})"
+    assert sum("no-run" in b.flags for b in ALL_BLOCKS) > 10
+
+
+def test_a_reason_not_to_run_is_read_from_the_line_before_the_block(tmp_path):
+    page = tmp_path / ("page" + ".md")  # not a name the docs cite (that test reads this file)
+    page.write_text("<!-- no-run: it installs packages -->\n```sh no-run\npip install x\n```\n\n"
+                    "```sh no-run\npip install y\n```\n")
+    first, second = doc_blocks.blocks(page)
+    assert (first.reason, second.reason) == ("it installs packages", None)
 
 
 def test_the_error_catalogues_console_blocks_are_its_generated_examples():
