@@ -14,7 +14,9 @@ The convention, for whoever writes docs (README.md and every page of docs/):
     with status 0 unless its output shows an `error`.
   - ```` ```python ````: the block runs as a script. A line that is an expression with a
     comment after it states the expression's value: `model.fc.out_features  # 10` is
-    checked to be `repr` of the value (a tuple's without its parentheses).
+    checked to be `repr` of the value (a tuple's without its parentheses). It must also
+    paste into Python's interactive prompt: a blank line ends each indented block
+    (`for`, `with`, `def`) before the next statement, and none sits inside one.
 - Add ` no-run` to the language to show a block without running it: installs, editor
   set-up, what needs a GPU, long benchmarks (```` ```sh no-run ````). Say why on the
   line before it, `<!-- no-run: it installs packages -->`: every block that can run,
@@ -34,6 +36,7 @@ the recorded output of its examples, checked by tests/check/test_diagnostics.py,
 from __future__ import annotations
 
 import ast
+import code
 import contextlib
 import io
 import os
@@ -247,6 +250,38 @@ def run_python(block: Block, cwd: Path) -> None:
             assert stated in shown, f"{where}: the docs say {stated}, it is {repr(value)}"
     finally:
         os.chdir(old)
+
+
+class _Prompt(code.InteractiveConsole):
+    """Python's interactive prompt, compiling what is typed without running it."""
+
+    def __init__(self) -> None:
+        super().__init__(filename="<stdin>")
+        self.errors: list[str] = []
+
+    def runcode(self, code) -> None:
+        pass
+
+    def showsyntaxerror(self, filename=None, **kwargs) -> None:
+        error = sys.exc_info()[1]
+        self.errors.append(f"line {error.lineno} of the statement: {error.msg}: {(error.text or '').strip()!r}")
+
+
+def pasted(block: Block) -> list[str]:
+    r"""The syntax errors of the block pasted into Python's interactive prompt, line by line.
+
+    >>> b = Block(ROOT / "README.md", 1, "python", set(), "with a:\n    b = 1\nc = 2\n", None)
+    >>> pasted(b)
+    ["line 3 of the statement: invalid syntax: 'c = 2'"]
+    >>> b.text = "with a:\n    b = 1\n\nc = 2\n"
+    >>> pasted(b)
+    []
+    """
+    prompt = _Prompt()
+    for line in block.text.splitlines():
+        prompt.push(line)
+    prompt.push("")  # the Enter that ends what was pasted
+    return prompt.errors
 
 
 def run(block: Block, tmp: Path) -> None:

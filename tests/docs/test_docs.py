@@ -167,6 +167,15 @@ def test_every_example_runs_as_shown(block, tmp_path):
     doc_blocks.run(block, tmp_path)
 
 
+def test_every_python_example_can_be_pasted_into_the_prompt():
+    # The tutorial's training loop once ran as a script but not when pasted: no blank
+    # line after its `with` block.
+    python = [b for b in ALL_BLOCKS if b.language == "python"]
+    assert any(b.page.name == "tutorial.md" for b in python)
+    failed = {b.where: errors for b in python if (errors := doc_blocks.pasted(b))}
+    assert not failed, f"add a blank line after each indented block: {failed}"
+
+
 def test_the_docs_say_where_they_start_how_the_command_is_reached():
     setup = README.split("## Set up and try it")[1].split("\n## ")[0]
     cli = (ROOT / "docs" / "cli.md").read_text().split("\n## ")[0]
