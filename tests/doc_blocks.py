@@ -5,7 +5,9 @@ The convention, for whoever writes docs (README.md and every page of docs/):
 - Every fenced block names its language. ```` ```sh ````, ```` ```console ```` and
   ```` ```python ```` blocks are run by the tests, from the root of a scratch copy of
   the repository, as a reader with the virtual environment active runs them (`netdsl`,
-  `python` and `python3` on the PATH are the environment's):
+  `python` and `python3` on the PATH are the environment's). The pages of `OUTSIDE`
+  (the tutorial) run instead in an empty folder, as a reader follows them in a folder
+  of their own; `$REPO` names the repository, for a file they take from it:
   - ```` ```sh ````: the block is one shell script; it must exit with status 0.
   - ```` ```console ````: each line starting with `$ ` is a command, the lines under it
     its output (stdout and stderr together), compared line by line; a line `...` stands
@@ -50,6 +52,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = {"sh", "console", "python"}
+# Pages a reader follows in a folder of their own, outside the repository.
+OUTSIDE = {"tutorial.md"}
 SHOWN = {"text", "netdsl", "json", "lua", "toml", "mermaid"}
 FLAGS = {"no-run"}
 _FENCE = re.compile(r"^```(.*)$")
@@ -135,11 +139,17 @@ def headings(text: str, level: int) -> list[str]:
 
 
 def workspace(tmp: Path, page: Path) -> tuple[Path, dict[str, str]]:
-    """A scratch copy of the repository with the page's files written into it, and the
-    environment of a shell in which the virtual environment is active."""
-    root = tmp / "repo"
-    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis", "*.egg-info"))
+    """Where the page's commands run, with the page's files written into it, and the
+    environment of a shell in which the virtual environment is active: a scratch copy of
+    the repository, or for a page of ``OUTSIDE`` an empty folder, with ``REPO`` naming the
+    repository."""
+    outside = page.name in OUTSIDE
+    root = tmp / ("work" if outside else "repo")
+    if outside:
+        root.mkdir()
+    else:
+        shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis", "*.egg-info"))
     for b in blocks(page):
         if b.file:
             (root / b.file).write_text(b.text, encoding="utf-8")
@@ -152,6 +162,8 @@ def workspace(tmp: Path, page: Path) -> tuple[Path, dict[str, str]]:
            # The code under test is this checkout's, whatever is installed.
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "COLUMNS": "80"}
+    if outside:
+        env["REPO"] = str(ROOT)
     env.pop("NETDSL_TRACEBACK", None)
     return root, env
 
@@ -285,7 +297,11 @@ def pasted(block: Block) -> list[str]:
 
 
 def run(block: Block, tmp: Path) -> None:
-    cwd, env = workspace(tmp, block.page)
+    """Run the block on its own, in a workspace of its own."""
+    run_in(block, *workspace(tmp, block.page))
+
+
+def run_in(block: Block, cwd: Path, env: dict[str, str]) -> None:
     if block.language == "sh":
         run_sh(block, cwd, env)
     elif block.language == "console":

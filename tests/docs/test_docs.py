@@ -176,6 +176,32 @@ def test_every_python_example_can_be_pasted_into_the_prompt():
     assert not failed, f"add a blank line after each indented block: {failed}"
 
 
+def _untracked() -> set[str]:
+    r = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("not a git checkout")
+    return {line[3:] for line in r.stdout.splitlines() if line.startswith("?? ")}
+
+
+@pytest.mark.slow
+def test_the_tutorial_runs_in_a_folder_of_its_own(tmp_path):
+    # As a reader follows it: every block in order, in one empty folder outside the
+    # repository. It once left seven files in the repository's root.
+    page = ROOT / "docs" / "tutorial.md"
+    assert page.name in doc_blocks.OUTSIDE
+    before = _untracked()
+    cwd, env = doc_blocks.workspace(tmp_path, page)
+    assert ROOT.resolve() not in cwd.resolve().parents and cwd.resolve() != ROOT.resolve()
+    assert {p.name for p in cwd.iterdir()} == {b.file for b in doc_blocks.blocks(page) if b.file}
+    runs = [b for b in doc_blocks.blocks(page) if b.runs]
+    assert len(runs) > 5
+    for block in runs:
+        doc_blocks.run_in(block, cwd, env)
+    assert {"tiny.net", "tiny.pt", "reference.py", "tiny_model.py"} <= {p.name for p in cwd.iterdir()}
+    assert _untracked() == before, f"the tutorial wrote into the repository: {_untracked() - before}"
+
+
 def test_the_docs_say_where_they_start_how_the_command_is_reached():
     setup = README.split("## Set up and try it")[1].split("\n## ")[0]
     cli = (ROOT / "docs" / "cli.md").read_text().split("\n## ")[0]
