@@ -71,6 +71,15 @@ def test_readme_error_example_is_what_netdsl_prints(tmp_path):
     assert r.stderr.strip() == expected.strip()
 
 
+def test_the_readmes_map_of_the_package_names_its_folders():
+    # It once named a layers.py that had become the folder layers/.
+    text = " ".join(README.split("The folders of `netdsl/` are the pipeline")[1].split("\n\n")[0].split())
+    named = re.findall(r"`(\w+)/`", text)
+    packages = {p.parent.name for p in (ROOT / "netdsl").glob("*/__init__.py")}
+    assert not re.search(r"`\w+\.py`", text), "the map names folders, not modules"
+    assert len(named) == len(set(named)) and set(named) == packages, (named, packages)
+
+
 def test_readme_gives_the_two_setup_commands():
     assert "pip install -e . && .venv/bin/netdsl build specs/vgg16.net" in README
     assert "pip install -e '.[test,onnx]' && .venv/bin/python -m pytest" in README
