@@ -109,3 +109,11 @@ def test_a_count_of_connection_kinds_is_the_number_described():
 def test_a_construct_under_another_section_is_found():
     text = "## Combinators\n\n### `residual`\n\n## Class names\n\n### `split { ... }`\n"
     assert _sections_of(text) == {"`residual`": "Combinators", "`split { ... }`": "Class names"}
+
+
+def test_the_layers_apply_takes_are_the_checkers():
+    from netdsl.check.calls import FUNCTIONS
+
+    text = " ".join(LANGUAGE.split())
+    listed = re.search(r"It takes ([\w, ]+?) \(E0118 for others\)", text).group(1)
+    assert sorted(re.split(r",\s*|\s+and\s+", listed)) == sorted(FUNCTIONS)
