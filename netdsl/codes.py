@@ -16,6 +16,29 @@ from importlib import resources
 _ENTRY = re.compile(r"^## (E\d{4})\b.*?(?=^## |\Z)", re.M | re.S)
 _TITLE = re.compile(r"^## (E\d{4}): (.*)$", re.M)
 _MARKER = re.compile(r"^<!-- .* -->\n", re.M)
+# An example's first lines tell tests/errors_doc.py what the fixture must give.
+_HEADER = re.compile(r"^<!-- example: (\S+) -->\n```netdsl\n((?:# (?:expect|limit|set|export): .*\n)+)", re.M)
+_SAID = {"limit": "# checked with --limit {}", "set": "# checked with --set {}",
+         "export": "# exported with --format {}"}
+
+
+def _reader_header(m: re.Match) -> str:
+    """An example's test header as a reader's comments, one line for each: the file's
+    name, then the options its command takes. Each keeps its line, so that the line
+    numbers of the diagnostic shown below it stay true of the example shown.
+
+    >>> text = "<!-- example: E0402_deep.net -->\\n```netdsl\\n# expect: E0402 at 6:11\\n# limit: max_nesting=4\\n"
+    >>> print(_HEADER.sub(_reader_header, text), end="")
+    <!-- example: E0402_deep.net -->
+    ```netdsl
+    # E0402_deep.net
+    # checked with --limit max_nesting=4
+    """
+    lines = [f"# {m.group(1)}"]
+    for line in m.group(2).splitlines()[1:]:
+        key, value = line[2:].split(": ", 1)
+        lines.append(_SAID[key].format(value))
+    return f"<!-- example: {m.group(1)} -->\n```netdsl\n" + "".join(f"{line}\n" for line in lines)
 
 
 @functools.lru_cache(maxsize=1)
@@ -30,8 +53,10 @@ def entries() -> dict[str, str]:
     >>> "E0301" in entries()
     True
     """
-    # The markers only tell tests/errors_doc.py where the generated examples go.
-    return {m.group(1): _MARKER.sub("", m.group(0)).rstrip() + "\n" for m in _ENTRY.finditer(_text())}
+    # The markers and the examples' headers only tell tests/errors_doc.py where the
+    # generated examples go and what they must give.
+    text = _HEADER.sub(_reader_header, _text())
+    return {m.group(1): _MARKER.sub("", m.group(0)).rstrip() + "\n" for m in _ENTRY.finditer(text)}
 
 
 def titles() -> dict[str, str]:

@@ -5,7 +5,9 @@ The convention, for whoever writes docs (README.md and every page of docs/):
 - Every fenced block names its language. ```` ```sh ````, ```` ```console ```` and
   ```` ```python ```` blocks are run by the tests, from the root of a scratch copy of
   the repository, as a reader with the virtual environment active runs them (`netdsl`,
-  `python` and `python3` on the PATH are the environment's):
+  `python` and `python3` on the PATH are the environment's). The pages of `OUTSIDE`
+  (the tutorial) run instead in an empty folder, as a reader follows them in a folder
+  of their own; `$REPO` names the repository, for a file they take from it:
   - ```` ```sh ````: the block is one shell script; it must exit with status 0.
   - ```` ```console ````: each line starting with `$ ` is a command, the lines under it
     its output (stdout and stderr together), compared line by line; a line `...` stands
@@ -14,9 +16,13 @@ The convention, for whoever writes docs (README.md and every page of docs/):
     with status 0 unless its output shows an `error`.
   - ```` ```python ````: the block runs as a script. A line that is an expression with a
     comment after it states the expression's value: `model.fc.out_features  # 10` is
-    checked to be `repr` of the value (a tuple's without its parentheses).
+    checked to be `repr` of the value (a tuple's without its parentheses). It must also
+    paste into Python's interactive prompt: a blank line ends each indented block
+    (`for`, `with`, `def`) before the next statement, and none sits inside one.
 - Add ` no-run` to the language to show a block without running it: installs, editor
-  set-up, what needs a GPU, long benchmarks (```` ```sh no-run ````).
+  set-up, what needs a GPU, long benchmarks (```` ```sh no-run ````). Say why on the
+  line before it, `<!-- no-run: it installs packages -->`: every block that can run,
+  runs, unless its page says why not.
 - ```` ```text ```` is output shown without its command, or a synopsis: not run.
   ```` ```netdsl ```` is spec text; with `<!-- file: NAME -->` on the line before it,
   it is saved as NAME in the scratch copy before the page's commands run. Other
@@ -32,6 +38,7 @@ the recorded output of its examples, checked by tests/check/test_diagnostics.py,
 from __future__ import annotations
 
 import ast
+import code
 import contextlib
 import io
 import os
@@ -45,10 +52,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = {"sh", "console", "python"}
+# Pages a reader follows in a folder of their own, outside the repository.
+OUTSIDE = {"tutorial.md"}
 SHOWN = {"text", "netdsl", "json", "lua", "toml", "mermaid"}
 FLAGS = {"no-run"}
 _FENCE = re.compile(r"^```(.*)$")
 _FILE = re.compile(r"^<!-- file: (\S+) -->$")
+_NO_RUN = re.compile(r"^<!-- no-run: (.*?) ?-->$")
 
 
 @dataclass
@@ -59,6 +69,7 @@ class Block:
     flags: set[str]
     text: str
     file: str | None  # the name given by a `<!-- file: NAME -->` line before it
+    reason: str | None = None  # why it is not run, from a `<!-- no-run: REASON -->` line before it
 
     @property
     def runs(self) -> bool:
@@ -93,18 +104,52 @@ def blocks(page: Path) -> list[Block]:
             raise ValueError(f"{page.name}:{start + 1}: a code block that is never closed")
         i += 1
         before = lines[start - 1] if start else ""
-        file = _FILE.match(before)
+        file, no_run = _FILE.match(before), _NO_RUN.match(before)
         out.append(Block(page, start + 1, words[0] if words else "", set(words[1:]),
-                         "\n".join(body) + "\n", file.group(1) if file else None))
+                         "\n".join(body) + "\n", file.group(1) if file else None,
+                         no_run.group(1).strip() if no_run else None))
     return out
 
 
+def prose(text: str) -> str:
+    """The lines of a Markdown page outside its fenced code blocks."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if not fenced:
+            out.append(line)
+    return "\n".join(out)
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub makes of a heading: lower case, punctuation dropped, spaces
+    to hyphens (a repeated heading's -1, -2 ... aside).
+
+    >>> slug("General dataflow: named results")
+    'general-dataflow-named-results'
+    """
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def headings(text: str, level: int) -> list[str]:
+    """The text of each heading of exactly ``level`` (2 for ``##``), in order, outside code."""
+    return re.findall(rf"^{'#' * level}\s+(.*?)\s*$", prose(text), re.M)
+
+
 def workspace(tmp: Path, page: Path) -> tuple[Path, dict[str, str]]:
-    """A scratch copy of the repository with the page's files written into it, and the
-    environment of a shell in which the virtual environment is active."""
-    root = tmp / "repo"
-    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis", "*.egg-info"))
+    """Where the page's commands run, with the page's files written into it, and the
+    environment of a shell in which the virtual environment is active: a scratch copy of
+    the repository, or for a page of ``OUTSIDE`` an empty folder, with ``REPO`` naming the
+    repository."""
+    outside = page.name in OUTSIDE
+    root = tmp / ("work" if outside else "repo")
+    if outside:
+        root.mkdir()
+    else:
+        shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis", "*.egg-info"))
     for b in blocks(page):
         if b.file:
             (root / b.file).write_text(b.text, encoding="utf-8")
@@ -117,6 +162,8 @@ def workspace(tmp: Path, page: Path) -> tuple[Path, dict[str, str]]:
            # The code under test is this checkout's, whatever is installed.
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "COLUMNS": "80"}
+    if outside:
+        env["REPO"] = str(ROOT)
     env.pop("NETDSL_TRACEBACK", None)
     return root, env
 
@@ -217,8 +264,44 @@ def run_python(block: Block, cwd: Path) -> None:
         os.chdir(old)
 
 
+class _Prompt(code.InteractiveConsole):
+    """Python's interactive prompt, compiling what is typed without running it."""
+
+    def __init__(self) -> None:
+        super().__init__(filename="<stdin>")
+        self.errors: list[str] = []
+
+    def runcode(self, code) -> None:
+        pass
+
+    def showsyntaxerror(self, filename=None, **kwargs) -> None:
+        error = sys.exc_info()[1]
+        self.errors.append(f"line {error.lineno} of the statement: {error.msg}: {(error.text or '').strip()!r}")
+
+
+def pasted(block: Block) -> list[str]:
+    r"""The syntax errors of the block pasted into Python's interactive prompt, line by line.
+
+    >>> b = Block(ROOT / "README.md", 1, "python", set(), "with a:\n    b = 1\nc = 2\n", None)
+    >>> pasted(b)
+    ["line 3 of the statement: invalid syntax: 'c = 2'"]
+    >>> b.text = "with a:\n    b = 1\n\nc = 2\n"
+    >>> pasted(b)
+    []
+    """
+    prompt = _Prompt()
+    for line in block.text.splitlines():
+        prompt.push(line)
+    prompt.push("")  # the Enter that ends what was pasted
+    return prompt.errors
+
+
 def run(block: Block, tmp: Path) -> None:
-    cwd, env = workspace(tmp, block.page)
+    """Run the block on its own, in a workspace of its own."""
+    run_in(block, *workspace(tmp, block.page))
+
+
+def run_in(block: Block, cwd: Path, env: dict[str, str]) -> None:
     if block.language == "sh":
         run_sh(block, cwd, env)
     elif block.language == "console":

@@ -74,3 +74,39 @@ def test_explain_without_a_code_lists_every_code_with_its_title():
 def test_an_unknown_code_points_at_the_list():
     r = explain_cli("E0999")
     assert r.returncode == 2 and "unknown error code 'E0999'" in r.stderr and "netdsl explain lists" in r.stderr
+
+
+# The first lines of an example in netdsl/errors.md tell tests/errors_doc.py what it must give.
+_TEST_HEADER = re.compile(r"^\s*# (expect|limit|set|export): ", re.M)
+
+
+def _example_and_output(markdown):
+    """The example spec's lines and its console output, as the entry shows them."""
+    spec = re.search(r"^```netdsl\n(.*?)^```", markdown, re.M | re.S).group(1)
+    # A byte that is not UTF-8 is shown as \xNN; the diagnostic quotes it as the file holds it.
+    spec = re.sub(rb"\\x([0-9a-f]{2})", lambda b: bytes([int(b.group(1), 16)]), spec.encode("utf-8"))
+    spec = spec.decode("utf-8", "replace").splitlines()
+    console = re.search(r"^```console\n(.*?)^```", markdown, re.M | re.S).group(1)
+    return spec, console
+
+
+@pytest.mark.parametrize("code", sorted(entries()))
+def test_no_entry_shows_the_test_header_and_its_line_numbers_stay_true(code):
+    text = render(explain(code), width=80)
+    assert not _TEST_HEADER.search(text), code
+    # Each line a diagnostic quotes from the example is that line of the example as shown.
+    spec, console = _example_and_output(explain(code))
+    name = re.match(r"# (\S+\.net)$", spec[0])
+    assert name, f"{code}: the example starts with its file's name, not {spec[0]!r}"
+    quoted = re.findall(rf"--> {re.escape(name.group(1))}:(\d+):\d+\n(?:.*\n)*?(\d+) \| (.*)", console)
+    for at, line, source in quoted:
+        if at == line:
+            assert spec[int(line) - 1].rstrip() == source.rstrip(), (code, line)
+
+
+def test_netdsl_explain_prints_no_test_header():
+    r = explain_cli("E0306")
+    assert r.returncode == 0, r.stderr
+    assert "expect:" not in r.stdout
+    assert "    # E0306_needs_image.net\n    # A convolution after `flatten`." in r.stdout
+    assert "6 |     conv2d(16, 3)" in r.stdout and r.stdout.count("conv2d(16, 3)") == 2

@@ -71,11 +71,22 @@ def test_readme_error_example_is_what_netdsl_prints(tmp_path):
     assert r.stderr.strip() == expected.strip()
 
 
+def test_the_readmes_map_of_the_package_names_its_folders():
+    # It once named a layers.py that had become the folder layers/.
+    text = " ".join(README.split("The folders of `netdsl/` are the pipeline")[1].split("\n\n")[0].split())
+    named = re.findall(r"`(\w+)/`", text)
+    packages = {p.parent.name for p in (ROOT / "netdsl").glob("*/__init__.py")}
+    assert not re.search(r"`\w+\.py`", text), "the map names folders, not modules"
+    assert len(named) == len(set(named)) and set(named) == packages, (named, packages)
+
+
 def test_readme_gives_the_two_setup_commands():
     assert "pip install -e . && .venv/bin/netdsl build specs/vgg16.net" in README
-    assert "pip install -e '.[test,onnx]' && .venv/bin/python -m pytest" in README
+    # CI runs the README's test command, word for word.
+    command = re.search(r"^python3 -m venv \.venv && \.venv/bin/pip install -e '\.\[test,onnx\]' && .*$", README,
+                        flags=re.M).group(0)
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "python3 -m venv .venv && .venv/bin/pip install -e '.[test,onnx]' && .venv/bin/python -m pytest" in ci
+    assert command in ci.splitlines()
 
 
 def test_language_examples_that_are_whole_specs_compile(tmp_path):
@@ -131,9 +142,25 @@ def test_every_block_says_what_it_is():
         assert b.flags <= doc_blocks.FLAGS, f"{b.where}: unknown marks {b.flags - doc_blocks.FLAGS}"
         assert not b.flags or b.language in doc_blocks.RUN, f"{b.where}: no-run on a block that never runs"
         assert b.file is None or b.language == "netdsl", f"{b.where}: only spec text is saved as a file"
+        assert b.reason is None or "no-run" in b.flags, f"{b.where}: a reason not to run a block that runs"
     # Each kind of block this test knows is in the docs, so none of these checks is vacuous.
     assert {b.language for b in ALL_BLOCKS if b.runs} == doc_blocks.RUN
     assert any(not b.runs and b.language in doc_blocks.RUN for b in ALL_BLOCKS)
+
+
+def test_every_block_that_is_not_run_says_why():
+    unexplained = [b.where for b in ALL_BLOCKS if "no-run" in b.flags and not b.reason]
+    assert not unexplained, "say why each is not run, on the line before it: " \
+        f"<!-- no-run: it installs packages --> ({unexplained})"
+    assert sum("no-run" in b.flags for b in ALL_BLOCKS) > 10
+
+
+def test_a_reason_not_to_run_is_read_from_the_line_before_the_block(tmp_path):
+    page = tmp_path / ("page" + ".md")  # not a name the docs cite (that test reads this file)
+    page.write_text("<!-- no-run: it installs packages -->\n```sh no-run\npip install x\n```\n\n"
+                    "```sh no-run\npip install y\n```\n")
+    first, second = doc_blocks.blocks(page)
+    assert (first.reason, second.reason) == ("it installs packages", None)
 
 
 def test_the_error_catalogues_console_blocks_are_its_generated_examples():
@@ -149,6 +176,41 @@ def test_the_error_catalogues_console_blocks_are_its_generated_examples():
 @pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.runs], ids=lambda b: b.where)
 def test_every_example_runs_as_shown(block, tmp_path):
     doc_blocks.run(block, tmp_path)
+
+
+def test_every_python_example_can_be_pasted_into_the_prompt():
+    # The tutorial's training loop once ran as a script but not when pasted: no blank
+    # line after its `with` block.
+    python = [b for b in ALL_BLOCKS if b.language == "python"]
+    assert any(b.page.name == "tutorial.md" for b in python)
+    failed = {b.where: errors for b in python if (errors := doc_blocks.pasted(b))}
+    assert not failed, f"add a blank line after each indented block: {failed}"
+
+
+def _untracked() -> set[str]:
+    r = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("not a git checkout")
+    return {line[3:] for line in r.stdout.splitlines() if line.startswith("?? ")}
+
+
+@pytest.mark.slow
+def test_the_tutorial_runs_in_a_folder_of_its_own(tmp_path):
+    # As a reader follows it: every block in order, in one empty folder outside the
+    # repository. It once left seven files in the repository's root.
+    page = ROOT / "docs" / "tutorial.md"
+    assert page.name in doc_blocks.OUTSIDE
+    before = _untracked()
+    cwd, env = doc_blocks.workspace(tmp_path, page)
+    assert ROOT.resolve() not in cwd.resolve().parents and cwd.resolve() != ROOT.resolve()
+    assert {p.name for p in cwd.iterdir()} == {b.file for b in doc_blocks.blocks(page) if b.file}
+    runs = [b for b in doc_blocks.blocks(page) if b.runs]
+    assert len(runs) > 5
+    for block in runs:
+        doc_blocks.run_in(block, cwd, env)
+    assert {"tiny.net", "tiny.pt", "reference.py", "tiny_model.py"} <= {p.name for p in cwd.iterdir()}
+    assert _untracked() == before, f"the tutorial wrote into the repository: {_untracked() - before}"
 
 
 def test_the_docs_say_where_they_start_how_the_command_is_reached():
@@ -205,6 +267,27 @@ def test_the_json_example_is_what_build_prints(capsys):
     assert example == real
 
 
+def _ms(number: str, unit: str) -> float:
+    return float(number) * (1000 if unit == "s" else 1)
+
+
+def test_the_time_a_check_takes_is_the_measured_one():
+    # cli.md once said "milliseconds" for a `check` that takes a quarter to half a second
+    # as a command, cold. Its figures are benchmarks.md's, and the command that measures them.
+    cli = (ROOT / "docs" / "cli.md").read_text()
+    bench = (ROOT / "docs" / "benchmarks.md").read_text()
+    section = cli.split("## `netdsl check SPEC`\n")[1].split("\n## ")[0]
+    assert "**How long it takes.**" in section, "cli.md: say how long `netdsl check` takes"
+    timing = " ".join(section.split("**How long it takes.**")[1].split("\n\n")[0].split())
+    miss = re.search(r"First check of a file \(a miss\): ([\d.]+) ms", bench).group(1)
+    hit = re.search(r"repeated check \(result cache hit\): ([\d.]+) ms", bench).group(1)
+    first, repeated = timing.split("A first check of a file")[1].split("a repeated check")
+    assert f"({miss} ms for resnet50)" in first and f"({hit} ms idle" in repeated
+    times = [_ms(n, u) for n, u in re.findall(r"([\d.]+)(?:–[\d.]+)? (ms|s)\b", first)]
+    assert times and min(times) >= 100 and "milliseconds" not in first, first  # imports, not ms
+    assert "`python bench/cold.py`" in timing
+
+
 def test_every_markdown_file_cited_is_in_the_repository():
     # The docs, tests and bench once cited a page of reference figures kept outside the repository.
     present = {p.name for p in ROOT.rglob("*.md") if ".git" not in p.parts}
@@ -224,26 +307,14 @@ def test_every_markdown_file_cited_is_in_the_repository():
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def _prose(text: str) -> str:
-    """The lines of a Markdown page outside its fenced code blocks."""
-    out, fenced = [], False
-    for line in text.splitlines():
-        if line.lstrip().startswith("```"):
-            fenced = not fenced
-            continue
-        if not fenced:
-            out.append(line)
-    return "\n".join(out)
-
-
 def _anchors(path: Path) -> set[str]:
     """The anchors a page has, as GitHub makes them from its headings (lower case,
     punctuation dropped, spaces to hyphens, -1, -2 ... for repeats), and its own ids."""
-    text = _prose(path.read_text(encoding="utf-8"))
+    text = doc_blocks.prose(path.read_text(encoding="utf-8"))
     out: set[str] = set(re.findall(r'<a (?:id|name)="([^"]+)"', text))
     seen: dict[str, int] = {}
     for m in re.finditer(r"^#{1,6}\s+(.*?)\s*$", text, re.M):
-        slug = re.sub(r"[^\w\- ]", "", m.group(1).lower()).replace(" ", "-")
+        slug = doc_blocks.slug(m.group(1))
         n = seen.get(slug, 0)
         seen[slug] = n + 1
         out.add(slug if n == 0 else f"{slug}-{n}")
@@ -252,7 +323,7 @@ def _anchors(path: Path) -> set[str]:
 
 def _links(text: str):
     """(file, anchor) of each Markdown link with an anchor; file '' for the page itself."""
-    return re.findall(r"\]\(([^)\s#]*)#([^)\s]+)\)", _prose(text))
+    return re.findall(r"\]\(([^)\s#]*)#([^)\s]+)\)", doc_blocks.prose(text))
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -279,5 +350,5 @@ INTERNAL = re.compile(r"\b[Ii]ssues? ?#?\d+|\bsessions?\b|\bno GPU was lent\b|\b
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_no_page_names_internal_work_items(page):
-    found = [m.group(0) for m in INTERNAL.finditer(_prose(page.read_text(encoding="utf-8")))]
+    found = [m.group(0) for m in INTERNAL.finditer(doc_blocks.prose(page.read_text(encoding="utf-8")))]
     assert not found, f"{page.name} speaks of the project's work, not the software: {found}"
