@@ -83,15 +83,22 @@ def build() -> dict:
                 {"match": rf"\b(shortcut|side)\s+(?!if\b)({NAME})",
                  "captures": {"1": {"name": "keyword.other.combinator.netdsl"},
                               "2": {"name": "entity.name.tag.label.netdsl"}}},
+                # Taken whole so that #argument does not read `let x = ...`'s name as an argument.
+                {"match": rf"\b(let)\s+({NAME})", "captures": {"1": {"name": "storage.type.netdsl"}}},
             ]},
             # A label starts a statement: at the start of a line, or after `{` or `;`.
             "label": {"match": rf"(?:^|(?<=[{{;]))\s*({NAME})\s*(:)",
                       "captures": {"1": {"name": "entity.name.tag.label.netdsl"},
                                    "2": {"name": "punctuation.separator.label.netdsl"}}},
+            # A name followed by `=` (not `==`) is an argument's: `conv2d(64, 3, padding = 1)`,
+            # `scale(init = 1e-6)`, a parameter's default in a header. The other names before
+            # `=` are a `let`'s (taken by #definition) and `init conv2d.weight`'s, after a dot.
+            "argument": {"match": rf"(?<!\.)\b({NAME})(?=\s*=(?!=))",
+                         "captures": {"1": {"name": "variable.parameter.netdsl"}}},
             "expression": {"patterns": [
                 {"include": "#comment"}, {"include": "#string"}, {"include": "#number"},
-                {"include": "#keywords"}, {"include": "#layers"}, {"include": "#builtins"},
-                {"include": "#init-schemes"},
+                {"include": "#argument"}, {"include": "#keywords"}, {"include": "#layers"},
+                {"include": "#builtins"}, {"include": "#init-schemes"},
                 {"name": "variable.language.netdsl", "match": r"\bin_channels\b"},
                 {"match": rf"\b({NAME})(?=\s*\()", "captures": {"1": {"name": "entity.name.function.call.netdsl"}}},
                 {"name": "keyword.operator.netdsl", "match": r"->|\*\*|//|==|!=|<=|>=|[-+*/%<>=]"},

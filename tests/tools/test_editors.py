@@ -97,6 +97,96 @@ def test_labels_numbers_and_words_match_what_they_should():
     assert _find("layers", "relu6 relu conv2d conv2d_x") == ["relu6", "relu", "conv2d"]
 
 
+def _rules(node: dict) -> list[dict]:
+    """The match and begin rules among ``node``'s patterns, in order, includes resolved."""
+    found = []
+    for child in node.get("patterns", []):
+        while "include" in child:
+            child = REPO[child["include"].removeprefix("#")]
+        found.extend([child] if "match" in child or "begin" in child else _rules(child))
+    return found
+
+
+def _tokenize(line: str) -> list[tuple[str, str]]:
+    """One line as a TextMate engine tokenizes it: ``(text, innermost scope)`` pairs, ``""``
+    where no rule names the text (split there into words and marks), spaces left out. At
+    each position the rule whose match starts first wins, the first listed on a tie; inside
+    a begin/end rule its end wins a tie. A string ends on its line, so a line of a spec
+    needs nothing carried over from the lines above."""
+    painted: list[tuple[str, ...]] = [()] * len(line)
+
+    def paint(m, base, name, captures):
+        outer = base + ((name,) if name else ())
+        painted[m.start():m.end()] = [outer] * (m.end() - m.start())
+        for group, cap in captures.items():
+            if m.start(int(group)) >= 0:
+                a, b = m.span(int(group))
+                painted[a:b] = [outer + (cap["name"],)] * (b - a)
+        return outer
+
+    stack: list[tuple[dict, tuple[str, ...]]] = [(GRAMMAR, ())]
+    pos = 0
+    while pos < len(line):
+        rule, base = stack[-1]
+        best = None
+        for candidate in _rules(rule):
+            m = re.compile(candidate.get("match") or candidate["begin"]).search(line, pos)
+            if m and (best is None or m.start() < best[1].start()):
+                best = candidate, m
+        end = re.compile(rule["end"]).search(line, pos) if "end" in rule else None
+        if end and (best is None or end.start() <= best[1].start()):
+            painted[pos:end.start()] = [base] * (end.start() - pos)
+            paint(end, base, None, rule.get("endCaptures", {}))
+            stack.pop()
+            pos = end.end()
+        elif best is None:
+            painted[pos:] = [base] * (len(line) - pos)
+            break
+        else:
+            candidate, m = best
+            painted[pos:m.start()] = [base] * (m.start() - pos)
+            if "begin" in candidate:
+                stack.append((candidate, paint(m, base, candidate.get("name"), candidate.get("beginCaptures", {}))))
+            else:
+                paint(m, base, candidate.get("name"), candidate.get("captures", {}))
+            pos = max(m.end(), pos + (m.end() == pos))  # an empty match must not stall
+    tokens: list[tuple[str, str]] = []
+    for i, scopes in enumerate(painted):
+        if i and scopes == painted[i - 1]:
+            tokens[-1] = (tokens[-1][0] + line[i], tokens[-1][1])
+        else:
+            tokens.append((line[i], scopes[-1] if scopes else ""))
+    return [piece for text, scope in tokens
+            for piece in ([(text, scope)] if scope else [(word, "") for word in re.findall(r"\w+|\S", text)])]
+
+
+PARAMETER, LABEL, NUMBER = "variable.parameter.netdsl", "entity.name.tag.label.netdsl", "constant.numeric.netdsl"
+
+
+def test_the_tokenizer_reads_the_grammar_as_textmate_does():
+    assert _tokenize('    conv1: conv2d(64, 7, name = "a {b} = c")  # d = e') == [
+        ("conv1", LABEL), (":", "punctuation.separator.label.netdsl"), ("conv2d", "support.class.layer.netdsl"),
+        ("(", ""), ("64", NUMBER), (",", "punctuation.separator.netdsl"), ("7", NUMBER),
+        (",", "punctuation.separator.netdsl"), ("name", PARAMETER), ("=", "keyword.operator.netdsl"),
+        ('"a ', "string.quoted.double.netdsl"), ("{", "punctuation.definition.template-expression.begin.netdsl"),
+        ("b", "meta.template.expression.netdsl"), ("}", "punctuation.definition.template-expression.end.netdsl"),
+        (" = c\"", "string.quoted.double.netdsl"), (")", ""), ("# d = e", "comment.line.number-sign.netdsl")]
+
+
+def test_an_argument_name_is_an_argument_not_a_layer_or_keyword():
+    # alexnet.net:4:37: `dropout` is a layer's name too; `init` in convnext.net a keyword.
+    tokens = _tokenize("network alexnet(num_classes = 1000, dropout = 0.5) as AlexNet {")
+    assert ("dropout", PARAMETER) in tokens and ("num_classes", PARAMETER) in tokens
+    assert ("init", PARAMETER) in _tokenize("        layer_scale: scale(init = layer_scale)")
+    assert ("stride", PARAMETER) in _tokenize("               stride = 2, dropout = dropout)")
+    assert ("dropout", "support.class.layer.netdsl") in _tokenize("    dropout(p = dropout)")
+    # Names before `=` that are no argument's, and `==`.
+    assert ("weight", PARAMETER) not in _tokenize("    init conv2d.weight = ones")
+    assert ("init", "keyword.other.netdsl") in _tokenize("    init conv2d.weight = ones")
+    assert ("x", PARAMETER) not in _tokenize("    let x = 2")
+    assert ("depth", PARAMETER) not in _tokenize("    relu if depth == 50 else gelu")
+
+
 def test_the_extension_manifest_holds_together():
     pkg = json.loads((VSCODE / "package.json").read_text())
     (lang,) = pkg["contributes"]["languages"]
