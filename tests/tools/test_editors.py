@@ -187,6 +187,10 @@ def test_an_argument_name_is_an_argument_not_a_layer_or_keyword():
     assert ("depth", PARAMETER) not in _tokenize("    relu if depth == 50 else gelu")
 
 
+def test_the_word_after_reuse_is_a_label():
+    assert _tokenize("    reuse relu") == [("reuse", "keyword.other.netdsl"), ("relu", LABEL)]
+
+
 def test_the_extension_manifest_holds_together():
     pkg = json.loads((VSCODE / "package.json").read_text())
     (lang,) = pkg["contributes"]["languages"]
