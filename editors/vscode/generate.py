@@ -111,8 +111,9 @@ def build() -> dict:
             "layers": {"name": "support.class.layer.netdsl", "match": _words(layers)},
             "builtins": {"name": "support.function.builtin.netdsl", "match": _words(builtins)},
             "init-schemes": {"name": "support.function.init.netdsl", "match": _words(schemes)},
+            # As netdsl's lexer reads them: `1.` is one number (a `\b` at the end would split it).
             "number": {"name": "constant.numeric.netdsl",
-                       "match": r"(?<![\w.])(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\b"},
+                       "match": r"(?<![\w.])(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?(?!\w)"},
             # Strings are one line; `{...}` holds an expression, `{{` and `}}` are braces.
             "string": {"name": "string.quoted.double.netdsl", "begin": '"', "end": '"|$',
                        "patterns": [

@@ -191,6 +191,12 @@ def test_the_word_after_reuse_is_a_label():
     assert _tokenize("    reuse relu") == [("reuse", "keyword.other.netdsl"), ("relu", LABEL)]
 
 
+def test_a_number_is_one_token_as_the_lexer_reads_it():
+    tokens = _tokenize("    dropout(p = 1., q = 1.e-3, r = .5) * 2")
+    assert [t for t, scope in tokens if scope == NUMBER] == ["1.", "1.e-3", ".5", "2"]
+    assert [t for t, scope in _tokenize("conv2d x1.y 2x") if scope == NUMBER] == []
+
+
 def test_the_extension_manifest_holds_together():
     pkg = json.loads((VSCODE / "package.json").read_text())
     (lang,) = pkg["contributes"]["languages"]
