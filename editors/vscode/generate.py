@@ -88,8 +88,9 @@ def build() -> dict:
                 # Taken whole so that #argument does not read `let x = ...`'s name as an argument.
                 {"match": rf"\b(let)\s+({NAME})", "captures": {"1": {"name": "storage.type.netdsl"}}},
             ]},
-            # A label starts a statement: at the start of a line, or after `{` or `;`.
-            "label": {"match": rf"(?:^|(?<=[{{;]))\s*({NAME})\s*(:)",
+            # A label starts a statement: at the start of a line, or after `{` or `;`; in
+            # `output dict(a: x, b: y)` it starts an entry, after `(` or `,`.
+            "label": {"match": rf"(?:^|(?<=[{{;(,]))\s*({NAME})\s*(:)",
                       "captures": {"1": {"name": LABEL},
                                    "2": {"name": "punctuation.separator.label.netdsl"}}},
             # A name followed by `=` (not `==`) is an argument's: `conv2d(64, 3, padding = 1)`,

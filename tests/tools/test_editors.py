@@ -97,6 +97,7 @@ def test_labels_numbers_and_words_match_what_they_should():
     assert _find("layers", "relu6 relu conv2d conv2d_x") == ["relu6", "relu", "conv2d"]
 
 
+
 def _rules(node: dict) -> list[dict]:
     """The match and begin rules among ``node``'s patterns, in order, includes resolved."""
     found = []
@@ -191,10 +192,64 @@ def test_the_word_after_reuse_is_a_label():
     assert _tokenize("    reuse relu") == [("reuse", "keyword.other.netdsl"), ("relu", LABEL)]
 
 
+def test_the_entries_of_an_output_dict_are_labels():
+    tokens = _tokenize('    output dict("0": p0, pool: pool, aux: x)')
+    assert ("pool", LABEL) in tokens and ("aux", LABEL) in tokens
+    assert ("pool", "") in tokens and ("x", "") in tokens  # the results they name are not
+    assert _tokenize("    pool: pool)")[0] == ("pool", LABEL)  # an entry on a line of its own
+
+
 def test_a_number_is_one_token_as_the_lexer_reads_it():
     tokens = _tokenize("    dropout(p = 1., q = 1.e-3, r = .5) * 2")
     assert [t for t, scope in tokens if scope == NUMBER] == ["1.", "1.e-3", ".5", "2"]
     assert [t for t, scope in _tokenize("conv2d x1.y 2x") if scope == NUMBER] == []
+
+
+def _shipped_specs() -> list[Path]:
+    return sorted([*(ROOT / "specs").glob("*.net"), *(ROOT / "netdsl" / "stdlib").glob("*.net")])
+
+
+def _tokens_at(line: str) -> dict[tuple[int, str], str]:
+    """``_tokenize(line)`` keyed by each token's 1-based column and text."""
+    found, at = {}, 0
+    for text, scope in _tokenize(line):
+        at = line.index(text, at)
+        found[at + 1, text] = scope
+        at += len(text)
+    return found
+
+
+def test_every_shipped_spec_scopes_arguments_labels_and_numbers():
+    """Over every shipped spec, what netdsl's own lexer says is an argument name (a name
+    before `=` inside parentheses), a `reuse` target, an `output` entry's label or a
+    number gets that scope, as one token."""
+    from netdsl.syntax.parser import _lark
+
+    checked = {PARAMETER: 0, LABEL: 0, NUMBER: 0}
+    for path in _shipped_specs():
+        lines = path.read_text(encoding="utf-8").split("\n")
+        tokenized = [_tokens_at(line) for line in lines]
+        toks = list(_lark().lex("\n".join(lines)))
+        depth, in_output = 0, False
+        for before, tok, after in zip([None, *toks[:-1]], toks, [*toks[1:], None], strict=True):
+            depth += tok.type == "LPAR"
+            depth -= tok.type == "RPAR"
+            in_output = (in_output or tok.type == "OUTPUT") and not (tok.type == "RPAR" and depth == 0)
+            want = None
+            word = re.fullmatch(r"[A-Za-z_]\w*", tok.value) is not None  # `init` in `scale(init = 1)` is INIT
+            if word and after is not None and after.type == "EQUAL" and depth:
+                want = PARAMETER
+            elif word and before is not None and before.type == "REUSE":
+                want = LABEL
+            elif word and in_output and depth and after is not None and after.type == "COLON":
+                want = LABEL
+            elif tok.type == "NUMBER":
+                want = NUMBER
+            if want:
+                where = f"{path.relative_to(ROOT)}:{tok.line}:{tok.column} {tok.value}"
+                assert tokenized[tok.line - 1].get((tok.column, tok.value)) == want, where
+                checked[want] += 1
+    assert min(checked.values()) > 0, checked
 
 
 def test_the_extension_manifest_holds_together():
