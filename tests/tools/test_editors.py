@@ -252,6 +252,116 @@ def test_every_shipped_spec_scopes_arguments_labels_and_numbers():
     assert min(checked.values()) > 0, checked
 
 
+
+def _folds(text: str, folding: dict) -> set[tuple[int, int]]:
+    """The ranges VS Code folds ``text`` into when no language server gives any: those of
+    its indentation provider (editor/contrib/folding, ``computeRanges``), which reads the
+    language configuration's ``folding``. Each range is (its first line, its last line),
+    1-based; folding it hides the lines after the first.
+
+    Going up from the last line: a line indented less than the lines below it starts a
+    range over them (blank lines included unless ``offSide``); a line matching
+    ``markers.end`` is an end, and one matching ``markers.start`` ranges down to the
+    nearest end below it, that line included. A line is a start or an end, never both:
+    where both match, the match further left decides, as one regex alternation finds it.
+    """
+    markers = folding.get("markers")
+    marker = re.compile(f"({markers['start']})|(?:{markers['end']})") if markers else None
+    lines = text.split("\n")
+    END = -2
+    # [indent, its line, the line its range ends above]; the first entry is a sentinel.
+    open_: list[list[int]] = [[-1, len(lines) + 1, len(lines) + 1]]
+    found = set()
+    for number in range(len(lines), 0, -1):
+        line = lines[number - 1]
+        blank = not line.strip(" \t")
+        if blank:
+            if folding.get("offSide"):
+                open_[-1][2] = number
+            continue
+        indent = len(line[:len(line) - len(line.lstrip(" \t"))].expandtabs(4))
+        m = marker.search(line) if marker else None
+        if m and m.group(1) is None:
+            open_.append([END, number, number])
+            continue
+        if m:
+            end = next((i for i in range(len(open_) - 1, 0, -1) if open_[i][0] == END), None)
+            if end is not None:
+                del open_[end + 1:]
+                found.add((number, open_[end][1]))
+                open_[end] = [indent, number, number]
+                continue
+        if open_[-1][0] > indent:
+            while open_[-1][0] > indent:
+                open_.pop()
+            if open_[-1][2] - 1 - number >= 1:
+                found.add((number, open_[-1][2] - 1))
+        if open_[-1][0] == indent:
+            open_[-1][2] = number
+        else:
+            open_.append([indent, number, number])
+    return found
+
+
+def _brace_pairs(text: str) -> list[tuple[int, int, int]]:
+    """Each ``{`` and its ``}`` as netdsl's lexer sees them (strings and comments left out):
+    (the line the statement with the ``{`` starts on, the ``{``'s line, the ``}``'s line).
+    A statement starts on the line of its ``{`` unless that line goes on a header whose
+    parentheses opened on a line above."""
+    from netdsl.syntax.parser import _lark
+
+    pairs, opened, depth = [], [], 0
+    continues: set[int] = set()  # lines that start inside ( ) or [ ]
+    line = 0
+    for tok in _lark().lex(text):
+        if tok.line != line and depth:
+            continues.add(tok.line)
+        line = tok.line
+        depth += (tok.type in ("LPAR", "LSQB")) - (tok.type in ("RPAR", "RSQB"))
+        if tok.type == "LBRACE":
+            start = tok.line
+            while start in continues:
+                start -= 1
+            opened.append((start, tok.line))
+        elif tok.type == "RBRACE":
+            pairs.append((*opened.pop(), tok.line))
+    return pairs
+
+
+def _misfolded(text: str, folding: dict) -> list[tuple[int, int]]:
+    """The ``{`` (start, ``{`` line) pairs over several lines that do not fold to their ``}``.
+
+    A block folds from its statement's first line or its ``{``'s line, down to the line
+    above its ``}``, or to the ``}`` itself where that line holds nothing else: a fold
+    that hid a ``} else {`` line would hide the start of the next block."""
+    folds = _folds(text, folding)
+    lines = text.split("\n")
+    wrong = []
+    for start, brace, close in _brace_pairs(text):
+        if close == brace:
+            continue
+        ends = {close - 1} | ({close} if re.fullmatch(r"\s*\}\s*(#.*)?", lines[close - 1]) else set())
+        if not any((first, last) in folds for first in (start, brace) for last in ends):
+            wrong.append((start, brace))
+    return wrong
+
+
+def test_every_block_of_every_shipped_spec_folds_to_its_closing_brace():
+    config = json.loads((VSCODE / "language-configuration.json").read_text())
+    checked = 0
+    for path in _shipped_specs():
+        text = path.read_text(encoding="utf-8")
+        assert _misfolded(text, config["folding"]) == [], path.relative_to(ROOT)
+        checked += len(_brace_pairs(text))
+    assert checked > 150
+    # What the test catches: markers that take `} else {` for a mere `}` (the old ones).
+    spec = "network n() {\n    if a {\n        relu\n    } else {\n        gelu\n    }\n    relu\n}\n"
+    old = {"markers": {"start": "\\{\\s*(#.*)?$", "end": "^\\s*\\}"}}
+    assert _folds(spec, old) == {(1, 6), (2, 4)}
+    assert sorted(_misfolded(spec, old)) == [(1, 1), (2, 2), (4, 4)]
+    assert _folds(spec, config["folding"]) == {(1, 7), (2, 3), (4, 5)}
+
+
 def test_the_extension_manifest_holds_together():
     pkg = json.loads((VSCODE / "package.json").read_text())
     (lang,) = pkg["contributes"]["languages"]
@@ -265,7 +375,7 @@ def test_the_extension_manifest_holds_together():
     assert ["{", "}"] in config["brackets"] and ["(", ")"] in config["brackets"]
     assert {"open": "[", "close": "]"} in config["autoClosingPairs"]
     for pattern in [config["wordPattern"], *config["indentationRules"].values(),
-                    *config["folding"]["markers"].values()]:
+                    *config["folding"].get("markers", {}).values()]:
         re.compile(pattern)
     assert re.fullmatch(config["wordPattern"], "in_channels")
 
