@@ -4,6 +4,7 @@ extension's manifest, configuration and script hold together."""
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import json
 import re
@@ -378,6 +379,30 @@ def test_the_extension_manifest_holds_together():
                     *config["folding"].get("markers", {}).values()]:
         re.compile(pattern)
     assert re.fullmatch(config["wordPattern"], "in_channels")
+
+
+
+def test_vsce_package_as_documented_ships_a_license_and_leaves_out_the_generator():
+    import tomllib
+
+    pkg = json.loads((VSCODE / "package.json").read_text())
+    page = (ROOT / "docs" / "editors.md").read_text(encoding="utf-8")
+    (command,) = re.findall(r"^.*vsce package.*$", page, re.M)
+    # vsce warns of a manifest without a repository, unless told there is none to name.
+    assert "repository" in pkg or "--allow-missing-repository" in command
+    # The license vsce looks for beside the manifest: the one netdsl has.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pkg["license"] == pyproject["project"]["license"]["text"] == "MIT"
+    assert (VSCODE / "LICENSE").read_text(encoding="utf-8").startswith("MIT License\n")
+    # .vscodeignore: globs, one a line, `#` a comment; the .vsix keeps what VS Code runs.
+    globs = [g for g in (VSCODE / ".vscodeignore").read_text().splitlines() if g.strip() and not g.startswith("#")]
+    (lang,), (grammar,) = pkg["contributes"]["languages"], pkg["contributes"]["grammars"]
+    kept = [pkg["main"], lang["configuration"], grammar["path"], "package.json", "LICENSE",
+            "node_modules/vscode-languageclient/package.json"]
+    for path in (p.removeprefix("./") for p in kept):
+        assert not any(fnmatch.fnmatch(path, g) for g in globs), path
+    for path in ("generate.py", "tests/test_grammar.js", "syntaxes/__pycache__/x.pyc"):
+        assert any(fnmatch.fnmatch(path, g) for g in globs), path
 
 
 _NODE_HARNESS = r"""
