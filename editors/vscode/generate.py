@@ -38,6 +38,7 @@ KEYWORD_SCOPES = {
     "keyword.other.dataflow.netdsl": ("from", "add", "sub", "mul", "div", "resize", "crop", "output"),
 }
 OTHER = "keyword.other.netdsl"
+LABEL = "entity.name.tag.label.netdsl"
 NAME = r"[A-Za-z_][A-Za-z_0-9]*"
 
 
@@ -81,17 +82,26 @@ def build() -> dict:
                 {"match": rf"\b(network)\s+({NAME})",
                  "captures": {"1": {"name": "storage.type.netdsl"}, "2": {"name": "entity.name.type.netdsl"}}},
                 {"match": rf"\b(shortcut|side)\s+(?!if\b)({NAME})",
-                 "captures": {"1": {"name": "keyword.other.combinator.netdsl"},
-                              "2": {"name": "entity.name.tag.label.netdsl"}}},
+                 "captures": {"1": {"name": "keyword.other.combinator.netdsl"}, "2": {"name": LABEL}}},
+                # `reuse relu` names the module labelled `relu`, not the layer.
+                {"match": rf"\b(reuse)\s+({NAME})", "captures": {"1": {"name": OTHER}, "2": {"name": LABEL}}},
+                # Taken whole so that #argument does not read `let x = ...`'s name as an argument.
+                {"match": rf"\b(let)\s+({NAME})", "captures": {"1": {"name": "storage.type.netdsl"}}},
             ]},
-            # A label starts a statement: at the start of a line, or after `{` or `;`.
-            "label": {"match": rf"(?:^|(?<=[{{;]))\s*({NAME})\s*(:)",
-                      "captures": {"1": {"name": "entity.name.tag.label.netdsl"},
+            # A label starts a statement: at the start of a line, or after `{` or `;`; in
+            # `output dict(a: x, b: y)` it starts an entry, after `(` or `,`.
+            "label": {"match": rf"(?:^|(?<=[{{;(,]))\s*({NAME})\s*(:)",
+                      "captures": {"1": {"name": LABEL},
                                    "2": {"name": "punctuation.separator.label.netdsl"}}},
+            # A name followed by `=` (not `==`) is an argument's: `conv2d(64, 3, padding = 1)`,
+            # `scale(init = 1e-6)`, a parameter's default in a header. The other names before
+            # `=` are a `let`'s (taken by #definition) and `init conv2d.weight`'s, after a dot.
+            "argument": {"match": rf"(?<!\.)\b({NAME})(?=\s*=(?!=))",
+                         "captures": {"1": {"name": "variable.parameter.netdsl"}}},
             "expression": {"patterns": [
                 {"include": "#comment"}, {"include": "#string"}, {"include": "#number"},
-                {"include": "#keywords"}, {"include": "#layers"}, {"include": "#builtins"},
-                {"include": "#init-schemes"},
+                {"include": "#argument"}, {"include": "#keywords"}, {"include": "#layers"},
+                {"include": "#builtins"}, {"include": "#init-schemes"},
                 {"name": "variable.language.netdsl", "match": r"\bin_channels\b"},
                 {"match": rf"\b({NAME})(?=\s*\()", "captures": {"1": {"name": "entity.name.function.call.netdsl"}}},
                 {"name": "keyword.operator.netdsl", "match": r"->|\*\*|//|==|!=|<=|>=|[-+*/%<>=]"},
@@ -102,8 +112,9 @@ def build() -> dict:
             "layers": {"name": "support.class.layer.netdsl", "match": _words(layers)},
             "builtins": {"name": "support.function.builtin.netdsl", "match": _words(builtins)},
             "init-schemes": {"name": "support.function.init.netdsl", "match": _words(schemes)},
+            # As netdsl's lexer reads them: `1.` is one number (a `\b` at the end would split it).
             "number": {"name": "constant.numeric.netdsl",
-                       "match": r"(?<![\w.])(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\b"},
+                       "match": r"(?<![\w.])(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?(?!\w)"},
             # Strings are one line; `{...}` holds an expression, `{{` and `}}` are braces.
             "string": {"name": "string.quoted.double.netdsl", "begin": '"', "end": '"|$',
                        "patterns": [

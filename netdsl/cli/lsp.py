@@ -18,6 +18,7 @@ def run(args) -> int:
     except ModuleNotFoundError as e:
         if (e.name or "").partition(".")[0] not in ("pygls", "lsprotocol"):
             raise
-        raise UsageError("`netdsl lsp` needs pygls: pip install 'netdsl[lsp]' "
-                          "(or pip install 'pygls>=2')") from None
+        # Not `pip install 'netdsl[lsp]'`: netdsl is not on PyPI, so that fails from a clone.
+        raise UsageError("`netdsl lsp` needs pygls: pip install 'pygls>=2' (or, in a clone of "
+                          "netdsl, pip install -e '.[lsp]')") from None
     return serve()

@@ -10,7 +10,7 @@ imports torch or pygls.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import api, ir
@@ -57,7 +57,7 @@ def check(text: str, filename: str | None, base: Path, limits: Limits | None = N
             text = decode(text.encode("utf-8", "surrogatepass"), filename, limits)
             program = load(text, filename, base, limits)
         except NetdslError as e:
-            return Checked([], list(e.diagnostics))
+            return Checked([], [_in_the_server(d) for d in e.diagnostics])
         nets: list[ir.Network] = []
         diags: dict[tuple, Diagnostic] = {}
         for name in program.root_networks:
@@ -70,6 +70,15 @@ def check(text: str, filename: str | None, base: Path, limits: Limits | None = N
                 for d in e.diagnostics:
                     diags.setdefault(_key(d), d)
     return Checked(nets, list(diags.values()))
+
+
+def _in_the_server(d: Diagnostic) -> Diagnostic:
+    """``d`` with a help the language server can stand by: E0401's says to raise the size
+    limit with ``--limit``, which ``netdsl check`` takes and the server does not."""
+    if d.code != "E0401":
+        return d
+    return replace(d, help="the language server keeps to this limit (max_file_bytes); on the command line, "
+                           "`netdsl check --limit max_file_bytes=N` checks a larger file")
 
 
 def _key(d: Diagnostic) -> tuple:

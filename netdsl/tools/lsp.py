@@ -1,6 +1,6 @@
 """``netdsl lsp``: a language server over stdio, for editors.
 
-It speaks the Language Server Protocol through pygls (``pip install 'netdsl[lsp]'``)
+It speaks the Language Server Protocol through pygls (``pip install -e '.[lsp]'``)
 and answers from ide.py: diagnostics as you type (those of ``netdsl check``),
 hover with shapes, parameters and MACs, go-to-definition across imports, and
 completion of layers, blocks and their arguments. This module only converts

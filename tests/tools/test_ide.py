@@ -14,6 +14,7 @@ from slow_cases import slow_except
 import netdsl
 from netdsl.analysis import analyse
 from netdsl.layers import LAYERS
+from netdsl.limits import Limits
 from netdsl.tools import ide
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +68,21 @@ def test_each_network_of_a_file_is_checked_and_errors_are_said_once():
     # A global `let` is evaluated for every network, and its error is the same each time.
     got = ide.check("let x = 1 // 0\n" + text, None, Path("."))
     assert [d.code for d in got.diagnostics].count("E0211") == 1
+
+
+def test_a_file_over_the_size_limit_is_refused_with_a_help_true_of_the_server(tmp_path):
+    # `netdsl check` says to raise the limit with --limit, which the language server does not take.
+    limits = Limits(max_file_bytes=100)
+    big = "network n() { input [3, 8, 8]\n" + "    relu\n" * 20 + "}\n"
+    (tmp_path / "big.net").write_text(big)
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(str(tmp_path / "big.net"), limits=limits)
+    assert e.value.diagnostics[0].help.startswith("raise it with --limit max_file_bytes=N")
+    for text in (big, 'import "big.net"\nnetwork m() { input [3, 8, 8]\n relu }\n'):  # the document, an import
+        (d,) = ide.check(text, str(tmp_path / "edited.net"), tmp_path, limits).diagnostics
+        assert d.code == "E0401"
+        assert d.help == ("the language server keeps to this limit (max_file_bytes); on the command line, "
+                          "`netdsl check --limit max_file_bytes=N` checks a larger file")
 
 
 @pytest.mark.parametrize("name", slow_except(["resnet", "inception_v3", "densenet", "efficientnet"],
