@@ -36,8 +36,10 @@ SHIPPED = {"lenet5": None, "alexnet": (3, 64, 64), "vgg16": (3, 32, 32), "resnet
                "regnet_y_400mf", "resnet50_fpn", "resnext50_32x4d", "shufflenet_v2",
                "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
                "squeezenet", "squeezenet1_0", "squeezenet1_1", "unet", "vgg16_bn", "wide_resnet50_2")},
-           # timm's: a 1-D convolution across channels (ECA), average-pooled shortcuts
-           "resnet_d": (3, 32, 32), "resnet50d": (3, 32, 32), "ecaresnet101d": (3, 32, 32)}
+           # timm's: a 1-D convolution across channels (ECA), average-pooled shortcuts, and a
+           # softmax over stacked paths (selective kernels)
+           "resnet_d": (3, 32, 32), "resnet50d": (3, 32, 32), "ecaresnet101d": (3, 32, 32),
+           "sknet": (3, 32, 32), "skresnet18": (3, 32, 32)}
 # The libraries' own networks, where a setting makes them fold something else.
 # The libraries' networks at their other settings (vgg with batch norm), or smaller ones:
 # their defaults are the aliases' networks, tested already.

@@ -238,6 +238,10 @@ TABLE = [
     # attention convolves across the channels (conv1d) and gates the map.
     Row("resnet50d", _randomised(_timm("resnet50d")), (3, 32, 32), 25_576_264, 332, seed=2),
     Row("ecaresnet101d", _randomised(_timm("ecaresnet101d")), (3, 32, 32), 44_568_563, 671, seed=2),
+    # Selective kernels: two paths stacked (unflatten), a softmax over them, mul and sum.
+    Row("skresnet18", _randomised(_timm("skresnet18")), (3, 32, 32), 11_958_056, 226, seed=2),
+    Row("sknet", _randomised(_timm("skresnet34")), (3, 32, 32), 22_282_376, 426, tag="34",
+        overrides={"depth": 34}, seed=3, train=False, gradients=False),
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
     Row("densenet", lambda: tv.DenseNet(**{**DENSENET_SMALL, "block_config": (2, 3)}), (3, 32, 32),
         37_346, 79, tag="dropout", overrides=DENSENET_SMALL, rtol=0.0),
