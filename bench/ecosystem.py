@@ -79,6 +79,7 @@ NETS = (
     Net("resnet50d", (3, 32, 32), None, ("conv1", "layer2.0.downsample")),
     Net("ecaresnet101d", (3, 32, 32), None, ("layer1.0.se.conv", "layer3")),
     Net("skresnet18", (3, 32, 32), None, ("layer1.0.conv1.attn.fc_select", "layer3")),
+    Net("resnest26d", (3, 32, 32), None, ("layer1.0.conv2.fc2", "layer3")),
 )
 
 

@@ -159,7 +159,8 @@ SMALL = {"resnet": (3, 32, 32), "resnet34": (3, 32, 32), "resnet50": (3, 32, 32)
          "lraspp_mobilenet_v3_large": (3, 64, 64), "googlenet": (3, 64, 64), "convnext": (3, 32, 32),
          "convnext_tiny": (3, 32, 32), "vgg": (3, 32, 32), "vgg16": (3, 32, 32), "vgg16_bn": (3, 32, 32),
          "resnet_d": (3, 32, 32), "resnet50d": (3, 32, 32), "ecaresnet101d": (3, 32, 32),
-         "sknet": (3, 32, 32), "skresnet18": (3, 32, 32)}
+         "sknet": (3, 32, 32), "skresnet18": (3, 32, 32), "resnest": (3, 32, 32),
+         "resnest26d": (3, 32, 32)}
 
 
 @pytest.mark.parametrize("path", MEMBERS, ids=lambda p: p.stem)

@@ -240,6 +240,10 @@ TABLE = [
     Row("ecaresnet101d", _randomised(_timm("ecaresnet101d")), (3, 32, 32), 44_568_563, 671, seed=2),
     # Selective kernels: two paths stacked (unflatten), a softmax over them, mul and sum.
     Row("skresnet18", _randomised(_timm("skresnet18")), (3, 32, 32), 11_958_056, 226, seed=2),
+    # Split attention: radix groups mixed by a softmax over them (rSoftMax).
+    Row("resnest26d", _randomised(_timm("resnest26d")), (3, 32, 32), 17_069_448, 260, seed=2),
+    Row("resnest", _randomised(_timm("resnest14d")), (3, 32, 32), 10_611_688, 152, tag="14",
+        overrides={"depth": 14}, seed=3, train=False, gradients=False),
     Row("sknet", _randomised(_timm("skresnet34")), (3, 32, 32), 22_282_376, 426, tag="34",
         overrides={"depth": 34}, seed=3, train=False, gradients=False),
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
