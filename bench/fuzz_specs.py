@@ -92,6 +92,16 @@ def arg_type(kind: str, arg: str) -> tuple:
     return "int", ()
 
 
+@functools.cache
+def accepts_same(kind: str, arg: str) -> bool:
+    """Whether the argument takes "same" (TensorFlow's padding) besides numbers."""
+    try:
+        LAYERS[kind].arg(arg).convert("same")
+        return True
+    except ArgTypeError:
+        return False
+
+
 def _small_int(rng: random.Random) -> int:
     if rng.random() < 0.12:
         return rng.choice([0, -1, 7, 16, 33])  # an edge, or a size that rarely fits
@@ -135,6 +145,8 @@ def arg_value(rng: random.Random, kind: str, arg: str) -> str:
     if t == "sizes":  # what one dimension splits into (`unflatten`), one size perhaps -1
         return str([rng.choice([-1, 1, 2, 2, 3, 4, 0]) for _ in range(rng.choice([1, 2, 2, 3]))])
     if t == "pair":
+        if arg == "padding" and rng.random() < 0.15 and accepts_same(kind, arg):
+            return '"same"'  # TensorFlow's padding, where the layer takes it
         if rng.random() < 0.3:
             return f"[{_small_int(rng)}, {_small_int(rng)}]"
         return str(_small_int(rng))

@@ -345,6 +345,31 @@ class Permute(nn.Module):
         return f"dims={self.dims}"
 
 
+@torch.fx.wrap
+def pad_same(x, kernel_size: list[int], stride: list[int], dilation: list[int]):
+    """``x`` padded with zeros as TensorFlow's "same" pads it before a strided window:
+    the output of the window has ceil(size / stride) positions, the odd pixel after.
+    A leaf of FX graphs (``torch.fx.wrap``): the sizes are read when the model runs."""
+    ih, iw = x.shape[-2], x.shape[-1]
+    ph = max((-(-ih // stride[0]) - 1) * stride[0] + (kernel_size[0] - 1) * dilation[0] + 1 - ih, 0)
+    pw = max((-(-iw // stride[1]) - 1) * stride[1] + (kernel_size[1] - 1) * dilation[1] + 1 - iw, 0)
+    return nn.functional.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+
+
+class Conv2dSame(nn.Conv2d):
+    """``nn.Conv2d`` with TensorFlow's "same" padding, computed from the input's size
+    when the model runs (timm's ``Conv2dSame``): the same parameters as ``nn.Conv2d``."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, dilation=1, groups=1, bias=True,
+                 device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias,
+                         device=device, dtype=dtype)
+
+    def forward(self, x):
+        x = pad_same(x, list(self.kernel_size), list(self.stride), list(self.dilation))
+        return nn.functional.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
 class Sum(nn.Module):
     """``torch.sum(x, dim, keepdim)`` as a module (dims include the batch)."""
 

@@ -12,7 +12,9 @@ import re
 import unicodedata
 
 #: netdsl's own modules a generated file copies.
-HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d", "Sum", "Mean", "Amax", "Narrow")
+HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d", "Sum", "Mean", "Amax", "Narrow", "pad_same", "Conv2dSame")
+#: What a helper calls that must be copied before it.
+HELPER_NEEDS = {"Conv2dSame": ("pad_same",)}
 
 #: Names generated code defines or imports itself; a class may not take them.
 TAKEN = frozenset({"nn", "torch", "OrderedDict", "namedtuple", "F", "self", *HELPERS})

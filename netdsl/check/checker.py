@@ -87,6 +87,17 @@ def given(name: str, origin: str) -> str:
     return f"--set {name}" if origin == "cli" else f"the value given for `{name}`"
 
 
+def _takes(arg, value) -> bool:
+    """Whether a layer argument (None: the layer has no such argument) accepts ``value``."""
+    if arg is None:
+        return False
+    try:
+        arg.convert(value)
+        return True
+    except ArgTypeError:
+        return False
+
+
 class Checker:
     """The checker of one program: :meth:`network` checks one of its networks and gives
     its IR, or raises a NetdslError with every diagnostic. It owns the walk over bodies
@@ -1029,6 +1040,10 @@ class Checker:
         if isinstance(v, float) and expected.startswith("an integer"):
             return as_int(self.text(span), v, "channels" if "channels" in a.name or "features" in a.name
                           else "count")
+        if v == "same" and a.name == "padding":
+            takes = sorted(k for k, sig in LAYERS.items() if _takes(sig.arg("padding"), "same"))
+            return (f"TensorFlow's `padding = \"same\"` is {' and '.join(f'`{k}`' for k in takes)}'s; give this "
+                    "layer its padding in pixels (half the window keeps the size at stride 1)")
         if isinstance(v, str) and a.default is not REQUIRED and not isinstance(a.default, str):
             return f"remove the quotes: the default is `{a.name} = {show(a.default)}`"
         if a.default is not REQUIRED and a.default is not None:

@@ -9,7 +9,21 @@ from typing import Literal
 from pydantic import model_validator
 
 from . import shapes
-from .base import Arg, Kind, Layer, LayerError, NonNegInt, NonNegPair, Pair, PosInt, _bool, _int, _pair
+from .base import (
+    Arg,
+    ArgTypeError,
+    Kind,
+    Layer,
+    LayerError,
+    NonNegInt,
+    NonNegPair,
+    Pair,
+    PosInt,
+    Torch,
+    _bool,
+    _int,
+    _pair,
+)
 
 
 class Conv2d(Layer):
@@ -22,6 +36,9 @@ class Conv2d(Layer):
     dilation: Pair = (1, 1)
     groups: PosInt = 1
     bias: bool = True
+    # `padding = "same"` where no symmetric padding gives it (a stride, or an even
+    # dilated kernel): TensorFlow's, computed from the input's size when the model runs.
+    same: bool = False
 
     @model_validator(mode="after")
     def _groups_divide(self):
@@ -41,6 +58,27 @@ def _kaiming_default(module, pname, tensor) -> bool:
         bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
         nn.init.uniform_(tensor, -bound, bound)
     return True
+
+
+def _pair_or_same(v) -> tuple[int, int] | str:
+    """An int or a pair, or "same": TensorFlow's padding, whatever the stride."""
+    if v == "same":
+        return "same"
+    try:
+        return _pair(v)
+    except ArgTypeError:
+        raise ArgTypeError('an integer, a list of two integers [h, w], or "same"') from None
+
+
+def same_padding(size: int, k: int, s: int, d: int) -> tuple[int, int]:
+    """TensorFlow's "same" padding of one axis, (before, after): the output has
+    ceil(size / s) positions, and the odd pixel, if any, goes after.
+
+    >>> same_padding(224, 3, 2, 1), same_padding(7, 3, 1, 1), same_padding(8, 1, 2, 1)
+    ((0, 1), (1, 1), (0, 0))
+    """
+    total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+    return total // 2, total - total // 2
 
 
 def _whole(v) -> int | None:
@@ -77,7 +115,8 @@ class Conv2dKind(Kind):
         Arg("out_channels", _int, doc="number of output channels", min=1),
         Arg("kernel_size", _pair, doc="int or [h, w]", min=1),
         Arg("stride", _pair, 1, "int or [h, w]", min=1),
-        Arg("padding", _pair, 0, "int or [h, w], zero padding on both sides", min=0),
+        Arg("padding", _pair_or_same, 0, 'int or [h, w], zero padding on both sides; or "same", '
+            "TensorFlow's: the output is ceil(input / stride)", min=0),
         Arg("dilation", _pair, 1, "int or [h, w]", min=1),
         Arg("groups", _int, 1, "must divide input and output channels", min=1),
         Arg("bias", _bool, True, "add a learnable bias"),
@@ -100,8 +139,24 @@ class Conv2dKind(Kind):
     def infer(self, values, shape):
         shapes.need_image(self.name, shape)
         shapes.divides("groups", values["groups"], shape[0], values["out_channels"])
-        h, w = shapes.spatial(self.name, values, shape)
-        return {"in_channels": shape[0]}, (values["out_channels"], h, w)
+        if values["padding"] != "same":
+            h, w = shapes.spatial(self.name, values, shape)
+            return {"in_channels": shape[0]}, (values["out_channels"], h, w)
+        # TensorFlow's "same": symmetric where that gives it at any input size (stride 1 and
+        # an odd dilated kernel, as timm's static case), else padded when the model runs.
+        static = all(s == 1 and (d * (k - 1)) % 2 == 0
+                     for k, s, d in zip(values["kernel_size"], values["stride"], values["dilation"], strict=True))
+        pad = tuple(d * (k - 1) // 2 for k, d in zip(values["kernel_size"], values["dilation"], strict=True)) \
+            if static else (0, 0)
+        out = tuple(-(-n // s) for n, s in zip(shape[1:], values["stride"], strict=True))
+        return {"in_channels": shape[0], "padding": pad, "same": not static}, (values["out_channels"], *out)
+
+    def torch(self, node):
+        if getattr(node, "same", False):
+            kwargs = self.torch_kwargs(node)
+            del kwargs["padding"]  # computed from the input when the model runs
+            return Torch("netdsl.backend.runtime.Conv2dSame", kwargs)
+        return super().torch(node)
 
     def params(self, n):
         kh, kw = n.kernel_size

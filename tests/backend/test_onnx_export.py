@@ -274,3 +274,19 @@ def test_every_tensor_layer_exports_and_runs_in_onnxruntime(tmp_path, capsys):
         want = model(x)
     assert want.shape == (3, 1)
     torch.testing.assert_close(_run(out, x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_tensorflow_same_padding_exports_and_runs_in_onnxruntime(tmp_path, capsys):
+    spec = tmp_path / "same.net"
+    spec.write_text("network s() {\n    input [3, 9, 8]\n    conv2d(4, 3, stride = 2, padding = \"same\")\n"
+                    "    conv2d(4, 2, padding = \"same\", groups = 2)\n}\n")
+    out = tmp_path / "same.onnx"
+    assert main(["export", str(spec), "--format", "onnx", "-o", str(out)]) == 0, capsys.readouterr().err
+    model = netdsl.build(str(spec)).eval()
+    model.load_state_dict({t.name: torch.from_numpy(onnx.numpy_helper.to_array(t).copy())
+                           for t in onnx.load(out).graph.initializer if t.name in model.state_dict()})
+    x = torch.randn(2, 3, 9, 8)
+    with torch.no_grad():
+        want = model(x)
+    assert want.shape == (2, 4, 5, 4)
+    torch.testing.assert_close(_run(out, x), want, rtol=1e-5, atol=1e-5)

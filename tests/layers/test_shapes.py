@@ -14,6 +14,7 @@ import netdsl
 from netdsl.backend.lower import lower
 from netdsl.layers import LAYERS, REQUIRED, Arg, _bool, _float, _pair, _pair_or_none
 from netdsl.layers.base import _ints
+from netdsl.layers.conv import _pair_or_same
 from netdsl.layers.reduce import _dims
 from netdsl.layers.resample import _scale
 from netdsl.layers.reshape import _pad4, _sizes
@@ -54,6 +55,8 @@ def value_of(arg):
         return st.one_of(st.integers(-3, 3), st.lists(st.integers(-3, 3), max_size=3))
     if arg.convert is _sizes:  # the sizes a dimension splits into, one of them perhaps -1
         return st.lists(st.sampled_from([-1, -1, 1, 2, 2, 3, 0]), max_size=3)
+    if arg.convert is _pair_or_same:  # a padding, or TensorFlow's "same"
+        return st.one_of(st.just("same"), value_of(Arg(arg.name, _pair, arg.default)))
     if arg.convert is _float:
         typical, edge = TYPICAL.get(arg.name, EDGE_FLOATS), EDGE_FLOATS
     else:
