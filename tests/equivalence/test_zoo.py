@@ -244,6 +244,12 @@ TABLE = [
     Row("resnest26d", _randomised(_timm("resnest26d")), (3, 32, 32), 17_069_448, 260, seed=2),
     Row("resnest", _randomised(_timm("resnest14d")), (3, 32, 32), 10_611_688, 152, tag="14",
         overrides={"depth": 14}, seed=3, train=False, gradients=False),
+    # TensorFlow's "same" padding, computed when the model runs: checked at 64 x 64, and a
+    # row at 67 x 75, odd sizes where the padding differs from the symmetric one.
+    Row("tf_efficientnet_b3", _randomised(_timm("tf_efficientnet_b3")), (3, 64, 64), 12_233_232, 574,
+        batch=4, seed=7, atol=1e-6, rtol=1e-5),
+    Row("tf_efficientnet", _randomised(_timm("tf_efficientnet_b0")), (3, 67, 75), 5_288_548, 360, tag="b0",
+        overrides={"variant": 0}, seed=3, train=False, gradients=False),
     Row("sknet", _randomised(_timm("skresnet34")), (3, 32, 32), 22_282_376, 426, tag="34",
         overrides={"depth": 34}, seed=3, train=False, gradients=False),
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
