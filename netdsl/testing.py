@@ -135,7 +135,9 @@ def assert_equivalent(spec, reference, input=None, *, reference_args: dict | Non
     eval outputs, training-mode outputs with both models seeded by ``seed``
     (``train=False`` skips), and the gradients of one fixed loss
     (``gradients=False`` skips) are compared with ``torch.testing.assert_close``'s
-    rule, ``|ours - ref| <= atol + rtol * |ref|``. On any difference this raises
+    rule, ``|ours - ref| <= atol + rtol * |ref|`` (for a gradient, ``rtol`` is of the
+    tensor's largest magnitude: its tiny elements are sums of large terms, which
+    another summation order changes by more than their own size). On any difference this raises
     AssertionError with the report as its message; otherwise it returns the report.
 
     Dropout and stochastic depth agree in training mode only if both models draw

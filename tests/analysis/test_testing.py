@@ -290,3 +290,20 @@ def test_a_reference_output_near_zero_is_flagged():
         ref[0].bias.zero_()
     report = check_equivalent("network n() { input [4]\n linear(2) }", ref, train=False, gradients=False)
     assert report.ok and "proves little" in report.check("eval outputs").details[0]
+
+
+def test_gradients_are_compared_at_the_scale_of_the_tensor_outputs_element_by_element():
+    import torch
+
+    from netdsl.analysis.compare import tensor_diff
+
+    # A gradient with one large element and a tiny one that summation order moved by
+    # three times its own size: within 1e-4 of the tensor's scale.
+    ours, ref = torch.tensor([50.0, 2e-6, -30.0]), torch.tensor([50.0, 6e-6, -30.0])
+    assert not tensor_diff(ours, ref, atol=1e-7, rtol=1e-4).ok
+    assert tensor_diff(ours, ref, atol=1e-7, rtol=1e-4, scaled=True).ok
+    # A difference at the tensor's own scale is still one.
+    wrong = torch.tensor([50.0, 2e-6, -30.1])
+    assert not tensor_diff(wrong, ref, atol=1e-7, rtol=1e-4, scaled=True).ok
+    # NaN equals nothing, scaled or not.
+    assert not tensor_diff(torch.tensor([float("nan"), 1.0]), torch.tensor([0.0, 1.0]), scaled=True).ok
