@@ -450,7 +450,7 @@ def _merge_option(rng: random.Random, op: str) -> str:
 
 def gen_dataflow(rng: random.Random) -> str:
     """A network wired by name: chains named with `->`, read back by `from`, merged by
-    `add` or `concat`, maybe from several inputs and into a stated `output`; now and then
+    `add`, `concat`, `matmul` and the rest, maybe from several inputs and into a stated `output`; now and then
     a name misspelt, read early, given twice or never read."""
     w = _Writer(rng)
     c, h = rng.choice([2, 3, 4, 8]), rng.choice([4, 8, 16])
@@ -487,12 +487,17 @@ def gen_dataflow(rng: random.Random) -> str:
             if rng.random() < 0.3:
                 step = f"{w.label()}: {{ {step}; {'; '.join(w.chain(2, 1))} }}"
         elif r < 0.75:
-            op = rng.choice(["add", "concat", "mul", "sub", "div", "resize", "crop"])
-            two = op in ("sub", "div", "resize", "crop") and rng.random() < 0.8
+            op = rng.choice(["add", "concat", "mul", "sub", "div", "resize", "crop", "matmul"])
+            # (square maps: `matmul` of two of them fits where their channels do)
+            two = op in ("sub", "div", "resize", "crop", "matmul") and rng.random() < 0.8
             refs = [ref() for _ in range(2 if two else rng.choice([1, 2, 2, 3]))]
+            if op == "crop" and len(names) >= 2 and rng.random() < 0.5:
+                # The earliest result and the latest: a window that a stride or a pool made smaller.
+                refs = [names[0], names[-1]]
+                unread[:] = [n for n in unread if n not in refs]
             if op in ("add", "sub", "mul", "div") and rng.random() < 0.25:
                 refs = refs[:1] + [_merge_option(rng, op)]  # one result and a constant: `mul(x, by = 0.2)`
-            elif rng.random() < 0.3:
+            elif rng.random() < (0.5 if op == "crop" else 0.3):
                 refs += [_merge_option(rng, op)]
             comma = "," if rng.random() < 0.3 else ""
             step = f"{op}({', '.join(refs)}{comma})"

@@ -111,6 +111,8 @@ def _merge(node: ir.Merge, values: list[torch.Tensor]) -> torch.Tensor:
     if node.op == "resize":
         kwargs = {} if node.align_corners is None else {"align_corners": node.align_corners}
         return F.interpolate(a, size=tuple(b.shape[-2:]), mode=node.mode or "nearest", **kwargs)
+    if node.op == "matmul":
+        return torch.matmul(a, b)
     if node.op == "crop":
         h, w = b.shape[-2:]
         top, left = node.offset or ((a.shape[-2] - h) // 2, (a.shape[-1] - w) // 2)

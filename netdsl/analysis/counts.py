@@ -113,7 +113,11 @@ def layer_macs(node: ir.Layer) -> int:
 def merge_macs(node: ir.Merge) -> int:
     """Multiply-accumulates of one merge for one sample, by fvcore's rules: nothing for
     the elementwise ones, `concat` and `crop`; for `resize`, what `upsample` counts
-    (fvcore's upsample_nearest2d and upsample_bilinear2d: 1 and 4 per output element)."""
+    (fvcore's upsample_nearest2d and upsample_bilinear2d: 1 and 4 per output element);
+    for `matmul`, fvcore's rule: the left operand's elements times the right's columns."""
+    if node.op == "matmul":
+        assert node.left_shape is not None  # the checker sets it
+        return math.prod(node.left_shape) * node.out_shape[-1]
     if node.op != "resize":
         return 0
     return math.prod(node.out_shape) * (4 if node.mode == "bilinear" else 1)

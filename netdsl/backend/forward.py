@@ -173,6 +173,8 @@ class ForwardWriter(Visitor):
                             (("mode", node.mode or "nearest"), ("align_corners", node.align_corners))
                             if v is not None)
             self.emit(f"{dst} = F.interpolate({parts[0]}, size={parts[1]}.shape[-2:]{extra})", node.span)
+        elif node.op == "matmul":
+            self.emit(f"{dst} = {parts[0]} @ {parts[1]}", node.span)
         elif node.op == "crop":
             a, b = parts
             h, w = f"{b}.shape[-2]", f"{b}.shape[-1]"

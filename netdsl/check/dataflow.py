@@ -176,8 +176,10 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
                              f"`{st.op}(a, b)` gives `a` the height and width of `b`; for more, "
                              f"name each result: `{st.op}(a, c) -> a2`, `{st.op}(b, c) -> b2`"
                              if st.op in ir.RESAMPLE else
-                             f"`{st.op}(a, b)` is `a {BINARY[st.op]} b`, `{st.op}(a, by = 2)` is "
-                             f"`a {BINARY[st.op]} 2`; for more, name one result and go on: "
+                             f"`{st.op}(a, b)` is `a {BINARY[st.op]} b`"
+                             + (f", `{st.op}(a, by = 2)` is `a {BINARY[st.op]} 2`" if st.op in ir.ELEMENTWISE
+                                else "") +
+                             f"; for more, name one result and go on: "
                              f"`{st.op}(a, b) -> ab`, then `{st.op}(ab, c)`"))
         return
     if options is None or any(s is POISON for (s, _), _ in read):
@@ -200,6 +202,11 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
         out = _resample(cx, st, options, values, names, shapes_, read)
         if out is None:
             return
+    elif st.op == "matmul":
+        out = _matmul(cx, values, names, shapes_, read)
+        if out is None:
+            return
+        options["left_shape"] = shapes_[0]
     else:
         bad = next((i for i, s in enumerate(shapes_) if len(s) != 3 or s[1:] != shapes_[0][1:]), None)
         if bad is None and len(shapes_[0]) != 3:
@@ -220,7 +227,7 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
 FLOAT32_MAX = 3.4028234663852886e38
 
 # The elementwise merges that take exactly two operands, and the resampling ones.
-BINARY = {"sub": "-", "div": "/", "resize": "", "crop": ""}
+BINARY = {"sub": "-", "div": "/", "resize": "", "crop": "", "matmul": "@"}
 
 # The options each merge takes by keyword (concat takes none).
 _BY = Arg("by", _none_or(_float), None, "a constant operand, after the results: `mul(x, by = 0.2)`")
@@ -297,6 +304,28 @@ def _resample(cx: Context, st: ast.Merge, options: dict, values, names, shapes_,
                          "; to enlarge a map, use `resize` or `zero_pad2d`")
             return None
     return (c, h2, w2)
+
+
+def _matmul(cx: Context, values, names, shapes_, read) -> tuple | None:
+    """The shape of ``matmul(a, b)``, ``a @ b`` on each sample: [..., n, k] by [..., k, m]
+    gives [..., n, m], the leading dimensions broadcast; None where they do not fit
+    (reported). Each sample needs two dimensions at least: with the batch in front, a
+    flat [F] result would be a matrix of the batch."""
+    (a, b) = shapes_
+    if len(a) < 2 or len(b) < 2:
+        bad = 0 if len(a) < 2 else 1
+        _merge_error(cx, "E0331", "`matmul` needs two dimensions in each sample", values, names, shapes_,
+                     read, bad, "a sample's last two dimensions are the matrix; `unflatten(0, [1, -1])` "
+                     "makes a [F] vector a [1, F] row")
+        return None
+    lead = broadcast(a[:-2], b[:-2])
+    if a[-1] != b[-2] or lead is None:
+        why = (f"`{names[0]}`'s last dimension ({a[-1]}) is not `{names[1]}`'s second to last "
+               f"({b[-2]})" if a[-1] != b[-2] else "the dimensions before the last two do not broadcast")
+        _merge_error(cx, "E0331", f"`matmul` of shapes that do not fit: {why}", values, names, shapes_, read,
+                     1, "`matmul(a, b)` takes [..., n, k] and [..., k, m]; `permute` swaps two dimensions")
+        return None
+    return lead + (a[-2], b[-1])
 
 
 def broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:

@@ -7,6 +7,8 @@ import sys
 from .common import UsageError, positive_int, spec_arguments
 
 FORMATS = ("mermaid", "dot", "svg")
+# GitHub's Mermaid refuses a chart of this many edges or more (its maxEdges).
+MERMAID_MAX_EDGES = 500
 # A diagram of a few thousand nodes lays out in seconds; a minute means something is wrong.
 DOT_TIMEOUT_S = 120
 INSTALL_GRAPHVIZ = ("--format svg runs Graphviz's `dot` program, which is not on the PATH; "
@@ -22,7 +24,8 @@ def register(sub) -> None:
                     help="mermaid (default) and dot need nothing installed; svg runs Graphviz's dot")
     sp.add_argument("--depth", type=positive_int, metavar="N",
                     help="unfold modules down to depth N, folding deeper ones into one node "
-                         "each (1 = top-level modules only; default: everything)")
+                         "each (1 = top-level modules only; default: everything, or for Mermaid "
+                         "the deepest that keeps under its 500 edges)")
     sp.add_argument("-o", "--output", metavar="FILE",
                     help="write the diagram to FILE (atomically), not stdout")
     sp.add_argument("--force", action="store_true",
@@ -51,6 +54,19 @@ def svg(dot: str) -> str:
     return r.stdout
 
 
+def mermaid_sized(net):
+    """The diagram of ``net`` unfolded as deep as keeps it under Mermaid's edge limit,
+    and that depth (1, the top-level modules, where nothing deeper fits)."""
+    from ..analysis.graph import diagram
+
+    depth, best = 1, diagram(net, depth=1)
+    while True:
+        d = diagram(net, depth=depth + 1)
+        if len(d.edges) >= MERMAID_MAX_EDGES or len(d.edges) == len(best.edges):
+            return best, depth
+        depth, best = depth + 1, d
+
+
 def run(args) -> int:
     from ..analysis.graph import diagram, to_dot, to_mermaid
     from .common import compile_args
@@ -65,6 +81,11 @@ def run(args) -> int:
     except Refused as e:
         raise UsageError(str(e)) from None
     d = diagram(net, depth=args.depth)
+    if args.format == "mermaid" and args.depth is None and len(d.edges) >= MERMAID_MAX_EDGES:
+        d, depth = mermaid_sized(net)
+        print(f"netdsl: folded modules below depth {depth}: Mermaid draws at most "
+              f"{MERMAID_MAX_EDGES - 1} edges, and everything is {len(diagram(net).edges)}; "
+              "--depth N chooses, --format dot or svg draws everything", file=sys.stderr)
     text = to_mermaid(d) if args.format == "mermaid" else to_dot(d)
     if args.format == "svg":
         text = svg(text)

@@ -122,7 +122,7 @@ class From(Node):
     out_shape: Shape
 
 
-MergeOp = Literal["add", "sub", "mul", "div", "concat", "resize", "crop"]
+MergeOp = Literal["add", "sub", "mul", "div", "concat", "resize", "crop", "matmul"]
 # The elementwise merges, and the Python operator each one is.
 ELEMENTWISE = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 # The merges that give their first result the height and width of their second.
@@ -138,7 +138,9 @@ class Merge(Node):
     ``align_corners`` as ``F.interpolate``'s), ``crop(a, b)`` cuts out a window,
     centred, or with its top-left corner at ``offset``. Both read the second
     result's size when the model runs, so a model built at one resolution runs at
-    any other."""
+    any other. ``matmul(a, b)`` is ``a @ b``, over the last two dimensions of each
+    sample, the others broadcast; ``left_shape`` is ``a``'s shape, which fvcore's
+    count of it reads."""
 
     kind: Literal["merge"] = "merge"
     op: MergeOp
@@ -149,6 +151,7 @@ class Merge(Node):
     align_corners: bool | None = None
     offset: tuple[NonNegInt, NonNegInt] | None = None
     by: float | None = None
+    left_shape: Shape | None = None
 
 
 class Split(Node):

@@ -61,7 +61,8 @@ def test_a_reused_in_place_layer_on_a_shared_tensor_is_refused():
 @pytest.mark.parametrize("kind", sorted(FUNCTIONS))
 def test_apply_calls_the_same_function_as_the_module_and_registers_nothing(kind):
     args = {"maxpool2d": "(3, stride = 2, padding = 1)", "avgpool2d": "(3, stride = 1, padding = 1)",
-            "adaptive_avgpool2d": "(2)"}.get(kind, "")
+            "adaptive_avgpool2d": "(2)", "sum": "(dim = [1, 2])", "mean": "(dim = -1, keepdim = true)",
+            "amax": "(dim = 0)", "narrow": "(1, 1, 3)", "unflatten": "(0, [1, -1])"}.get(kind, "")
     functional = netdsl.build(f"network n() {{ input [2, 6, 6]\n apply {kind}{args} }}")
     module = netdsl.build(f"network n() {{ input [2, 6, 6]\n {kind}{args} }}")
     assert list(functional.named_modules())[1:] == []

@@ -144,7 +144,7 @@ def test_bad_numbers_are_located_diagnostics(expr, code, column):
 
 @pytest.mark.parametrize("shape, code", [
     ("[3, 0, 8]", "E0309"), ("[3, -8, 8]", "E0309"), ("[3.0, 8, 8]", "E0309"),
-    ("[3, 8]", "E0309"), ("[3, 10000000, 8]", "E0407"), ("3", "E0309"),
+    ("[1, 3, 8, 8]", "E0309"), ("[3, 10000000, 8]", "E0407"), ("3", "E0309"), ("[]", "E0309"),
 ])
 def test_bad_input_shapes_are_located(shape, code):
     assert first(f"network n() {{\n input {shape}\n relu\n}}") == (code, (2, 8))
