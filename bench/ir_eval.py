@@ -67,8 +67,10 @@ def _one(node, x, model, prefix: str, names: dict):  # noqa: PLR0911, PLR0912 - 
         kind = LAYERS[node.kind]
         if node.functional:
             args = kind.function_args(node)
-            return _function(kind.function)(x, *[v for k, v in args if k is None],
-                                            **{k: v for k, v in args if k is not None})
+            kwargs = {k: v for k, v in args if k is not None}
+            if kind.training_arg:
+                kwargs["training"] = model.training
+            return _function(kind.function)(x, *[v for k, v in args if k is None], **kwargs)
         if kind.bare_parameter:
             return _attr(model, prefix + node.name) * x
         return model.get_submodule(prefix + node.name)(x)

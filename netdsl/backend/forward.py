@@ -128,6 +128,8 @@ class ForwardWriter(Visitor):
             self.s.uses_torch |= func.startswith("torch.")
             args = [src] + [literal(compact(v)) if k is None else f"{k}={literal(compact(v))}"
                             for k, v in kind.function_args(node)]
+            if kind.training_arg:
+                args.append("training=self.training")
             self.emit(f"{dst} = {func}({', '.join(args)})", node.span)
             return dst
         if kind.bare_parameter:

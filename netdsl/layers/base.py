@@ -228,6 +228,9 @@ class Kind:
     # ``torch.flatten``), whose last name also names its node in an FX graph; empty
     # where it cannot be applied (it has parameters or state).
     function: str = ""
+    # Whether that function takes ``training=``, which the forward gives as the module's
+    # own flag (``F.dropout(x, p=0.2, training=self.training)``, as timm's heads call it).
+    training_arg: bool = False
     # Whether its ``inplace`` argument may overwrite its input (the in-place checks).
     inplace_arg: bool = False
     # Its output size follows the window formula from kernel_size, stride, padding (and

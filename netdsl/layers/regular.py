@@ -18,6 +18,8 @@ class DropoutKind(Kind):
     node = Dropout
     doc = "dropout (torch.nn.Dropout), active in training only"
     torch_class = "torch.nn.Dropout"
+    function = "F.dropout"
+    training_arg = True
     args = (
         Arg("p", _float, 0.5, "probability of zeroing an element", unit=True),
         Arg("inplace", _bool, False, "overwrite the input tensor"),
@@ -27,6 +29,14 @@ class DropoutKind(Kind):
 
     def torch_kwargs(self, n):
         return {"p": n.p, "inplace": n.inplace}
+
+    def function_args(self, n):
+        args: list[tuple[str | None, object]] = []
+        if n.p != 0.5:
+            args.append(("p", n.p))
+        if n.inplace:
+            args.append(("inplace", True))
+        return args
 
 
 class StochasticDepth(Layer):

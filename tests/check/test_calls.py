@@ -62,14 +62,22 @@ def test_a_reused_in_place_layer_on_a_shared_tensor_is_refused():
 def test_apply_calls_the_same_function_as_the_module_and_registers_nothing(kind):
     args = {"maxpool2d": "(3, stride = 2, padding = 1)", "avgpool2d": "(3, stride = 1, padding = 1)",
             "adaptive_avgpool2d": "(2)", "sum": "(dim = [1, 2])", "mean": "(dim = -1, keepdim = true)",
-            "amax": "(dim = 0)", "narrow": "(1, 1, 3)", "unflatten": "(0, [1, -1])"}.get(kind, "")
+            "amax": "(dim = 0)", "narrow": "(1, 1, 3)", "unflatten": "(0, [1, -1])",
+            "dropout": "(0.3)"}.get(kind, "")
     functional = netdsl.build(f"network n() {{ input [2, 6, 6]\n apply {kind}{args} }}")
     module = netdsl.build(f"network n() {{ input [2, 6, 6]\n {kind}{args} }}")
     assert list(functional.named_modules())[1:] == []
     x = torch.randn(3, 2, 6, 6)
+    functional.eval(), module.eval()
     assert torch.equal(functional(x), module(x))
     twin = pickle.loads(pickle.dumps(functional))
     assert torch.equal(twin(x), functional(x))
+    # In training too, with the same random draws (dropout's mask).
+    functional.train(), module.train()
+    torch.manual_seed(3)
+    a = functional(x)
+    torch.manual_seed(3)
+    assert torch.equal(a, module(x))
 
 
 def test_a_block_that_calls_a_function_is_no_sequential():
