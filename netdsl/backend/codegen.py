@@ -325,7 +325,7 @@ class _Generator:
                                            (None, Hole(float(fill["value"]), n.kind, _NO_DEFAULT, n.name))])
                 out.append((tuple(notes), n.name, Call("nn.Parameter", [(None, made)])))
                 continue
-            out.append((tuple(notes), n.name, self.expr(n, owner._modules[n.name])))
+            out.append((tuple(notes), n.name, self.expr(n, owner.get_submodule(n.name))))
         return out
 
     def expr(self, node, m):
@@ -465,7 +465,7 @@ def _leaves(nodes, owner, prefix=()):
     for n in _modules_in_order(nodes):
         if isinstance(n, ir.Layer) and LAYERS[n.kind].bare_parameter:
             continue  # a parameter of its owner, filled as it is made (Generator.items)
-        m = owner._modules[n.name]
+        m = owner.get_submodule(n.name)
         if isinstance(n, ir.Scope):
             yield from _leaves(n.body, m, prefix + (n.name,))
         elif next(m.parameters(recurse=False), None) is not None:
@@ -604,6 +604,15 @@ class _Writer:
         return "\n".join(lines)
 
 
+def _assign(path: tuple[str, ...], code: str) -> str:
+    """The statement that registers ``code`` under ``path`` (a dotted label's parts)."""
+    if len(path) == 1:
+        return f"self.{path[0]} = {code}" if is_attribute(path[0]) else f"self.add_module({path[0]!r}, {code})"
+    holder = (f"self.{path[0]}" if is_attribute(path[0]) else f"self.get_submodule({path[0]!r})") + \
+        "".join(f"[{p!r}]" for p in path[1:-1])
+    return f"{holder}[{path[-1]!r}] = {code}"
+
+
 def _render_class(cls: Class, outputs_name: str | None, first: Class | None) -> str:
     inst = cls.instances[0]
     w = _Writer(cls)
@@ -621,11 +630,15 @@ def _render_class(cls: Class, outputs_name: str | None, first: Class | None) -> 
         lines.append("        " + w.seq(inst.items, 2, "super().__init__("))
     else:
         lines.append("        super().__init__()")
+        made: set[tuple[str, ...]] = set()
         for notes, name, e in inst.items:
             lines.extend(f"        # {comment(c)}" if c else "        #" for c in notes)
-            code = w.expr(e, 2)
-            lines.append(f"        self.{name} = {code}" if is_attribute(name) else
-                         f"        self.add_module({name!r}, {code})")
+            parts = tuple(name.split("."))
+            for i in range(1, len(parts)):  # a dotted label's containers, on first use
+                if parts[:i] not in made:
+                    made.add(parts[:i])
+                    lines.append(f"        {_assign(parts[:i], 'nn.ModuleDict()')}")
+            lines.append(f"        {_assign(parts, w.expr(e, 2))}")
     lines.extend(inst.init)
     if inst.forward is not None:
         lines.append("")

@@ -99,7 +99,7 @@ class ForwardWriter(Visitor):
         self.s.lines.append(INDENT * self.s.indent + line + (f"  # {comment(note)}" if note else ""))
 
     def ref(self, name: str) -> str:
-        path = self.s.owner + (name,)
+        path = self.s.owner + tuple(name.split("."))  # a dotted label is a path (`"convs.0"`)
         if len(path) == 1 or all(is_attribute(p) for p in path):
             return module_ref(path[0]) + "".join(f".{p}" for p in path[1:])
         return f"self.get_submodule({'.'.join(path)!r})"
@@ -312,8 +312,8 @@ def is_container(node: ir.Node) -> bool:
 def is_sequential(nodes: Sequence[ir.Node]) -> bool:
     """Whether a body is a plain sequence of modules, each called once: an
     ``nn.Sequential``, which needs no forward of its own."""
-    return all(isinstance(n, ir.Scope) or (isinstance(n, ir.Layer) and not n.reuse and not n.functional
-                                           and not LAYERS[n.kind].bare_parameter)
+    return all((isinstance(n, ir.Scope) or (isinstance(n, ir.Layer) and not n.reuse and not n.functional
+                                            and not LAYERS[n.kind].bare_parameter)) and "." not in n.name
                for n in nodes) and not ir.has_flow(nodes)
 
 

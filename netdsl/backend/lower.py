@@ -159,16 +159,16 @@ class _Lowering(Visitor):
             owner.register_parameter(node.name, _leaf(node, "meta"))
             self.bare.append((owner, node))
             return
-        owner.add_module(node.name, self.leaf(node))
+        register(owner, node.name, self.leaf(node))
 
     def visit_scope(self, node: ir.Scope, owner: nn.Module) -> None:
         if forward.is_container(node):
             c = Container()
-            owner.add_module(node.name, c)
+            register(owner, node.name, c)
             for n in node.body:
                 self.visit(n, c)
             return
-        owner.add_module(node.name, self.scope(node))
+        register(owner, node.name, self.scope(node))
 
     def visit_bind(self, node, owner) -> None:
         pass  # names a result; no module
@@ -212,6 +212,25 @@ class _Lowering(Visitor):
         for n in net.body:
             self.visit(n, root)
         return root
+
+
+def register(owner: nn.Module, name: str, module: nn.Module) -> None:
+    """``owner.add_module(name, module)``, where a dotted label (``"convs.0"``) makes
+    the modules on its path, each a :class:`Container` (as a ``ModuleList`` holds its
+    items), on first use: ``convs.0``, ``bns.0``, ``convs.1`` give timm's keys.
+
+    >>> m = torch.nn.Module(); register(m, "convs.0", torch.nn.ReLU()); register(m, "convs.1", torch.nn.Tanh())
+    >>> [name for name, _ in m.named_modules()]
+    ['', 'convs', 'convs.0', 'convs.1']
+    """
+    *path, last = name.split(".")
+    for part in path:
+        child = owner._modules.get(part)
+        if child is None:
+            child = Container()
+            owner.add_module(part, child)
+        owner = child
+    owner.add_module(last, module)
 
 
 def _allocate(root: nn.Module, device) -> None:

@@ -640,16 +640,17 @@ class Checker:
         v = self.value(s, env)
         if v is POISON:
             return v
-        if not v or "." in v:
+        if not v or "" in v.split("."):
             # Once per place: a template label in a loop is invalid in every iteration.
             if (s.span.where(), s.span.end_column) not in self._bad_labels:
                 self._bad_labels.add((s.span.where(), s.span.end_column))
                 self.report(Diagnostic("E0111", f"invalid label \"{v}\"", s.span,
                                        "labels become module names",
-                                       "a module name is any text without a `.`" +
+                                       "a module name is non-empty text; a `.` only between names, "
+                                       "as in \"convs.0\", which puts the module in a container" +
                                        (f", e.g. \"{_label_like(v)}\"" if v else "")))
             return POISON
-        return v if self.label_free(v, s.span) else POISON
+        return v if all(self.label_free(part, s.span) for part in v.split(".")) else POISON
 
     def label_free(self, label: str, span) -> bool:
         """Whether the built module can take ``label`` as a child's name: torch refuses
@@ -957,6 +958,12 @@ class Checker:
             else:
                 values[a.name] = a.convert(a.default) if a.default is not REQUIRED else None
         name = kind if functional else scope.name(self, label, use.span)
+        if label is not None and "." in label and sig.bare_parameter:
+            self.report(Diagnostic("E0111", f"invalid label \"{label}\" for `{kind}`", use.span,
+                                   f"`{kind}` is a parameter of its module, not a module in a container",
+                                   f"a dotted label puts a module in a container; give `{kind}` a name "
+                                   f"without a `.`, e.g. \"{_label_like(label)}\""))
+            return [], None, False
         if not ok or shape is None:
             return [], None, False
         if not self._ranges(sig, values, bound, use):

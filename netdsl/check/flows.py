@@ -120,6 +120,8 @@ class NameScope:
         self.parent = parent
         self.used: dict[str, Span | None] = {}
         self.positions: set[str] = set()  # the names given by position, to unlabelled modules
+        # The containers dotted labels make (`"convs.0"` makes `convs`), and where first.
+        self.containers: dict[str, Span | None] = {}
         self.count = 0
         self.init: list[tuple[str, str, ir.InitScheme, Span | None]] = []
         self.matched: set[int] = set()
@@ -136,6 +138,21 @@ class NameScope:
             self.positions.add(name)
         else:
             name = label
+            prefixes = [".".join(label.split(".")[:i]) for i in range(1, label.count(".") + 1)]
+            leaf = next((p for p in prefixes if p in self.used), None)
+            if label in self.containers or leaf is not None:
+                first = self.containers[label] if leaf is None else self.used[leaf]
+                at = first.where() if first else "an earlier line"
+                cx.report(Diagnostic(
+                    "E0108", f"label `{label}` " + (f"is the container of the labels under it, from {at}"
+                                                    if leaf is None else f"puts a module in `{leaf}`, "
+                                                    f"which is a module of its own (at {at})"),
+                    span, "one name for two things",
+                    "a dotted label (`\"convs.0\"`) makes its container; label the other module apart"))
+                self.used[name] = span
+                return name
+            for p in prefixes:
+                self.containers.setdefault(p, span)
             if label in self.used:
                 first = self.used[label]
                 at = first.where() if first else "an earlier line"

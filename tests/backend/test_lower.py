@@ -164,6 +164,8 @@ EVERY_FACTORY_KIND = """network n() {
     flatten
     f: linear(3)
     b1: batchnorm1d
+    apply unflatten(0, [1, -1])
+    c1: conv1d(2, 3, padding = 1)
 }"""
 
 

@@ -15,6 +15,8 @@ from netdsl.layers import LAYERS
 
 IMAGE = ("[4, 6, 6]", "conv2d(4, 3, padding = 1)")   # input, a fresh layer before the last one
 FLAT = ("[8]", "linear(8)")
+THIN = "[4, 1, 6]"
+SEQUENCE = ("[4, 6]", "conv1d(4, 1)")
 
 # Every kind of netdsl.layers.LAYERS as the last layer of a residual body: (input, layer).
 ENDINGS = {
@@ -59,6 +61,13 @@ ENDINGS = {
     "pixel_shuffle": [(IMAGE, "pixel_shuffle(1)")],
     "permute": [(IMAGE, "permute([0, 2, 1])"), (IMAGE, "permute([0, 1, 2])")],
     "scale": [(IMAGE, "scale(init = 0.5)")],
+    # The tensor layers, where they keep the shape the residual adds to.
+    "sum": [((THIN, "conv2d(4, 1)"), "sum(dim = 1, keepdim = true)")],
+    "mean": [((THIN, "conv2d(4, 1)"), "mean(dim = [1], keepdim = true)")],
+    "amax": [((THIN, "conv2d(4, 1)"), "amax(dim = -2, keepdim = true)")],
+    "narrow": [(IMAGE, "narrow(0, 0, 4)")],
+    "unflatten": [(IMAGE, "unflatten(0, [4])")],
+    "conv1d": [(SEQUENCE, "conv1d(4, 3, padding = 1)")],
 }
 
 # The same ending reached through the forms that wrap it; {P} is the layer before, {L} the last.
@@ -98,7 +107,7 @@ COMBINATORS = {
 
 
 def _spec(inp, prev, last, form):
-    shortcut = "linear(8)" if inp == "[8]" else "conv2d(4, 1)"
+    shortcut = {"[8]": "linear(8)", "[4, 6]": "conv1d(4, 1)"}.get(inp, "conv2d(4, 1)")
     body = FORMS[form].format(P=prev, L=last, S=shortcut)
     return f"block ending() {{ {last} }}\nnetwork n() {{ input {inp}\n {body}\n relu }}"
 

@@ -470,4 +470,4 @@ def test_a_shortcut_label_may_be_a_template():
     keys = list(netdsl.build(spec).state_dict())
     assert "0.c1x1_w_s2.0.weight" in keys and "1.c1x1_w_s1.0.weight" in keys
     with pytest.raises(netdsl.NetdslError, match="E0111"):
-        netdsl.compile(spec.replace('"c1x1_w_s{stride}"', '"w.{stride}"'))
+        netdsl.compile(spec.replace('"c1x1_w_s{stride}"', '"w.{stride}."'))
