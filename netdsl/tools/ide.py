@@ -441,16 +441,19 @@ class Completion:
     insert: str | None = None
 
 
-def completions(text: str, idx: Index | None, line: int, column: int) -> list[Completion]:
+def completions(text: str, idx: Index | None, line: int, column: int,
+                limits: Limits | None = None) -> list[Completion]:
     """What may be typed at a position: inside a layer's or block's parentheses its
-    argument names first, and everywhere the layers, blocks and functions.
+    argument names first, and everywhere the layers, blocks and functions. In a text
+    over ``max_file_bytes``, which ``check`` refuses, the parentheses are not looked
+    for: that reads the text from its start, on every keystroke.
 
     >>> [c.label for c in completions("conv2d(8, ", None, 1, 11)][:3]
     ['out_channels', 'kernel_size', 'stride']
     """
     items: list[Completion] = []
     defs = idx.definitions if idx else {}
-    callee = open_call(text, line, column)
+    callee = None if _too_big(text, limits or Limits()) else open_call(text, line, column)
     if callee in LAYERS:
         for a in LAYERS[callee].args:
             default = "" if a.default is REQUIRED else f" = {_show(a.default)}"

@@ -101,6 +101,21 @@ def test_hover_shows_shapes_params_and_macs_of_the_line(client, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_document_over_the_size_limit_is_refused_without_reading_it_through(client, tmp_path):
+    big = "network n() {\n    input [3, 8, 8]\n" + "    relu\n" * 60_000 + "    conv2d(8, \n"
+    uri = client.open(tmp_path / "big.net", big)
+    assert [d["code"] for d in client.diagnostics(uri, 1)] == ["E0401"]
+    # Completion offers names, but not the arguments of the call it is in: finding the
+    # call would read the text from its start on every keystroke.
+    items = client.at("textDocument/completion", uri, 60_002, 14)["items"]
+    assert "conv2d" in {i["label"] for i in items}
+    assert [i for i in items if i["kind"] == 10] == []
+    assert client.request("textDocument/formatting", {"textDocument": {"uri": uri},
+                                                      "options": {"tabSize": 4, "insertSpaces": True}}) is None
+    assert client.at("textDocument/hover", uri, 5, 5) is None
+
+
+@pytest.mark.slow
 def test_formatting_gives_what_netdsl_fmt_gives(client, tmp_path):
     from netdsl.syntax.fmt import format_text
 
