@@ -31,10 +31,15 @@ from ..syntax.parser import parse
 
 @dataclass
 class Checked:
-    """One document checked: the networks that passed, and every diagnostic found."""
+    """One document checked: the networks that passed, and every diagnostic found.
+
+    ``module`` is the document's own syntax tree (None where it did not parse), which
+    ``index`` then needs not parse again.
+    """
 
     networks: list[ir.Network]
     diagnostics: list[Diagnostic]
+    module: ast.Module | None = None
 
 
 def check(text: str, filename: str | None, base: Path, limits: Limits | None = None) -> Checked:
@@ -52,12 +57,17 @@ def check(text: str, filename: str | None, base: Path, limits: Limits | None = N
     """
     limits = limits or Limits()
     with api._gc_paused():
+        module = None
         try:
             # As read_source would: the size limit and NUL bytes are refused here too.
             text = decode(text.encode("utf-8", "surrogatepass"), filename, limits)
+            # The document alone first, as load() parses it (which then finds it in the
+            # parser's cache): a text that does not parse is parsed once, not again by index().
+            check_nesting(text, filename, limits)
+            module = parse(text, filename, limits)
             program = load(text, filename, base, limits)
         except NetdslError as e:
-            return Checked([], [_in_the_server(d) for d in e.diagnostics])
+            return Checked([], [_in_the_server(d) for d in e.diagnostics], module)
         nets: list[ir.Network] = []
         diags: dict[tuple, Diagnostic] = {}
         for name in program.root_networks:
@@ -69,7 +79,7 @@ def check(text: str, filename: str | None, base: Path, limits: Limits | None = N
                 # Networks sharing a block repeat its errors; say each once.
                 for d in e.diagnostics:
                     diags.setdefault(_key(d), d)
-    return Checked(nets, list(diags.values()))
+    return Checked(nets, list(diags.values()), module)
 
 
 def _in_the_server(d: Diagnostic) -> Diagnostic:
@@ -308,15 +318,17 @@ class Index:
     origin: dict[Path, Span]
 
 
-def index(text: str, filename: str | None, base: Path, limits: Limits | None = None) -> Index | None:
+def index(text: str, filename: str | None, base: Path, limits: Limits | None = None,
+          module: ast.Module | None = None) -> Index | None:
     """Index a document and its imports; None if the document itself does not parse.
+    ``module``: the document's syntax tree, where the caller has it already.
 
     >>> idx = index("block unit(c, stride = 1) { conv2d(c, 3) }", None, Path("."))
     >>> idx.definitions["unit"].params
     ('c', 'stride = 1')
     """
     limits = limits or Limits()
-    module = _parse(text, filename, limits)
+    module = module if module is not None else _parse(text, filename, limits)
     if module is None:
         return None
     idx = Index({}, [], {})

@@ -100,6 +100,42 @@ def test_hover_shows_shapes_params_and_macs_of_the_line(client, tmp_path):
     assert client.at("textDocument/hover", uri, 400, 3) is None  # past the end
 
 
+# A network whose check takes about a second: 15,000 convolutions.
+SLOW = """\
+network slow() {
+    input [8, 8, 8]
+    for i in range(150) {
+        for j in range(100) {
+            conv2d(8, 3, padding = 1)
+        }
+    }
+}
+"""
+
+
+def _published(client, uri) -> list:
+    """The versions of the diagnostics that have arrived for ``uri`` and not been read."""
+    return [m["params"]["version"] for m in client.pending
+            if m.get("method") == "textDocument/publishDiagnostics" and m["params"]["uri"] == uri]
+
+
+@pytest.mark.slow
+def test_a_newer_change_replaces_the_check_of_an_older_one_and_requests_do_not_wait(client, tmp_path):
+    uri = client.open(tmp_path / "tiny.net", FIXED)
+    assert client.diagnostics(uri, 1) == []
+    # Typed on while a long check runs: the versions in between are never published,
+    # and completion and hover are answered from the last check without waiting for it.
+    client.change(uri, SLOW, 2)
+    client.change(uri, SLOW.replace("range(100)", "range(99)"), 3)
+    items = client.at("textDocument/completion", uri, 4, 12)["items"]
+    assert "conv2d" in {i["label"] for i in items}
+    assert client.at("textDocument/hover", uri, 4, 12) is None  # a line of no version checked
+    assert _published(client, uri) == []
+    client.change(uri, FIXED.replace("relu\n", "reluu\n"), 4)
+    assert [d["code"] for d in client.diagnostics(uri, 4)] == ["E0102"]
+    assert _published(client, uri) == []
+
+
 @pytest.mark.slow
 def test_a_document_over_the_size_limit_is_refused_without_reading_it_through(client, tmp_path):
     big = "network n() {\n    input [3, 8, 8]\n" + "    relu\n" * 60_000 + "    conv2d(8, \n"
