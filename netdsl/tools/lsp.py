@@ -39,6 +39,7 @@ from . import ide
 
 PAUSE = 0.01  # seconds before a change is checked: the requests sent with it are answered first
 DELAY = 0.03  # seconds: a change this soon after another waits as long for the next
+STALE = "*(from the last version that checked)*"
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,12 +54,14 @@ class _Version:
 @dataclass
 class _Document:
     """What the server knows of one open document: where its imports are read from,
-    what the last check of it found, and the index of the last text that parsed
+    what the last check of it found, the last text that checked (hover answers from
+    it while the text has errors), and the index of the last text that parsed
     (completion runs on half-typed lines)."""
 
     filename: str | None
     base: Path
     last: _Version | None = None
+    good: _Version | None = None
     index: ide.Index | None = None
 
 
@@ -155,6 +158,8 @@ def _done(ls: NetdslServer, uri: str, doc: _Document, version: int | None, text:
         ls.window_log_message(t.LogMessageParams(
             t.MessageType.Error, "".join(traceback.format_exception(type(e), e, e.__traceback__))))
     doc.last = _Version(version, text, checked)
+    if not checked.diagnostics:
+        doc.good = doc.last
     if index is not None:
         doc.index = index
     placed = ide.place(checked.diagnostics, doc.filename, doc.index)
@@ -167,6 +172,21 @@ def _index(doc: _Document | None, text: str) -> ide.Index | None:
     if doc is not None and doc.index is None and doc.last is None:
         doc.index = ide.index(text, doc.filename, doc.base)
     return doc.index if doc is not None else None
+
+
+def _hover(doc: _Document, text: str, line: int) -> str | None:
+    """A hover on ``line`` of ``text``, the document's text now: from the last check, and
+    where that says nothing there (its text has errors), from the last text that
+    checked. A line changed since the text answered for is not answered."""
+    for seen in dict.fromkeys([doc.last, doc.good]):
+        if seen is None:
+            continue
+        same = seen.text == text
+        before = line if same else ide.line_before(seen.text, text, line)
+        shown = ide.hover(seen.checked, doc.filename, before) if before is not None else None
+        if shown is not None:
+            return shown if same else f"{STALE}\n\n{shown}"
+    return None
 
 
 def _diagnostic(p: ide.Placed, lines: Sequence[str], codec) -> t.Diagnostic:
@@ -285,10 +305,10 @@ def make_server() -> NetdslServer:
     def hover(ls: NetdslServer, params: t.HoverParams):
         uri = params.text_document.uri
         doc = ls.docs.get(uri)
-        if doc is None or doc.last is None or not doc.last.checked.networks:
+        if doc is None:
             return None
         line, _ = _position(ls, uri, params.position)
-        text = ide.hover(doc.last.checked.networks[0], doc.filename, line, doc.index)
+        text = _hover(doc, ls.workspace.get_text_document(uri).source, line)
         if text is None:
             return None
         return t.Hover(t.MarkupContent(t.MarkupKind.Markdown, text))

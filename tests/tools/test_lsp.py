@@ -136,6 +136,60 @@ def test_a_newer_change_replaces_the_check_of_an_older_one_and_requests_do_not_w
     assert _published(client, uri) == []
 
 
+LIBRARY = """\
+let widths = [4, 8]
+
+block unit(c) {
+    let mid = 2 * c
+    conv2d(mid, 1)
+}
+
+network n() {
+    input [3, 8, 8]
+    init conv2d.weight = zeros
+    for w in widths {
+        unit(w)
+    }
+    stem: conv2d(4, 3)
+}
+"""
+STALE = "*(from the last version that checked)*"
+
+
+def _hover(client, uri, line, character=4):
+    answer = client.at("textDocument/hover", uri, line, character)
+    return answer and answer["contents"]["value"]
+
+
+@pytest.mark.slow
+def test_hover_on_headers_lets_and_inits_and_from_the_last_version_that_checked(client, tmp_path):
+    uri = client.open(tmp_path / "n.net", LIBRARY)
+    assert client.diagnostics(uri, 1) == []
+    header = _hover(client, uri, 2, 7)
+    assert "| `0` | Unit | [3, 8, 8] → [8, 8, 8] |" in header and "| `1` | Unit | [8, 8, 8] → [16, 8, 8] |" in header
+    assert _hover(client, uri, 0) == "`widths` = `[4, 8]`"
+    assert _hover(client, uri, 3) == "`mid` takes 2 values:\n\n- `8`\n- `16`"
+    init = _hover(client, uri, 9)
+    assert "this `init` sets 3 parameters with `zeros()`" in init
+    assert "| `0.0.weight` | Conv2d |" in init and "| `stem.weight` | Conv2d |" in init
+    assert "`stem` | Conv2d | [16, 8, 8] → [4, 6, 6]" in _hover(client, uri, 13)
+
+    # An error above them: the lines that did not change answer as they did, marked as
+    # such, a line below them where it went; the line with the error answers nothing.
+    client.change(uri, LIBRARY.replace("    input [3, 8, 8]\n", "    input [3, 8, 8]\n    reluu\n"), 2)
+    assert [d["code"] for d in client.diagnostics(uri, 2)] == ["E0102"]
+    stale = _hover(client, uri, 14)
+    assert stale.startswith(STALE + "\n\n") and "`stem` | Conv2d | [16, 8, 8] → [4, 6, 6]" in stale
+    assert _hover(client, uri, 2, 7) == STALE + "\n\n" + header
+    assert _hover(client, uri, 0) == STALE + "\n\n`widths` = `[4, 8]`"
+    assert _hover(client, uri, 9) is None
+
+    client.change(uri, LIBRARY.replace("conv2d(4, 3)", "conv2d(5, 3)"), 3)
+    assert client.diagnostics(uri, 3) == []
+    assert "`stem` | Conv2d | [16, 8, 8] → [5, 6, 6]" in _hover(client, uri, 13)
+    assert not _hover(client, uri, 13).startswith(STALE)
+
+
 @pytest.mark.slow
 def test_a_document_over_the_size_limit_is_refused_without_reading_it_through(client, tmp_path):
     big = "network n() {\n    input [3, 8, 8]\n" + "    relu\n" * 60_000 + "    conv2d(8, \n"
