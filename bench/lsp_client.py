@@ -31,9 +31,10 @@ class Client:
     """Requests wait for their response; notifications queue; the server's log
     messages (``window/logMessage``) are kept in ``logs``."""
 
-    def __init__(self, cwd: Path):
+    def __init__(self, cwd: Path, root: Path = ROOT):
+        """Start the server of the netdsl checkout ``root`` (this one by default) in ``cwd``."""
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+            [str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
         self.stderr = open(cwd / "server.stderr", "w+b")  # noqa: SIM115 - closed by close()
         self.proc = subprocess.Popen([sys.executable, "-m", "netdsl", "lsp"], cwd=cwd, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr)
@@ -71,10 +72,14 @@ class Client:
     def notify(self, method: str, params) -> None:
         self._send({"method": method, "params": params})
 
-    def request(self, method: str, params, timeout: float = TIMEOUT):
+    def ask(self, method: str, params) -> int:
+        """Send a request without waiting for the answer; its id, to ``wait`` for."""
         self.ids += 1
-        me = self.ids
-        self._send({"id": me, "method": method, "params": params})
+        self._send({"id": self.ids, "method": method, "params": params})
+        return self.ids
+
+    def request(self, method: str, params, timeout: float = TIMEOUT):
+        me = self.ask(method, params)
         reply = self.wait(lambda m: m.get("id") == me and "method" not in m, f"the answer to {method}", timeout)
         if "error" in reply:
             raise ServerError(reply["error"])

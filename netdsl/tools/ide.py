@@ -1,5 +1,6 @@
 """What an editor asks about a spec while it is being written: its diagnostics,
-the modules a line emits, where a name is defined, and what may be typed next.
+the modules a line emits (or the values a ``let`` takes, the parameters an ``init``
+sets), where a name is defined, and what may be typed next.
 
 Positions are netdsl's own: 1-based lines and columns counted in characters.
 The language server (lsp.py) converts them to the protocol's; keeping the
@@ -9,21 +10,23 @@ imports torch or pygls.
 
 from __future__ import annotations
 
+import difflib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
 from .. import api, ir
 from ..analysis.counts import COUNTED, TYPE_NAMES, analyse, layer_macs, layer_params, merge_macs, scope_type
 from ..check.checker import Checker
 from ..check.evaluate import BUILTINS, SIGNATURES
+from ..check.values import POISON, show
 from ..diagnostics import Diagnostic, NetdslError
 from ..ir.walk import children
 from ..layers import LAYERS, REQUIRED
 from ..limits import Limits
 from ..span import Span
 from ..syntax import ast
-from ..syntax.loader import STDLIB_PREFIX, check_nesting, decode, load, read_source, stdlib_dir
+from ..syntax.loader import STDLIB_PREFIX, Program, check_nesting, decode, load, read_source, stdlib_dir
 from ..syntax.parser import parse
 
 # ---------------------------------------------------------------- diagnostics
@@ -31,10 +34,86 @@ from ..syntax.parser import parse
 
 @dataclass
 class Checked:
-    """One document checked: the networks that passed, and every diagnostic found."""
+    """One document checked: the networks that passed, and every diagnostic found.
+
+    ``module`` is the document's own syntax tree (None where it did not parse), which
+    ``index`` then needs not parse again; ``program`` what the document loaded as
+    (None where loading failed), for the lines that name a block or a network;
+    ``lets`` the values of its own ``let``s, from the networks that passed (and, in a
+    library of blocks, its top-level ones).
+    """
 
     networks: list[ir.Network]
     diagnostics: list[Diagnostic]
+    module: ast.Module | None = None
+    program: Program | None = None
+    lets: list[LetValues] = field(default_factory=list)
+
+
+@dataclass
+class LetValues:
+    """The values a ``let`` took, as the spec writes them, in the order first seen: a
+    ``let`` in a block has one per distinct instance, in a loop one per turn."""
+
+    name: str
+    span: Span
+    values: dict[str, None] = field(default_factory=dict)  # a set that keeps its order
+    more: bool = False  # there were more than MAX_HOVER_ROWS
+
+    def add(self, shown: str) -> None:
+        if shown not in self.values:
+            if len(self.values) < MAX_HOVER_ROWS:
+                self.values[shown] = None
+            else:
+                self.more = True
+
+
+class _Recorder(Checker):
+    """A checker that also keeps the values of the ``let``s it is given (keyed by the
+    identity of their expression), as it evaluates them."""
+
+    def __init__(self, program: Program, limits: Limits, lets: dict[int, ast.Let], memo_table: dict):
+        self.watched = lets
+        self.seen: dict[int, LetValues] = {}
+        super().__init__(program, limits)  # which evaluates the top-level lets
+        # A table of this check's own: the shared one replays an instance checked before,
+        # in an earlier check of the same text, without evaluating its lets again.
+        self._memo = memo_table
+
+    def value(self, expr, env, init: bool = False):
+        v = super().value(expr, env, init)
+        let = self.watched.get(id(expr))
+        if let is not None and v is not POISON:
+            kept = self.seen.get(id(let))
+            if kept is None:
+                kept = self.seen[id(let)] = LetValues(let.name, let.span)
+            kept.add(show(v))
+        return v
+
+
+def _lets_of(program: Program, filename: str | None) -> dict[int, ast.Let]:
+    """The ``let`` statements written in ``filename``, at the top level and in every body,
+    by the identity of their expression."""
+    todo: list = [d for d in (*program.lets, *program.blocks.values(), *program.networks.values())
+                  if d.span.file == filename]
+    found: dict[int, ast.Let] = {}
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (list, tuple)):
+            todo.extend(node)
+        elif isinstance(node, ast.Let):
+            found[id(node.value)] = node
+        elif is_dataclass(node) and not isinstance(node, (ast.Expr, Span)):
+            todo.extend(getattr(node, f.name) for f in fields(node))
+    return found
+
+
+def _merge(into: dict[int, LetValues], recorded: dict[int, LetValues]) -> None:
+    for key, got in recorded.items():
+        kept = into.setdefault(key, LetValues(got.name, got.span))
+        for shown in got.values:
+            kept.add(shown)
+        kept.more |= got.more
 
 
 def check(text: str, filename: str | None, base: Path, limits: Limits | None = None) -> Checked:
@@ -52,24 +131,39 @@ def check(text: str, filename: str | None, base: Path, limits: Limits | None = N
     """
     limits = limits or Limits()
     with api._gc_paused():
+        module = None
         try:
             # As read_source would: the size limit and NUL bytes are refused here too.
             text = decode(text.encode("utf-8", "surrogatepass"), filename, limits)
+            # The document alone first, as load() parses it (which then finds it in the
+            # parser's cache): a text that does not parse is parsed once, not again by index().
+            check_nesting(text, filename, limits)
+            module = parse(text, filename, limits)
             program = load(text, filename, base, limits)
         except NetdslError as e:
-            return Checked([], [_in_the_server(d) for d in e.diagnostics])
+            return Checked([], [_in_the_server(d) for d in e.diagnostics], module)
         nets: list[ir.Network] = []
         diags: dict[tuple, Diagnostic] = {}
+        watched = _lets_of(program, filename)
+        lets: dict[int, LetValues] = {}
+        memo_table: dict = {}
         for name in program.root_networks:
+            checker = _Recorder(program, limits, watched, memo_table)
             try:
-                net = Checker(program, limits).network(name)
+                net = checker.network(name)
                 api.check_limits(net, limits, program.sources)
                 nets.append(net)
+                _merge(lets, checker.seen)
             except NetdslError as e:
                 # Networks sharing a block repeat its errors; say each once.
                 for d in e.diagnostics:
                     diags.setdefault(_key(d), d)
-    return Checked(nets, list(diags.values()))
+        if not program.root_networks and watched:
+            # A library: its top-level lets are known without a network.
+            checker = _Recorder(program, limits, watched, memo_table)
+            if not checker.diags:
+                _merge(lets, checker.seen)
+    return Checked(nets, list(diags.values()), module, program, list(lets.values()))
 
 
 def _in_the_server(d: Diagnostic) -> Diagnostic:
@@ -173,16 +267,17 @@ def rows_at(net: ir.Network, filename: str | None, line: int) -> list[Row]:
     >>> [(r.name, r.type, r.out_shape, r.params) for r in rows_at(net, None, 2)]
     [('stem', 'Conv2d', (4, 6, 6), 112)]
     """
-    out: list[Row] = []
+    return [_row(node, name) for node, name in _walk(net)
+            if node.span is not None and node.span.line == line and node.span.file == filename]
+
+
+def _walk(net: ir.Network):
+    """Every node of ``net``, itself first, in spec order, with the dotted name it is shown by."""
     todo: list[tuple[ir.Node, str]] = [(net, "")]
     while todo:
         node, name = todo.pop()
-        span = node.span
-        if span is not None and span.line == line and span.file == filename:
-            out.append(_row(node, name))
-        kids = _children(node, name)
-        todo.extend(reversed(kids))
-    return out
+        yield node, name
+        todo.extend(reversed(_children(node, name)))
 
 
 def _children(node: ir.Node, name: str) -> list[tuple[ir.Node, str]]:
@@ -244,40 +339,122 @@ def _leaves(node):
 MAX_HOVER_ROWS = 12
 
 
-def hover(net: ir.Network, filename: str | None, line: int, idx: Index | None = None) -> str | None:
-    """Markdown for a hover on ``line``: what it emits in ``net``, or None if nothing.
+def hover(checked: Checked, filename: str | None, line: int) -> str | None:
+    """Markdown for a hover on ``line`` of ``filename``, from what checking it found; None
+    where that says nothing of the line.
 
-    The line that names the network shows its totals, also for a variant
-    (``network resnet50 = resnet(depth = 50)``), found through ``idx``.
+    A line that emits modules shows them from the first network that has any there:
+    each one's dotted name, type, shapes, parameters and MACs (one row per instance
+    of a block). The line that names a network shows its totals, also for a variant
+    (``network resnet50 = resnet(depth = 50)``); a block's header, its instances; a
+    ``let``, the values it took; an ``init``, the parameters it sets.
 
-    >>> import netdsl
-    >>> net = netdsl.compile("network n() { input [3, 8, 8]\\n stem: conv2d(4, 3) }")
-    >>> print(hover(net, None, 2))
+    >>> c = check("network n() { input [3, 8, 8]\\n stem: conv2d(4, 3) }", None, Path("."))
+    >>> print(hover(c, None, 2))
     network `n`
     <BLANKLINE>
     | module | type | input → output | params | MACs |
     |---|---|---|--:|--:|
     | `stem` | Conv2d | [3, 8, 8] → [4, 6, 6] | 112 | 3,888 |
     """
-    rows = rows_at(net, filename, line)
-    named = idx.definitions.get(net.name) if idx else None
-    if not rows and named and named.span.line == line and _same_file(named.span.file, filename):
-        rows = [_row(net, net.name)]
-    if not rows:
-        return None
+    for net in checked.networks:
+        rows = rows_at(net, filename, line) or _headed(checked.program, net, filename, line)
+        if rows:
+            return _table(net, rows)
+    lets = [v for v in checked.lets if v.span.line == line and v.span.file == filename]
+    if lets:
+        return "\n\n".join(_let(v) for v in lets)
+    for net in checked.networks:
+        inits = [(f"{name}.{param}", TYPE_NAMES[node.kind], scheme)
+                 for node, name in _walk(net) if isinstance(node, ir.Layer)
+                 for param, scheme in node.init.items()
+                 if scheme.span is not None and scheme.span.line == line and scheme.span.file == filename]
+        if inits:
+            return _initialised(net, inits)
+    return None
+
+
+def _headed(program: Program | None, net: ir.Network, filename: str | None, line: int) -> list[Row]:
+    """The rows of the definition whose header is ``line``: a network's totals, or a
+    block's instances in ``net``."""
+    if program is None:
+        return []
+    named = program.networks.get(net.name)
+    if named is not None and named.span.line == line and named.span.file == filename:
+        return [_row(net, net.name)]
+    blocks = {name for name, b in program.blocks.items() if b.span.line == line and b.span.file == filename}
+    return [_row(node, name) for node, name in _walk(net) if isinstance(node, ir.Scope) and node.block in blocks]
+
+
+def _table(net: ir.Network, rows: list[Row]) -> str:
     out = [f"network `{net.name}`", "", "| module | type | input → output | params | MACs |",
            "|---|---|---|--:|--:|"]
     for r in rows[:MAX_HOVER_ROWS]:
         macs = "—" if r.macs is None else f"{r.macs:,}"
         out.append(f"| `{r.name}` | {r.type} | {_shape(r.in_shape)} → {_shape(r.out_shape)} "
                    f"| {r.params:,} | {macs} |")
-    if len(rows) > MAX_HOVER_ROWS:
-        out.append(f"\n… and {len(rows) - MAX_HOVER_ROWS} more ({len(rows)} in all)")
-    return "\n".join(out)
+    return "\n".join(out) + _more(len(rows))
+
+
+def _more(n: int) -> str:
+    return f"\n\n… and {n - MAX_HOVER_ROWS} more ({n} in all)" if n > MAX_HOVER_ROWS else ""
+
+
+def _let(v: LetValues) -> str:
+    if len(v.values) == 1 and not v.more:
+        return f"`{v.name}` = `{next(iter(v.values))}`"
+    more = ["- …"] if v.more else []
+    return "\n".join([f"`{v.name}` takes {'these' if v.more else len(v.values)} values:", ""]
+                     + [f"- `{shown}`" for shown in v.values] + more)
+
+
+def _initialised(net: ir.Network, inits: list[tuple[str, str, ir.InitScheme]]) -> str:
+    schemes = list(dict.fromkeys(f"{s.fn}({', '.join(f'{k} = {show(a)}' for k, a in s.args.items())})"
+                                 for _, _, s in inits))
+    out = [f"network `{net.name}`: this `init` sets {len(inits)} parameter{'s' if len(inits) > 1 else ''}"
+           + (f" with `{schemes[0]}`" if len(schemes) == 1 else ""), "", "| parameter | type |", "|---|---|"]
+    for name, kind, _ in inits[:MAX_HOVER_ROWS]:
+        out.append(f"| `{name}` | {kind} |")
+    return "\n".join(out) + _more(len(inits))
 
 
 def _shape(shape) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
+
+
+MAX_DIFF_LINES = 5_000
+
+
+def line_before(old: str, new: str, line: int) -> int | None:
+    """The line of ``old`` that ``line`` of ``new`` was before an edit made one from the
+    other; None if that line is new or was changed.
+
+    >>> old = "a\\nb\\nc"
+    >>> line_before(old, "a\\nx\\nb\\nc", 3), line_before(old, "a\\nx\\nb\\nc", 2), line_before(old, "a\\nB\\nc", 3)
+    (2, None, 3)
+    """
+    a, b = old.split("\n"), new.split("\n")
+    if not 0 < line <= len(b):
+        return None
+    # An edit leaves the lines before and after it as they were: only those between are compared.
+    head, most = 0, min(len(a), len(b))
+    while head < most and a[head] == b[head]:
+        head += 1
+    if line <= head:
+        return line
+    tail = 0
+    while tail < most - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    if line > len(b) - tail:
+        return line - len(b) + len(a)
+    a, b = a[head:len(a) - tail], b[head:len(b) - tail]
+    if len(a) > MAX_DIFF_LINES or len(b) > MAX_DIFF_LINES:
+        return None  # a rewrite, not an edit: too slow to follow, and little would match
+    at = line - 1 - head
+    for i, j, n in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
+        if j <= at < j + n:
+            return head + i + at - j + 1
+    return None
 
 
 # ---------------------------------------------------------------- definitions
@@ -308,15 +485,17 @@ class Index:
     origin: dict[Path, Span]
 
 
-def index(text: str, filename: str | None, base: Path, limits: Limits | None = None) -> Index | None:
+def index(text: str, filename: str | None, base: Path, limits: Limits | None = None,
+          module: ast.Module | None = None) -> Index | None:
     """Index a document and its imports; None if the document itself does not parse.
+    ``module``: the document's syntax tree, where the caller has it already.
 
     >>> idx = index("block unit(c, stride = 1) { conv2d(c, 3) }", None, Path("."))
     >>> idx.definitions["unit"].params
     ('c', 'stride = 1')
     """
     limits = limits or Limits()
-    module = _parse(text, filename, limits)
+    module = module if module is not None else _parse(text, filename, limits)
     if module is None:
         return None
     idx = Index({}, [], {})
@@ -441,16 +620,19 @@ class Completion:
     insert: str | None = None
 
 
-def completions(text: str, idx: Index | None, line: int, column: int) -> list[Completion]:
+def completions(text: str, idx: Index | None, line: int, column: int,
+                limits: Limits | None = None) -> list[Completion]:
     """What may be typed at a position: inside a layer's or block's parentheses its
-    argument names first, and everywhere the layers, blocks and functions.
+    argument names first, and everywhere the layers, blocks and functions. In a text
+    over ``max_file_bytes``, which ``check`` refuses, the parentheses are not looked
+    for: that reads the text from its start, on every keystroke.
 
     >>> [c.label for c in completions("conv2d(8, ", None, 1, 11)][:3]
     ['out_channels', 'kernel_size', 'stride']
     """
     items: list[Completion] = []
     defs = idx.definitions if idx else {}
-    callee = open_call(text, line, column)
+    callee = None if _too_big(text, limits or Limits()) else open_call(text, line, column)
     if callee in LAYERS:
         for a in LAYERS[callee].args:
             default = "" if a.default is REQUIRED else f" = {_show(a.default)}"

@@ -7,13 +7,24 @@ completion of layers, blocks and their arguments. This module only converts
 between the protocol and netdsl's positions, and keeps one state per open
 document. A spec error is a diagnostic; an exception in netdsl is logged and
 answered with nothing, so no request can stop the server.
+
+Checks run on a worker thread, one at a time, so that requests are answered from
+what the last check found while the next one runs. A change is checked ``PAUSE``
+after it comes (time for an editor's completion request sent with it to be
+answered before the check holds the interpreter), or ``DELAY`` after it when it
+came within ``DELAY`` of the one before (keys held down, a paste in parts),
+unless another comes first. A check whose text a newer change replaced while it
+ran publishes nothing, and the newest text is checked when it ends: versions
+typed meanwhile are never checked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import traceback
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,20 +37,49 @@ from ..diagnostics import Diagnostic
 from ..span import Span
 from . import ide
 
+PAUSE = 0.01  # seconds before a change is checked: the requests sent with it are answered first
+DELAY = 0.03  # seconds: a change this soon after another waits as long for the next
+STALE = "*(from the last version that checked)*"
+
+
+@dataclass(frozen=True, eq=False)
+class _Version:
+    """One text of a document, and what checking it found."""
+
+    version: int | None
+    text: str
+    checked: ide.Checked
+
 
 @dataclass
 class _Document:
-    """What the server knows of one open document, as of its latest text."""
+    """What the server knows of one open document: where its imports are read from,
+    what the last check of it found, the last text that checked (hover answers from
+    it while the text has errors), and the index of the last text that parsed
+    (completion runs on half-typed lines)."""
 
     filename: str | None
-    checked: ide.Checked
-    index: ide.Index | None  # the last text that parsed: completion runs on half-typed lines
+    base: Path
+    last: _Version | None = None
+    good: _Version | None = None
+    index: ide.Index | None = None
 
 
 class NetdslServer(LanguageServer):
+    """The server: the open documents, the checks that wait to start (a change soon
+    after another waits for the next), those running, and the thread they run on."""
+
     def __init__(self):
         super().__init__("netdsl", __version__)
         self.docs: dict[str, _Document] = {}
+        self.waiting: dict[str, asyncio.TimerHandle] = {}
+        self.changed: dict[str, float] = {}  # when each document last changed, in the loop's time
+        self.running: set[str] = set()
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netdsl-check")
+
+    def shutdown(self):
+        self.worker.shutdown(wait=False, cancel_futures=True)
+        super().shutdown()
 
 
 def _guard(default=None):
@@ -47,9 +87,9 @@ def _guard(default=None):
     end the session in the editor."""
     def wrap(fn):
         @functools.wraps(fn)
-        def run(ls: NetdslServer, params):
+        def run(ls: NetdslServer, *args):
             try:
-                return fn(ls, params)
+                return fn(ls, *args)
             except Exception:  # noqa: BLE001 - reported to the client's log instead
                 ls.window_log_message(t.LogMessageParams(
                     t.MessageType.Error, f"netdsl lsp: {fn.__name__} failed\n{traceback.format_exc()}"))
@@ -67,25 +107,86 @@ def _place(uri: str, ls: NetdslServer) -> tuple[str | None, Path]:
     return None, Path(root) if root else Path.cwd()
 
 
-def _analyse(ls: NetdslServer, uri: str) -> None:
-    doc = ls.workspace.get_text_document(uri)
-    filename, base = _place(uri, ls)
-    before = ls.docs.get(uri)
-    try:
-        checked = ide.check(doc.source, filename, base)
-        index = ide.index(doc.source, filename, base)
-    except Exception as e:  # noqa: BLE001 - a netdsl bug, shown where the user looks
+def _schedule(ls: NetdslServer, uri: str, delay: float) -> None:
+    """Check ``uri`` in ``delay`` seconds, unless asked again before: then as that asks."""
+    waiting = ls.waiting.pop(uri, None)
+    if waiting is not None:
+        waiting.cancel()
+    ls.waiting[uri] = asyncio.get_running_loop().call_later(delay, _start, ls, uri)
+
+
+@_guard()
+def _start(ls: NetdslServer, uri: str) -> None:
+    """Check the document's text as it is now, on the worker thread."""
+    ls.waiting.pop(uri, None)
+    doc = ls.docs.get(uri)
+    if doc is None or uri in ls.running:
+        return  # closed; or checked when the check in flight ends (_done)
+    now = ls.workspace.get_text_document(uri)
+    ls.running.add(uri)
+    job = asyncio.get_running_loop().run_in_executor(ls.worker, _analyse, now.source, doc.filename, doc.base)
+    job.add_done_callback(functools.partial(_done, ls, uri, doc, now.version, now.source))
+
+
+def _analyse(text: str, filename: str | None, base: Path) -> tuple[ide.Checked, ide.Index | None]:
+    checked = ide.check(text, filename, base)
+    if checked.module is None:
+        return checked, None  # it does not parse: nothing to index
+    return checked, ide.index(text, filename, base, module=checked.module)
+
+
+@_guard()
+def _done(ls: NetdslServer, uri: str, doc: _Document, version: int | None, text: str, job) -> None:
+    """Keep and publish what a check found, if its text is still the document's; else
+    check the newest text, unless a change is already waiting to."""
+    ls.running.discard(uri)
+    if uri not in ls.docs or job.cancelled():
+        return  # closed since, or the server is ending
+    now = ls.workspace.get_text_document(uri)
+    if ls.docs[uri] is not doc or now.version != version or now.source != text:
+        if uri not in ls.waiting:
+            _start(ls, uri)
+        return
+    if job.exception() is None:
+        checked, index = job.result()
+    else:  # a netdsl bug, shown where the user looks
+        e = job.exception()
         checked = ide.Checked([], [Diagnostic(
             "", f"netdsl failed on this spec: {type(e).__name__}: {e}", None, "",
             "this is a bug in netdsl; please report it with the spec")])
         index = None
-        ls.window_log_message(t.LogMessageParams(t.MessageType.Error, traceback.format_exc()))
-    if index is None and before is not None:
-        index = before.index
-    ls.docs[uri] = _Document(filename, checked, index)
-    placed = ide.place(checked.diagnostics, filename, index)
+        ls.window_log_message(t.LogMessageParams(
+            t.MessageType.Error, "".join(traceback.format_exception(type(e), e, e.__traceback__))))
+    doc.last = _Version(version, text, checked)
+    if not checked.diagnostics:
+        doc.good = doc.last
+    if index is not None:
+        doc.index = index
+    placed = ide.place(checked.diagnostics, doc.filename, doc.index)
     ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(
-        uri, [_diagnostic(p, doc.lines, doc.position_codec) for p in placed], doc.version))
+        uri, [_diagnostic(p, now.lines, now.position_codec) for p in placed], version))
+
+
+def _index(doc: _Document | None, text: str) -> ide.Index | None:
+    """The document's index, from its last check; before its first check ends, of ``text``."""
+    if doc is not None and doc.index is None and doc.last is None:
+        doc.index = ide.index(text, doc.filename, doc.base)
+    return doc.index if doc is not None else None
+
+
+def _hover(doc: _Document, text: str, line: int) -> str | None:
+    """A hover on ``line`` of ``text``, the document's text now: from the last check, and
+    where that says nothing there (its text has errors), from the last text that
+    checked. A line changed since the text answered for is not answered."""
+    for seen in dict.fromkeys([doc.last, doc.good]):
+        if seen is None:
+            continue
+        same = seen.text == text
+        before = line if same else ide.line_before(seen.text, text, line)
+        shown = ide.hover(seen.checked, doc.filename, before) if before is not None else None
+        if shown is not None:
+            return shown if same else f"{STALE}\n\n{shown}"
+    return None
 
 
 def _diagnostic(p: ide.Placed, lines: Sequence[str], codec) -> t.Diagnostic:
@@ -167,35 +268,47 @@ def make_server() -> NetdslServer:
     @ls.feature(t.TEXT_DOCUMENT_DID_OPEN)
     @_guard()
     def did_open(ls: NetdslServer, params: t.DidOpenTextDocumentParams):
-        _analyse(ls, params.text_document.uri)
+        uri = params.text_document.uri
+        ls.docs[uri] = _Document(*_place(uri, ls))
+        _schedule(ls, uri, 0)
 
     @ls.feature(t.TEXT_DOCUMENT_DID_CHANGE)
     @_guard()
     def did_change(ls: NetdslServer, params: t.DidChangeTextDocumentParams):
-        _analyse(ls, params.text_document.uri)
+        uri = params.text_document.uri
+        if uri in ls.docs:
+            now = asyncio.get_running_loop().time()
+            soon = now - ls.changed.get(uri, float("-inf")) < DELAY
+            ls.changed[uri] = now
+            _schedule(ls, uri, DELAY if soon else PAUSE)
 
     @ls.feature(t.TEXT_DOCUMENT_DID_SAVE)
     @_guard()
     def did_save(ls: NetdslServer, params: t.DidSaveTextDocumentParams):
         # A saved file may be imported by the others: they are checked again too.
-        for uri in list(ls.docs):
-            _analyse(ls, uri)
+        for uri in ls.docs:
+            _schedule(ls, uri, 0)
 
     @ls.feature(t.TEXT_DOCUMENT_DID_CLOSE)
     @_guard()
     def did_close(ls: NetdslServer, params: t.DidCloseTextDocumentParams):
-        ls.docs.pop(params.text_document.uri, None)
-        ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(params.text_document.uri, []))
+        uri = params.text_document.uri
+        ls.docs.pop(uri, None)
+        ls.changed.pop(uri, None)
+        waiting = ls.waiting.pop(uri, None)
+        if waiting is not None:
+            waiting.cancel()
+        ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(uri, []))
 
     @ls.feature(t.TEXT_DOCUMENT_HOVER)
     @_guard()
     def hover(ls: NetdslServer, params: t.HoverParams):
         uri = params.text_document.uri
         doc = ls.docs.get(uri)
-        if doc is None or not doc.checked.networks:
+        if doc is None:
             return None
         line, _ = _position(ls, uri, params.position)
-        text = ide.hover(doc.checked.networks[0], doc.filename, line, doc.index)
+        text = _hover(doc, ls.workspace.get_text_document(uri).source, line)
         if text is None:
             return None
         return t.Hover(t.MarkupContent(t.MarkupKind.Markdown, text))
@@ -205,21 +318,21 @@ def make_server() -> NetdslServer:
     def definition(ls: NetdslServer, params: t.DefinitionParams):
         uri = params.text_document.uri
         doc = ls.docs.get(uri)
-        if doc is None or doc.index is None:
+        text = ls.workspace.get_text_document(uri).source
+        idx = _index(doc, text)
+        if idx is None:
             return None
         line, column = _position(ls, uri, params.position)
-        text = ls.workspace.get_text_document(uri).source
-        span = ide.definition(text, doc.index, line, column)
+        span = ide.definition(text, idx, line, column)
         return _location(span, uri, ls) if span is not None else None
 
     @ls.feature(t.TEXT_DOCUMENT_COMPLETION, t.CompletionOptions(trigger_characters=["(", ","]))
     @_guard()
     def completion(ls: NetdslServer, params: t.CompletionParams):
         uri = params.text_document.uri
-        doc = ls.docs.get(uri)
         line, column = _position(ls, uri, params.position)
         text = ls.workspace.get_text_document(uri).source
-        items = ide.completions(text, doc.index if doc else None, line, column)
+        items = ide.completions(text, _index(ls.docs.get(uri), text), line, column)
         return t.CompletionList(is_incomplete=False, items=[
             t.CompletionItem(c.label, kind=_KINDS[c.kind], detail=c.detail or None,
                              documentation=c.doc or None, insert_text=c.insert,

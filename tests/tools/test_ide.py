@@ -122,25 +122,60 @@ def _modules(node):
 def test_hover_on_a_block_line_lists_every_instance_and_stops_at_a_dozen():
     text = ("block b(c) {\n conv2d(c, 1)\n}\n"
             "network n(k = 3) { input [3, 8, 8]\n b(4) * k }\n")
-    net = ide.check(text, None, Path(".")).networks[0]
-    shown = ide.hover(net, None, 2)
+    checked = ide.check(text, None, Path("."))
+    shown = ide.hover(checked, None, 2)
     assert shown.count("| Conv2d |") == 3 and "`0.0`" in shown and "`2.0`" in shown
-    big = ide.check(text.replace("k = 3", "k = 20"), None, Path(".")).networks[0]
+    big = ide.check(text.replace("k = 3", "k = 20"), None, Path("."))
     shown = ide.hover(big, None, 2)
     assert shown.count("| Conv2d |") == ide.MAX_HOVER_ROWS and "8 more (20 in all)" in shown
-    assert ide.hover(net, None, 3) is None  # a closing brace emits nothing
-    assert ide.hover(net, "other.net", 2) is None  # the line of another file
+    assert ide.hover(checked, None, 3) is None  # a closing brace emits nothing
+    assert ide.hover(checked, "other.net", 2) is None  # the line of another file
 
 
 def test_hover_on_a_combinator_and_a_variant():
     text = ("network n() { input [3, 8, 8]\n residual {\n  conv2d(3, 3, padding = 1)\n }\n}\n"
             "network m = n()\n")
     checked = ide.check(text, "x.net", Path("."))
-    idx = ide.index(text, "x.net", Path("."))
-    assert "`(residual)` | residual | [3, 8, 8] → [3, 8, 8] | 84 |" in ide.hover(checked.networks[0], "x.net", 2)
-    variant = checked.networks[1]
-    assert "network M" in ide.hover(variant, "x.net", 6, idx)
-    assert ide.hover(variant, "x.net", 6) is None
+    assert "`(residual)` | residual | [3, 8, 8] → [3, 8, 8] | 84 |" in ide.hover(checked, "x.net", 2)
+    assert "network M" in ide.hover(checked, "x.net", 6)
+
+
+def test_hover_on_block_headers_lets_and_inits():
+    text = ("let widths = [4, 8]\n"
+            "block unit(c) {\n"
+            "    let mid = 2 * c\n"
+            "    conv2d(mid, 1)\n"
+            "}\n"
+            "block unused() { relu }\n"
+            "network n() {\n"
+            "    input [3, 8, 8]\n"
+            "    init conv2d.weight = zeros\n"
+            "    for w in widths { unit(w) }\n"
+            "    unit(4)\n"
+            "}\n")
+    checked = ide.check(text, "x.net", Path("."))
+    header = ide.hover(checked, "x.net", 2)
+    assert header.count("| Unit |") == 3 and "`0` | Unit | [3, 8, 8] → [8, 8, 8]" in header
+    assert ide.hover(checked, "x.net", 6) is None  # a block no network uses: nothing known
+    assert ide.hover(checked, "x.net", 1) == "`widths` = `[4, 8]`"
+    # One value per distinct instance, the repeated unit(4) once.
+    assert ide.hover(checked, "x.net", 3) == "`mid` takes 2 values:\n\n- `8`\n- `16`"
+    init = ide.hover(checked, "x.net", 9)
+    assert "sets 3 parameters with `zeros()`" in init
+    assert "| `0.0.weight` | Conv2d |" in init and "| `2.0.weight` | Conv2d |" in init
+    # Checked again as it is (the parser hands back the same objects), it knows as much.
+    assert ide.hover(ide.check(text, "x.net", Path(".")), "x.net", 3) == ide.hover(checked, "x.net", 3)
+    # A library: its own top-level lets, and nothing of blocks no network uses.
+    library = ide.check("let k = 3 * 3\nblock b() { relu }\n", "lib.net", Path("."))
+    assert ide.hover(library, "lib.net", 1) == "`k` = `9`" and ide.hover(library, "lib.net", 2) is None
+
+
+def test_the_line_a_line_was_before_an_edit():
+    old = "a\nb\nc\nd\n"
+    assert [ide.line_before(old, "a\nb\nX\nc\nd\n", n) for n in range(1, 7)] == [1, 2, None, 3, 4, 5]
+    assert [ide.line_before(old, "a\nd\n", n) for n in range(1, 4)] == [1, 4, 5]
+    assert [ide.line_before(old, "a\nc\nb\nd\n", n) for n in range(1, 5)] == [1, None, 2, 4]
+    assert ide.line_before(old, old, 9) is None and ide.line_before(old, old, 0) is None
 
 
 def test_index_follows_imports_past_broken_files_and_cycles(tmp_path):
@@ -199,8 +234,7 @@ def test_no_text_or_position_raises(tmp_path_factory, text, line, column):
     checked = ide.check(text, None, base)
     idx = ide.index(text, None, base)
     ide.place(checked.diagnostics, None, idx)
-    for net in checked.networks:
-        ide.hover(net, None, line, idx)
+    ide.hover(checked, None, line)
     if idx is not None:
         ide.definition(text, idx, line, column)
     ide.completions(text, idx, line, column)

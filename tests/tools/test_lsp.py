@@ -100,6 +100,111 @@ def test_hover_shows_shapes_params_and_macs_of_the_line(client, tmp_path):
     assert client.at("textDocument/hover", uri, 400, 3) is None  # past the end
 
 
+# A network whose check takes about a second: 15,000 convolutions.
+SLOW = """\
+network slow() {
+    input [8, 8, 8]
+    for i in range(150) {
+        for j in range(100) {
+            conv2d(8, 3, padding = 1)
+        }
+    }
+}
+"""
+
+
+def _published(client, uri) -> list:
+    """The versions of the diagnostics that have arrived for ``uri`` and not been read."""
+    return [m["params"]["version"] for m in client.pending
+            if m.get("method") == "textDocument/publishDiagnostics" and m["params"]["uri"] == uri]
+
+
+@pytest.mark.slow
+def test_a_newer_change_replaces_the_check_of_an_older_one_and_requests_do_not_wait(client, tmp_path):
+    uri = client.open(tmp_path / "tiny.net", FIXED)
+    assert client.diagnostics(uri, 1) == []
+    # Typed on while a long check runs: the versions in between are never published,
+    # and completion and hover are answered from the last check without waiting for it.
+    client.change(uri, SLOW, 2)
+    client.change(uri, SLOW.replace("range(100)", "range(99)"), 3)
+    items = client.at("textDocument/completion", uri, 4, 12)["items"]
+    assert "conv2d" in {i["label"] for i in items}
+    assert client.at("textDocument/hover", uri, 4, 12) is None  # a line of no version checked
+    assert _published(client, uri) == []
+    client.change(uri, FIXED.replace("relu\n", "reluu\n"), 4)
+    assert [d["code"] for d in client.diagnostics(uri, 4)] == ["E0102"]
+    assert _published(client, uri) == []
+
+
+LIBRARY = """\
+let widths = [4, 8]
+
+block unit(c) {
+    let mid = 2 * c
+    conv2d(mid, 1)
+}
+
+network n() {
+    input [3, 8, 8]
+    init conv2d.weight = zeros
+    for w in widths {
+        unit(w)
+    }
+    stem: conv2d(4, 3)
+}
+"""
+STALE = "*(from the last version that checked)*"
+
+
+def _hover(client, uri, line, character=4):
+    answer = client.at("textDocument/hover", uri, line, character)
+    return answer and answer["contents"]["value"]
+
+
+@pytest.mark.slow
+def test_hover_on_headers_lets_and_inits_and_from_the_last_version_that_checked(client, tmp_path):
+    uri = client.open(tmp_path / "n.net", LIBRARY)
+    assert client.diagnostics(uri, 1) == []
+    header = _hover(client, uri, 2, 7)
+    assert "| `0` | Unit | [3, 8, 8] → [8, 8, 8] |" in header and "| `1` | Unit | [8, 8, 8] → [16, 8, 8] |" in header
+    assert _hover(client, uri, 0) == "`widths` = `[4, 8]`"
+    assert _hover(client, uri, 3) == "`mid` takes 2 values:\n\n- `8`\n- `16`"
+    init = _hover(client, uri, 9)
+    assert "this `init` sets 3 parameters with `zeros()`" in init
+    assert "| `0.0.weight` | Conv2d |" in init and "| `stem.weight` | Conv2d |" in init
+    assert "`stem` | Conv2d | [16, 8, 8] → [4, 6, 6]" in _hover(client, uri, 13)
+
+    # An error above them: the lines that did not change answer as they did, marked as
+    # such, a line below them where it went; the line with the error answers nothing.
+    client.change(uri, LIBRARY.replace("    input [3, 8, 8]\n", "    input [3, 8, 8]\n    reluu\n"), 2)
+    assert [d["code"] for d in client.diagnostics(uri, 2)] == ["E0102"]
+    stale = _hover(client, uri, 14)
+    assert stale.startswith(STALE + "\n\n") and "`stem` | Conv2d | [16, 8, 8] → [4, 6, 6]" in stale
+    assert _hover(client, uri, 2, 7) == STALE + "\n\n" + header
+    assert _hover(client, uri, 0) == STALE + "\n\n`widths` = `[4, 8]`"
+    assert _hover(client, uri, 9) is None
+
+    client.change(uri, LIBRARY.replace("conv2d(4, 3)", "conv2d(5, 3)"), 3)
+    assert client.diagnostics(uri, 3) == []
+    assert "`stem` | Conv2d | [16, 8, 8] → [5, 6, 6]" in _hover(client, uri, 13)
+    assert not _hover(client, uri, 13).startswith(STALE)
+
+
+@pytest.mark.slow
+def test_a_document_over_the_size_limit_is_refused_without_reading_it_through(client, tmp_path):
+    big = "network n() {\n    input [3, 8, 8]\n" + "    relu\n" * 60_000 + "    conv2d(8, \n"
+    uri = client.open(tmp_path / "big.net", big)
+    assert [d["code"] for d in client.diagnostics(uri, 1)] == ["E0401"]
+    # Completion offers names, but not the arguments of the call it is in: finding the
+    # call would read the text from its start on every keystroke.
+    items = client.at("textDocument/completion", uri, 60_002, 14)["items"]
+    assert "conv2d" in {i["label"] for i in items}
+    assert [i for i in items if i["kind"] == 10] == []
+    assert client.request("textDocument/formatting", {"textDocument": {"uri": uri},
+                                                      "options": {"tabSize": 4, "insertSpaces": True}}) is None
+    assert client.at("textDocument/hover", uri, 5, 5) is None
+
+
 @pytest.mark.slow
 def test_formatting_gives_what_netdsl_fmt_gives(client, tmp_path):
     from netdsl.syntax.fmt import format_text
