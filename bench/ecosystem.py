@@ -81,6 +81,7 @@ NETS = (
     Net("skresnet18", (3, 32, 32), None, ("layer1.0.conv1.attn.fc_select", "layer3")),
     Net("resnest26d", (3, 32, 32), None, ("layer1.0.conv2.fc2", "layer3")),
     Net("tf_efficientnet_b3", (3, 33, 33), None, ("blocks.1.0.conv_dw", "blocks.5")),
+    Net("res2net50_14w_8s", (3, 32, 32), None, ("layer1.0.convs.3", "layer3")),
 )
 
 

@@ -141,7 +141,7 @@ def test_every_shipped_diagram_is_within_mermaids_edge_limit():
             assert len(d.edges) < MERMAID_MAX_EDGES and depth >= 1, net.name
             assert len(diagram(net, depth=depth + 1).edges) >= MERMAID_MAX_EDGES, net.name  # the deepest
             folded.append(net.name)
-    assert folded == ["ecaresnet101d"]
+    assert "ecaresnet101d" in folded  # so that the folding itself is tested
 
 
 def test_graph_folds_a_diagram_mermaid_cannot_draw_and_says_so(capsys):

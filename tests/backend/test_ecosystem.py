@@ -44,7 +44,8 @@ def test_the_table_covers_every_shipped_network():
     # Family files (resnet.net, vgg.net, ...) build one of these by default.
     shipped = {p.stem for p in (Path(__file__).resolve().parents[2] / "specs").glob("*.net")}
     families = {"resnet", "vgg", "densenet", "efficientnet", "mobilenet_v3", "shufflenet_v2",
-                "squeezenet", "mnasnet", "regnet", "convnext", "resnet_d", "sknet", "resnest", "tf_efficientnet"}
+                "squeezenet", "mnasnet", "regnet", "convnext", "resnet_d", "sknet", "resnest", "tf_efficientnet",
+                "res2net"}
     assert shipped - families == set(IDS)
 
 

@@ -250,6 +250,10 @@ TABLE = [
         batch=4, seed=7, atol=1e-6, rtol=1e-5),
     Row("tf_efficientnet", _timm("tf_efficientnet_b0"), (3, 67, 75), 5_288_548, 360, tag="b0",
         overrides={"variant": 0}, seed=3, train=False, gradients=False),
+    # Slices of channels, each added to the next; interleaved lists through dotted labels.
+    Row("res2net50_14w_8s", _timm("res2net50_14w_8s"), (3, 32, 32), 25_059_816, 896, seed=2),
+    Row("res2net", _timm("res2net50_26w_4s"), (3, 32, 32), 25_699_120, 512, tag="26w_4s", seed=3,
+        train=False, gradients=False),
     Row("sknet", _timm("skresnet34"), (3, 32, 32), 22_282_376, 426, tag="34",
         overrides={"depth": 34}, seed=3, train=False, gradients=False),
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
