@@ -370,6 +370,30 @@ class Conv2dSame(nn.Conv2d):
         return nn.functional.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
+class ScaledStdConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose weight is standardised over each output channel's fan-in
+    before each use, scaled by ``gamma / sqrt(fan-in)`` and by a learnable ``gain``
+    (timm's ``ScaledStdConv2d``: NF-ResNet, NFNet)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, gamma=1.0, eps=1e-6, gain_init=1.0, device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         device=device, dtype=dtype)
+        self.gamma, self.eps, self.gain_init = gamma, eps, gain_init
+        # A Python float, as timm's: computed in the forward, a trace would take it in float32.
+        self.scale = gamma * self.weight[0].numel() ** -0.5
+        self.gain = nn.Parameter(torch.full((out_channels, 1, 1, 1), gain_init, device=device, dtype=dtype))
+
+    def forward(self, x):
+        weight = nn.functional.batch_norm(
+            self.weight.reshape(1, self.out_channels, -1), None, None, weight=(self.gain * self.scale).view(-1),
+            training=True, momentum=0.0, eps=self.eps).reshape_as(self.weight)
+        return nn.functional.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", gamma={self.gamma}, eps={self.eps}"
+
+
 class Sum(nn.Module):
     """``torch.sum(x, dim, keepdim)`` as a module (dims include the batch)."""
 

@@ -12,7 +12,8 @@ import re
 import unicodedata
 
 #: netdsl's own modules a generated file copies.
-HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d", "Sum", "Mean", "Amax", "Narrow", "pad_same", "Conv2dSame")
+HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d", "Sum", "Mean", "Amax", "Narrow", "pad_same", "Conv2dSame",
+           "ScaledStdConv2d")
 #: What a helper calls that must be copied before it.
 HELPER_NEEDS = {"Conv2dSame": ("pad_same",)}
 

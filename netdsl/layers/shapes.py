@@ -96,7 +96,7 @@ def window(kind: str, size: int, k: int, s: int, p: int, d: int, ceil: bool, axi
     out = (size + 2 * p - eff + ((s - 1) if ceil else 0)) // s + 1
     if ceil and (out - 1) * s >= size + p:
         out -= 1  # torch: the last window must start inside the input or its left padding
-    pool = kind not in ("conv2d", "conv1d")
+    pool = kind not in ("conv2d", "conv1d", "std_conv2d")
     if (pool and out < 1) or (not pool and size + 2 * p < eff):
         code = "E0305" if pool else "E0304"
         pad = f" plus padding {p}" if p else ""
@@ -143,7 +143,7 @@ def spatial(kind: str, a: dict, shape: Shape) -> tuple[int, int]:
     (kh, kw), (sh, sw), (ph, pw) = a["kernel_size"], a["stride"], a["padding"]
     dh, dw = a.get("dilation", (1, 1))
     ceil = a.get("ceil_mode", False)
-    if kind != "conv2d":
+    if kind not in ("conv2d", "std_conv2d"):
         for p, k in ((ph, kh), (pw, kw)):
             # torch compares the padding with the window as written, not the dilated one.
             if p > k // 2:

@@ -154,6 +154,7 @@ EVERY_FACTORY_KIND = """network n() {
     init conv2d.weight = kaiming_normal(mode = "fan_out")
     init group_norm.bias = constant(0.5)
     c: conv2d(8, 3, padding = 1)
+    s: std_conv2d(8, 1, gain_init = 0.5)
     b: batchnorm2d
     p: prelu(per_channel = true)
     t: conv_transpose2d(4, 2, stride = 2)

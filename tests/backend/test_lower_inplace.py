@@ -68,6 +68,7 @@ ENDINGS = {
     "narrow": [(IMAGE, "narrow(0, 0, 4)")],
     "unflatten": [(IMAGE, "unflatten(0, [4])")],
     "conv1d": [(SEQUENCE, "conv1d(4, 3, padding = 1)")],
+    "std_conv2d": [(IMAGE, "std_conv2d(4, 3, padding = 1, gamma = 1.7)")],
 }
 
 # The same ending reached through the forms that wrap it; {P} is the layer before, {L} the last.

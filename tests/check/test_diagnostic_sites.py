@@ -87,7 +87,7 @@ NOT_SITES = {
 
 # Calls to a maker whose first argument is not a code: (file, function) → why.
 CODELESS = {
-    ("netdsl/tools/lsp.py", "_analyse"):
+    ("netdsl/tools/lsp.py", "_done"):
         "the language server's report of an exception inside netdsl, which has no code",
 }
 

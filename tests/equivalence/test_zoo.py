@@ -135,6 +135,19 @@ def _timm(name: str, **kwargs) -> Callable[[], nn.Module]:
     return make
 
 
+def _nf(constructor) -> Callable[[], nn.Module]:
+    """A normalizer-free reference with its weight-standardisation gains drawn at random."""
+    def make() -> nn.Module:
+        model = constructor()
+        g = torch.Generator().manual_seed(4)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith(".gain"):
+                    p.copy_(torch.rand(p.shape, generator=g) + 0.5)
+        return model
+    return make
+
+
 def _fpn() -> nn.Module:
     return resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=nn.BatchNorm2d,
                                trainable_layers=5)
@@ -254,6 +267,11 @@ TABLE = [
     Row("res2net50_14w_8s", _timm("res2net50_14w_8s"), (3, 32, 32), 25_059_816, 896, seed=2),
     Row("res2net", _timm("res2net50_26w_4s"), (3, 32, 32), 25_699_120, 512, tag="26w_4s", seed=3,
         train=False, gradients=False),
+    # No batch norm: weight-standardised convolutions with a learnable gain (randomised:
+    # a fresh gain of 1 would hide a wrong one), pre-activated blocks scaled by constants.
+    Row("nf_resnet26", _nf(_timm("nf_resnet26")), (3, 32, 32), 15_995_176, 89, seed=2),
+    Row("nf_resnet", _nf(_timm("nf_resnet50")), (3, 32, 32), 25_557_032, 161, tag="50",
+        overrides={"depth": 50}, seed=3, train=False, gradients=False),
     Row("sknet", _timm("skresnet34"), (3, 32, 32), 22_282_376, 426, tag="34",
         overrides={"depth": 34}, seed=3, train=False, gradients=False),
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.

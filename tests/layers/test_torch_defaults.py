@@ -23,6 +23,7 @@ TORCH_KINDS = sorted(k for k, v in LAYERS.items() if v.torch_class.startswith("t
 NOT_TORCH = {
     ("conv2d", "out_channels"): "required",
     ("conv1d", "out_channels"): "required",
+    ("std_conv2d", "out_channels"): "required",
     ("unflatten", "sizes"): "torch's unflattened_size",
     ("layer_norm", "dims"): "how many trailing dimensions normalized_shape covers (inferred from the input)",
     ("prelu", "per_channel"): "num_parameters, 1 or the input's channels",
