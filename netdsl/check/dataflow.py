@@ -24,6 +24,7 @@ from ..syntax import ast
 from .context import Built, Context, Shape
 from .evaluate import Env, span_of
 from .flows import ConcatFlow, NameScope, SeqFlow, no_current
+from .lost import Lost, skipped
 from .values import POISON, show
 
 #: The forms an `output` takes, as the IR names them.
@@ -55,6 +56,10 @@ class ValueScope:
     inputs: list = field(default_factory=list)
     used: bool = False            # any dataflow statement at all
     unsure: bool = False          # a layer read no input: which names it meant is not known
+    # The names that statements an error kept from being checked would have bound, and
+    # read (lost.py): no read of the first is unknown, and none of the second unused.
+    lost_binds: Lost = field(default_factory=Lost)
+    lost_reads: Lost = field(default_factory=Lost)
 
 
 def _values(cx: Context, flow, span, what: str) -> ValueScope | None:
@@ -86,6 +91,7 @@ def _read(cx: Context, values: ValueScope, ref: ast.Ref, env: Env):
     """The shape of a named result read at ``ref``, marking it used; POISON if unknown."""
     name = _name(cx, ref, env)
     if name is POISON:
+        values.lost_reads.template(ref.name)  # whichever it was, it is not unused
         return POISON, None
     v = values.bound.get(name)
     if v is None:
@@ -111,10 +117,14 @@ def bind(cx: Context, st: ast.Bind, env: Env, flow, scope: NameScope) -> None:
         cx.stmt(st.unit, env, flow, scope)
     values = _values(cx, flow, st.target.span, "`->`")
     name = _name(cx, st.target, env)
-    if values is None or name is POISON:
+    if values is None:
+        return
+    if name is POISON:
+        values.lost_binds.template(st.target.name)  # whichever it was, reading it is no mistake
         return
     if values.no_current:
         no_current(cx, values, st.target.span)
+        values.lost_binds.add(name)
         return
     values.dangling = None
     if name in values.bound:
@@ -482,6 +492,7 @@ def input_shape(cx: Context, value, span: Span | None, example: str) -> Shape | 
 def split(cx: Context, st: ast.Split, env: Env, shape, shared, scope: NameScope) -> Built:
     counted = _split_parts(cx, st, env, shape)
     if counted is None:
+        skipped(st.body, None, scope)
         return [], None, False
     n, parts = counted
     flow = SplitFlow(shape)
@@ -564,6 +575,8 @@ def close(cx: Context, values: ValueScope) -> None:
                                  "move this after the statement that names it: a result exists once "
                                  "the statement before `-> NAME` has run"))
             continue
+        if name in values.lost_binds:
+            continue  # a statement that would have named it failed, and said why
         inner = cx.inner_names.get(name)
         if inner is not None:
             block, where = inner
@@ -584,7 +597,7 @@ def close(cx: Context, values: ValueScope) -> None:
                              f"did you mean `{near}`?" if near else
                              f"name a result with `-> {short(name)}` first (named here: {known})"))
     for name, v in values.bound.items():
-        if not v.used and not (v.input and values.unsure):
+        if not v.used and not (v.input and values.unsure) and name not in values.lost_reads:
             what = "input" if v.input else "result"
             cx.report(Diagnostic("E0128", f"{what} `{name}` is never used", v.span, "named here",
                                  "read it with `from`, `add(...)`, `concat(...)` or `output`, "
