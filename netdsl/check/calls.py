@@ -15,7 +15,7 @@ from ..layers import LAYERS, shapes
 from ..syntax import ast
 from .context import Built, Context
 from .evaluate import Env
-from .flows import NameScope
+from .flows import NameScope, SeqFlow
 from .values import POISON, BlockRef, LayerRef
 
 # Layer kinds `apply` can call: those whose catalogue entry names a torch function.
@@ -30,6 +30,7 @@ def reuse(cx: Context, st: ast.Reuse, env: Env, flow, scope: NameScope) -> None:
     shape, shared = flow.next_input(cx, st.span)
     # Where it fails, what it gives is unknown (None): the layers after it stay silent.
     flow.accept(*_reused(cx, st, label, shape, shared, scope), st.span)
+    _made(flow, st)
 
 
 def _reused(cx: Context, st: ast.Reuse, label, shape, shared, scope: NameScope) -> Built:
@@ -99,6 +100,7 @@ def apply(cx: Context, st: ast.Apply, env: Env, flow, scope: NameScope) -> None:
         use.name if use.name in LAYERS and not isinstance(target, BlockRef) else None)
     if kind not in FUNCTIONS:
         flow.accept([], None, False, st.span)  # what it gives is unknown: what follows stays silent
+        _made(flow, None)
         block = isinstance(target, BlockRef) or use.name in cx.program.blocks
         what = "a block" if block else "a layer with parameters or state" if kind else \
             "not a layer"
@@ -110,3 +112,12 @@ def apply(cx: Context, st: ast.Apply, env: Env, flow, scope: NameScope) -> None:
     nodes, out, out_shared = cx.layer(kind, use, env, shape, shared, scope, None,
                                       functional=True)
     flow.accept(nodes, out, out_shared, st.span)
+    _made(flow, st)
+
+
+def _made(flow, st: ast.Reuse | ast.Apply | None) -> None:
+    """``st`` made a result nothing has read yet, which a `from` or a merge would drop, as
+    a unit's (None: it failed, and made none)."""
+    values = flow.values if isinstance(flow, SeqFlow) else None
+    if values is not None:
+        values.dangling = None if st is None else st.span

@@ -56,6 +56,10 @@ class ValueScope:
     inputs: list = field(default_factory=list)
     used: bool = False            # any dataflow statement at all
     unsure: bool = False          # a layer read no input: which names it meant is not known
+    # Results that nothing read, dropped by a later statement: (place) → (result, statement);
+    # and the places of `from` statements, whose result is a named one's.
+    dropped: dict[tuple, tuple[Span, Span]] = field(default_factory=dict)
+    froms: set[tuple] = field(default_factory=set)
     # The names that statements an error kept from being checked would have bound, and
     # read (lost.py): no read of the first is unknown, and none of the second unused.
     lost_binds: Lost = field(default_factory=Lost)
@@ -91,7 +95,9 @@ def _read(cx: Context, values: ValueScope, ref: ast.Ref, env: Env):
     """The shape of a named result read at ``ref``, marking it used; POISON if unknown."""
     name = _name(cx, ref, env)
     if name is POISON:
-        values.lost_reads.template(ref.name)  # whichever it was, it is not unused
+        # Whichever it was, it is not unused; and the result before it may be the one meant.
+        values.lost_reads.template(ref.name)
+        values.dangling = None
         return POISON, None
     v = values.bound.get(name)
     if v is None:
@@ -101,14 +107,18 @@ def _read(cx: Context, values: ValueScope, ref: ast.Ref, env: Env):
     return (POISON if v.shape is None else v.shape), name
 
 
-def _fresh(cx: Context, values: ValueScope, span) -> None:
-    """A result that nothing read is dropped by a `from`, a merge or an `output`."""
-    if values.dangling is not None:
-        at = values.dangling
-        cx.report(Diagnostic("E0128", "this result is never used", at,
-                             f"the next statement, at {_where(at, span)}, reads named results instead",
-                             "name it with `-> NAME` and read it later, or remove it"))
+def _fresh(values: ValueScope, span) -> None:
+    """A result that nothing read is dropped by a `from`, a merge or an `output` at ``span``:
+    noted, and reported when the scope closes, unless a read of a name that is not there
+    most likely meant it (:func:`close`)."""
+    at = values.dangling
+    if at is not None:
+        values.dropped.setdefault(_place(at), (at, span))
         values.dangling = None
+
+
+def _place(span: Span) -> tuple:
+    return span.file, span.line, span.column
 
 
 # -- statements
@@ -144,10 +154,11 @@ def from_(cx: Context, st: ast.From, env: Env, flow, scope: NameScope) -> None:
     values = _values(cx, flow, st.span, "`from`")
     if values is None:
         return
-    _fresh(cx, values, st.span)
     shape, name = _read(cx, values, st.source, env)
+    _fresh(values, st.span)
     values.no_current = False
     values.dangling = st.span  # a `from` that nothing follows before the next one reads nothing
+    values.froms.add(_place(st.span))
     if shape is POISON:
         flow.shape = None
         return
@@ -159,8 +170,8 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
     values = _values(cx, flow, st.span, f"`{st.op}(...)`")
     if values is None:
         return
-    _fresh(cx, values, st.span)
     read = [(_read(cx, values, ref, env), ref) for ref in st.sources]
+    _fresh(values, st.span)
     values.no_current = False
     values.dangling = st.span
     flow.shape = None
@@ -357,8 +368,9 @@ def output(cx: Context, st: ast.Output, env: Env, flow, scope: NameScope) -> Non
                              "write `output tuple(a, b)`, `output namedtuple(a, b)` or "
                              "`output dict(\"0\": a, b: b)`"))
         return
-    _fresh(cx, values, st.span)
-    values.output = (_outputs(cx, st, st.form, values, env), st.span, len(flow.nodes))
+    outputs = _outputs(cx, st, st.form, values, env)
+    _fresh(values, st.span)
+    values.output = (outputs, st.span, len(flow.nodes))
 
 
 def _outputs(cx: Context, st: ast.Output, form: Form, values: ValueScope, env: Env) -> ir.Outputs | None:
@@ -567,9 +579,11 @@ def _split_sizes(cx: Context, st: ast.Split, env: Env, items: list):
 
 # -- the end of a value scope
 def close(cx: Context, values: ValueScope) -> None:
+    places: set[tuple] = set()  # a template read in a loop is reported once, for its first name
     for name, span in values.pending:
         v = values.bound.get(name)
         if v is not None:
+            v.used = True  # read too early, but read: not unused as well
             cx.report(Diagnostic("E0126", f"`{name}` is used before it is named", span,
                                  f"named later, at {_where(span, v.span)}",
                                  "move this after the statement that names it: a result exists once "
@@ -591,11 +605,31 @@ def close(cx: Context, values: ValueScope) -> None:
                                  "a block sees only its input: pass the result in by merging outside "
                                  "the block, or move this part out of the block"))
             continue
-        near = closest(name, list(values.bound))
+        # A misspelling, most likely, of a result nothing else reads: not unused as well.
+        near = (closest(name, [n for n, v in values.bound.items() if not v.used])
+                or closest(name, list(values.bound)))
+        place = span.where() if span else None, span.column if span else None
+        first = place not in places
+        places.add(place)
+        # Or the result dropped by this read's statement (or, where no name is near, before
+        # it): the `-> NAME` after it is missing. Said here, not as a result never used too.
+        meant = _dropped_before(values, span, near is None) if first else None
+        if meant is not None:
+            near = None
+        elif near is not None:
+            values.bound[near].used = True
+        if not first:
+            continue
         known = ", ".join(values.bound) or "none yet"
         cx.report(Diagnostic("E0125", f"no result named `{short(name)}`", span, "not named before",
                              f"did you mean `{near}`?" if near else
+                             f"name the result of `{cx.text(meant)}` at {_where(span, meant)} with "
+                             f"`-> {short(name)}`: nothing reads it" if meant else
                              f"name a result with `-> {short(name)}` first (named here: {known})"))
+    for at, span in values.dropped.values():
+        cx.report(Diagnostic("E0128", "this result is never used", at,
+                             f"the next statement, at {_where(at, span)}, reads named results instead",
+                             "name it with `-> NAME` and read it later, or remove it"))
     for name, v in values.bound.items():
         if not v.used and not (v.input and values.unsure) and name not in values.lost_reads:
             what = "input" if v.input else "result"
@@ -605,6 +639,26 @@ def close(cx: Context, values: ValueScope) -> None:
         if values.owner is not None:
             cx.inner_names.setdefault(name, (values.owner, v.span))
             cx.record.inner.append((name, values.owner, v.span))  # replayed by the block memo
+
+
+def _dropped_before(values: ValueScope, span: Span | None, earlier: bool) -> Span | None:
+    """The result dropped by the statement that reads at ``span``, or with ``earlier`` the
+    last one dropped before it, that no other read has claimed: claimed. A `from` is no
+    candidate: its result has a name already."""
+    if span is None:
+        return None
+    before = [k for k, (at, by) in values.dropped.items()
+              if at.file == span.file and (at.line, at.column) < (span.line, span.column)
+              and (earlier or _within(span, by)) and k not in values.froms]
+    if not before:
+        return None
+    return values.dropped.pop(max(before, key=lambda k: k[1:]))[0]
+
+
+def _within(inner: Span, outer: Span) -> bool:
+    """Whether ``inner`` lies in ``outer`` (of one file)."""
+    end = (outer.end_line or outer.line, outer.end_column or outer.column)
+    return inner.file == outer.file and (outer.line, outer.column) <= (inner.line, inner.column) <= end
 
 
 def _outer_names(cx: Context) -> set:

@@ -4,10 +4,10 @@ Every shipped spec (specs/*.net) and the standard library (netdsl/stdlib) is che
 with one mistake made in it, at one place at a time, of each kind in :data:`KINDS`: a
 layer's first argument replaced by a name that is not defined, a layer's name
 misspelled, an expression a statement evaluates (a `let`, a loop's range, a condition,
-a count, a default) replaced by an undefined name, an invalid label. The spec, and
-every spec that imports it, must then give exactly one diagnostic, at the place of
-the mistake (or none, where the network never reaches that place, as a branch not
-taken). A later rule that looks up
+a count, a default) replaced by an undefined name, an invalid label, a misspelled read
+of a named result, a `-> NAME` deleted. The spec, and every spec that imports it, must
+then give exactly one diagnostic, at the place of the mistake (or none, where the
+network never reaches that place, as a branch not taken). A later rule that looks up
 what the mistake left unknown (a label for `init` or `reuse`, a named result, a side
 output, a shape) stays silent about it.
 
@@ -99,8 +99,45 @@ def _label(module: ast.Module, lines: list[str]) -> Iterator[Site | None]:
             yield _replace(lines, n.label.span, '"bad.label"')
 
 
+def _typo(text: str) -> str:
+    return text[:-1] + 'x"' if text.endswith('"') else text + "x"
+
+
+def _read(module: ast.Module, lines: list[str]) -> Iterator[Site | None]:
+    """A named result read under a misspelled name (E0125, "did you mean")."""
+    for n in _nodes(module.items):
+        refs = ([n.source] if isinstance(n, (ast.From, ast.OutputEntry)) else
+                list(n.sources) if isinstance(n, ast.Merge) else [])
+        for ref in refs:
+            yield _replace(lines, ref.span, _typo)
+
+
+def _unbound(module: ast.Module, lines: list[str]) -> Iterator[Site | None]:
+    """A `-> NAME` deleted where one statement reads NAME (E0125 there): one written the
+    same, and no other with a template of the same form (`"c{i}"`, `"c{i + 1}"`)."""
+    readers: dict[str, list[int]] = {}
+    for n in _nodes(module.items):
+        refs = ([n.source] if isinstance(n, (ast.From, ast.OutputEntry)) else
+                list(n.sources) if isinstance(n, ast.Merge) else [])
+        for ref in refs:
+            readers.setdefault(_form(lines, ref.span), []).append(ref.span.line)
+    for n in _nodes(module.items):
+        if isinstance(n, ast.Bind) and n.unit is not None:
+            at = readers.get(_form(lines, n.target.span), [])
+            if len(at) == 1 and n.target.span.line == n.span.line:
+                line = lines[n.span.line - 1]
+                arrow = line.rindex("->", 0, n.target.span.column - 1)
+                yield n.span.line, line[:arrow].rstrip() + line[n.target.span.end_column - 1:], frozenset(at)
+
+
+def _form(lines: list[str], span) -> str:
+    """A name as written, its templates' values left out: `"c{i + 2}"` is `c{}`."""
+    return re.sub(r"\{[^}]*\}", "{}", lines[span.line - 1][span.column - 1:span.end_column - 1].strip('"'))
+
+
 KINDS: dict[str, Callable[[ast.Module, list[str]], Iterator[Site | None]]] = {
-    "argument": _argument, "layer": _layer, "value": _value, "label": _label,
+    "argument": _argument, "layer": _layer, "value": _value, "label": _label, "read": _read,
+    "unbound": _unbound,
 }
 
 
@@ -289,6 +326,57 @@ CASES = [
         }
         from y1
     }""", [("E0101", 4), ("E0125", 7)]),
+    ("a result read before it is named", """network n() {
+        input [3, 32, 32]
+        add(stem, stem2)
+        stem: conv2d(16, 3, padding = 1) -> stem
+        relu -> stem2
+    }""", [("E0126", 3), ("E0126", 3)]),
+    ("the result a misspelled read meant", """network n() {
+        input [3, 8, 8]
+        conv2d(8, 3) -> x
+        conv2d(8, 3) -> a
+        add(x, ax)
+    }""", [("E0125", 5)]),
+    ("an unused result beside it", """network n() {
+        input [3, 8, 8]
+        conv2d(8, 3) -> x
+        conv2d(8, 3) -> a
+        conv2d(8, 3) -> b
+        add(x, ax)
+    }""", [("E0128", 5), ("E0125", 6)]),
+    ("a missing `-> NAME`: the result it left unread", """network n() {
+        input [3, 8, 8]
+        conv2d(8, 3, padding = 1) -> stem
+        conv2d(8, 1)
+        add(stem, skip)
+    }""", [("E0125", 5)]),
+    ("a missing `-> NAME` before a `from`", """network n() {
+        input [3, 8, 8]
+        conv2d(8, 3, padding = 1) -> stem
+        conv2d(8, 1)
+        from stem
+        conv2d(8, 3, padding = 1) -> body
+        add(body, skip)
+    }""", [("E0125", 7)]),
+    ("a dropped result beside a misspelled read", """network n() {
+        input [3, 8, 8]
+        conv2d(8, 3, padding = 1) -> stem
+        conv2d(8, 1)
+        from stem
+        conv2d(8, 1) -> skip
+        add(stem, skp)
+    }""", [("E0128", 4), ("E0125", 7)]),
+    ("a misspelled template read in a loop", """network n() {
+        input [3, 8, 8]
+        conv2d(8, 3, padding = 1) -> x0
+        conv2d(8, 3, padding = 1) -> x1
+        for i in range(2) {
+            from "y{i}"
+            relu -> "r{i}"
+        }
+        add(r0, r1)
+    }""", [("E0125", 6)]),
     ("a side output whose name is unknown, and `sides`", """network n() {
         input [3, 8, 8]
         sides NOutputs(logits, aux)
