@@ -153,8 +153,9 @@ class Checker:
     # -- reporting
     def report(self, d: Diagnostic) -> None:
         self.record.reports += 1
-        key = (d.code, d.message, d.span.where() if d.span else None,
-               d.span.column if d.span else None)
+        # Once per code and place: a mistake in a block is one mistake, however many of its
+        # instances meet it (the first one's notes say where); without a place, per message.
+        key = (d.code, d.span.where(), d.span.column) if d.span else (d.code, d.message)
         if key in self._seen:
             return
         self._seen.add(key)

@@ -2,14 +2,15 @@
 
 Every shipped spec (specs/*.net) and the standard library (netdsl/stdlib) is checked
 with one mistake made in it, at one place at a time, of each kind in :data:`KINDS`: a
-layer's first argument replaced by a name that is not defined, a layer's name
-misspelled, an expression a statement evaluates (a `let`, a loop's range, a condition,
-a count, a default) replaced by an undefined name, an invalid label, a misspelled read
-of a named result, a `-> NAME` deleted. The spec, and every spec that imports it, must
-then give exactly one diagnostic, at the place of the mistake (or none, where the
-network never reaches that place, as a branch not taken). A later rule that looks up
-what the mistake left unknown (a label for `init` or `reuse`, a named result, a side
-output, a shape) stays silent about it.
+layer's first argument replaced by a name that is not defined, a layer's name or its
+first keyword misspelled, an expression a statement evaluates (a `let`, a loop's range,
+a condition, a count, a default) replaced by an undefined name, an invalid label, a
+misspelled read of a named result, a `-> NAME` deleted. The spec, and every spec that
+imports it, must then give exactly one diagnostic, at the place of the mistake (for a
+deleted `-> NAME`, at the statement that reads it), or none where the network never
+reaches that place (a branch not taken). A later rule that looks up what the mistake
+left unknown (a label for `init` or `reuse`, a named result, a side output, a shape)
+stays silent about it, and a block's instances report a mistake in it once.
 
 The fast subset checks :data:`SAMPLE` places of each kind in the first spec each
 reaches; the slow test every place, in every spec.
@@ -135,9 +136,19 @@ def _form(lines: list[str], span) -> str:
     return re.sub(r"\{[^}]*\}", "{}", lines[span.line - 1][span.column - 1:span.end_column - 1].strip('"'))
 
 
+def _keyword(module: ast.Module, lines: list[str]) -> Iterator[Site | None]:
+    """A layer's or block's first keyword misspelled (E0202, "did you mean")."""
+    for n in _nodes(module.items):
+        if isinstance(n, ast.Use):
+            a = next((a for a in n.args if a.name is not None), None)
+            if a is not None:
+                yield _replace(lines, a.span.replace(end_line=a.span.line, end_column=a.span.column + len(a.name)),
+                               a.name + "x")
+
+
 KINDS: dict[str, Callable[[ast.Module, list[str]], Iterator[Site | None]]] = {
     "argument": _argument, "layer": _layer, "value": _value, "label": _label, "read": _read,
-    "unbound": _unbound,
+    "unbound": _unbound, "keyword": _keyword,
 }
 
 
@@ -377,6 +388,15 @@ CASES = [
         }
         add(r0, r1)
     }""", [("E0125", 6)]),
+    ("a mistake in a block that instances with other arguments meet", """block b(act) {
+        conv2d(8, 3, padding = 1)
+        act(inplac = true)
+    }
+    network n() {
+        input [3, 8, 8]
+        b(relu)
+        b(relu6)
+    }""", [("E0202", 3)]),
     ("a side output whose name is unknown, and `sides`", """network n() {
         input [3, 8, 8]
         sides NOutputs(logits, aux)
@@ -399,3 +419,10 @@ CASES = [
 @pytest.mark.parametrize(("what", "spec", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_a_mistake_is_reported_once_and_a_second_one_too(what, spec, expected):
     assert _found(spec) == expected
+
+
+def test_two_mistakes_without_a_place_are_two():
+    # Kept once per code and place; without a place, once per message.
+    with pytest.raises(NetdslError) as e:
+        netdsl.compile("network n(width = 4) { input [3]\n linear(width) }", widht=8, dpeth=2)
+    assert [d.message for d in e.value.diagnostics] == ["`n` has no parameter `widht`", "`n` has no parameter `dpeth`"]
