@@ -4,6 +4,7 @@ names modules (``flows``), infers channels and shapes from the layer catalogue, 
 reports every mistake a user can make as a located diagnostic. Its rules for
 combinators, calls (``reuse``, ``apply``) and named dataflow live in ``combinators``,
 ``calls`` and ``dataflow``, functions of the checker as ``context`` declares it;
-``memo`` reuses what was checked before; ``reserved`` lists the labels a module
-cannot take. Nothing after this stage reports a user error.
+``lost`` notes what a mistake left unknown, so that it is reported once; ``memo``
+reuses what was checked before; ``reserved`` lists the labels a module cannot take.
+Nothing after this stage reports a user error.
 """

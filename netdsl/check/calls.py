@@ -13,9 +13,9 @@ from __future__ import annotations
 from ..diagnostics import Diagnostic, closest, short
 from ..layers import LAYERS, shapes
 from ..syntax import ast
-from .context import Context
+from .context import Built, Context
 from .evaluate import Env
-from .flows import NameScope
+from .flows import NameScope, SeqFlow
 from .values import POISON, BlockRef, LayerRef
 
 # Layer kinds `apply` can call: those whose catalogue entry names a torch function.
@@ -28,10 +28,18 @@ def reuse(cx: Context, st: ast.Reuse, env: Env, flow, scope: NameScope) -> None:
     fields (input channels, features) would change cannot be shared."""
     label = cx.value(st.label, env)
     shape, shared = flow.next_input(cx, st.span)
+    # Where it fails, what it gives is unknown (None): the layers after it stay silent.
+    flow.accept(*_reused(cx, st, label, shape, shared, scope), st.span)
+    _made(flow, st)
+
+
+def _reused(cx: Context, st: ast.Reuse, label, shape, shared, scope: NameScope) -> Built:
     if label is POISON:
-        return
+        return [], None, False
     entry = scope.layers.get(label)
     if entry is None:
+        if label in scope.lost:
+            return [], None, False  # the layer failed, and said why
         if label in scope.used:
             cx.report(Diagnostic(
                 "E0116", f"`{short(label)}` is a block or group, not a layer", st.label.span,
@@ -46,16 +54,16 @@ def reuse(cx: Context, st: ast.Reuse, env: Env, flow, scope: NameScope) -> None:
                 f"did you mean `{near}`?" if near else
                 f"label the layer first, e.g. `{short(label)}: relu(inplace = true)`, in the "
                 "same block, network or labelled group, before `reuse`"))
-        return
+        return [], None, False
     kind, values, first = entry
     if shape is None:
-        return
+        return [], None, False
     use = ast.Use(name=kind, args=(), has_parens=False, span=st.span)
     before = len(cx.diags)
     nodes, out, out_shared = cx.place(kind, values, {}, use, shape, shared, label,
                                       first.init, reuse=True)
     if not nodes:
-        return
+        return [], None, False
     fixed = [f for f in ("in_channels", "in_features", "num_features")
              if getattr(nodes[0], f, None) != getattr(first, f, None)]
     if fixed and len(cx.diags) == before:
@@ -66,7 +74,7 @@ def reuse(cx: Context, st: ast.Reuse, env: Env, flow, scope: NameScope) -> None:
             f"{getattr(nodes[0], f)}", st.span, f"input {shapes.fmt(shape)}",
             f"a shared module keeps its weights' shape; use a new layer here, or reuse "
             f"`{short(label)}` where the input has {getattr(first, f)} channels"))
-        return
+        return [], None, False
     # Any other argument its module was made with that this input would change (a group
     # norm's channels, a per-channel prelu's slopes, a layer norm's shape, a scale's).
     made, here = LAYERS[kind].torch(first).kwargs, LAYERS[kind].torch(nodes[0]).kwargs
@@ -79,8 +87,8 @@ def reuse(cx: Context, st: ast.Reuse, env: Env, flow, scope: NameScope) -> None:
             f"input {shapes.fmt(shape)}",
             f"a shared module keeps the shape it was made for; use a new layer here, or reuse "
             f"`{short(label)}` where the input is {shapes.fmt(first.in_shape)}"))
-        return
-    flow.accept(nodes, out, out_shared, st.span)
+        return [], None, False
+    return nodes, out, out_shared
 
 
 def apply(cx: Context, st: ast.Apply, env: Env, flow, scope: NameScope) -> None:
@@ -91,6 +99,8 @@ def apply(cx: Context, st: ast.Apply, env: Env, flow, scope: NameScope) -> None:
     kind = target.kind if isinstance(target, LayerRef) else (
         use.name if use.name in LAYERS and not isinstance(target, BlockRef) else None)
     if kind not in FUNCTIONS:
+        flow.accept([], None, False, st.span)  # what it gives is unknown: what follows stays silent
+        _made(flow, None)
         block = isinstance(target, BlockRef) or use.name in cx.program.blocks
         what = "a block" if block else "a layer with parameters or state" if kind else \
             "not a layer"
@@ -102,3 +112,12 @@ def apply(cx: Context, st: ast.Apply, env: Env, flow, scope: NameScope) -> None:
     nodes, out, out_shared = cx.layer(kind, use, env, shape, shared, scope, None,
                                       functional=True)
     flow.accept(nodes, out, out_shared, st.span)
+    _made(flow, st)
+
+
+def _made(flow, st: ast.Reuse | ast.Apply | None) -> None:
+    """``st`` made a result nothing has read yet, which a `from` or a merge would drop, as
+    a unit's (None: it failed, and made none)."""
+    values = flow.values if isinstance(flow, SeqFlow) else None
+    if values is not None:
+        values.dangling = None if st is None else st.span

@@ -36,6 +36,7 @@ from .context import Built, Flow, Shape, Shared
 from .dataflow import ValueScope
 from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units, span_of
 from .flows import ConcatFlow, NameScope, SeqFlow
+from .lost import Lost, skipped
 from .reserved import reserved
 from .values import POISON, BlockRef, LayerRef, show, to_json, type_name
 
@@ -152,8 +153,9 @@ class Checker:
     # -- reporting
     def report(self, d: Diagnostic) -> None:
         self.record.reports += 1
-        key = (d.code, d.message, d.span.where() if d.span else None,
-               d.span.column if d.span else None)
+        # Once per code and place: a mistake in a block is one mistake, however many of its
+        # instances meet it (the first one's notes say where); without a place, per message.
+        key = (d.code, d.span.where(), d.span.column) if d.span else (d.code, d.message)
         if key in self._seen:
             return
         self._seen.add(key)
@@ -288,6 +290,7 @@ class Checker:
         flow.values = self.network_values = ValueScope(None)
         scope = NameScope(None)
         flow.sides_decl = None
+        flow.sides_lost = Lost()
         self.run(defn.body, env, flow, scope)
         self.close(scope)
         sides_type, order = combinators.training_outputs(self, flow, defn.cls or camel(shown_name))
@@ -612,11 +615,13 @@ class Checker:
     def for_(self, st: ast.For, env: Env, flow, scope: NameScope) -> None:
         items = self.typed(st.iterable, env, "list", "a `for` loop's range")
         if items is POISON:
+            skipped(st.body, flow, scope)
             return
         if len(items) > self.limits.max_repeat:
             self.report(Diagnostic("E0403", f"loop of {len(items)} iterations is over the limit",
                                    span_of(st.iterable), f"limit is {self.limits.max_repeat}",
                                    "raise it with --limit max_repeat=N"))
+            skipped(st.body, flow, scope)
             return
         self._charge(len(items), st.iterable)
         for v in items:
@@ -624,12 +629,16 @@ class Checker:
 
     def if_(self, st: ast.If, env: Env, flow, scope: NameScope) -> None:
         cond = self.typed(st.cond, env, "bool", "an `if` condition")
-        if cond is not POISON:
+        if cond is POISON:
+            skipped(st.body + st.orelse, flow, scope)
+        else:
             self.run(st.body if cond else st.orelse, Env({}, env), flow, scope)
 
     def labelled(self, st: ast.Labelled, env: Env, flow, scope: NameScope) -> None:
         label = self.label(st.label, env)
         if label is POISON:
+            scope.lose(...)  # which label was meant is not known
+            skipped([st.unit], flow, scope)
             return
         if isinstance(st.unit, ast.Repeat):
             self.repeat(st.unit, env, flow, scope, label)
@@ -728,7 +737,7 @@ class Checker:
 
     def close(self, scope: NameScope) -> None:
         for i, (target, param, _, span) in enumerate(scope.init):
-            if target not in LAYERS and i not in scope.matched:
+            if target not in LAYERS and i not in scope.matched and not scope.unknown(target):
                 near = closest(target, [n for n in scope.used] + list(PARAMETERS))
                 self.report(Diagnostic(
                     "E0110", f"`init {short(target)}.{short(param)}` matches no layer", span,
@@ -738,13 +747,15 @@ class Checker:
 
     def repeat(self, st: ast.Repeat, env: Env, flow, scope: NameScope, label=None) -> None:
         n = self.typed(st.count, env, "int", "a repetition count")
-        if n is POISON:
-            return
-        if not 0 <= n <= self.limits.max_repeat:
+        if n is not POISON and not 0 <= n <= self.limits.max_repeat:
             code = "E0403" if n > 0 else "E0204"
             self.report(Diagnostic(code, f"repetition count {n} is out of range", span_of(st.count),
                                    f"`* {n}`", f"repeat between 0 and {self.limits.max_repeat} times"
                                    + (" (--limit max_repeat=N)" if n > 0 else "")))
+            n = POISON
+        if n is POISON:
+            scope.lose(label)
+            skipped([st.unit], flow, scope)
             return
         if label is None:
             self._copies(st, n, env, flow, scope)
@@ -856,11 +867,14 @@ class Checker:
             elif use.name in LAYERS:
                 target = LayerRef(use.name)
         if target is POISON:
+            scope.lose(label, inside=True)  # a parameter whose value is unknown: a block, perhaps
             return [], None, False
         if target is None:
             units = list(LAYERS) + list(self.program.blocks)
             near = closest(use.name, units +
                            [n for n in env.names() if isinstance(env.lookup(n), (BlockRef, LayerRef))])
+            # The layer, or the block and the labels in it, that the name was meant to be.
+            scope.lose(label, inside=near not in LAYERS)
             like = [] if near else related(use.name, units)
             self.report(Diagnostic("E0102", f"unknown layer or block `{short(use.name)}`",
                                    Span(**{**use.span.model_dump(), "end_column": use.span.column + len(use.name),
@@ -872,9 +886,13 @@ class Checker:
                                    "or import a spec that does"))
             return [], None, False
         if isinstance(target, LayerRef):
-            return self.layer(target.kind, use, env, shape, shared, scope, label)
+            built = self.layer(target.kind, use, env, shape, shared, scope, label)
+            if not built[0]:
+                scope.lose(label)
+            return built
         if isinstance(target, BlockRef):
             return self.block(target, use, env, shape, shared, scope, label)
+        scope.lose(label)
         self.report(Diagnostic("E0213", f"`{short(use.name)}` is a {type_name(target)}, not a layer or block",
                                use.span, f"its value is {show(target)}",
                                "only layers and blocks can be used as statements"))

@@ -17,6 +17,7 @@ from ..syntax import ast
 from .context import Built, Context
 from .evaluate import Env, span_of, values_of
 from .flows import ConcatFlow, DenseFlow, NameScope, SeqFlow
+from .lost import skipped
 from .values import POISON
 
 
@@ -86,6 +87,7 @@ def _cond(cx: Context, expr, env) -> bool | None:
 def residual(cx: Context, st: ast.Residual, env: Env, shape, shared, scope: NameScope) -> Built:
     on = _cond(cx, st.cond, env)
     if on is None:
+        skipped([st], None, scope)
         return [], None, False
     body = SeqFlow(shape, True if on else shared)
     cx.run(st.body, Env({}, env), body, scope)
@@ -95,11 +97,13 @@ def residual(cx: Context, st: ast.Residual, env: Env, shape, shared, scope: Name
     if st.shortcut is not None:
         use = _cond(cx, st.shortcut.cond, env)
         if use is None:
+            _skipped_shortcut(st.shortcut, scope)
             return [], None, False
         if use:
             sub = SeqFlow(shape, True)
             label = None if st.shortcut.label is None else cx.label(st.shortcut.label, env)
             if label is POISON:
+                _skipped_shortcut(st.shortcut, scope)
                 return [], None, False
             if label:
                 name = scope.name(cx, label, st.shortcut.span)
@@ -128,6 +132,12 @@ def residual(cx: Context, st: ast.Residual, env: Env, shape, shared, scope: Name
     node = ir.Residual(body=tuple(body.nodes), shortcut=None if sc_nodes is None else tuple(sc_nodes),
                        in_shape=shape, out_shape=body.shape, span=st.span)
     return [node], body.shape, False
+
+
+def _skipped_shortcut(sc: ast.Shortcut, scope: NameScope) -> None:
+    if sc.label is not None:
+        scope.lose(sc.label)
+    skipped(sc.body, None, scope)
 
 
 # -- what fixes a residual whose body and shortcut disagree
@@ -272,21 +282,22 @@ def gate(cx: Context, st: ast.Gate, env: Env, shape, shared, scope: NameScope) -
 
 
 def side(cx: Context, st: ast.Side, env: Env, shape, shared, scope: NameScope) -> Built:
+    flow = cx.side_flow
     if st.template is not None:
         name = cx.value(st.template, env)
-        if name is POISON:
-            return [], None, False
-        if not name.isidentifier():
-            cx.report(Diagnostic("E0113", f"side output \"{name}\" is not a field name",
-                                 st.name_span or st.span, "the outputs tuple needs identifiers",
-                                 "use letters, digits and `_`, not starting with a digit"))
+        if name is POISON or not name.isidentifier():
+            if name is not POISON:
+                cx.report(Diagnostic("E0113", f"side output \"{name}\" is not a field name",
+                                     st.name_span or st.span, "the outputs tuple needs identifiers",
+                                     "use letters, digits and `_`, not starting with a digit"))
+            _skipped_side(st, flow, scope)
             return [], None, False
         st = ast.Side(name=name, body=st.body, span=st.span, name_span=st.name_span)
-    flow = cx.side_flow
     if flow is None:
         cx.report(Diagnostic("E0312", "a side output belongs in the network body", st.span,
                              "inside a block, group or combinator",
                              "move `side` to the top level of the network"))
+        skipped(st.body, None, scope)
         return [], None, False
     if st.name == "logits" or st.name.startswith("_") or iskeyword(st.name):
         why, other = (("the main output is `logits`", "aux") if st.name == "logits" else
@@ -298,10 +309,12 @@ def side(cx: Context, st: ast.Side, env: Env, shape, shared, scope: NameScope) -
                              "outputs tuple", st.name_span or st.span, why,
                              f"rename it, e.g. `{other}`: in training the network returns "
                              "a named tuple (logits, <side names>)"))
+        _skipped_side(st, flow, scope)
         return [], None, False
     if st.name in flow.sides:
         cx.report(Diagnostic("E0108", f"duplicate side output `{st.name}`", st.span,
                              "named again here", None))
+        skipped(st.body, None, scope)
         return [], None, False
     flow.sides.append(st.name)
     body = SeqFlow(shape, True)
@@ -311,6 +324,17 @@ def side(cx: Context, st: ast.Side, env: Env, shape, shared, scope: NameScope) -
     node = ir.Side(name=st.name, body=tuple(body.nodes), in_shape=shape, out_shape=body.shape,
                    span=st.span)
     return [node], shape, True
+
+
+def _skipped_side(st: ast.Side, flow: SeqFlow | None, scope: NameScope) -> None:
+    """A side output that a mistake kept from being made: its name and what its body
+    would have made are unknown."""
+    if flow is not None:
+        if st.template is not None:
+            flow.sides_lost.template(st.template)
+        else:
+            flow.sides_lost.add(st.name)
+    skipped(st.body, None, scope)
 
 
 def sides_order(cx: Context, st: ast.Sides, env: Env, flow, scope: NameScope) -> None:
@@ -340,7 +364,7 @@ def training_outputs(cx: Context, flow, cls: str) -> tuple[str | None, tuple[str
         if name in seen:
             cx.report(Diagnostic("E0120", f"`{name}` is listed twice in `sides`", span,
                                  "second time here", "list each output once"))
-        elif name not in default:
+        elif name not in default and name not in flow.sides_lost:
             near = closest(name, default)
             cx.report(Diagnostic("E0120", f"`sides` lists `{name}`, which is no output",
                                  span, "not `logits` nor a side output",

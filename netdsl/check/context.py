@@ -63,7 +63,7 @@ class Context(Protocol):
     record: Record
 
     def report(self, d: Diagnostic) -> None:
-        """Record a diagnostic (once per code, message and place), with the chain of
+        """Record a diagnostic (once per code and place), with the chain of
         block instances it is in."""
 
     def value(self, expr: ast.Expr, env: Env, init: bool = False) -> Any:

@@ -24,6 +24,7 @@ from ..syntax import ast
 from .context import Built, Context, Shape
 from .evaluate import Env, span_of
 from .flows import ConcatFlow, NameScope, SeqFlow, no_current
+from .lost import Lost, skipped
 from .values import POISON, show
 
 #: The forms an `output` takes, as the IR names them.
@@ -55,6 +56,14 @@ class ValueScope:
     inputs: list = field(default_factory=list)
     used: bool = False            # any dataflow statement at all
     unsure: bool = False          # a layer read no input: which names it meant is not known
+    # Results that nothing read, dropped by a later statement: (place) → (result, statement);
+    # and the places of `from` statements, whose result is a named one's.
+    dropped: dict[tuple, tuple[Span, Span]] = field(default_factory=dict)
+    froms: set[tuple] = field(default_factory=set)
+    # The names that statements an error kept from being checked would have bound, and
+    # read (lost.py): no read of the first is unknown, and none of the second unused.
+    lost_binds: Lost = field(default_factory=Lost)
+    lost_reads: Lost = field(default_factory=Lost)
 
 
 def _values(cx: Context, flow, span, what: str) -> ValueScope | None:
@@ -86,6 +95,9 @@ def _read(cx: Context, values: ValueScope, ref: ast.Ref, env: Env):
     """The shape of a named result read at ``ref``, marking it used; POISON if unknown."""
     name = _name(cx, ref, env)
     if name is POISON:
+        # Whichever it was, it is not unused; and the result before it may be the one meant.
+        values.lost_reads.template(ref.name)
+        values.dangling = None
         return POISON, None
     v = values.bound.get(name)
     if v is None:
@@ -95,14 +107,18 @@ def _read(cx: Context, values: ValueScope, ref: ast.Ref, env: Env):
     return (POISON if v.shape is None else v.shape), name
 
 
-def _fresh(cx: Context, values: ValueScope, span) -> None:
-    """A result that nothing read is dropped by a `from`, a merge or an `output`."""
-    if values.dangling is not None:
-        at = values.dangling
-        cx.report(Diagnostic("E0128", "this result is never used", at,
-                             f"the next statement, at {_where(at, span)}, reads named results instead",
-                             "name it with `-> NAME` and read it later, or remove it"))
+def _fresh(values: ValueScope, span) -> None:
+    """A result that nothing read is dropped by a `from`, a merge or an `output` at ``span``:
+    noted, and reported when the scope closes, unless a read of a name that is not there
+    most likely meant it (:func:`close`)."""
+    at = values.dangling
+    if at is not None:
+        values.dropped.setdefault(_place(at), (at, span))
         values.dangling = None
+
+
+def _place(span: Span) -> tuple:
+    return span.file, span.line, span.column
 
 
 # -- statements
@@ -111,10 +127,14 @@ def bind(cx: Context, st: ast.Bind, env: Env, flow, scope: NameScope) -> None:
         cx.stmt(st.unit, env, flow, scope)
     values = _values(cx, flow, st.target.span, "`->`")
     name = _name(cx, st.target, env)
-    if values is None or name is POISON:
+    if values is None:
+        return
+    if name is POISON:
+        values.lost_binds.template(st.target.name)  # whichever it was, reading it is no mistake
         return
     if values.no_current:
         no_current(cx, values, st.target.span)
+        values.lost_binds.add(name)
         return
     values.dangling = None
     if name in values.bound:
@@ -134,10 +154,11 @@ def from_(cx: Context, st: ast.From, env: Env, flow, scope: NameScope) -> None:
     values = _values(cx, flow, st.span, "`from`")
     if values is None:
         return
-    _fresh(cx, values, st.span)
     shape, name = _read(cx, values, st.source, env)
+    _fresh(values, st.span)
     values.no_current = False
     values.dangling = st.span  # a `from` that nothing follows before the next one reads nothing
+    values.froms.add(_place(st.span))
     if shape is POISON:
         flow.shape = None
         return
@@ -149,8 +170,8 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
     values = _values(cx, flow, st.span, f"`{st.op}(...)`")
     if values is None:
         return
-    _fresh(cx, values, st.span)
     read = [(_read(cx, values, ref, env), ref) for ref in st.sources]
+    _fresh(values, st.span)
     values.no_current = False
     values.dangling = st.span
     flow.shape = None
@@ -376,8 +397,9 @@ def output(cx: Context, st: ast.Output, env: Env, flow, scope: NameScope) -> Non
                              "write `output tuple(a, b)`, `output namedtuple(a, b)` or "
                              "`output dict(\"0\": a, b: b)`"))
         return
-    _fresh(cx, values, st.span)
-    values.output = (_outputs(cx, st, st.form, values, env), st.span, len(flow.nodes))
+    outputs = _outputs(cx, st, st.form, values, env)
+    _fresh(values, st.span)
+    values.output = (outputs, st.span, len(flow.nodes))
 
 
 def _outputs(cx: Context, st: ast.Output, form: Form, values: ValueScope, env: Env) -> ir.Outputs | None:
@@ -511,6 +533,7 @@ def input_shape(cx: Context, value, span: Span | None, example: str) -> Shape | 
 def split(cx: Context, st: ast.Split, env: Env, shape, shared, scope: NameScope) -> Built:
     counted = _split_parts(cx, st, env, shape)
     if counted is None:
+        skipped(st.body, None, scope)
         return [], None, False
     n, parts = counted
     flow = SplitFlow(shape)
@@ -585,14 +608,18 @@ def _split_sizes(cx: Context, st: ast.Split, env: Env, items: list):
 
 # -- the end of a value scope
 def close(cx: Context, values: ValueScope) -> None:
+    places: set[tuple] = set()  # a template read in a loop is reported once, for its first name
     for name, span in values.pending:
         v = values.bound.get(name)
         if v is not None:
+            v.used = True  # read too early, but read: not unused as well
             cx.report(Diagnostic("E0126", f"`{name}` is used before it is named", span,
                                  f"named later, at {_where(span, v.span)}",
                                  "move this after the statement that names it: a result exists once "
                                  "the statement before `-> NAME` has run"))
             continue
+        if name in values.lost_binds:
+            continue  # a statement that would have named it failed, and said why
         inner = cx.inner_names.get(name)
         if inner is not None:
             block, where = inner
@@ -607,13 +634,33 @@ def close(cx: Context, values: ValueScope) -> None:
                                  "a block sees only its input: pass the result in by merging outside "
                                  "the block, or move this part out of the block"))
             continue
-        near = closest(name, list(values.bound))
+        # A misspelling, most likely, of a result nothing else reads: not unused as well.
+        near = (closest(name, [n for n, v in values.bound.items() if not v.used])
+                or closest(name, list(values.bound)))
+        place = span.where() if span else None, span.column if span else None
+        first = place not in places
+        places.add(place)
+        # Or the result dropped by this read's statement (or, where no name is near, before
+        # it): the `-> NAME` after it is missing. Said here, not as a result never used too.
+        meant = _dropped_before(values, span, near is None) if first else None
+        if meant is not None:
+            near = None
+        elif near is not None:
+            values.bound[near].used = True
+        if not first:
+            continue
         known = ", ".join(values.bound) or "none yet"
         cx.report(Diagnostic("E0125", f"no result named `{short(name)}`", span, "not named before",
                              f"did you mean `{near}`?" if near else
+                             f"name the result of `{cx.text(meant)}` at {_where(span, meant)} with "
+                             f"`-> {short(name)}`: nothing reads it" if meant else
                              f"name a result with `-> {short(name)}` first (named here: {known})"))
+    for at, span in values.dropped.values():
+        cx.report(Diagnostic("E0128", "this result is never used", at,
+                             f"the next statement, at {_where(at, span)}, reads named results instead",
+                             "name it with `-> NAME` and read it later, or remove it"))
     for name, v in values.bound.items():
-        if not v.used and not (v.input and values.unsure):
+        if not v.used and not (v.input and values.unsure) and name not in values.lost_reads:
             what = "input" if v.input else "result"
             cx.report(Diagnostic("E0128", f"{what} `{name}` is never used", v.span, "named here",
                                  "read it with `from`, `add(...)`, `concat(...)` or `output`, "
@@ -621,6 +668,26 @@ def close(cx: Context, values: ValueScope) -> None:
         if values.owner is not None:
             cx.inner_names.setdefault(name, (values.owner, v.span))
             cx.record.inner.append((name, values.owner, v.span))  # replayed by the block memo
+
+
+def _dropped_before(values: ValueScope, span: Span | None, earlier: bool) -> Span | None:
+    """The result dropped by the statement that reads at ``span``, or with ``earlier`` the
+    last one dropped before it, that no other read has claimed: claimed. A `from` is no
+    candidate: its result has a name already."""
+    if span is None:
+        return None
+    before = [k for k, (at, by) in values.dropped.items()
+              if at.file == span.file and (at.line, at.column) < (span.line, span.column)
+              and (earlier or _within(span, by)) and k not in values.froms]
+    if not before:
+        return None
+    return values.dropped.pop(max(before, key=lambda k: k[1:]))[0]
+
+
+def _within(inner: Span, outer: Span) -> bool:
+    """Whether ``inner`` lies in ``outer`` (of one file)."""
+    end = (outer.end_line or outer.line, outer.end_column or outer.column)
+    return inner.file == outer.file and (outer.line, outer.column) <= (inner.line, inner.column) <= end
 
 
 def _outer_names(cx: Context) -> set:

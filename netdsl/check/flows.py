@@ -8,12 +8,15 @@ group its name: its label, or its position among the modules the scope made.
 
 from __future__ import annotations
 
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from .. import ir
 from ..diagnostics import Diagnostic
 from ..layers import shapes
 from ..span import Span
+from ..syntax import ast
+from .lost import Lost
 
 if TYPE_CHECKING:
     from .context import Context, Shape
@@ -35,6 +38,7 @@ class SeqFlow:
     input_shape: Any  # the network's (first) input shape, once declared
     sides: list[str]  # the side outputs' names, in spec order
     sides_decl: Any  # the `sides` statement (ast.Sides), or None
+    sides_lost: Lost  # the side outputs an error kept from being made
 
     def __init__(self, shape, shared: bool, network: bool = False):
         self.shape = shape
@@ -127,6 +131,34 @@ class NameScope:
         self.matched: set[int] = set()
         # Labelled layers, for `reuse`: label -> (kind, argument values, IR node).
         self.layers: dict[str, tuple] = {}
+        # The labels of its own layers that an error left unknown (lost.py), and those of
+        # the scopes inside it, which its `init` rules reach too.
+        self.lost = Lost()
+        self.lost_inside = Lost()
+
+    def lose(self, label: str | ast.String | EllipsisType | None, inside: bool = False) -> None:
+        """An error left the layer ``label`` of this scope unknown (a label, its template,
+        None for no label, or ``...`` for a label that is itself unknown); with ``inside``,
+        any label in the scopes inside it too (a block that was never expanded). `reuse`
+        and `init` stay silent about them."""
+        if label is None and not inside:
+            return
+        s: NameScope | None = self
+        while s is not None:
+            lost = s.lost if s is self else s.lost_inside
+            if isinstance(label, ast.String):
+                lost.template(label)
+            elif label is ...:
+                lost.everything = True
+            elif label is not None:
+                lost.add(label)
+            if inside:
+                s.lost_inside.everything = True
+            s = s.parent
+
+    def unknown(self, label: str) -> bool:
+        """Whether an error left the layer ``label`` unknown, here or in a scope inside."""
+        return label in self.lost or label in self.lost_inside
 
     def name(self, cx: Context, label: str | None, span: Span | None) -> str:
         position = self.count
