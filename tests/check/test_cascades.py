@@ -97,7 +97,7 @@ def _label(module: ast.Module, lines: list[str]) -> Iterator[Site | None]:
     """A label that cannot name a module (E0111)."""
     for n in _nodes(module.items):
         if isinstance(n, (ast.Labelled, ast.Shortcut)) and n.label is not None:
-            yield _replace(lines, n.label.span, '"bad.label"')
+            yield _replace(lines, n.label.span, '"bad..label"')
 
 
 def _typo(text: str) -> str:
@@ -408,7 +408,7 @@ CASES = [
     ("a label that is no name, and what reads it", """network n() {
         input [3, 8, 8]
         init conv.weight = zeros
-        "conv.1": conv2d(8, 3)
+        "conv..1": conv2d(8, 3)
         relu: relu
         reuse relu
         linear(10)

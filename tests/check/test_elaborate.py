@@ -255,10 +255,10 @@ def test_a_label_that_is_a_position_names_the_unlabelled_module_not_a_duplicate_
 
 
 def test_an_invalid_template_label_in_a_loop_is_reported_once():
-    ds = diags('    for i in range(3) {\n        "a.{i}": relu\n        "": relu\n    }')
+    ds = diags('    for i in range(3) {\n        "a.{i}.": relu\n        "": relu\n    }')
     assert [(d.code, d.span.line, d.message) for d in ds] == [
-        ("E0111", 4, 'invalid label "a.0"'), ("E0111", 5, 'invalid label ""')]
-    assert ds[0].help.endswith('e.g. "a_0"')
+        ("E0111", 4, 'invalid label "a.0."'), ("E0111", 5, 'invalid label ""')]
+    assert ds[0].help.endswith('e.g. "a_0_"')
 
 
 @pytest.mark.parametrize("expr, params, help", [
