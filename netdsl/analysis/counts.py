@@ -302,7 +302,11 @@ def analyse(net: ir.Network) -> Analysis:
         # A merge is no module: its work is the forward's that runs it, so a container's
         # merges (its owner's forward runs them, as fvcore's by_module counts) go up.
         total_m = sum(merge_macs(n) for n in nodes if isinstance(n, ir.Merge))
+        # A dotted label (`"convs.0"`) puts its module in a container: rows go in the
+        # module tree's order, each container's row before its modules.
+        tree: dict = {}
         for node in _modules(nodes):
+            start = len(rows)
             name = prefix + node.name
             if isinstance(node, ir.Layer) and (node.reuse or node.functional):
                 # No module of its own, so no row of named_modules; its work still counts.
@@ -327,6 +331,15 @@ def analyse(net: ir.Network) -> Analysis:
                                 node.kind in COUNTED))
             total_p += rows[-1].params if isinstance(node, ir.Layer) else row.params
             total_m += rows[-1].macs if isinstance(node, ir.Layer) else row.macs
+            if tree or "." in node.name:
+                mine = rows[start:]
+                del rows[start:]
+                *path, last = node.name.split(".")
+                slot = tree
+                for part in path:
+                    slot = slot.setdefault(part, {})
+                slot[last] = mine
+        _in_tree_order(tree, prefix, depth, rows)
         return total_p, total_m
 
     params, macs = walk(net.body, "", 0)
@@ -339,6 +352,26 @@ def analyse(net: ir.Network) -> Analysis:
                     total, largest, name, {i.name: tuple(i.shape) for i in net.inputs},
                     {} if net.result is None else
                     {k: tuple(s) for k, s in zip(net.result.keys, net.result.shapes, strict=True)})
+
+
+def _in_tree_order(tree: dict, prefix: str, depth: int, rows: list[Row]) -> list[Row]:
+    """Append the rows of one scope's modules, held by dotted path, in module-tree
+    order: a container's row (its modules' totals) before the rows of its modules, at
+    their depth, since the scope's forward calls them. Returns each entry's own row."""
+    own = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            inner: list[Row] = []
+            top = _in_tree_order(value, f"{prefix}{key}.", depth, inner)
+            row = Row(prefix + key, "Container", depth, (), sum(r.params for r in top),
+                      sum(r.macs for r in top), True)
+            rows.append(row)
+            rows.extend(inner)
+            own.append(row)
+        else:
+            rows.extend(value)
+            own.append(value[0])
+    return own
 
 
 def count_params(net: ir.Network) -> int:

@@ -28,9 +28,10 @@ def render_table(a: Analysis, depth: int | None = 2, fvcore_total: int | None = 
     head = ("name", "type", "output shape", "params", "MACs")
     body = []
     for r in rows:
-        shape = "[" + ", ".join(str(d) for d in r.output_shape) + "]"
+        # A dotted label's container holds modules but is never called: no output.
+        shape = "[" + ", ".join(str(d) for d in r.output_shape) + "]" if r.output_shape else "—"
         macs = _n(r.macs) if (r.counted or r.macs) else "—"
-        # A label may hold any character but `.`: escaped, it cannot drive the terminal.
+        # A label may hold any character: escaped, it cannot drive the terminal.
         body.append(("  " * r.depth + escape(r.name),
                      escape(r.type), shape, _n(r.params), macs))
     widths = [max(len(head[i]), *(len(b[i]) for b in body)) if body else len(head[i])

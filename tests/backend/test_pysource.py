@@ -26,7 +26,8 @@ from netdsl.diagnostics import NetdslError
 from netdsl.layers import LAYERS
 
 ROOT = Path(__file__).resolve().parents[2]
-HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d")
+HELPERS = ("StochasticDepth", "Permute", "LayerNorm2d", "Sum", "Mean", "Amax", "Narrow", "pad_same", "Conv2dSame",
+           "ScaledStdConv2d")
 SPECS = sorted(p.name for p in (ROOT / "specs").glob("*.net"))
 
 
@@ -298,13 +299,15 @@ def check_only_defines_a_model(source: str) -> None:
             assert node.module in ("torch", "collections") and node.level == 0
         elif isinstance(node, ast.Assign):
             assert isinstance(node.value, ast.Call) and node.value.func.id == "namedtuple"
+        elif isinstance(node, ast.FunctionDef):  # a helper's function (pad_same), copied as it is
+            assert node.name in HELPERS and [ast.unparse(d) for d in node.decorator_list] == ["torch.fx.wrap"]
         else:
             assert isinstance(node, ast.ClassDef), ast.dump(node)
             assert [ast.unparse(b) for b in node.bases] in (["nn.Module"], ["nn.Sequential"]) or \
-                node.name in HELPERS and [ast.unparse(b) for b in node.bases] == ["nn.LayerNorm"]
+                node.name in HELPERS and [ast.unparse(b) for b in node.bases] in (["nn.LayerNorm"], ["nn.Conv2d"])
             assert not node.decorator_list and not node.keywords
     # The helpers are netdsl's own modules, copied as they are.
-    ours = [n for n in tree.body if not (isinstance(n, ast.ClassDef) and n.name in HELPERS)]
+    ours = [n for n in tree.body if not (isinstance(n, (ast.ClassDef, ast.FunctionDef)) and n.name in HELPERS)]
     local = ({n.id for top in ours for n in ast.walk(top)
               if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)} |
              {n.arg for top in ours for n in ast.walk(top) if isinstance(n, ast.arg)}) - classes - {"self"}
