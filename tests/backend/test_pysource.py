@@ -319,9 +319,12 @@ def check_only_defines_a_model(source: str) -> None:
             assert ast.unparse(node.comparators[0]) == "None", ast.unparse(node)
         if isinstance(node, ast.Subscript):  # a size, or a window of a tensor the forward holds
             value = node.value
+            # or a dotted label's container, holding a module under a string key: self.convs['0']
+            held = isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str) and \
+                ast.unparse(value).startswith("self.")
             assert (isinstance(value, ast.Attribute) and value.attr == "shape" and
                     isinstance(value.value, ast.Name) and value.value.id in local) or \
-                (isinstance(value, ast.Name) and value.id in local), ast.unparse(node)
+                (isinstance(value, ast.Name) and value.id in local) or held, ast.unparse(node)
         if isinstance(node, ast.Call):
             f = node.func
             root = f
