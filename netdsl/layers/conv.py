@@ -28,6 +28,13 @@ from .base import (
 from .norm import _positive_eps
 
 
+def _groups_divide(node):
+    """The IR's own check of a convolution node's groups (the checker reports E0307 first)."""
+    if node.in_channels % node.groups or node.out_channels % node.groups:
+        raise ValueError("groups must divide in_channels and out_channels")
+    return node
+
+
 class Conv2d(Layer):
     kind: Literal["conv2d"] = "conv2d"
     in_channels: PosInt
@@ -42,11 +49,7 @@ class Conv2d(Layer):
     # dilated kernel): TensorFlow's, computed from the input's size when the model runs.
     same: bool = False
 
-    @model_validator(mode="after")
-    def _groups_divide(self):
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError("groups must divide in_channels and out_channels")
-        return self
+    _groups = model_validator(mode="after")(_groups_divide)
 
 
 def _kaiming_default(module, pname, tensor) -> bool:
@@ -187,11 +190,7 @@ class Conv1d(Layer):
     groups: PosInt = 1
     bias: bool = True
 
-    @model_validator(mode="after")
-    def _groups_divide(self):
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError("groups must divide in_channels and out_channels")
-        return self
+    _groups = model_validator(mode="after")(_groups_divide)
 
 
 class Conv1dKind(Kind):
@@ -254,6 +253,8 @@ class StdConv2d(Layer):
     eps: float = 1e-6
     gain_init: float = 1.0
 
+    _groups = model_validator(mode="after")(_groups_divide)
+
 
 class StdConv2dKind(Conv2dKind):
     """timm's ScaledStdConv2d (NF-ResNet, NFNet): before each use the weight is
@@ -267,14 +268,9 @@ class StdConv2dKind(Conv2dKind):
     doc = ("2-D convolution with scaled weight standardisation and a learnable gain (timm's "
            "ScaledStdConv2d, NF-ResNet); input channels are inferred")
     torch_class = "netdsl.backend.runtime.ScaledStdConv2d"
-    args = (
-        Arg("out_channels", _int, doc="number of output channels", min=1),
-        Arg("kernel_size", _pair, doc="int or [h, w]", min=1),
-        Arg("stride", _pair, 1, "int or [h, w]", min=1),
-        Arg("padding", _pair, 0, "int or [h, w], zero padding on both sides", min=0),
-        Arg("dilation", _pair, 1, "int or [h, w]", min=1),
-        Arg("groups", _int, 1, "must divide input and output channels", min=1),
-        Arg("bias", _bool, True, "add a learnable bias"),
+    # conv2d's arguments (its padding without "same"), then the standardisation's.
+    args = tuple(Arg("padding", _pair, 0, "int or [h, w], zero padding on both sides", min=0)
+                 if a.name == "padding" else a for a in Conv2dKind.args) + (
         Arg("gamma", _float, 1.0, "the standardised weight's scale, times 1 / sqrt(fan-in): "
             "the activation's gain (1.7139 for relu)"),
         Arg("eps", _float, 1e-6, "added to each output channel's weight variance"),

@@ -12,20 +12,13 @@ from __future__ import annotations
 from typing import Literal
 
 from . import shapes
-from .base import Arg, ArgTypeError, Kind, Layer, LayerError, NonNegInt, _bool, _int
+from .base import Arg, ArgTypeError, Kind, Layer, LayerError, NonNegInt, _bool, _ints
 
 
 def _dims(v) -> tuple[int, ...]:
     """One dimension, or a list of them (negative ones count from the end)."""
-    if isinstance(v, (list, tuple)):
-        if not v:
-            raise ArgTypeError("an integer or a non-empty list of integers")
-        try:
-            return tuple(_int(x) for x in v)
-        except ArgTypeError:
-            raise ArgTypeError("an integer or a non-empty list of integers") from None
     try:
-        return (_int(v),)
+        return _ints(v if isinstance(v, (list, tuple)) else [v])
     except ArgTypeError:
         raise ArgTypeError("an integer or a non-empty list of integers") from None
 

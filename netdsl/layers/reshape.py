@@ -51,10 +51,8 @@ class FlattenKind(Kind):
 
 
 def _sizes(v) -> tuple[int, ...]:
-    if not isinstance(v, (list, tuple)) or not v:
-        raise ArgTypeError("a list of sizes (one of them may be -1)")
     try:
-        return tuple(_int(x) for x in v)
+        return _ints(v)
     except ArgTypeError:
         raise ArgTypeError("a list of sizes (one of them may be -1)") from None
 
