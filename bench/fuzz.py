@@ -75,6 +75,7 @@ from netdsl.layers import LAYERS  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fuzz_specs  # noqa: E402
 import ir_eval  # noqa: E402
+from fuzz_specs import GRANT  # noqa: E402
 
 SOURCES = sorted((ROOT / "specs").glob("*.net")) + sorted((ROOT / "netdsl" / "stdlib").glob("*.net"))
 
@@ -416,6 +417,12 @@ class ContractBroken(Exception):
     """What `check` accepted did not build, run or save as promised."""
 
 
+def _compile(spec, **kwargs):
+    """``netdsl.compile`` with the fuzzer's grant (fuzz_specs.GRANT): the extern classes it
+    writes are torch's own; any other module a spec names stays refused."""
+    return netdsl.compile(spec, grant=GRANT, **kwargs)
+
+
 def try_input(data: bytes, network: str | None, bound: float, compile=None,
               overrides: dict | None = None, limits: dict | None = None,
               contract=None, contract_bound: float = 60.0) -> tuple[str, str, float]:
@@ -425,7 +432,7 @@ def try_input(data: bytes, network: str | None, bound: float, compile=None,
     ``bound``), ``contract`` (called with the checked network: building and
     running it) ``contract_bound`` more.
     """
-    compile = compile or netdsl.compile
+    compile = compile or _compile
     bound = bound * max(1.0, len(data) / 100_000)
     start = time.process_time()
     try:
@@ -569,7 +576,7 @@ def run_model(net, workdir: Path, fvcore: bool = True) -> None:
     from netdsl.cli.build import fvcore_total
 
     a = analyse(net)
-    model = lower(net, device="cpu")
+    model = lower(net, device="cpu", grant=GRANT)
     built = sum(p.numel() for p in model.parameters())
     if built != a.params:
         raise ContractBroken(f"built {built} parameters, the analysis says {a.params}")
@@ -615,7 +622,7 @@ def run_model(net, workdir: Path, fvcore: bool = True) -> None:
             raise ContractBroken(f"fvcore counts {total} MACs, the analysis says {a.macs}")
     path = workdir / "model.pt"
     save(model.state_dict(), str(path), check_target(str(path)))
-    fresh = lower(net, device="meta")
+    fresh = lower(net, device="meta", grant=GRANT)
     fresh.load_state_dict(torch.load(path, weights_only=True), strict=True, assign=True)
     path.unlink()
 
@@ -627,13 +634,13 @@ PARAMS_BUDGET = 30_000_000
 
 def make_contract(item: Input, workdir: Path, macs_budget: float, compile=None):
     """The contract for one input: a function of its checked network, for :func:`try_input`."""
-    compile = compile or netdsl.compile
+    compile = compile or _compile
 
     def contract(net) -> str:
         from netdsl.analysis import analyse
         from netdsl.backend.lower import lower
 
-        lower(net, device="meta")
+        lower(net, device="meta", grant=GRANT)
         a = analyse(net)
         if a.params > PARAMS_BUDGET:
             return "meta only"

@@ -221,6 +221,11 @@ def spec_flags(rng: random.Random, p: Project, call: Call, stdin_ok: bool = True
         args += ["--input", rng.choice(["3,8,8", "1,1,1", "3,0,8", "x", "3,8", "3,99999999,9", "in0=3,8,8"])]
     if rng.random() < 0.05:
         args += ["--import-path", rng.choice(["sub", str(p.outside), "missing", "notes.txt"])]
+    # The fuzzer's grant for its externs (fuzz_specs.GRANT), now and then another or none.
+    if rng.random() < 0.8:
+        args += ["--allow-module", "torch.nn"]
+    if rng.random() < 0.05:
+        args += ["--allow-module", rng.choice(["torch", "fuzzlab", "a/b", "", "torch..nn"])]
     return args
 
 

@@ -26,6 +26,9 @@ shipped ones never contain:
 - ``extremes``: every argument of every layer at the edges of its type (int64 and
   float32 limits, subnormals, negative zero), as a module or applied.
 - ``reuse``: ``reuse`` of a layer of every kind, at its own shape and at others.
+- ``extern``: ``extern`` classes of torch.nn (the fuzzer's grant, :data:`GRANT`) with right
+  and wrong arguments, in blocks, residuals and as block parameters, reused, followed by
+  in-place layers; and externs the grant does not cover, or that name no class.
 
 Each generator takes a ``random.Random`` and returns the spec text. Argument
 types are probed from the catalogue's converters, so a layer added to
@@ -391,7 +394,8 @@ def _expr(rng: random.Random, depth: int = 0) -> str:
                        f"sum({rng.choice(['2', '-1'])} * [{a}, {b}])",
                        # several `for` clauses, filtered or not, the later reading the earlier
                        f"sum([i * j for i in range(3) for j in [{a}, {b}]])",
-                       f"len([j for i in range(4) if i > {a} for j in range(i) if j != {b}])"])
+                       f"len([j for i in range(4) if i > {a} for j in range(i) if j != {b}])",
+                       f"len([k for i in range(2) for j in range(i + 1) for k in [{a}, j]])"])
 
 
 def gen_expressions(rng: random.Random) -> str:
@@ -773,14 +777,79 @@ def gen_tensor(rng: random.Random) -> str:
     return f"network n() {{\n    input {first}\n    " + "\n    ".join(lines) + "\n}\n"
 
 
+# The modules the fuzzer grants its `extern` declarations: torch's own, which run no
+# code but torch's. Every other module a generated spec names must stay refused (E0121).
+GRANT = ("torch.nn",)
+
+# torch.nn classes an extern may name, with a call fitting an input of c channels (its
+# arguments wrong now and then: the checker must say so, never build a wrong model).
+_EXTERNS = {
+    "torch.nn.Conv2d": lambda rng, c: (f"({rng.choice([c, c, c, c + 1])}, {rng.choice([2, 4, 8])}, "
+                                       f"{rng.choice([1, 3])}"
+                                       f"{rng.choice(['', ', padding = 1', ', stride = 2', ', bias = false'])})"),
+    "torch.nn.GELU": lambda rng, c: rng.choice(["", "()", '(approximate = "tanh")', '(approximate = "x")']),
+    "torch.nn.AvgPool2d": lambda rng, c: f"({rng.choice([1, 2, 3, 99])})",
+    "torch.nn.GroupNorm": lambda rng, c: f"({rng.choice([1, c, c + 1])}, {c})",
+    "torch.nn.Identity": lambda rng, c: rng.choice(["", "()", "(1, 2, a = [3])"]),
+    "torch.nn.Hardtanh": lambda rng, c: rng.choice(["(min_val = -1.5, max_val = 2)", "(-1, 1, true)"]),
+    "torch.nn.BatchNorm2d": lambda rng, c: f"({c}{rng.choice(['', ', affine = false', ', eps = 1e-3'])})",
+    "torch.nn.Dropout": lambda rng, c: rng.choice(["(0.5)", "(p = 0.1)", "(p = 2)"]),
+}
+# Paths the grant does not cover, or that name nothing: refused, never imported.
+_NOT_GRANTED = ["fuzzlab.layers.Thing", "torch.nnx.Conv2d", "os.system", "torch.Tensor", "torch.nn.Nope",
+                "torch.nn.functional.relu", "torch.nn.Module", "a/b.c", "nodots", "torch.nn.Conv2d.x"]
+
+
+def gen_extern(rng: random.Random) -> str:
+    """Externs of torch.nn on a [C, H, W] input the generator follows, with netdsl's own
+    layers between them; now and then one the grant does not cover or a misuse."""
+    paths = rng.sample(sorted(_EXTERNS), rng.choice([1, 2, 3]))
+    names = {p: p.rsplit(".", 1)[1].lower() + "_x" for p in paths}
+    decls = [f'extern {names[p]} = "{p}"' for p in paths]
+    if rng.random() < 0.2:
+        bad = rng.choice(_NOT_GRANTED)
+        decls.append(f'extern other = "{bad}"')
+        names[bad] = "other"
+    c = rng.choice([1, 2, 4, 8])
+    size = rng.choice([4, 8, 9, 16])
+    lines, label = [f"input [{c}, {size}, {size}]"], 0
+    for _ in range(rng.choice([1, 2, 3, 5])):
+        path = rng.choice(list(names))
+        call = names[path] + (_EXTERNS[path](rng, c) if path in _EXTERNS else "()")
+        if path == "torch.nn.Conv2d":
+            c = int(call.split("(")[1].split(",")[1])
+        r = rng.random()
+        if r < 0.3:
+            label += 1
+            lines.append(f"e{label}: {call}")
+            if rng.random() < 0.4:
+                lines.append(rng.choice([f"reuse e{label}", "relu(inplace = true)", "maxpool2d(2)", f"reuse e{label}"]))
+        elif r < 0.45 and path != "torch.nn.Conv2d":
+            lines.append(f"residual {{ {call} }}")
+        elif r < 0.55:
+            lines.append(f"blk({names[path]})" if "(" not in call[len(names[path]):] or
+                         call.endswith("()") else call)
+        elif r < 0.6:
+            lines.append(f"{names[path]}(device = \"cpu\")" if rng.random() < 0.5 else f"{names[path]}(x = relu)")
+        else:
+            lines.append(call)
+        if rng.random() < 0.3:
+            c = rng.choice([2, 4])
+            lines.append(f"conv2d({c}, 3, padding = 1)")
+    if rng.random() < 0.5:
+        lines += ["adaptive_avgpool2d(1)", "flatten", "linear(3)"]
+    block = "block blk(unit) {\n    unit\n    relu\n}\n"
+    return "\n".join(decls) + "\n\n" + block + "\nnetwork n() {\n    " + "\n    ".join(lines) + "\n}\n"
+
+
 GENERATORS = {"layers": gen_layers, "labels": gen_labels, "init": gen_init,
               "sharing": gen_sharing, "expressions": gen_expressions,
               "long_names": gen_long_names, "many_errors": gen_many_errors, "control": gen_control,
               "dataflow": gen_dataflow, "grammar": gen_grammar, "extremes": gen_extremes,
-              "reuse": gen_reuse, "tensor": gen_tensor}
+              "reuse": gen_reuse, "tensor": gen_tensor, "extern": gen_extern}
 WEIGHTS = {"layers": 14, "labels": 3, "init": 3, "sharing": 5, "expressions": 3, "long_names": 1,
            "many_errors": 1, "control": 2, "dataflow": 5, "grammar": 4, "extremes": 5, "reuse": 5,
-           "tensor": 5}
+           "tensor": 5, "extern": 3}
 
 
 def generate(rng: random.Random) -> tuple[str, str]:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from netdsl import ir
-from netdsl.layers import LAYERS
+from netdsl.layers import KINDS
 
 _MODULES = {"F": F, "torch": torch}
 
@@ -64,7 +64,7 @@ def _seq(nodes, x, model, prefix: str, names: dict):
 
 def _one(node, x, model, prefix: str, names: dict):  # noqa: PLR0911, PLR0912 - one case per construct
     if isinstance(node, ir.Layer):
-        kind = LAYERS[node.kind]
+        kind = KINDS[node.kind]
         if node.functional:
             args = kind.function_args(node)
             kwargs = {k: v for k, v in args if k is not None}

@@ -13,6 +13,7 @@ from typing import Any, cast
 from . import ir
 from .check.checker import Checker, given
 from .diagnostics import Diagnostic, NetdslError
+from .grant import Grant
 from .ir.walk import children, json_step
 from .limits import Limits
 from .syntax import ast
@@ -133,7 +134,7 @@ def parse(text: str, filename: str | None = None) -> ast.Module:
 
 
 def compile(spec, *, network: str | None = None, input: tuple[int, ...] | None = None,
-            limits: Limits | None = None, import_path=(), **overrides) -> ir.Network:
+            limits: Limits | None = None, import_path=(), grant=None, **overrides) -> ir.Network:
     """Check a spec and return its IR: every layer with inferred channels and shapes.
 
     ``spec`` is a path to a ``.net`` file, the source text itself, or its bytes.
@@ -144,18 +145,21 @@ def compile(spec, *, network: str | None = None, input: tuple[int, ...] | None =
     ``import_path`` lists directories where an import not found next to the
     importing file is looked for; imports read nothing outside them, the spec's
     own directory (the current one for a spec given as text) and ``std/``.
+    ``grant`` lists the Python modules whose classes an ``extern`` may import
+    (``grant=["timm.layers"]``; importing runs their code, so nothing is granted by
+    default, and a spec's extern is then an error).
 
     >>> net = compile("network n(width = 8) { input [3, 32, 32]\\n conv2d(width, 3) }", width=16)
     >>> net.body[0].out_shape
     (16, 30, 30)
     """
     return compile_spec(spec, overrides, network=network, input=input, limits=limits,
-                        import_path=import_path)
+                        import_path=import_path, grant=grant)
 
 
 def compile_spec(spec, overrides: Mapping[str, object] | None = None, *, network: str | None = None,
                  input=None, limits: Limits | None = None, import_path=(),
-                 origin: str = "api") -> ir.Network:
+                 origin: str = "api", grant=None) -> ir.Network:
     """:func:`compile`, with the overrides in a mapping and where they come from:
     ``origin="cli"`` for ``--set`` texts (every value a str holding an expression),
     so that messages name them as the user wrote them.
@@ -171,6 +175,7 @@ def compile_spec(spec, overrides: Mapping[str, object] | None = None, *, network
     if origin not in ("api", "cli"):
         raise ValueError(f"origin must be 'api' or 'cli', not {origin!r}")
     shape = _check_arguments(spec, network, input, limits)
+    granted = Grant.of(grant)
     overrides = dict(overrides or {})
     limits = limits or Limits()
     with _gc_paused():
@@ -189,7 +194,7 @@ def compile_spec(spec, overrides: Mapping[str, object] | None = None, *, network
                                               f"{limits.max_nesting} levels", None, "", None)]) from None
         # The values' own text is a source too, so their errors show it.
         program = dataclasses.replace(program, sources={**program.sources, **sources})
-        net = Checker(program, limits, origin).network(network, values, shape)
+        net = Checker(program, limits, origin, granted).network(network, values, shape)
         check_limits(net, limits, program.sources)
     return net
 
@@ -380,7 +385,7 @@ def _override_value(key, value, limits, sources):
 
 
 def build(spec, *, device=None, network: str | None = None, input=None,
-          limits: Limits | None = None, import_path=(), fuse: bool = False, **overrides):
+          limits: Limits | None = None, import_path=(), grant=None, fuse: bool = False, **overrides):
     """Check a spec and build its ``torch.nn.Module``.
 
     ``fuse=True`` builds it for inference only: in eval mode, with each batch norm
@@ -396,8 +401,8 @@ def build(spec, *, device=None, network: str | None = None, input=None,
 
     device = target_device(device)  # before the work of checking: a bad device fails at once
     net = compile(spec, network=network, input=input, limits=limits, import_path=import_path,
-                  **overrides)
-    model = lower(net, device=device)
+                  grant=grant, **overrides)
+    model = lower(net, device=device, grant=grant)
     if fuse:
         from .backend.fuse import fuse as fuse_model
 

@@ -82,7 +82,7 @@ def _name(obj) -> str:
 def check_equivalent(spec, reference, input=None, *, reference_args: dict | None = None,
                      batch: int = 2, seed: int = 0, atol: float = ATOL, rtol: float = RTOL,
                      train: bool = True, gradients: bool = True, load: bool = True,
-                     network: str | None = None, import_path=(), limits=None,
+                     network: str | None = None, import_path=(), limits=None, grant=None,
                      **overrides) -> Report:
     """:func:`assert_equivalent`'s checks, returning the :class:`~netdsl.analysis.compare.Report`
     instead of raising.
@@ -103,8 +103,9 @@ def check_equivalent(spec, reference, input=None, *, reference_args: dict | None
             raise TypeError("overrides and network apply to a spec, not to a built model")
     else:
         net = spec if isinstance(spec, ir.Network) else compile_spec(
-            spec, network=network, input=input, limits=limits, import_path=import_path, **overrides)
-        model, spans = lower(net, device="cpu"), module_spans(net)
+            spec, network=network, input=input, limits=limits, import_path=import_path, grant=grant,
+            **overrides)
+        model, spans = lower(net, device="cpu", grant=grant), module_spans(net)
     ref = reference_module(reference, reference_args)
     if x is None:
         shape = tuple(input) if input is not None else tuple(getattr(model, "input_shape", ()))
@@ -118,12 +119,12 @@ def check_equivalent(spec, reference, input=None, *, reference_args: dict | None
 def assert_equivalent(spec, reference, input=None, *, reference_args: dict | None = None,
                       batch: int = 2, seed: int = 0, atol: float = ATOL, rtol: float = RTOL,
                       train: bool = True, gradients: bool = True, load: bool = True,
-                      network: str | None = None, import_path=(), limits=None,
+                      network: str | None = None, import_path=(), limits=None, grant=None,
                       **overrides) -> Report:
     """Assert that ``spec`` builds a model equivalent to ``reference``.
 
     ``spec`` is what :func:`netdsl.build` takes (a path or spec text; ``overrides``,
-    ``network``, ``import_path`` and ``limits`` as there), a checked ``ir.Network``,
+    ``network``, ``import_path``, ``limits`` and ``grant`` as there), a checked ``ir.Network``,
     or an already built model (its report then has no spec lines). ``reference``
     is an ``nn.Module`` or a constructor, called with ``reference_args``.
     ``input`` is a shape ``(C, H, W)`` (the spec is compiled for it and a batch
@@ -161,7 +162,7 @@ def assert_equivalent(spec, reference, input=None, *, reference_args: dict | Non
     """
     report = check_equivalent(spec, reference, input, reference_args=reference_args, batch=batch,
                               seed=seed, atol=atol, rtol=rtol, train=train, gradients=gradients,
-                              load=load, network=network, import_path=import_path, limits=limits,
+                              load=load, network=network, import_path=import_path, limits=limits, grant=grant,
                               **overrides)
     if not report.ok:
         raise AssertionError(report.render())

@@ -6,6 +6,7 @@ Each fixture is a failing spec whose first comment lines say what it must give::
     # limit: max_nesting=4            (optional, any number: a --limit for this check)
     # set: depth=7                    (optional, any number: a --set for this check)
     # export: onnx                    (optional: the error is export's, not check's)
+    # allow-module: torch.nn          (optional, any number: a grant for `extern` classes)
 
 netdsl/errors.md holds the prose of every entry, written by hand, and between
 ``<!-- example: FILE -->`` and ``<!-- end example -->`` the fixture and the real
@@ -34,6 +35,7 @@ DOCS_DOC = ROOT / "docs" / "errors.md"
 _EXPECT = re.compile(r"# expect: (E\d{4}) (?:at (\d+):(\d+)|\(no location\))\s*$")
 _OPTION = re.compile(r"# (limit|set): (\w+)=(.+?)\s*$")
 _EXPORT = re.compile(r"# export: (onnx)\s*$")
+_GRANT = re.compile(r"# allow-module: ([\w.]+)\s*$")
 _BLOCK = re.compile(r"(<!-- example: (\S+) -->\n).*?(<!-- end example -->)", re.S)
 
 
@@ -46,6 +48,7 @@ class Fixture:
     limits: dict[str, int] = field(default_factory=dict)
     overrides: dict[str, str] = field(default_factory=dict)
     export: str | None = None  # the format of `netdsl export` that reports it, where check does not
+    grant: list[str] = field(default_factory=list)  # --allow-module prefixes
 
     @property
     def name(self) -> str:
@@ -55,6 +58,7 @@ class Fixture:
         """The ``netdsl check`` command line that reproduces the fixture's output."""
         args = [f"--limit {k}={v}" for k, v in self.limits.items()]
         args += [f"--set {k}={v}" for k, v in self.overrides.items()]
+        args += [f"--allow-module {p}" for p in self.grant]
         if self.export:
             return " ".join(["netdsl export", self.name, "--format", self.export, "-o",
                              self.path.stem + "." + self.export, *args])
@@ -73,6 +77,10 @@ def read_fixture(path: Path) -> Fixture:
         export = _EXPORT.match(line)
         if export is not None:
             fx.export = export.group(1)
+            continue
+        grant = _GRANT.match(line)
+        if grant is not None:
+            fx.grant.append(grant.group(1))
             continue
         opt = _OPTION.match(line)
         if opt is None:
@@ -116,7 +124,7 @@ def compile_fixture(fx: Fixture, source: bytes | None = None):
         try:
             # As `netdsl check --set ...` (the command the catalogue shows) words it.
             net = compile_spec(fx.name if source is None else source, fx.overrides, limits=limits,
-                               origin="cli")
+                               origin="cli", grant=fx.grant)
             if fx.export == "onnx":  # what `netdsl export --format onnx` refuses before writing
                 from pathlib import Path as _Path
 

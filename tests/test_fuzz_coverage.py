@@ -57,7 +57,8 @@ def test_every_alternative_of_every_grammar_rule_and_every_terminal_is_generated
     tokens = set()
     texts = [p.read_text(encoding="utf-8") for p in fuzz.SOURCES]
     texts += [gen(random.Random(i)) for gen in (fuzz_specs.gen_layers, fuzz_specs.gen_dataflow,
-                                                fuzz_specs.gen_expressions, fuzz_specs.gen_sharing)
+                                                fuzz_specs.gen_expressions, fuzz_specs.gen_sharing,
+                                                fuzz_specs.gen_extern)
               for i in range(150)]
     texts += [fuzz_specs.gen_grammar(random.Random(1000 + i)) for i in range(600)]
     for text in texts:
@@ -110,11 +111,39 @@ def test_every_ir_node_class_is_generated():
             break
         for gen in aimed:
             try:
-                _nodes(netdsl.compile(gen(random.Random(i))), seen)
+                _nodes(netdsl.compile(gen(random.Random(i)), grant=fuzz_specs.GRANT), seen)
             except netdsl.NetdslError:
                 pass
     missing = sorted(c.__name__ for c in universe - seen)
     assert not missing, f"no generated spec that compiles holds these IR nodes: {missing}"
+
+
+def test_externs_are_generated_granted_refused_and_misused():
+    """The extern generator reaches a built extern of each class it names, and each
+    refusal: no grant (E0121), no class path (E0122), nothing to import (E0123), and
+    arguments the class cannot take (E0124); nothing outside the grant is imported."""
+    seen_classes, codes = set(), set()
+    for i in range(400):
+        try:
+            net = netdsl.compile(fuzz_specs.gen_extern(random.Random(i)), grant=fuzz_specs.GRANT)
+        except netdsl.NetdslError as e:
+            codes.add(e.diagnostics[0].code)
+            continue
+        seen_classes |= {n.target for n in _all_nodes(net) if getattr(n, "kind", None) == "extern"}
+    assert seen_classes == set(fuzz_specs._EXTERNS), sorted(set(fuzz_specs._EXTERNS) - seen_classes)
+    assert {"E0121", "E0122", "E0123", "E0124"} <= codes, sorted(codes)
+    assert "fuzzlab" not in sys.modules
+
+
+def _all_nodes(value):
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, ir.Node):
+            yield v
+            todo.extend(getattr(v, f) for f in type(v).model_fields)
+        elif isinstance(v, (tuple, list)):
+            todo.extend(v)
 
 
 def test_every_merge_and_merge_option_is_generated_into_a_model():

@@ -16,13 +16,17 @@ from dataclasses import asdict, dataclass, field
 
 from .. import ir
 from ..ir.walk import Visitor, bodies, json_step
-from ..layers import LAYERS
+from ..layers import KINDS
 
-# Layer kind → the class name of the module it builds (Conv2d).
-TYPE_NAMES = {k: v.torch_class.rsplit(".", 1)[1] for k, v in LAYERS.items()}
 
-# Layer kinds fvcore has a counting rule for.
-COUNTED = frozenset(k for k, v in LAYERS.items() if v.counted)
+def type_name(node: ir.Layer) -> str:
+    """The class name of the module a layer node builds (``Conv2d``)."""
+    return KINDS[node.kind].type_name(node)
+
+
+def counted(node: ir.Layer) -> bool:
+    """Whether fvcore has a counting rule for a layer node's op."""
+    return KINDS[node.kind].is_counted(node)
 
 
 @dataclass
@@ -102,12 +106,12 @@ def layer_params(node: ir.Layer) -> int:
     """
     if node.reuse:  # a module called again owns nothing new
         return 0
-    return LAYERS[node.kind].params(node)
+    return KINDS[node.kind].params(node)
 
 
 def layer_macs(node: ir.Layer) -> int:
     """Multiply-accumulates of one layer for one sample, by fvcore's rules (eval mode)."""
-    return LAYERS[node.kind].macs(node)
+    return KINDS[node.kind].macs(node)
 
 
 def merge_macs(node: ir.Merge) -> int:
@@ -154,7 +158,7 @@ def tensor_bytes(node: ir.AnyNode) -> int:
     output, or for local_response_norm its squared input padded by ``size - 1``
     channels (torch pads, then average-pools across channels)."""
     if isinstance(node, ir.Layer):
-        return ELEMENT_BYTES * LAYERS[node.kind].largest_tensor(node)
+        return ELEMENT_BYTES * KINDS[node.kind].largest_tensor(node)
     return ELEMENT_BYTES * math.prod(node.out_shape)
 
 
@@ -218,7 +222,7 @@ def activations(net: ir.Network) -> tuple[int, int, str, ir.AnyNode | None]:
     for node in net.body:
         if not isinstance(node, ir.Side):  # eval mode: a side head does not run
             total += sum(2 * layer_output_bytes(n) for n in _layers([node])
-                         if layer_params(n) > 0 and not LAYERS[n.kind].bare_parameter)
+                         if layer_params(n) > 0 and not KINDS[n.kind].bare_parameter)
     largest, name, where = ELEMENT_BYTES * math.prod(net.input_shape), "input", None
     for i in net.inputs:
         if ELEMENT_BYTES * math.prod(i.shape) > largest:
@@ -261,7 +265,7 @@ def _modules(nodes):
 def _is_module(node) -> bool:
     """Whether ``node`` registers a module of its own: not a parameter on its scope, a
     module called again (`reuse`) or a function (`apply`)."""
-    return isinstance(node, ir.Scope) or not (LAYERS[node.kind].bare_parameter or node.reuse
+    return isinstance(node, ir.Scope) or not (KINDS[node.kind].bare_parameter or node.reuse
                                               or node.functional)
 
 
@@ -327,8 +331,8 @@ def analyse(net: ir.Network) -> Analysis:
                 continue
             else:
                 p, m = layer_params(node), layer_macs(node)
-                rows.append(Row(name, TYPE_NAMES[node.kind], depth, tuple(node.out_shape), p, m,
-                                node.kind in COUNTED))
+                rows.append(Row(name, type_name(node), depth, tuple(node.out_shape), p, m,
+                                counted(node)))
             total_p += rows[-1].params if isinstance(node, ir.Layer) else row.params
             total_m += rows[-1].macs if isinstance(node, ir.Layer) else row.macs
             if tree or "." in node.name:
@@ -448,7 +452,7 @@ _OWN = _Own()
 def _leaf(node) -> Summary:
     if isinstance(node, ir.Layer):
         p = layer_params(node)
-        act = 2 * layer_output_bytes(node) if p > 0 and not LAYERS[node.kind].bare_parameter else 0
+        act = 2 * layer_output_bytes(node) if p > 0 and not KINDS[node.kind].bare_parameter else 0
         return Summary(p, layer_macs(node), act, tensor_bytes(node), None, 3 if node.init else 1)
     if isinstance(node, ir.Merge):
         return Summary(0, merge_macs(node), 0, tensor_bytes(node), None, 1)

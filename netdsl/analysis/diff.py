@@ -22,9 +22,8 @@ from typing import Any
 
 from .. import ir
 from ..diagnostics import escape
-from ..layers import LAYERS
+from ..layers import KINDS
 from .counts import (
-    TYPE_NAMES,
     _container_merge_macs,
     _is_module,
     analyse,
@@ -32,6 +31,7 @@ from .counts import (
     layer_params,
     merge_macs,
     scope_type,
+    type_name,
 )
 
 # Fields that say where a layer is or what it is called, not what it computes; its
@@ -101,11 +101,11 @@ def modules(net: ir.Network) -> list[Module]:
                 # Reuse, apply or a bare parameter: no module of its own, its figures
                 # are the enclosing module's (a reused module's parameters, its own).
                 macs += layer_macs(node)
-                params += layer_params(node) if LAYERS[node.kind].bare_parameter else 0
+                params += layer_params(node) if KINDS[node.kind].bare_parameter else 0
                 continue
             if isinstance(node, ir.Layer):
                 args = node.model_dump(exclude=_NOT_ARGUMENTS)
-                m = Module(prefix + node.name, depth, TYPE_NAMES.get(node.kind, node.kind),
+                m = Module(prefix + node.name, depth, type_name(node),
                            tuple(node.out_shape), layer_params(node), layer_macs(node), side, True, args)
                 out.append(m)
             elif isinstance(node, ir.Scope):

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import ir
-from ..layers import LAYERS
-from .counts import TYPE_NAMES, _is_module, _modules, scope_type
+from ..layers import KINDS
+from .counts import _is_module, _modules, scope_type, type_name
 
 # How an edge is drawn: the main flow, an identity or shortcut path around a body,
 # an earlier output fed to a dense layer, the input of a gate's multiply, the
@@ -144,15 +144,15 @@ class _Builder:
 
 
 def _layer(g: _Builder, node: ir.Layer, srcs: Srcs, prefix: str, depth: int) -> Srcs:
-    if node.functional or LAYERS[node.kind].bare_parameter:
+    if node.functional or KINDS[node.kind].bare_parameter:
         # No module: a torch function, named as torch.fx names its call (`flatten`), or
         # the enclosing module's parameter applied (`scale`).
         nid = g.node("op", node.name, node.kind, node.out_shape)
     elif node.reuse:  # a module called again: a box per call, named as the module it calls
-        nid = g.node("call", prefix + node.name, TYPE_NAMES.get(node.kind, node.kind), node.out_shape,
+        nid = g.node("call", prefix + node.name, type_name(node), node.out_shape,
                      "called again")
     else:
-        nid = g.node("layer", prefix + node.name, TYPE_NAMES.get(node.kind, node.kind), node.out_shape)
+        nid = g.node("layer", prefix + node.name, type_name(node), node.out_shape)
     g.connect(srcs, nid)
     return [(nid, "data")]
 

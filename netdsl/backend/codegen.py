@@ -27,7 +27,8 @@ from typing import Any
 from .. import ir
 from ..analysis.counts import _modules
 from ..ir.walk import bodies
-from ..layers import LAYERS
+from ..layers import KINDS
+from ..layers.extern import Extern, python_value
 from .forward import is_container
 from .forward import write as write_forward
 from .source import HELPER_NEEDS, HELPERS, TAKEN, class_name, comment, compact, is_attribute, literal
@@ -302,6 +303,7 @@ class _Generator:
         self.sides: list[str] = []
         self.uses_torch = False
         self.uses_f = False
+        self.externs: set[str] = set()  # the modules of extern classes, imported by the file
 
     def items(self, nodes, owner) -> list:
         """(comments, name, expression) of each module of a body, comments given once."""
@@ -317,10 +319,10 @@ class _Generator:
                 if where is not None and where not in seen:
                     seen.add(where)
                     notes.extend(self.comments.of(s))
-            if isinstance(n, ir.Layer) and LAYERS[n.kind].bare_parameter:
+            if isinstance(n, ir.Layer) and KINDS[n.kind].bare_parameter:
                 # A parameter of the module itself (ConvNeXt's layer_scale), filled as built.
                 self.uses_torch = True
-                fill = LAYERS[n.kind].torch(n).kwargs
+                fill = KINDS[n.kind].torch(n).kwargs
                 made = Call("torch.full", [(None, Hole(tuple(fill["shape"]), "shape", _NO_DEFAULT, n.name)),
                                            (None, Hole(float(fill["value"]), n.kind, _NO_DEFAULT, n.name))])
                 out.append((tuple(notes), n.name, Call("nn.Parameter", [(None, made)])))
@@ -331,6 +333,11 @@ class _Generator:
     def expr(self, node, m):
         from torch import nn
 
+        if isinstance(node, Extern):
+            # A granted class: made as the spec makes it, from its module (`import timm.layers`).
+            self.externs.add(node.target.rsplit(".", 1)[0])
+            return Call(node.target, [(k, Hole(python_value(v), k, _NO_DEFAULT, node.name))
+                                      for k, v in node.kwargs])
         if isinstance(node, ir.Layer):
             call = _leaf_call(m, node.name)
             if call.func == "StochasticDepth":
@@ -463,7 +470,7 @@ def _init_call(scheme, target: str) -> str:
 def _leaves(nodes, owner, prefix=()):
     """(path, IR layer, module) of every leaf module with parameters, in module order."""
     for n in _modules_in_order(nodes):
-        if isinstance(n, ir.Layer) and LAYERS[n.kind].bare_parameter:
+        if isinstance(n, ir.Layer) and KINDS[n.kind].bare_parameter:
             continue  # a parameter of its owner, filled as it is made (Generator.items)
         m = owner.get_submodule(n.name)
         if isinstance(n, ir.Scope):
@@ -732,6 +739,8 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
         imports.append("")
     if gen.uses_torch or helpers:
         imports.append("import torch")
+    # The extern classes' modules, imported as the spec's grant allowed: the file runs their code.
+    imports.extend(f"import {m}" for m in sorted(gen.externs))
     if gen.uses_f:
         imports.append("import torch.nn.functional as F")
     imports.append("from torch import nn")
@@ -761,7 +770,7 @@ def _uses(cls: Class, func: str) -> bool:
 
 
 def generate(spec, overrides=None, *, network: str | None = None, input=None, limits=None,
-             import_path=(), origin: str = "api") -> str:
+             import_path=(), origin: str = "api", grant=None) -> str:
     """The Python source of a network: one ``nn.Module`` class per block, without netdsl.
 
     ``spec`` is a checked network (:func:`netdsl.compile`), or a path or spec text
@@ -793,11 +802,11 @@ def generate(spec, overrides=None, *, network: str | None = None, input=None, li
         net = spec
     else:
         net = compile_spec(spec, overrides, network=network, input=input, limits=limits,
-                           import_path=import_path, origin=origin)
+                           import_path=import_path, origin=origin, grant=grant)
         text, filename, _ = read_spec(spec, limits)
         label = filename
         texts[filename] = text
-    model = lower(net, device="meta")
+    model = lower(net, device="meta", grant=grant)
     return _source(net, model, label, dict(overrides or {}), texts)
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from .. import ir
 from ..ir.walk import Visitor, walk
-from ..layers import LAYERS
+from ..layers import KINDS
 from .source import comment, compact, is_attribute, literal, local_name, module_ref
 
 INDENT = "    "
@@ -121,7 +121,7 @@ class ForwardWriter(Visitor):
 
     # -- one rule per construct
     def visit_layer(self, node: ir.Layer, src: str, dst: str) -> str:
-        kind = LAYERS[node.kind]
+        kind = KINDS[node.kind]
         if node.functional:
             func = kind.function
             self.s.uses_f |= func.startswith("F.")
@@ -313,7 +313,7 @@ def is_sequential(nodes: Sequence[ir.Node]) -> bool:
     """Whether a body is a plain sequence of modules, each called once: an
     ``nn.Sequential``, which needs no forward of its own."""
     return all((isinstance(n, ir.Scope) or (isinstance(n, ir.Layer) and not n.reuse and not n.functional
-                                            and not LAYERS[n.kind].bare_parameter)) and "." not in n.name
+                                            and not KINDS[n.kind].bare_parameter)) and "." not in n.name
                for n in nodes) and not ir.has_flow(nodes)
 
 
@@ -329,7 +329,7 @@ def _output_free(nodes: Sequence[ir.Node]) -> bool | None:
                 continue
             return inner
         if isinstance(node, ir.Layer):
-            kind = LAYERS[node.kind]
+            kind = KINDS[node.kind]
             if kind.pass_through:
                 continue  # its input or, in training, a product nothing keeps
             return kind.output_not_saved

@@ -12,14 +12,14 @@ from torch import nn
 
 from .. import ir
 from ..ir.walk import Visitor
-from ..layers import LAYERS
+from ..layers import KINDS
 from . import forward
 from .runtime import Block, Container, Group, Network, SequentialBlock, outputs_variable, spec_class
 
 
 def _leaf(node, device):
     """The module (or, for a bare-parameter kind, the parameter) of one layer."""
-    return LAYERS[node.kind].build(node, device)
+    return KINDS[node.kind].build(node, device)
 
 
 def init_parameter(tensor: torch.Tensor, scheme: ir.InitScheme) -> None:
@@ -37,7 +37,7 @@ def init_parameter(tensor: torch.Tensor, scheme: ir.InitScheme) -> None:
 def _default_init(m: nn.Module, kind: str, pname: str, tensor: torch.Tensor) -> bool:
     """The module's own initialisation of one parameter, as its ``reset_parameters``
     does it; False for a module kind whose defaults are not known per parameter."""
-    return LAYERS[kind].default_init(m, pname, tensor)
+    return KINDS[kind].default_init(m, pname, tensor)
 
 
 def initialise(m: nn.Module, declared: dict[str, ir.InitScheme], kind: str | None = None) -> None:
@@ -140,8 +140,8 @@ class _Lowering(Visitor):
         self.bare: list[tuple[nn.Module, ir.Layer]] = []
 
     def leaf(self, node: ir.Layer) -> nn.Module:
-        kind = LAYERS[node.kind]
-        if self.init and not node.init and kind.factory:
+        kind = KINDS[node.kind]
+        if self.init and (kind.own_init or not node.init and kind.factory):
             # Its own initialisation is what the spec asks for: made where it lives, as
             # its constructor makes it (storage allocated and drawn once).
             return kind.build(node, self.device)
@@ -155,7 +155,7 @@ class _Lowering(Visitor):
     def visit_layer(self, node: ir.Layer, owner: nn.Module) -> None:
         if node.reuse or node.functional:
             return  # the module its label made, or a torch function: nothing to register
-        if LAYERS[node.kind].bare_parameter:
+        if KINDS[node.kind].bare_parameter:
             owner.register_parameter(node.name, _leaf(node, "meta"))
             self.bare.append((owner, node))
             return
@@ -255,7 +255,25 @@ def _allocate(root: nn.Module, device) -> None:
                 m._buffers[name] = torch.empty(b.shape, dtype=b.dtype, device=device)
 
 
-def lower(net: ir.Network, device=None) -> nn.Module:
+def check_grant(net: ir.Network, grant=None) -> None:
+    """Refuse to build a network whose extern modules ``grant`` does not cover: a checked
+    network read back from JSON, or made by another call, is no grant to import code.
+    Raises NetdslError (E0121) at each such extern's use."""
+    from ..diagnostics import Diagnostic, NetdslError
+    from ..grant import Grant
+    from ..ir.walk import walk
+    from ..layers.extern import Extern
+
+    allowed = Grant.of(grant)
+    refused = sorted({n.target for n in walk(net.body) if isinstance(n, Extern) and not allowed.allows(n.target)})
+    if refused:
+        raise NetdslError([Diagnostic(
+            "E0121", f"extern `{t}` is not granted", None, "",
+            f"importing it runs its code; if you trust it, grant its module: "
+            f"grant=[\"{t.rsplit('.', 1)[0]}\"]") for t in refused])
+
+
+def lower(net: ir.Network, device=None, grant=None) -> nn.Module:
     """Build the module of a checked network, its parameters made on ``device``.
 
     A module the spec declares no ``init`` for is made on ``device`` (default:
@@ -263,13 +281,15 @@ def lower(net: ir.Network, device=None) -> nn.Module:
     does. One with a declared scheme is made on the meta device, then its storage is
     allocated once on ``device`` and each parameter initialised once there, by its
     scheme or the module's own default: never twice. ``device="meta"`` allocates
-    no memory and skips initialisation.
+    no memory and skips initialisation. A network with ``extern`` modules is built only
+    where ``grant`` (as :func:`netdsl.compile` takes it) covers each of them.
 
     >>> import netdsl
     >>> m = lower(netdsl.compile("network n() { input [3, 8, 8]\\n c: conv2d(4, 3) }"), "meta")
     >>> m.c.weight.shape, m.c.weight.device.type
     (torch.Size([4, 3, 3, 3]), 'meta')
     """
+    check_grant(net, grant)
     low = _Lowering(device)
     root = low.network(net)
     if low.init:
@@ -279,7 +299,7 @@ def lower(net: ir.Network, device=None) -> nn.Module:
             initialise(m, node.init, node.kind)
         with torch.no_grad():
             for owner, node in low.bare:
-                LAYERS[node.kind].initialise(node, getattr(owner, node.name))
+                KINDS[node.kind].initialise(node, getattr(owner, node.name))
     return root
 
 

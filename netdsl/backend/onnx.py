@@ -139,13 +139,13 @@ def problems(net) -> list:
     """
     from ..diagnostics import Diagnostic
     from ..ir import walk
-    from ..layers import LAYERS
+    from ..layers import KINDS
     from ..layers.base import Layer
 
     out = []
     for node in walk(net.body):
         if isinstance(node, Layer):
-            found = LAYERS[node.kind].onnx_problem(node)
+            found = KINDS[node.kind].onnx_problem(node)
             if found is not None:
                 message, label, help_, _ = found
                 out.append(Diagnostic("E0601", message, node.span, label, help_))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..diagnostics import Diagnostic, closest, short
 from ..layers import LAYERS, shapes
 from ..syntax import ast
+from . import extern
 from .context import Built, Context
 from .evaluate import Env
 from .flows import NameScope, SeqFlow
@@ -58,6 +59,12 @@ def _reused(cx: Context, st: ast.Reuse, label, shape, shared, scope: NameScope) 
     kind, values, first = entry
     if shape is None:
         return [], None, False
+    if kind == "extern":
+        again = extern.reused(first, st, label, shape)
+        if isinstance(again, Diagnostic):
+            cx.report(again)
+            return [], None, False
+        return [again], again.out_shape, first.target.rsplit(".", 1)[1]
     use = ast.Use(name=kind, args=(), has_parens=False, span=st.span)
     before = len(cx.diags)
     nodes, out, out_shared = cx.place(kind, values, {}, use, shape, shared, label,

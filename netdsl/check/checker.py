@@ -25,20 +25,21 @@ from pydantic import ValidationError
 
 from .. import ir
 from ..diagnostics import Diagnostic, NetdslError, by_position, closest, related, short, source_lines
+from ..grant import Grant
 from ..layers import LAYERS, PARAMETERS, PASS_THROUGH, REQUIRED, SAVES_OUTPUT, ArgTypeError, LayerError, shapes
 from ..layers.base import INFERRED, TORCH_SPELLINGS
 from ..limits import Limits
 from ..span import Span
 from ..syntax import ast
 from ..syntax.loader import Program
-from . import calls, combinators, dataflow, memo
+from . import calls, combinators, dataflow, extern, memo
 from .context import Built, Flow, Shape, Shared
 from .dataflow import ValueScope
 from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units, span_of
 from .flows import ConcatFlow, NameScope, SeqFlow
 from .lost import Lost, skipped
 from .reserved import reserved
-from .values import POISON, BlockRef, LayerRef, show, to_json, type_name
+from .values import POISON, BlockRef, ExternRef, LayerRef, show, to_json, type_name
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 _VALUE_TYPES = (bool, int, float, str, tuple, BlockRef, LayerRef)  # and none
@@ -117,9 +118,11 @@ class Checker:
     (4, 6, 6)
     """
 
-    def __init__(self, program: Program, limits: Limits | None = None, origin: str = "api"):
+    def __init__(self, program: Program, limits: Limits | None = None, origin: str = "api",
+                 grant: Grant | None = None):
         self.program = program
         self.limits = limits or Limits()
+        self.grant = grant or Grant()  # the Python modules an `extern` may import
         self.origin = origin  # where overrides come from: "cli" (--set) or "api" (compile(**kw))
         self.diags: list[Diagnostic] = []
         self._seen: set = set()
@@ -196,6 +199,8 @@ class Checker:
     def _global(self, name: str):
         if name in self.program.blocks:
             return BlockRef(name, self.program.blocks[name])
+        if name in self.program.externs:
+            return ExternRef("extern", name, self.program.externs[name])
         return KeyError
 
     def value(self, expr: ast.Expr, env: Env, init: bool = False):
@@ -885,6 +890,8 @@ class Checker:
                                    "define it with `block " + short(use.name) + "(...) { ... }` "
                                    "or import a spec that does"))
             return [], None, False
+        if isinstance(target, ExternRef):
+            return extern.use(self, target, use, env, shape, shared, scope, label)
         if isinstance(target, LayerRef):
             built = self.layer(target.kind, use, env, shape, shared, scope, label)
             if not built[0]:
@@ -898,8 +905,10 @@ class Checker:
                                "only layers and blocks can be used as statements"))
         return [], None, False
 
-    def bind(self, what: str, params: list[tuple[str, bool]], use: ast.Use, env: Env):
-        """Match a call's arguments to parameters; values are evaluated in ``env``."""
+    def bind(self, what: str, params: list[tuple[str, bool]], use: ast.Use, env: Env,
+             extra_keywords: bool = False):
+        """Match a call's arguments to parameters; values are evaluated in ``env``. With
+        ``extra_keywords``, a keyword no parameter names is taken too (``**kwargs``)."""
         names = [p for p, _ in params]
         bound: dict[str, tuple[object, ast.Arg]] = {}
         meant: set[str] = set()  # required arguments an unknown keyword was taken to mean
@@ -921,7 +930,7 @@ class Checker:
                 key = names[i]
             else:
                 key = a.name
-                if key not in names:
+                if key not in names and not extra_keywords:
                     inferred = key in INFERRED and what in LAYERS
                     alias = TORCH_SPELLINGS.get(key)
                     near = None if inferred else alias if alias in names else closest(key, names)

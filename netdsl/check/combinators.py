@@ -12,7 +12,7 @@ from keyword import iskeyword
 
 from .. import ir
 from ..diagnostics import Diagnostic, closest
-from ..layers import LAYERS, shapes
+from ..layers import KINDS, shapes
 from ..syntax import ast
 from .context import Built, Context
 from .evaluate import Env, span_of, values_of
@@ -59,7 +59,7 @@ def _same_padding(n) -> tuple[int, int] | None:
         if d * (k - 1) % 2:
             return None
         pads.append(d * (k - 1) // 2)
-    if LAYERS[n.kind].half_window_padding and any(p > k // 2 for p, k in zip(pads, n.kernel_size, strict=True)):
+    if KINDS[n.kind].half_window_padding and any(p > k // 2 for p, k in zip(pads, n.kernel_size, strict=True)):
         return None
     return tuple(pads)
 
@@ -171,7 +171,7 @@ def _shortcut_help(cx: Context, st, shape, nodes, out, sc_nodes, sc_out) -> str:
     parts = []
     if out[0] != sc_out[0]:
         last = next((n for n in reversed(list(_leaves(sc_nodes)))
-                     if isinstance(n, ir.Layer) and LAYERS[n.kind].projects), None)
+                     if isinstance(n, ir.Layer) and KINDS[n.kind].projects), None)
         if last is not None:
             parts.append(f"the shortcut's last layer `{cx.text(last.span)}` at {_at(last.span, st.span)} "
                          f"gives {sc_out[0]} channels and the body {out[0]}: make it give {out[0]} "
@@ -210,7 +210,7 @@ def _padding_hint(cx: Context, nodes, here) -> str | None:
     changes = [n for n in _leaves(nodes) if len(n.in_shape) == 3 and len(n.out_shape) == 3
                and n.in_shape[1:] != n.out_shape[1:]]
     if not changes or any(getattr(n, "stride", (1, 1)) != (1, 1) or not isinstance(n, ir.Layer)
-                          or not LAYERS[n.kind].window
+                          or not KINDS[n.kind].window
                           for n in changes):
         return None
     n = changes[0]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 if TYPE_CHECKING:
     from .. import ir
     from ..diagnostics import Diagnostic
+    from ..grant import Grant
     from ..limits import Limits
     from ..span import Span
     from ..syntax import ast
@@ -51,6 +52,8 @@ class Context(Protocol):
     #: The program being checked: its blocks, networks and sources.
     program: Program
     limits: Limits
+    #: The Python modules an `extern` may import (netdsl/grant.py).
+    grant: Grant
     #: The diagnostics reported so far, read to tell whether a step reported any.
     diags: list[Diagnostic]
     #: The network's flow while a `side` at its top level, unlabelled, is checked; else None.
@@ -92,8 +95,9 @@ class Context(Protocol):
         """The scope node of a labelled body checked into ``sub`` ([] where a shape is unknown)."""
 
     def bind(self, what: str, params: list[tuple[str, bool]], use: ast.Use,
-             env: Env) -> tuple[dict[str, tuple[Any, ast.Arg]], bool]:
-        """Match a call's arguments to ``params`` (name, required); evaluated in ``env``."""
+             env: Env, extra_keywords: bool = False) -> tuple[dict[str, tuple[Any, ast.Arg]], bool]:
+        """Match a call's arguments to ``params`` (name, required); evaluated in ``env``;
+        with ``extra_keywords``, any other keyword too."""
 
     def layer(self, kind: str, use: ast.Use, env: Env, shape: Shape | None, shared: Shared,
               scope: NameScope, label: str | None, functional: bool = False) -> Built:

@@ -29,6 +29,18 @@ class LayerRef:
         return self.kind
 
 
+@dataclass(frozen=True)
+class ExternRef(LayerRef):
+    """An ``extern`` declaration used as a layer or a value: ``blur_pool``. Its ``kind``
+    is ``"extern"``; ``name`` is the spec's name for it."""
+
+    name: str
+    defn: ast.Extern
+
+    def __repr__(self) -> str:
+        return self.name
+
+
 class _Poison:
     """The value of an expression that already produced a diagnostic.
 

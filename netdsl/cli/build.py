@@ -9,6 +9,7 @@ from .common import (
     WEIGHTS_HELP,
     UsageError,
     compile_args,
+    grant_of,
     load_weights,
     memory_guard,
     parse_device,
@@ -63,7 +64,7 @@ def run(args) -> int:
         weights = read_weights(args.weights, device)
         status.show(f"building `{net.name}`: {a.params:,} parameters on {device}...")
         with memory_guard(device, f"to build `{net.name}` ({a.params:,} parameters)"):
-            model = lower(net, device=device)
+            model = lower(net, device=device, grant=grant_of(args))
         if weights is not None and not load_weights(model, net, weights, args.weights):
             return 1
         built = sum(p.numel() for p in model.parameters())

@@ -124,6 +124,16 @@ def check_import_dirs(args) -> list[str]:
     return args.import_path
 
 
+def grant_of(args):
+    """The grant of ``--allow-module PREFIX`` (each a dotted module name, or a usage error)."""
+    from ..grant import Grant
+
+    try:
+        return Grant.of(args.grant)
+    except ValueError as e:
+        raise UsageError(f"--allow-module: {str(e).removeprefix('grant: ')}") from None
+
+
 def compile_args(args):
     from ..api import compile_spec
 
@@ -131,7 +141,7 @@ def compile_args(args):
     check_import_dirs(args)
     return compile_spec(args.spec, parse_overrides(args.overrides), network=args.network,
                         input=parse_input(args.input), limits=limits, import_path=args.import_path,
-                        origin="cli")
+                        origin="cli", grant=grant_of(args))
 
 
 def parse_device(name: str):
@@ -174,6 +184,9 @@ def spec_arguments(sp, spec_help: str = "path to a .net spec file, or - to read 
                     help="change a safety limit, e.g. max_params=1e11 (see docs/cli.md)")
     sp.add_argument("--import-path", action="append", default=[], metavar="DIR",
                     help="a directory where imports are also looked for; repeatable")
+    sp.add_argument("--allow-module", dest="grant", action="append", default=[], metavar="PREFIX",
+                    help="let the spec's `extern` classes under this Python module prefix be "
+                         "imported (which runs their code); repeatable")
 
 
 def table_arguments(sp, depth_help: str = "default 2 for the table, all for json") -> None:

@@ -12,6 +12,7 @@ from .common import (
     WEIGHTS_HELP,
     UsageError,
     check_import_dirs,
+    grant_of,
     load_weights,
     parse_input,
     parse_limits,
@@ -59,6 +60,7 @@ def run(args) -> int:
     limits = parse_limits(args.limit)
     check_import_dirs(args)
     overrides = parse_overrides(args.overrides)
+    grant = grant_of(args)
     weights = read_weights(args.weights)  # before anything is built: a bad file is said at once
 
     from ..api import compile_spec
@@ -69,11 +71,11 @@ def run(args) -> int:
 
         source, read = files_read(lambda: generate(
             args.spec, overrides, network=args.network, input=parse_input(args.input), limits=limits,
-            import_path=args.import_path, origin="cli"))
+            import_path=args.import_path, origin="cli", grant=grant))
         if weights is not None:
             net = compile_spec(args.spec, overrides, network=args.network, input=parse_input(args.input),
-                               limits=limits, import_path=args.import_path, origin="cli")
-            if not load_weights(lower(net, device="meta"), net, weights, args.weights, load=False):
+                               limits=limits, import_path=args.import_path, origin="cli", grant=grant)
+            if not load_weights(lower(net, device="meta", grant=grant), net, weights, args.weights, load=False):
                 return 1
         if args.output is None:
             sys.stdout.write(source)
@@ -95,12 +97,12 @@ def run(args) -> int:
 
     net, read = files_read(lambda: compile_spec(
         args.spec, overrides, network=args.network, input=parse_input(args.input), limits=limits,
-        import_path=args.import_path, origin="cli"))
+        import_path=args.import_path, origin="cli", grant=grant))
     refused = problems(net)
     if refused:  # what the file could not do as the model does, said where it is in the spec
         raise NetdslError(refused, _texts(read))
     t = _target(args, read)
-    model = lower(net, device="cpu").eval()
+    model = lower(net, device="cpu", grant=grant).eval()
     if weights is None:
         print(f"note: no --weights: {args.output} holds freshly initialised weights, not trained ones",
               file=sys.stderr)

@@ -35,7 +35,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..tools.sweep import GridError, default_jobs, grid
     from ..tools.sweep import run as sweep
-    from .common import UsageError, check_import_dirs, parse_input, parse_limits, parse_overrides
+    from .common import UsageError, check_import_dirs, grant_of, parse_input, parse_limits, parse_overrides
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs expects a positive integer, got {args.jobs}")
@@ -48,7 +48,8 @@ def run(args) -> int:
             raise UsageError(f"--set and --grid both give {', '.join(sorted(clash))}")
         rows = sweep(args.spec, grids, where=args.where, sort=args.sort, fixed=fixed,
                      network=args.network, input=parse_input(args.input), limits=parse_limits(args.limit),
-                     import_path=args.import_path, jobs=args.jobs or default_jobs(), origin="cli")
+                     import_path=args.import_path, jobs=args.jobs or default_jobs(), origin="cli",
+                     grant=grant_of(args))
     except GridError as e:
         raise UsageError(str(e)) from None
     names = [g.name for g in grids]

@@ -12,7 +12,7 @@ import os
 import sys
 import types
 
-from .common import UsageError, compile_args, spec_arguments
+from .common import UsageError, compile_args, grant_of, spec_arguments
 
 HELP = """\
 Build the spec, load the reference model's state_dict into it strictly, and compare
@@ -175,7 +175,7 @@ def run(args) -> int:
     ref = _reference(args.against, args.against_args)
     if args.randomise_norms:
         randomise_norms(ref, args.seed)
-    model = lower(net, device="cpu")
+    model = lower(net, device="cpu", grant=grant_of(args))
     x = torch.randn(args.batch, *net.input_shape, generator=torch.Generator().manual_seed(args.seed))
     report = compare(model, ref, x, spans=module_spans(net), atol=args.atol, rtol=args.rtol,
                      seed=args.seed, train=not args.no_train, gradients=not args.no_grad,

@@ -218,6 +218,9 @@ class Kind:
     matrix_parameters: tuple[str, ...] = ()
     counted: bool = False
     factory: bool = False
+    # Made by its own constructor on the target device (its own initialisation), never
+    # on the meta device and initialised parameter by parameter: an extern module.
+    own_init: bool = False
     # What autograd keeps: see PASS_THROUGH, SAVES_OUTPUT, OUTPUT_NOT_SAVED in __init__.
     pass_through: bool = False
     saves_output: bool = False
@@ -275,6 +278,14 @@ class Kind:
         return {}, shape
 
     # ---- analysis (no torch) ----
+
+    def type_name(self, node) -> str:
+        """The class name of the module ``node`` builds, as the layer table shows it."""
+        return self.torch_class.rsplit(".", 1)[1]
+
+    def is_counted(self, node) -> bool:
+        """Whether fvcore counts MACs for ``node``'s op (the table's "—" where not)."""
+        return self.counted
 
     def params(self, node) -> int:
         """Learnable parameters."""

@@ -308,6 +308,17 @@ class Import:
 
 
 @dataclass(frozen=True)
+class Extern:
+    """``extern blur_pool = "timm.layers.BlurPool2d"``: a Python module class by its
+    dotted path, ``target``, written at ``target_span``."""
+
+    name: str
+    target: str
+    target_span: Span = _span()
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
 class BlockDef:
     name: str
     params: tuple[Param, ...]
@@ -339,7 +350,7 @@ class NetworkAlias:
 class Module:
     """One parsed spec file."""
 
-    items: tuple[Import | BlockDef | NetworkDef | NetworkAlias | Let, ...]
+    items: tuple[Import | Extern | BlockDef | NetworkDef | NetworkAlias | Let, ...]
     file: str | None = None
 
 

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..diagnostics import Diagnostic, NetdslError, by_position, short
+from ..grant import is_dotted
 from ..limits import Limits
 from ..span import Span
 from . import ast, observer
@@ -31,6 +32,8 @@ class Program:
     blocks: dict[str, ast.BlockDef] = field(default_factory=dict)
     networks: dict[str, ast.NetworkDef | ast.NetworkAlias] = field(default_factory=dict)
     lets: list[ast.Let] = field(default_factory=list)
+    # `extern NAME = "pkg.Class"`: Python classes, imported only where granted.
+    externs: dict[str, ast.Extern] = field(default_factory=dict)
     root_networks: list[str] = field(default_factory=list)
     sources: dict[str | None, str] = field(default_factory=dict)
 
@@ -302,13 +305,22 @@ def load(text: str, filename: str | None, base_dir: Path, limits: Limits, import
                 done.add(key)
                 again(sub, _display(target), target.parent, stack + [(key, item.span)], again)
             elif isinstance(item, ast.BlockDef):
-                _define(prog.blocks, item, errors, prog.networks)
+                _define(prog.blocks, item, errors, prog.networks, prog.externs)
             elif isinstance(item, (ast.NetworkDef, ast.NetworkAlias)):
-                _define(prog.networks, item, errors, prog.blocks)
+                _define(prog.networks, item, errors, prog.blocks, prog.externs)
                 if not stack[1:]:
                     prog.root_networks.append(item.name)
             elif isinstance(item, ast.Let):
                 prog.lets.append(item)
+            elif isinstance(item, ast.Extern):
+                if not is_dotted(item.target) or "." not in item.target:
+                    errors.append(Diagnostic(
+                        "E0122", f"`{short(item.target)}` is not a Python class path", item.target_span,
+                        "not a dotted name such as timm.layers.BlurPool2d",
+                        "an extern names a class by its module and its name, joined by dots: "
+                        "`extern blur_pool = \"timm.layers.BlurPool2d\"`"))
+                    continue
+                _define(prog.externs, item, errors, prog.blocks, prog.networks)
 
     root_key = str(_real(Path(filename)) or filename) if filename else "<spec>"
     done.add(root_key)
@@ -318,8 +330,8 @@ def load(text: str, filename: str | None, base_dir: Path, limits: Limits, import
     return prog
 
 
-def _define(table: dict, item, errors: list, other: dict) -> None:
-    first = table.get(item.name) or other.get(item.name)
+def _define(table: dict, item, errors: list, *others: dict) -> None:
+    first = table.get(item.name) or next((o[item.name] for o in others if item.name in o), None)
     if first is not None:
         errors.append(Diagnostic("E0104", f"`{short(item.name)}` is defined twice", item.span,
                                  "defined again here",

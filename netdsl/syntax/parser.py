@@ -25,7 +25,7 @@ from ..span import Span
 from . import ast
 
 _KEYWORDS = {
-    "IMPORT", "BLOCK", "NETWORK", "LET", "INPUT", "INIT", "FOR", "IF", "ELSE", "RESIDUAL",
+    "IMPORT", "EXTERN", "BLOCK", "NETWORK", "LET", "INPUT", "INIT", "FOR", "IF", "ELSE", "RESIDUAL",
     "SHORTCUT", "ASSERT", "IN", "CONCAT", "DENSE", "GATE", "SIDE", "SIDES", "AS", "REUSE",
     "APPLY", "FROM", "OUTPUT", "SPLIT", "ARROW", "LBRACE", "RBRACE", "LSQB", "RSQB",
 }
@@ -438,6 +438,11 @@ class _Builder(Transformer_NonRecursive):
     def import_stmt(self, meta, children):
         (s,) = self._clean(children)
         return ast.Import(path=self._string_literal(s), span=self._span(meta))
+
+    def extern_def(self, meta, children):
+        name, s = self._clean(children)
+        return ast.Extern(name=str(name), target=self._string_literal(s), target_span=self._tspan(s),
+                          span=self._tspan(name))
 
     def block_def(self, meta, children):
         name, params, *cls, body = self._clean(children)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
 from .. import api, ir
-from ..analysis.counts import COUNTED, TYPE_NAMES, analyse, layer_macs, layer_params, merge_macs, scope_type
+from ..analysis.counts import analyse, counted, layer_macs, layer_params, merge_macs, scope_type, type_name
 from ..check.checker import Checker
 from ..check.evaluate import BUILTINS, SIGNATURES
 from ..check.values import POISON, show
@@ -311,7 +311,7 @@ def _row(node, name: str) -> Row:
         return Row(node.name, f"network {node.cls}", a.input, a.output_shape, a.params, a.macs,
                    node.span)
     if isinstance(node, ir.Layer):
-        kind = TYPE_NAMES[node.kind]
+        kind = type_name(node)
     elif isinstance(node, ir.Scope):
         kind = scope_type(node)
     else:
@@ -319,8 +319,8 @@ def _row(node, name: str) -> Row:
     leaves = list(_leaves(node))
     layers = [n for n in leaves if isinstance(n, ir.Layer)]
     merges = sum(merge_macs(n) for n in leaves if isinstance(n, ir.Merge))
-    counted = any(n.kind in COUNTED for n in layers) or merges > 0
-    macs = sum(layer_macs(n) for n in layers) + merges if counted else None
+    is_counted = any(counted(n) for n in layers) or merges > 0
+    macs = sum(layer_macs(n) for n in layers) + merges if is_counted else None
     return Row(name, kind, tuple(node.in_shape), tuple(node.out_shape),
                sum(layer_params(n) for n in layers), macs, node.span)
 
@@ -365,7 +365,7 @@ def hover(checked: Checked, filename: str | None, line: int) -> str | None:
     if lets:
         return "\n\n".join(_let(v) for v in lets)
     for net in checked.networks:
-        inits = [(f"{name}.{param}", TYPE_NAMES[node.kind], scheme)
+        inits = [(f"{name}.{param}", type_name(node), scheme)
                  for node, name in _walk(net) if isinstance(node, ir.Layer)
                  for param, scheme in node.init.items()
                  if scheme.span is not None and scheme.span.line == line and scheme.span.file == filename]

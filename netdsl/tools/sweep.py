@@ -33,6 +33,7 @@ from decimal import Decimal, InvalidOperation
 
 from ..api import Stdin
 from ..diagnostics import Diagnostic, NetdslError
+from ..grant import Grant
 from ..limits import Limits
 from ..syntax import ast
 
@@ -189,6 +190,7 @@ class _Job:
     import_path: tuple
     fixed: dict  # --set values, texts
     origin: str
+    grant: Grant = Grant()
 
 
 def _measure(job: _Job, values: dict) -> Row:
@@ -200,7 +202,8 @@ def _measure(job: _Job, values: dict) -> Row:
         overrides = {k: v if isinstance(v, str) else repr(v) for k, v in overrides.items()}
     try:
         net = compile_spec(job.spec, overrides, network=job.network, input=job.input,
-                           limits=job.limits, import_path=job.import_path, origin=job.origin)
+                           limits=job.limits, import_path=job.import_path, origin=job.origin,
+                           grant=job.grant)
     except NetdslError as e:
         d = e.diagnostics[0]
         where = f" at {d.span.where()}" if d.span is not None else ""
@@ -319,7 +322,8 @@ def _describe(values: dict) -> str:
 
 def run(spec, grids: list[Grid], *, where: str | None = None, sort: str | None = None,
         fixed: dict | None = None, network: str | None = None, input=None,
-        limits: Limits | None = None, import_path=(), jobs: int = 1, origin: str = "api") -> list[Row]:
+        limits: Limits | None = None, import_path=(), jobs: int = 1, origin: str = "api",
+        grant=None) -> list[Row]:
     """Check ``spec`` at every combination of ``grids`` and return its rows: kept by
     ``where``, ordered by ``sort`` (a column or grid name, ``-`` first for descending;
     rows with a diagnostic last), computed in ``jobs`` processes.
@@ -349,7 +353,7 @@ def run(spec, grids: list[Grid], *, where: str | None = None, sort: str | None =
     text, filename, base = read_spec(spec, limits)
     load(text, filename, base, limits, tuple(import_path))
     job = _Job(spec, network, None if input is None else tuple(input), limits, tuple(import_path),
-               dict(fixed or {}), origin)
+               dict(fixed or {}), origin, Grant.of(grant))
     total = count(grids, limits.max_sweep_variants)
     rows = _compute(job, combinations(grids), total, jobs)
     if expr is not None and where is not None:  # the one implies the other

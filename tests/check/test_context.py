@@ -15,7 +15,7 @@ from netdsl.syntax.loader import Program
 
 PACKAGE = Path(netdsl.check.__file__).parent
 # The modules whose functions take the checker as `cx: Context`.
-RULE_MODULES = ["calls.py", "combinators.py", "dataflow.py", "flows.py"]
+RULE_MODULES = ["calls.py", "combinators.py", "dataflow.py", "extern.py", "flows.py"]
 
 
 def declared() -> set[str]:

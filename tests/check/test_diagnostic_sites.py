@@ -491,6 +491,15 @@ _SPEC = "network n(width = 8, depths = [1]) {\n    input [3, 8, 8]\n    conv2d(w
 _NAMED = "network n() {\n    input rgb: [3, 8, 8]\n    from rgb\n    conv2d(4, 1)\n}\n"
 
 
+def _lower_without_grant() -> None:
+    import netdsl
+    from netdsl.backend.lower import lower
+
+    net = netdsl.compile('extern act = "torch.nn.ReLU"\nnetwork n() { input [3, 4, 4]\n act() }',
+                         grant=["torch.nn"])
+    lower(netdsl.ir.Network.model_validate_json(net.model_dump_json()), device="meta")
+
+
 def _compile(spec=_SPEC, **kwargs) -> None:
     import netdsl
 
@@ -621,6 +630,8 @@ API_CASES = [
             "--where is an option of `netdsl sweep`"),
     ApiCase("Python's stack ends the check without recursion", ("E0402", 2, 5), _out_of_stack_without_recursion,
             "where Python's stack ends depends on the caller's depth; a fixture cannot set it"),
+    ApiCase("a checked network with an extern, built without its grant", ("E0121", None, None),
+            _lower_without_grant, "lowering's own check of a network checked elsewhere (read from JSON)"),
 ]
 
 # Sites nothing reaches today, each with the reason: (file, function, code, a part of
