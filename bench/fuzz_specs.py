@@ -253,7 +253,12 @@ class _Writer:
         else:
             name = f"b{len(self.blocks)}"
             self.blocks.append(name)
-            self.defs.append(f"block {name}(w = 4) {{\n    " + "\n    ".join(self.chain(depth + 1)) + "\n}")
+            # What a block sees of its input, now and then: its channels, its whole shape.
+            first = rng.choice(["", "", "avgpool2d(in_shape[1:])", "upsample(size = in_shape[1:])",
+                                "conv2d(in_channels, 1)", "linear(in_shape[0])", "assert in_shape[0] == in_channels",
+                                "pad([0, in_shape[-1] % 2, 0, 0])"])
+            body = ([first] if first else []) + self.chain(depth + 1)
+            self.defs.append(f"block {name}(w = 4) {{\n    " + "\n    ".join(body) + "\n}")
             text = name + (f"(w = {_small_int(rng)})" if rng.random() < 0.5 else "")
         if rng.random() < 0.15:
             text = f"{self.label()}: {text}"

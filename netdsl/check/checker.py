@@ -42,6 +42,10 @@ from .reserved import reserved
 from .values import POISON, BlockRef, ExternRef, LayerRef, show, to_json, type_name
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+
+# The names a block sees of its input, which no parameter may take: what each one is.
+_INPUT_NAMES = {"in_channels": "channel count of the block's input",
+                "in_shape": "shape of the block's input, [C, H, W] or [F] (the batch left out)"}
 _VALUE_TYPES = (bool, int, float, str, tuple, BlockRef, LayerRef)  # and none
 
 # The largest finite float32: a float argument beyond it is infinite where torch uses it.
@@ -1164,10 +1168,9 @@ class Checker:
         name = scope.name(self, label, use.span)
         benv = Env({}, self.globals)
         for p in defn.params:
-            if p.name == "in_channels":
-                self.report(Diagnostic("E0109", "`in_channels` cannot be a block parameter", p.span,
-                                       "reserved name",
-                                       "`in_channels` is always the channel count of the block's input"))
+            if p.name in _INPUT_NAMES:
+                self.report(Diagnostic("E0109", f"`{p.name}` cannot be a block parameter", p.span,
+                                       "reserved name", f"`{p.name}` is always the {_INPUT_NAMES[p.name]}"))
             if p.name in bound:
                 benv.vars[p.name] = bound[p.name][0]
             elif p.default is not None:
@@ -1175,6 +1178,7 @@ class Checker:
             else:
                 benv.vars[p.name] = POISON
         benv.vars["in_channels"] = shape[0] if shape else POISON
+        benv.vars["in_shape"] = tuple(shape) if shape else POISON
         # An instance of a block with the same arguments and input as an earlier one
         # does the same work: refuse it before expanding it when that is over the limit.
         key = _instance_key(defn.name, benv.vars, shape, shared, ok)

@@ -659,8 +659,14 @@ def close(cx: Context, values: ValueScope) -> None:
         cx.report(Diagnostic("E0128", "this result is never used", at,
                              f"the next statement, at {_where(at, span)}, reads named results instead",
                              "name it with `-> NAME` and read it later, or remove it"))
+    # A statement that names a result in each iteration of a loop or in one branch of an
+    # `if` (`-> "x{i}"`) has read one of them somewhere: the others are the loop's ends
+    # (the last stage that nothing after it reads), not a wrong name.
+    # (A span takes no part in equality: the statement is told by its file and position.)
+    read_at = {_at(v.span) for v in values.bound.values() if v.used and v.span is not None}
     for name, v in values.bound.items():
-        if not v.used and not (v.input and values.unsure) and name not in values.lost_reads:
+        if not v.used and (v.span is None or _at(v.span) not in read_at) \
+                and not (v.input and values.unsure) and name not in values.lost_reads:
             what = "input" if v.input else "result"
             cx.report(Diagnostic("E0128", f"{what} `{name}` is never used", v.span, "named here",
                                  "read it with `from`, `add(...)`, `concat(...)` or `output`, "
@@ -668,6 +674,10 @@ def close(cx: Context, values: ValueScope) -> None:
         if values.owner is not None:
             cx.inner_names.setdefault(name, (values.owner, v.span))
             cx.record.inner.append((name, values.owner, v.span))  # replayed by the block memo
+
+
+def _at(span: Span) -> tuple:
+    return span.file, span.line, span.column
 
 
 def _dropped_before(values: ValueScope, span: Span | None, earlier: bool) -> Span | None:

@@ -471,3 +471,23 @@ def test_a_shortcut_label_may_be_a_template():
     assert "0.c1x1_w_s2.0.weight" in keys and "1.c1x1_w_s1.0.weight" in keys
     with pytest.raises(netdsl.NetdslError, match="E0111"):
         netdsl.compile(spec.replace('"c1x1_w_s{stride}"', '"w.{stride}."'))
+
+
+def test_a_loops_named_results_are_unused_only_if_no_iteration_is_read():
+    loop = """network n() {
+    input [3, 8, 8]
+    for i in range(3) {
+        conv2d(3, 3, padding = 1) -> "x{i}"
+    }
+    READ
+}"""
+    # The last iteration's name is the loop's end: reading the others is no mistake.
+    assert netdsl.compile(loop.replace("READ", "add(x0, x1)")).out_shape == (3, 8, 8)
+    # No iteration's name read at all: the template names results for nothing.
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(loop.replace("READ", "relu"))
+    assert [(d.code, d.span.line) for d in e.value.diagnostics] == [("E0128", 4)]
+    # A branch only some iterations take, read once.
+    branch = loop.replace('conv2d(3, 3, padding = 1) -> "x{i}"',
+                          'if i > 0 { conv2d(3, 3, padding = 1) -> "x{i}" }').replace("READ", "add(x1, x2)")
+    assert netdsl.compile(branch).out_shape == (3, 8, 8)

@@ -344,3 +344,27 @@ network n() {
     with pytest.raises(netdsl.NetdslError) as info:
         netdsl.compile(src)
     assert [d.code for d in info.value.diagnostics] == ["E0306"]
+
+
+def test_in_shape_is_the_block_inputs_whole_shape_at_every_input_size():
+    spec = """
+block whole_map_pool(c) {
+    pool: avgpool2d(in_shape[1:])
+    proj: conv2d(c, 1)
+    up: upsample(size = in_shape[1:])
+}
+network n() {
+    input [3, 12, 16]
+    stem: conv2d(8, 3, padding = 1)
+    head: whole_map_pool(4)
+}
+"""
+    for size in ((12, 16), (20, 9)):
+        net = netdsl.compile(spec, input=(3, *size))
+        pool, _, up = net.body[1].body
+        assert (pool.kernel_size, up.size, net.out_shape) == (size, size, (4, *size))
+    flat = netdsl.compile("block b() { linear(in_shape[0] * 2) }\nnetwork n() { input [5]\n b() }")
+    assert flat.out_shape == (10,)
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile("block b(in_shape) { relu }\nnetwork n() { input [3, 4, 4]\n b(1) }")
+    assert [(d.code, d.span.line, d.span.column) for d in e.value.diagnostics] == [("E0109", 1, 9)]
