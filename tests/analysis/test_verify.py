@@ -12,6 +12,7 @@ import pytest
 import torch
 import torchvision
 
+import netdsl
 from netdsl.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,3 +230,35 @@ def test_torchvision_weights_into_a_family_member(capsys, tmp_path):
                  "--no-fvcore", "--format", "json"])
     out = capsys.readouterr().out
     assert code == 0 and json.loads(out)["weights"] == str(tmp_path / "sq.pt")
+
+
+def test_a_reference_norm_with_its_activation_inside_is_compared_after_that_activation():
+    # timm's BatchNormAct2d is a batch norm and its activation in one module of the norm's
+    # name; the spec's norm is followed by the activation. The first difference is where
+    # it is, never the norm that only looks different.
+    from timm.layers import BatchNormAct2d
+
+    from netdsl.analysis.compare import first_difference
+
+    spec = """network n() {
+    input [3, 8, 8]
+    conv: conv2d(4, 3, padding = 1, bias = false)
+    bn1: batchnorm2d
+    relu
+    conv2: conv2d(4, 3, padding = 1)
+}"""
+
+    def reference():
+        m = torch.nn.Sequential()
+        m.add_module("conv", torch.nn.Conv2d(3, 4, 3, padding=1, bias=False))
+        m.add_module("bn1", BatchNormAct2d(4, act_layer=torch.nn.ReLU))
+        m.add_module("conv2", torch.nn.Conv2d(4, 4, 3, padding=1))
+        return m
+
+    ours, x = netdsl.build(spec), torch.randn(2, 3, 8, 8)
+    for where, param in (("conv2", "conv2.bias"), ("bn1", "bn1.bias")):
+        ref = reference()
+        ref.load_state_dict(ours.state_dict())
+        with torch.no_grad():
+            ref.get_parameter(param).add_(1)
+        assert first_difference(ours, ref, x).module == where
