@@ -454,9 +454,7 @@ def first_difference(model: nn.Module, reference: nn.Module, x, *, train: bool =
                 # The reference's module of this name is a norm with its activation inside
                 # (timm's BatchNormAct2d), the spec's a norm the activation follows: ours
                 # goes through the reference's own activation before they are compared.
-                with torch.no_grad():
-                    outs = [fused[name].act(fused[name].drop(t.clone())) if hasattr(fused[name], "drop")
-                            else fused[name].act(t.clone()) for t in outs]
+                outs = [_through_activation(fused[name], t) for t in outs]
             if len(outs) != len(other):
                 return Difference("train" if train else "eval", name, where(spans, name), math.inf,
                                   f"gives {len(outs)} tensors, the reference's {len(other)}", k)
@@ -481,6 +479,18 @@ def _fused_norms(model: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in model.named_modules()
             if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm))
             and isinstance(getattr(m, "act", None), nn.Module) and not isinstance(m.act, nn.Identity)}
+
+
+def _through_activation(norm: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    """``t`` through what a fused norm module applies after its norm (its ``drop``, if
+    any, and its ``act``), on a copy (the activation may work in place)."""
+    steps = [getattr(norm, "drop", None), norm.act]
+    with torch.no_grad():
+        t = t.clone()
+        for step in steps:
+            if isinstance(step, nn.Module):
+                t = step(t)
+    return t
 
 
 def _module_kind(model: nn.Module, name: str) -> str:

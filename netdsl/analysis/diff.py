@@ -34,10 +34,6 @@ from .counts import (
     type_name,
 )
 
-# Fields that say where a layer is or what it is called, not what it computes; its
-# shapes are compared as figures of their own.
-_NOT_ARGUMENTS = {"span", "name", "in_shape", "out_shape"}
-
 
 @dataclass(frozen=True)
 class Module:
@@ -104,7 +100,7 @@ def modules(net: ir.Network) -> list[Module]:
                 params += layer_params(node) if KINDS[node.kind].bare_parameter else 0
                 continue
             if isinstance(node, ir.Layer):
-                args = node.model_dump(exclude=_NOT_ARGUMENTS)
+                args = KINDS[node.kind].arguments(node)
                 m = Module(prefix + node.name, depth, type_name(node),
                            tuple(node.out_shape), layer_params(node), layer_macs(node), side, True, args)
                 out.append(m)

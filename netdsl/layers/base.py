@@ -291,6 +291,11 @@ class Kind:
         """Learnable parameters."""
         return 0
 
+    def arguments(self, node) -> dict[str, Any]:
+        """What ``node`` was made with, as JSON-like data, for tools that compare two
+        networks (``netdsl diff``): its fields but its name, span and shapes."""
+        return node.model_dump(exclude={"span", "name", "in_shape", "out_shape"})
+
     def macs(self, node) -> int:
         """Multiply-accumulates for one sample, by fvcore's rules in eval mode."""
         return 0

@@ -54,6 +54,12 @@ class ExternKind(Kind):
     def params(self, node) -> int:
         return node.params
 
+    def arguments(self, node) -> dict:
+        # The class and its constructor's arguments, each by name; what was found by
+        # running it (parameters, MACs) is the diff's own columns.
+        return {"class": node.target, **{k: python_value(v) for k, v in node.kwargs},
+                **({"init": node.init} if node.init else {})}
+
     def macs(self, node) -> int:
         return node.macs or 0
 

@@ -265,3 +265,12 @@ def test_a_sweep_takes_the_grant_to_its_workers(lab):
     assert [(r.values["c"], r.code) for r in rows] == [(2, None), (4, None)]
     assert rows[0].params == 3 * 2 * 9 + 2 + 2 + 2 * 64 * 5 + 5
     assert [r.code for r in run(spec, [grid("c=2")])] == ["E0121"]
+
+
+def test_diff_names_the_extern_argument_that_changed(lab):
+    from netdsl.analysis.diff import diff
+
+    a = netdsl.compile(SPEC, grant=["plantlab"])
+    b = netdsl.compile(SPEC.replace("times = 0.5", "times = 3"), grant=["plantlab"])
+    changed = [(c.name, c.fields) for c in diff(a, b).modules if c.fields]
+    assert changed == [("g", {"times": (0.5, 3)})]
