@@ -126,7 +126,6 @@ class Checker:
                  grant: Grant | None = None):
         self.program = program
         self.limits = limits or Limits()
-        self.grant = grant or Grant()  # the Python modules an `extern` may import
         self.origin = origin  # where overrides come from: "cli" (--set) or "api" (compile(**kw))
         self.diags: list[Diagnostic] = []
         self._seen: set = set()
@@ -143,7 +142,8 @@ class Checker:
         self.network_values: ValueScope | None = None
         # The memo of block instances (memo.py), and what it needs to know of each
         # expansion: reports made, levels reached, and the logs of lasting effects.
-        self._memo = memo.table(program, self.limits, origin)
+        self.grant = grant or Grant()  # the Python modules an `extern` may import
+        self._memo = memo.table(program, self.limits, origin, self.grant)
         self._depth = 0
         # Every lasting effect an expansion has, which the memo records and replays.
         self.record = memo.Record()
@@ -1178,7 +1178,6 @@ class Checker:
             else:
                 benv.vars[p.name] = POISON
         benv.vars["in_channels"] = shape[0] if shape else POISON
-        benv.vars["in_shape"] = tuple(shape) if shape else POISON
         # An instance of a block with the same arguments and input as an earlier one
         # does the same work: refuse it before expanding it when that is over the limit.
         key = _instance_key(defn.name, benv.vars, shape, shared, ok)
@@ -1198,6 +1197,8 @@ class Checker:
                 node = ir.Scope(name=name, cls=defn.cls or camel(defn.name), block=defn.name,
                                 body=hit.body, in_shape=shape, out_shape=hit.shape, span=use.span)
                 return [node], hit.shape, hit.shared
+        # After the keys, which hold the shape already (and a list by its identity).
+        benv.vars["in_shape"] = tuple(shape) if shape else POISON
         region = self._region()
         try:
             inner = NameScope(scope)

@@ -203,8 +203,10 @@ class Region:
 #: hence typed Any.
 UNSET: Any = object()
 
-def table(program, limits, origin: str):
-    """The memo table of ``program`` checked under ``limits``, or None when memoizing is off.
+def table(program, limits, origin: str, grant=None):
+    """The memo table of ``program`` checked under ``limits`` and ``grant`` (what an
+    instance made of an extern depends on whether it was granted), or None when
+    memoizing is off.
 
     >>> from netdsl.syntax.loader import Program
     >>> from netdsl.limits import Limits
@@ -214,8 +216,9 @@ def table(program, limits, origin: str):
     """
     if not ENABLED or sys.getrecursionlimit() < 1000:
         return None
-    defs = tuple(program.blocks.values()) + tuple(program.lets) + tuple(program.networks.values())
-    key = (tuple(map(id, defs)), limits, origin)
+    defs = tuple(program.blocks.values()) + tuple(program.lets) + tuple(program.networks.values()) + \
+        tuple(program.externs.values())
+    key = (tuple(map(id, defs)), limits, origin, grant)
     entry = _TABLES.get(key)
     if entry is None:
         # The definitions ride along, so that their ids stay theirs while the table lives.

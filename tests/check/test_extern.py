@@ -274,3 +274,14 @@ def test_diff_names_the_extern_argument_that_changed(lab):
     b = netdsl.compile(SPEC.replace("times = 0.5", "times = 3"), grant=["plantlab"])
     changed = [(c.name, c.fields) for c in diff(a, b).modules if c.fields]
     assert changed == [("g", {"times": (0.5, 3)})]
+
+
+def test_a_granted_check_is_never_replayed_for_an_ungranted_one(lab):
+    # The checker's memo replays a block instance it checked before: never across grants.
+    spec = SPEC.replace("    g: gain(4, times = 0.5)\n", "    g: unit()\n") + \
+        "\nblock unit() {\n    gain(in_channels)\n}\n"
+    assert netdsl.compile(spec, grant=["plantlab"]).body[1].body[0].kind == "extern"
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(spec)
+    assert [d.code for d in e.value.diagnostics] == ["E0121"]
+    assert netdsl.compile(spec, grant=["plantlab"]).body[1].body[0].kind == "extern"
