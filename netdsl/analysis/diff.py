@@ -83,7 +83,7 @@ def modules(net: ir.Network) -> list[Module]:
     >>> import netdsl
     >>> [(m.name, m.type, m.params) for m in modules(netdsl.compile(
     ...     "block b() { c: conv2d(4, 1) }\\nnetwork n() { input [3, 8, 8]\\n x: b\\n relu }"))]
-    [('x', 'B', 16), ('x.c', 'Conv2d', 16), ('1', 'ReLU', 0)]
+    [('x', 'B', 16), ('x.c', 'Conv2d', 16), ('relu', 'ReLU', 0)]
     """
     out: list[Module] = []
 

@@ -400,7 +400,7 @@ def to_mermaid(d: Diagram) -> str:
     >>> print(to_mermaid(diagram(netdsl.compile("network n() { input [1, 4, 4]\\n relu }"))))
     flowchart TD
       n0(["input<br/>[1, 4, 4]"])
-      n1["0: ReLU<br/>[1, 4, 4]"]
+      n1["relu: ReLU<br/>[1, 4, 4]"]
       n2(["output<br/>[1, 4, 4]"])
       n0 --> n1
       n1 --> n2
@@ -470,7 +470,7 @@ def to_dot(d: Diagram) -> str:
       node [fontname="Helvetica", fontsize=10];
       edge [fontname="Helvetica", fontsize=9];
       n0 [label="input\\n[1, 4, 4]", shape=oval];
-      n1 [label="0: ReLU\\n[1, 4, 4]", shape=box];
+      n1 [label="relu: ReLU\\n[1, 4, 4]", shape=box];
       n2 [label="output\\n[1, 4, 4]", shape=oval];
       n0 -> n1;
       n1 -> n2;

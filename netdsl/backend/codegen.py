@@ -784,11 +784,11 @@ def generate(spec, overrides=None, *, network: str | None = None, input=None, li
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(1, 4, 3)
-            self.add_module('1', nn.ReLU())
+            self.relu = nn.ReLU()
     <BLANKLINE>
         def forward(self, x):
             x = self.conv(x)  # <spec>:2
-            x = getattr(self, '1')(x)  # <spec>:3
+            x = self.relu(x)  # <spec>:3
             return x
     <BLANKLINE>
     """

@@ -263,7 +263,7 @@ def write(nodes: Sequence[ir.Node], net: ir.Network | None = None) -> Forward:
         def forward(self, x):
             out = self.c(x)  # <spec>:2
             out += x  # <spec>:2
-            out = getattr(self, '1')(out)  # <spec>:3
+            out = self.relu(out)  # <spec>:3
             return out
     """
     w = ForwardWriter()

@@ -36,7 +36,7 @@ from . import calls, combinators, dataflow, extern, memo
 from .context import Built, Flow, Shape, Shared
 from .dataflow import ValueScope
 from .evaluate import FAN_SCHEMES, Env, EvalError, Evaluator, _make_divisible, nearest_units, span_of
-from .flows import ConcatFlow, NameScope, SeqFlow
+from .flows import ConcatFlow, NameScope, SeqFlow, name_by_kind
 from .lost import Lost, skipped
 from .reserved import reserved
 from .values import POISON, BlockRef, ExternRef, LayerRef, show, to_json, type_name
@@ -301,7 +301,7 @@ class Checker:
         flow.sides_decl = None
         flow.sides_lost = Lost()
         self.run(defn.body, env, flow, scope)
-        self.close(scope)
+        self.close(scope, flow, root=True)
         sides_type, order = combinators.training_outputs(self, flow, defn.cls or camel(shown_name))
         dataflow.close(self, flow.values)
         result = self._network_result(flow)
@@ -744,7 +744,12 @@ class Checker:
                                "parameters use zeros, ones, constant, normal or uniform"))
         return False
 
-    def close(self, scope: NameScope) -> None:
+    def close(self, scope: NameScope, flow: SeqFlow | None = None, root: bool = False) -> None:
+        """End a name scope: report its `init` rules that matched no layer, and name the
+        unlabelled stateless modules of ``flow``, its body, after their kind where the
+        scope is a module with a forward (flows.name_by_kind)."""
+        if flow is not None:
+            flow.nodes = name_by_kind(scope, flow.nodes, root)
         for i, (target, param, _, span) in enumerate(scope.init):
             if target not in LAYERS and i not in scope.matched and not scope.unknown(target):
                 near = closest(target, [n for n in scope.used] + list(PARAMETERS))
@@ -775,7 +780,7 @@ class Checker:
         sub = SeqFlow(shape, shared)
         sub.values = flow.values if isinstance(flow, SeqFlow) else None
         self._copies(st, n, env, sub, inner)
-        self.close(inner)
+        self.close(inner, sub)
         nodes = self.scope_node(name, None, None, sub, shape, st.span)
         flow.accept(nodes, sub.shape, sub.shared, st.span)
 
@@ -830,7 +835,7 @@ class Checker:
                     values.dangling = memo.UNSET  # nothing inside reads it: no `from`, no merge
                 try:
                     self.run(unit.body, Env({}, env), sub, inner)
-                    self.close(inner)
+                    self.close(inner, sub)
                     left = memo.UNSET if values is None else values.dangling
                     if sub.shape is not None:
                         self._remember(mkey, region, scope, sub, left)
@@ -840,11 +845,11 @@ class Checker:
                         values.dangling = before
             elif isinstance(unit, ast.Group):
                 self.run(unit.body, Env({}, env), sub, inner)
-                self.close(inner)
+                self.close(inner, sub)
             else:
                 nodes, out, out_shared = self.unit(unit, env, shape, shared, inner)
                 sub.accept(nodes, out, out_shared, unit.span)
-                self.close(inner)
+                self.close(inner, sub)
             flow.accept(self.scope_node(name, None, None, sub, shape, unit.span), sub.shape,
                         sub.shared, unit.span)
             if values is not None and not isinstance(unit, ast.Group):
@@ -1216,7 +1221,7 @@ class Checker:
                 # The arguments are kept alive with the count: lists are keyed by identity.
                 self._instance_steps[key] = (steps, benv.vars)
                 self.record.log_steps(key, (steps, benv.vars))
-            self.close(inner)
+            self.close(inner, sub)
             if mkey is not None and sub.shape is not None:
                 self._remember(mkey, region, scope, sub)
         finally:

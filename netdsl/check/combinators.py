@@ -109,7 +109,7 @@ def residual(cx: Context, st: ast.Residual, env: Env, shape, shared, scope: Name
                 name = scope.name(cx, label, st.shortcut.span)
                 inner = NameScope(scope)
                 cx.run(st.shortcut.body, Env({}, env), sub, inner)
-                cx.close(inner)
+                cx.close(inner, sub)
                 sc_nodes = cx.scope_node(name, None, None, sub, shape, st.shortcut.span)
             else:
                 cx.run(st.shortcut.body, Env({}, env), sub, scope)

@@ -87,8 +87,9 @@ class Context(Protocol):
     def stmt(self, st: ast.Stmt, env: Env, flow: Flow, scope: NameScope) -> None:
         """Check one statement."""
 
-    def close(self, scope: NameScope) -> None:
-        """End a name scope: report its ``init`` rules that matched no layer."""
+    def close(self, scope: NameScope, flow: SeqFlow | None = None, root: bool = False) -> None:
+        """End a name scope: report its ``init`` rules that matched no layer, and name the
+        unlabelled stateless modules of ``flow`` (its body) after their kind."""
 
     def scope_node(self, name: str, cls: str | None, block: str | None, sub: SeqFlow,
                    shape: Shape | None, span: Span | None) -> list[ir.AnyNode]:

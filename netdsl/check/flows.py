@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import ir
 from ..diagnostics import Diagnostic
+from ..ir.walk import bodies
 from ..layers import shapes
 from ..span import Span
 from ..syntax import ast
@@ -217,3 +218,72 @@ def no_current(cx: Context, values: ValueScope, span: Span | None) -> None:
                          f"start with `from {values.inputs[0][0]}` (the inputs are {names})"))
     values.no_current = False
     values.unsure = True
+
+
+def name_by_kind(scope: NameScope, nodes: list, root: bool = False) -> list:
+    """``nodes``, the body of ``scope``, with each unlabelled module that holds no state
+    named after its kind as torchvision names such a module (``relu``, ``avgpool``,
+    ``flatten``; ``relu_1`` for a second one) rather than by its position, wherever the
+    scope is a module with a forward of its own: the network (``root``), or a block or
+    labelled group that is no plain sequence. A plain sequence is an ``nn.Sequential``
+    and keeps torchvision's numbering, as do modules with parameters or buffers, whose
+    names are in ``state_dict`` keys.
+
+    >>> from netdsl.layers.base import Layer
+    >>> s = NameScope(None); names = [s.name(None, None, None), s.name(None, "fc", None)]
+    >>> class R(Layer): kind: str = "relu"
+    >>> [n.name for n in name_by_kind(s, [R(name=names[0], in_shape=(1,), out_shape=(1,))], root=True)]
+    ['relu']
+    """
+    from ..layers import KINDS
+    from .reserved import reserved
+
+    def movable(n) -> bool:
+        return (isinstance(n, ir.Layer) and n.name in scope.positions and not n.reuse and not n.functional
+                and n.kind in KINDS and KINDS[n.kind].stateless)
+
+    if not root and _sequential(nodes, KINDS):
+        return nodes
+    taken = set(scope.used)
+    renamed: dict[int, str] = {}
+
+    def visit(body) -> None:
+        for n in body:
+            if movable(n):
+                base = KINDS[n.kind].attribute or n.kind
+                name, i = base, 0
+                while name in taken or reserved(name):
+                    i += 1
+                    name = f"{base}_{i}"
+                taken.add(name)
+                renamed[id(n)] = name
+            elif not isinstance(n, ir.Scope):
+                for part in bodies(n):
+                    visit(part)
+
+    visit(nodes)
+    if not renamed:
+        return nodes
+    return [_renamed(n, renamed) for n in nodes]
+
+
+def _renamed(n, renamed: dict[int, str]):
+    if id(n) in renamed:
+        return n.model_copy(update={"name": renamed[id(n)]})
+    if isinstance(n, ir.Scope) or not n.body_fields:
+        return n
+    update = {}
+    for f in n.body_fields:
+        v = getattr(n, f)
+        if v is None:
+            continue
+        update[f] = tuple(tuple(_renamed(x, renamed) for x in part) if isinstance(part, tuple)
+                          else _renamed(part, renamed) for part in v)
+    return n.model_copy(update=update)
+
+
+def _sequential(nodes, kinds) -> bool:
+    """What lowering builds as an ``nn.Sequential`` (backend/forward.py's ``is_sequential``)."""
+    return all((isinstance(n, ir.Scope) or (isinstance(n, ir.Layer) and not n.reuse and not n.functional
+                                            and not kinds[n.kind].bare_parameter)) and "." not in n.name
+               for n in nodes) and not ir.has_flow(nodes)

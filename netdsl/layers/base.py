@@ -248,6 +248,16 @@ class Kind:
     example: str = ""
     example_input: tuple[int, ...] = (2, 6, 6)
 
+    # The attribute torchvision gives a module of this kind (`self.avgpool`); the kind's
+    # name where empty. An unlabelled module that holds no state is named so.
+    attribute: str = ""
+
+    @property
+    def stateless(self) -> bool:
+        """Whether its module holds no parameter and no buffer, so that its name is in
+        no ``state_dict`` key."""
+        return not self.parameters and not self.factory and not self.bare_parameter and not self.own_init
+
     @property
     def use(self) -> str:
         """A typical use of the kind, as a spec writes it."""

@@ -67,6 +67,7 @@ class MaxPool2d(Layer):
 
 class MaxPool2dKind(_Window):
     name = "maxpool2d"
+    attribute = "maxpool"
     example = "maxpool2d(2)"
     node = MaxPool2d
     doc = "2-D max pooling (torch.nn.MaxPool2d)"
@@ -94,6 +95,7 @@ class AvgPool2d(Layer):
 
 class AvgPool2dKind(_Window):
     name = "avgpool2d"
+    attribute = "avgpool"
     example = "avgpool2d(2)"
     node = AvgPool2d
     doc = "2-D average pooling (torch.nn.AvgPool2d)"
@@ -117,6 +119,7 @@ class AdaptiveAvgPool2d(Layer):
 
 class AdaptiveAvgPool2dKind(Kind):
     name = "adaptive_avgpool2d"
+    attribute = "avgpool"
     example = "adaptive_avgpool2d(2)"
     # Declared as Kind's, since adaptive_maxpool2d's kind derives from this one.
     node: type[Layer] = AdaptiveAvgPool2d
@@ -147,6 +150,7 @@ class AdaptiveMaxPool2d(Layer):
 
 class AdaptiveMaxPool2dKind(AdaptiveAvgPool2dKind):
     name = "adaptive_maxpool2d"
+    attribute = "maxpool"
     example = "adaptive_maxpool2d(2)"
     node = AdaptiveMaxPool2d
     doc = "adaptive max pooling to a fixed size (torch.nn.AdaptiveMaxPool2d)"

@@ -129,13 +129,13 @@ def test_the_parameter_limit_points_at_the_largest_layer_inside_blocks():
 # Each passed check, then building ran fvcore's forward into gigabytes (issue 8).
 ACTIVATION_REPROS = [
     ("specs/resnet50.net", {"input": (3, 100000, 100000)}, "conv1", 640_000_000_000),
-    ("network n() {\n input [3, 8, 8]\n adaptive_avgpool2d(1000000)\n}", {}, "0", 12 * 10**12),
+    ("network n() {\n input [3, 8, 8]\n adaptive_avgpool2d(1000000)\n}", {}, "avgpool", 12 * 10**12),
     ("network big() {\n input [3, 4000, 4000]\n conv2d(16, 3, padding = 1)\n relu\n"
      " adaptive_avgpool2d(1)\n flatten\n linear(10)\n}", {}, "0", 1_024_000_000),
     ("network n() {\n input [3, 100000, 100000]\n adaptive_avgpool2d(1)\n}", {}, "input",
      120_000_000_000),
     # torch pads the squared input by size - 1 channels: 4 GB inside one layer
-    ("network n() {\n input [3, 32, 32]\n local_response_norm(1000000)\n}", {}, "0",
+    ("network n() {\n input [3, 32, 32]\n local_response_norm(1000000)\n}", {}, "local_response_norm",
      4 * (3 + 999_999) * 1024),
     ("network n() {\n input [64, 600, 600]\n concat {\n identity\n identity\n identity\n"
      " identity\n identity\n identity\n identity\n }\n}", {}, "concat", 7 * 4 * 64 * 360_000),
