@@ -83,6 +83,7 @@ NETS = (
     Net("tf_efficientnet_b3", (3, 33, 33), None, ("blocks.1.0.conv_dw", "blocks.5")),
     Net("res2net50_14w_8s", (3, 32, 32), None, ("layer1.0.convs.3", "layer3")),
     Net("nf_resnet26", (3, 32, 32), None, ("stem.conv", "stages.2")),
+    Net("inception_resnet_v2", (3, 75, 75), None, ("mixed_5b", "repeat_1.3")),
 )
 
 

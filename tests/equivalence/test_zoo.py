@@ -272,6 +272,9 @@ TABLE = [
     Row("nf_resnet26", _nf(_timm("nf_resnet26")), (3, 32, 32), 15_995_176, 89, seed=2),
     Row("nf_resnet", _nf(_timm("nf_resnet50")), (3, 32, 32), 25_557_032, 161, tag="50",
         overrides={"depth": 50}, seed=3, train=False, gradients=False),
+    # Inception blocks whose concatenated branches, projected back, are scaled by a
+    # constant and added to the block's input (mul(out, by = scale), add).
+    Row("inception_resnet_v2", _timm("inception_resnet_v2"), (3, 75, 75), 55_843_464, 1306, seed=2),
     Row("sknet", _timm("skresnet34"), (3, 32, 32), 22_282_376, 426, tag="34",
         overrides={"depth": 34}, seed=3, train=False, gradients=False),
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
