@@ -84,6 +84,7 @@ NETS = (
     Net("res2net50_14w_8s", (3, 32, 32), None, ("layer1.0.convs.3", "layer3")),
     Net("nf_resnet26", (3, 32, 32), None, ("stem.conv", "stages.2")),
     Net("inception_resnet_v2", (3, 75, 75), None, ("mixed_5b", "repeat_1.3")),
+    Net("cs3darknet_m", (3, 32, 32), None, ("stem.conv2", "stages.2.blocks.1")),
 )
 
 

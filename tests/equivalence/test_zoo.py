@@ -275,6 +275,10 @@ TABLE = [
     # Inception blocks whose concatenated branches, projected back, are scaled by a
     # constant and added to the block's input (mul(out, by = scale), add).
     Row("inception_resnet_v2", _timm("inception_resnet_v2"), (3, 75, 75), 55_843_464, 1306, seed=2),
+    # Cross-stage partial stages: half of the expanded map through the blocks (split).
+    Row("cs3darknet_m", _timm("cs3darknet_m"), (3, 32, 32), 9_310_240, 254, seed=2),
+    Row("cs3darknet", _timm("cs3darknet_focus_m"), (3, 32, 32), 9_304_360, 248, tag="focus_m",
+        overrides={"width": 0.75, "depth": 0.67, "focus": True}, seed=3, train=False, gradients=False),
     Row("sknet", _timm("skresnet34"), (3, 32, 32), 22_282_376, 426, tag="34",
         overrides={"depth": 34}, seed=3, train=False, gradients=False),
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
