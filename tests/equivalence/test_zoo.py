@@ -279,6 +279,13 @@ TABLE = [
     Row("cs3darknet_m", _timm("cs3darknet_m"), (3, 32, 32), 9_310_240, 254, seed=2),
     Row("cs3darknet", _timm("cs3darknet_focus_m"), (3, 32, 32), 9_304_360, 248, tag="focus_m",
         overrides={"width": 0.75, "depth": 0.67, "focus": True}, seed=3, train=False, gradients=False),
+    # Dual paths in one tensor: the shortcut and the block's output cut apart (narrow),
+    # the residual parts added, the dense parts concatenated.
+    Row("dpn92", _timm("dpn92"), (3, 32, 32), 37_668_392, 577, seed=2),
+    # DPN-b's two final convolutions, the small stem, SiLU where timm puts it.
+    Row("dpn", _timm("dpn48b"), (3, 32, 32), 9_126_226, 341, tag="48b",
+        overrides={"small": True, "num_init_features": 10, "k_r": 128, "b": True, "k_sec": [3, 4, 6, 3],
+                   "inc_sec": [16, 32, 32, 64], "act": '"silu"'}, seed=3, train=False, gradients=False),
     Row("sknet", _timm("skresnet34"), (3, 32, 32), 22_282_376, 426, tag="34",
         overrides={"depth": 34}, seed=3, train=False, gradients=False),
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
