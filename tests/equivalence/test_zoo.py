@@ -286,6 +286,14 @@ TABLE = [
     Row("dpn", _timm("dpn48b"), (3, 32, 32), 9_126_226, 341, tag="48b",
         overrides={"small": True, "num_init_features": 10, "k_r": 128, "b": True, "k_sec": [3, 4, 6, 3],
                    "inc_sec": [16, 32, 32, 64], "act": '"silu"'}, seed=3, train=False, gradients=False),
+    # Ghost modules gated by attention computed at half the size and resized to the map
+    # when the model runs (resize, mul): at 64 x 64, with the head's dropout (0.2) drawing
+    # alike in training; and at 67 x 75, where the pooled maps are not half the size.
+    Row("ghostnetv2_100", _timm("ghostnetv2_100"), (3, 64, 64), 6_156_908, 764, seed=2),
+    Row("ghostnetv2_100", _timm("ghostnetv2_100"), (3, 67, 75), 6_156_908, 764, tag="67x75", seed=3,
+        train=False, gradients=False),
+    Row("ghostnet", _timm("ghostnet_100"), (3, 64, 64), 5_182_508, 512, tag="v1", seed=3, train=False,
+        gradients=False),
     Row("sknet", _timm("skresnet34"), (3, 32, 32), 22_282_376, 426, tag="34",
         overrides={"depth": 34}, seed=3, train=False, gradients=False),
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
