@@ -83,6 +83,10 @@ NETS = (
     Net("tf_efficientnet_b3", (3, 33, 33), None, ("blocks.1.0.conv_dw", "blocks.5")),
     Net("res2net50_14w_8s", (3, 32, 32), None, ("layer1.0.convs.3", "layer3")),
     Net("nf_resnet26", (3, 32, 32), None, ("stem.conv", "stages.2")),
+    Net("inception_resnet_v2", (3, 75, 75), None, ("mixed_5b", "repeat_1.3")),
+    Net("cs3darknet_m", (3, 32, 32), None, ("stem.conv2", "stages.2.blocks.1")),
+    Net("dpn92", (3, 32, 32), None, ("features.conv2_1.c1x1_w_s1", "features.conv4_3")),
+    Net("ghostnetv2_100", (3, 64, 64), None, ("blocks.3.0.ghost1.short_conv", "blocks.6")),
 )
 
 

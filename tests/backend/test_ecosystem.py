@@ -45,7 +45,8 @@ def test_the_table_covers_every_shipped_network():
     shipped = {p.stem for p in (Path(__file__).resolve().parents[2] / "specs").glob("*.net")}
     families = {"resnet", "vgg", "densenet", "efficientnet", "mobilenet_v3", "shufflenet_v2",
                 "squeezenet", "mnasnet", "regnet", "convnext", "resnet_d", "sknet", "resnest", "tf_efficientnet",
-                "res2net", "nf_resnet"}
+                "res2net", "nf_resnet", "inception_resnet", "cs3darknet", "dpn",
+                "ghostnet"}
     assert shipped - families == set(IDS)
 
 

@@ -162,7 +162,9 @@ SMALL = {"resnet": (3, 32, 32), "resnet34": (3, 32, 32), "resnet50": (3, 32, 32)
          "sknet": (3, 32, 32), "skresnet18": (3, 32, 32), "resnest": (3, 32, 32),
          "resnest26d": (3, 32, 32), "tf_efficientnet": (3, 33, 33), "tf_efficientnet_b3": (3, 33, 33),
          "res2net": (3, 32, 32), "res2net50_14w_8s": (3, 32, 32), "nf_resnet": (3, 32, 32),
-         "nf_resnet26": (3, 32, 32)}
+         "nf_resnet26": (3, 32, 32), "inception_resnet": (3, 75, 75), "inception_resnet_v2": (3, 75, 75),
+         "cs3darknet": (3, 32, 32), "cs3darknet_m": (3, 32, 32), "dpn": (3, 32, 32), "dpn92": (3, 32, 32),
+         "ghostnet": (3, 64, 64), "ghostnetv2_100": (3, 64, 64)}
 
 
 @pytest.mark.parametrize("path", MEMBERS, ids=lambda p: p.stem)

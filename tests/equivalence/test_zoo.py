@@ -272,6 +272,28 @@ TABLE = [
     Row("nf_resnet26", _nf(_timm("nf_resnet26")), (3, 32, 32), 15_995_176, 89, seed=2),
     Row("nf_resnet", _nf(_timm("nf_resnet50")), (3, 32, 32), 25_557_032, 161, tag="50",
         overrides={"depth": 50}, seed=3, train=False, gradients=False),
+    # Inception blocks whose concatenated branches, projected back, are scaled by a
+    # constant and added to the block's input (mul(out, by = scale), add).
+    Row("inception_resnet_v2", _timm("inception_resnet_v2"), (3, 75, 75), 55_843_464, 1306, seed=2),
+    # Cross-stage partial stages: half of the expanded map through the blocks (split).
+    Row("cs3darknet_m", _timm("cs3darknet_m"), (3, 32, 32), 9_310_240, 254, seed=2),
+    Row("cs3darknet", _timm("cs3darknet_focus_m"), (3, 32, 32), 9_304_360, 248, tag="focus_m",
+        overrides={"width": 0.75, "depth": 0.67, "focus": True}, seed=3, train=False, gradients=False),
+    # Dual paths in one tensor: the shortcut and the block's output cut apart (narrow),
+    # the residual parts added, the dense parts concatenated.
+    Row("dpn92", _timm("dpn92"), (3, 32, 32), 37_668_392, 577, seed=2),
+    # DPN-b's two final convolutions, the small stem, SiLU where timm puts it.
+    Row("dpn", _timm("dpn48b"), (3, 32, 32), 9_126_226, 341, tag="48b",
+        overrides={"small": True, "num_init_features": 10, "k_r": 128, "b": True, "k_sec": [3, 4, 6, 3],
+                   "inc_sec": [16, 32, 32, 64], "act": '"silu"'}, seed=3, train=False, gradients=False),
+    # Ghost modules gated by attention computed at half the size and resized to the map
+    # when the model runs (resize, mul): at 64 x 64, with the head's dropout (0.2) drawing
+    # alike in training; and at 67 x 75, where the pooled maps are not half the size.
+    Row("ghostnetv2_100", _timm("ghostnetv2_100"), (3, 64, 64), 6_156_908, 764, seed=2),
+    Row("ghostnetv2_100", _timm("ghostnetv2_100"), (3, 67, 75), 6_156_908, 764, tag="67x75", seed=3,
+        train=False, gradients=False),
+    Row("ghostnet", _timm("ghostnet_100"), (3, 64, 64), 5_182_508, 512, tag="v1", seed=3, train=False,
+        gradients=False),
     Row("sknet", _timm("skresnet34"), (3, 32, 32), 22_282_376, 426, tag="34",
         overrides={"depth": 34}, seed=3, train=False, gradients=False),
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
