@@ -40,7 +40,8 @@ class Checked:
     ``index`` then needs not parse again; ``program`` what the document loaded as
     (None where loading failed), for the lines that name a block or a network;
     ``lets`` the values of its own ``let``s, from the networks that passed (and, in a
-    library of blocks, its top-level ones).
+    library of blocks, its top-level ones); ``counts`` those of its repetition counts
+    (``unit(64) * (depths[i] - 1)``), named ``*``.
     """
 
     networks: list[ir.Network]
@@ -48,12 +49,14 @@ class Checked:
     module: ast.Module | None = None
     program: Program | None = None
     lets: list[LetValues] = field(default_factory=list)
+    counts: list[LetValues] = field(default_factory=list)
 
 
 @dataclass
 class LetValues:
-    """The values a ``let`` took, as the spec writes them, in the order first seen: a
-    ``let`` in a block has one per distinct instance, in a loop one per turn."""
+    """The values a ``let`` (or a repetition count) took, as the spec writes them, in the
+    order first seen: a ``let`` in a block has one per distinct instance, in a loop one
+    per turn."""
 
     name: str
     span: Span
@@ -69,10 +72,11 @@ class LetValues:
 
 
 class _Recorder(Checker):
-    """A checker that also keeps the values of the ``let``s it is given (keyed by the
-    identity of their expression), as it evaluates them."""
+    """A checker that also keeps the values of the ``let``s and repetition counts it is
+    given (keyed by the identity of their expression), as it evaluates them."""
 
-    def __init__(self, program: Program, limits: Limits, lets: dict[int, ast.Let], memo_table: dict):
+    def __init__(self, program: Program, limits: Limits, lets: dict[int, ast.Let | ast.Repeat],
+                 memo_table: dict):
         self.watched = lets
         self.seen: dict[int, LetValues] = {}
         super().__init__(program, limits)  # which evaluates the top-level lets
@@ -86,23 +90,28 @@ class _Recorder(Checker):
         if let is not None and v is not POISON:
             kept = self.seen.get(id(let))
             if kept is None:
-                kept = self.seen[id(let)] = LetValues(let.name, let.span)
+                kept = self.seen[id(let)] = (LetValues(let.name, let.span) if isinstance(let, ast.Let)
+                                             else LetValues("*", let.span))
             kept.add(show(v))
         return v
 
 
-def _lets_of(program: Program, filename: str | None) -> dict[int, ast.Let]:
-    """The ``let`` statements written in ``filename``, at the top level and in every body,
-    by the identity of their expression."""
+def _lets_of(program: Program, filename: str | None) -> dict[int, ast.Let | ast.Repeat]:
+    """The ``let`` statements and repetitions written in ``filename``, at the top level and
+    in every body, by the identity of their expression (a repetition's count)."""
     todo: list = [d for d in (*program.lets, *program.blocks.values(), *program.networks.values())
                   if d.span.file == filename]
-    found: dict[int, ast.Let] = {}
+    found: dict[int, ast.Let | ast.Repeat] = {}
     while todo:
         node = todo.pop()
         if isinstance(node, (list, tuple)):
             todo.extend(node)
         elif isinstance(node, ast.Let):
             found[id(node.value)] = node
+        elif isinstance(node, ast.Repeat):
+            if not isinstance(node.count, ast.Number):  # `* 3` says its count already
+                found[id(node.count)] = node
+            todo.append(node.unit)
         elif is_dataclass(node) and not isinstance(node, (ast.Expr, Span)):
             todo.extend(getattr(node, f.name) for f in fields(node))
     return found
@@ -163,7 +172,9 @@ def check(text: str, filename: str | None, base: Path, limits: Limits | None = N
             checker = _Recorder(program, limits, watched, memo_table)
             if not checker.diags:
                 _merge(lets, checker.seen)
-    return Checked(nets, list(diags.values()), module, program, list(lets.values()))
+    kept = list(lets.values())
+    return Checked(nets, list(diags.values()), module, program, [v for v in kept if v.name != "*"],
+                   [v for v in kept if v.name == "*"])
 
 
 def _in_the_server(d: Diagnostic) -> Diagnostic:
@@ -436,25 +447,50 @@ def line_before(old: str, new: str, line: int) -> int | None:
     a, b = old.split("\n"), new.split("\n")
     if not 0 < line <= len(b):
         return None
-    # An edit leaves the lines before and after it as they were: only those between are compared.
-    head, most = 0, min(len(a), len(b))
-    while head < most and a[head] == b[head]:
-        head += 1
+    head, tail = _unchanged_ends(a, b)
     if line <= head:
         return line
-    tail = 0
-    while tail < most - head and a[-1 - tail] == b[-1 - tail]:
-        tail += 1
     if line > len(b) - tail:
         return line - len(b) + len(a)
-    a, b = a[head:len(a) - tail], b[head:len(b) - tail]
-    if len(a) > MAX_DIFF_LINES or len(b) > MAX_DIFF_LINES:
-        return None  # a rewrite, not an edit: too slow to follow, and little would match
     at = line - 1 - head
-    for i, j, n in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
+    for i, j, n in _matching(a[head:len(a) - tail], b[head:len(b) - tail]):
         if j <= at < j + n:
             return head + i + at - j + 1
     return None
+
+
+def lines_kept(old: str, new: str) -> dict[int, int]:
+    """Every line of ``old`` that an edit left as it was, mapped to where it is in ``new``
+    (1-based): ``line_before`` the other way round, for all lines at once.
+
+    >>> lines_kept("a\\nb\\nc", "a\\nx\\nb\\nC")
+    {1: 1, 2: 3}
+    """
+    a, b = old.split("\n"), new.split("\n")
+    head, tail = _unchanged_ends(a, b)
+    kept = {n: n for n in range(1, head + 1)}
+    kept.update((len(a) - k, len(b) - k) for k in range(tail))
+    for i, j, n in _matching(a[head:len(a) - tail], b[head:len(b) - tail]):
+        kept.update((head + i + k + 1, head + j + k + 1) for k in range(n))
+    return kept
+
+
+def _unchanged_ends(a: list[str], b: list[str]) -> tuple[int, int]:
+    """How many lines at the start, and then at the end, two texts share: an edit leaves
+    the lines before and after it as they were, and only those between are compared."""
+    head, most = 0, min(len(a), len(b))
+    while head < most and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < most - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    return head, tail
+
+
+def _matching(a: list[str], b: list[str]) -> list[tuple[int, int, int]]:
+    if len(a) > MAX_DIFF_LINES or len(b) > MAX_DIFF_LINES:
+        return []  # a rewrite, not an edit: too slow to follow, and little would match
+    return [(m.a, m.b, m.size) for m in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()]
 
 
 # ---------------------------------------------------------------- definitions

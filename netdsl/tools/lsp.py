@@ -1,8 +1,9 @@
 """``netdsl lsp``: a language server over stdio, for editors.
 
 It speaks the Language Server Protocol through pygls (``pip install -e '.[lsp]'``)
-and answers from ide.py: diagnostics as you type (those of ``netdsl check``),
-hover with shapes, parameters and MACs, go-to-definition across imports, and
+and answers from ide.py and the modules beside it: diagnostics as you type (those
+of ``netdsl check``), hover with shapes, parameters and MACs, inlay hints of
+shapes and repetition counts (inlay.py), go-to-definition across imports, and
 completion of layers, blocks and their arguments. This module only converts
 between the protocol and netdsl's positions, and keeps one state per open
 document. A spec error is a diagnostic; an exception in netdsl is logged and
@@ -25,7 +26,7 @@ import functools
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lsprotocol import types as t
@@ -35,7 +36,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from .. import __version__
 from ..diagnostics import Diagnostic
 from ..span import Span
-from . import ide
+from . import ide, inlay
 
 PAUSE = 0.01  # seconds before a change is checked: the requests sent with it are answered first
 DELAY = 0.03  # seconds: a change this soon after another waits as long for the next
@@ -165,6 +166,15 @@ def _done(ls: NetdslServer, uri: str, doc: _Document, version: int | None, text:
     placed = ide.place(checked.diagnostics, doc.filename, doc.index)
     ls.text_document_publish_diagnostics(t.PublishDiagnosticsParams(
         uri, [_diagnostic(p, now.lines, now.position_codec) for p in placed], version))
+    _refresh(ls)
+
+
+def _refresh(ls: NetdslServer) -> None:
+    """Ask the client to ask again for what a check changes and it asks for itself
+    (inlay hints), where it says it can be asked."""
+    caps = ls.client_capabilities.workspace
+    if caps is not None and caps.inlay_hint is not None and caps.inlay_hint.refresh_support:
+        ls.workspace_inlay_hint_refresh(None)
 
 
 def _index(doc: _Document | None, text: str) -> ide.Index | None:
@@ -187,6 +197,32 @@ def _hover(doc: _Document, text: str, line: int) -> str | None:
         if shown is not None:
             return shown if same else f"{STALE}\n\n{shown}"
     return None
+
+
+def _inlay_hints(doc: _Document, text: str, first: int, last: int) -> list[tuple[int, inlay.Hint]]:
+    """The hints of lines ``first`` to ``last`` of ``text``, the document's text now, each
+    with the line it goes on: from the last check, and on the lines where that has none
+    (its text has errors), from the last text that checked, on the lines that did not
+    change since, marked as such."""
+    out: dict[int, list[inlay.Hint]] = {}
+    for seen in dict.fromkeys([doc.last, doc.good]):
+        if seen is None:
+            continue
+        same = seen.text == text
+        kept = None if same else ide.lines_kept(seen.text, text)
+        found: dict[int, list[inlay.Hint]] = {}
+        for h in inlay.hints(seen.checked, doc.filename, seen.text):
+            line = h.line if kept is None else kept.get(h.line)
+            if line is not None and first <= line <= last and line not in out:
+                found.setdefault(line, []).append(h if same else replace(h, tooltip=f"{STALE}\n\n{h.tooltip}"))
+        out.update(found)
+    return [(line, h) for line in sorted(out) for h in out[line]]
+
+
+def _inlay_hint(line: int, h: inlay.Hint, lines: Sequence[str], codec) -> t.InlayHint:
+    at = codec.position_to_client_units(lines, t.Position(line - 1, h.column - 1))
+    return t.InlayHint(at, h.label, kind=t.InlayHintKind.Type if h.kind == "shape" else None,
+                       tooltip=h.tooltip or None, padding_left=True)
 
 
 def _diagnostic(p: ide.Placed, lines: Sequence[str], codec) -> t.Diagnostic:
@@ -338,6 +374,18 @@ def make_server() -> NetdslServer:
                              documentation=c.doc or None, insert_text=c.insert,
                              sort_text=("0" if c.kind == "argument" else "1") + c.label)
             for c in items])
+
+    @ls.feature(t.TEXT_DOCUMENT_INLAY_HINT, t.InlayHintOptions(resolve_provider=False))
+    @_guard()
+    def inlay_hint(ls: NetdslServer, params: t.InlayHintParams):
+        uri = params.text_document.uri
+        doc = ls.docs.get(uri)
+        if doc is None:
+            return None
+        now = ls.workspace.get_text_document(uri)
+        rng = params.range
+        return [_inlay_hint(line, h, now.lines, now.position_codec)
+                for line, h in _inlay_hints(doc, now.source, rng.start.line + 1, rng.end.line + 1)]
 
     @ls.feature(t.TEXT_DOCUMENT_FORMATTING)
     @_guard()

@@ -319,3 +319,74 @@ def test_lsp_without_pygls_says_how_to_install_it(tmp_path):
     # Commands that work from a clone: netdsl is not on PyPI, so `pip install 'netdsl[lsp]'` fails.
     assert "pip install 'pygls>=2'" in r.stderr and "pip install -e '.[lsp]'" in r.stderr
     assert "netdsl[" not in r.stderr
+
+
+HINTED = """\
+block unit(c, stride = 1) {
+    conv2d(c, 3, stride = stride, padding = 1)
+    relu
+}
+
+network tiny(n = 3) {
+    input [3, 8, 8]
+    stem: conv2d(4, 3)  # a stem
+    unit(8, stride = 2)
+    unit(16) * (n - 1)
+
+    flatten
+}
+"""
+
+
+def _hints(client, uri, first=0, last=100):
+    got = client.request("textDocument/inlayHint", {"textDocument": {"uri": uri}, "range": {
+        "start": {"line": first, "character": 0}, "end": {"line": last, "character": 0}}})
+    return [(h["position"]["line"], h["position"]["character"], h["label"]) for h in got], got
+
+
+def _initialize(tmp_path, capabilities):
+    c = Client(tmp_path)
+    c.request("initialize", {"processId": os.getpid(), "rootUri": tmp_path.as_uri(),
+                             "capabilities": capabilities})
+    c.notify("initialized", {})
+    return c
+
+
+@pytest.mark.slow
+def test_inlay_hints_give_each_lines_output_shape_and_a_repeat_count(tmp_path):
+    client = _initialize(tmp_path, {"workspace": {"inlayHint": {"refreshSupport": True}}})
+    try:
+        uri = client.open(tmp_path / "tiny.net", HINTED)
+        assert client.diagnostics(uri, 1) == []
+        shown, raw = _hints(client, uri)
+        # The server asked the editor to ask again once the check had ended (sent right
+        # after the diagnostics, so before the answer to a later request).
+        assert [m["method"] for m in client.asked] == ["workspace/inlayHint/refresh"]
+        assert shown == [
+            (1, 46, "[8, 3, 3] | [16, 3, 3]"),  # one shape per instance of the block
+            (2, 8, "[8, 3, 3] | [16, 3, 3]"),
+            (7, 22, "[4, 6, 6]"),  # before the comment
+            (8, 23, "[8, 3, 3]"),
+            (9, 22, "= 2"),  # the count, then what the line gives
+            (9, 22, "[16, 3, 3]"),
+            (11, 11, "[144]"),
+        ]
+        assert raw[0]["kind"] == 1 and raw[0]["paddingLeft"] is True and "kind" not in raw[4]
+        assert raw[0]["tooltip"] == "network tiny, output of\n1.0: [8, 3, 3]\n2.0: [16, 3, 3]\n3.0: [16, 3, 3]"
+        assert _hints(client, uri, 7, 8)[0] == [(7, 22, "[4, 6, 6]"), (8, 23, "[8, 3, 3]")]
+
+        # An error: the lines that did not change keep their hints where they moved to,
+        # marked as from the last version that checked; the changed line has none.
+        client.change(uri, HINTED.replace("    input [3, 8, 8]\n", "    input [3, 8, 8]\n    reluu\n")
+                      .replace("(4, 3)", "(4, 3 )"), 2)
+        assert [d["code"] for d in client.diagnostics(uri, 2)] == ["E0102"]
+        shown, raw = _hints(client, uri)
+        assert shown == [(1, 46, "[8, 3, 3] | [16, 3, 3]"), (2, 8, "[8, 3, 3] | [16, 3, 3]"),
+                         (9, 23, "[8, 3, 3]"), (10, 22, "= 2"), (10, 22, "[16, 3, 3]"), (12, 11, "[144]")]
+        assert all(h["tooltip"].startswith(STALE) for h in raw)
+
+        client.change(uri, HINTED.replace("n = 3", "n = 4"), 3)
+        assert client.diagnostics(uri, 3) == []
+        assert (9, 22, "= 3") in _hints(client, uri)[0]
+    finally:
+        client.close()
