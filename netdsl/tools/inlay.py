@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .. import ir
 from .ide import MAX_HOVER_ROWS, Checked, _walk
 
-MAX_SHAPES = 3  # distinct shapes on one line; more are counted, not shown
+MAX_SHAPES = 2  # distinct shapes shown on one line; more are counted
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _shape_hint(line: int, column: int, shapes: list[tuple[int, ...]], names: li
     distinct = list(dict.fromkeys(shapes))
     label = " | ".join(_shape(s) for s in distinct[:MAX_SHAPES])
     if len(distinct) > MAX_SHAPES:
-        label += f" | … ({len(distinct)} shapes)"
+        label += f" | … ({len(distinct)} in all)"
     rows = [f"{n}: {_shape(s)}" for n, s in zip(names, shapes, strict=True)]
     more = [f"… and {len(rows) - MAX_HOVER_ROWS} more"] if len(rows) > MAX_HOVER_ROWS else []
     return Hint(line, column, label, "shape", "\n".join([f"network {net}, output of"] + rows[:MAX_HOVER_ROWS] + more))

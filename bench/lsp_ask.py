@@ -1,0 +1,122 @@
+"""Ask ``netdsl lsp`` about a spec as an editor does, and print what it answers as an
+editor shows it: the transcripts of docs/editors.md, which its tests run.
+
+    python bench/lsp_ask.py hints specs/resnet.net --lines 65-78
+    python bench/lsp_ask.py symbols specs/resnet.net
+    python bench/lsp_ask.py workspace-symbols specs/resnet.net bottle
+    python bench/lsp_ask.py actions spec.net
+
+It starts the server (bench/lsp_client.py), opens the file, waits for its
+diagnostics, sends one request and prints the answer: ``hints``, the lines with
+their inlay hints written in ``‹ ›``; ``symbols``, the outline, indented as it
+nests; ``workspace-symbols QUERY``, one symbol a line; ``actions``, each quick fix
+of each diagnostic with the edit it makes. ``--json`` prints the answer as it came.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lsp_client import Client  # noqa: E402
+
+SYMBOL_KINDS = {2: "module", 5: "class", 12: "function", 13: "variable", 14: "constant", 8: "field",
+                3: "namespace", 9: "constructor"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=["hints", "symbols", "workspace-symbols", "actions"])
+    ap.add_argument("spec", type=Path)
+    ap.add_argument("query", nargs="?", default="")
+    ap.add_argument("--lines", help="FIRST-LAST, 1-based (hints: the range asked for; default all)")
+    ap.add_argument("--json", action="store_true", help="print the answer as the server sent it")
+    args = ap.parse_args(argv)
+    path = args.spec.resolve()
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    first, last = (int(n) for n in args.lines.split("-")) if args.lines else (1, len(lines))
+    with tempfile.TemporaryDirectory() as scratch:
+        client = Client(Path(scratch))
+        try:
+            client.request("initialize", {"processId": os.getpid(), "rootUri": path.parent.as_uri(),
+                                          "capabilities": {"general": {"positionEncodings": ["utf-32"]}}})
+            client.notify("initialized", {})
+            uri = client.open(path)
+            diagnostics = client.diagnostics(uri, 1)
+            doc = {"textDocument": {"uri": uri}}
+            if args.what == "hints":
+                answer = client.request("textDocument/inlayHint", {**doc, "range": {
+                    "start": {"line": first - 1, "character": 0}, "end": {"line": last - 1, "character": 0}}})
+            elif args.what == "symbols":
+                answer = client.request("textDocument/documentSymbol", doc)
+            elif args.what == "workspace-symbols":
+                answer = client.request("workspace/symbol", {"query": args.query})
+            else:
+                answer = [(d, client.request("textDocument/codeAction", {**doc, "range": d["range"],
+                                                                          "context": {"diagnostics": [d]}}))
+                          for d in diagnostics]
+        finally:
+            client.close()
+    if args.json:
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+    elif args.what == "hints":
+        _show_hints(answer, lines, first, last)
+    elif args.what == "symbols":
+        _show_symbols(answer, 0)
+    elif args.what == "workspace-symbols":
+        for s in answer:
+            start = s["location"]["range"]["start"]
+            print(f"{SYMBOL_KINDS.get(s['kind'], s['kind'])} {s['name']}  "
+                  f"{Path(s['location']['uri']).name}:{start['line'] + 1}:{start['character'] + 1}")
+    else:
+        _show_actions(answer, lines)
+    return 0
+
+
+def _show_hints(hints: list[dict], lines: list[str], first: int, last: int) -> None:
+    at: dict[int, list[dict]] = {}
+    for h in hints:
+        at.setdefault(h["position"]["line"], []).append(h)
+    width = len(str(last))
+    for n in range(first - 1, last):
+        line = lines[n]
+        # From the right, so that the columns of those left to insert hold; at one
+        # position, in the order sent.
+        for h in reversed(sorted(at.get(n, []), key=lambda h: h["position"]["character"])):
+            c = h["position"]["character"]
+            line = line[:c] + (" " if h.get("paddingLeft") else "") + f"‹{h['label']}›" + line[c:]
+        print(f"{n + 1:>{width}} | {line}".rstrip())
+
+
+def _show_symbols(symbols: list[dict], depth: int) -> None:
+    for s in symbols:
+        start = s["range"]["start"]["line"] + 1
+        end = s["range"]["end"]["line"] + 1
+        detail = f"  {s['detail']}" if s.get("detail") else ""
+        print(f"{'  ' * depth}{SYMBOL_KINDS.get(s['kind'], s['kind'])} {s['name']}{detail}  (lines {start}–{end})")
+        _show_symbols(s.get("children") or [], depth + 1)
+
+
+def _show_actions(found: list[tuple[dict, list[dict]]], lines: list[str]) -> None:
+    for d, actions in found:
+        start = d["range"]["start"]
+        print(f"{start['line'] + 1}:{start['character'] + 1}: {d.get('code')} {d['message'].splitlines()[0]}")
+        for a in actions or []:
+            print(f"  fix: {a['title']}{'  (preferred)' if a.get('isPreferred') else ''}")
+            for edits in a["edit"]["changes"].values():
+                for e in edits:
+                    r = e["range"]
+                    old = lines[r["start"]["line"]][r["start"]["character"]:r["end"]["character"]] \
+                        if r["start"]["line"] == r["end"]["line"] else "…"
+                    print(f"    {r['start']['line'] + 1}:{r['start']['character'] + 1}: "
+                          f"{json.dumps(old)} → {json.dumps(e['newText'])}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
