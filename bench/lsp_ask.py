@@ -99,7 +99,8 @@ def _show_symbols(symbols: list[dict], depth: int) -> None:
         start = s["range"]["start"]["line"] + 1
         end = s["range"]["end"]["line"] + 1
         detail = f"  {s['detail']}" if s.get("detail") else ""
-        print(f"{'  ' * depth}{SYMBOL_KINDS.get(s['kind'], s['kind'])} {s['name']}{detail}  (lines {start}–{end})")
+        lines = f"line {start}" if start == end else f"lines {start}–{end}"
+        print(f"{'  ' * depth}{SYMBOL_KINDS.get(s['kind'], s['kind'])} {s['name']}{detail}  ({lines})")
         _show_symbols(s.get("children") or [], depth + 1)
 
 

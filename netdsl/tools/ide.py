@@ -548,6 +548,16 @@ def index(text: str, filename: str | None, base: Path, limits: Limits | None = N
     return idx
 
 
+def parse_or_none(text: str, filename: str | None, limits: Limits | None = None) -> ast.Module | None:
+    """The syntax tree of a document, or None where it does not parse or is over the
+    size limit (which is not read through).
+
+    >>> parse_or_none("network n() {", None) is None, len(parse_or_none("let a = 1", None).items)
+    (True, 1)
+    """
+    return _parse(text, filename, limits or Limits())
+
+
 def _parse(text: str, filename: str | None, limits: Limits) -> ast.Module | None:
     if _too_big(text, limits):
         return None  # `check` refuses it (E0401); indexing it would stall every request

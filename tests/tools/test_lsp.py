@@ -390,3 +390,88 @@ def test_inlay_hints_give_each_lines_output_shape_and_a_repeat_count(tmp_path):
         assert (9, 22, "= 3") in _hints(client, uri)[0]
     finally:
         client.close()
+
+
+OUTLINED = """\
+let widths = [4, 8]
+
+block unit(c, stride = 1) {
+    residual {
+        conv: conv2d(c, 3, stride = stride, padding = 1)
+    } shortcut proj if stride != 1 or in_channels != c {
+        conv2d(c, 1, stride = stride)
+    }
+}
+
+network tiny() {
+    input [3, 8, 8]
+    let w = 2
+    for i in range(2) {
+        "stage{i + 1}": {
+            unit(widths[i] * w)
+            act: relu
+        }
+    }
+    fc: flatten
+}
+"""
+
+
+def _tree(symbols) -> list:
+    return [(s["name"], s["kind"], s["range"]["start"]["line"], s["range"]["end"]["line"],
+             _tree(s.get("children") or [])) for s in symbols]
+
+
+@pytest.mark.slow
+def test_document_symbols_nest_as_the_specs_scopes_do(client, tmp_path):
+    uri = client.open(tmp_path / "tiny.net", OUTLINED)
+    assert client.diagnostics(uri, 1) == []
+    got = client.request("textDocument/documentSymbol", {"textDocument": {"uri": uri}})
+    # Module 2, Class 5, Variable 13, Namespace 3, Field 8: `for`, `residual` and the
+    # unlabelled statements add no level; the shortcut's and the group's labels do.
+    assert _tree(got) == [
+        ("widths", 13, 0, 0, []),
+        ("unit", 5, 2, 8, [("conv", 8, 4, 4, []), ("proj", 3, 5, 7, [])]),
+        ("tiny", 2, 10, 20, [("w", 13, 12, 12, []),
+                             ('"stage{i + 1}"', 3, 14, 17, [("act", 8, 16, 16, [])]),
+                             ("fc", 8, 19, 19, [])]),
+    ]
+    unit = got[1]
+    assert unit["selectionRange"] == {"start": {"line": 2, "character": 6}, "end": {"line": 2, "character": 10}}
+    assert unit["range"]["start"] == {"line": 2, "character": 0} and unit["range"]["end"]["character"] == 1
+    assert unit["children"][0]["detail"] == "conv2d(c, 3, stride = stride, padding = 1)"
+
+    # Half typed, the text does not parse: the outline of the last text that did, on
+    # the lines that did not change, where they are now.
+    client.change(uri, OUTLINED.replace("    fc: flatten\n", "    conv2d(8,\n    fc: flatten\n"), 2)
+    assert client.diagnostics(uri, 2)
+    got = client.request("textDocument/documentSymbol", {"textDocument": {"uri": uri}})
+    assert [(s["name"], s["range"]["end"]["line"]) for s in got] == [("widths", 0), ("unit", 8), ("tiny", 21)]
+    assert got[2]["children"][-1]["name"] == "fc" and got[2]["children"][-1]["range"]["start"]["line"] == 20
+
+
+@pytest.mark.slow
+def test_workspace_symbols_come_from_open_documents_imports_and_the_folder(client, tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "blocks.net").write_text("# blocks\nblock double(c) {\n    conv2d(2 * c, 1)\n}\n")
+    (tmp_path / "other.net").write_text("let depth = 3\nblock triple(c) { conv2d(3 * c, 1) }\n")
+    (tmp_path / "broken.net").write_text("block half(c) {\n")
+    std = "std/blocks.net"
+    main = tmp_path / "main.net"
+    text = f'import "lib/blocks.net"\nimport "{std}"\n\nblock quadruple(c) {{ double(2 * c) }}\n'
+    uri = client.open(main, text)  # never saved: the editor's text counts
+    client.diagnostics(uri, 1)
+
+    def ask(query):
+        return {(s["name"], s["kind"], s["location"]["uri"].rpartition("/")[2], s["location"]["range"]["start"]["line"])
+                for s in client.request("workspace/symbol", {"query": query})}
+
+    assert ask("rple") == {("quadruple", 5, "main.net", 3), ("triple", 5, "other.net", 1)}
+    assert ask("dbl") == {("double", 5, "blocks.net", 1)}
+    assert ask("DEPTH") == {("depth", 13, "other.net", 0)}
+    assert ask("half") == set()  # a file that does not parse defines nothing
+    # An imported file outside the folder: the standard library's blocks.
+    assert any(uri_name == "blocks.net" and line > 1 for _, _, uri_name, line in ask(""))
+    # A file changed on disk is read again.
+    (tmp_path / "other.net").write_text("let depth = 3\n\nblock triple(c) { conv2d(3 * c, 1) }\n")
+    assert ("triple", 5, "other.net", 2) in ask("triple")
