@@ -4,8 +4,9 @@ It speaks the Language Server Protocol through pygls (``pip install -e '.[lsp]'`
 and answers from ide.py and the modules beside it: diagnostics as you type (those
 of ``netdsl check``), hover with shapes, parameters and MACs, inlay hints of
 shapes and repetition counts (inlay.py), the outline and the workspace's names
-(symbols.py), go-to-definition across imports, and completion of layers, blocks
-and their arguments. This module only converts
+(symbols.py), quick fixes (the edits diagnostics propose, ``Diagnostic.fixes``),
+go-to-definition across imports, and completion of layers, blocks and their
+arguments. This module only converts
 between the protocol and netdsl's positions, and keeps one state per open
 document. A spec error is a diagnostic; an exception in netdsl is logged and
 answered with nothing, so no request can stop the server.
@@ -311,6 +312,43 @@ async def _workspace_symbols(ls: NetdslServer, query: str) -> list[t.WorkspaceSy
     return out
 
 
+def _actions(ls: NetdslServer, uri: str, doc: _Document, rng: t.Range) -> list[t.CodeAction]:
+    """The quick fixes of the diagnostics published for the document's text as it is now
+    whose range meets ``rng``: each fix a diagnostic carries, as an edit of this document."""
+    now = ls.workspace.get_text_document(uri)
+    last = doc.last
+    if last is None or last.text != now.source:
+        return []  # the fixes' positions are those of another text
+    out = []
+    for p in ide.place(last.checked.diagnostics, doc.filename, doc.index):
+        if p.elsewhere is not None or p.span is None or not p.diagnostic.fixes:
+            continue
+        shown = _diagnostic(p, now.lines, now.position_codec)
+        if not _meets(shown.range, rng):
+            continue
+        fixes = [f for f in p.diagnostic.fixes if ide._same_file(f.span.file, doc.filename)]
+        for fix in fixes:
+            edit = t.TextEdit(_exact(fix.span, now.lines, now.position_codec), fix.text)
+            out.append(t.CodeAction(fix.title, kind=t.CodeActionKind.QuickFix, diagnostics=[shown],
+                                    is_preferred=len(fixes) == 1, edit=t.WorkspaceEdit(changes={uri: [edit]})))
+    return out
+
+
+def _meets(a: t.Range, b: t.Range) -> bool:
+    def key(p: t.Position) -> tuple[int, int]:
+        return p.line, p.character
+    return key(a.start) <= key(b.end) and key(b.start) <= key(a.end)
+
+
+def _exact(span: Span, lines: Sequence[str], codec) -> t.Range:
+    """A fix's span as a protocol range, as it is: unlike a diagnostic's, an empty one
+    (an insertion) stays empty."""
+    end_line = (span.end_line or span.line) - 1
+    end = (span.end_column or span.column) - 1
+    rng = t.Range(t.Position(span.line - 1, span.column - 1), t.Position(end_line, end))
+    return codec.range_to_client_units(lines, rng)
+
+
 def _diagnostic(p: ide.Placed, lines: Sequence[str], codec) -> t.Diagnostic:
     d = p.diagnostic
     related = None
@@ -491,6 +529,13 @@ def make_server() -> NetdslServer:
             ls.window_log_message(t.LogMessageParams(
                 t.MessageType.Error, f"netdsl lsp: workspace_symbol failed\n{traceback.format_exc()}"))
             return None
+
+    @ls.feature(t.TEXT_DOCUMENT_CODE_ACTION, t.CodeActionOptions(code_action_kinds=[t.CodeActionKind.QuickFix]))
+    @_guard()
+    def code_action(ls: NetdslServer, params: t.CodeActionParams):
+        uri = params.text_document.uri
+        doc = ls.docs.get(uri)
+        return _actions(ls, uri, doc, params.range) if doc is not None else None
 
     @ls.feature(t.TEXT_DOCUMENT_FORMATTING)
     @_guard()

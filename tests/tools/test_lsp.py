@@ -475,3 +475,61 @@ def test_workspace_symbols_come_from_open_documents_imports_and_the_folder(clien
     # A file changed on disk is read again.
     (tmp_path / "other.net").write_text("let depth = 3\n\nblock triple(c) { conv2d(3 * c, 1) }\n")
     assert ("triple", 5, "other.net", 2) in ask("triple")
+
+
+def _apply(text: str, edit: dict) -> str:
+    """``text`` with one protocol edit made (its characters are ASCII: any unit counts them)."""
+    lines = text.split("\n")
+    r = edit["range"]
+
+    def offset(p):
+        return sum(len(line) + 1 for line in lines[:p["line"]]) + p["character"]
+    return text[:offset(r["start"])] + edit["newText"] + text[offset(r["end"]):]
+
+
+FIXABLE = """\
+network n() {
+    input [3, 8, 8]
+    conv2d(4, 3, bias = False)
+    reluu
+    fc: linear(10)
+}
+"""
+
+
+@pytest.mark.slow
+def test_quick_fixes_make_the_edit_the_help_proposes(client, tmp_path):
+    uri = client.open(tmp_path / "n.net", FIXABLE)
+    got = client.diagnostics(uri, 1)
+    assert [d["code"] for d in got] == ["E0101", "E0102"]  # E0306 comes once the layers before check
+    text, version, fixed = FIXABLE, 1, []
+    wanted = {"E0101": ("change to `false`", "    conv2d(4, 3, bias = false)"),
+              "E0102": ("change to `relu`", "    relu"), "E0306": ("add `flatten` before it", "    flatten")}
+    while got:
+        diagnostic = got[0]
+        title, line = wanted[diagnostic["code"]]
+        (action,) = client.request("textDocument/codeAction", {
+            "textDocument": {"uri": uri}, "range": diagnostic["range"], "context": {"diagnostics": [diagnostic]}})
+        assert action["title"] == title and action["kind"] == "quickfix" and action["isPreferred"] is True
+        assert action["diagnostics"][0]["code"] == diagnostic["code"]
+        (edit,) = action["edit"]["changes"][uri]
+        before = text.split("\n")
+        text, version = _apply(text, edit), version + 1
+        assert line in text.split("\n") and line not in before
+        client.change(uri, text, version)
+        got = client.diagnostics(uri, version)
+        fixed.append(diagnostic["code"])
+        assert diagnostic["code"] not in [d["code"] for d in got]
+    assert fixed == ["E0101", "E0102", "E0306"]
+    assert text == FIXABLE.replace("False", "false").replace("reluu", "relu").replace("    fc", "    flatten\n    fc")
+    # A line with no fixable diagnostic offers none; a range over two, both.
+    assert _actions(client, uri, (1, 0), (1, 5)) == []
+    client.change(uri, FIXABLE, version + 1)
+    client.diagnostics(uri, version + 1)
+    assert [a["title"] for a in _actions(client, uri, (2, 0), (3, 9))] == ["change to `false`", "change to `relu`"]
+
+
+def _actions(client, uri, start, end):
+    return client.request("textDocument/codeAction", {"textDocument": {"uri": uri}, "range": {
+        "start": {"line": start[0], "character": start[1]}, "end": {"line": end[0], "character": end[1]}},
+        "context": {"diagnostics": []}})
