@@ -5,12 +5,16 @@ editor shows it: the transcripts of docs/editors.md, which its tests run.
     python bench/lsp_ask.py symbols specs/resnet.net
     python bench/lsp_ask.py workspace-symbols specs/resnet.net bottle
     python bench/lsp_ask.py actions spec.net
+    python bench/lsp_ask.py references specs/resnet.net --at 26:20
+    python bench/lsp_ask.py rename specs/resnet.net --at 26:20 --to channels
 
 It starts the server (bench/lsp_client.py), opens the file, waits for its
 diagnostics, sends one request and prints the answer: ``hints``, the lines with
 their inlay hints written in ``‹ ›``; ``symbols``, the outline, indented as it
 nests; ``workspace-symbols QUERY``, one symbol a line; ``actions``, each quick fix
-of each diagnostic with the edit it makes. ``--json`` prints the answer as it came.
+of each diagnostic with the edit it makes; ``references`` and ``rename``, of the
+name at ``--at LINE:COLUMN`` (1-based), each place with its line, or why the
+rename is refused. ``--json`` prints the answer as it came.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lsp_client import Client  # noqa: E402
+from lsp_client import Client, ServerError  # noqa: E402
 
 SYMBOL_KINDS = {2: "module", 5: "class", 12: "function", 13: "variable", 14: "constant", 8: "field",
                 3: "namespace", 9: "constructor"}
@@ -31,10 +35,12 @@ SYMBOL_KINDS = {2: "module", 5: "class", 12: "function", 13: "variable", 14: "co
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["hints", "symbols", "workspace-symbols", "actions"])
+    ap.add_argument("what", choices=["hints", "symbols", "workspace-symbols", "actions", "references", "rename"])
     ap.add_argument("spec", type=Path)
     ap.add_argument("query", nargs="?", default="")
     ap.add_argument("--lines", help="FIRST-LAST, 1-based (hints: the range asked for; default all)")
+    ap.add_argument("--at", help="LINE:COLUMN, 1-based: the name to find or rename")
+    ap.add_argument("--to", help="the new name (rename)")
     ap.add_argument("--json", action="store_true", help="print the answer as the server sent it")
     args = ap.parse_args(argv)
     path = args.spec.resolve()
@@ -57,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
                 answer = client.request("textDocument/documentSymbol", doc)
             elif args.what == "workspace-symbols":
                 answer = client.request("workspace/symbol", {"query": args.query})
+            elif args.what in ("references", "rename"):
+                line, column = (int(n) - 1 for n in args.at.split(":"))
+                where = {**doc, "position": {"line": line, "character": column}}
+                try:
+                    answer = (client.request("textDocument/references", {**where, "context": {
+                        "includeDeclaration": True}}) if args.what == "references" else
+                        client.request("textDocument/rename", {**where, "newName": args.to}))
+                except ServerError as e:
+                    answer = {"refused": e.args[0]["message"]}
             else:
                 answer = [(d, client.request("textDocument/codeAction", {**doc, "range": d["range"],
                                                                           "context": {"diagnostics": [d]}}))
@@ -74,9 +89,25 @@ def main(argv: list[str] | None = None) -> int:
             start = s["location"]["range"]["start"]
             print(f"{SYMBOL_KINDS.get(s['kind'], s['kind'])} {s['name']}  "
                   f"{Path(s['location']['uri']).name}:{start['line'] + 1}:{start['character'] + 1}")
+    elif isinstance(answer, dict) and "refused" in answer:
+        print(f"refused: {answer['refused']}")
+    elif args.what == "references":
+        for r in answer or []:
+            _show_place(r["range"], lines)
+    elif args.what == "rename":
+        for edits in answer["changes"].values():
+            for e in sorted(edits, key=lambda e: (e["range"]["start"]["line"], e["range"]["start"]["character"])):
+                _show_place(e["range"], lines, e["newText"])
     else:
         _show_actions(answer, lines)
     return 0
+
+
+def _show_place(r: dict, lines: list[str], new: str | None = None) -> None:
+    line, start, end = r["start"]["line"], r["start"]["character"], r["end"]["character"]
+    text = lines[line]
+    marked = text[:start] + "[" + (text[start:end] if new is None else new) + "]" + text[end:]
+    print(f"{line + 1}:{start + 1}: {marked.strip()}")
 
 
 def _show_hints(hints: list[dict], lines: list[str], first: int, last: int) -> None:

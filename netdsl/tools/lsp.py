@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lsprotocol import types as t
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
@@ -39,7 +40,7 @@ from .. import __version__
 from ..diagnostics import Diagnostic
 from ..span import Span
 from ..syntax import ast
-from . import ide, inlay, symbols
+from . import ide, inlay, refs, symbols
 
 PAUSE = 0.01  # seconds before a change is checked: the requests sent with it are answered first
 DELAY = 0.03  # seconds: a change this soon after another waits as long for the next
@@ -98,6 +99,8 @@ def _guard(default=None):
         def run(ls: NetdslServer, *args):
             try:
                 return fn(ls, *args)
+            except JsonRpcException:
+                raise  # an answer of its own: the client shows its message
             except Exception:  # noqa: BLE001 - reported to the client's log instead
                 ls.window_log_message(t.LogMessageParams(
                     t.MessageType.Error, f"netdsl lsp: {fn.__name__} failed\n{traceback.format_exc()}"))
@@ -349,6 +352,26 @@ def _exact(span: Span, lines: Sequence[str], codec) -> t.Range:
     return codec.range_to_client_units(lines, rng)
 
 
+class _Refused(JsonRpcException):
+    """A rename refused, with the reason, which the editor shows (RequestFailed)."""
+
+    CODE = -32803
+
+
+def _named(ls: NetdslServer, uri: str, pos: t.Position):
+    """The syntax tree of the document's text now, the thing whose name is at ``pos``, and the
+    text; None where the text does not parse or no name is there."""
+    doc = ls.docs.get(uri)
+    if doc is None:
+        return None
+    now = ls.workspace.get_text_document(uri)
+    module = ide.parse_or_none(now.source, doc.filename)
+    if module is None:
+        return None
+    line, column = _position(ls, uri, pos)
+    return module, now, line, column, doc
+
+
 def _diagnostic(p: ide.Placed, lines: Sequence[str], codec) -> t.Diagnostic:
     d = p.diagnostic
     related = None
@@ -421,7 +444,7 @@ def make_server() -> NetdslServer:
     """The server, its features registered; ``start_io()`` runs it.
 
     >>> sorted(f for f in make_server().protocol.fm.features if f.startswith("textDocument/"))[:3]
-    ['textDocument/completion', 'textDocument/definition', 'textDocument/didChange']
+    ['textDocument/codeAction', 'textDocument/completion', 'textDocument/definition']
     """
     ls = NetdslServer()
 
@@ -536,6 +559,46 @@ def make_server() -> NetdslServer:
         uri = params.text_document.uri
         doc = ls.docs.get(uri)
         return _actions(ls, uri, doc, params.range) if doc is not None else None
+
+    @ls.feature(t.TEXT_DOCUMENT_REFERENCES)
+    @_guard()
+    def references(ls: NetdslServer, params: t.ReferenceParams):
+        found = _named(ls, params.text_document.uri, params.position)
+        if found is None:
+            return None
+        module, now, line, column, _ = found
+        thing = refs.at(module, now.source, line, column)
+        if thing is None:
+            return None
+        spans = thing.spans[1:] if thing.defined and not params.context.include_declaration else thing.spans
+        return [t.Location(now.uri, _exact(s, now.lines, now.position_codec)) for s in spans]
+
+    @ls.feature(t.TEXT_DOCUMENT_PREPARE_RENAME)
+    @_guard()
+    def prepare_rename(ls: NetdslServer, params: t.PrepareRenameParams):
+        found = _named(ls, params.text_document.uri, params.position)
+        if found is None:
+            return None
+        module, now, line, column, doc = found
+        try:
+            thing, here = refs.renamable(module, now.source, doc.filename, line, column)
+        except refs.Refused as e:
+            raise _Refused(str(e)) from None
+        return t.PrepareRenamePlaceholder(_exact(here, now.lines, now.position_codec), thing.name)
+
+    @ls.feature(t.TEXT_DOCUMENT_RENAME, t.RenameOptions(prepare_provider=True))
+    @_guard()
+    def rename(ls: NetdslServer, params: t.RenameParams):
+        found = _named(ls, params.text_document.uri, params.position)
+        if found is None:
+            raise _Refused("the file does not parse: rename waits until it does")
+        module, now, line, column, doc = found
+        try:
+            edits = refs.rename(module, now.source, doc.filename, line, column, params.new_name)
+        except refs.Refused as e:
+            raise _Refused(str(e)) from None
+        return t.WorkspaceEdit(changes={now.uri: [t.TextEdit(_exact(s, now.lines, now.position_codec), text)
+                                                  for s, text in edits]})
 
     @ls.feature(t.TEXT_DOCUMENT_FORMATTING)
     @_guard()

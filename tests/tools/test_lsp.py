@@ -16,7 +16,7 @@ import netdsl
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from lsp_client import TIMEOUT, Client  # noqa: E402
+from lsp_client import TIMEOUT, Client, ServerError  # noqa: E402
 
 SPEC = """\
 block unit(c, stride = 1) {
@@ -533,3 +533,88 @@ def _actions(client, uri, start, end):
     return client.request("textDocument/codeAction", {"textDocument": {"uri": uri}, "range": {
         "start": {"line": start[0], "character": start[1]}, "end": {"line": end[0], "character": end[1]}},
         "context": {"diagnostics": []}})
+
+
+NAMED = """\
+let base = 8
+
+block unit(c, stride = 1) {
+    conv: conv2d(c, 3, stride = stride, padding = 1)
+    act: relu
+    reuse act
+}
+
+network tiny(width = 2) {
+    input [3, 8, 8]
+    init conv.weight = zeros
+    stem: conv2d(base * width, 3, padding = 1) -> skip
+    unit(base * width, stride = 1) -> out
+    add(skip, out)
+}
+"""
+
+
+def _refs(client, uri, line, character, declaration=True):
+    got = client.request("textDocument/references", {
+        "textDocument": {"uri": uri}, "position": {"line": line, "character": character},
+        "context": {"includeDeclaration": declaration}})
+    return got and sorted(_start(r["range"]) + (r["range"]["end"]["character"],) for r in got)
+
+
+def _rename(client, uri, line, character, new):
+    return client.request("textDocument/rename", {
+        "textDocument": {"uri": uri}, "position": {"line": line, "character": character}, "newName": new})
+
+
+@pytest.mark.slow
+def test_references_follow_the_specs_scopes(client, tmp_path):
+    uri = client.open(tmp_path / "n.net", NAMED)
+    assert client.diagnostics(uri, 1) == []
+    # A block's parameter: its uses in the block, and the keyword of a call to the block.
+    assert _refs(client, uri, 2, 15) == [(2, 14, 20), (3, 32, 38), (12, 23, 29)]
+    assert _refs(client, uri, 12, 24, declaration=False) == [(3, 32, 38), (12, 23, 29)]
+    # A label: `reuse` of it, and an `init` of the network that reaches into the block.
+    assert _refs(client, uri, 5, 11) == [(4, 4, 7), (5, 10, 13)]
+    assert _refs(client, uri, 3, 5) == [(3, 4, 8), (10, 9, 13)]
+    # A named result, a top-level let, a block.
+    assert _refs(client, uri, 13, 9) == [(11, 50, 54), (13, 8, 12)]
+    assert _refs(client, uri, 0, 5) == [(0, 4, 8), (11, 17, 21), (12, 9, 13)]
+    assert _refs(client, uri, 12, 5) == [(2, 6, 10), (12, 4, 8)]
+    assert _refs(client, uri, 11, 12) is None  # `conv2d` is a layer kind, not a name of the spec
+
+
+@pytest.mark.slow
+def test_rename_edits_every_reference_or_says_why_not(client, tmp_path):
+    uri = client.open(tmp_path / "n.net", NAMED)
+    assert client.diagnostics(uri, 1) == []
+    prepared = client.request("textDocument/prepareRename", {
+        "textDocument": {"uri": uri}, "position": {"line": 10, "character": 10}})
+    assert prepared == {"range": {"start": {"line": 10, "character": 9}, "end": {"line": 10, "character": 13}},
+                        "placeholder": "conv"}
+    edit = _rename(client, uri, 10, 10, "conv1")
+    text = NAMED
+    for e in sorted(edit["changes"][uri], key=lambda e: _start(e["range"]), reverse=True):
+        text = _apply(text, e)
+    assert text == NAMED.replace("conv:", "conv1:").replace("init conv.", "init conv1.")
+    client.change(uri, text, 2)
+    assert client.diagnostics(uri, 2) == []
+
+    # Refused, with the reason the editor shows: a name taken in scope (renaming `width` to
+    # `base` would make `base * width` read the parameter twice), a keyword, not a name.
+    for line, character, new, reason in [(8, 14, "base", "already a name in scope"),
+                                         (8, 14, "for", "keyword"), (8, 14, "2x", "not a name"),
+                                         (11, 12, "conv3d", "no name to rename here")]:
+        with pytest.raises(ServerError) as e:
+            _rename(client, uri, line, character, new)
+        assert e.value.args[0]["code"] == -32803 and reason in e.value.args[0]["message"]
+
+    # A label of a reference spec netdsl ships: its state_dict keys are the reference's.
+    shipped = client.open(ROOT / "specs" / "resnet.net")
+    client.diagnostics(shipped, 1)
+    with pytest.raises(ServerError) as e:
+        client.request("textDocument/prepareRename", {
+            "textDocument": {"uri": shipped}, "position": {"line": 64, "character": 6}})
+    assert "state_dict" in e.value.args[0]["message"]
+    # Its parameters and blocks change no key: those it renames.
+    edit = _rename(client, shipped, 43, 17, "layers")
+    assert len(edit["changes"][shipped]) == 8
