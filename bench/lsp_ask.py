@@ -7,6 +7,8 @@ editor shows it: the transcripts of docs/editors.md, which its tests run.
     python bench/lsp_ask.py actions spec.net
     python bench/lsp_ask.py references specs/resnet.net --at 26:20
     python bench/lsp_ask.py rename specs/resnet.net --at 26:20 --to channels
+    python bench/lsp_ask.py complete spec.net --at 2:50 --top 5
+    python bench/lsp_ask.py signature spec.net --at 2:50
 
 It starts the server (bench/lsp_client.py), opens the file, waits for its
 diagnostics, sends one request and prints the answer: ``hints``, the lines with
@@ -14,7 +16,9 @@ their inlay hints written in ``‹ ›``; ``symbols``, the outline, indented as 
 nests; ``workspace-symbols QUERY``, one symbol a line; ``actions``, each quick fix
 of each diagnostic with the edit it makes; ``references`` and ``rename``, of the
 name at ``--at LINE:COLUMN`` (1-based), each place with its line, or why the
-rename is refused. ``--json`` prints the answer as it came.
+rename is refused; ``complete``, the first ``--top`` completions there in the
+editor's order, each with its kind and detail; ``signature``, the signature with
+the active parameter in ``[ ]``. ``--json`` prints the answer as it came.
 """
 
 from __future__ import annotations
@@ -29,18 +33,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lsp_client import Client, ServerError  # noqa: E402
 
+COMPLETION_KINDS = {7: "layer", 9: "block", 3: "function", 10: "argument", 12: "value", 6: "variable",
+                    5: "label", 14: "keyword"}
 SYMBOL_KINDS = {2: "module", 5: "class", 12: "function", 13: "variable", 14: "constant", 8: "field",
                 3: "namespace", 9: "constructor"}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["hints", "symbols", "workspace-symbols", "actions", "references", "rename"])
+    ap.add_argument("what", choices=["hints", "symbols", "workspace-symbols", "actions", "references", "rename",
+                                     "complete", "signature"])
     ap.add_argument("spec", type=Path)
     ap.add_argument("query", nargs="?", default="")
     ap.add_argument("--lines", help="FIRST-LAST, 1-based (hints: the range asked for; default all)")
     ap.add_argument("--at", help="LINE:COLUMN, 1-based: the name to find or rename")
     ap.add_argument("--to", help="the new name (rename)")
+    ap.add_argument("--top", type=int, default=10, help="how many completions to print")
     ap.add_argument("--json", action="store_true", help="print the answer as the server sent it")
     args = ap.parse_args(argv)
     path = args.spec.resolve()
@@ -63,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
                 answer = client.request("textDocument/documentSymbol", doc)
             elif args.what == "workspace-symbols":
                 answer = client.request("workspace/symbol", {"query": args.query})
+            elif args.what in ("complete", "signature"):
+                line, column = (int(n) - 1 for n in args.at.split(":"))
+                method = "textDocument/completion" if args.what == "complete" else "textDocument/signatureHelp"
+                answer = client.at(method, uri, line, column)
             elif args.what in ("references", "rename"):
                 line, column = (int(n) - 1 for n in args.at.split(":"))
                 where = {**doc, "position": {"line": line, "character": column}}
@@ -89,6 +101,23 @@ def main(argv: list[str] | None = None) -> int:
             start = s["location"]["range"]["start"]
             print(f"{SYMBOL_KINDS.get(s['kind'], s['kind'])} {s['name']}  "
                   f"{Path(s['location']['uri']).name}:{start['line'] + 1}:{start['character'] + 1}")
+    elif args.what == "complete":
+        items = sorted(answer["items"], key=lambda i: i.get("sortText", i["label"]))
+        for i in items[:args.top]:
+            print(f"{i['label']:<19} {COMPLETION_KINDS.get(i['kind'], i['kind']):<9} {i.get('detail') or ''}".rstrip())
+        if len(items) > args.top:
+            print(f"… {len(items) - args.top} more")
+    elif args.what == "signature":
+        if answer is None:
+            print("no signature here")
+        else:
+            sig, active = answer["signatures"][0], answer.get("activeParameter")
+            label = sig["label"]
+            if active is not None:
+                p = sig["parameters"][active]["label"]
+                at = label.index(p, label.index("("))
+                label = label[:at] + "[" + p + "]" + label[at + len(p):]
+            print(label)
     elif isinstance(answer, dict) and "refused" in answer:
         print(f"refused: {answer['refused']}")
     elif args.what == "references":

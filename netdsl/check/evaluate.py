@@ -757,6 +757,16 @@ _SCHEME_ARGS: dict[str, tuple] = {
 }
 
 
+def scheme_args(fn: str) -> tuple[tuple[str, Any, Any], ...]:
+    """An init scheme's arguments, in order: (name, default, what it takes), the default
+    None where it must be given, what it takes ``"num"`` or a tuple of the strings.
+
+    >>> [a[0] for a in scheme_args("kaiming_normal")]
+    ['a', 'mode', 'nonlinearity']
+    """
+    return _SCHEME_ARGS[fn]
+
+
 def _scheme(fn: str):
     spec = _SCHEME_ARGS[fn]
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from .. import api, ir
 from ..analysis.counts import COUNTED, TYPE_NAMES, analyse, layer_macs, layer_params, merge_macs, scope_type
 from ..check.checker import Checker
-from ..check.evaluate import BUILTINS, SIGNATURES
 from ..check.values import POISON, show
 from ..diagnostics import Diagnostic, NetdslError
 from ..ir.walk import children
@@ -657,46 +656,31 @@ def word_at(text: str, line: int, column: int) -> str | None:
 
 @dataclass(frozen=True)
 class Completion:
-    """One completion: ``kind`` is layer, block, function or argument."""
+    """One completion: ``kind`` is layer, block, function, argument, value, variable,
+    label or keyword; ``sort`` its place in the list ("" after the others)."""
 
     label: str
     kind: str
     detail: str = ""
     doc: str = ""
     insert: str | None = None
+    sort: str = ""
 
 
 def completions(text: str, idx: Index | None, line: int, column: int,
                 limits: Limits | None = None) -> list[Completion]:
-    """What may be typed at a position: inside a layer's or block's parentheses its
-    argument names first, and everywhere the layers, blocks and functions. In a text
-    over ``max_file_bytes``, which ``check`` refuses, the parentheses are not looked
-    for: that reads the text from its start, on every keystroke.
+    """What may be typed at a position (complete.py, without the names in scope): inside
+    a layer's or block's parentheses the arguments not given yet, in signature order,
+    and everywhere the layers, blocks and functions. In a text over
+    ``max_file_bytes``, which ``check`` refuses, the parentheses are not looked for:
+    that reads the text from its start, on every keystroke.
 
     >>> [c.label for c in completions("conv2d(8, ", None, 1, 11)][:3]
-    ['out_channels', 'kernel_size', 'stride']
+    ['kernel_size', 'stride', 'padding']
     """
-    items: list[Completion] = []
-    defs = idx.definitions if idx else {}
-    callee = None if _too_big(text, limits or Limits()) else open_call(text, line, column)
-    if callee in LAYERS:
-        for a in LAYERS[callee].args:
-            default = "" if a.default is REQUIRED else f" = {_show(a.default)}"
-            items.append(Completion(a.name, "argument", f"{callee}: {a.name}{default}", a.doc,
-                                    f"{a.name} = "))
-    elif callee in defs and defs[callee].kind in ("block", "network"):
-        for p in defs[callee].params:
-            name = p.partition("=")[0].strip()
-            items.append(Completion(name, "argument", f"{callee}: {p}", "", f"{name} = "))
-    for kind, sig in LAYERS.items():
-        items.append(Completion(kind, "layer", signature(kind), sig.doc))
-    for d in defs.values():
-        if d.kind == "block":
-            items.append(Completion(d.name, "block", f"block {d.name}({', '.join(d.params)})",
-                                    f"defined at {d.span.where()}"))
-    for name in BUILTINS:
-        items.append(Completion(name, "function", SIGNATURES.get(name, name)))
-    return items
+    from .complete import completions as complete  # which reads this module
+
+    return complete(text, idx, line, column, limits)
 
 
 def signature(kind: str) -> str:
@@ -724,11 +708,23 @@ def open_call(text: str, line: int, column: int) -> str | None:
     >>> open_call('f("(", # (\\n a', 2, 3)
     'f'
     """
+    found = call_before(text, line, column)
+    return found[0] if found else None
+
+
+def call_before(text: str, line: int, column: int) -> tuple[str | None, str, str] | None:
+    """The innermost bracket open at a position: the name before it (None for a bracket
+    that is not a call's), the text from just after it to the position, and the bracket;
+    None outside any bracket.
+
+    >>> call_before("conv2d(8, [3, 3], stride = ", 1, 28)
+    ('conv2d', '8, [3, 3], stride = ', '(')
+    """
     lines = text.split("\n")
     if not 0 < line <= len(lines):
         return None
     head = "\n".join(lines[:line - 1] + [lines[line - 1][:max(0, column - 1)]])
-    stack: list[str | None] = []
+    stack: list[tuple[str | None, int]] = []
     i, n = 0, len(head)
     while i < n:
         ch = head[i]
@@ -741,10 +737,13 @@ def open_call(text: str, line: int, column: int) -> str | None:
                 i += 2 if head[i] == "\\" else 1
         elif ch == "(":
             m = re.search(r"([A-Za-z_][A-Za-z_0-9]*)\s*$", head[max(0, i - 200):i])
-            stack.append(m.group(1) if m else None)
+            stack.append((m.group(1) if m else None, i + 1))
         elif ch in "[{":
-            stack.append(None)
+            stack.append((None, i + 1))
         elif ch in ")]}" and stack:
             stack.pop()
         i += 1
-    return stack[-1] if stack else None
+    if not stack:
+        return None
+    name, after = stack[-1]
+    return name, head[after:], head[after - 1]

@@ -40,7 +40,7 @@ from .. import __version__
 from ..diagnostics import Diagnostic
 from ..span import Span
 from ..syntax import ast
-from . import ide, inlay, refs, symbols
+from . import complete, ide, inlay, refs, signature, symbols
 
 PAUSE = 0.01  # seconds before a change is checked: the requests sent with it are answered first
 DELAY = 0.03  # seconds: a change this soon after another waits as long for the next
@@ -194,6 +194,19 @@ def _index(doc: _Document | None, text: str) -> ide.Index | None:
     if doc is not None and doc.index is None and doc.last is None:
         doc.index = ide.index(text, doc.filename, doc.base)
     return doc.index if doc is not None else None
+
+
+def _scope(doc: _Document | None, text: str, line: int) -> list[refs.Thing]:
+    """The names in scope on ``line`` of ``text``: from the last text that parsed (the one
+    being typed seldom does), at the line that was where this one is, or above it."""
+    if doc is None or doc.parsed is None:
+        return []
+    old, module = doc.parsed
+    if old != text:
+        kept = ide.lines_kept(old, text)
+        moved = {new: was for was, new in kept.items()}
+        line = next((moved[n] for n in range(line, 0, -1) if n in moved), 0)
+    return refs.in_scope(module, old, line)
 
 
 def _hover(doc: _Document, text: str, line: int) -> str | None:
@@ -437,7 +450,9 @@ def _position(ls: NetdslServer, uri: str, pos: t.Position) -> tuple[int, int]:
 
 
 _KINDS = {"layer": t.CompletionItemKind.Class, "block": t.CompletionItemKind.Module,
-          "function": t.CompletionItemKind.Function, "argument": t.CompletionItemKind.Property}
+          "function": t.CompletionItemKind.Function, "argument": t.CompletionItemKind.Property,
+          "value": t.CompletionItemKind.Value, "variable": t.CompletionItemKind.Variable,
+          "label": t.CompletionItemKind.Field, "keyword": t.CompletionItemKind.Keyword}
 
 
 def make_server() -> NetdslServer:
@@ -515,12 +530,27 @@ def make_server() -> NetdslServer:
         uri = params.text_document.uri
         line, column = _position(ls, uri, params.position)
         text = ls.workspace.get_text_document(uri).source
-        items = ide.completions(text, _index(ls.docs.get(uri), text), line, column)
+        doc = ls.docs.get(uri)
+        items = complete.completions(text, _index(doc, text), line, column, scope=_scope(doc, text, line))
         return t.CompletionList(is_incomplete=False, items=[
             t.CompletionItem(c.label, kind=_KINDS[c.kind], detail=c.detail or None,
-                             documentation=c.doc or None, insert_text=c.insert,
-                             sort_text=("0" if c.kind == "argument" else "1") + c.label)
+                             documentation=c.doc or None, insert_text=c.insert, sort_text=c.sort or "9" + c.label)
             for c in items])
+
+    @ls.feature(t.TEXT_DOCUMENT_SIGNATURE_HELP, t.SignatureHelpOptions(trigger_characters=["(", ","],
+                                                                       retrigger_characters=["="]))
+    @_guard()
+    def signature_help(ls: NetdslServer, params: t.SignatureHelpParams):
+        uri = params.text_document.uri
+        line, column = _position(ls, uri, params.position)
+        text = ls.workspace.get_text_document(uri).source
+        found = signature.signature_help(text, _index(ls.docs.get(uri), text), line, column)
+        if found is None:
+            return None
+        return t.SignatureHelp([t.SignatureInformation(
+            found.label, documentation=found.doc or None, active_parameter=found.active,
+            parameters=[t.ParameterInformation(p.label, documentation=p.doc or None) for p in found.params])],
+            active_signature=0, active_parameter=found.active)
 
     @ls.feature(t.TEXT_DOCUMENT_INLAY_HINT, t.InlayHintOptions(resolve_provider=False))
     @_guard()

@@ -446,3 +446,35 @@ def _moved(spans: list[Span], grow: int) -> list[tuple[int, int]]:
         before = sum(1 for o in spans if o.line == s.line and o.column < s.column)
         out.append((s.line, s.column + before * grow))
     return out
+
+
+# ---------------------------------------------------------------- names in scope
+
+def in_scope(module: ast.Module, text: str, line: int) -> list[Thing]:
+    """The names a statement on ``line`` may use, as completion offers them: the file's
+    blocks, networks and top-level ``let``s; in the definition around the line, its
+    parameters, its labels, and the ``let``s and loop variables written above the line.
+
+    >>> from netdsl.syntax.parser import parse
+    >>> text = ("let w = 4\\nblock b(c) {\\n    let h = c\\n    conv: conv2d(h, 3)\\n}\\n"
+    ...         "network n() { input [3, 8, 8]\\n b(w) }")
+    >>> [(t.name, t.kind) for t in in_scope(parse(text, None), text, 4)]
+    [('w', 'let'), ('b', 'block'), ('c', 'parameter'), ('n', 'network'), ('h', 'let'), ('conv', 'label')]
+    """
+    from .symbols import outline  # the outline knows where each definition ends
+
+    around = [s.span for s in outline(module, text)
+              if s.kind in ("block", "network") and s.span.line <= line <= (s.span.end_line or s.span.line)]
+    tops = {(i.span.line, i.span.column) for i in module.items if isinstance(i, ast.Let)}
+    out = []
+    for t in things(module, text):
+        if not t.defined:
+            continue
+        at = t.spans[0]
+        if t.kind in ("block", "network") or (t.kind == "let" and (at.line, at.column) in tops):
+            out.append(t)
+        elif around and around[0].line <= at.line <= (around[0].end_line or at.line) and (
+                t.kind in ("parameter", "label") or at.line < line):
+            out.append(t)
+    return out
+

@@ -274,14 +274,86 @@ def test_completion_of_layers_blocks_and_their_arguments(client, tmp_path):
     assert client.diagnostics(uri, 2)  # half typed: an error, and completion still works
     items = client.at("textDocument/completion", uri, 10, 17)["items"]
     args = {i["label"]: i for i in items if i["kind"] == 10}  # Property
-    assert list(args)[:3] == ["out_channels", "kernel_size", "stride"]
+    # In the signature's order, as the editor sorts them; those given by position left out.
+    assert list(args)[:3] == ["stride", "padding", "dilation"]
+    assert sorted(args, key=lambda a: args[a]["sortText"])[:3] == ["stride", "padding", "dilation"]
     assert args["padding"]["insertText"] == "padding = "
     assert "unit" in {i["label"] for i in items}
 
     client.change(uri, FIXED.replace("    flatten\n", "    unit(4, \n"), 3)
     client.diagnostics(uri, 3)
     items = client.at("textDocument/completion", uri, 10, 12)["items"]
-    assert [i["label"] for i in items if i["kind"] == 10] == ["c", "stride"]
+    assert [i["label"] for i in items if i["kind"] == 10] == ["stride"]
+
+
+TYPED = """\
+block unit(c, stride = 1) {
+    conv: conv2d(c, 3, stride = stride)
+    act: relu
+    reuse act
+}
+
+network tiny(width = 2) {
+    input [3, 8, 8]
+    let w = 4 * width
+    init conv.weight = kaiming_normal()
+    unit(w, stride = 1)
+    conv2d(8, 3, bias = false)
+}
+"""
+
+
+def _labels(client, uri, line, character, kind=None):
+    items = client.at("textDocument/completion", uri, line, character)["items"]
+    items = sorted(items, key=lambda i: i["sortText"])
+    return [i["label"] for i in items if kind is None or i["kind"] == kind]
+
+
+@pytest.mark.slow
+def test_completion_knows_values_schemes_keywords_and_names_in_scope(client, tmp_path):
+    uri = client.open(tmp_path / "t.net", TYPED)
+    assert client.diagnostics(uri, 1) == []
+    # After `bias = `: values, the default first, and no argument names.
+    assert _labels(client, uri, 11, 24)[:2] == ["true", "false"]
+    assert _labels(client, uri, 11, 24, kind=10) == []
+    # After `stride = ` in a call of the block: its default, then the names in scope.
+    got = _labels(client, uri, 10, 20)
+    assert got[0] == "1" and {"w", "width"} <= set(got) and "conv2d" not in got
+    # After `init conv.weight = `: the init schemes only, with their arguments.
+    items = client.at("textDocument/completion", uri, 9, 23)["items"]
+    assert {i["label"] for i in items} == {"kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform",
+                                           "normal", "uniform", "trunc_normal", "constant", "zeros", "ones"}
+    assert next(i for i in items if i["label"] == "kaiming_normal")["detail"] == \
+        'kaiming_normal(a = 0.0, mode = "fan_in", nonlinearity = "leaky_relu")'
+    # After `reuse `: the labels of the block.
+    assert _labels(client, uri, 3, 10) == ["conv", "act"]
+    # At a statement's start: keywords, layers, blocks and the names in scope (not the
+    # block's names in the network).
+    got = _labels(client, uri, 11, 4)
+    assert {"residual", "let", "reuse", "conv2d", "unit", "w", "width"} <= set(got)
+    assert "stride" not in got and "and" not in got
+    assert got.index("unit") < got.index("conv2d") < got.index("residual")
+
+
+@pytest.mark.slow
+def test_signature_help_shows_the_argument_being_typed_and_its_default(client, tmp_path):
+    uri = client.open(tmp_path / "t.net", TYPED)
+    assert client.diagnostics(uri, 1) == []
+    # Half typed: the text does not parse, and the blocks are those of the last that did.
+    client.change(uri, TYPED.replace("    conv2d(8, 3, bias = false)\n", "    conv2d(8, 3, padding = \n"), 2)
+    assert client.diagnostics(uri, 2)
+
+    def help_at(line, character):
+        return client.at("textDocument/signatureHelp", uri, line, character)
+
+    got = help_at(11, 27)
+    (sig,) = got["signatures"]
+    assert sig["label"].startswith("conv2d(out_channels, kernel_size, stride = 1, padding = 0, ")
+    assert got["activeParameter"] == 3 and sig["parameters"][3]["label"] == "padding = 0"
+    assert help_at(11, 14)["activeParameter"] == 1  # on the second positional argument: kernel_size
+    got = help_at(10, 9)  # in `unit(w, `: the block's own parameters
+    assert got["signatures"][0]["label"] == "unit(c, stride = 1)" and got["activeParameter"] == 0
+    assert help_at(7, 10) is None  # not in a call
 
 
 @pytest.mark.slow
