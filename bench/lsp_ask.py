@@ -9,6 +9,7 @@ editor shows it: the transcripts of docs/editors.md, which its tests run.
     python bench/lsp_ask.py rename specs/resnet.net --at 26:20 --to channels
     python bench/lsp_ask.py complete spec.net --at 2:50 --top 5
     python bench/lsp_ask.py signature spec.net --at 2:50
+    python bench/lsp_ask.py tokens specs/resnet.net --lines 29-29
 
 It starts the server (bench/lsp_client.py), opens the file, waits for its
 diagnostics, sends one request and prints the answer: ``hints``, the lines with
@@ -18,7 +19,8 @@ of each diagnostic with the edit it makes; ``references`` and ``rename``, of the
 name at ``--at LINE:COLUMN`` (1-based), each place with its line, or why the
 rename is refused; ``complete``, the first ``--top`` completions there in the
 editor's order, each with its kind and detail; ``signature``, the signature with
-the active parameter in ``[ ]``. ``--json`` prints the answer as it came.
+the active parameter in ``[ ]``; ``tokens``, each semantic token of the lines
+with its type and modifiers. ``--json`` prints the answer as it came.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ SYMBOL_KINDS = {2: "module", 5: "class", 12: "function", 13: "variable", 14: "co
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("what", choices=["hints", "symbols", "workspace-symbols", "actions", "references", "rename",
-                                     "complete", "signature"])
+                                     "complete", "signature", "tokens"])
     ap.add_argument("spec", type=Path)
     ap.add_argument("query", nargs="?", default="")
     ap.add_argument("--lines", help="FIRST-LAST, 1-based (hints: the range asked for; default all)")
@@ -58,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         client = Client(Path(scratch))
         try:
-            client.request("initialize", {"processId": os.getpid(), "rootUri": path.parent.as_uri(),
-                                          "capabilities": {"general": {"positionEncodings": ["utf-32"]}}})
+            caps = client.request("initialize", {"processId": os.getpid(), "rootUri": path.parent.as_uri(),
+                                                 "capabilities": {"general": {"positionEncodings": ["utf-32"]}}})
+            legend = caps["capabilities"].get("semanticTokensProvider", {}).get("legend")
             client.notify("initialized", {})
             uri = client.open(path)
             diagnostics = client.diagnostics(uri, 1)
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                 answer = client.request("textDocument/documentSymbol", doc)
             elif args.what == "workspace-symbols":
                 answer = client.request("workspace/symbol", {"query": args.query})
+            elif args.what == "tokens":
+                answer = client.request("textDocument/semanticTokens/full", doc)
             elif args.what in ("complete", "signature"):
                 line, column = (int(n) - 1 for n in args.at.split(":"))
                 method = "textDocument/completion" if args.what == "complete" else "textDocument/signatureHelp"
@@ -101,6 +106,16 @@ def main(argv: list[str] | None = None) -> int:
             start = s["location"]["range"]["start"]
             print(f"{SYMBOL_KINDS.get(s['kind'], s['kind'])} {s['name']}  "
                   f"{Path(s['location']['uri']).name}:{start['line'] + 1}:{start['character'] + 1}")
+    elif args.what == "tokens":
+        row, start = 0, 0
+        data = answer["data"]
+        for i in range(0, len(data), 5):
+            dl, ds, length, typ, mods = data[i:i + 5]
+            row, start = row + dl, (start + ds if dl == 0 else ds)
+            if first <= row + 1 <= last:
+                names = [m for b, m in enumerate(legend["tokenModifiers"]) if mods >> b & 1]
+                word = lines[row][start:start + length]
+                print(f"{row + 1}:{start + 1:<4} {word:<12} {' '.join([legend['tokenTypes'][typ], *names])}")
     elif args.what == "complete":
         items = sorted(answer["items"], key=lambda i: i.get("sortText", i["label"]))
         for i in items[:args.top]:

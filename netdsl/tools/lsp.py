@@ -5,8 +5,8 @@ and answers from ide.py and the modules beside it: diagnostics as you type (thos
 of ``netdsl check``), hover with shapes, parameters and MACs, inlay hints of
 shapes and repetition counts (inlay.py), the outline and the workspace's names
 (symbols.py), quick fixes (the edits diagnostics propose, ``Diagnostic.fixes``),
-go-to-definition across imports, and completion of layers, blocks and their
-arguments. This module only converts
+references and rename (refs.py), semantic tokens (tokens.py), signature help
+(signature.py), go-to-definition across imports, and completion (complete.py). This module only converts
 between the protocol and netdsl's positions, and keeps one state per open
 document. A spec error is a diagnostic; an exception in netdsl is logged and
 answered with nothing, so no request can stop the server.
@@ -38,9 +38,10 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from .. import __version__
 from ..diagnostics import Diagnostic
+from ..limits import Limits
 from ..span import Span
 from ..syntax import ast
-from . import complete, ide, inlay, refs, signature, symbols
+from . import complete, ide, inlay, refs, signature, symbols, tokens
 
 PAUSE = 0.01  # seconds before a change is checked: the requests sent with it are answered first
 DELAY = 0.03  # seconds: a change this soon after another waits as long for the next
@@ -629,6 +630,25 @@ def make_server() -> NetdslServer:
             raise _Refused(str(e)) from None
         return t.WorkspaceEdit(changes={now.uri: [t.TextEdit(_exact(s, now.lines, now.position_codec), text)
                                                   for s, text in edits]})
+
+    @ls.feature(t.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, t.SemanticTokensLegend(
+        token_types=list(tokens.TYPES), token_modifiers=list(tokens.MODIFIERS)))
+    @_guard()
+    def semantic_tokens(ls: NetdslServer, params: t.SemanticTokensParams):
+        uri = params.text_document.uri
+        doc = ls.docs.get(uri)
+        now = ls.workspace.get_text_document(uri)
+        if doc is None or ide._too_big(now.source, Limits()):
+            return t.SemanticTokens(data=[])
+        lines, codec = now.lines, now.position_codec
+
+        def units(line: int, column: int, length: int) -> tuple[int, int]:
+            text = lines[line - 1]
+            start = codec.position_to_client_units(lines, t.Position(line - 1, column - 1)).character
+            return start, codec.client_num_units(text[column - 1:column - 1 + length])
+
+        found = tokens.tokens(now.source, ide.parse_or_none(now.source, doc.filename))
+        return t.SemanticTokens(data=tokens.encode(found, units))
 
     @ls.feature(t.TEXT_DOCUMENT_FORMATTING)
     @_guard()

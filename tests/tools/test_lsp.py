@@ -418,8 +418,9 @@ def _hints(client, uri, first=0, last=100):
 
 def _initialize(tmp_path, capabilities):
     c = Client(tmp_path)
-    c.request("initialize", {"processId": os.getpid(), "rootUri": tmp_path.as_uri(),
-                             "capabilities": capabilities})
+    caps = c.request("initialize", {"processId": os.getpid(), "rootUri": tmp_path.as_uri(),
+                                    "capabilities": capabilities})["capabilities"]
+    c.legend = caps.get("semanticTokensProvider", {}).get("legend")
     c.notify("initialized", {})
     return c
 
@@ -690,3 +691,41 @@ def test_rename_edits_every_reference_or_says_why_not(client, tmp_path):
     # Its parameters and blocks change no key: those it renames.
     edit = _rename(client, shipped, 43, 17, "layers")
     assert len(edit["changes"][shipped]) == 8
+
+
+def _decode(data: list[int], legend: dict) -> list[tuple]:
+    """The protocol's relative encoding back to (line, start, length, type, modifiers)."""
+    out, line, start = [], 0, 0
+    for i in range(0, len(data), 5):
+        dl, ds, length, typ, mods = data[i:i + 5]
+        line, start = line + dl, (start + ds if dl == 0 else ds)
+        out.append((line, start, length, legend["tokenTypes"][typ],
+                    tuple(m for b, m in enumerate(legend["tokenModifiers"]) if mods >> b & 1)))
+    return out
+
+
+@pytest.mark.slow
+def test_semantic_tokens_class_each_word_by_what_it_names(tmp_path):
+    client = _initialize(tmp_path, {})
+    try:
+        text = NAMED.replace("let base = 8\n", 'let base = 8\nlet e = "😀"; let f = e  # 😀\n')
+        uri = client.open(tmp_path / "n.net", text)
+        assert client.diagnostics(uri, 1) == []
+        got = _decode(client.request("textDocument/semanticTokens/full", {"textDocument": {"uri": uri}})["data"],
+                      client.legend)
+        at = {(line, start): (length, typ, mods) for line, start, length, typ, mods in got}
+        assert at[(0, 0)] == (3, "keyword", ())
+        assert at[(0, 4)] == (4, "variable", ("declaration",))
+        assert at[(1, 8)] == (4, "string", ())  # the emoji counts two UTF-16 units
+        assert at[(1, 14)] == (3, "keyword", ()) and at[(1, 22)] == (1, "variable", ())
+        assert at[(1, 25)] == (4, "comment", ())
+        assert at[(3, 6)] == (4, "class", ("declaration",))  # block unit
+        assert at[(3, 11)] == (1, "parameter", ("declaration",))
+        assert at[(4, 4)] == (4, "property", ("declaration",))  # the label conv
+        assert at[(4, 10)] == (6, "function", ("defaultLibrary",))  # conv2d
+        assert at[(4, 23)] == (6, "parameter", ())  # the argument name stride
+        assert at[(11, 9)] == (4, "property", ())  # init conv.weight: the label
+        assert at[(12, 47)] == (2, "operator", ()) and at[(12, 50)] == (4, "variable", ("declaration",))  # -> skip
+        assert at[(13, 4)] == (4, "class", ())  # unit, used
+    finally:
+        client.close()
