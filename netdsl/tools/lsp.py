@@ -210,6 +210,19 @@ def _scope(doc: _Document | None, text: str, line: int) -> list[refs.Thing]:
     return refs.in_scope(module, old, line)
 
 
+def _importers(ls: NetdslServer, changed: set[Path]) -> list[str]:
+    """The open documents that import one of the ``changed`` files, directly or not (and
+    those whose imports are not known, their text having never parsed); not the changed
+    files themselves, whose text is the editor's."""
+    out = []
+    for uri, doc in ls.docs.items():
+        if doc.filename is not None and ide._resolve(doc.filename) in changed:
+            continue
+        if doc.index is None or any(path in changed for path in doc.index.origin):
+            out.append(uri)
+    return out
+
+
 def _hover(doc: _Document, text: str, line: int) -> str | None:
     """A hover on ``line`` of ``text``, the document's text now: from the last check, and
     where that says nothing there (its text has errors), from the last text that
@@ -463,6 +476,25 @@ def make_server() -> NetdslServer:
     ['textDocument/codeAction', 'textDocument/completion', 'textDocument/definition']
     """
     ls = NetdslServer()
+
+    @ls.feature(t.INITIALIZED)
+    @_guard()
+    def initialized(ls: NetdslServer, params: t.InitializedParams):
+        # Imports are read from disk: to see them change, ask the editor to say when a spec
+        # file does (the protocol lets a server ask only this way, where the client can).
+        caps = ls.client_capabilities.workspace
+        watched = caps.did_change_watched_files if caps is not None else None
+        if watched is not None and watched.dynamic_registration:
+            ls.client_register_capability(t.RegistrationParams([t.Registration(
+                "netdsl-watch", t.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                t.DidChangeWatchedFilesRegistrationOptions([t.FileSystemWatcher("**/*.net")]))]))
+
+    @ls.feature(t.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    @_guard()
+    def did_change_watched_files(ls: NetdslServer, params: t.DidChangeWatchedFilesParams):
+        changed = {ide._resolve(p) for c in params.changes if (p := to_fs_path(c.uri)) is not None}
+        for uri in _importers(ls, changed):
+            _schedule(ls, uri, 0)
 
     @ls.feature(t.TEXT_DOCUMENT_DID_OPEN)
     @_guard()

@@ -729,3 +729,38 @@ def test_semantic_tokens_class_each_word_by_what_it_names(tmp_path):
         assert at[(13, 4)] == (4, "class", ())  # unit, used
     finally:
         client.close()
+
+
+@pytest.mark.slow
+def test_a_change_on_disk_to_an_imported_file_checks_its_importers_again(tmp_path):
+    client = _initialize(tmp_path, {"workspace": {"didChangeWatchedFiles": {"dynamicRegistration": True}}})
+    try:
+        (tmp_path / "lib").mkdir()
+        lib = tmp_path / "lib" / "blocks.net"
+        lib.write_text("block double(c) {\n    conv2d(2 * c, 1)\n}\n")
+        mid = tmp_path / "mid.net"
+        mid.write_text('import "lib/blocks.net"\n')
+        other = tmp_path / "other.net"
+        other.write_text("block b() { relu }\n")
+        main = client.open(tmp_path / "main.net", 'import "mid.net"\n\nnetwork m() {\n    input [3, 8, 8]\n'
+                                                  '    double(4)\n}\n')
+        alone = client.open(other)
+        assert client.diagnostics(main, 1) == [] and client.diagnostics(alone, 1) == []
+        # The server asked to be told of every spec file's changes.
+        (reg,) = [m for m in client.asked if m["method"] == "client/registerCapability"]
+        (registration,) = reg["params"]["registrations"]
+        assert registration["method"] == "workspace/didChangeWatchedFiles"
+        assert registration["registerOptions"]["watchers"] == [{"globPattern": "**/*.net"}]
+
+        # A file imported through another changes on disk: the file importing it is
+        # checked again, the file that does not import it is not.
+        lib.write_text("block double(c) {\n    conv2d(2 * c, 1)\n    reluu\n}\n")
+        client.notify("workspace/didChangeWatchedFiles", {"changes": [{"uri": lib.as_uri(), "type": 2}]})
+        (got,) = client.diagnostics(main, 1)
+        assert got["code"] == "E0102" and "blocks.net:3:5" in got["message"]
+        lib.write_text("block double(c) {\n    conv2d(2 * c, 1)\n}\n")
+        client.notify("workspace/didChangeWatchedFiles", {"changes": [{"uri": lib.as_uri(), "type": 2}]})
+        assert client.diagnostics(main, 1) == []
+        assert _published(client, alone) == []
+    finally:
+        client.close()
