@@ -70,6 +70,7 @@ class _Document:
     good: _Version | None = None
     index: ide.Index | None = None
     parsed: tuple[str, ast.Module] | None = None
+    scopes: refs.Scopes | None = None  # of the text ``parsed`` holds, once asked for
 
 
 class NetdslServer(LanguageServer):
@@ -207,7 +208,9 @@ def _scope(doc: _Document | None, text: str, line: int) -> list[refs.Thing]:
         kept = ide.lines_kept(old, text)
         moved = {new: was for was, new in kept.items()}
         line = next((moved[n] for n in range(line, 0, -1) if n in moved), 0)
-    return refs.in_scope(module, old, line)
+    if doc.scopes is None or doc.scopes.text is not old:
+        doc.scopes = refs.Scopes(module, old)
+    return doc.scopes.at(line)
 
 
 def _importers(ls: NetdslServer, changed: set[Path]) -> list[str]:

@@ -461,20 +461,31 @@ def in_scope(module: ast.Module, text: str, line: int) -> list[Thing]:
     >>> [(t.name, t.kind) for t in in_scope(parse(text, None), text, 4)]
     [('w', 'let'), ('b', 'block'), ('c', 'parameter'), ('n', 'network'), ('h', 'let'), ('conv', 'label')]
     """
-    from .symbols import outline  # the outline knows where each definition ends
+    return Scopes(module, text).at(line)
 
-    around = [s.span for s in outline(module, text)
-              if s.kind in ("block", "network") and s.span.line <= line <= (s.span.end_line or s.span.line)]
-    tops = {(i.span.line, i.span.column) for i in module.items if isinstance(i, ast.Let)}
-    out = []
-    for t in things(module, text):
-        if not t.defined:
-            continue
-        at = t.spans[0]
-        if t.kind in ("block", "network") or (t.kind == "let" and (at.line, at.column) in tops):
-            out.append(t)
-        elif around and around[0].line <= at.line <= (around[0].end_line or at.line) and (
-                t.kind in ("parameter", "label") or at.line < line):
-            out.append(t)
-    return out
 
+class Scopes:
+    """The names of a parsed text, read once, for ``in_scope`` at any line (completion
+    asks at every keystroke)."""
+
+    def __init__(self, module: ast.Module, text: str):
+        from .symbols import outline  # the outline knows where each definition ends
+
+        self.text = text
+        self.definitions = [s.span for s in outline(module, text) if s.kind in ("block", "network")]
+        tops = {(i.span.line, i.span.column) for i in module.items if isinstance(i, ast.Let)}
+        self.things = [t for t in things(module, text) if t.defined]
+        self.tops = [t for t in self.things if t.kind in ("block", "network")
+                     or (t.kind == "let" and (t.spans[0].line, t.spans[0].column) in tops)]
+
+    def at(self, line: int) -> list[Thing]:
+        around = [s for s in self.definitions if s.line <= line <= (s.end_line or s.line)]
+        out = []
+        for t in self.things:
+            at = t.spans[0]
+            if t in self.tops:
+                out.append(t)
+            elif around and around[0].line <= at.line <= (around[0].end_line or at.line) and (
+                    t.kind in ("parameter", "label") or at.line < line):
+                out.append(t)
+        return out
