@@ -764,3 +764,15 @@ def test_a_change_on_disk_to_an_imported_file_checks_its_importers_again(tmp_pat
         assert _published(client, alone) == []
     finally:
         client.close()
+
+
+def test_the_server_never_imports_torch():
+    # Its modules (and every feature module they load) stay light: an editor starts it often.
+    pytest.importorskip("pygls")
+    code = ("import sys, netdsl.tools.lsp as l; l.make_server(); "
+            "import netdsl.tools.complete, netdsl.tools.tokens, netdsl.tools.refs, netdsl.tools.symbols; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'fvcore')))")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
