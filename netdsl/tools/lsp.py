@@ -204,12 +204,12 @@ def _scope(doc: _Document | None, text: str, line: int) -> list[refs.Thing]:
     if doc is None or doc.parsed is None:
         return []
     old, module = doc.parsed
+    if doc.scopes is None or doc.scopes.text is not old:  # once per text that parsed
+        doc.scopes = refs.Scopes(module, old)
     if old != text:
         kept = ide.lines_kept(old, text)
         moved = {new: was for was, new in kept.items()}
         line = next((moved[n] for n in range(line, 0, -1) if n in moved), 0)
-    if doc.scopes is None or doc.scopes.text is not old:
-        doc.scopes = refs.Scopes(module, old)
     return doc.scopes.at(line)
 
 

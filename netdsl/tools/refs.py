@@ -469,10 +469,10 @@ class Scopes:
     asks at every keystroke)."""
 
     def __init__(self, module: ast.Module, text: str):
-        from .symbols import outline  # the outline knows where each definition ends
+        from .symbols import extents  # where each definition ends
 
         self.text = text
-        self.definitions = [s.span for s in outline(module, text) if s.kind in ("block", "network")]
+        self.definitions = extents(module, text)
         tops = {(i.span.line, i.span.column) for i in module.items if isinstance(i, ast.Let)}
         self.things = [t for t in things(module, text) if t.defined]
         self.tops = [t for t in self.things if t.kind in ("block", "network")
