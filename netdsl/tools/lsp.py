@@ -388,6 +388,15 @@ class _Refused(JsonRpcException):
     CODE = -32803
 
 
+def _protected(ls: NetdslServer) -> tuple[Path, ...]:
+    """The folders whose labels are not renamed: the shipped specs, unless the client can
+    ask the user to confirm an edit (then the rename is annotated as needing it)."""
+    caps = ls.client_capabilities.workspace
+    edits = caps.workspace_edit if caps is not None else None
+    confirms = edits is not None and edits.document_changes and edits.change_annotation_support is not None
+    return () if confirms else refs.SHIPPED
+
+
 def _named(ls: NetdslServer, uri: str, pos: t.Position):
     """The syntax tree of the document's text now, the thing whose name is at ``pos``, and the
     text; None where the text does not parse or no name is there."""
@@ -647,7 +656,7 @@ def make_server() -> NetdslServer:
             return None
         module, now, line, column, doc = found
         try:
-            thing, here = refs.renamable(module, now.source, doc.filename, line, column)
+            thing, here = refs.renamable(module, now.source, doc.filename, line, column, _protected(ls))
         except refs.Refused as e:
             raise _Refused(str(e)) from None
         return t.PrepareRenamePlaceholder(_exact(here, now.lines, now.position_codec), thing.name)
@@ -660,11 +669,23 @@ def make_server() -> NetdslServer:
             raise _Refused("the file does not parse: rename waits until it does")
         module, now, line, column, doc = found
         try:
-            edits = refs.rename(module, now.source, doc.filename, line, column, params.new_name)
+            edits = refs.rename(module, now.source, doc.filename, line, column, params.new_name, _protected(ls))
         except refs.Refused as e:
             raise _Refused(str(e)) from None
-        return t.WorkspaceEdit(changes={now.uri: [t.TextEdit(_exact(s, now.lines, now.position_codec), text)
-                                                  for s, text in edits]})
+        thing = refs.at(module, now.source, line, column)
+        at_stake = refs.keys_at_stake(thing, doc.filename) if thing is not None else None
+        if at_stake is None:
+            return t.WorkspaceEdit(changes={now.uri: [t.TextEdit(_exact(s, now.lines, now.position_codec), text)
+                                                      for s, text in edits]})
+        # The client asks the user first: the edit is annotated as needing confirmation.
+        return t.WorkspaceEdit(
+            document_changes=[t.TextDocumentEdit(t.OptionalVersionedTextDocumentIdentifier(now.uri, now.version), [
+                t.AnnotatedTextEdit(annotation_id="state_dict", range=_exact(s, now.lines, now.position_codec),
+                                    new_text=text)
+                for s, text in edits])],
+            change_annotations={"state_dict": t.ChangeAnnotation(
+                "changes state_dict keys of a reference spec", needs_confirmation=True,
+                description=at_stake + ": weights saved from it, or from the reference, no longer load")})
 
     @ls.feature(t.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, t.SemanticTokensLegend(
         token_types=list(tokens.TYPES), token_modifiers=list(tokens.MODIFIERS)))

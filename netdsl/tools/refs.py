@@ -379,16 +379,24 @@ def renamable(module: ast.Module, text: str, filename: str | None, line: int, co
                       "named result")
     if not thing.defined:
         raise Refused(f"`{thing.name}` is not defined in this file: rename it where it is defined")
-    if thing.kind == "label" and filename is not None and _under(filename, protected):
-        raise Refused(f"`{thing.name}` is a label of a reference spec shipped with netdsl: it names the module, "
-                      "and so its `state_dict` keys, which match the reference implementation's weights; "
-                      "copy the spec to rename it")
+    at_stake = keys_at_stake(thing, filename, protected)
+    if at_stake is not None:
+        raise Refused(at_stake + "; copy the spec to rename it")
     if thing.shared:
         s = thing.shared[0]
         raise Refused(f"the `init` at {s.line}:{s.column} also sets other layers labelled `{thing.name}`: "
                       "renaming this one would change what it sets")
     here = next(s for s in thing.spans if s.line == line and s.column <= column <= (s.end_column or s.column))
     return thing, here
+
+
+def keys_at_stake(thing: Thing, filename: str | None, protected: tuple[Path, ...] = SHIPPED) -> str | None:
+    """Why renaming ``thing`` would change ``state_dict`` keys that must stay as they are:
+    it is a label of a file under ``protected``; None otherwise."""
+    if thing.kind != "label" or filename is None or not _under(filename, protected):
+        return None
+    return (f"`{thing.name}` is a label of a reference spec shipped with netdsl: it names the module, and so "
+            "its `state_dict` keys, which match the reference implementation's weights")
 
 
 def rename(module: ast.Module, text: str, filename: str | None, line: int, column: int,

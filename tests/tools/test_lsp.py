@@ -776,3 +776,28 @@ def test_the_server_never_imports_torch():
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_a_label_of_a_shipped_spec_is_renamed_only_with_the_users_confirmation(tmp_path):
+    # A client that can ask the user to confirm an edit gets the rename, annotated as
+    # needing it; one that cannot is refused (test_rename_edits_every_reference_or_says_why_not).
+    client = _initialize(tmp_path, {"workspace": {"workspaceEdit": {
+        "documentChanges": True, "changeAnnotationSupport": {"groupsOnLabel": True}}}})
+    try:
+        uri = client.open(ROOT / "specs" / "resnet.net")
+        client.diagnostics(uri, 1)
+        prepared = client.request("textDocument/prepareRename", {
+            "textDocument": {"uri": uri}, "position": {"line": 64, "character": 6}})
+        assert prepared["placeholder"] == "conv1"
+        edit = _rename(client, uri, 64, 6, "stem")
+        (change,) = edit["documentChanges"]
+        assert change["textDocument"] == {"uri": uri, "version": 1}
+        assert [e["annotationId"] for e in change["edits"]] == ["state_dict"]
+        assert change["edits"][0]["newText"] == "stem"
+        note = edit["changeAnnotations"]["state_dict"]
+        assert note["needsConfirmation"] is True and "state_dict" in note["description"]
+        # A rename that changes no key needs no confirmation.
+        assert "changes" in _rename(client, uri, 43, 17, "layers")
+    finally:
+        client.close()
