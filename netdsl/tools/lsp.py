@@ -388,6 +388,15 @@ class _Refused(JsonRpcException):
     CODE = -32803
 
 
+def _imported(doc: _Document, text: str) -> dict[str, tuple[str, Span]]:
+    """The blocks, networks and ``let``s the document's imports define, from its index."""
+    idx = _index(doc, text)
+    if idx is None:
+        return {}
+    return {d.name: (d.kind, d.span) for d in idx.definitions.values()
+            if d.span.file is not None and not ide._same_file(d.span.file, doc.filename)}
+
+
 def _protected(ls: NetdslServer) -> tuple[Path, ...]:
     """The folders whose labels are not renamed: the shipped specs, unless the client can
     ask the user to confirm an edit (then the rename is annotated as needing it)."""
@@ -641,12 +650,15 @@ def make_server() -> NetdslServer:
         found = _named(ls, params.text_document.uri, params.position)
         if found is None:
             return None
-        module, now, line, column, _ = found
-        thing = refs.at(module, now.source, line, column)
+        module, now, line, column, doc = found
+        thing = refs.at(module, now.source, line, column, _imported(doc, now.source))
         if thing is None:
             return None
         spans = thing.spans[1:] if thing.defined and not params.context.include_declaration else thing.spans
-        return [t.Location(now.uri, _exact(s, now.lines, now.position_codec)) for s in spans]
+        here = [t.Location(now.uri, _exact(s, now.lines, now.position_codec)) for s in spans]
+        if thing.origin is not None and params.context.include_declaration:
+            return [_location(thing.origin, now.uri, ls)] + here
+        return here
 
     @ls.feature(t.TEXT_DOCUMENT_PREPARE_RENAME)
     @_guard()
@@ -656,7 +668,8 @@ def make_server() -> NetdslServer:
             return None
         module, now, line, column, doc = found
         try:
-            thing, here = refs.renamable(module, now.source, doc.filename, line, column, _protected(ls))
+            thing, here = refs.renamable(module, now.source, doc.filename, line, column, _protected(ls),
+                                         _imported(doc, now.source))
         except refs.Refused as e:
             raise _Refused(str(e)) from None
         return t.PrepareRenamePlaceholder(_exact(here, now.lines, now.position_codec), thing.name)
@@ -669,7 +682,8 @@ def make_server() -> NetdslServer:
             raise _Refused("the file does not parse: rename waits until it does")
         module, now, line, column, doc = found
         try:
-            edits = refs.rename(module, now.source, doc.filename, line, column, params.new_name, _protected(ls))
+            edits = refs.rename(module, now.source, doc.filename, line, column, params.new_name, _protected(ls),
+                                _imported(doc, now.source))
         except refs.Refused as e:
             raise _Refused(str(e)) from None
         thing = refs.at(module, now.source, line, column)

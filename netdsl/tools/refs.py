@@ -44,6 +44,7 @@ class Thing:
     spans: list[Span] = field(default_factory=list)
     defined: bool = False
     shared: list[Span] = field(default_factory=list)  # inits that also set another label's layers
+    origin: Span | None = None  # where an imported file defines it
 
 
 class _Env:
@@ -71,7 +72,7 @@ class _LabelScope:
 
 
 class _Resolver:
-    def __init__(self, module: ast.Module, lines: list[str]):
+    def __init__(self, module: ast.Module, lines: list[str], imported: dict[str, tuple[str, Span]] | None = None):
         self.lines = lines
         self.things: list[Thing] = []
         self.globals = _Env()
@@ -86,6 +87,10 @@ class _Resolver:
             if isinstance(item, (ast.BlockDef, ast.NetworkDef)):
                 self.params.setdefault(item.name, {p.name: self._new(p.name, "parameter", _named(p.span, p.name))
                                                    for p in item.params})
+        for name, (kind, where) in (imported or {}).items():
+            if name not in self.globals.table:  # the file's own names win, as in loading
+                thing = self.globals.table[name] = self._new(name, kind, None)
+                thing.origin = where
         for item in items:
             if isinstance(item, ast.Let):
                 self.expr(item.value, self.globals)
@@ -312,15 +317,17 @@ def _named(span: Span | None, name: str) -> Span | None:
     return span.replace(end_line=span.line, end_column=span.column + len(name))
 
 
-def things(module: ast.Module, text: str) -> list[Thing]:
-    """Every named thing of a parsed document, with where each is written.
+def things(module: ast.Module, text: str, imported: dict[str, tuple[str, Span]] | None = None) -> list[Thing]:
+    """Every named thing of a parsed document, with where each is written; ``imported``:
+    the blocks, networks and ``let``s its imports define (name → kind and where), whose
+    uses here are then found too.
 
     >>> from netdsl.syntax.parser import parse
     >>> text = "block b(c) { conv2d(c, 3) }\\nnetwork n() { input [3, 8, 8]\\n b(c = 4) }"
     >>> [(t.name, t.kind, [(s.line, s.column) for s in t.spans]) for t in things(parse(text, None), text)][:2]
     [('b', 'block', [(1, 7), (3, 2)]), ('c', 'parameter', [(1, 9), (1, 21), (3, 4)])]
     """
-    r = _Resolver(module, text.split("\n"))
+    r = _Resolver(module, text.split("\n"), imported)
     for t in r.things:
         t.spans = _unique(t.spans)
     return [t for t in r.things if t.spans]
@@ -336,7 +343,8 @@ def _unique(spans: list[Span]) -> list[Span]:
     return out
 
 
-def at(module: ast.Module, text: str, line: int, column: int) -> Thing | None:
+def at(module: ast.Module, text: str, line: int, column: int,
+       imported: dict[str, tuple[str, Span]] | None = None) -> Thing | None:
     """The named thing written at a position (on its name, or just after it).
 
     >>> from netdsl.syntax.parser import parse
@@ -344,7 +352,7 @@ def at(module: ast.Module, text: str, line: int, column: int) -> Thing | None:
     >>> [(s.line, s.column) for s in at(parse(text, None), text, 2, 10).spans]
     [(1, 11), (2, 9)]
     """
-    for t in things(module, text):
+    for t in things(module, text, imported):
         for s in t.spans:
             if s.line == line and s.column <= column <= (s.end_column or s.column):
                 return t
@@ -370,15 +378,17 @@ def keywords() -> frozenset[str]:
 
 
 def renamable(module: ast.Module, text: str, filename: str | None, line: int, column: int,
-              protected: tuple[Path, ...] = SHIPPED) -> tuple[Thing, Span]:
+              protected: tuple[Path, ...] = SHIPPED,
+              imported: dict[str, tuple[str, Span]] | None = None) -> tuple[Thing, Span]:
     """The thing at a position and the span of its name there, if it may be renamed at all;
     else Refused, with the reason (what ``rename`` refuses whatever the new name)."""
-    thing = at(module, text, line, column)
+    thing = at(module, text, line, column, imported)
     if thing is None:
         raise Refused("no name to rename here: a block, network, parameter, let, loop variable, label or "
                       "named result")
     if not thing.defined:
-        raise Refused(f"`{thing.name}` is not defined in this file: rename it where it is defined")
+        where = f" (at {thing.origin.where()})" if thing.origin is not None else ""
+        raise Refused(f"`{thing.name}` is not defined in this file: rename it where it is defined{where}")
     at_stake = keys_at_stake(thing, filename, protected)
     if at_stake is not None:
         raise Refused(at_stake + "; copy the spec to rename it")
@@ -400,7 +410,8 @@ def keys_at_stake(thing: Thing, filename: str | None, protected: tuple[Path, ...
 
 
 def rename(module: ast.Module, text: str, filename: str | None, line: int, column: int,
-           new: str, protected: tuple[Path, ...] = SHIPPED) -> list[tuple[Span, str]]:
+           new: str, protected: tuple[Path, ...] = SHIPPED,
+           imported: dict[str, tuple[str, Span]] | None = None) -> list[tuple[Span, str]]:
     """The edits that rename the thing at a position to ``new``: (span, text) pairs.
     Refused (with the reason) where ``new`` is no name, where it would make another
     thing's name or change what a name means, where the name is not defined in this
@@ -412,7 +423,7 @@ def rename(module: ast.Module, text: str, filename: str | None, line: int, colum
     >>> [(s.line, s.column, t) for s, t in rename(parse(text, None), text, None, 2, 9, "width")]
     [(1, 11, 'width'), (2, 9, 'width')]
     """
-    thing, _ = renamable(module, text, filename, line, column, protected)
+    thing, _ = renamable(module, text, filename, line, column, protected, imported)
     if not NAME.match(new):
         raise Refused(f"`{new}` is not a name: a letter or `_`, then letters, digits and `_`")
     if new in keywords():

@@ -801,3 +801,19 @@ def test_a_label_of_a_shipped_spec_is_renamed_only_with_the_users_confirmation(t
         assert "changes" in _rename(client, uri, 43, 17, "layers")
     finally:
         client.close()
+
+
+@pytest.mark.slow
+def test_references_to_an_imported_block_and_no_rename_of_it_here(client, tmp_path):
+    lib = tmp_path / "blocks.net"
+    lib.write_text("# blocks\nblock double(c) {\n    conv2d(2 * c, 1)\n}\n")
+    text = 'import "blocks.net"\n\nnetwork m() {\n    input [3, 8, 8]\n    double(4)\n    double(8)\n}\n'
+    uri = client.open(tmp_path / "main.net", text)
+    assert client.diagnostics(uri, 1) == []
+    got = client.request("textDocument/references", {"textDocument": {"uri": uri}, "position": {
+        "line": 4, "character": 6}, "context": {"includeDeclaration": True}})
+    assert [(r["uri"].rpartition("/")[2], _start(r["range"])) for r in got] == [
+        ("blocks.net", (1, 6)), ("main.net", (4, 4)), ("main.net", (5, 4))]
+    with pytest.raises(ServerError) as e:
+        _rename(client, uri, 4, 6, "twice")
+    assert "not defined in this file" in e.value.args[0]["message"] and "blocks.net:2:7" in e.value.args[0]["message"]
