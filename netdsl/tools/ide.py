@@ -628,9 +628,32 @@ def definition(text: str, idx: Index, line: int, column: int) -> Span | None:
     for span, target in idx.imports:
         if span.line == line:
             return Span(file=str(target), line=1, column=1, end_line=1, end_column=1)
+    if in_comment(text, line, column):
+        return None
     word = word_at(text, line, column)
     found = idx.definitions.get(word) if word else None
     return found.span if found else None
+
+
+def in_comment(text: str, line: int, column: int) -> bool:
+    """Whether a position is in a comment: a word there names nothing.
+
+    >>> in_comment('relu  # see "unit"', 1, 12), in_comment('f("#") # x', 1, 5), in_comment("relu", 9, 1)
+    (True, False, False)
+    """
+    lines = text.split("\n")
+    if not 0 < line <= len(lines):
+        return False
+    code, i = lines[line - 1], 0
+    while i < len(code) and i < column - 1:
+        if code[i] == "#":
+            return True
+        if code[i] == '"':
+            i += 1
+            while i < len(code) and code[i] != '"':
+                i += 2 if code[i] == "\\" else 1
+        i += 1
+    return False
 
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")

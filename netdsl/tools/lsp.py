@@ -572,9 +572,16 @@ def make_server() -> NetdslServer:
         doc = ls.docs.get(uri)
         text = ls.workspace.get_text_document(uri).source
         idx = _index(doc, text)
+        line, column = _position(ls, uri, params.position)
+        # Parameters, lets, loop variables, labels and named results by the spec's scoping
+        # (refs.py); blocks, networks and top-level lets through imports by the index.
+        module = ide.parse_or_none(text, doc.filename) if doc is not None else None
+        thing = refs.at(module, text, line, column, _imported(doc, text)) if module is not None and doc else None
+        target = (thing.spans[0] if thing.defined else thing.origin) if thing is not None else None
+        if target is not None:
+            return _location(target, uri, ls)
         if idx is None:
             return None
-        line, column = _position(ls, uri, params.position)
         span = ide.definition(text, idx, line, column)
         return _location(span, uri, ls) if span is not None else None
 

@@ -817,3 +817,23 @@ def test_references_to_an_imported_block_and_no_rename_of_it_here(client, tmp_pa
     with pytest.raises(ServerError) as e:
         _rename(client, uri, 4, 6, "twice")
     assert "not defined in this file" in e.value.args[0]["message"] and "blocks.net:2:7" in e.value.args[0]["message"]
+
+
+@pytest.mark.slow
+def test_definition_of_parameters_lets_labels_and_results_and_none_in_comments(client, tmp_path):
+    text = NAMED.replace("    add(skip, out)\n", "    add(skip, out)  # then unit again\n")
+    uri = client.open(tmp_path / "n.net", text)
+    assert client.diagnostics(uri, 1) == []
+
+    def where(line, character):
+        got = client.at("textDocument/definition", uri, line, character)
+        return got and (got["uri"] == uri, _start(got["range"]))
+
+    assert where(3, 33) == (True, (2, 14))  # `stride` in the block: its parameter
+    assert where(12, 25) == (True, (2, 14))  # the keyword `stride` of a call to the block
+    assert where(5, 11) == (True, (4, 4))  # `reuse act`: the label
+    assert where(10, 10) == (True, (3, 4))  # `init conv.weight`: the label in the block
+    assert where(13, 9) == (True, (11, 50))  # a named result read: where it is named
+    assert where(11, 18) == (True, (0, 4))  # a top-level let
+    assert where(12, 5) == (True, (2, 6))  # a block
+    assert where(13, 30) is None  # `unit` in a comment
