@@ -667,6 +667,21 @@ def make_server() -> NetdslServer:
             return [_location(thing.origin, now.uri, ls)] + here
         return here
 
+    @ls.feature(t.TEXT_DOCUMENT_DOCUMENT_HIGHLIGHT)
+    @_guard()
+    def document_highlight(ls: NetdslServer, params: t.DocumentHighlightParams):
+        found = _named(ls, params.text_document.uri, params.position)
+        if found is None:
+            return None
+        module, now, line, column, doc = found
+        thing = refs.at(module, now.source, line, column, _imported(doc, now.source))
+        if thing is None:
+            return None
+        return [t.DocumentHighlight(_exact(s, now.lines, now.position_codec),
+                                    t.DocumentHighlightKind.Write if thing.defined and i == 0
+                                    else t.DocumentHighlightKind.Read)
+                for i, s in enumerate(thing.spans)]
+
     @ls.feature(t.TEXT_DOCUMENT_PREPARE_RENAME)
     @_guard()
     def prepare_rename(ls: NetdslServer, params: t.PrepareRenameParams):

@@ -654,6 +654,9 @@ def test_references_follow_the_specs_scopes(client, tmp_path):
     assert _refs(client, uri, 0, 5) == [(0, 4, 8), (11, 17, 21), (12, 9, 13)]
     assert _refs(client, uri, 12, 5) == [(2, 6, 10), (12, 4, 8)]
     assert _refs(client, uri, 11, 12) is None  # `conv2d` is a layer kind, not a name of the spec
+    # The same places highlighted, the definition as written to (kind 3), the rest as read (2).
+    got = client.at("textDocument/documentHighlight", uri, 13, 9)
+    assert [(_start(h["range"]), h["kind"]) for h in got] == [((11, 50), 3), ((13, 8), 2)]
 
 
 @pytest.mark.slow
