@@ -10,10 +10,10 @@ text being edited.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import ir
-from .ide import MAX_HOVER_ROWS, Checked, _walk
+from .ide import MAX_HOVER_ROWS, Checked, _walk, lines_kept
 
 MAX_SHAPES = 2  # distinct shapes shown on one line; more are counted
 
@@ -70,6 +70,34 @@ def hints(checked: Checked, filename: str | None, text: str) -> list[Hint]:
                         "the repetition's count" + ("s, one per instance or turn" if len(values) > 1 else "")))
     out.sort(key=lambda h: (h.line, h.column, h.kind != "count"))
     return out
+
+
+def moved(seen: list[tuple[str, Checked]], filename: str | None, text: str, first: int, last: int,
+          stale: str) -> list[tuple[int, Hint]]:
+    """The hints of lines ``first`` to ``last`` of ``text``, each with the line it goes on,
+    from the checks ``seen`` (text and check, the newest first): a line takes its hints
+    from the first whose text is ``text``, or else from the first that has hints for it
+    on a line an edit left as it was, their tooltip starting with ``stale``.
+
+    >>> from pathlib import Path
+    >>> from netdsl.tools.ide import check
+    >>> old = "network n() { input [3, 8, 8]\\n relu }"
+    >>> new = "# a comment\\n" + old
+    >>> seen = [(old, check(old, None, Path(".")))]
+    >>> [(line, h.label, h.tooltip[:5]) for line, h in moved(seen, None, new, 1, 9, "old:")]
+    [(3, '[3, 8, 8]', 'old:\\n')]
+    """
+    out: dict[int, list[Hint]] = {}
+    for was, checked in seen:
+        same = was == text
+        kept = None if same else lines_kept(was, text)
+        found: dict[int, list[Hint]] = {}
+        for h in hints(checked, filename, was):
+            line = h.line if kept is None else kept.get(h.line)
+            if line is not None and first <= line <= last and line not in out:
+                found.setdefault(line, []).append(h if same else replace(h, tooltip=f"{stale}\n\n{h.tooltip}"))
+        out.update(found)
+    return [(line, h) for line in sorted(out) for h in out[line]]
 
 
 def _end(node, filename: str | None, lines: list[str]) -> tuple[int, int] | None:

@@ -28,7 +28,7 @@ import functools
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from lsprotocol import types as t
@@ -242,23 +242,10 @@ def _hover(doc: _Document, text: str, line: int) -> str | None:
 
 
 def _inlay_hints(doc: _Document, text: str, first: int, last: int) -> list[tuple[int, inlay.Hint]]:
-    """The hints of lines ``first`` to ``last`` of ``text``, the document's text now, each
-    with the line it goes on: from the last check, and on the lines where that has none
-    (its text has errors), from the last text that checked, on the lines that did not
-    change since, marked as such."""
-    out: dict[int, list[inlay.Hint]] = {}
-    for seen in dict.fromkeys([doc.last, doc.good]):
-        if seen is None:
-            continue
-        same = seen.text == text
-        kept = None if same else ide.lines_kept(seen.text, text)
-        found: dict[int, list[inlay.Hint]] = {}
-        for h in inlay.hints(seen.checked, doc.filename, seen.text):
-            line = h.line if kept is None else kept.get(h.line)
-            if line is not None and first <= line <= last and line not in out:
-                found.setdefault(line, []).append(h if same else replace(h, tooltip=f"{STALE}\n\n{h.tooltip}"))
-        out.update(found)
-    return [(line, h) for line in sorted(out) for h in out[line]]
+    """The hints of lines ``first`` to ``last`` of ``text``, the document's text now: from
+    the last check, and from the last text that checked where that has none."""
+    seen = [(v.text, v.checked) for v in dict.fromkeys([doc.last, doc.good]) if v is not None]
+    return inlay.moved(seen, doc.filename, text, first, last, STALE)
 
 
 def _inlay_hint(line: int, h: inlay.Hint, lines: Sequence[str], codec) -> t.InlayHint:
@@ -278,20 +265,7 @@ def _outline(doc: _Document, text: str) -> list[symbols.Symbol]:
     if doc.parsed is None:
         return []
     old, module = doc.parsed
-    return _moved(symbols.outline(module, old), ide.lines_kept(old, text))
-
-
-def _moved(found: Sequence[symbols.Symbol], kept: dict[int, int]) -> list[symbols.Symbol]:
-    out = []
-    for s in found:
-        first, last = kept.get(s.span.line), kept.get(s.span.end_line or s.span.line)
-        name = kept.get(s.name_span.line)
-        if first is None or last is None or name is None:
-            continue
-        out.append(replace(s, span=s.span.replace(line=first, end_line=last),
-                           name_span=s.name_span.replace(line=name, end_line=name),
-                           children=tuple(_moved(s.children, kept))))
-    return out
+    return symbols.moved(symbols.outline(module, old), ide.lines_kept(old, text))
 
 
 _SYMBOL_KINDS = {"network": t.SymbolKind.Module, "block": t.SymbolKind.Class, "let": t.SymbolKind.Variable,

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import bisect
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields, is_dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
 from ..diagnostics import NetdslError
@@ -98,6 +98,27 @@ def extents(module: ast.Module, text: str) -> list[Span]:
         if isinstance(item, (ast.BlockDef, ast.NetworkDef)):
             end = braces.after((item.span.line, item.span.column)) or (item.span.line, item.span.column)
             out.append(_span(item.span.file, (item.span.line, item.span.column), end))
+    return out
+
+
+def moved(found: Sequence[Symbol], kept: dict[int, int]) -> list[Symbol]:
+    """The symbols of an earlier text in a text an edit made from it: those whose first,
+    last and name lines the edit left as they were (``kept``: old line → new line), on
+    the lines they are now.
+
+    >>> s = Symbol("b", "block", Span(line=2, column=1, end_line=4, end_column=2), Span(line=2, column=7))
+    >>> [(m.span.line, m.span.end_line) for m in moved([s], {2: 3, 4: 5})], moved([s], {2: 3})
+    ([(3, 5)], [])
+    """
+    out = []
+    for s in found:
+        first, last = kept.get(s.span.line), kept.get(s.span.end_line or s.span.line)
+        name = kept.get(s.name_span.line)
+        if first is None or last is None or name is None:
+            continue
+        out.append(replace(s, span=s.span.replace(line=first, end_line=last),
+                           name_span=s.name_span.replace(line=name, end_line=name),
+                           children=tuple(moved(s.children, kept))))
     return out
 
 
