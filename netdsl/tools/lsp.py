@@ -371,6 +371,32 @@ def _imported(doc: _Document, text: str) -> dict[str, tuple[str, Span]]:
             if d.span.file is not None and not ide._same_file(d.span.file, doc.filename)}
 
 
+def _in_importers(ls: NetdslServer, uri: str, doc: _Document, old: str, new: str) -> dict[str, list[t.TextEdit]]:
+    """The edits that rename ``old``, a top-level name of the document ``uri``, to ``new``
+    in the other open documents that import it (their text as the editor has it);
+    refused where ``new`` is a name one of them has already."""
+    if doc.filename is None:
+        return {}
+    here = ide._resolve(doc.filename)
+    out: dict[str, list[t.TextEdit]] = {}
+    for other, odoc in list(ls.docs.items()):
+        if other == uri or odoc.index is None or here not in odoc.index.origin:
+            continue
+        now = ls.workspace.get_text_document(other)
+        module = ide.parse_or_none(now.source, odoc.filename)
+        imported = _imported(odoc, now.source)
+        known = imported.get(old)
+        if module is None or known is None or not ide._same_file(known[1].file, doc.filename):
+            continue  # it does not parse, or `old` there is another file's (or its own)
+        if new in imported or any(getattr(i, "name", None) == new for i in module.items):
+            raise _Refused(f"`{new}` is already a name in {Path(odoc.filename or other).name}, which imports "
+                           f"`{old}`")
+        for thing in refs.things(module, now.source, imported):
+            if thing.origin is not None and thing.name == old:
+                out[other] = [t.TextEdit(_exact(s, now.lines, now.position_codec), new) for s in thing.spans]
+    return out
+
+
 def _protected(ls: NetdslServer) -> tuple[Path, ...]:
     """The folders whose labels are not renamed: the shipped specs, unless the client can
     ask the user to confirm an edit (then the rename is annotated as needing it)."""
@@ -685,8 +711,12 @@ def make_server() -> NetdslServer:
         thing = refs.at(module, now.source, line, column)
         at_stake = refs.keys_at_stake(thing, doc.filename) if thing is not None else None
         if at_stake is None:
-            return t.WorkspaceEdit(changes={now.uri: [t.TextEdit(_exact(s, now.lines, now.position_codec), text)
-                                                      for s, text in edits]})
+            changes = {now.uri: [t.TextEdit(_exact(s, now.lines, now.position_codec), text) for s, text in edits]}
+            tops = {(i.span.line, i.span.column) for i in module.items}  # spans compare equal, whatever they are
+            if thing is not None and thing.kind in ("block", "network", "let") and \
+                    (thing.spans[0].line, thing.spans[0].column) in tops:
+                changes.update(_in_importers(ls, now.uri, doc, thing.name, params.new_name))
+            return t.WorkspaceEdit(changes=changes)
         # The client asks the user first: the edit is annotated as needing confirmation.
         return t.WorkspaceEdit(
             document_changes=[t.TextDocumentEdit(t.OptionalVersionedTextDocumentIdentifier(now.uri, now.version), [

@@ -840,3 +840,25 @@ def test_definition_of_parameters_lets_labels_and_results_and_none_in_comments(c
     assert where(11, 18) == (True, (0, 4))  # a top-level let
     assert where(12, 5) == (True, (2, 6))  # a block
     assert where(13, 30) is None  # `unit` in a comment
+
+
+@pytest.mark.slow
+def test_renaming_a_block_renames_it_in_the_open_files_that_import_it(client, tmp_path):
+    lib = tmp_path / "blocks.net"
+    lib_text = "block double(c) {\n    conv2d(2 * c, 1)\n}\n"
+    lib.write_text(lib_text)
+    main_text = 'import "blocks.net"\n\nnetwork m() {\n    input [3, 8, 8]\n    double(4)\n    double(8)\n}\n'
+    main = client.open(tmp_path / "main.net", main_text)
+    own = client.open(tmp_path / "own.net", 'import "blocks.net"\nblock double(c) { relu }\n'
+                                            'network o() {\n    input [3, 8, 8]\n    double(4)\n}\n')
+    lib_uri = client.open(lib, lib_text)
+    for uri in (main, own, lib_uri):
+        client.diagnostics(uri, 1)
+    edit = _rename(client, lib_uri, 0, 7, "twice")
+    changes = {u.rpartition("/")[2]: sorted(_start(e["range"]) for e in es) for u, es in edit["changes"].items()}
+    # The file that defines its own `double` keeps it.
+    assert changes == {"blocks.net": [(0, 6)], "main.net": [(4, 4), (5, 4)]}
+    # A name the importer has already: refused, naming the file.
+    with pytest.raises(ServerError) as e:
+        _rename(client, lib_uri, 0, 7, "m")
+    assert "main.net" in e.value.args[0]["message"]
