@@ -579,7 +579,7 @@ def stop_server() -> None:
 
 def run_lsp(rng: random.Random, p: Project, timeout: float) -> tuple[str, str]:
     """Open the input in the language server, edit it, ask what an editor asks."""
-    from lsp_client import NoAnswer
+    from lsp_client import NoAnswer, ServerError
 
     client = _server(p.root)
     uri = p.spec.resolve().as_uri()
@@ -603,10 +603,24 @@ def run_lsp(rng: random.Random, p: Project, timeout: float) -> tuple[str, str]:
         for _ in range(rng.choice([1, 2, 3])):
             line = rng.randrange(len(lines) + 1)
             character = rng.randrange(len(lines[line]) + 2) if line < len(lines) else 0
-            method = rng.choice(["textDocument/hover", "textDocument/definition", "textDocument/completion"])
+            method = rng.choice(["textDocument/hover", "textDocument/definition", "textDocument/completion",
+                                 "textDocument/references", "textDocument/signatureHelp",
+                                 "textDocument/prepareRename"])
             steps.append(method.split("/")[1])
-            client.request(method, {"textDocument": {"uri": uri},
-                                    "position": {"line": line, "character": character}}, timeout)
+            where = {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}}
+            if method == "textDocument/references":
+                where["context"] = {"includeDeclaration": True}
+            try:
+                client.request(method, where, timeout)
+            except ServerError as e:
+                if e.args[0].get("code") != -32803:  # a rename refused, with its reason: an answer
+                    raise
+        whole = {"start": {"line": 0, "character": 0}, "end": {"line": len(lines), "character": 0}}
+        for method, params in [("textDocument/documentSymbol", {}), ("textDocument/semanticTokens/full", {}),
+                               ("textDocument/inlayHint", {"range": whole}),
+                               ("textDocument/codeAction", {"range": whole, "context": {"diagnostics": []}})]:
+            steps.append(method.split("/")[1])
+            client.request(method, {"textDocument": {"uri": uri}, **params}, timeout)
         steps.append("formatting")
         client.request("textDocument/formatting", {"textDocument": {"uri": uri},
                                                    "options": {"tabSize": 4, "insertSpaces": True}}, timeout)

@@ -29,7 +29,8 @@ class ServerError(Exception):
 
 class Client:
     """Requests wait for their response; notifications queue; the server's log
-    messages (``window/logMessage``) are kept in ``logs``."""
+    messages (``window/logMessage``) are kept in ``logs``, and its own requests
+    (answered with null) in ``asked``."""
 
     def __init__(self, cwd: Path, root: Path = ROOT):
         """Start the server of the netdsl checkout ``root`` (this one by default) in ``cwd``."""
@@ -41,6 +42,7 @@ class Client:
         self.inbox: queue.Queue = queue.Queue()
         self.pending: list[dict] = []
         self.logs: list[dict] = []
+        self.asked: list[dict] = []
         self.ids = 0
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -105,6 +107,7 @@ class Client:
             if m.get("method") == "window/logMessage":
                 self.logs.append(m["params"])
             if "method" in m and "id" in m:  # a request of the server's own: answer it
+                self.asked.append(m)
                 self._send({"id": m["id"], "result": None})
             elif wanted(m):
                 return m

@@ -14,6 +14,37 @@ from .span import Span
 
 
 @dataclass(frozen=True)
+class Fix:
+    """An edit that does what a diagnostic's help proposes: ``text`` in place of what
+    ``span`` covers (a span that covers nothing, ``end_column == column``, inserts), so
+    that an editor can offer it as a quick fix without reading the help's words.
+
+    >>> Fix.replacing("width", Span(line=3, column=9, end_column=14)).title
+    'change to `width`'
+    """
+
+    title: str
+    span: Span
+    text: str
+
+    @classmethod
+    def replacing(cls, text: str, span: Span) -> Fix:
+        return cls(f"change to `{text}`", span, text)
+
+
+def rename(near: str | None, span: Span | None) -> tuple[Fix, ...]:
+    """The fix of a did-you-mean: ``near`` in place of the name ``span`` covers, where
+    there is a suggestion and a place (a name given on the command line has none).
+
+    >>> rename(None, Span(line=1, column=1, end_column=3)), rename("a", None)
+    ((), ())
+    """
+    if near is None or span is None or span.end_column is None or span.end_line not in (None, span.line):
+        return ()
+    return (Fix.replacing(near, span),)
+
+
+@dataclass(frozen=True)
 class Diagnostic:
     """One error, at the smallest span that shows it.
 
@@ -29,10 +60,12 @@ class Diagnostic:
     label: str = ""
     help: str | None = None
     notes: tuple[str, ...] = ()
+    # The help as edits, where it proposes one; not part of what the diagnostic says.
+    fixes: tuple[Fix, ...] = field(default=(), compare=False)
 
     def with_notes(self, *notes: str) -> Diagnostic:
         return Diagnostic(self.code, self.message, self.span, self.label, self.help,
-                          self.notes + tuple(notes))
+                          self.notes + tuple(notes), self.fixes)
 
     def to_dict(self) -> dict:
         span = self.span

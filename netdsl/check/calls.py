@@ -10,7 +10,7 @@ checked and placed by the checker (``cx.place``, ``cx.layer``).
 
 from __future__ import annotations
 
-from ..diagnostics import Diagnostic, closest, short
+from ..diagnostics import Diagnostic, closest, rename, short
 from ..layers import LAYERS, shapes
 from ..syntax import ast
 from . import extern
@@ -54,7 +54,7 @@ def _reused(cx: Context, st: ast.Reuse, label, shape, shared, scope: NameScope) 
                 st.label.span, "nothing to reuse",
                 f"did you mean `{near}`?" if near else
                 f"label the layer first, e.g. `{short(label)}: relu(inplace = true)`, in the "
-                "same block, network or labelled group, before `reuse`"))
+                "same block, network or labelled group, before `reuse`", fixes=rename(near, st.label.span)))
         return [], None, False
     kind, values, first = entry
     if shape is None:

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import ir
-from ..diagnostics import Diagnostic, NetdslError, by_position, closest, related, short, source_lines
+from ..diagnostics import Diagnostic, Fix, NetdslError, by_position, closest, related, rename, short, source_lines
 from ..grant import Grant
 from ..layers import LAYERS, PARAMETERS, PASS_THROUGH, REQUIRED, SAVES_OUTPUT, ArgTypeError, LayerError, shapes
 from ..layers.base import INFERRED, TORCH_SPELLINGS
@@ -329,7 +329,8 @@ class Checker:
             if base is None:
                 near = closest(defn.base.id, self.program.networks)
                 self.report(Diagnostic("E0107", f"`{short(defn.base.id)}` is not a network", defn.base.span,
-                                       "not defined", f"did you mean `{near}`?" if near else None))
+                                       "not defined", f"did you mean `{near}`?" if near else None,
+                                       fixes=rename(near, defn.base.span)))
                 return None
             base_params = {p.name: p for p in _params_of(base, self.program)}
             for a in defn.args:
@@ -541,7 +542,8 @@ class Checker:
         self.report(Diagnostic("E0202", f"`{short(owner)}` has no parameter `{short(key)}`", span,
                                "unknown parameter",
                                f"did you mean `{near}`?" if near else
-                               f"`{short(owner)}` takes " + (", ".join(map(short, params)) or "no parameters")))
+                               f"`{short(owner)}` takes " + (", ".join(map(short, params)) or "no parameters"),
+                               fixes=rename(near, span)))
 
     def _check_override(self, p: ast.Param, v, default, span) -> bool:
         """An override must have the type of the parameter's default (an int may stand for a float)."""
@@ -757,7 +759,9 @@ class Checker:
                     "E0110", f"`init {short(target)}.{short(param)}` matches no layer", span,
                     "no layer with this label or kind follows in this scope",
                     f"did you mean `{near}`?" if near else
-                    "name a layer kind (conv2d, linear, batchnorm2d) or the label of a later layer"))
+                    "name a layer kind (conv2d, linear, batchnorm2d) or the label of a later layer",
+                    fixes=rename(near, span and span.replace(end_line=span.line,
+                                                             end_column=span.column + len(target)))))
 
     def repeat(self, st: ast.Repeat, env: Env, flow, scope: NameScope, label=None) -> None:
         n = self.typed(st.count, env, "int", "a repetition count")
@@ -890,14 +894,14 @@ class Checker:
             # The layer, or the block and the labels in it, that the name was meant to be.
             scope.lose(label, inside=near not in LAYERS)
             like = [] if near else related(use.name, units)
-            self.report(Diagnostic("E0102", f"unknown layer or block `{short(use.name)}`",
-                                   Span(**{**use.span.model_dump(), "end_column": use.span.column + len(use.name),
-                                           "end_line": use.span.line}),
+            at = Span(**{**use.span.model_dump(), "end_column": use.span.column + len(use.name),
+                         "end_line": use.span.line})
+            self.report(Diagnostic("E0102", f"unknown layer or block `{short(use.name)}`", at,
                                    "not a layer, a block or a block parameter",
                                    f"did you mean `{near}`?" if near else
                                    (f"{nearest_units(like)}; or " if like else "") +
                                    "define it with `block " + short(use.name) + "(...) { ... }` "
-                                   "or import a spec that does"))
+                                   "or import a spec that does", fixes=rename(near, at)))
             return [], None, False
         if isinstance(target, ExternRef):
             return extern.use(self, target, use, env, shape, shared, scope, label)
@@ -948,8 +952,9 @@ class Checker:
                     help = (f"netdsl infers `{key}` from the layer's input; remove it" if inferred else
                             f"did you mean `{near}`?" if near else
                             f"`{short(what)}` takes " + (", ".join(map(short, names)) or "no arguments"))
+                    fixes = _removal(use.args, a) if inferred else rename(near, a.span)
                     self.report(Diagnostic("E0202", f"`{short(what)}` has no argument `{short(key)}`", a.span,
-                                           "unknown argument", help))
+                                           "unknown argument", help, fixes=fixes))
                     ok = False
                     continue
                 if key in bound:
@@ -989,7 +994,8 @@ class Checker:
                 except ArgTypeError as e:
                     self.report(Diagnostic("E0206", f"`{kind}` argument `{a.name}` must be {e.expected}",
                                            node.value.span, f"found {type_name(v)} {show(v)}",
-                                           self._arg_help(a, v, e.expected, node.value.span)))
+                                           self._arg_help(a, v, e.expected, node.value.span),
+                                           fixes=_unquoted(a, v, node.value.span)))
                     ok = False
             else:
                 values[a.name] = a.convert(a.default) if a.default is not REQUIRED else None
@@ -1039,7 +1045,8 @@ class Checker:
             derived, out = sig.infer(values, shape)
         except LayerError as e:
             at = bound[e.arg][1].span if e.arg in bound else use.span
-            self.report(Diagnostic(e.code, e.message, at, e.label, e.help))
+            self.report(Diagnostic(e.code, e.message, at, e.label, e.help,
+                                   fixes=self._line_before(use.span, e.before) if e.before else ()))
             return [], None, False
         if any(d > self.limits.max_dim for d in out):
             self.report(Diagnostic("E0407", f"a dimension of {max(out)} is over the limit",
@@ -1077,6 +1084,18 @@ class Checker:
             return [node], out, kind  # its backward reads its output: no in-place op after it
         passes = kind in PASS_THROUGH or values.get("inplace", False)
         return [node], out, shared if passes else False
+
+    def _line_before(self, span: Span, text: str) -> tuple[Fix, ...]:
+        """The fix that writes ``text`` on a line of its own before the line of ``span``,
+        indented as that line is."""
+        lines = self._lines(span.file)
+        if not 0 < span.line <= len(lines):
+            return ()
+        line = lines[span.line - 1]
+        indent = line[:len(line) - len(line.lstrip())]
+        at = Span(file=span.file, line=span.line, column=len(indent) + 1, end_line=span.line,
+                  end_column=len(indent) + 1)
+        return (Fix(f"add `{text}` before it", at, f"{text}\n{indent}"),)
 
     def _arg_help(self, a, v, expected: str, span) -> str | None:
         """The help for a layer argument of the wrong type."""
@@ -1471,3 +1490,34 @@ def _params_of(defn, program: Program):
         if defn is None:
             return ()
     return defn.params
+
+
+def _removal(args: tuple[ast.Arg, ...], a: ast.Arg) -> tuple[Fix, ...]:
+    """The fix that removes argument ``a`` from ``args``, and one comma beside it."""
+    k = next(i for i, b in enumerate(args) if b is a)
+    end = span_of(a.value)
+    if k > 0:
+        before = span_of(args[k - 1].value)
+        at = (before.end_line or before.line, before.end_column) if before is not None else None
+    else:
+        at = (a.span.line, a.span.column)
+        if len(args) > 1:
+            end = args[1].span.replace(end_line=args[1].span.line, end_column=args[1].span.column)
+    if at is None or at[1] is None or end is None or end.end_column is None:
+        return ()
+    span = Span(file=a.span.file, line=at[0], column=at[1], end_line=end.end_line or end.line,
+                end_column=end.end_column)
+    return (Fix(f"remove `{a.name}`", span, ""),)
+
+
+def _unquoted(a, v, span: Span | None) -> tuple[Fix, ...]:
+    """The fix of "remove the quotes", where the text in them is a value netdsl writes
+    without (``"false"``, ``"True"``, ``"2"``)."""
+    if not isinstance(v, str) or a.default is REQUIRED or isinstance(a.default, str) or span is None:
+        return ()
+    text = v.strip()
+    if text.lower() in ("true", "false", "none"):
+        text = text.lower()
+    elif not re.fullmatch(r"-?\d+(\.\d*)?([eE][-+]?\d+)?", text):
+        return ()
+    return (Fix(f"remove the quotes: `{text}`", span, text),)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from keyword import iskeyword
 
 from .. import ir
-from ..diagnostics import Diagnostic, closest
+from ..diagnostics import Diagnostic, closest, rename
 from ..layers import KINDS, shapes
 from ..syntax import ast
 from .context import Built, Context
@@ -365,11 +365,11 @@ def training_outputs(cx: Context, flow, cls: str) -> tuple[str | None, tuple[str
             cx.report(Diagnostic("E0120", f"`{name}` is listed twice in `sides`", span,
                                  "second time here", "list each output once"))
         elif name not in default and name not in flow.sides_lost:
-            near = closest(name, default)
+            near = closest(name, [n for n in default if n not in st.fields])  # not one listed already
             cx.report(Diagnostic("E0120", f"`sides` lists `{name}`, which is no output",
                                  span, "not `logits` nor a side output",
                                  f"did you mean `{near}`?" if near else
-                                 "the outputs are " + ", ".join(default)))
+                                 "the outputs are " + ", ".join(default), fixes=rename(near, span)))
         seen.add(name)
     missing = [n for n in default if n not in seen]
     if missing:

@@ -16,7 +16,7 @@ from keyword import iskeyword
 from typing import Literal, cast, get_args
 
 from .. import ir
-from ..diagnostics import Diagnostic, closest, short
+from ..diagnostics import Diagnostic, Fix, closest, rename, short
 from ..layers import shapes
 from ..layers.base import Arg, ArgTypeError, _bool, _float, _none_or, _pair, _str
 from ..span import Span
@@ -395,7 +395,7 @@ def output(cx: Context, st: ast.Output, env: Env, flow, scope: NameScope) -> Non
                              "not tuple, namedtuple or dict",
                              f"did you mean `{near}`?" if near else
                              "write `output tuple(a, b)`, `output namedtuple(a, b)` or "
-                             "`output dict(\"0\": a, b: b)`"))
+                             "`output dict(\"0\": a, b: b)`", fixes=rename(near, st.form_span)))
         return
     outputs = _outputs(cx, st, st.form, values, env)
     _fresh(values, st.span)
@@ -650,11 +650,17 @@ def close(cx: Context, values: ValueScope) -> None:
         if not first:
             continue
         known = ", ".join(values.bound) or "none yet"
+        # As edits: the name in place of a misspelling written as it is read (not a template),
+        # or `-> NAME` after the statement whose result was meant.
+        fixes = (rename(near, span) if near and cx.text(span) == name else () if near else
+                 (Fix(f"name its result `{name}`", meant.replace(line=meant.end_line or meant.line,
+                                                                  column=meant.end_column), f" -> {name}"),)
+                 if meant is not None and meant.end_column is not None else ())
         cx.report(Diagnostic("E0125", f"no result named `{short(name)}`", span, "not named before",
                              f"did you mean `{near}`?" if near else
                              f"name the result of `{cx.text(meant)}` at {_where(span, meant)} with "
                              f"`-> {short(name)}`: nothing reads it" if meant else
-                             f"name a result with `-> {short(name)}` first (named here: {known})"))
+                             f"name a result with `-> {short(name)}` first (named here: {known})", fixes=fixes))
     for at, span in values.dropped.values():
         cx.report(Diagnostic("E0128", "this result is never used", at,
                              f"the next statement, at {_where(at, span)}, reads named results instead",

@@ -11,7 +11,7 @@ from dataclasses import fields
 from typing import Any, cast
 
 from .. import ir
-from ..diagnostics import Diagnostic, closest, listing, related, short
+from ..diagnostics import Diagnostic, Fix, closest, listing, related, rename, short
 from ..layers import LAYERS
 from ..limits import Limits
 from ..span import Span
@@ -61,8 +61,9 @@ class Env:
         return out
 
 
-def err(code: str, message: str, node, label: str = "", help: str | None = None) -> EvalError:
-    return EvalError(Diagnostic(code, message, getattr(node, "span", None), label, help))
+def err(code: str, message: str, node, label: str = "", help: str | None = None,
+        fixes: tuple[Fix, ...] = ()) -> EvalError:
+    return EvalError(Diagnostic(code, message, getattr(node, "span", None), label, help, fixes=fixes))
 
 
 def span_of(node) -> Span | None:
@@ -209,8 +210,10 @@ class Evaluator:
                       "not called", f"write `{node.id}(...)`")
         units = list(LAYERS) + list(self.blocks())
         near = closest(node.id, env.names() + units)
+        fixes = rename(near, node.span)
         if node.id in ("True", "False", "None"):
             help = f"netdsl writes `{node.id.lower()}` in lower case"
+            fixes = rename(node.id.lower(), node.span)
         elif near:
             help = f"did you mean `{near}`?"
         else:
@@ -220,7 +223,7 @@ class Evaluator:
                     "Or define it with `let`, or as a parameter of the enclosing block or network"
                     if like else
                     "define it with `let`, or as a parameter of the enclosing block or network")
-        raise err("E0101", f"unknown name `{short(node.id)}`", node, "not defined", help)
+        raise err("E0101", f"unknown name `{short(node.id)}`", node, "not defined", help, fixes)
 
     def _Index(self, node: ast.Index, env):
         value, index = self.evaluate(node.value, env), self.evaluate(node.index, env)
@@ -457,7 +460,7 @@ class Evaluator:
             near = closest(name, list(BUILTINS) + list(INIT_SCHEMES))
             raise err("E0103", f"unknown function `{short(name)}`", node.func, "not a built-in function",
                       f"did you mean `{near}`?" if near else
-                      "the functions are " + ", ".join(sorted(BUILTINS)))
+                      "the functions are " + ", ".join(sorted(BUILTINS)), rename(near, node.func.span))
         pos: list = []
         kw: dict[str, Any] = {}
         for a in node.args:
@@ -752,6 +755,16 @@ _SCHEME_ARGS: dict[str, tuple] = {
     "zeros": (),
     "ones": (),
 }
+
+
+def scheme_args(fn: str) -> tuple[tuple[str, Any, Any], ...]:
+    """An init scheme's arguments, in order: (name, default, what it takes), the default
+    None where it must be given, what it takes ``"num"`` or a tuple of the strings.
+
+    >>> [a[0] for a in scheme_args("kaiming_normal")]
+    ['a', 'mode', 'nonlinearity']
+    """
+    return _SCHEME_ARGS[fn]
 
 
 def _scheme(fn: str):

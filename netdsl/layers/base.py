@@ -175,12 +175,15 @@ class Arg:
 
 class LayerError(Exception):
     """A layer that cannot apply to its arguments or its input: the checker turns it
-    into a diagnostic at the argument ``arg`` (or the layer when None)."""
+    into a diagnostic at the argument ``arg`` (or the layer when None). ``before``: a
+    layer that, written on a line of its own before this one, makes it apply (the
+    help's edit, which an editor offers as a quick fix)."""
 
     def __init__(self, code: str, message: str, label: str, help: str | None = None,
-                 arg: str | None = None):
+                 arg: str | None = None, before: str | None = None):
         super().__init__(message)
         self.code, self.message, self.label, self.help, self.arg = code, message, label, help, arg
+        self.before = before
 
 
 @dataclass(frozen=True)

@@ -425,7 +425,7 @@ class LinearKind(Kind):
             raise LayerError("E0306", "`linear` needs a flat [features] input",
                              f"the input here is {shapes.fmt(shape)}",
                              f"add `flatten` before it (it would give [{n}] features), or `permute` "
-                             "the channels last to map each position's channels")
+                             "the channels last to map each position's channels", before="flatten")
         return {"in_features": shape[-1]}, shapes.like(shape, (*shape[:-1], values["out_features"]))
 
     def params(self, n):

@@ -18,7 +18,6 @@ from pathlib import Path
 from .. import api, ir
 from ..analysis.counts import analyse, counted, layer_macs, layer_params, merge_macs, scope_type, type_name
 from ..check.checker import Checker
-from ..check.evaluate import BUILTINS, SIGNATURES
 from ..check.values import POISON, show
 from ..diagnostics import Diagnostic, NetdslError
 from ..ir.walk import children
@@ -40,7 +39,8 @@ class Checked:
     ``index`` then needs not parse again; ``program`` what the document loaded as
     (None where loading failed), for the lines that name a block or a network;
     ``lets`` the values of its own ``let``s, from the networks that passed (and, in a
-    library of blocks, its top-level ones).
+    library of blocks, its top-level ones); ``counts`` those of its repetition counts
+    (``unit(64) * (depths[i] - 1)``), named ``*``.
     """
 
     networks: list[ir.Network]
@@ -48,12 +48,14 @@ class Checked:
     module: ast.Module | None = None
     program: Program | None = None
     lets: list[LetValues] = field(default_factory=list)
+    counts: list[LetValues] = field(default_factory=list)
 
 
 @dataclass
 class LetValues:
-    """The values a ``let`` took, as the spec writes them, in the order first seen: a
-    ``let`` in a block has one per distinct instance, in a loop one per turn."""
+    """The values a ``let`` (or a repetition count) took, as the spec writes them, in the
+    order first seen: a ``let`` in a block has one per distinct instance, in a loop one
+    per turn."""
 
     name: str
     span: Span
@@ -69,10 +71,11 @@ class LetValues:
 
 
 class _Recorder(Checker):
-    """A checker that also keeps the values of the ``let``s it is given (keyed by the
-    identity of their expression), as it evaluates them."""
+    """A checker that also keeps the values of the ``let``s and repetition counts it is
+    given (keyed by the identity of their expression), as it evaluates them."""
 
-    def __init__(self, program: Program, limits: Limits, lets: dict[int, ast.Let], memo_table: dict):
+    def __init__(self, program: Program, limits: Limits, lets: dict[int, ast.Let | ast.Repeat],
+                 memo_table: dict):
         self.watched = lets
         self.seen: dict[int, LetValues] = {}
         super().__init__(program, limits)  # which evaluates the top-level lets
@@ -86,23 +89,28 @@ class _Recorder(Checker):
         if let is not None and v is not POISON:
             kept = self.seen.get(id(let))
             if kept is None:
-                kept = self.seen[id(let)] = LetValues(let.name, let.span)
+                kept = self.seen[id(let)] = (LetValues(let.name, let.span) if isinstance(let, ast.Let)
+                                             else LetValues("*", let.span))
             kept.add(show(v))
         return v
 
 
-def _lets_of(program: Program, filename: str | None) -> dict[int, ast.Let]:
-    """The ``let`` statements written in ``filename``, at the top level and in every body,
-    by the identity of their expression."""
+def _lets_of(program: Program, filename: str | None) -> dict[int, ast.Let | ast.Repeat]:
+    """The ``let`` statements and repetitions written in ``filename``, at the top level and
+    in every body, by the identity of their expression (a repetition's count)."""
     todo: list = [d for d in (*program.lets, *program.blocks.values(), *program.networks.values())
                   if d.span.file == filename]
-    found: dict[int, ast.Let] = {}
+    found: dict[int, ast.Let | ast.Repeat] = {}
     while todo:
         node = todo.pop()
         if isinstance(node, (list, tuple)):
             todo.extend(node)
         elif isinstance(node, ast.Let):
             found[id(node.value)] = node
+        elif isinstance(node, ast.Repeat):
+            if not isinstance(node.count, ast.Number):  # `* 3` says its count already
+                found[id(node.count)] = node
+            todo.append(node.unit)
         elif is_dataclass(node) and not isinstance(node, (ast.Expr, Span)):
             todo.extend(getattr(node, f.name) for f in fields(node))
     return found
@@ -163,7 +171,9 @@ def check(text: str, filename: str | None, base: Path, limits: Limits | None = N
             checker = _Recorder(program, limits, watched, memo_table)
             if not checker.diags:
                 _merge(lets, checker.seen)
-    return Checked(nets, list(diags.values()), module, program, list(lets.values()))
+    kept = list(lets.values())
+    return Checked(nets, list(diags.values()), module, program, [v for v in kept if v.name != "*"],
+                   [v for v in kept if v.name == "*"])
 
 
 def _in_the_server(d: Diagnostic) -> Diagnostic:
@@ -436,25 +446,50 @@ def line_before(old: str, new: str, line: int) -> int | None:
     a, b = old.split("\n"), new.split("\n")
     if not 0 < line <= len(b):
         return None
-    # An edit leaves the lines before and after it as they were: only those between are compared.
-    head, most = 0, min(len(a), len(b))
-    while head < most and a[head] == b[head]:
-        head += 1
+    head, tail = _unchanged_ends(a, b)
     if line <= head:
         return line
-    tail = 0
-    while tail < most - head and a[-1 - tail] == b[-1 - tail]:
-        tail += 1
     if line > len(b) - tail:
         return line - len(b) + len(a)
-    a, b = a[head:len(a) - tail], b[head:len(b) - tail]
-    if len(a) > MAX_DIFF_LINES or len(b) > MAX_DIFF_LINES:
-        return None  # a rewrite, not an edit: too slow to follow, and little would match
     at = line - 1 - head
-    for i, j, n in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
+    for i, j, n in _matching(a[head:len(a) - tail], b[head:len(b) - tail]):
         if j <= at < j + n:
             return head + i + at - j + 1
     return None
+
+
+def lines_kept(old: str, new: str) -> dict[int, int]:
+    """Every line of ``old`` that an edit left as it was, mapped to where it is in ``new``
+    (1-based): ``line_before`` the other way round, for all lines at once.
+
+    >>> lines_kept("a\\nb\\nc", "a\\nx\\nb\\nC")
+    {1: 1, 2: 3}
+    """
+    a, b = old.split("\n"), new.split("\n")
+    head, tail = _unchanged_ends(a, b)
+    kept = {n: n for n in range(1, head + 1)}
+    kept.update((len(a) - k, len(b) - k) for k in range(tail))
+    for i, j, n in _matching(a[head:len(a) - tail], b[head:len(b) - tail]):
+        kept.update((head + i + k + 1, head + j + k + 1) for k in range(n))
+    return kept
+
+
+def _unchanged_ends(a: list[str], b: list[str]) -> tuple[int, int]:
+    """How many lines at the start, and then at the end, two texts share: an edit leaves
+    the lines before and after it as they were, and only those between are compared."""
+    head, most = 0, min(len(a), len(b))
+    while head < most and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < most - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    return head, tail
+
+
+def _matching(a: list[str], b: list[str]) -> list[tuple[int, int, int]]:
+    if len(a) > MAX_DIFF_LINES or len(b) > MAX_DIFF_LINES:
+        return []  # a rewrite, not an edit: too slow to follow, and little would match
+    return [(m.a, m.b, m.size) for m in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks()]
 
 
 # ---------------------------------------------------------------- definitions
@@ -510,6 +545,16 @@ def index(text: str, filename: str | None, base: Path, limits: Limits | None = N
             _define(own, item, lines)
     idx.definitions.update(own)  # the document's own names win over imported ones
     return idx
+
+
+def parse_or_none(text: str, filename: str | None, limits: Limits | None = None) -> ast.Module | None:
+    """The syntax tree of a document, or None where it does not parse or is over the
+    size limit (which is not read through).
+
+    >>> parse_or_none("network n() {", None) is None, len(parse_or_none("let a = 1", None).items)
+    (True, 1)
+    """
+    return _parse(text, filename, limits or Limits())
 
 
 def _parse(text: str, filename: str | None, limits: Limits) -> ast.Module | None:
@@ -583,9 +628,32 @@ def definition(text: str, idx: Index, line: int, column: int) -> Span | None:
     for span, target in idx.imports:
         if span.line == line:
             return Span(file=str(target), line=1, column=1, end_line=1, end_column=1)
+    if in_comment(text, line, column):
+        return None
     word = word_at(text, line, column)
     found = idx.definitions.get(word) if word else None
     return found.span if found else None
+
+
+def in_comment(text: str, line: int, column: int) -> bool:
+    """Whether a position is in a comment: a word there names nothing.
+
+    >>> in_comment('relu  # see "unit"', 1, 12), in_comment('f("#") # x', 1, 5), in_comment("relu", 9, 1)
+    (True, False, False)
+    """
+    lines = text.split("\n")
+    if not 0 < line <= len(lines):
+        return False
+    code, i = lines[line - 1], 0
+    while i < len(code) and i < column - 1:
+        if code[i] == "#":
+            return True
+        if code[i] == '"':
+            i += 1
+            while i < len(code) and code[i] != '"':
+                i += 2 if code[i] == "\\" else 1
+        i += 1
+    return False
 
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
@@ -611,46 +679,31 @@ def word_at(text: str, line: int, column: int) -> str | None:
 
 @dataclass(frozen=True)
 class Completion:
-    """One completion: ``kind`` is layer, block, function or argument."""
+    """One completion: ``kind`` is layer, block, function, argument, value, variable,
+    label or keyword; ``sort`` its place in the list ("" after the others)."""
 
     label: str
     kind: str
     detail: str = ""
     doc: str = ""
     insert: str | None = None
+    sort: str = ""
 
 
 def completions(text: str, idx: Index | None, line: int, column: int,
                 limits: Limits | None = None) -> list[Completion]:
-    """What may be typed at a position: inside a layer's or block's parentheses its
-    argument names first, and everywhere the layers, blocks and functions. In a text
-    over ``max_file_bytes``, which ``check`` refuses, the parentheses are not looked
-    for: that reads the text from its start, on every keystroke.
+    """What may be typed at a position (complete.py, without the names in scope): inside
+    a layer's or block's parentheses the arguments not given yet, in signature order,
+    and everywhere the layers, blocks and functions. In a text over
+    ``max_file_bytes``, which ``check`` refuses, the parentheses are not looked for:
+    that reads the text from its start, on every keystroke.
 
     >>> [c.label for c in completions("conv2d(8, ", None, 1, 11)][:3]
-    ['out_channels', 'kernel_size', 'stride']
+    ['kernel_size', 'stride', 'padding']
     """
-    items: list[Completion] = []
-    defs = idx.definitions if idx else {}
-    callee = None if _too_big(text, limits or Limits()) else open_call(text, line, column)
-    if callee in LAYERS:
-        for a in LAYERS[callee].args:
-            default = "" if a.default is REQUIRED else f" = {_show(a.default)}"
-            items.append(Completion(a.name, "argument", f"{callee}: {a.name}{default}", a.doc,
-                                    f"{a.name} = "))
-    elif callee in defs and defs[callee].kind in ("block", "network"):
-        for p in defs[callee].params:
-            name = p.partition("=")[0].strip()
-            items.append(Completion(name, "argument", f"{callee}: {p}", "", f"{name} = "))
-    for kind, sig in LAYERS.items():
-        items.append(Completion(kind, "layer", signature(kind), sig.doc))
-    for d in defs.values():
-        if d.kind == "block":
-            items.append(Completion(d.name, "block", f"block {d.name}({', '.join(d.params)})",
-                                    f"defined at {d.span.where()}"))
-    for name in BUILTINS:
-        items.append(Completion(name, "function", SIGNATURES.get(name, name)))
-    return items
+    from .complete import completions as complete  # which reads this module
+
+    return complete(text, idx, line, column, limits)
 
 
 def signature(kind: str) -> str:
@@ -678,11 +731,23 @@ def open_call(text: str, line: int, column: int) -> str | None:
     >>> open_call('f("(", # (\\n a', 2, 3)
     'f'
     """
+    found = call_before(text, line, column)
+    return found[0] if found else None
+
+
+def call_before(text: str, line: int, column: int) -> tuple[str | None, str, str] | None:
+    """The innermost bracket open at a position: the name before it (None for a bracket
+    that is not a call's), the text from just after it to the position, and the bracket;
+    None outside any bracket.
+
+    >>> call_before("conv2d(8, [3, 3], stride = ", 1, 28)
+    ('conv2d', '8, [3, 3], stride = ', '(')
+    """
     lines = text.split("\n")
     if not 0 < line <= len(lines):
         return None
     head = "\n".join(lines[:line - 1] + [lines[line - 1][:max(0, column - 1)]])
-    stack: list[str | None] = []
+    stack: list[tuple[str | None, int]] = []
     i, n = 0, len(head)
     while i < n:
         ch = head[i]
@@ -695,10 +760,13 @@ def open_call(text: str, line: int, column: int) -> str | None:
                 i += 2 if head[i] == "\\" else 1
         elif ch == "(":
             m = re.search(r"([A-Za-z_][A-Za-z_0-9]*)\s*$", head[max(0, i - 200):i])
-            stack.append(m.group(1) if m else None)
+            stack.append((m.group(1) if m else None, i + 1))
         elif ch in "[{":
-            stack.append(None)
+            stack.append((None, i + 1))
         elif ch in ")]}" and stack:
             stack.pop()
         i += 1
-    return stack[-1] if stack else None
+    if not stack:
+        return None
+    name, after = stack[-1]
+    return name, head[after:], head[after - 1]

@@ -215,7 +215,7 @@ def test_definition_and_completion_by_position():
     assert ide.definition(text, idx, 4, 12).line == 1  # just after `width`
     assert ide.definition(text, idx, 3, 16) is None  # `input`
     inside = ide.completions(text, idx, 5, 14)
-    assert [c.label for c in inside if c.kind == "argument"] == ["c", "stride"]
+    assert [c.label for c in inside if c.kind == "argument"] == ["stride"]  # `c` is given by position
     outside = ide.completions(text, idx, 4, 1)
     assert not [c for c in outside if c.kind == "argument"]
     assert {c.label for c in outside if c.kind == "layer"} == set(LAYERS)
