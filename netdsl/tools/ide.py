@@ -20,6 +20,7 @@ from ..analysis.counts import analyse, counted, layer_macs, layer_params, merge_
 from ..check.checker import Checker
 from ..check.values import POISON, show
 from ..diagnostics import Diagnostic, NetdslError
+from ..grant import Grant
 from ..ir.walk import children
 from ..layers import LAYERS, REQUIRED
 from ..limits import Limits
@@ -75,10 +76,10 @@ class _Recorder(Checker):
     given (keyed by the identity of their expression), as it evaluates them."""
 
     def __init__(self, program: Program, limits: Limits, lets: dict[int, ast.Let | ast.Repeat],
-                 memo_table: dict):
+                 memo_table: dict, grant: Grant | None = None):
         self.watched = lets
         self.seen: dict[int, LetValues] = {}
-        super().__init__(program, limits)  # which evaluates the top-level lets
+        super().__init__(program, limits, grant=grant)  # which evaluates the top-level lets
         # A table of this check's own: the shared one replays an instance checked before,
         # in an earlier check of the same text, without evaluating its lets again.
         self._memo = memo_table
@@ -124,8 +125,10 @@ def _merge(into: dict[int, LetValues], recorded: dict[int, LetValues]) -> None:
         kept.more |= got.more
 
 
-def check(text: str, filename: str | None, base: Path, limits: Limits | None = None) -> Checked:
-    """Check a document's text as ``netdsl check`` checks the saved file.
+def check(text: str, filename: str | None, base: Path, limits: Limits | None = None,
+          grant: Grant | None = None) -> Checked:
+    """Check a document's text as ``netdsl check`` checks the saved file (``grant``:
+    as ``--allow-module`` gives it, for the spec's externs).
 
     It is ``netdsl.compile`` on text that is not on disk yet, with imports relative
     to ``base``. Two cases differ, on purpose: a file with no network (a library
@@ -156,7 +159,7 @@ def check(text: str, filename: str | None, base: Path, limits: Limits | None = N
         lets: dict[int, LetValues] = {}
         memo_table: dict = {}
         for name in program.root_networks:
-            checker = _Recorder(program, limits, watched, memo_table)
+            checker = _Recorder(program, limits, watched, memo_table, grant)
             try:
                 net = checker.network(name)
                 api.check_limits(net, limits, program.sources)
@@ -168,7 +171,7 @@ def check(text: str, filename: str | None, base: Path, limits: Limits | None = N
                     diags.setdefault(_key(d), d)
         if not program.root_networks and watched:
             # A library: its top-level lets are known without a network.
-            checker = _Recorder(program, limits, watched, memo_table)
+            checker = _Recorder(program, limits, watched, memo_table, grant)
             if not checker.diags:
                 _merge(lets, checker.seen)
     kept = list(lets.values())

@@ -38,6 +38,7 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from .. import __version__
 from ..diagnostics import Diagnostic
+from ..grant import Grant
 from ..limits import Limits
 from ..span import Span
 from ..syntax import ast
@@ -86,6 +87,9 @@ class NetdslServer(LanguageServer):
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netdsl-check")
         self.defined = symbols.Defined()  # the top-level names of files on disk, read by `reader`
         self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netdsl-files")
+        # The Python modules a spec's `extern` may import: the editor's own setting
+        # (initializationOptions.allowModules), never a file's. None by default.
+        self.grant = Grant()
 
     def shutdown(self):
         self.worker.shutdown(wait=False, cancel_futures=True)
@@ -137,12 +141,14 @@ def _start(ls: NetdslServer, uri: str) -> None:
         return  # closed; or checked when the check in flight ends (_done)
     now = ls.workspace.get_text_document(uri)
     ls.running.add(uri)
-    job = asyncio.get_running_loop().run_in_executor(ls.worker, _analyse, now.source, doc.filename, doc.base)
+    job = asyncio.get_running_loop().run_in_executor(ls.worker, _analyse, now.source, doc.filename, doc.base,
+                                                     ls.grant)
     job.add_done_callback(functools.partial(_done, ls, uri, doc, now.version, now.source))
 
 
-def _analyse(text: str, filename: str | None, base: Path) -> tuple[ide.Checked, ide.Index | None]:
-    checked = ide.check(text, filename, base)
+def _analyse(text: str, filename: str | None, base: Path,
+             grant: Grant | None = None) -> tuple[ide.Checked, ide.Index | None]:
+    checked = ide.check(text, filename, base, grant=grant)
     if checked.module is None:
         return checked, None  # it does not parse: nothing to index
     return checked, ide.index(text, filename, base, module=checked.module)
@@ -498,6 +504,20 @@ def make_server() -> NetdslServer:
     ['textDocument/codeAction', 'textDocument/completion', 'textDocument/definition']
     """
     ls = NetdslServer()
+
+    @ls.feature(t.INITIALIZE)
+    @_guard()
+    def initialize(ls: NetdslServer, params: t.InitializeParams):
+        # `extern` classes are imported only under the editor's own grant, as
+        # `--allow-module` gives it on the command line.
+        options = params.initialization_options
+        allowed = options.get("allowModules") if isinstance(options, dict) else None
+        if allowed is not None:
+            try:
+                ls.grant = Grant.of(allowed)
+            except (TypeError, ValueError) as e:
+                ls.window_log_message(t.LogMessageParams(
+                    t.MessageType.Warning, f"netdsl lsp: initializationOptions.allowModules ignored: {e}"))
 
     @ls.feature(t.INITIALIZED)
     @_guard()

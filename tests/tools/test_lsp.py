@@ -862,3 +862,26 @@ def test_renaming_a_block_renames_it_in_the_open_files_that_import_it(client, tm
     with pytest.raises(ServerError) as e:
         _rename(client, lib_uri, 0, 7, "m")
     assert "main.net" in e.value.args[0]["message"]
+
+
+def test_externs_are_checked_only_under_the_editors_own_grant(tmp_path):
+    # An extern is refused (E0121) as `check` refuses it without --allow-module; the
+    # editor's initializationOptions.allowModules grants, as the flag does.
+    pytest.importorskip("pygls")
+    path = tmp_path / "ext.net"
+    path.write_text('extern act = "torch.nn.Hardtanh"\nnetwork n() {\n    input [3, 8, 8]\n'
+                    '    act(min_val = 0, max_val = 9)\n    conv2d(4, 99)\n}\n')
+    # Refused, it leaves its output unknown, and what follows stays silent (no cascade).
+    for options, codes in ((None, ["E0121"]), ({"allowModules": ["torch.nn"]}, ["E0304"]),
+                           ({"allowModules": ["torch nn"]}, ["E0121"])):
+        c = Client(tmp_path)
+        init = {"processId": os.getpid(), "rootUri": tmp_path.as_uri(), "capabilities": {}}
+        if options is not None:
+            init["initializationOptions"] = options
+        c.request("initialize", init)
+        c.notify("initialized", {})
+        try:
+            uri = c.open(path)
+            assert sorted(d["code"] for d in c.diagnostics(uri, 1)) == codes
+        finally:
+            c.close()
