@@ -282,6 +282,33 @@ class Checker:
         assert net is not None  # _network gives None only where it reported why
         return net
 
+    def library(self, file: str | None) -> list[Diagnostic]:
+        """The mistakes in the blocks ``file`` defines that show without a network: each
+        block's body checked with its parameters' defaults (unknown where a parameter has
+        none) on an input of unknown shape. Unknown names, layers and arguments, values
+        of the wrong type, names read and never given: what no input shape decides.
+        Shapes and channels are checked where a network uses the block; until then what
+        depends on them stays silent (as after any mistake that leaves a value unknown)."""
+        for defn in self.program.blocks.values():
+            if defn.span.file != file:
+                continue
+            env = Env({}, self.globals)
+            for p in defn.params:
+                env.vars[p.name] = POISON if p.default is None else self.value(p.default, env)
+            env.vars["in_channels"] = env.vars["in_shape"] = POISON
+            flow = SeqFlow(None, False)
+            flow.values = ValueScope(defn.name)
+            self.chain.append((defn.name, None))
+            try:
+                self.run(defn.body, env, flow, NameScope(None))
+                dataflow.close(self, flow.values)
+            except (_Abort, _TooDeep):
+                pass
+            finally:
+                self.chain.pop()
+        self.ev.release()
+        return by_position(self.diags)
+
     def _network(self, defn, overrides: dict, input_shape) -> ir.Network | None:
         shown_name = defn.name
         if self._alias_cycle(defn):

@@ -132,9 +132,9 @@ def check(text: str, filename: str | None, base: Path, limits: Limits | None = N
 
     It is ``netdsl.compile`` on text that is not on disk yet, with imports relative
     to ``base``. Two cases differ, on purpose: a file with no network (a library
-    of blocks) is checked as far as loading it, where ``check`` would only add
-    E0107; a file with several networks has each checked, where ``check`` would
-    ask which one.
+    of blocks) has each of its blocks checked without an input shape
+    (``Checker.library``), where ``check`` would only say E0107; a file with several
+    networks has each checked, where ``check`` would ask which one.
 
     >>> c = check("network n() { input [3, 8, 8]\\n conv2d(4, 9) }", "n.net", Path("."))
     >>> [(d.code, d.span.line, d.span.column) for d in c.diagnostics]
@@ -169,11 +169,14 @@ def check(text: str, filename: str | None, base: Path, limits: Limits | None = N
                 # Networks sharing a block repeat its errors; say each once.
                 for d in e.diagnostics:
                     diags.setdefault(_key(d), d)
-        if not program.root_networks and watched:
-            # A library: its top-level lets are known without a network.
+        if not program.root_networks:
+            # A library: its top-level lets are known without a network, and its blocks'
+            # mistakes that no input shape decides (Checker.library).
             checker = _Recorder(program, limits, watched, memo_table, grant)
             if not checker.diags:
                 _merge(lets, checker.seen)
+            for d in checker.library(filename):
+                diags.setdefault(_key(d), d)
     kept = list(lets.values())
     return Checked(nets, list(diags.values()), module, program, [v for v in kept if v.name != "*"],
                    [v for v in kept if v.name == "*"])

@@ -263,3 +263,17 @@ def test_a_document_over_the_size_limit_is_neither_indexed_nor_formatted(monkeyp
     assert ide_module.index(big, "big.net", Path(".")) is None
     with pytest.raises(netdsl.NetdslError, match="over the limit"):
         fmt_module.format_text(big, "big.net")
+
+
+def test_a_block_library_is_checked_for_what_no_input_shape_decides():
+    from netdsl.tools.ide import check
+
+    lib = ("block b(c = 4, d) {\n    conv2d(c, 3, paddin = 1)\n    relux\n    conv2d(\"x\", 3)\n"
+           "    conv2d(d, 3)\n    -> y\n    add(y, z)\n}\n")
+    got = [(d.code, d.span.line) for d in check(lib, "lib.net", Path(".")).diagnostics]
+    assert got == [("E0202", 2), ("E0102", 3), ("E0206", 4), ("E0125", 7)]
+    # What depends on the input (channels, shapes) waits for a network that uses the block.
+    clean = "block b(c) {\n    conv2d(c * in_channels, 3)\n    linear(in_shape[0])\n}\n"
+    assert check(clean, "lib.net", Path(".")).diagnostics == []
+    std = (Path(netdsl.__file__).parent / "stdlib" / "blocks.net").read_text()
+    assert check(std, "blocks.net", Path(".")).diagnostics == []
