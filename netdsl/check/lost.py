@@ -100,7 +100,8 @@ def skipped(stmts: Sequence[ast.Stmt], flow, scope: NameScope) -> None:
             scope.lose(None, inside=True)  # a block, or a parameter that may hold one
         if values is not None:
             if isinstance(st, ast.Bind):
-                values.lost_binds.template(st.target.name)
+                for ref in (st.target,) + st.more:
+                    values.lost_binds.template(ref.name)
             elif isinstance(st, ast.NamedInput):
                 values.lost_binds.add(st.name)
             for ref in reads(st):
@@ -122,7 +123,7 @@ def skipped(stmts: Sequence[ast.Stmt], flow, scope: NameScope) -> None:
 def reads(st: ast.Stmt) -> tuple[ast.Ref, ...]:
     """The named results a statement reads."""
     if isinstance(st, ast.From):
-        return (st.source,)
+        return (st.source,) + st.more
     if isinstance(st, ast.Merge):
         return st.sources
     if isinstance(st, ast.Output):
