@@ -178,7 +178,7 @@ def _scope(g: _Builder, node: ir.Scope, srcs: Srcs, prefix: str, depth: int) -> 
     # or the current one; its outputs get the names of `-> y, z`.
     given = [g.names[-1][n] for n in node.sources] if node.sources else [srcs]
     if node.sources:
-        srcs = [e for edges in given for e in edges]
+        srcs = list(dict.fromkeys(e for edges in given for e in edges))  # one edge for `from a, a`
     # A module with no modules inside (an empty one: an identity branch) is a leaf of
     # the table too, so a box rather than an empty cluster.
     if (g.depth is not None and depth + 1 >= g.depth) or not any(map(_is_module, _modules(node.body))):
