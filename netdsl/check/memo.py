@@ -307,7 +307,7 @@ def takes_tensors(defn) -> bool:
     its instances are always expanded, since what they bind and return is not kept.
 
     >>> from netdsl.syntax.parser import parse
-    >>> [takes_tensors(b) for b in parse("block a() { relu }\nblock b() { input x\n from x }").items]
+    >>> [takes_tensors(b) for b in parse("block a() { relu }\\nblock b() { input x\\n from x }").items]
     [False, True]
     """
     known = _TAKES.get(id(defn))
