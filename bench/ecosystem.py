@@ -83,6 +83,7 @@ NETS = (
     Net("tf_efficientnet_b3", (3, 33, 33), None, ("blocks.1.0.conv_dw", "blocks.5")),
     Net("res2net50_14w_8s", (3, 32, 32), None, ("layer1.0.convs.3", "layer3")),
     Net("nf_resnet26", (3, 32, 32), None, ("stem.conv", "stages.2")),
+    Net("dla60", (3, 32, 32), None, ("level1", "level3.tree2.root")),
 )
 
 

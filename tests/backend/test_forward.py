@@ -162,7 +162,7 @@ SMALL = {"resnet": (3, 32, 32), "resnet34": (3, 32, 32), "resnet50": (3, 32, 32)
          "sknet": (3, 32, 32), "skresnet18": (3, 32, 32), "resnest": (3, 32, 32),
          "resnest26d": (3, 32, 32), "tf_efficientnet": (3, 33, 33), "tf_efficientnet_b3": (3, 33, 33),
          "res2net": (3, 32, 32), "res2net50_14w_8s": (3, 32, 32), "nf_resnet": (3, 32, 32),
-         "nf_resnet26": (3, 32, 32)}
+         "nf_resnet26": (3, 32, 32), "dla": (3, 32, 32), "dla60": (3, 32, 32)}
 
 
 @pytest.mark.parametrize("path", MEMBERS, ids=lambda p: p.stem)

@@ -42,7 +42,9 @@ SHIPPED = {"lenet5": None, "alexnet": (3, 64, 64), "vgg16": (3, 32, 32), "resnet
            "sknet": (3, 32, 32), "skresnet18": (3, 32, 32), "resnest": (3, 32, 32),
            "resnest26d": (3, 32, 32), "tf_efficientnet": (3, 33, 33), "tf_efficientnet_b3": (3, 33, 33),
            "res2net": (3, 32, 32), "res2net50_14w_8s": (3, 32, 32), "nf_resnet": (3, 32, 32),
-           "nf_resnet26": (3, 32, 32)}
+           "nf_resnet26": (3, 32, 32),
+           # blocks of several tensors (DLA's trees and bottlenecks)
+           "dla": (3, 32, 32), "dla60": (3, 32, 32)}
 # The libraries' own networks, where a setting makes them fold something else.
 # The libraries' networks at their other settings (vgg with batch norm), or smaller ones:
 # their defaults are the aliases' networks, tested already.

@@ -36,7 +36,7 @@ def test_every_shipped_network_file_is_listed_with_its_figures():
 @pytest.mark.slow
 def test_family_rows_are_what_the_family_spec_gives():
     rows = re.findall(r"^\| `(\w+\.net)` \| `([^`]*)` \| [\d×]+ \| ([\d,]+) \| ([\d,]+) \|", DOC, flags=re.M)
-    assert len(rows) == 47
+    assert len(rows) == 50
     for name, settings, params, macs in rows:
         overrides = dict(kv.split(" = ") for kv in re.split(r", (?=\w+ =)", settings))
         a = analyse(netdsl.compile(str(ROOT / "specs" / name), **overrides))
