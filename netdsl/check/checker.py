@@ -806,7 +806,7 @@ class Checker:
     # -- items
     def item(self, unit, env: Env, flow, scope: NameScope, label=None) -> None:
         values = flow.values if isinstance(flow, SeqFlow) else None
-        if values is not None and values.pack is not None and self._block_use(unit, env):
+        if values is not None and values.pack is not None and self._reads_several(unit, env):
             # `from a, b` then a block: the block takes the results as its inputs.
             self._pack, values.pack = values.pack, None
         shape, shared = flow.next_input(self, unit.span)
@@ -858,6 +858,7 @@ class Checker:
                 values.dangling = unit.span
             return
         nodes, out, out_shared = self.unit(unit, env, shape, shared, scope, label)
+        self._pack = None  # what a use that failed before it reached its block did not take
         flow.accept(nodes, out, out_shared, unit.span)
         if values is not None and not isinstance(unit, (ast.Group, ast.Side)):
             values.dangling = unit.span
@@ -1156,14 +1157,16 @@ class Checker:
             s = s.parent
         return out
 
-    def _block_use(self, unit, env: Env) -> bool:
-        """Whether ``unit`` uses a block (which may take several tensors)."""
+    def _reads_several(self, unit, env: Env) -> bool:
+        """Whether ``unit`` may take the results of `from a, b`: a block's use, or a use
+        whose target a mistake made unknown (which `use` reports, and nothing more)."""
         if not isinstance(unit, ast.Use):
             return False
         target = env.lookup(unit.name, None)
-        if not isinstance(target, (BlockRef, LayerRef)):
-            target = self._global(unit.name)
-        return isinstance(target, BlockRef)
+        if not isinstance(target, (BlockRef, LayerRef)) and target is not POISON:
+            g = self._global(unit.name)
+            target = g if g is not KeyError else LayerRef(unit.name) if unit.name in LAYERS else target
+        return not isinstance(target, LayerRef)
 
     def block(self, ref: BlockRef, use: ast.Use, env: Env, shape, shared, scope, label):
         defn = ref.defn

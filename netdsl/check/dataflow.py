@@ -663,7 +663,7 @@ def block_node(cx: Context, block: str, name: str, cls: str, sub, pack, given, s
     values = sub.values
     declared = [n for n, _, _ in values.inputs]
     takes = len(declared) or 1
-    if len(given) != takes:
+    if len(given) != takes and not values.unsure:  # (unsure: an error hid an `input`)
         where = _where(span, values.inputs[0][2]) if declared else None
         cx.report(Diagnostic(
             "E0135", f"block `{block}` takes {takes} tensor{'s' * (takes != 1)}, "

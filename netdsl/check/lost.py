@@ -104,6 +104,12 @@ def skipped(stmts: Sequence[ast.Stmt], flow, scope: NameScope) -> None:
                     values.lost_binds.template(ref.name)
             elif isinstance(st, ast.NamedInput):
                 values.lost_binds.add(st.name)
+            elif isinstance(st, ast.Input) and isinstance(st.shape, ast.Name):
+                values.lost_binds.add(st.shape.id)  # a block's input: how many it takes is unknown
+                values.unsure = True
+            elif isinstance(st, (ast.From, ast.Merge)) and values.no_current:
+                values.no_current = False  # it may have said which result goes on
+                values.unsure = True
             for ref in reads(st):
                 values.lost_reads.template(ref.name)
         if isinstance(st, ast.Side) and getattr(flow, "network", False):
@@ -117,6 +123,7 @@ def skipped(stmts: Sequence[ast.Stmt], flow, scope: NameScope) -> None:
     if makes and flow is not None:
         if values is not None:
             values.dangling = None
+            values.pack = values.several = None  # whether they took them is not known
         flow.accept([], None, False, None)
 
 
