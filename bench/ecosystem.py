@@ -87,6 +87,7 @@ NETS = (
     Net("cs3darknet_m", (3, 32, 32), None, ("stem.conv2", "stages.2.blocks.1")),
     Net("dpn92", (3, 32, 32), None, ("features.conv2_1.c1x1_w_s1", "features.conv4_3")),
     Net("ghostnetv2_100", (3, 64, 64), None, ("blocks.3.0.ghost1.short_conv", "blocks.6")),
+    Net("dla60", (3, 32, 32), None, ("level1", "level3.tree2.root")),
 )
 
 

@@ -20,7 +20,7 @@ shipped ones never contain:
 - ``many_errors``: thousands of bad lines (rendering and the error cap).
 - ``control``: control characters in strings, labels and comments (terminal injection).
 - ``dataflow``: named results, `from`, every merge (`add` ... `resize`, `crop`, with
-  their options), `split`, several inputs
+  their options), `split`, blocks of several tensors (`from a, b`, `-> y, z`), several inputs
   and stated outputs, with now and then a misspelt, early or unused name.
 - ``grammar``: sentences derived from grammar.lark itself, every rule and alternative.
 - ``extremes``: every argument of every layer at the edges of its type (int64 and
@@ -457,6 +457,54 @@ def _merge_option(rng: random.Random, op: str) -> str:
     }.get(op, []) + ["mode = \"nearest\"", "offset = [0, 0]", "by = 1", "bogus = 1"])
 
 
+def _several_block(rng: random.Random, name: str, k: int, m: int) -> str:
+    """A block of ``k`` tensor inputs and ``m`` results: the first input convolved, the
+    others resized to it and concatenated; ``m`` of its results returned."""
+    lines = [f"input a{i}" for i in range(k)] + ["from a0", f"c: conv2d({rng.choice([2, 4])}, 1) -> t"]
+    if k > 1:
+        lines += [f"resize(a{i}, t) -> u{i}" for i in range(1, k)]
+        lines.append(f"concat(t, {', '.join(f'u{i}' for i in range(1, k))}) -> s")
+    else:
+        lines += ["from t", "relu -> s"]
+    if m == 1:
+        lines.append("from s")
+    elif m == 2:
+        lines.append(f"output tuple({rng.choice(['s, t', 't, s'])})")
+    else:
+        lines += ["from s", "conv2d(2, 1) -> v", "output tuple(s, v, t)"]
+    return f"block {name}() {{\n    " + "\n    ".join(lines) + "\n}"
+
+
+def _several_use(rng: random.Random, w, blocks: list, ref, names: list, unread: list,
+                 before: list[str]) -> list[str]:
+    """A use of a block of several tensors: `from a, b`, the block, `-> y, z`; now and
+    then with one result or name too many (E0135, E0137) or several read as one (E0136)."""
+    if not blocks or rng.random() < 0.3:
+        k, m = rng.choice([1, 2, 2, 3]), rng.choice([1, 2, 2, 3])
+        blocks.append((f"several{len(w.defs)}", k, m))
+        w.defs.append(_several_block(rng, *blocks[-1]))
+    name, k, m = rng.choice(blocks)
+    wrong = rng.random()
+    given = k + (wrong < 0.04)
+    outs = m + (0.04 <= wrong < 0.08)
+    # A `from` just before, that nothing read yet, gives the first of them.
+    first = before.pop()[5:] if before and re.fullmatch(r"from \w+", before[-1]) else None
+    refs = ([first] if first else []) + [ref() for _ in range(given - bool(first))]
+    label = f"{w.label()}: " if rng.random() < 0.5 else ""
+    if 0.08 <= wrong < 0.12:  # unnamed: one result goes on as the current one; several cannot
+        return [f"from {', '.join(refs)}", f"{label}{name}()"]
+    targets = [f"r{len(names) + i}" for i in range(outs)]
+    names.extend(targets)
+    unread.extend(targets)
+    lines = [f"from {', '.join(refs)}", f"{label}{name}() -> {', '.join(targets)}"]
+    if rng.random() < 0.5:  # go on from one of them, as the chain after it would
+        unread.remove(targets[-1])
+        lines += [f"from {targets[-1]}", f"conv2d(4, 1) -> r{len(names)}"]
+        names.append(f"r{len(names)}")
+        unread.append(names[-1])
+    return lines
+
+
 def gen_dataflow(rng: random.Random) -> str:
     """A network wired by name: chains named with `->`, read back by `from`, merged by
     `add`, `concat`, `matmul` and the rest, maybe from several inputs and into a stated `output`; now and then
@@ -483,8 +531,12 @@ def gen_dataflow(rng: random.Random) -> str:
             unread.remove(name)
         return name
 
+    blocks: list[tuple[str, int, int]] = []
     for _ in range(rng.choice([1, 2, 3, 4, 5])):
         r = rng.random()
+        if r > 0.85 and names:
+            lines.extend(_several_use(rng, w, blocks, ref, names, unread, lines))
+            continue
         if r < 0.15 and names:
             lines.append(f"from {ref()}")  # then a layer: a `from` before a merge reads nothing
             r = 0.0

@@ -75,8 +75,15 @@ def _one(node, x, model, prefix: str, names: dict):  # noqa: PLR0911, PLR0912 - 
             return _attr(model, prefix + node.name) * x
         return model.get_submodule(prefix + node.name)(x)
     if isinstance(node, ir.Scope):
-        # A block instance has names of its own; a labelled group shares its body's.
-        return _seq(node.body, x, model, f"{prefix}{node.name}.", {} if node.cls is not None else names)
+        # A block instance has names of its own, its inputs the first (the results passed
+        # in, or the current one); a labelled group shares its body's.
+        given = [names[s] for s in node.sources] if node.sources else [x]
+        own = dict(zip(node.inputs, given, strict=True)) if node.inputs else {}
+        out = _seq(node.body, given[0], model, f"{prefix}{node.name}.", own if node.cls is not None else names)
+        if node.outputs:
+            names.update(zip(node.targets, [own[o] for o in node.outputs], strict=True))
+            return None  # no current result: a `from` comes next
+        return out
     if isinstance(node, ir.Residual):
         out = _seq(node.body, x, model, prefix, names)
         identity = x if node.shortcut is None else _seq(node.shortcut, x, model, prefix, names)

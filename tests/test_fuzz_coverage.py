@@ -171,6 +171,28 @@ def test_every_merge_and_merge_option_is_generated_into_a_model():
     assert not missing, f"no generated spec that compiles holds these merges or options: {missing}"
 
 
+def test_blocks_of_several_tensors_are_generated_into_models():
+    """A block given several results and one giving several, named where it is used, in
+    a generated spec that compiles; and each misuse of them, each with its code."""
+    seen: set = set()
+    codes: set = set()
+    for i in range(3000):
+        if {"in", "out"} <= seen and {"E0135", "E0136", "E0137"} <= codes:
+            break
+        text = fuzz_specs.gen_dataflow(random.Random(i))
+        try:
+            net = netdsl.compile(text)
+        except netdsl.NetdslError as e:
+            codes |= {d.code for d in e.diagnostics}
+            continue
+        for node in ir.walk(net.body):
+            if isinstance(node, ir.Scope) and node.sources:
+                seen.add("in")
+            if isinstance(node, ir.Scope) and node.targets:
+                seen.add("out")
+    assert seen == {"in", "out"} and {"E0135", "E0136", "E0137"} <= codes, (seen, codes)
+
+
 def _merges(value):
     todo = [value]
     while todo:

@@ -174,11 +174,17 @@ def _hidden_kinds(nodes) -> list[str]:
 def _scope(g: _Builder, node: ir.Scope, srcs: Srcs, prefix: str, depth: int) -> Srcs:
     path, type_ = prefix + node.name, scope_type(node)
     own_names = node.cls is not None  # a block instance; a labelled group shares names
+    # A block of several tensors: each input is the result passed in by name (`from a, b`)
+    # or the current one; its outputs get the names of `-> y, z`.
+    given = [g.names[-1][n] for n in node.sources] if node.sources else [srcs]
+    if node.sources:
+        srcs = list(dict.fromkeys(e for edges in given for e in edges))  # one edge for `from a, a`
     # A module with no modules inside (an empty one: an identity branch) is a leaf of
     # the table too, so a box rather than an empty cluster.
     if (g.depth is not None and depth + 1 >= g.depth) or not any(map(_is_module, _modules(node.body))):
         nid = g.node("module", path, type_, node.out_shape, ", ".join(_hidden_kinds(node.body)))
         g.connect(srcs, nid)
+        g.names[-1].update((t, [(nid, "data")]) for t in node.targets)
         if not own_names:  # it reads results named outside it, and what it names is read from its box
             bound = _bound(node.body)
             for name in dict.fromkeys(_read(node.body)):
@@ -190,13 +196,16 @@ def _scope(g: _Builder, node: ir.Scope, srcs: Srcs, prefix: str, depth: int) -> 
     g.d.clusters.append(Cluster(cid, f"{path}: {type_}", g.stack[-1]))
     g.stack.append(cid)
     if own_names:
-        g.names.append({})
+        g.names.append(dict(zip(node.inputs, given, strict=False)))
     try:
-        return g.emit(node.body, srcs, path + ".", depth + 1)
+        out = g.emit(node.body, srcs, path + ".", depth + 1)
+        results = [g.names[-1][o] for o in node.outputs]
     finally:
         g.stack.pop()
         if own_names:
             g.names.pop()
+    g.names[-1].update(zip(node.targets, results, strict=True))
+    return out
 
 
 def _bound(nodes) -> list[str]:

@@ -353,14 +353,14 @@ class _Generator:
             notes = self.comments.of_def(files[0] if files else None, "block", node.block)
         inst = Instance("nn.Sequential" if pure else "nn.Module", class_name(name), notes,
                         self.items(node.body, m),
-                        None if pure or is_container(node) else self.forward(node.body))
+                        None if pure or is_container(node) else self.forward(node.body, scope=node))
         return ClassRef(self.register(inst))
 
-    def forward(self, nodes, net: ir.Network | None = None) -> tuple[str, ...]:
+    def forward(self, nodes, net: ir.Network | None = None, scope: ir.Scope | None = None) -> tuple[str, ...]:
         """The lines of ``forward``, its ``def`` first: what the built model runs
         (:mod:`netdsl.backend.forward`). ``{outputs}`` stands for the name of the
         network's output type."""
-        fwd = write_forward(nodes, net)
+        fwd = write_forward(nodes, net, scope)
         self.uses_torch |= fwd.uses_torch
         self.uses_f |= fwd.uses_f
         return tuple(fwd.text().rstrip("\n").split("\n"))

@@ -145,7 +145,15 @@ class ForwardWriter(Visitor):
             out = self.seq(node.body, src, dst)
             self.s.owner = self.s.owner[:-1]
             return out
-        self.emit(f"{dst} = {self.ref(node.name)}({src})", node.span)
+        # A block of several tensors takes the named results given to it, and its outputs
+        # are unpacked into the names they get: `y, z = self.tree(x1, skip)`.
+        args = ", ".join(self.s.names[n] for n in node.sources) if node.sources else src
+        if node.targets:
+            outs = [self.fresh(local_name(t)) for t in node.targets]
+            self.emit(f"{', '.join(outs)} = {self.ref(node.name)}({args})", node.span)
+            self.s.names.update(zip(node.targets, outs, strict=True))
+            return outs[0]
+        self.emit(f"{dst} = {self.ref(node.name)}({args})", node.span)
         return dst
 
     def visit_bind(self, node: ir.Bind, src: str, dst: str) -> str:
@@ -252,10 +260,11 @@ class ForwardWriter(Visitor):
         return src
 
 
-def write(nodes: Sequence[ir.Node], net: ir.Network | None = None) -> Forward:
+def write(nodes: Sequence[ir.Node], net: ir.Network | None = None, scope: ir.Scope | None = None) -> Forward:
     """The ``forward`` of a module whose body is ``nodes``; ``net`` when it is the
     network's own (its inputs, side outputs and ``output`` shape the signature and
-    the return).
+    the return), ``scope`` when it is a block's that takes or gives several tensors
+    (its inputs are its parameters, its outputs a tuple it returns).
 
     >>> import netdsl
     >>> net = netdsl.compile("network n() { input [3, 8, 8]\\n residual { c: conv2d(3, 1) }\\n relu }")
@@ -280,7 +289,19 @@ def write(nodes: Sequence[ir.Node], net: ir.Network | None = None) -> Forward:
             w.s.names[i.name] = var
     # A named input may be read again by name (`from image`, `resize(out, image)`), so the
     # chain gets a variable of its own ("x"); only an unnamed input's is written over.
-    out = w.seq(nodes, params[0], w.fresh("x") if net is not None and net.inputs else params[0])
+    elif scope is not None and scope.inputs:
+        w.s.used.discard("x")
+        params = []
+        for name in scope.inputs:
+            var = name if name not in w.s.used else w.fresh(local_name(name))
+            w.s.used.add(var)
+            params.append(var)
+            w.s.names[name] = var
+    named = (net is not None and net.inputs) or (scope is not None and scope.inputs)
+    out = w.seq(nodes, params[0], w.fresh("x") if named else params[0])
+    if scope is not None and scope.outputs:
+        w.emit(f"return {', '.join(w.s.names[o] for o in scope.outputs)}")
+        return Forward(tuple(params), w.s.lines, w.s.uses_torch, w.s.uses_f)
     returns_outputs = False
     if net is not None and w.s.sides:
         made = dict(zip(("logits",) + tuple(net.outputs), [out] + w.s.sides, strict=True))

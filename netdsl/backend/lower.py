@@ -185,7 +185,7 @@ class _Lowering(Visitor):
                 assert isinstance(child, (ir.Scope, ir.Layer))  # what is_sequential says
                 m.add_module(child.name, self.scope(child) if isinstance(child, ir.Scope) else self.leaf(child))
             return m
-        source = forward.write(node.body).text()
+        source = forward.write(node.body, scope=node).text()
         cls = spec_class(Group, "Group", "netdsl.groups", None, source) if node.cls is None else \
             spec_class(Block, node.cls, "netdsl.blocks", doc, source)
         m = cls()

@@ -138,6 +138,8 @@ class Checker:
         self.overridden: dict[str, object] = {}  # network parameters set by --set or the API
         self.inner_names: dict[str, tuple[str, Span | None]] = {}
         self._flow_values: ValueScope | None = None
+        # The results `from a, b` passes to the block being used: [(name, shape)], or None.
+        self._pack: list | None = None
         self.side_flow: SeqFlow | None = None
         self.network_values: ValueScope | None = None
         # The memo of block instances (memo.py), and what it needs to know of each
@@ -415,6 +417,9 @@ class Checker:
         """The network's `output`, checked to come last; and side outputs refused beside
         dataflow, whose training-mode tuple has no place for them yet."""
         values = flow.values
+        if values.several is not None or values.pack is not None:
+            dataflow.one_tensor(self, values, values.several[2] if values.several else None,
+                                "the network ends with one result")
         given = flow.input_override
         names = [n for n, _, _ in values.inputs]
         extra = ([k for k in given if k not in names] if isinstance(given, dict) else
@@ -714,10 +719,14 @@ class Checker:
         return False
 
     def input(self, st: ast.Input, env: Env, flow, scope: NameScope) -> None:
+        if getattr(flow, "block", False) and isinstance(st.shape, ast.Name):
+            dataflow.block_input(self, st, env, flow, scope)  # `input x`: a tensor the block takes
+            return
         if not getattr(flow, "network", False):
-            self.report(Diagnostic("E0309", "`input` only belongs in a network", st.span,
+            self.report(Diagnostic("E0309", "`input` with a shape only belongs in a network", st.span,
                                    "inside a block or group",
-                                   "blocks take their input from where they are used"))
+                                   "a block takes its tensors from where it is used: declare each one "
+                                   "by name, without a shape, at the top of the block (`input x`)"))
             return
         if flow.has_input or flow.nodes:
             self.report(Diagnostic("E0309", "`input` must come once, before the first layer",
@@ -841,8 +850,11 @@ class Checker:
 
     # -- items
     def item(self, unit, env: Env, flow, scope: NameScope, label=None) -> None:
-        shape, shared = flow.next_input(self, unit.span)
         values = flow.values if isinstance(flow, SeqFlow) else None
+        if values is not None and values.pack is not None and self._reads_several(unit, env):
+            # `from a, b` then a block: the block takes the results as its inputs.
+            self._pack, values.pack = values.pack, None
+        shape, shared = flow.next_input(self, unit.span)
         self._flow_values = values
         if isinstance(unit, ast.Side):
             self.side_flow = flow if getattr(flow, "network", False) and label is None else None
@@ -881,12 +893,17 @@ class Checker:
                 nodes, out, out_shared = self.unit(unit, env, shape, shared, inner)
                 sub.accept(nodes, out, out_shared, unit.span)
                 self.close(inner, sub)
+            if values is not None and values.several is not None:
+                # A labelled group is one module of one result.
+                dataflow.one_tensor(self, values, values.several[2], f"group `{name}` ends with one result")
+                sub.shape = None
             flow.accept(self.scope_node(name, None, None, sub, shape, unit.span), sub.shape,
                         sub.shared, unit.span)
             if values is not None and not isinstance(unit, ast.Group):
                 values.dangling = unit.span
             return
         nodes, out, out_shared = self.unit(unit, env, shape, shared, scope, label)
+        self._pack = None  # what a use that failed before it reached its block did not take
         flow.accept(nodes, out, out_shared, unit.span)
         if values is not None and not isinstance(unit, (ast.Group, ast.Side)):
             values.dangling = unit.span
@@ -1204,8 +1221,27 @@ class Checker:
             s = s.parent
         return out
 
+    def _reads_several(self, unit, env: Env) -> bool:
+        """Whether ``unit`` may take the results of `from a, b`: a block's use, or a use
+        whose target a mistake made unknown (which `use` reports, and nothing more)."""
+        if not isinstance(unit, ast.Use):
+            return False
+        target = env.lookup(unit.name, None)
+        if not isinstance(target, (BlockRef, LayerRef)) and target is not POISON:
+            g = self._global(unit.name)
+            target = g if g is not KeyError else LayerRef(unit.name) if unit.name in LAYERS else target
+        return not isinstance(target, LayerRef)
+
     def block(self, ref: BlockRef, use: ast.Use, env: Env, shape, shared, scope, label):
         defn = ref.defn
+        pack, self._pack = self._pack, None
+        caller = self._flow_values
+        # The tensors it is given: the results of `from a, b`, or the current one.
+        given = [s for _, s in pack] if pack is not None else [shape]
+        if pack is not None:
+            shape = given[0]
+            shared = True
+        several = pack is not None or memo.takes_tensors(defn)
         depth = len(self.chain)
         if depth > self.record.chain_peak:
             self.record.chain_peak = depth
@@ -1231,13 +1267,13 @@ class Checker:
         benv.vars["in_channels"] = shape[0] if shape else POISON
         # An instance of a block with the same arguments and input as an earlier one
         # does the same work: refuse it before expanding it when that is over the limit.
-        key = _instance_key(defn.name, benv.vars, shape, shared, ok)
+        key = _instance_key(defn.name, benv.vars, tuple(given) if pack is not None else shape, shared, ok)
         if key in self._instance_steps:
             steps = self._instance_steps[key][0]
             self._would_pass(steps, use.span, f"this instance of `{short(defn.name)}` takes "
                              f"{_steps(steps)}, like one before it, and would pass the limit")
         mkey = None
-        if self._memo is not None and ok and shape is not None and self._depth < memo.MAX_DEPTH:
+        if self._memo is not None and ok and shape is not None and self._depth < memo.MAX_DEPTH and not several:
             mkey = memo.instance_key(defn, benv.vars, shape, shared, memo.rules_key(scope))
             hit = None if mkey is None else self._memo.get(mkey)
             if hit is not None and self._fits(hit):
@@ -1253,12 +1289,14 @@ class Checker:
         region = self._region()
         try:
             inner = NameScope(scope)
-            sub = SeqFlow(shape if ok else None, shared)
+            sub = SeqFlow(shape if ok else None, shared, block=True)
             sub.values = ValueScope(defn.name)
+            sub.values.given = given if ok else []
             self.chain.append((defn.name, use.span))
             try:
                 self.run(defn.body, benv, sub, inner)
                 dataflow.close(self, sub.values)
+                dataflow.close_block(self, sub, defn.name)
             finally:
                 self.chain.pop()
             steps = self.nodes - region.nodes
@@ -1274,6 +1312,9 @@ class Checker:
             region.close()
         if not ok:
             return [], None, False
+        if several:
+            return dataflow.block_node(self, defn.name, name, defn.cls or camel(defn.name), sub, pack, given,
+                                       use.span, caller)
         return self.scope_node(name, defn.cls or camel(defn.name), defn.name, sub, shape, use.span), \
             sub.shape, sub.shared
 

@@ -64,6 +64,14 @@ class ValueScope:
     # read (lost.py): no read of the first is unknown, and none of the second unused.
     lost_binds: Lost = field(default_factory=Lost)
     lost_reads: Lost = field(default_factory=Lost)
+    # Blocks of several tensors: the results `from a, b` passed on, for the block used next
+    # ([(name, shape)]); the shapes a block instance was given, for its `input`s; and the
+    # outputs of the block just used, for `-> y, z` to name ((shapes, block, where, whether
+    # its node was made)).
+    pack: list | None = None
+    given: list | None = None
+    several: tuple | None = None
+    unpacked: tuple = ()  # the names `-> y, z` gave last, while no result is current
 
 
 def _values(cx: Context, flow, span, what: str) -> ValueScope | None:
@@ -112,6 +120,7 @@ def _fresh(values: ValueScope, span) -> None:
     noted, and reported when the scope closes, unless a read of a name that is not there
     most likely meant it (:func:`close`)."""
     at = values.dangling
+    values.pack = values.several = None
     if at is not None:
         values.dropped.setdefault(_place(at), (at, span))
         values.dangling = None
@@ -126,6 +135,9 @@ def bind(cx: Context, st: ast.Bind, env: Env, flow, scope: NameScope) -> None:
     if st.unit is not None:
         cx.stmt(st.unit, env, flow, scope)
     values = _values(cx, flow, st.target.span, "`->`")
+    if values is not None and (st.more or values.several is not None):
+        _bind_several(cx, st, env, flow, values)
+        return
     name = _name(cx, st.target, env)
     if values is None:
         return
@@ -136,18 +148,107 @@ def bind(cx: Context, st: ast.Bind, env: Env, flow, scope: NameScope) -> None:
         no_current(cx, values, st.target.span)
         values.lost_binds.add(name)
         return
+    if values.pack is not None:
+        one_tensor(cx, values, st.target.span, "`->` names one result")
+        values.lost_binds.add(name)
+        values.dangling = None
+        return
     values.dangling = None
-    if name in values.bound:
-        first = values.bound[name].span
-        cx.report(Diagnostic("E0127", f"result `{name}` is named twice", st.target.span,
-                             "named again here",
-                             f"the first `{name}` is at {_where(st.target.span, first)}; "
-                             "give each result its own name (a template such as \"skip{i}\" in a loop)"))
+    if not _fresh_name(cx, values, name, st.target.span):
         return
     values.bound[name] = Value(flow.shape, st.target.span)
     if flow.shape is not None:
         flow.accept([ir.Bind(name=name, in_shape=flow.shape, out_shape=flow.shape, span=st.target.span)],
                     flow.shape, True, st.span)
+
+
+def _fresh_name(cx: Context, values: ValueScope, name: str, span) -> bool:
+    """Whether ``name`` is not named yet in ``values`` (else reported, E0127)."""
+    if name not in values.bound:
+        return True
+    first = values.bound[name].span
+    cx.report(Diagnostic("E0127", f"result `{name}` is named twice", span,
+                         "named again here",
+                         f"the first `{name}` is at {_where(span, first)}; "
+                         "give each result its own name (a template such as \"skip{i}\" in a loop)"))
+    return False
+
+
+def _bind_several(cx: Context, st: ast.Bind, env: Env, flow, values: ValueScope) -> None:
+    """``-> y, z``: the outputs of the block just used, one name each, in its `output`
+    order; the block's node says which names its outputs get."""
+    refs = (st.target,) + st.more
+    names = [_name(cx, ref, env) for ref in refs]
+    several, values.several = values.several, None
+    for ref, name in zip(refs, names, strict=True):
+        if name is POISON:
+            values.lost_binds.template(ref.name)
+        else:
+            values.lost_binds.add(name)  # until bound below: a read of it is no mistake
+    if several is None:
+        values.dangling = None  # named, if not rightly: not a result nothing reads as well
+        if flow.shape is not None and not values.no_current:
+            cx.report(Diagnostic("E0137", f"{len(refs)} names for one result", st.more[0].span,
+                                 f"`{cx.text(st.span) if st.unit is not None else 'the current result'}` "
+                                 "gives one tensor",
+                                 f"name it once, `-> {cx.text(st.target.span)}`; names in a list are "
+                                 "for a block that ends with `output tuple(...)`"))
+        elif values.no_current:
+            no_current(cx, values, st.target.span)
+        return
+    shapes_, block, _, made = several
+    values.dangling = None  # named, if not rightly: not a result nothing reads as well
+    if len(refs) == 1:
+        cx.report(Diagnostic("E0136", f"block `{block}` gives {len(shapes_)} results, named here as one",
+                             st.target.span, "one name for several tensors",
+                             f"name each one: `-> {', '.join(f'y{i + 1}' for i in range(len(shapes_)))}`, "
+                             "in the order of the block's `output tuple(...)`"))
+        return
+    if len(refs) != len(shapes_):
+        cx.report(Diagnostic("E0137", f"{len(refs)} names for the {len(shapes_)} results of block `{block}`",
+                             (refs[len(shapes_)] if len(refs) > len(shapes_) else st.target).span,
+                             f"block `{block}` returns {len(shapes_)} tensors",
+                             "give one name per result, in the order of the block's `output tuple(...)`"))
+        return
+    twice = next((r for i, (n, r) in enumerate(zip(names, refs, strict=True)) if n in names[:i]), None)
+    if twice is not None:
+        cx.report(Diagnostic("E0127", f"result `{cx.text(twice.span)}` is named twice", twice.span,
+                             "named again here", "give each result its own name"))
+        return
+    if any(n is POISON for n in names) or not all(_fresh_name(cx, values, n, r.span)
+                                                   for n, r in zip(names, refs, strict=True)):
+        return
+    values.dangling = None
+    for name, ref, shape in zip(names, refs, shapes_, strict=True):
+        values.bound[name] = Value(shape, ref.span)
+    if made:
+        node = flow.nodes[-1]
+        assert isinstance(node, ir.Scope) and node.outputs  # what left several results: the block's node
+        flow.nodes[-1] = node.model_copy(update={"targets": tuple(names)})
+    flow.shape = None  # no current result: read one of the names
+    values.no_current = True
+    values.unpacked = tuple(names)
+
+
+def one_tensor(cx: Context, values: ValueScope, span, what: str) -> None:
+    """A statement that reads one tensor where there are several: the results of
+    `from a, b` that no block took, or the outputs of a block that `-> y, z` did not
+    name. Reported once; the statement's result is unknown."""
+    if values.pack is not None:
+        names = ", ".join(n for n, _ in values.pack)
+        cx.report(Diagnostic("E0136", f"{what}, and `from {names}` gives {len(values.pack)}", span,
+                             "reads one tensor",
+                             "several results go to a block that declares as many `input`s; "
+                             f"for one tensor, write `from {values.pack[0][0]}`, or merge them "
+                             f"(`concat({names})`, `add({names})`)"))
+    elif values.several is not None:
+        shapes_, block, where, _ = values.several
+        names = ", ".join(f"y{i + 1}" for i in range(len(shapes_)))
+        cx.report(Diagnostic("E0136", f"{what}, and block `{block}` gives {len(shapes_)}", span,
+                             "reads one tensor",
+                             f"name the block's results first, `-> {names}` (the block is used at "
+                             f"{_where(span, where)}), then `from` the one to go on with"))
+    values.pack = values.several = None
 
 
 def from_(cx: Context, st: ast.From, env: Env, flow, scope: NameScope) -> None:
@@ -156,9 +257,16 @@ def from_(cx: Context, st: ast.From, env: Env, flow, scope: NameScope) -> None:
         return
     shape, name = _read(cx, values, st.source, env)
     _fresh(values, st.span)
-    values.no_current = False
+    values.no_current, values.unpacked = False, ()
     values.dangling = st.span  # a `from` that nothing follows before the next one reads nothing
     values.froms.add(_place(st.span))
+    if st.more:
+        # Several results: the block used next takes them as its inputs (item, block).
+        pack = [(name, shape)] + [_read(cx, values, ref, env)[::-1] for ref in st.more]
+        # A result whose shape is unknown (an error said why) is passed on as unknown.
+        values.pack = [(n, None if s is POISON else s) for n, s in pack]
+        flow.shape = None
+        return
     if shape is POISON:
         flow.shape = None
         return
@@ -172,7 +280,7 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
         return
     read = [(_read(cx, values, ref, env), ref) for ref in st.sources]
     _fresh(values, st.span)
-    values.no_current = False
+    values.no_current, values.unpacked = False, ()
     values.dangling = st.span
     flow.shape = None
     options = _options(cx, st, env)
@@ -374,10 +482,15 @@ def _merge_error(cx: Context, code, message, values, names, shapes_, read, bad, 
 
 
 def output(cx: Context, st: ast.Output, env: Env, flow, scope: NameScope) -> None:
-    if not (isinstance(flow, SeqFlow) and flow.network):
-        cx.report(Diagnostic("E0131", "`output` belongs in the network body", st.span,
-                             "inside a block, group or combinator",
-                             "move `output` to the end of the network's own body"))
+    block = isinstance(flow, SeqFlow) and flow.block
+    if not (isinstance(flow, SeqFlow) and (flow.network or block)):
+        around: ValueScope | None = getattr(flow, "values", None)
+        if around is not None:
+            for e in st.entries:
+                _read(cx, around, e.source, env)  # read, so that they are not reported unused as well
+        cx.report(Diagnostic("E0131", "`output` belongs in a network's or a block's own body", st.span,
+                             "inside a group or combinator",
+                             "move `output` to the end of the network or block body around it"))
         return
     values = _values(cx, flow, st.span, "`output`")
     if values is None:  # never: a network's own flow has a value scope
@@ -397,9 +510,18 @@ def output(cx: Context, st: ast.Output, env: Env, flow, scope: NameScope) -> Non
                              "write `output tuple(a, b)`, `output namedtuple(a, b)` or "
                              "`output dict(\"0\": a, b: b)`", fixes=rename(near, st.form_span)))
         return
+    if block and (st.form != "tuple" or len(st.entries) < 2):
+        for e in st.entries:
+            _read(cx, values, e.source, env)
+        cx.report(Diagnostic("E0131", "a block's `output` is a tuple of two results or more",
+                             st.form_span if st.form != "tuple" else st.span,
+                             f"`output {st.form}(...)` of {len(st.entries)}",
+                             "write `output tuple(a, b)`: the block's forward returns them in that "
+                             "order, as `return a, b`; a block of one result ends with it, no `output`"))
+        return
     outputs = _outputs(cx, st, st.form, values, env)
     _fresh(values, st.span)
-    values.output = (outputs, st.span, len(flow.nodes))
+    values.output = (outputs, st.span, len(flow.nodes), len(st.entries))
 
 
 def _outputs(cx: Context, st: ast.Output, form: Form, values: ValueScope, env: Env) -> ir.Outputs | None:
@@ -482,6 +604,103 @@ def named_input(cx: Context, st: ast.NamedInput, env: Env, flow, scope: NameScop
     if shape is not None and flow.input_shape is None:
         flow.input_shape = shape
     flow.shape = None
+
+
+def block_input(cx: Context, st: ast.Input, env: Env, flow, scope: NameScope) -> None:
+    """``input x`` in a block: the block's next tensor, given where it is used (the current
+    result, or one of `from a, b`), and a parameter of its forward."""
+    assert isinstance(st.shape, ast.Name)
+    name = st.shape.id
+    values = flow.values
+    values.used = True
+    if flow.nodes or values.dangling is not None or any(not v.input for v in values.bound.values()):
+        values.lost_binds.add(name)
+        values.dangling = None  # what came before is misplaced, not unused
+        cx.report(Diagnostic("E0132", "a block's inputs come first", st.span, "after a layer or a name",
+                             "declare every tensor the block takes at the top of its body, `input x`"))
+        return
+    if name in values.bound:
+        cx.report(Diagnostic("E0127", f"input `{name}` is named twice", st.span, "named again here",
+                             "give each input its own name"))
+        return
+    if not _parameter_name(name):
+        values.lost_binds.add(name)
+        cx.report(Diagnostic("E0113", f"input `{name}` cannot name a parameter of the block's forward",
+                             st.span,
+                             f"`{name}`, which the forward uses itself" if name in FORWARD_NAMES
+                             else "a Python keyword" if iskeyword(name) else "not a plain Python name",
+                             f"rename it, e.g. `{name.strip('_') or 'x'}_input`: the block's forward "
+                             "takes its inputs by these names"))
+        return
+    given = values.given or []
+    k = len(values.inputs)
+    shape = given[k] if k < len(given) else None  # too few given: said where the block is used
+    values.bound[name] = Value(shape, st.span, input=True)
+    values.inputs.append((name, shape, st.span))
+    values.no_current = True
+    flow.shape = None
+
+
+def close_block(cx: Context, sub, block: str) -> None:
+    """The end of a block instance's body: several results left unnamed there, and an
+    `output` that is not last, are mistakes."""
+    values = sub.values
+    if values.several is not None:
+        one_tensor(cx, values, values.several[2], f"block `{block}` ends with one result")
+    elif values.pack is not None:
+        one_tensor(cx, values, None, f"block `{block}` ends with one result")
+    if values.output is not None and len(sub.nodes) > values.output[2]:
+        cx.report(Diagnostic("E0131", "`output` must be the block's last statement",
+                             sub.nodes[values.output[2]].span, "this comes after it",
+                             "move `output` to the end of the block"))
+
+
+def block_node(cx: Context, block: str, name: str, cls: str, sub, pack, given, span, caller) -> Built:
+    """The node of an instance of a block that takes or gives several tensors, checked
+    against what it is given where it is used (``pack``: the results of `from a, b`, or
+    None for the current one; ``given`` their shapes); a block of several outputs leaves
+    them for `-> y, z` to name (``caller``, the value scope it is used in)."""
+    values = sub.values
+    declared = [n for n, _, _ in values.inputs]
+    takes = len(declared) or 1
+    if len(given) != takes and not values.unsure:  # (unsure: an error hid an `input`)
+        where = _where(span, values.inputs[0][2]) if declared else None
+        cx.report(Diagnostic(
+            "E0135", f"block `{block}` takes {takes} tensor{'s' * (takes != 1)}, "
+            f"{len(given)} given", span,
+            f"{'`from ' + ', '.join(n for n, _ in pack) + '`' if pack else 'the current result'} "
+            f"gives {len(given)}",
+            f"its inputs are {', '.join(declared)} (declared at {where}): name as many results and "
+            f"pass them in order, `from {', '.join(declared)}`, before it" if declared and takes > 1 else
+            "it reads one tensor: pass one result, `from a`, or give the block an `input` for each "
+            "tensor it takes (`input x`, `input skip`)"))
+        return [], None, False
+    out = values.output[0] if values.output is not None else None
+    if out is None and values.output is not None:
+        # What `output` returns is unknown (an error said why), but not how many.
+        if caller is not None:
+            caller.several = ((None,) * values.output[3], block, span, False)
+        return [], None, False
+    outs = tuple(out.shapes) if out is not None else (sub.shape,)
+    if any(s is None for s in given) or any(s is None for s in outs) or values.unsure:
+        if out is not None and caller is not None:
+            caller.several = (outs, block, span, False)  # names for them, of unknown shapes
+        return [], None, False
+    node = ir.Scope(name=name, cls=cls, block=block, body=tuple(sub.nodes), in_shape=given[0],
+                    out_shape=outs[0], inputs=tuple(declared), outputs=tuple(out.sources) if out else (),
+                    in_shapes=tuple(given) if len(given) > 1 else (), out_shapes=outs if out else (),
+                    sources=tuple(n for n, _ in pack) if pack else (), span=span)
+    if out is None:
+        return [node], sub.shape, sub.shared
+    if caller is None:
+        cx.report(Diagnostic("E0130", f"block `{block}`, which gives {len(outs)} results, cannot be used "
+                             "inside a combinator", span,
+                             "a residual, concat, dense, gate, side or split body has no names for them",
+                             "use it in the network or block body around the combinator, and name its "
+                             f"results: `-> {', '.join(f'y{i + 1}' for i in range(len(outs)))}`"))
+        return [], None, False
+    caller.several = (outs, block, span, True)
+    return [node], None, False
 
 
 # Names a built model's forward uses itself: an input may not take them.

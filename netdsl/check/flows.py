@@ -41,17 +41,22 @@ class SeqFlow:
     sides_decl: Any  # the `sides` statement (ast.Sides), or None
     sides_lost: Lost  # the side outputs an error kept from being made
 
-    def __init__(self, shape, shared: bool, network: bool = False):
+    def __init__(self, shape, shared: bool, network: bool = False, block: bool = False):
         self.shape = shape
         self.shared = shared
         self.nodes: list = []
         self.network = network
+        self.block = block  # a block instance's own body: it may declare `input x` and `output`
         self.has_input = not network
         self.missing_reported = False
 
     def next_input(self, cx: Context, span: Span | None):
         if self.values is not None and self.values.no_current:
             no_current(cx, self.values, span)
+        if self.values is not None and (self.values.pack is not None or self.values.several is not None):
+            from .dataflow import one_tensor
+            one_tensor(cx, self.values, span, "this statement reads one tensor")
+            return None, self.shared
         if not self.has_input and not self.missing_reported:
             self.missing_reported = True
             cx.report(Diagnostic("E0308", "no input shape declared before the first layer",
@@ -212,10 +217,17 @@ def no_current(cx: Context, values: ValueScope, span: Span | None) -> None:
     """A layer reads the current result where there is none: the network has named
     inputs and no `from` has said which one. Reported once; the names it meant are
     then unknown, so unused inputs are not reported."""
-    names = ", ".join(n for n, _, _ in values.inputs)
-    cx.report(Diagnostic("E0132", "with several inputs, say which one a layer reads", span,
-                         "no current result here",
-                         f"start with `from {values.inputs[0][0]}` (the inputs are {names})"))
+    if values.unpacked:
+        # The results of a block of several outputs are named, and none is current.
+        names = ", ".join(values.unpacked)
+        cx.report(Diagnostic("E0132", f"after `-> {names}`, say which result a layer reads", span,
+                             "no current result here",
+                             f"go on from one of them, e.g. `from {values.unpacked[0]}`"))
+    else:
+        names = ", ".join(n for n, _, _ in values.inputs)
+        cx.report(Diagnostic("E0132", "with several inputs, say which one a layer reads", span,
+                             "no current result here",
+                             f"start with `from {values.inputs[0][0]}` (the inputs are {names})"))
     values.no_current = False
     values.unsure = True
 

@@ -100,9 +100,16 @@ def skipped(stmts: Sequence[ast.Stmt], flow, scope: NameScope) -> None:
             scope.lose(None, inside=True)  # a block, or a parameter that may hold one
         if values is not None:
             if isinstance(st, ast.Bind):
-                values.lost_binds.template(st.target.name)
+                for ref in (st.target,) + st.more:
+                    values.lost_binds.template(ref.name)
             elif isinstance(st, ast.NamedInput):
                 values.lost_binds.add(st.name)
+            elif isinstance(st, ast.Input) and isinstance(st.shape, ast.Name):
+                values.lost_binds.add(st.shape.id)  # a block's input: how many it takes is unknown
+                values.unsure = True
+            elif isinstance(st, (ast.From, ast.Merge)) and values.no_current:
+                values.no_current = False  # it may have said which result goes on
+                values.unsure = True
             for ref in reads(st):
                 values.lost_reads.template(ref.name)
         if isinstance(st, ast.Side) and getattr(flow, "network", False):
@@ -116,13 +123,14 @@ def skipped(stmts: Sequence[ast.Stmt], flow, scope: NameScope) -> None:
     if makes and flow is not None:
         if values is not None:
             values.dangling = None
+            values.pack = values.several = None  # whether they took them is not known
         flow.accept([], None, False, None)
 
 
 def reads(st: ast.Stmt) -> tuple[ast.Ref, ...]:
     """The named results a statement reads."""
     if isinstance(st, ast.From):
-        return (st.source,)
+        return (st.source,) + st.more
     if isinstance(st, ast.Merge):
         return st.sources
     if isinstance(st, ast.Output):

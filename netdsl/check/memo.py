@@ -305,6 +305,35 @@ def scheme_key(scheme) -> tuple:
     return scheme.fn, tuple((k, value_key(v, [_LIST_ITEMS])) for k, v in scheme.args.items()), where
 
 
+def takes_tensors(defn) -> bool:
+    """Whether a block declares the tensors it takes (`input x`) or returns (`output`):
+    its instances are always expanded, since what they bind and return is not kept.
+
+    >>> from netdsl.syntax.parser import parse
+    >>> [takes_tensors(b) for b in parse("block a() { relu }\\nblock b() { input x\\n from x }").items]
+    [False, True]
+    """
+    known = _TAKES.get(id(defn))
+    if known is None or known[0] is not defn:
+        found = any((isinstance(st, ast.Input) and isinstance(st.shape, ast.Name)) or isinstance(st, ast.Output)
+                    for st in _statements(defn.body))
+        known = _TAKES[id(defn)] = (defn, found)
+    return known[1]
+
+
+def _statements(stmts):
+    """The statements of a body and of its `if`s and `for`s (where `input` and `output`
+    may sit), not of its groups or combinators."""
+    for st in stmts:
+        yield st
+        if isinstance(st, ast.If):
+            yield from _statements(st.body + st.orelse)
+        elif isinstance(st, ast.For):
+            yield from _statements(st.body)
+
+
+_TAKES: dict = {}
+
 # The statements that name or read results: a group holding one changes its parent's
 # value scope in ways the memo does not record, so it is always expanded.
 _DATAFLOW = (ast.Bind, ast.From, ast.Merge, ast.Output, ast.NamedInput)

@@ -39,6 +39,13 @@ class Scope(Node):
 
     ``cls`` is the module class name (``Bottleneck``) for a block instance, and
     None for a labelled group.
+
+    A block of several tensors (``input x``, ``output tuple(a, b)`` in its body) says
+    so: ``inputs`` are its forward's parameters, in order, and ``outputs`` the names
+    it returns as a tuple (empty: the block returns its current result); ``in_shapes``
+    and ``out_shapes`` their shapes, where ``in_shape`` and ``out_shape`` are the first
+    ones. Where it is used, ``sources`` are the results passed in (``from a, b``;
+    empty: the current result) and ``targets`` the names its outputs get (``-> y, z``).
     """
 
     kind: Literal["scope"] = "scope"
@@ -49,6 +56,12 @@ class Scope(Node):
     body: tuple[AnyNode, ...]
     in_shape: Shape
     out_shape: Shape
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    in_shapes: tuple[Shape, ...] = ()
+    out_shapes: tuple[Shape, ...] = ()
+    sources: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
 
 
 class Residual(Node):
@@ -181,8 +194,8 @@ def has_flow(nodes) -> bool:
     >>> has_flow((Bind(name="a", in_shape=(1,), out_shape=(1,)),))
     True
     """
-    return any(isinstance(n, FLOW_NODES) or (isinstance(n, Scope) and n.cls is None and has_flow(n.body))
-               for n in nodes)
+    return any(isinstance(n, FLOW_NODES) or (isinstance(n, Scope) and (
+        bool(n.sources or n.targets) or (n.cls is None and has_flow(n.body)))) for n in nodes)
 
 
 class Outputs(Node):

@@ -367,19 +367,25 @@ class Ref:
 
 @dataclass(frozen=True)
 class Bind(Stmt):
-    """``unit -> name``: the output of ``unit`` (or, alone, the current result) gets a name."""
+    """``unit -> name``: the output of ``unit`` (or, alone, the current result) gets a name;
+    ``unit -> y, z``: the outputs of a block of several, in order (``more`` the names after
+    the first)."""
 
     unit: Stmt | None
     target: Ref
     span: Span = _span()
+    more: tuple[Ref, ...] = ()
 
 
 @dataclass(frozen=True)
 class From(Stmt):
-    """``from name``: the next statement reads the named result instead of the current one."""
+    """``from name``: the next statement reads the named result instead of the current one;
+    ``from a, b``: the block used next takes these results as its inputs (``more`` the
+    names after the first)."""
 
     source: Ref
     span: Span = _span()
+    more: tuple[Ref, ...] = ()
 
 
 @dataclass(frozen=True)

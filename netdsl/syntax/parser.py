@@ -598,14 +598,15 @@ class _Builder(Transformer_NonRecursive):
         return ast.Ref(name=name, span=self._tspan(tok))
 
     def bound(self, meta, children):
-        *unit, arrow, target = children
-        unit = unit[0] if unit else None
-        return ast.Bind(unit=unit, target=target,
-                        span=unit.span if unit is not None else self._tspan(arrow))
+        at = next(i for i, c in enumerate(children) if isinstance(c, Token) and c.type == "ARROW")
+        unit = children[0] if at else None
+        target, *more = children[at + 1:]
+        return ast.Bind(unit=unit, target=target, more=tuple(more),
+                        span=unit.span if unit is not None else self._tspan(children[at]))
 
     def from_stmt(self, meta, children):
-        kw, source = children
-        return ast.From(source=source, span=self._span(meta))
+        kw, source, *more = children
+        return ast.From(source=source, more=tuple(more), span=self._span(meta))
 
     def merge(self, meta, children):
         kw, *rest = children

@@ -88,6 +88,47 @@ def test_a_residual_adds_the_body_to_its_input_or_its_shortcut():
     assert sum(s.endswith(".downsample") for s in skips) == 4 and not projected
 
 
+_SEVERAL = """
+block fuse() {
+    input x
+    input skip
+    from x
+    c: conv2d(4, 1) -> y
+    add(y, skip) -> s
+    from s
+    relu -> r
+    output tuple(r, s)
+}
+network n() {
+    input [4, 8, 8]
+    a: conv2d(4, 1) -> a
+    b: conv2d(4, 1) -> b
+    from a, b
+    f: fuse() -> r, s
+    concat(r, s)
+}
+"""
+
+
+@pytest.mark.parametrize("depth", [None, 1])
+def test_a_block_of_several_tensors_reads_each_input_and_gives_each_output(depth):
+    d = diagram(netdsl.compile(_SEVERAL), depth=depth)
+    by_name = {n.name: n.id for n in d.nodes}
+    into = lambda nid: sorted(next(n.name for n in d.nodes if n.id == e.src) for e in _edges_into(d, nid))  # noqa: E731
+    cat = next(n.id for n in d.nodes if n.type == "concat")
+    if depth is None:  # inside the block: `x` goes to its conv, `skip` to its add
+        add = next(n.id for n in d.nodes if n.type == "add")
+        assert into(by_name["f.c"]) == ["a"] and sorted(into(add)) == ["b", "f.c"]
+        assert sorted(into(cat)) == ["", "f.1"]  # relu's output, and the add's
+    else:  # one box: both inputs in, both outputs out of it
+        assert into(by_name["f"]) == ["a", "b"] and into(cat) == ["f", "f"]
+    # `from a, a` draws one edge, not two
+    once = diagram(netdsl.compile(_SEVERAL.replace("from a, b", "from a, a").replace(
+        "b: conv2d(4, 1) -> b\n", "")), depth=1)
+    box = next(n.id for n in once.nodes if n.name == "f")
+    assert len(_edges_into(once, box)) == 1
+
+
 def test_folded_modules_say_which_combinators_they_hide():
     d = diagram(NETS["resnet50"], depth=2)
     blocks = [n for n in d.nodes if n.type == "Bottleneck"]

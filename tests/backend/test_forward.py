@@ -164,7 +164,8 @@ SMALL = {"resnet": (3, 32, 32), "resnet34": (3, 32, 32), "resnet50": (3, 32, 32)
          "res2net": (3, 32, 32), "res2net50_14w_8s": (3, 32, 32), "nf_resnet": (3, 32, 32),
          "nf_resnet26": (3, 32, 32), "inception_resnet": (3, 75, 75), "inception_resnet_v2": (3, 75, 75),
          "cs3darknet": (3, 32, 32), "cs3darknet_m": (3, 32, 32), "dpn": (3, 32, 32), "dpn92": (3, 32, 32),
-         "ghostnet": (3, 64, 64), "ghostnetv2_100": (3, 64, 64)}
+         "ghostnet": (3, 64, 64), "ghostnetv2_100": (3, 64, 64),
+         "dla": (3, 32, 32), "dla60": (3, 32, 32)}
 
 
 @pytest.mark.parametrize("path", MEMBERS, ids=lambda p: p.stem)
@@ -199,3 +200,63 @@ def test_a_single_named_input_read_again_by_name_is_not_written_over():
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(model(x), model.c(x) + x)
+
+
+# ---------------------------------------------------------------- blocks of several tensors
+
+SEVERAL = """
+block fuse(c) {
+    input x
+    input skip
+    from x
+    conv: conv2d(c, 3, padding = 1, bias = false)
+    bn: batchnorm2d -> y
+    add(y, skip) -> s
+    from s
+    relu: relu -> out
+    output tuple(out, s)
+}
+
+block head(c) {
+    input x
+    from x
+    conv2d(c, 1)
+}
+
+network two_streams() {
+    input [4, 8, 8]
+    stem: conv2d(4, 3, padding = 1) -> skip
+    body: conv2d(4, 3, padding = 1) -> x
+    from x, skip
+    fuse1: fuse(4) -> a, b
+    from a, b
+    fuse2: fuse(4) -> c, d
+    concat(c, d, b)
+    h: head(2)
+}
+"""
+
+
+def test_a_block_of_several_tensors_is_called_and_unpacked_as_written_by_hand():
+    model = netdsl.build(SEVERAL).eval()
+    net_src = inspect.getsource(type(model).forward)
+    assert "a, b = self.fuse1(x2, skip)  # <spec>:" in net_src and "c, d = self.fuse2(a, b)  # " in net_src
+    block_src = inspect.getsource(type(model.fuse1).forward)
+    assert block_src.startswith("def forward(self, x, skip):\n") and "s = y + skip  # <spec>:" in block_src
+    assert block_src.rstrip().endswith("return out, s")
+    # One `input`: the current result, taken by its name.
+    assert inspect.getsource(type(model.h).forward).startswith("def forward(self, x):\n")
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        skip, body = model.stem(x), model.body(model.stem(x))
+        s1 = model.fuse1.bn(model.fuse1.conv(body)) + skip
+        s2 = model.fuse2.bn(model.fuse2.conv(torch.relu(s1))) + s1
+        want = getattr(model.h, "0")(torch.cat([torch.relu(s2), s2, s1], 1))
+        assert torch.equal(model(x), want)
+    assert [k for k in model.state_dict() if k.startswith("fuse1.")] == [
+        "fuse1.conv.weight", "fuse1.bn.weight", "fuse1.bn.bias", "fuse1.bn.running_mean",
+        "fuse1.bn.running_var", "fuse1.bn.num_batches_tracked"]
+
+
+def test_a_block_of_several_tensors_computes_what_its_ir_says():
+    _differential(SEVERAL)

@@ -44,7 +44,9 @@ SHIPPED = {"lenet5": None, "alexnet": (3, 64, 64), "vgg16": (3, 32, 32), "resnet
            "res2net": (3, 32, 32), "res2net50_14w_8s": (3, 32, 32), "nf_resnet": (3, 32, 32),
            "nf_resnet26": (3, 32, 32), "inception_resnet": (3, 75, 75), "inception_resnet_v2": (3, 75, 75),
            "cs3darknet": (3, 32, 32), "cs3darknet_m": (3, 32, 32), "dpn": (3, 32, 32), "dpn92": (3, 32, 32),
-           "ghostnet": (3, 64, 64), "ghostnetv2_100": (3, 64, 64)}
+           "ghostnet": (3, 64, 64), "ghostnetv2_100": (3, 64, 64),
+           # blocks of several tensors (DLA's trees and bottlenecks)
+           "dla": (3, 32, 32), "dla60": (3, 32, 32)}
 # The libraries' own networks, where a setting makes them fold something else.
 # The libraries' networks at their other settings (vgg with batch norm), or smaller ones:
 # their defaults are the aliases' networks, tested already.

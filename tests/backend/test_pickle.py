@@ -34,7 +34,30 @@ network mixed() {
 }
 """
 
-CASES = [("lenet5", (1, 32, 32)), ("efficientnet_b0", (3, 64, 64)), (MIXED, (3, 16, 16))]
+# A block of several tensors: its forward takes two and returns a tuple.
+SEVERAL = """
+block fuse(c) {
+    input x
+    input skip
+    from x
+    conv: conv2d(c, 3, padding = 1) -> y
+    add(y, skip) -> s
+    from s
+    relu -> out
+    output tuple(out, s)
+}
+network several() {
+    input [3, 16, 16]
+    stem: conv2d(8, 3, padding = 1) -> skip
+    body: conv2d(8, 1) -> x
+    from x, skip
+    fuse1: fuse(8) -> a, b
+    concat(a, b)
+}
+"""
+
+CASES = [("lenet5", (1, 32, 32)), ("efficientnet_b0", (3, 64, 64)), (MIXED, (3, 16, 16)),
+         (SEVERAL, (3, 16, 16))]
 
 
 def _spec(name):
@@ -42,7 +65,7 @@ def _spec(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec, shape", CASES, ids=["lenet5", "efficientnet_b0", "mixed"])
+@pytest.mark.parametrize("spec, shape", CASES, ids=["lenet5", "efficientnet_b0", "mixed", "several"])
 def test_torch_save_of_the_model_loads_in_a_fresh_process(spec, shape, tmp_path):
     torch.manual_seed(0)
     model = netdsl.build(_spec(spec)).eval()
@@ -121,3 +144,15 @@ print(type(m).__name__, worst)
     cls, worst = r.stdout.split()
     assert cls == {"constructs": "Constructs", "dataflow": "Dataflow", "lenet5": "Lenet5"}[name]
     assert float(worst) == 0.0
+
+
+def test_a_block_of_several_tensors_pickles_and_deepcopies():
+    model = netdsl.build(SEVERAL).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        y = model(x)
+        for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+            assert type(twin.fuse1).__name__ == "Fuse"
+            assert torch.equal(twin(x), y)
+            out, s = twin.fuse1(x[:, :1].expand(2, 8, 16, 16), x[:, :1].expand(2, 8, 16, 16))
+            assert torch.equal(out, torch.relu(s))

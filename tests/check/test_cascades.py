@@ -82,7 +82,12 @@ def _layer(module: ast.Module, lines: list[str]) -> Iterator[Site | None]:
 def _value(module: ast.Module, lines: list[str]) -> Iterator[Site | None]:
     """An expression a statement evaluates replaced by an undefined name: a `let`'s value,
     a loop's range, a condition, a count, a default, an input shape, an init scheme."""
+    # A block's `input x` declares a name and evaluates nothing.
+    declared = {id(n) for b in module.items if isinstance(b, ast.BlockDef) for n in _nodes(b.body)
+                if isinstance(n, ast.Input) and isinstance(n.shape, ast.Name)}
     for n in _nodes(module.items):
+        if id(n) in declared:
+            continue
         exprs = ([n.value] if isinstance(n, ast.Let) else [n.iterable] if isinstance(n, ast.For) else
                  [n.cond] if isinstance(n, (ast.If, ast.Residual, ast.Shortcut)) else
                  [n.count] if isinstance(n, ast.Repeat) else [n.default] if isinstance(n, ast.Param) else

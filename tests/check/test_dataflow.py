@@ -18,6 +18,7 @@ from torch import nn
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 import netdsl
+from netdsl import ir
 from netdsl.analysis import analyse
 
 # ---------------------------------------------------------------- U-Net
@@ -237,7 +238,7 @@ def test_language_dataflow_examples_compile_and_build():
     section = text.split("## General dataflow: named results")[1].split("## Names and state_dict keys")[0]
     specs = [b for b in section.split("```netdsl\n")[1:]]
     specs = [b.split("```")[0] for b in specs]
-    assert len(specs) == 6
+    assert len(specs) == 7
     for spec in specs:
         net = netdsl.compile(spec)
         model = netdsl.build(spec).eval()
@@ -491,3 +492,81 @@ def test_a_loops_named_results_are_unused_only_if_no_iteration_is_read():
     branch = loop.replace('conv2d(3, 3, padding = 1) -> "x{i}"',
                           'if i > 0 { conv2d(3, 3, padding = 1) -> "x{i}" }').replace("READ", "add(x1, x2)")
     assert netdsl.compile(branch).out_shape == (3, 8, 8)
+
+
+# ---------------------------------------------------------------- blocks of several tensors
+
+_JOIN = """
+block join(c) {
+    input x
+    input skip
+    from x
+    conv2d(c + in_channels, 1) -> y
+    resize(skip, y) -> q
+    concat(y, q) -> both
+    from both
+    relu -> r
+    output tuple(r, y)
+}
+"""
+
+
+def test_a_block_of_several_tensors_in_the_ir():
+    net = netdsl.compile(_JOIN + """network n() {
+        input [4, 8, 8]
+        conv2d(2, 1, stride = 2) -> small
+        from small
+        conv2d(6, 1) -> big
+        from big, small
+        j: join(3) -> r, y
+        concat(r, y)
+    }""")
+    j = next(n for n in net.body if isinstance(n, ir.Scope))
+    assert (j.inputs, j.outputs, j.sources, j.targets) == (("x", "skip"), ("r", "y"), ("big", "small"), ("r", "y"))
+    # in_channels is the first input's; every shape is the one given where it is used.
+    assert j.in_shapes == ((6, 4, 4), (2, 4, 4)) and j.out_shapes == ((11, 4, 4), (9, 4, 4))
+    assert (j.in_shape, j.out_shape) == ((6, 4, 4), (11, 4, 4))
+    assert net.out_shape == (20, 4, 4)
+    assert ir.Network.model_validate_json(net.model_dump_json()) == net
+
+
+def test_each_instance_of_a_block_of_several_tensors_sees_its_own_inputs():
+    # Not a replay of the first (the memo's, keyed by the first input): the second input
+    # differs, and so does what the block gives.
+    net = netdsl.compile(_JOIN + """network n() {
+        input [4, 8, 8]
+        conv2d(2, 1) -> a
+        conv2d(5, 1) -> b
+        conv2d(7, 1) -> c
+        from a, b
+        j1: join(3) -> r1, y1
+        from a, c
+        j2: join(3) -> r2, y2
+        concat(r1, y1, r2, y2)
+    }""")
+    j1, j2 = [n for n in net.body if isinstance(n, ir.Scope)]
+    assert j1.out_shapes == ((10, 8, 8), (5, 8, 8)) and j2.out_shapes == ((12, 8, 8), (5, 8, 8))
+    assert net.out_shape == (32, 8, 8)
+
+
+def test_a_block_of_one_named_input_reads_the_current_result():
+    net = netdsl.compile("block b() { input x\n from x\n c: conv2d(2, 1) }\n"
+                         "network n() { input [4, 8, 8]\n relu\n b() }")
+    (_, b) = net.body
+    assert b.inputs == ("x",) and b.sources == () and b.out_shape == (2, 8, 8)
+
+
+@pytest.mark.parametrize("body, code", [
+    ("conv2d(4, 1) -> a\n from a, a\n relu", "E0136"),  # several read by a layer
+    ("conv2d(4, 1) -> a\n from a, a\n j: join(2)\n", "E0136"),  # several results left unnamed
+    ("conv2d(4, 1) -> a\n from a, a, a\n j: join(2) -> r, y\n concat(r, y)", "E0135"),
+    ("j: join(2) -> r, y\n concat(r, y)", "E0135"),  # the current result alone
+    ("conv2d(4, 1) -> a\n from a, a\n j: join(2) -> r, y, z\n concat(r, y, z)", "E0137"),
+    ("conv2d(4, 1) -> a\n from a, a\n j: join(2) -> r\n from r", "E0136"),
+    ("conv2d(4, 1) -> a, b\n concat(a, b)", "E0137"),
+    ("conv2d(4, 1) -> a\n from a, a\n j: join(2) -> r, y\n relu -> z\n concat(r, y, z)", "E0132"),
+])
+def test_misuses_of_several_tensors(body, code):
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(_JOIN + "network n() { input [4, 8, 8]\n " + body + "\n}")
+    assert [d.code for d in e.value.diagnostics][:1] == [code], str(e.value)

@@ -296,6 +296,17 @@ TABLE = [
         gradients=False),
     Row("sknet", _timm("skresnet34"), (3, 32, 32), 22_282_376, 426, tag="34",
         overrides={"depth": 34}, seed=3, train=False, gradients=False),
+    # Trees whose roots concatenate every subtree's output: blocks of several tensors (a
+    # tree takes its input and its children, a bottleneck its input and its shortcut).
+    # Outputs are exact; in training, the randomised norms over 30 layers make the stem's
+    # gradients reach 4e4 (1e9 at 32 x 32), where float32 rounding alone differs by
+    # 0.08: gradients are held to the tolerance scaled to their magnitude, not to atol.
+    Row("dla60", _timm("dla60"), (3, 64, 64), 22_036_632, 380, seed=2, each=False),
+    # Roots that add their first child (DLA-102's shortcut_root), and grouped bottlenecks.
+    Row("dla", _timm("dla102"), (3, 64, 64), 33_268_888, 632, tag="102",
+        overrides={"levels": [1, 1, 1, 3, 4, 1], "root_residual": True}, seed=3, train=False, gradients=False),
+    Row("dla", _timm("dla60x"), (3, 64, 64), 17_352_344, 380, tag="60x",
+        overrides={"cardinality": 32, "base_width": 4}, seed=3, train=False, gradients=False),
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
     Row("densenet", lambda: tv.DenseNet(**{**DENSENET_SMALL, "block_config": (2, 3)}), (3, 32, 32),
         37_346, 79, tag="dropout", overrides=DENSENET_SMALL, rtol=0.0),
