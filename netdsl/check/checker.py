@@ -298,12 +298,14 @@ class Checker:
             for p in defn.params:
                 env.vars[p.name] = POISON if p.default is None else self.value(p.default, env)
             env.vars["in_channels"] = env.vars["in_shape"] = POISON
-            flow = SeqFlow(None, False)
+            flow = SeqFlow(None, False, block=True)
             flow.values = ValueScope(defn.name)
+            flow.values.given = []  # its `input`s, if it declares any, of unknown shapes too
             self.chain.append((defn.name, None))
             try:
                 self.run(defn.body, env, flow, NameScope(None))
                 dataflow.close(self, flow.values)
+                dataflow.close_block(self, flow, defn.name)
             except (_Abort, _TooDeep):
                 pass
             finally:

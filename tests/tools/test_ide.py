@@ -277,3 +277,7 @@ def test_a_block_library_is_checked_for_what_no_input_shape_decides():
     assert check(clean, "lib.net", Path(".")).diagnostics == []
     std = (Path(netdsl.__file__).parent / "stdlib" / "blocks.net").read_text()
     assert check(std, "blocks.net", Path(".")).diagnostics == []
+    # A block of several tensors: its inputs are of unknown shapes too.
+    several = ("block join(c) {\n    input x\n    input skip\n    from x\n    conv2d(c, 1) -> y\n"
+               "    resize(skip, y) -> q\n    from q\n    relux -> r\n    output tuple(r, y)\n}\n")
+    assert [(d.code, d.span.line) for d in check(several, "lib.net", Path(".")).diagnostics] == [("E0102", 8)]
