@@ -329,8 +329,9 @@ def register(owner: nn.Module, name: str, module: nn.Module) -> None:
     owner.add_module(last, module)
 
 
-def _allocate(root: nn.Module, device) -> None:
-    """``root.to_empty(device=device)`` for a tree just made on the meta device.
+def _allocate(root: nn.Module, device, recurse: bool = True) -> None:
+    """``root.to_empty(device=device)`` for a tree just made on the meta device (only
+    ``root``'s own tensors where not ``recurse``).
 
     ``to_empty`` goes through ``Module._apply`` and ``torch.empty_like`` of each meta
     tensor, whose Python reference implementation was a quarter of lowering
@@ -341,7 +342,7 @@ def _allocate(root: nn.Module, device) -> None:
     >>> m.weight.device.type, m.running_mean.shape, isinstance(m.weight, torch.nn.Parameter)
     ('cpu', torch.Size([3]), True)
     """
-    for m in root.modules():
+    for m in root.modules() if recurse else (root,):
         for name, p in m._parameters.items():
             if p is not None and p.is_meta:
                 m._parameters[name] = nn.Parameter(torch.empty(p.shape, dtype=p.dtype, device=device),
@@ -390,7 +391,12 @@ def lower(net: ir.Network, device=None, grant=None) -> nn.Module:
     root = low.network(net)
     if low.init:
         # Storage is allocated once, on the target device; nothing is made on the CPU first.
-        _allocate(root, low.device)
+        # Only what was made on meta: the leaves with state and the owners of bare
+        # parameters (the rest of the tree was made on the device, a walk of nothing).
+        for m, _ in low.stateful:
+            _allocate(m, low.device)
+        for owner, _ in low.bare:
+            _allocate(owner, low.device, recurse=False)
         for m, node in low.stateful:
             initialise(m, node.init, node.kind)
         with torch.no_grad():

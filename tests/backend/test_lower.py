@@ -242,3 +242,19 @@ def test_global_registration_hooks_see_every_parameter():
     finally:
         handle.remove()
     assert seen == ["weight", "bias"] * 3 and len(list(m.parameters())) == 6
+
+
+@pytest.mark.parametrize("spec", ["EVERY_FACTORY_KIND", "SCALED"])
+def test_a_cpu_build_leaves_no_tensor_on_meta(spec):
+    # Only what was made on meta is allocated: the leaves with state, and the modules
+    # holding a bare parameter (`scale`), here the network and a group.
+    path = EVERY_FACTORY_KIND if spec == "EVERY_FACTORY_KIND" else """network n() {
+        input [4, 8, 8]
+        init conv2d.weight = zeros
+        s: scale(init = 0.5)
+        g: { c: conv2d(8, 3)\n t: scale(init = 2.0) }
+    }"""
+    model = netdsl.build(path, device="cpu")
+    assert {k: t.device.type for k, t in _state(model).items()} == {k: "cpu" for k in _state(model)}
+    if spec == "SCALED":
+        assert torch.equal(model.s, torch.full((4, 1, 1), 0.5)) and torch.equal(model.g.t, torch.full((8, 1, 1), 2.0))
