@@ -236,7 +236,11 @@ class _Lowering(Visitor):
     def make(self, kind, node: ir.Layer, device) -> tuple[nn.Module, bool]:
         """``kind.build(node, device)`` and whether the module has state; a module made
         as one before it in this lowering is a :func:`_copy` of that one, reset where
-        it is made on a real device (as its constructor would)."""
+        it is made on a real device (as its constructor would). Never for an ``extern``
+        class (``own_init``), whose constructor may do more than its attributes show."""
+        if kind.own_init:
+            m = _leaf(node, device)
+            return m, _has_state(m)
         desc = kind.torch(node)
         key = (device, desc.cls, repr(desc.kwargs))  # repr: 0.0 and -0.0, 1 and True differ
         made = self.made.get(key)

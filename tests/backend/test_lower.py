@@ -258,3 +258,16 @@ def test_a_cpu_build_leaves_no_tensor_on_meta(spec):
     assert {k: t.device.type for k, t in _state(model).items()} == {k: "cpu" for k in _state(model)}
     if spec == "SCALED":
         assert torch.equal(model.s, torch.full((4, 1, 1), 0.5)) and torch.equal(model.g.t, torch.full((8, 1, 1), 2.0))
+
+
+def test_an_extern_module_is_made_by_its_constructor_each_time(tmp_path, monkeypatch):
+    # A copy runs no constructor: never for a class netdsl does not know.
+    (tmp_path / "lowering_tags.py").write_text(
+        "from torch import nn\nMADE = []\n\nclass Tag(nn.Module):\n    def __init__(self, k=1):\n"
+        "        super().__init__()\n        self.k = k\n        MADE.append(self)\n\n"
+        "    def forward(self, x):\n        return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lowering_tags
+    spec = 'extern tag = "lowering_tags.Tag"\nnetwork n() { input [3, 8, 8]\n a: tag(k = 2)\n b: tag(k = 2) }'
+    m = netdsl.build(spec, grant=["lowering_tags"])
+    assert any(t is m.a for t in lowering_tags.MADE) and any(t is m.b for t in lowering_tags.MADE)
