@@ -38,10 +38,11 @@ import torch
 import torchvision
 
 import netdsl
-from netdsl.analysis import TYPE_NAMES, analyse
+from netdsl.analysis import analyse
 from netdsl.backend import runtime
 from netdsl.backend.lower import lower
 from netdsl.check import memo
+from netdsl.layers import LAYERS
 from netdsl.syntax import parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +82,7 @@ ZOO = {
 }
 
 # Layer rows, not the block and group rows that hold them.
-LEAF_TYPES = set(TYPE_NAMES.values())
+LEAF_TYPES = {k.torch_class.rsplit(".", 1)[1] for k in LAYERS.values()}
 
 # --build-pairs: interleaved pairs per build figure (default 3 with --quick, else 7; 5 / 15 on meta).
 BUILD_PAIRS: int | None = None
