@@ -87,6 +87,8 @@ def comment(text: str) -> str:
     >>> comment("a\\rimport os")
     'a\\\\rimport os'
     """
+    if text.isprintable():
+        return text  # the common case, a file name and line: no character to escape
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 

@@ -340,6 +340,23 @@ _DATAFLOW = (ast.Bind, ast.From, ast.Merge, ast.Output, ast.NamedInput)
 _GROUPS: dict = {}
 
 
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _node_fields(cls: type) -> tuple[str, ...] | None:
+    """The fields but ``span`` of an AST node class, None for any other type: once per
+    class, since ``dataclasses.fields`` and ``is_dataclass`` per node were a third of
+    :func:`group_names`, which reads every node of a labelled group on a first compile.
+
+    >>> _node_fields(ast.Name), _node_fields(int)
+    (('id',), None)
+    """
+    if cls not in _FIELDS:
+        _FIELDS[cls] = tuple(f.name for f in fields(cls) if f.name != "span") \
+            if is_dataclass(cls) and not issubclass(cls, type) else None
+    return _FIELDS[cls]
+
+
 def group_names(group: ast.Group) -> tuple | None:
     """The names a labelled group's body may look up (every name it mentions, bound
     inside or not: more than it reads is only a key that matches less), or None where
@@ -362,12 +379,15 @@ def group_names(group: ast.Group) -> tuple | None:
             todo.extend(node)
         elif isinstance(node, _DATAFLOW):
             ok = False
-        elif is_dataclass(node) and not isinstance(node, type):
+        else:
+            own = _node_fields(type(node))
+            if own is None:
+                continue
             if isinstance(node, ast.Name):
                 names.add(node.id)
             elif isinstance(node, ast.Use):
                 names.add(node.name)
-            todo.extend(getattr(node, f.name) for f in fields(node) if f.name != "span")
+            todo.extend(getattr(node, f) for f in own)
     result = tuple(sorted(names)) if ok else None
     if len(_GROUPS) >= ENTRIES:
         _GROUPS.clear()

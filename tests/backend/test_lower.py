@@ -187,6 +187,7 @@ def test_skipping_reset_on_meta_builds_the_same_values(spec, monkeypatch):
     torch.manual_seed(0)
     fast = netdsl.build(path, input=shape)
     monkeypatch.setattr(netdsl.backend.lower, "_leaf", _reference_leaf)
+    monkeypatch.setattr(netdsl.backend.lower, "_copyable", lambda m, state: False)  # each by its constructor
     torch.manual_seed(0)
     ref = netdsl.build(path, input=shape)
     a, b = fast.state_dict(), ref.state_dict()
@@ -198,8 +199,75 @@ def test_skipping_reset_on_meta_builds_the_same_modules(name, monkeypatch):
     path = str(SPEC_DIR / f"{name}.net")
     fast = netdsl.build(path, device="meta")
     monkeypatch.setattr(netdsl.backend.lower, "_leaf", _reference_leaf)
+    monkeypatch.setattr(netdsl.backend.lower, "_copyable", lambda m, state: False)
     ref = netdsl.build(path, device="meta")
     assert [(k, type(m), sorted(vars(m))) for k, m in fast.named_modules()] == \
         [(k, type(m), sorted(vars(m))) for k, m in ref.named_modules()]
     assert [(k, t.shape) for k, t in fast.state_dict().items()] == \
         [(k, t.shape) for k, t in ref.state_dict().items()]
+
+
+def test_copies_of_a_leaf_draw_as_torchvisions_constructor(spec_path):
+    # 148 of ShuffleNet's 169 leaves are copies of the first of their configuration
+    # (lowering's `_copy`); it declares no init, so each draw must be torchvision's own.
+    torch.manual_seed(0)
+    ref = torchvision.models.shufflenet_v2_x0_5()
+    torch.manual_seed(0)
+    ours = netdsl.build(spec_path("shufflenet_v2_x0_5"))
+    theirs = ref.state_dict()
+    assert list(ours.state_dict()) == list(theirs)
+    assert all(torch.equal(t, theirs[k]) for k, t in ours.state_dict().items())
+
+
+def test_a_copied_leaf_shares_nothing_mutable_with_the_first():
+    m = netdsl.build("network n() { input [3, 8, 8]\n a: conv2d(3, 3, padding = 1)\n b: conv2d(3, 3, padding = 1)\n"
+                     " x: batchnorm2d\n y: batchnorm2d }")
+    for first, copy in ((m.a, m.b), (m.x, m.y)):
+        assert vars(first).keys() == vars(copy).keys()
+        for k, v in vars(first).items():
+            if isinstance(v, (dict, list, set, torch.Tensor)):
+                assert v is not vars(copy)[k], k
+        for (k, p), q in zip(first.named_parameters(), copy.parameters(), strict=True):
+            assert p.data_ptr() != q.data_ptr() and p.shape == q.shape and type(p) is type(q), k
+    m.b.register_forward_hook(lambda *a: None)
+    assert not m.a._forward_hooks
+
+
+def test_global_registration_hooks_see_every_parameter():
+    seen = []
+    handle = nn.modules.module.register_module_parameter_registration_hook(
+        lambda module, name, param: seen.append(name))
+    try:
+        m = netdsl.build("network n() { input [3, 8, 8]\n a: conv2d(3, 3)\n b: conv2d(3, 3)\n c: conv2d(3, 3) }")
+    finally:
+        handle.remove()
+    assert seen == ["weight", "bias"] * 3 and len(list(m.parameters())) == 6
+
+
+@pytest.mark.parametrize("spec", ["EVERY_FACTORY_KIND", "SCALED"])
+def test_a_cpu_build_leaves_no_tensor_on_meta(spec):
+    # Only what was made on meta is allocated: the leaves with state, and the modules
+    # holding a bare parameter (`scale`), here the network and a group.
+    path = EVERY_FACTORY_KIND if spec == "EVERY_FACTORY_KIND" else """network n() {
+        input [4, 8, 8]
+        init conv2d.weight = zeros
+        s: scale(init = 0.5)
+        g: { c: conv2d(8, 3)\n t: scale(init = 2.0) }
+    }"""
+    model = netdsl.build(path, device="cpu")
+    assert {k: t.device.type for k, t in _state(model).items()} == {k: "cpu" for k in _state(model)}
+    if spec == "SCALED":
+        assert torch.equal(model.s, torch.full((4, 1, 1), 0.5)) and torch.equal(model.g.t, torch.full((8, 1, 1), 2.0))
+
+
+def test_an_extern_module_is_made_by_its_constructor_each_time(tmp_path, monkeypatch):
+    # A copy runs no constructor: never for a class netdsl does not know.
+    (tmp_path / "lowering_tags.py").write_text(
+        "from torch import nn\nMADE = []\n\nclass Tag(nn.Module):\n    def __init__(self, k=1):\n"
+        "        super().__init__()\n        self.k = k\n        MADE.append(self)\n\n"
+        "    def forward(self, x):\n        return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import lowering_tags
+    spec = 'extern tag = "lowering_tags.Tag"\nnetwork n() { input [3, 8, 8]\n a: tag(k = 2)\n b: tag(k = 2) }'
+    m = netdsl.build(spec, grant=["lowering_tags"])
+    assert any(t is m.a for t in lowering_tags.MADE) and any(t is m.b for t in lowering_tags.MADE)
