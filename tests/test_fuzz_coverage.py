@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import fuzz  # noqa: E402
 import fuzz_commands  # noqa: E402
 import fuzz_specs  # noqa: E402
+from shipped import grant_for  # noqa: E402
 
 
 def _counting_lark():
@@ -101,7 +102,7 @@ def test_every_ir_node_class_is_generated():
     seen: set = set()
     for path in fuzz.SOURCES:
         for network in re.findall(r"^network\s+(\w+)\s*\(", path.read_text(encoding="utf-8"), re.M):
-            _nodes(netdsl.compile(str(path), network=network), seen)
+            _nodes(netdsl.compile(str(path), network=network, grant=grant_for(path)), seen)
     # The generators of specs meant to compile (many_errors, long_names and control aim at
     # diagnostics, and a 20,000-line input takes seconds), until every class is seen.
     aimed = [g for name, g in fuzz_specs.GENERATORS.items() if name not in ("many_errors", "long_names",

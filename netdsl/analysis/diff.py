@@ -123,7 +123,41 @@ def modules(net: ir.Network) -> list[Module]:
         return params, macs
 
     walk(net.body, "", 0, False)
-    return out
+    return _with_containers(out)
+
+
+def _with_containers(out: list[Module]) -> list[Module]:
+    """``out`` with a row for each container that dotted labels make (``"convs.0"``
+    puts its module in ``convs``), as ``analyse`` gives one: its direct modules' totals,
+    at their depth, before the first of them. Every scope and layer has a row of its
+    own, so a path above a row that has none is such a container.
+
+    >>> import netdsl
+    >>> [(m.name, m.type, m.params) for m in modules(netdsl.compile(
+    ...     'network n() { input [3, 8, 8]\\n "convs.0": conv2d(4, 1)\\n "convs.1": conv2d(4, 1) }'))]
+    [('convs', 'Container', 36), ('convs.0', 'Conv2d', 16), ('convs.1', 'Conv2d', 20)]
+    """
+    names = {m.name for m in out}
+    missing = {".".join(m.name.split(".")[:k]) for m in out for k in range(1, m.name.count(".") + 1)} - names
+    if not missing:
+        return out
+    made: dict[str, Module] = {}
+    for path in sorted(missing, key=lambda p: -p.count(".")):  # inner containers first
+        children = [m for m in [*out, *made.values()]
+                    if m.name.startswith(path + ".") and "." not in m.name[len(path) + 1:]]
+        first = min(children, key=lambda m: next(i for i, o in enumerate(out) if o.name.startswith(m.name)))
+        made[path] = Module(path, first.depth, "Container", (), sum(m.params for m in children),
+                            sum(m.macs for m in children), first.side, False)
+    result: list[Module] = []
+    for m in out:
+        # Before a module, the containers it opens (outer first) not yet placed.
+        parts = m.name.split(".")
+        for k in range(1, len(parts)):
+            path = ".".join(parts[:k])
+            if path in made:
+                result.append(made.pop(path))
+        result.append(m)
+    return result
 
 
 def _fields(a: Module, b: Module) -> dict[str, tuple]:

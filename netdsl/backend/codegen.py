@@ -737,12 +737,11 @@ def _source(net: ir.Network, model, spec_label: str | None, overrides, texts) ->
         names_ = [n for n, use in (("OrderedDict", uses_seq_dict), ("namedtuple", outputs_name)) if use]
         imports.append(f"from collections import {', '.join(names_)}")
         imports.append("")
-    if gen.uses_torch or helpers:
-        imports.append("import torch")
     # The extern classes' modules, imported as the spec's grant allowed: the file runs their code.
-    imports.extend(f"import {m}" for m in sorted(gen.externs))
-    if gen.uses_f:
-        imports.append("import torch.nn.functional as F")
+    # One block sorted by module name, as isort (ruff's I001) orders it: timm.layers before torch.
+    plain = (["torch"] if gen.uses_torch or helpers else []) + sorted(gen.externs) + \
+        (["torch.nn.functional as F"] if gen.uses_f else [])
+    imports.extend(f"import {m}" for m in sorted(plain, key=lambda m: m.split(" ")[0]))
     imports.append("from torch import nn")
     parts = ["\n".join(head), "\n".join(imports)]
     if outputs_name:

@@ -30,7 +30,7 @@ from ..layers import LAYERS, PARAMETERS, PASS_THROUGH, REQUIRED, SAVES_OUTPUT, A
 from ..layers.base import INFERRED, TORCH_SPELLINGS
 from ..limits import Limits
 from ..span import Span
-from ..syntax import ast
+from ..syntax import ast, observer
 from ..syntax.loader import Program
 from . import calls, combinators, dataflow, extern, memo
 from .context import Built, Flow, Shape, Shared
@@ -145,6 +145,10 @@ class Checker:
         # The memo of block instances (memo.py), and what it needs to know of each
         # expansion: reports made, levels reached, and the logs of lasting effects.
         self.grant = grant or Grant()  # the Python modules an `extern` may import
+        if self.grant and program.externs:
+            # What the check gives may depend on Python code no spec file holds (an extern's
+            # class, here or in a block instance the memo replays): no cache vouches for it.
+            observer.uncacheable()
         self._memo = memo.table(program, self.limits, origin, self.grant)
         self._depth = 0
         # Every lasting effect an expansion has, which the memo records and replays.

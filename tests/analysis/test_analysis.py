@@ -9,14 +9,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from shipped import grant_for
 from slow_cases import slow_except
 from torch.overrides import TorchFunctionMode
 from torch_ops import OpRecorder
 
 import netdsl
+import netdsl.backend.extern
 from netdsl import ir
 from netdsl.analysis import _modules, analyse
 from netdsl.backend.lower import lower
+from netdsl.check import memo
 from netdsl.cli import main
 from netdsl.limits import Limits
 from netdsl.syntax.loader import load
@@ -62,8 +65,8 @@ class _Measured:
     def get(cls, path, network):
         key = (path, network)
         if key not in cls.cache:
-            net = netdsl.compile(path, network=network)
-            model = netdsl.build(path, network=network).eval()
+            net = netdsl.compile(path, network=network, grant=grant_for(path))
+            model = netdsl.build(path, network=network, grant=grant_for(path)).eval()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # fvcore's tracer uses deprecated torch.jit APIs
                 from fvcore.nn import FlopCountAnalysis
@@ -159,11 +162,30 @@ class _NoTensors(TorchFunctionMode):
 
 
 @pytest.mark.parametrize("path, network", CASES)
-def test_compile_and_analyse_touch_no_tensor(path, network):
+def test_compile_and_analyse_touch_no_tensor(path, network, monkeypatch):
+    # An extern is checked by running its class (docs/language.md, "Extern modules"):
+    # the tensors it touches there are its own, and all netdsl touches.
+    theirs: list[tuple[int, int, int, int]] = []  # [start, end) of calls and of ops, per run
+
+    def marked(fn):
+        def run(*args, **kwargs):
+            start = len(functions.calls), len(ops.ops)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                theirs.append((start[0], len(functions.calls), start[1], len(ops.ops)))
+        return run
+
+    for name in ("module_class", "probe", "count_macs"):
+        monkeypatch.setattr(netdsl.backend.extern, name, marked(getattr(netdsl.backend.extern, name)))
+    memo.clear()  # checked afresh, not replayed from an earlier test's compile
     with _NoTensors() as functions, OpRecorder() as ops:
-        a = analyse(netdsl.compile(path, network=network))
+        a = analyse(netdsl.compile(path, network=network, grant=grant_for(path)))
     assert a.params > 0
-    assert functions.calls == [] and ops.ops == []
+    calls = [c for i, c in enumerate(functions.calls) if not any(s <= i < e for s, e, _, _ in theirs)]
+    recorded = [o for i, o in enumerate(ops.ops) if not any(s <= i < e for _, _, s, e in theirs)]
+    assert calls == [] and recorded == []
+    assert bool(theirs) == bool(grant_for(path))  # the classes of a spec's externs ran, and only there
 
 
 @pytest.mark.parametrize("fmt", ["table", "json"])

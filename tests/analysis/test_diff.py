@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shipped import grant_for
 
 import netdsl
 from netdsl.analysis import analyse
@@ -20,7 +21,8 @@ SPECS = sorted(p.name for p in (ROOT / "specs").glob("*.net"))
 
 @functools.cache
 def compiled(spec: str, overrides: tuple = ()):
-    return netdsl.api.compile_spec(str(ROOT / "specs" / spec), dict(overrides))
+    path = ROOT / "specs" / spec
+    return netdsl.api.compile_spec(str(path), dict(overrides), grant=grant_for(path))
 
 
 @functools.cache

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mermaid import mermaid_label, parse_mermaid
+from shipped import grant_for
 
 import netdsl
 from netdsl.analysis import analyse
@@ -22,7 +23,7 @@ from netdsl.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted((ROOT / "specs").glob("*.net"))
-NETS = {p.stem: netdsl.api.compile_spec(str(p)) for p in SPECS}
+NETS = {p.stem: netdsl.api.compile_spec(str(p), grant=grant_for(p)) for p in SPECS}
 
 
 def _check_graph(d: Diagram, net) -> None:

@@ -17,7 +17,8 @@ import torch
 import netdsl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from ecosystem import NETS, calibrate, spec  # noqa: E402
+from ecosystem import NETS, build, calibrate, spec  # noqa: E402
+from shipped import grant_for  # noqa: E402
 
 IDS = [n.name for n in NETS]
 
@@ -46,15 +47,20 @@ def test_the_table_covers_every_shipped_network():
     families = {"resnet", "vgg", "densenet", "efficientnet", "mobilenet_v3", "shufflenet_v2",
                 "squeezenet", "mnasnet", "regnet", "convnext", "resnet_d", "sknet", "resnest", "tf_efficientnet",
                 "res2net", "nf_resnet", "inception_resnet", "cs3darknet", "dpn",
-                "ghostnet", "dla"}
+                "ghostnet", "dla", "tresnet"}
     assert shipped - families == set(IDS)
+
+
+def test_the_table_grants_what_a_spec_needs_and_no_more():
+    # timm.layers to a spec that declares an extern, nothing to one that does not.
+    assert [list(n.grant) or None for n in NETS] == [grant_for(spec(n)) for n in NETS]
 
 
 class Case:
     def __init__(self, net):
         torch.manual_seed(0)
         self.net = net
-        self.model = calibrate(netdsl.build(spec(net), input=net.input), net.input)
+        self.model = calibrate(build(net), net.input)
         self.x = torch.randn(2, *net.input, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             self.y = self.model(self.x)
@@ -336,8 +342,9 @@ def test_summary_totals_are_torchinfos(case, capsys):
     torchinfo = pytest.importorskip("torchinfo")
     from netdsl.cli import main
 
+    granted = [a for g in case.net.grant for a in ("--allow-module", g)]
     assert main(["check", spec(case.net), "--input", ",".join(map(str, case.net.input)),
-                 "--format", "json"]) == 0
+                 "--format", "json", *granted]) == 0
     ours = __import__("json").loads(capsys.readouterr().out)
     stats = torchinfo.summary(case.model, input_size=(1, *case.net.input), verbose=0)
     # torchinfo sizes the input as sys.getsizeof(its storage): the data and the
@@ -354,7 +361,8 @@ def test_summary_totals_are_torchinfos(case, capsys):
     for h in handles:
         h.remove()
     unused = sum(4 * p.numel() for m in leaves if m not in ran for p in m.parameters())
-    assert (unused > 0) == bool(netdsl.compile(spec(case.net)).outputs)  # side heads only
+    # side heads only
+    assert (unused > 0) == bool(netdsl.compile(spec(case.net), grant=list(case.net.grant) or None).outputs)
     # torchinfo also leaves out a parameter held by a module with children (ConvNeXt's
     # layer_scale); netdsl counts every parameter.
     direct = sum(4 * p.numel() for m in case.model.modules() if list(m.children())

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from shipped import grant_for
 
 import netdsl
 from netdsl.backend.codegen import generate
@@ -43,8 +44,8 @@ def _exported_forwards(source: str) -> set[str]:
 def test_build_runs_the_forwards_export_writes(path):
     # Every forward a built model runs is, line for line, one the exported file defines:
     # the two come from one writer, so they cannot drift apart.
-    model = netdsl.build(str(path), device="meta")
-    exported = _exported_forwards(generate(str(path)))
+    model = netdsl.build(str(path), device="meta", grant=grant_for(path))
+    exported = _exported_forwards(generate(str(path), grant=grant_for(path)))
     for source, cls in _forwards(model).items():
         # The export names the outputs type as its file does; the rest is the same text.
         if source not in exported:
@@ -165,7 +166,8 @@ SMALL = {"resnet": (3, 32, 32), "resnet34": (3, 32, 32), "resnet50": (3, 32, 32)
          "nf_resnet26": (3, 32, 32), "inception_resnet": (3, 75, 75), "inception_resnet_v2": (3, 75, 75),
          "cs3darknet": (3, 32, 32), "cs3darknet_m": (3, 32, 32), "dpn": (3, 32, 32), "dpn92": (3, 32, 32),
          "ghostnet": (3, 64, 64), "ghostnetv2_100": (3, 64, 64),
-         "dla": (3, 32, 32), "dla60": (3, 32, 32)}
+         "dla": (3, 32, 32), "dla60": (3, 32, 32),
+         "tresnet": (3, 32, 32), "tresnet_m": (3, 32, 32)}
 
 
 @pytest.mark.parametrize("path", MEMBERS, ids=lambda p: p.stem)
@@ -173,7 +175,7 @@ def test_every_shipped_spec_computes_what_its_ir_says(path):
     # Found this way: a network of one named input that read it again by name
     # (`from image`, later `add(y, image)`) had its input's variable written over.
     shape = SMALL.get(path.stem)
-    _differential(path, **({"input": shape} if shape else {}))
+    _differential(path, grant=grant_for(path), **({"input": shape} if shape else {}))
 
 
 @pytest.mark.parametrize("strategy", ["dataflow", "layers", "sharing", "tensor"])

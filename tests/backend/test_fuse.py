@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from shipped import grant_for
 from slow_cases import slow_except
 from torch import nn
 
@@ -46,7 +47,9 @@ SHIPPED = {"lenet5": None, "alexnet": (3, 64, 64), "vgg16": (3, 32, 32), "resnet
            "cs3darknet": (3, 32, 32), "cs3darknet_m": (3, 32, 32), "dpn": (3, 32, 32), "dpn92": (3, 32, 32),
            "ghostnet": (3, 64, 64), "ghostnetv2_100": (3, 64, 64),
            # blocks of several tensors (DLA's trees and bottlenecks)
-           "dla": (3, 32, 32), "dla60": (3, 32, 32)}
+           "dla": (3, 32, 32), "dla60": (3, 32, 32),
+           # an extern (timm's BlurPool2d) after folded convolutions, leaky ReLU
+           "tresnet": (3, 64, 64), "tresnet_m": (3, 64, 64)}
 # The libraries' own networks, where a setting makes them fold something else.
 # The libraries' networks at their other settings (vgg with batch norm), or smaller ones:
 # their defaults are the aliases' networks, tested already.
@@ -81,7 +84,8 @@ def test_every_shipped_spec_is_listed():
 @pytest.mark.parametrize("name", slow_except(sorted(SHIPPED)))
 def test_fused_outputs_match_unfused(name):
     torch.manual_seed(0)
-    model = netdsl.build(str(SPECS / f"{name}.net"), input=SHIPPED[name], **SETTINGS.get(name, {}))
+    path = SPECS / f"{name}.net"
+    model = netdsl.build(str(path), input=SHIPPED[name], grant=grant_for(path), **SETTINGS.get(name, {}))
     _randomise_statistics(model)
     model.eval()
     shape = SHIPPED[name] or model.input_shape

@@ -17,6 +17,7 @@ import torch
 from hostile_specs import hostile_flow_specs, hostile_specs
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from shipped import allow_args, grant_for
 from slow_cases import slow_except
 
 import netdsl
@@ -79,12 +80,13 @@ def _small(spec: str):
     """The spec compiled for a small input where its layers allow one (a test of
     the generator, not of the network's size)."""
     path = str(ROOT / "specs" / spec)
+    grant = grant_for(path)
     for size in (32, 64, 96, 128, 188):  # 188: the smallest the valid U-Net takes
         try:
-            return netdsl.compile(path, input=(3, size, size))
+            return netdsl.compile(path, input=(3, size, size), grant=grant)
         except NetdslError:
             pass
-    return netdsl.compile(path)
+    return netdsl.compile(path, grant=grant)
 
 
 def _same(a, b) -> None:
@@ -101,14 +103,20 @@ def _same(a, b) -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def check_equivalent(net, source: str, tmp_path: Path, seed_train: bool = True) -> None:
+def check_equivalent(net, source: str, tmp_path: Path, seed_train: bool = True, grant=None) -> None:
     """The generated class builds the model lowering builds: the same module names and
-    state_dict keys in the same order, and equal outputs in eval and training mode."""
+    state_dict keys in the same order, and equal outputs in eval and training mode.
+
+    Both are built on the meta device, and given one random state_dict; with a grant
+    (a network with an extern), on the CPU: an extern may hold state outside its
+    state_dict (BlurPool2d's filter, a non-persistent buffer) that only its
+    constructor computes."""
     from netdsl.backend.lower import lower
 
-    model = lower(net, device="meta")
+    device = "cpu" if grant else "meta"
+    model = lower(net, device=device, grant=grant)
     module = load_source(source, tmp_path)
-    with torch.device("meta"):
+    with torch.device(device):
         generated = getattr(module, class_name(type(model).__name__))()
     assert [n for n, _ in generated.named_modules()] == [n for n, _ in model.named_modules()]
     for (name, g), m in zip(generated.named_modules(), model.modules(), strict=True):
@@ -146,7 +154,8 @@ def check_equivalent(net, source: str, tmp_path: Path, seed_train: bool = True) 
 @pytest.mark.parametrize("spec", slow_except(SPECS))
 def test_every_shipped_spec_exports_to_an_equivalent_model(spec, tmp_path):
     net = _small(spec)
-    check_equivalent(net, generate(net), tmp_path)
+    grant = grant_for(ROOT / "specs" / spec)
+    check_equivalent(net, generate(net, grant=grant), tmp_path, grant=grant)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +163,8 @@ def exported(tmp_path_factory) -> Path:
     """Every shipped spec exported by the command line, one file each."""
     out = tmp_path_factory.mktemp("exported")
     for spec in SPECS:
-        assert main(["export", str(ROOT / "specs" / spec), "-o", str(out / (spec[:-4] + ".py"))]) == 0
+        path = ROOT / "specs" / spec
+        assert main(["export", str(path), "-o", str(out / (spec[:-4] + ".py")), *allow_args(path)]) == 0
     return out
 
 
@@ -183,7 +193,9 @@ def test_the_export_names_no_netdsl(exported):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names} | \
             {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-        assert imported <= {"torch", "torch.nn.functional", "collections"}, (path.name, imported)
+        # A spec with an extern imports the granted module its class lives in, and no other.
+        granted = set(grant_for(ROOT / "specs" / (path.stem + ".net")) or ())
+        assert imported <= {"torch", "torch.nn.functional", "collections"} | granted, (path.name, imported)
 
 
 def test_instances_that_differ_in_numbers_share_a_class_with_parameters():
@@ -285,16 +297,18 @@ _ALLOWED_NODES = (
 )
 
 
-def check_only_defines_a_model(source: str) -> None:
-    """The source's AST: imports of torch and collections, one namedtuple, classes whose
-    methods call only torch, nn, self, super(), getattr on self and the file's own classes."""
+def check_only_defines_a_model(source: str, granted=()) -> None:
+    """The source's AST: imports of torch and collections (and of the ``granted`` modules
+    of a spec's externs), one namedtuple, classes whose methods call only torch, nn,
+    self, super(), getattr on self and the file's own classes."""
     tree = ast.parse(source)
     classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)} | {
         t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets}
     for node in tree.body:
         if isinstance(node, ast.Import):
             assert [(a.name, a.asname) for a in node.names] in ([("torch", None)],
-                                                               [("torch.nn.functional", "F")])
+                                                               [("torch.nn.functional", "F")],
+                                                               *([(g, None)] for g in granted))
         elif isinstance(node, ast.ImportFrom):
             assert node.module in ("torch", "collections") and node.level == 0
         elif isinstance(node, ast.Assign):
@@ -343,14 +357,16 @@ def check_only_defines_a_model(source: str) -> None:
                 assert ast.unparse(node.args[0]) == "m", ast.unparse(node)
             else:
                 assert isinstance(root, ast.Name), ast.dump(node)
+                # or an extern's class, made from its granted module: timm.layers.BlurPool2d(...)
                 assert root.id in {"torch", "nn", "F", "self", "super", "namedtuple", "OrderedDict",
-                                   "getattr"} | classes, root.id
+                                   "getattr"} | classes or ast.unparse(f).rsplit(".", 1)[0] in granted, root.id
 
 
 @pytest.mark.slow
 def test_every_export_only_defines_a_model(exported):
     for path in exported.glob("*.py"):
-        check_only_defines_a_model(path.read_text(encoding="utf-8"))
+        granted = grant_for(ROOT / "specs" / (path.stem + ".net")) or ()
+        check_only_defines_a_model(path.read_text(encoding="utf-8"), granted)
 
 
 @pytest.mark.slow

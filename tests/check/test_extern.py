@@ -285,3 +285,25 @@ def test_a_granted_check_is_never_replayed_for_an_ungranted_one(lab):
         netdsl.compile(spec)
     assert [d.code for d in e.value.diagnostics] == ["E0121"]
     assert netdsl.compile(spec, grant=["plantlab"]).body[1].body[0].kind == "extern"
+
+
+def test_a_granted_check_is_never_cached_though_the_memo_replays_it(lab, tmp_path, monkeypatch):
+    # Two granted checks of one spec in one process: the second replays its block instance
+    # from the memo, and must still tell check's result cache to keep nothing.
+    from netdsl import cachedir, cli
+    from netdsl.cli import checkcache
+
+    spec = SPEC.replace("    g: gain(4, times = 0.5)\n", "    g: unit()\n") + \
+        "\nblock unit() {\n    gain(in_channels)\n}\n"
+    (tmp_path / "n.net").write_text(spec)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NETDSL_CACHE_DIR", str(tmp_path / "cache"))
+    cachedir.open_cache(fresh=True)
+    try:
+        argv = ["check", "n.net", "--allow-module", "plantlab"]
+        assert cli.main(list(argv), cache=True) == 0
+        assert cli.main(list(argv), cache=True) == 0
+        assert checkcache.replay(list(argv)) is None
+    finally:
+        monkeypatch.delenv("NETDSL_CACHE_DIR")
+        cachedir.open_cache(fresh=True)

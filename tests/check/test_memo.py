@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shipped import grant_for
 from slow_cases import slow_except
 
 import netdsl
@@ -37,7 +38,8 @@ SIZES = {"efficientnet.net": [{"variant": v} for v in range(8)],
          "resnet.net": [{"depth": d} for d in (18, 34, 50, 101, 152)],
          "vgg.net": [{"depth": d} for d in (11, 13, 16, 19)],
          "densenet.net": [{"block_config": c} for c in ("[6, 12, 24, 16]", "[6, 12, 32, 32]",
-                                                         "[6, 12, 48, 32]")]}
+                                                         "[6, 12, 48, 32]")],
+         "tresnet.net": [{"variant": f'"{v}"'} for v in ("l", "v2_l")]}
 
 
 @pytest.fixture
@@ -116,12 +118,13 @@ def test_the_parse_cache_switch_turns_it_off(memo_switch):
 @pytest.mark.parametrize("path", slow_except(SPECS), ids=[p.name for p in SPECS])
 def test_every_shipped_spec_and_size_is_the_same(memo_switch, path):
     prog = netdsl.syntax.loader.load(path.read_text(), str(path), path.parent, netdsl.Limits())
+    g = grant_for(path)
     for network in prog.root_networks:
         kind = "ok"
         for values in [{}] + SIZES.get(path.name, []):
             kind = same_with_and_without(
-                memo_switch, lambda v=values, n=network: compile_spec(str(path), v, network=n),
-                prime=lambda n=network: compile_spec(str(path), network=n))[0]
+                memo_switch, lambda v=values, n=network: compile_spec(str(path), v, network=n, grant=g),
+                prime=lambda n=network: compile_spec(str(path), network=n, grant=g))[0]
         assert kind == "ok", f"{path.name} {network}"
 
 

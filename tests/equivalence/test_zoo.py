@@ -26,6 +26,7 @@ import pytest
 import torch
 import torchvision
 from hand_written import LeNet5, UNet, ValidUNet
+from shipped import grant_for
 from torch import nn
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
@@ -68,6 +69,9 @@ class Row:
     # norm. Off only where the row says why.
     randomise: bool = True
     fast: bool = False                      # in the fast subset (pytest -m "not slow")
+    # The module prefixes granted to the spec's externs (docs/language.md, "Extern modules"):
+    # timm.layers where the spec uses timm's own class, else none.
+    grant: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -310,6 +314,13 @@ TABLE = [
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
     Row("densenet", lambda: tv.DenseNet(**{**DENSENET_SMALL, "block_config": (2, 3)}), (3, 32, 32),
         37_346, 79, tag="dropout", overrides=DENSENET_SMALL, rtol=0.0),
+    # A space-to-depth stem (unflatten, permute, flatten) and timm's own BlurPool2d, an
+    # extern, after each stride-2 convolution; the projected shortcut registered (and
+    # computed) before the block's body. v2_l: bottlenecks in every stage, at 68 x 76,
+    # where the blur pool and the shortcut's ceil-mode pooling meet odd sizes (17 -> 9).
+    Row("tresnet_m", _timm("tresnet_m"), (3, 64, 64), 31_389_032, 434, seed=2, grant=("timm.layers",)),
+    Row("tresnet", _timm("tresnet_v2_l"), (3, 68, 76), 46_174_824, 746, tag="v2_l",
+        overrides={"variant": '"v2_l"'}, seed=3, train=False, gradients=False, grant=("timm.layers",)),
 ]
 
 
@@ -319,6 +330,13 @@ def _param(row: Row):
 
 def test_the_table_names_each_row_once():
     assert len({row.id for row in TABLE}) == len(TABLE)
+
+
+def test_each_row_grants_what_its_spec_needs_and_no_more():
+    # timm.layers to a spec that declares an extern (which fails ungranted), nothing to one
+    # that does not.
+    for row in TABLE:
+        assert (list(row.grant) or None) == grant_for(SPECS / f"{row.spec}.net"), row.id
 
 
 @pytest.mark.parametrize("row", [_param(row) for row in TABLE])
@@ -331,9 +349,10 @@ def test_the_spec_is_its_reference(row: Row):
     # parameter check then hold the spec's model to the same.
     assert sum(p.numel() for p in ref.parameters()) == row.params
     assert len(ref.state_dict()) == row.keys
+    grant = list(row.grant) or None
     report = assert_equivalent(str(SPECS / f"{row.spec}.net"), ref, input=row.input, batch=row.batch,
                                seed=row.seed, atol=row.atol, rtol=row.rtol, train=row.train,
-                               gradients=row.gradients, **row.overrides)
+                               gradients=row.gradients, grant=grant, **row.overrides)
     outputs = ["eval outputs"] + (["training outputs"] if row.train else [])
     for title in outputs:
         check = report.check(title)
@@ -360,7 +379,8 @@ def test_the_spec_is_its_reference(row: Row):
     if row.ordered:
         # Names and shapes are the strict load's; the order is the parameters' order,
         # which an optimizer's state follows.
-        ours = netdsl.build(str(SPECS / f"{row.spec}.net"), device="meta", input=row.input, **row.overrides)
+        ours = netdsl.build(str(SPECS / f"{row.spec}.net"), device="meta", input=row.input, grant=grant,
+                            **row.overrides)
         assert list(ours.state_dict()) == list(ref.state_dict())
 
 

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shipped import grant_for
 from slow_cases import slow_except
 
 import netdsl
 from netdsl.analysis import analyse
+from netdsl.grant import Grant
 from netdsl.layers import LAYERS
 from netdsl.limits import Limits
 from netdsl.tools import ide
@@ -40,13 +42,15 @@ def _plain(path: Path) -> bool:
 
 @pytest.mark.parametrize("path", SPECS + [p for p in FIXTURES if _plain(p)], ids=lambda p: p.name)
 def test_diagnostics_are_those_of_check(path):
-    """The contract of the editor's diagnostics: netdsl.compile on the saved file."""
+    """The contract of the editor's diagnostics: netdsl.compile on the saved file, under
+    the same grant (a shipped spec's externs granted, as the tests grant them)."""
+    grant = grant_for(path) if path in SPECS else None
     try:
-        netdsl.compile(str(path))
+        netdsl.compile(str(path), grant=grant)
         want = []
     except netdsl.NetdslError as e:
         want = [_key(d) for d in e.diagnostics]
-    got = ide.check(path.read_text(encoding="utf-8"), str(path), path.parent)
+    got = ide.check(path.read_text(encoding="utf-8"), str(path), path.parent, grant=Grant.of(grant))
     if path.name == "E0107_no_network.net":
         # A file with no network is a library of blocks to its editor, not an error.
         assert got.diagnostics == [] and [k[0] for k in want] == ["E0107"]
