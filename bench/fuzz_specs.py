@@ -202,6 +202,8 @@ class _Writer:
 
     def label(self) -> str:
         self.labels += 1
+        if self.rng.random() < 0.1:  # a keyword that cannot start the statement may label it
+            return self.rng.choice(["output", "input", "split", "extern", "block", "add", "from", "matmul"])
         return f"l{self.labels}"
 
     def chain(self, depth: int, n: int | None = None) -> list[str]:

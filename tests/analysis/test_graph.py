@@ -120,7 +120,7 @@ def test_a_block_of_several_tensors_reads_each_input_and_gives_each_output(depth
     if depth is None:  # inside the block: `x` goes to its conv, `skip` to its add
         add = next(n.id for n in d.nodes if n.type == "add")
         assert into(by_name["f.c"]) == ["a"] and sorted(into(add)) == ["b", "f.c"]
-        assert sorted(into(cat)) == ["", "f.1"]  # relu's output, and the add's
+        assert sorted(into(cat)) == ["", "f.relu"]  # relu's output, and the add's
     else:  # one box: both inputs in, both outputs out of it
         assert into(by_name["f"]) == ["a", "b"] and into(cat) == ["f", "f"]
     # `from a, a` draws one edge, not two
