@@ -427,6 +427,17 @@ def _named(ls: NetdslServer, uri: str, pos: t.Position):
     return module, now, line, column, doc
 
 
+def _thing(ls: NetdslServer, uri: str, pos: t.Position):
+    """The name at ``pos`` (``refs.at``) and the document's text now; None where the text
+    does not parse or no name is there."""
+    found = _named(ls, uri, pos)
+    if found is None:
+        return None
+    module, now, line, column, doc = found
+    thing = refs.at(module, now.source, line, column, _imported(doc, now.source))
+    return None if thing is None else (thing, now)
+
+
 def _diagnostic(p: ide.Placed, lines: Sequence[str], codec) -> t.Diagnostic:
     d = p.diagnostic
     related = None
@@ -675,13 +686,10 @@ def make_server() -> NetdslServer:
     @ls.feature(t.TEXT_DOCUMENT_REFERENCES)
     @_guard()
     def references(ls: NetdslServer, params: t.ReferenceParams):
-        found = _named(ls, params.text_document.uri, params.position)
+        found = _thing(ls, params.text_document.uri, params.position)
         if found is None:
             return None
-        module, now, line, column, doc = found
-        thing = refs.at(module, now.source, line, column, _imported(doc, now.source))
-        if thing is None:
-            return None
+        thing, now = found
         spans = thing.spans[1:] if thing.defined and not params.context.include_declaration else thing.spans
         here = [t.Location(now.uri, _exact(s, now.lines, now.position_codec)) for s in spans]
         if thing.origin is not None and params.context.include_declaration:
@@ -691,13 +699,10 @@ def make_server() -> NetdslServer:
     @ls.feature(t.TEXT_DOCUMENT_DOCUMENT_HIGHLIGHT)
     @_guard()
     def document_highlight(ls: NetdslServer, params: t.DocumentHighlightParams):
-        found = _named(ls, params.text_document.uri, params.position)
+        found = _thing(ls, params.text_document.uri, params.position)
         if found is None:
             return None
-        module, now, line, column, doc = found
-        thing = refs.at(module, now.source, line, column, _imported(doc, now.source))
-        if thing is None:
-            return None
+        thing, now = found
         return [t.DocumentHighlight(_exact(s, now.lines, now.position_codec),
                                     t.DocumentHighlightKind.Write if thing.defined and i == 0
                                     else t.DocumentHighlightKind.Read)
