@@ -161,7 +161,7 @@ class _NoTensors(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("path, network", CASES)
+@pytest.mark.parametrize("path, network", slow_except(CASES))
 def test_compile_and_analyse_touch_no_tensor(path, network, monkeypatch):
     # An extern is checked by running its class (docs/language.md, "Extern modules"):
     # the tensors it touches there are its own, and all netdsl touches.

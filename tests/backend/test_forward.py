@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from shipped import grant_for
+from slow_cases import slow_except
 
 import netdsl
 from netdsl.backend.codegen import generate
@@ -20,6 +21,8 @@ from netdsl.backend.runtime import InputShapeError
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 MEMBERS = sorted((ROOT / "specs").glob("*.net"))
+# The shipped specs the fast subset runs (one of each kind of dataflow); the rest are slow.
+FAST_SPECS = ("lenet5", "resnet50_fpn", "shufflenet_v2_x0_5", "dla60", "unet")
 
 
 def _forwards(model) -> dict[str, str]:
@@ -40,7 +43,7 @@ def _exported_forwards(source: str) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("path", MEMBERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", slow_except(MEMBERS, FAST_SPECS), ids=lambda p: p.stem)
 def test_build_runs_the_forwards_export_writes(path):
     # Every forward a built model runs is, line for line, one the exported file defines:
     # the two come from one writer, so they cannot drift apart.
@@ -170,7 +173,7 @@ SMALL = {"resnet": (3, 32, 32), "resnet34": (3, 32, 32), "resnet50": (3, 32, 32)
          "tresnet": (3, 32, 32), "tresnet_m": (3, 32, 32)}
 
 
-@pytest.mark.parametrize("path", MEMBERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", slow_except(MEMBERS, FAST_SPECS), ids=lambda p: p.stem)
 def test_every_shipped_spec_computes_what_its_ir_says(path):
     # Found this way: a network of one named input that read it again by name
     # (`from image`, later `add(y, image)`) had its input's variable written over.

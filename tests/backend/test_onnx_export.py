@@ -41,6 +41,7 @@ def test_cli_writes_a_checked_model_with_the_built_weights(tmp_path, spec_path, 
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [1, 32, 32]
 
 
+@pytest.mark.slow
 def test_cli_exports_the_weights_it_is_given_and_says_when_it_has_none(tmp_path, spec_path, capsys):
     # The CLI's ONNX held fresh random weights and said nothing: against a trained model the
     # outputs differed by up to 27.8. With --weights the file is that model; without, a note.

@@ -229,6 +229,7 @@ def _cli(args, cwd, pythonpath, cache):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_without_the_flag_and_never_answers_a_granted_check_from_its_cache(lab, tmp_path):
     (tmp_path / "n.net").write_text(SPEC)
     cache = tmp_path / "cache"
@@ -247,6 +248,7 @@ def test_the_cli_refuses_without_the_flag_and_never_answers_a_granted_check_from
     assert r.returncode == 2 and "--allow-module" in r.stderr
 
 
+@pytest.mark.slow
 def test_a_spec_cannot_grant_itself(lab, tmp_path):
     # Nothing read from disk grants: not a setting beside the spec, not the spec's own text.
     (tmp_path / "pyproject.toml").write_text('[tool.netdsl]\nallow-module = ["plantlab"]\n')

@@ -864,6 +864,7 @@ def test_renaming_a_block_renames_it_in_the_open_files_that_import_it(client, tm
     assert "main.net" in e.value.args[0]["message"]
 
 
+@pytest.mark.slow
 def test_externs_are_checked_only_under_the_editors_own_grant(tmp_path):
     # An extern is refused (E0121) as `check` refuses it without --allow-module; the
     # editor's initializationOptions.allowModules grants, as the flag does.
