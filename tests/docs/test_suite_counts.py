@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STATED = [
     ("README.md", r"whole test\s+suite, about ([\d,]+) tests", "all"),
     ("README.md", r"runs about ([\d,]+) tests in", "fast"),
-    ("docs/contributing.md", r'-m "not slow"\s+# about ([\d,]+) tests', "fast"),
+    ("docs/contributing.md", r'-m "not slow"(?: -n auto)?\s+# about ([\d,]+) tests', "fast"),
 ]
 
 
