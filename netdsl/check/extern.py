@@ -15,6 +15,7 @@ cache: the code can change where no spec file does.
 from __future__ import annotations
 
 import inspect
+import keyword
 import math
 from typing import Any
 
@@ -70,6 +71,13 @@ def use(cx: Context, ref: ExternRef, u: ast.Use, env: Env, shape: Shape | None, 
                                  arg.span, "netdsl decides it",
                                  "netdsl builds every module on the device the model is built on; "
                                  "remove it"))
+            ok = False
+            continue
+        if keyword.iskeyword(key):
+            cx.report(Diagnostic("E0202", f"`{short(ref.name)}` cannot take an argument named `{key}`",
+                                 arg.span, f"`{key}` is a Python keyword",
+                                 "Python cannot pass it by name (the exported file would not "
+                                 "compile); rename the argument in the class"))
             ok = False
             continue
         converted = _value(v)

@@ -41,6 +41,11 @@ class Pair(nn.Module):
     def forward(self, x):
         return x, x
 
+class Open(Gain):
+    """Gain, with keyword arguments it takes whatever their names."""
+    def __init__(self, channels, **options):
+        super().__init__(channels, options.get("times", 2.0))
+
 def not_a_class():
     pass
 '''
@@ -173,6 +178,25 @@ def test_arguments_are_matched_to_the_constructor(lab, bad, code):
     with pytest.raises(netdsl.NetdslError) as e:
         netdsl.compile(SPEC.replace("gain(4, times = 0.5)", bad), grant=["plantlab"])
     assert [c for c, _, _ in codes(e.value)] == [code]
+
+
+def test_an_open_keyword_must_be_one_python_can_pass_by_name(lab, tmp_path):
+    spec = SPEC.replace("plantlab.layers.Gain", "plantlab.layers.Open")
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(spec.replace("times = 0.5", "class = 0.5"), grant=["plantlab"])
+    assert codes(e.value) == [("E0202", 7, 16)]
+    assert "Python keyword" in e.value.diagnostics[0].label
+    # any other name reaches **options, and the exported file compiles and agrees
+    model = netdsl.build(spec, grant=["plantlab"]).eval()
+    source = generate(spec.replace("times = 0.5", "times = 0.5, note = 1"), grant=["plantlab"])
+    assert "plantlab.layers.Open(channels=4, times=0.5, note=1)" in source
+    namespace: dict = {}
+    exec(compile(source, "generated.py", "exec"), namespace)
+    again = namespace["N"]()
+    again.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), model(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("target, said", [
