@@ -203,7 +203,7 @@ class _Writer:
     def label(self) -> str:
         self.labels += 1
         if self.rng.random() < 0.1:  # a keyword that cannot start the statement may label it
-            return self.rng.choice(["output", "input", "split", "extern", "block", "add", "from", "matmul"])
+            return self.rng.choice(["output", "input", "split", "extern", "block", "add", "from", "matmul", "chunk"])
         return f"l{self.labels}"
 
     def chain(self, depth: int, n: int | None = None) -> list[str]:
@@ -509,7 +509,8 @@ def _several_use(rng: random.Random, w, blocks: list, ref, names: list, unread: 
 
 def gen_dataflow(rng: random.Random) -> str:
     """A network wired by name: chains named with `->`, read back by `from`, merged by
-    `add`, `concat`, `matmul` and the rest, maybe from several inputs and into a stated `output`; now and then
+    `add`, `concat`, `matmul` and the rest, cut into named parts by `chunk`, maybe from several
+    inputs and into a stated `output`; now and then
     a name misspelt, read early, given twice or never read."""
     w = _Writer(rng)
     c, h = rng.choice([2, 3, 4, 8]), rng.choice([4, 8, 16])
@@ -564,6 +565,16 @@ def gen_dataflow(rng: random.Random) -> str:
                 refs += [_merge_option(rng, op)]
             comma = "," if rng.random() < 0.3 else ""
             step = f"{op}({', '.join(refs)}{comma})"
+        elif r < 0.8 and names:
+            # `chunk(x) -> a, b`: parts named at once, mostly two (channels 2, 4 or 8 divide),
+            # now and then three, a dimension, or too few names (E0137).
+            source = ref()
+            dim = rng.choice(["", "", "", ", dim = 1", ", dim = -1", ", dim = 3"])
+            parts = [f"r{len(names) + k}" for k in range(rng.choice([2, 2, 2, 3, 4, 1, 0]))]
+            lines.append(f"chunk({source}{dim})" + (f" -> {', '.join(parts)}" if parts else ""))
+            names.extend(parts)
+            unread.extend(parts)
+            continue
         else:
             step = "split { {}; { " + "; ".join(w.chain(2)) + " } }"
         name = f"r{len(names)}" if rng.random() < 0.95 or not names else names[-1]

@@ -106,6 +106,12 @@ def _one(node, x, model, prefix: str, names: dict):  # noqa: PLR0911, PLR0912 - 
         return names[node.name]
     if isinstance(node, ir.Merge):
         return _merge(node, [names[s] for s in node.sources])
+    if isinstance(node, ir.Chunk):
+        source = names[node.source]
+        size = source.shape[node.dim + 1] // len(node.targets)
+        parts = [source.narrow(node.dim + 1, k * size, size) for k in range(len(node.targets))]
+        names.update(zip(node.targets, parts, strict=True))
+        return parts[0]
     if isinstance(node, ir.Split):
         parts = torch.split(x, list(node.sizes), 1)
         return torch.cat([_seq(body, p, model, prefix, names) for body, p in zip(node.parts, parts, strict=True)],

@@ -154,7 +154,7 @@ def test_every_merge_and_merge_option_is_generated_into_a_model():
 
     from netdsl.check.dataflow import OPTIONS
 
-    universe = {(op, None) for op in get_args(ir.MergeOp)}
+    universe = {(op, None) for op in (*get_args(ir.MergeOp), "chunk")}
     universe |= {(op, a.name) for op, args in OPTIONS.items() for a in args}
     seen: set = set()
     for i in range(8000):  # about 3,700 draws reach all, in some 6 s
@@ -165,9 +165,12 @@ def test_every_merge_and_merge_option_is_generated_into_a_model():
         except netdsl.NetdslError:
             continue
         for node in _merges(net):
+            if isinstance(node, ir.Chunk):  # `chunk(x) -> a, b`, its own node: `dim` 0 unless given
+                seen |= {("chunk", None)} | ({("chunk", "dim")} if node.dim else set())
+                continue
             seen.add((node.op, None))
             seen |= {(node.op, name) for name in {a.name for args in OPTIONS.values() for a in args}
-                     if getattr(node, name) is not None}
+                     if getattr(node, name, None) is not None}
     missing = sorted(map(str, universe - seen))
     assert not missing, f"no generated spec that compiles holds these merges or options: {missing}"
 
@@ -194,11 +197,30 @@ def test_blocks_of_several_tensors_are_generated_into_models():
     assert seen == {"in", "out"} and {"E0135", "E0136", "E0137"} <= codes, (seen, codes)
 
 
+def test_chunk_is_generated_into_models_and_misused():
+    """`chunk(x) -> a, b` in a generated spec that compiles, and each misuse with its code:
+    too few names (E0137), parts that do not divide (E0332), a dimension out of range (E0219)."""
+    seen, codes = 0, set()
+    for i in range(3000):
+        text = fuzz_specs.gen_dataflow(random.Random(i))
+        if "chunk(" not in text:
+            continue
+        try:
+            net = netdsl.compile(text)
+        except netdsl.NetdslError as e:
+            codes |= {d.code for d in e.diagnostics}
+            continue
+        seen += any(isinstance(n, ir.Chunk) for n in _all_nodes(net))
+        if seen >= 5 and {"E0137", "E0332", "E0219"} <= codes:
+            break
+    assert seen >= 5 and {"E0137", "E0332", "E0219"} <= codes, (seen, codes)
+
+
 def _merges(value):
     todo = [value]
     while todo:
         v = todo.pop()
-        if isinstance(v, ir.Merge):
+        if isinstance(v, (ir.Merge, ir.Chunk)):
             yield v
         if isinstance(v, ir.Node):
             todo.extend(getattr(v, f) for f in type(v).model_fields)

@@ -180,6 +180,7 @@ class _Tensors(Visitor):
         pass  # a name for a tensor that exists already
 
     visit_from = visit_bind
+    visit_chunk = visit_bind  # its parts are views of a tensor that exists already
 
     def visit_merge(self, node, prefix: str) -> None:
         where = prefix.rstrip(".")
@@ -251,7 +252,7 @@ class Modules(Visitor):
     def visit_bind(self, node) -> None:
         pass  # names and merges make no module
 
-    visit_from = visit_merge = visit_bind
+    visit_from = visit_merge = visit_chunk = visit_bind
 
 
 def _modules(nodes):
@@ -443,7 +444,7 @@ class _Own(Visitor):
     def visit_scope(self, node) -> int:
         return 0
 
-    visit_side = visit_bind = visit_from = visit_scope
+    visit_side = visit_bind = visit_from = visit_chunk = visit_scope  # a chunk's parts are views
 
 
 _OWN = _Own()

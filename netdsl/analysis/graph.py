@@ -214,6 +214,8 @@ def _bound(nodes) -> list[str]:
     for node in nodes:
         if isinstance(node, ir.Bind):
             found.append(node.name)
+        elif isinstance(node, ir.Chunk):
+            found += node.targets
         elif isinstance(node, ir.Scope):
             found += _bound(node.body) if node.cls is None else []
         elif not isinstance(node, ir.Layer):
@@ -230,6 +232,8 @@ def _read(nodes) -> list[str]:
             found.append(node.name)
         elif isinstance(node, ir.Merge):
             found += node.sources
+        elif isinstance(node, ir.Chunk):
+            found.append(node.source)
         elif isinstance(node, ir.Scope):
             found += _read(node.body) if node.cls is None else []
         elif not isinstance(node, ir.Layer):
@@ -255,6 +259,14 @@ def _merge(g: _Builder, node: ir.Merge, srcs: Srcs, prefix: str, depth: int) -> 
     for name in node.sources:
         g.connect(g.names[-1][name], op)
     return [(op, "data")]
+
+
+@construct("chunk")
+def _chunk(g: _Builder, node: ir.Chunk, srcs: Srcs, prefix: str, depth: int) -> Srcs:
+    cut = g.node("op", "", "chunk", node.in_shape, f"{len(node.targets)} parts")
+    g.connect(g.names[-1][node.source], cut)
+    g.names[-1].update((t, [(cut, "data")]) for t in node.targets)
+    return [(cut, "data")]
 
 
 @construct("split")

@@ -86,10 +86,13 @@ class ForwardWriter(Visitor):
 
     # -- helpers
     def fresh(self, base: str) -> str:
-        """A variable name no other in this forward has: ``base``, else ``base2``, ``base3``..."""
+        """A variable name no other in this forward has: ``base``, else ``base2``, ``base3``...
+        (``x2_2``, ``x2_3``... where ``base`` ends in a digit, so that a count cannot run
+        into the number: ``x2`` taken gives ``x2_2``, never ``x22``)."""
         name, i = base, self.s.next.get(base, 2)
+        sep = "_" if base[-1:].isdigit() else ""
         while name in self.s.used:
-            name, i = f"{base}{i}", i + 1
+            name, i = f"{base}{sep}{i}", i + 1
         self.s.next[base] = i
         self.s.used.add(name)
         return name
@@ -199,6 +202,14 @@ class ForwardWriter(Visitor):
             self.s.uses_torch = True
             self.emit(f"{dst} = torch.cat([{', '.join(parts)}], 1)", node.span)
         return dst
+
+    def visit_chunk(self, node: ir.Chunk, src: str, dst: str) -> str:
+        # Unpacked into the parts' names, as a hand-written forward would: `a, b = x.chunk(2, 1)`.
+        outs = [self.fresh(local_name(t)) for t in node.targets]
+        self.emit(f"{', '.join(outs)} = {self.s.names[node.source]}.chunk({len(outs)}, {node.dim + 1})",
+                  node.span)
+        self.s.names.update(zip(node.targets, outs, strict=True))
+        return outs[0]
 
     def visit_split(self, node: ir.Split, src: str, dst: str) -> str:
         self.s.uses_torch = True

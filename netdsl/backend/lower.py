@@ -273,7 +273,7 @@ class _Lowering(Visitor):
     def visit_bind(self, node, owner) -> None:
         pass  # names a result; no module
 
-    visit_from = visit_merge = visit_bind
+    visit_from = visit_merge = visit_chunk = visit_bind
 
     def scope(self, node: ir.Scope) -> nn.Module:
         """The module of a block instance or labelled group."""

@@ -18,7 +18,7 @@ from typing import Literal, cast, get_args
 from .. import ir
 from ..diagnostics import Diagnostic, Fix, closest, rename, short
 from ..layers import shapes
-from ..layers.base import Arg, ArgTypeError, _bool, _float, _none_or, _pair, _str
+from ..layers.base import Arg, ArgTypeError, _bool, _float, _int, _none_or, _pair, _str
 from ..span import Span
 from ..syntax import ast
 from .context import Built, Context, Shape
@@ -132,6 +132,9 @@ def _place(span: Span) -> tuple:
 
 # -- statements
 def bind(cx: Context, st: ast.Bind, env: Env, flow, scope: NameScope) -> None:
+    if isinstance(st.unit, ast.Merge) and st.unit.op == "chunk":
+        chunk(cx, st.unit, (st.target,) + st.more, env, flow)
+        return
     if st.unit is not None:
         cx.stmt(st.unit, env, flow, scope)
     values = _values(cx, flow, st.target.span, "`->`")
@@ -275,6 +278,9 @@ def from_(cx: Context, st: ast.From, env: Env, flow, scope: NameScope) -> None:
 
 
 def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
+    if st.op == "chunk":  # `chunk(x) -> a, b` is checked with its names (:func:`chunk`)
+        chunk(cx, st, (), env, flow)
+        return
     values = _values(cx, flow, st.span, f"`{st.op}(...)`")
     if values is None:
         return
@@ -352,6 +358,74 @@ def merge(cx: Context, st: ast.Merge, env: Env, flow, scope: NameScope) -> None:
                 out, op == "crop", st.span)  # a crop is a view of its source: not to be overwritten
 
 
+def chunk(cx: Context, st: ast.Merge, refs: tuple[ast.Ref, ...], env: Env, flow) -> None:
+    """``chunk(x) -> a, b``: the named result ``x`` cut into as many equal parts as names
+    follow it (``x.chunk(n, 1)``), along ``dim`` of each sample (channels by default),
+    each part a named result; no result is current after it, as after ``-> y, z``."""
+    values = _values(cx, flow, st.span, "`chunk(...)`")
+    if values is None:
+        return
+    names = [_name(cx, ref, env) for ref in refs]
+    for ref, name in zip(refs, names, strict=True):
+        if name is POISON:
+            values.lost_binds.template(ref.name)
+        else:
+            values.lost_binds.add(name)  # until bound below: a read of it is no mistake
+    read = [(_read(cx, values, ref, env), ref) for ref in st.sources]
+    _fresh(values, st.span)
+    values.dangling = None
+    values.no_current, values.unpacked = False, ()
+    flow.shape = None  # unknown where it fails (the error says why); none once the parts are named
+    options = _options(cx, st, env)
+    if len(st.sources) != 1:
+        cx.report(Diagnostic("E0134", "`chunk` takes one result", st.sources[1].span,
+                             f"{len(st.sources)} given",
+                             "`chunk(x) -> a, b` cuts `x` into parts; cut each result on its own, or "
+                             "`concat` them first"))
+        return
+    if len(refs) < 2:
+        at = refs[0].span if refs else st.span
+        cx.report(Diagnostic("E0137", f"`chunk` with {len(refs) or 'no'} name{'s' if not refs else ''} "
+                             "after it", at, "it cuts into as many parts as names follow it",
+                             f"name two parts or more: `chunk({cx.text(st.sources[0].span)}) -> a, b`"))
+        values.lost_binds.everything = True  # the parts' names are not known: none read is a mistake
+        return
+    ((shape, source), _), = read
+    if options is None or any(n is POISON for n in names):
+        return
+    if shape is POISON:  # an error made `x` unknown (said where it was made): so are its parts
+        for name, ref in zip(names, refs, strict=True):
+            if name not in values.bound:
+                values.bound[name] = Value(None, ref.span)
+        return
+    try:
+        d = shapes.dim("chunk", options.get("dim", 0), shape)
+    except shapes.ShapeError as e:
+        arg = next(a for a in st.options if a.name == "dim")
+        cx.report(Diagnostic(e.code, e.message, span_of(arg.value), e.label, e.help))
+        return
+    n = len(refs)
+    if shape[d] % n:
+        cx.report(Diagnostic("E0332", f"`chunk` cannot cut {shape[d]} into {n} equal parts", refs[-1].span,
+                             f"{n} parts of `{source}`, {shapes.fmt(shape)}, along dimension {d}",
+                             f"name as many parts as divide {shape[d]}, or cut unequal parts with "
+                             f"`narrow` (`from {source}`, `apply narrow({d}, start, length) -> a`)"))
+        return
+    twice = next((r for i, (nm, r) in enumerate(zip(names, refs, strict=True)) if nm in names[:i]), None)
+    if twice is not None:
+        cx.report(Diagnostic("E0127", f"result `{cx.text(twice.span)}` is named twice", twice.span,
+                             "named again here", "give each part its own name"))
+        return
+    if not all(_fresh_name(cx, values, nm, r.span) for nm, r in zip(names, refs, strict=True)):
+        return
+    part = shape[:d] + (shape[d] // n,) + shape[d + 1:]
+    for name, ref in zip(names, refs, strict=True):
+        values.bound[name] = Value(part, ref.span)
+    values.no_current, values.unpacked = True, tuple(names)
+    flow.accept([ir.Chunk(source=source, targets=tuple(names), dim=d, in_shape=shape, out_shape=part,
+                          span=st.span)], None, False, st.span)
+
+
 # torch's largest float32: a constant beyond it is infinite in every tensor it meets.
 FLOAT32_MAX = 3.4028234663852886e38
 
@@ -366,6 +440,7 @@ OPTIONS: dict[str, tuple[Arg, ...]] = {
                Arg("align_corners", _none_or(_bool), None, 'for "bilinear": align the corner pixels')),
     "crop": (Arg("offset", _none_or(_pair), None, "the window's top-left corner [y, x]; centred "
                  "without it"),),
+    "chunk": (Arg("dim", _int, 0, "the dimension cut, without the batch: 0 is the channels"),),
 }
 
 

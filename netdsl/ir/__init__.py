@@ -167,6 +167,19 @@ class Merge(Node):
     left_shape: Shape | None = None
 
 
+class Chunk(Node):
+    """``chunk(x) -> a, b``: the named result ``source`` cut into as many equal parts as
+    there are ``targets``, along dimension ``dim`` of each sample (channels by default),
+    part k named ``targets[k]``; ``out_shape`` is one part's."""
+
+    kind: Literal["chunk"] = "chunk"
+    source: str
+    targets: tuple[str, ...]
+    dim: NonNegInt = 0
+    in_shape: Shape
+    out_shape: Shape
+
+
 class Split(Node):
     """The input's channels cut into ``sizes``; part k runs through ``parts[k]``; the
     results are concatenated along channels."""
@@ -179,11 +192,11 @@ class Split(Node):
     out_shape: Shape
 
 
-AnyNode = Annotated[LayerNode | Scope | Residual | Concat | Dense | Gate | Side | Bind | From | Merge | Split,
-                    Field(discriminator="kind")]
+AnyNode = Annotated[LayerNode | Scope | Residual | Concat | Dense | Gate | Side | Bind | From | Merge | Chunk
+                    | Split, Field(discriminator="kind")]
 
 # The nodes of general dataflow: they name results or read them back.
-FLOW_NODES = (Bind, From, Merge)
+FLOW_NODES = (Bind, From, Merge, Chunk)
 
 
 def has_flow(nodes) -> bool:
@@ -250,4 +263,4 @@ from .walk import walk as walk  # noqa: E402
 #: The constructs: every node kind that is not a layer (layers are one case for
 #: every consumer of the IR, since what differs between them is in the catalogue).
 CONSTRUCTS: tuple[type[Node], ...] = (Scope, Residual, Concat, Dense, Gate, Side, Bind, From, Merge,
-                                      Split)
+                                      Chunk, Split)

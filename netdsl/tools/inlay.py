@@ -102,10 +102,11 @@ def moved(seen: list[tuple[str, Checked]], filename: str | None, text: str, firs
 
 def _end(node, filename: str | None, lines: list[str]) -> tuple[int, int] | None:
     """Where the statement that made ``node`` ends in the file, if a hint goes there: a
-    layer, a merge of named results, a block instance or a labelled group's ``{ ... }``
-    (not a combinator, nor a shortcut's label, whose line opens a body)."""
+    layer, a merge of named results, a chunk (its parts' shape), a block instance or a
+    labelled group's ``{ ... }`` (not a combinator, nor a shortcut's label, whose line
+    opens a body)."""
     s = node.span
-    if s is None or s.file != filename or not isinstance(node, (ir.Layer, ir.Merge, ir.Scope)):
+    if s is None or s.file != filename or not isinstance(node, (ir.Layer, ir.Merge, ir.Chunk, ir.Scope)):
         return None
     line = s.end_line or s.line
     if not 0 < line <= len(lines) or s.end_column is None:

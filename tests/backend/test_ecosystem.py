@@ -278,7 +278,8 @@ network several() {
     fuse1: fuse(8) -> a, b
     from a, b
     fuse2: fuse(8) -> c, d
-    concat(c, d, b)
+    chunk(d) -> d0, d1
+    concat(c, d1, d0, b)
     adaptive_avgpool2d(1)
     flatten
     fc: linear(10)
@@ -287,6 +288,7 @@ network several() {
 
 
 def test_a_block_of_several_tensors_in_every_tool(tmp_path):
+    # (and a `chunk` into named parts, whose parts are swapped: a tuple unpacked in the forward)
     torch.manual_seed(0)
     model = netdsl.build(SEVERAL).eval()
     x = torch.randn(2, 3, 16, 16)

@@ -570,3 +570,61 @@ def test_misuses_of_several_tensors(body, code):
     with pytest.raises(netdsl.NetdslError) as e:
         netdsl.compile(_JOIN + "network n() { input [4, 8, 8]\n " + body + "\n}")
     assert [d.code for d in e.value.diagnostics][:1] == [code], str(e.value)
+
+
+# ---------------------------------------------------------------- chunk
+
+
+@pytest.mark.parametrize("dim, parts", [(0, 2), (0, 4), (1, 2), (-1, 3), (2, 3)])
+def test_chunk_names_the_parts_torch_chunk_gives(dim, parts):
+    names = [f"p{k}" for k in range(parts)]
+    spec = (f"network n() {{ input x: [12, 6, 6]\n chunk(x, dim = {dim}) -> {', '.join(names)}\n"
+            f" output tuple({', '.join(reversed(names))}) }}")
+    net = netdsl.compile(spec)
+    (node,) = [n for n in net.body if isinstance(n, ir.Chunk)]
+    want_shape = list((12, 6, 6))
+    want_shape[dim] //= parts
+    assert node.out_shape == tuple(want_shape) and node.targets == tuple(names)
+    assert net.result is not None and net.result.shapes == (tuple(want_shape),) * parts
+    model = netdsl.build(spec)
+    x = torch.randn(2, 12, 6, 6)
+    want = x.chunk(parts, dim + 1 if dim >= 0 else dim)[::-1]
+    got = model(x)
+    assert len(got) == parts and all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+    # views of the input: no tensor of their own, no module, no MACs
+    a = analyse(net)
+    assert (a.params, a.macs) == (0, 0) and not list(model.children())
+
+
+def test_a_later_part_reads_an_earlier_parts_result():
+    spec = """network n() {
+        input x: [8, 4, 4]
+        chunk(x) -> x0, x1
+        from x0
+        c0: conv2d(4, 3, padding = 1) -> y0
+        add(y0, x1)
+        c1: conv2d(4, 3, padding = 1) -> y1
+        concat(y0, y1)
+    }"""
+    model = netdsl.build(spec)
+    x = torch.randn(2, 8, 4, 4)
+    x0, x1 = x.chunk(2, 1)
+    y0 = model.c0(x0)
+    torch.testing.assert_close(model(x), torch.cat([y0, model.c1(y0 + x1)], 1), rtol=0, atol=0)
+    assert "x0, x1 = x.chunk(2, 1)" in inspect.getsource(type(model).forward)
+
+
+@pytest.mark.parametrize("line, code", [
+    ("chunk(x) -> a", "E0137"),
+    ("chunk(x)", "E0137"),
+    ("chunk(x, x) -> a, b", "E0134"),
+    ("chunk(x) -> a, b, c", "E0332"),
+    ("chunk(x, dim = 3) -> a, b", "E0219"),
+    ('chunk(x, dim = "c") -> a, b', "E0206"),
+    ("chunk(x, parts = 2) -> a, b", "E0202"),
+    ("chunk(x) -> a, b, a, b", "E0127"),
+])
+def test_each_misuse_of_chunk_has_its_code_and_no_other(line, code):
+    with pytest.raises(netdsl.NetdslError) as e:
+        netdsl.compile(f"network n() {{ input x: [8, 4, 4]\n {line}\n concat(a, b) }}")
+    assert [d.code for d in e.value.diagnostics] == [code]

@@ -108,6 +108,16 @@ def _number(text):
     return 2**63 - 1 if text == "2⁶³ − 1" else int(text.replace(",", ""))
 
 
+def test_the_keyword_list_is_the_grammars():
+    from netdsl.syntax.parser import _lark
+
+    words = {t.pattern.value for t in _lark().terminals
+             if t.pattern.type == "str" and re.fullmatch(r"[a-z_]+", t.pattern.value)}
+    words |= set(re.findall(r'"(and|or|not)"', (ROOT / "netdsl" / "syntax" / "grammar.lark").read_text()))
+    listed = re.search(r"- \*\*Keywords\*\*: `([^`]*)`", LANGUAGE)
+    assert listed is not None and sorted(listed.group(1).split()) == sorted(words)
+
+
 def test_limits_table_gives_each_default_and_cap():
     from netdsl.limits import CAPS, INT64_MAX
 
