@@ -89,6 +89,7 @@ NETS = (
     Net("dpn92", (3, 32, 32), None, ("features.conv2_1.c1x1_w_s1", "features.conv4_3")),
     Net("ghostnetv2_100", (3, 64, 64), None, ("blocks.3.0.ghost1.short_conv", "blocks.6")),
     Net("dla60", (3, 32, 32), None, ("level1", "level3.tree2.root")),
+    Net("hrnet_w18", (3, 32, 32), None, ("layer1", "incre_modules.2")),
     # timm's BlurPool2d downsamples, an extern: built with timm.layers granted.
     Net("tresnet_m", (3, 64, 64), None, ("body.s2d", "body.layer2.0.conv1.aa"), grant=("timm.layers",)),
 )

@@ -47,7 +47,7 @@ def test_the_table_covers_every_shipped_network():
     families = {"resnet", "vgg", "densenet", "efficientnet", "mobilenet_v3", "shufflenet_v2",
                 "squeezenet", "mnasnet", "regnet", "convnext", "resnet_d", "sknet", "resnest", "tf_efficientnet",
                 "res2net", "nf_resnet", "inception_resnet", "cs3darknet", "dpn",
-                "ghostnet", "dla", "tresnet"}
+                "ghostnet", "dla", "tresnet", "hrnet"}
     assert shipped - families == set(IDS)
 
 

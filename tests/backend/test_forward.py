@@ -169,7 +169,7 @@ SMALL = {"resnet": (3, 32, 32), "resnet34": (3, 32, 32), "resnet50": (3, 32, 32)
          "nf_resnet26": (3, 32, 32), "inception_resnet": (3, 75, 75), "inception_resnet_v2": (3, 75, 75),
          "cs3darknet": (3, 32, 32), "cs3darknet_m": (3, 32, 32), "dpn": (3, 32, 32), "dpn92": (3, 32, 32),
          "ghostnet": (3, 64, 64), "ghostnetv2_100": (3, 64, 64),
-         "dla": (3, 32, 32), "dla60": (3, 32, 32),
+         "dla": (3, 32, 32), "dla60": (3, 32, 32), "hrnet": (3, 32, 32), "hrnet_w18": (3, 32, 32),
          "tresnet": (3, 32, 32), "tresnet_m": (3, 32, 32)}
 
 

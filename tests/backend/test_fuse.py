@@ -46,8 +46,8 @@ SHIPPED = {"lenet5": None, "alexnet": (3, 64, 64), "vgg16": (3, 32, 32), "resnet
            "nf_resnet26": (3, 32, 32), "inception_resnet": (3, 75, 75), "inception_resnet_v2": (3, 75, 75),
            "cs3darknet": (3, 32, 32), "cs3darknet_m": (3, 32, 32), "dpn": (3, 32, 32), "dpn92": (3, 32, 32),
            "ghostnet": (3, 64, 64), "ghostnetv2_100": (3, 64, 64),
-           # blocks of several tensors (DLA's trees and bottlenecks)
-           "dla": (3, 32, 32), "dla60": (3, 32, 32),
+           # blocks of several tensors (DLA's trees and bottlenecks, HRNet's modules)
+           "dla": (3, 32, 32), "dla60": (3, 32, 32), "hrnet": (3, 32, 32), "hrnet_w18": (3, 32, 32),
            # an extern (timm's BlurPool2d) after folded convolutions, leaky ReLU
            "tresnet": (3, 64, 64), "tresnet_m": (3, 64, 64)}
 # The libraries' own networks, where a setting makes them fold something else.

@@ -311,6 +311,16 @@ TABLE = [
         overrides={"levels": [1, 1, 1, 3, 4, 1], "root_residual": True}, seed=3, train=False, gradients=False),
     Row("dla", _timm("dla60x"), (3, 64, 64), 17_352_344, 380, tag="60x",
         overrides={"cardinality": 32, "base_width": 4}, seed=3, train=False, gradients=False),
+    # One branch per resolution, each module a block of one tensor per branch, whose
+    # outputs sum every branch brought to their resolution (strided convolutions down,
+    # nearest upsampling up); timm's ModuleLists through dotted labels. The smallest
+    # branch is 2 x 2 at 64 x 64. W18-small: one module a stage, stage 1 of one block.
+    Row("hrnet_w18", _timm("hrnet_w18"), (3, 64, 64), 21_299_004, 1956, seed=2),
+    Row("hrnet", _timm("hrnet_w18_small"), (3, 64, 64), 13_187_464, 552, tag="w18_small",
+        overrides={"width": 16, "stage1_channels": 32, "stage1_blocks": 1, "blocks": 2, "modules": [1, 1, 1]},
+        seed=3, train=False, gradients=False),
+    Row("hrnet", _timm("hrnet_w32"), (3, 64, 64), 41_232_680, 1956, tag="w32", overrides={"width": 32},
+        seed=3, train=False, gradients=False),
     # Dropout inside each dense layer, after its 3x3 conv, where torchvision applies it.
     Row("densenet", lambda: tv.DenseNet(**{**DENSENET_SMALL, "block_config": (2, 3)}), (3, 32, 32),
         37_346, 79, tag="dropout", overrides=DENSENET_SMALL, rtol=0.0),
