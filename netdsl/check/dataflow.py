@@ -72,6 +72,7 @@ class ValueScope:
     given: list | None = None
     several: tuple | None = None
     unpacked: tuple = ()  # the names `-> y, z` gave last, while no result is current
+    late_input: bool = False  # an `input` after a layer or a name was reported
 
 
 def _values(cx: Context, flow, span, what: str) -> ValueScope | None:
@@ -689,11 +690,12 @@ def block_input(cx: Context, st: ast.Input, env: Env, flow, scope: NameScope) ->
     values = flow.values
     values.used = True
     if flow.nodes or values.dangling is not None or any(not v.input for v in values.bound.values()):
-        values.lost_binds.add(name)
         values.dangling = None  # what came before is misplaced, not unused
-        cx.report(Diagnostic("E0132", "a block's inputs come first", st.span, "after a layer or a name",
-                             "declare every tensor the block takes at the top of its body, `input x`"))
-        return
+        if not values.late_input:  # once a block: the inputs after it are misplaced by the same mistake
+            cx.report(Diagnostic("E0132", "a block's inputs come first", st.span, "after a layer or a name",
+                                 "declare every tensor the block takes at the top of its body, `input x`"))
+            values.late_input = True
+        # Taken as declared all the same, so that its uses and the block's callers say nothing more.
     if name in values.bound:
         cx.report(Diagnostic("E0127", f"input `{name}` is named twice", st.span, "named again here",
                              "give each input its own name"))

@@ -121,7 +121,8 @@ def _read(module: ast.Module, lines: list[str]) -> Iterator[Site | None]:
 
 def _unbound(module: ast.Module, lines: list[str]) -> Iterator[Site | None]:
     """A `-> NAME` deleted where one statement reads NAME (E0125 there): one written the
-    same, and no other with a template of the same form (`"c{i}"`, `"c{i + 1}"`)."""
+    same, and no other with a template that can give the same name (`"c{i}"`,
+    `"c{i + 1}"`, `"c0"`). Not one of several names (`-> y, z`), which go together."""
     readers: dict[str, list[int]] = {}
     for n in _nodes(module.items):
         refs = ([n.source] if isinstance(n, (ast.From, ast.OutputEntry)) else
@@ -129,12 +130,20 @@ def _unbound(module: ast.Module, lines: list[str]) -> Iterator[Site | None]:
         for ref in refs:
             readers.setdefault(_form(lines, ref.span), []).append(ref.span.line)
     for n in _nodes(module.items):
-        if isinstance(n, ast.Bind) and n.unit is not None:
-            at = readers.get(_form(lines, n.target.span), [])
+        if isinstance(n, ast.Bind) and n.unit is not None and not n.more:
+            form = _form(lines, n.target.span)
+            at = [line for f, ls in readers.items() if _may_meet(form, f) for line in ls]
             if len(at) == 1 and n.target.span.line == n.span.line:
                 line = lines[n.span.line - 1]
                 arrow = line.rindex("->", 0, n.target.span.column - 1)
                 yield n.span.line, line[:arrow].rstrip() + line[n.target.span.end_column - 1:], frozenset(at)
+
+
+def _may_meet(a: str, b: str) -> bool:
+    """Whether two forms of names may give one name: `c{}_{}` and `c{}_0` may."""
+    def pattern(form: str) -> str:
+        return ".*".join(map(re.escape, form.split("{}")))
+    return bool(re.fullmatch(pattern(a), b) or re.fullmatch(pattern(b), a))
 
 
 def _form(lines: list[str], span) -> str:
@@ -421,6 +430,26 @@ CASES = [
         reuse relu
         linear(10)
     }""", [("E0111", 4)]),
+    ("a block's inputs after a layer, and its callers", """block f() {
+        conv2d(4, 1)
+        input x
+        input y
+        from x
+        conv2d(4, 1) -> a
+        add(a, y)
+    }
+    network n() {
+        input [4, 8, 8]
+        conv2d(4, 1) -> p
+        conv2d(4, 1) -> q
+        from p, q
+        f()
+    }""", [("E0132", 3)]),
+    ("a part of a chunk too few, and what reads it", """network n() {
+        input x: [4, 8, 8]
+        chunk(x) -> a
+        concat(a, b)
+    }""", [("E0137", 3)]),
 ]
 
 

@@ -238,7 +238,7 @@ def test_language_dataflow_examples_compile_and_build():
     section = text.split("## General dataflow: named results")[1].split("## Names and state_dict keys")[0]
     specs = [b for b in section.split("```netdsl\n")[1:]]
     specs = [b.split("```")[0] for b in specs]
-    assert len(specs) == 7
+    assert len(specs) == 8
     for spec in specs:
         net = netdsl.compile(spec)
         model = netdsl.build(spec).eval()
