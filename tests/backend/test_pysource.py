@@ -425,6 +425,8 @@ _ALLOWED_NODES = (
     ast.For, ast.Compare, ast.IsNot, ast.UnaryOp, ast.USub,
     # sub and div merges; resize's `b.shape[-2:]` and crop's window `a[..., top:top + h, ...]`
     ast.Sub, ast.Div, ast.FloorDiv, ast.Subscript, ast.Slice,
+    # an optional module: `nn.Sequential(...) if downsample else None`
+    ast.IfExp,
 )
 
 
@@ -462,6 +464,9 @@ def check_only_defines_a_model(source: str, granted=()) -> None:
             assert ast.unparse(node.iter) == "self.modules()", ast.unparse(node)
         if isinstance(node, ast.Compare):
             assert ast.unparse(node.comparators[0]) == "None", ast.unparse(node)
+        if isinstance(node, ast.IfExp):  # made where a flag parameter says, else None
+            assert isinstance(node.test, ast.Name) and node.test.id in local and \
+                ast.unparse(node.orelse) == "None", ast.unparse(node)
         if isinstance(node, ast.Subscript):  # a size, or a window of a tensor the forward holds
             value = node.value
             # or a dotted label's container, holding a module under a string key: self.convs['0']
