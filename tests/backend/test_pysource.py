@@ -127,7 +127,7 @@ def check_equivalent(net, source: str, tmp_path: Path, seed_train: bool = True, 
         elif type(m).__module__.startswith("torch.") or type(m).__module__ == "netdsl.backend.runtime":
             assert type(g).__name__ == type(m).__name__, name
         else:
-            # A block used in several forms has a class per form: Bottleneck, Bottleneck2.
+            # Forms of a block the export cannot share a class between: Bottleneck, Bottleneck2.
             base, got = class_name(type(m).__name__), type(g).__name__
             assert got == base or got.startswith(base) and got[len(base):].isdigit(), name
         assert isinstance(g, torch.nn.Sequential) == isinstance(m, torch.nn.Sequential), name
