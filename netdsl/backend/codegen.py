@@ -5,7 +5,12 @@ came from); the model built from it on the meta device gives each submodule's
 name, class name and constructor arguments, so what the file builds is what
 ``netdsl build`` builds, ``state_dict`` keys included. One class per block;
 instances of a block that differ only in numbers share it, and those numbers
-become its ``__init__`` parameters. A forward reads as written by hand: ``reuse``
+become its ``__init__`` parameters. Forms of a block that differ only in modules
+some lack (a ``shortcut NAME if``, a labelled module under ``if``) share it too,
+as torchvision's ``Bottleneck`` with its ``downsample``: a flag makes each such
+module or leaves it None, and the forward calls it where it is not None. A
+parameter that is the block's input channels is ``in_channels``, whatever torch
+calls it where it is used first. A forward reads as written by hand: ``reuse``
 calls the same attribute again, ``apply`` is the torch function (``F.relu``),
 named results are local variables of those names, ``output`` a tuple, named
 tuple or dict, several inputs ``forward(self, rgb, depth)``.
@@ -26,7 +31,7 @@ from typing import Any
 
 from .. import ir
 from ..analysis.counts import _modules
-from ..ir.walk import bodies
+from ..ir.walk import bodies, walk
 from ..layers import KINDS
 from ..layers.extern import Extern, python_value
 from .forward import is_container
@@ -34,6 +39,8 @@ from .forward import write as write_forward
 from .source import HELPER_NEEDS, HELPERS, TAKEN, class_name, comment, compact, is_attribute, literal
 
 _NO_DEFAULT = inspect.Parameter.empty
+# A hole's value in an instance that lacks the module of that hole (an optional one).
+_ABSENT = object()
 
 
 
@@ -81,10 +88,12 @@ class Instance:
     items: list  # (comments, name, expression) in registration order
     forward: tuple[str, ...] | None
     outputs: tuple[str, ...] = ()
-    key: tuple = ()
+    key: tuple = ()  # its class's (where its form shares another form's class, that one's)
+    form: tuple = ()  # what it is made of: its modules, their calls, its forward
     cls: Class | None = None  # set by _Generator.register
     param_values: list = field(default_factory=list)
     init: tuple[str, ...] = ()  # lines after the modules in __init__ (the network's `init` rules)
+    scope: ir.Scope | None = None  # the block instance or labelled group it is made from
 
     @property
     def of(self) -> Class:
@@ -96,12 +105,20 @@ class Instance:
 @dataclass(eq=False)
 class Class:
     key: tuple
-    instances: list
+    instances: list  # the template first: the instance with every module of the others
     name: str = ""
     params: list = field(default_factory=list)  # parameter names
     defaults: dict = field(default_factory=dict)  # parameter name -> default value
     codes: list = field(default_factory=list)  # per hole: code text, or None to leave out
     resolved: bool = False
+    # Modules some instances lack (their label -> the flag parameter that makes them),
+    # and the forward that calls each only where it is not None.
+    optional: dict = field(default_factory=dict)
+    forward: tuple[str, ...] | None = None
+
+    @property
+    def template(self) -> Instance:
+        return self.instances[0]
 
 
 def _key(expr) -> tuple:
@@ -118,6 +135,54 @@ def _key(expr) -> tuple:
 
 def _items_key(items) -> tuple:
     return tuple((c, n, _key(e)) for c, n, e in items)
+
+
+def _names(inst: Instance) -> frozenset[str]:
+    """The names of an instance's own modules."""
+    return frozenset(n for _, n, _ in inst.items)
+
+
+def _optional(template: Instance, names) -> bool:
+    """Whether the modules ``names`` of ``template``'s block can be None in some of its
+    instances: each a module of the block itself under a plain attribute name (no
+    position, no dotted path), made by a layer or a block or group of one tensor in
+    and out, no parameter of the block itself (``scale``) and never called again
+    (``reuse``): a statement that calls it can then pass its input on instead."""
+    if not names:
+        return True
+    assert template.scope is not None
+    own = {n.name: n for n in _modules_in_order(template.scope.body)}
+    for name in names:
+        n = own.get(name)
+        if n is None or not is_attribute(name) or "." in name:
+            return False
+        if isinstance(n, ir.Layer) and KINDS[n.kind].bare_parameter:
+            return False
+        if isinstance(n, ir.Scope) and (is_container(n) or n.sources or n.targets):
+            return False
+    return not any(isinstance(n, ir.Layer) and n.reuse and n.name in names for n in walk(template.scope.body))
+
+
+def _drop(nodes, names) -> tuple:
+    """A body without the modules ``names``: what an instance that lacks them runs. A
+    shortcut left empty is the identity, as a false ``shortcut ... if`` gives."""
+    out = []
+    for n in nodes:
+        if isinstance(n, (ir.Layer, ir.Scope)) and n.name in names and not (isinstance(n, ir.Layer) and n.reuse):
+            continue
+        if not isinstance(n, (ir.Layer, ir.Scope)) and bodies(n):
+            update: dict[str, Any] = {}
+            for f in type(n).body_fields:
+                v = getattr(n, f)
+                if v and isinstance(v[0], tuple):
+                    update[f] = tuple(_drop(b, names) for b in v)
+                elif v:
+                    update[f] = _drop(v, names)
+            if isinstance(n, ir.Residual) and n.shortcut is not None and not update.get("shortcut", n.shortcut):
+                update["shortcut"] = None
+            n = n.model_copy(update=update)
+        out.append(n)
+    return tuple(out)
 
 
 # -- spec comments, recovered from the source text by line
@@ -304,6 +369,7 @@ class _Generator:
         self.uses_torch = False
         self.uses_f = False
         self.externs: set[str] = set()  # the modules of extern classes, imported by the file
+        self.by_name: dict[str, list[Class]] = {}  # classes by their instances' name
 
     def items(self, nodes, owner) -> list:
         """(comments, name, expression) of each module of a body, comments given once."""
@@ -353,26 +419,76 @@ class _Generator:
             notes = self.comments.of_def(files[0] if files else None, "block", node.block)
         inst = Instance("nn.Sequential" if pure else "nn.Module", class_name(name), notes,
                         self.items(node.body, m),
-                        None if pure or is_container(node) else self.forward(node.body, scope=node))
+                        None if pure or is_container(node) else self.forward(node.body, scope=node),
+                        scope=node)
         return ClassRef(self.register(inst))
 
-    def forward(self, nodes, net: ir.Network | None = None, scope: ir.Scope | None = None) -> tuple[str, ...]:
+    def forward(self, nodes, net: ir.Network | None = None, scope: ir.Scope | None = None,
+                optional: frozenset[str] = frozenset()) -> tuple[str, ...]:
         """The lines of ``forward``, its ``def`` first: what the built model runs
-        (:mod:`netdsl.backend.forward`). ``{outputs}`` stands for the name of the
-        network's output type."""
-        fwd = write_forward(nodes, net, scope)
+        (:mod:`netdsl.backend.forward`), each module in ``optional`` called only where
+        it is not None. ``{outputs}`` stands for the name of the network's output type."""
+        fwd = write_forward(nodes, net, scope, optional)
         self.uses_torch |= fwd.uses_torch
         self.uses_f |= fwd.uses_f
         return tuple(fwd.text().rstrip("\n").split("\n"))
 
     def register(self, inst: Instance) -> Instance:
-        inst.key = (inst.base, inst.name, inst.comments, inst.forward, _items_key(inst.items))
-        cls = self.classes.get(inst.key)
+        inst.form = (inst.base, inst.name, inst.comments, inst.forward, _items_key(inst.items))
+        cls = self.classes.get(inst.form) or self.merge(inst)
         if cls is None:
-            cls = self.classes[inst.key] = Class(inst.key, [])
-        cls.instances.append(inst)
+            cls = Class(inst.form, [])
+            self.by_name.setdefault(inst.name, []).append(cls)
+        if cls.instances and _names(inst) > _names(cls.template):
+            cls.instances.insert(0, inst)  # a form with more modules: the new template
+        else:
+            cls.instances.append(inst)
+        self.classes[inst.form] = cls
+        inst.key = cls.key  # what the instances' owners' keys hold: one class, one key
         inst.cls = cls
         return inst
+
+    # -- forms of a block that differ only in optional modules: one class
+    def merge(self, inst: Instance) -> Class | None:
+        """The class of another form of the same block that ``inst`` can share, where
+        one form among them has every module of the others and each other form is
+        that one without some of its modules (see :func:`_optional`); None where
+        there is none. The class's forward then calls those modules where not None."""
+        if inst.base != "nn.Module" or inst.forward is None or inst.scope is None:
+            return None
+        for cls in self.by_name.get(inst.name, ()):
+            t = cls.template
+            if t.base != inst.base or t.comments != inst.comments or t.forward is None or t.scope is None:
+                continue
+            forms = {i.form: i for i in cls.instances}  # one instance per form
+            forms[inst.form] = inst
+            template = max(forms.values(), key=lambda i: len(_names(i)))
+            optional = set().union(*(_names(template) - _names(f) for f in forms.values()))
+            if all(_names(f) <= _names(template) and self._form_of(template, f) for f in forms.values()) \
+                    and _optional(template, optional):
+                assert template.scope is not None
+                cls.optional = dict.fromkeys(i for _, i, _ in template.items if i in optional)
+                cls.forward = self.forward(template.scope.body, scope=template.scope,
+                                           optional=frozenset(optional))
+                if template is not cls.template and template is not inst:
+                    cls.instances.remove(template)
+                    cls.instances.insert(0, template)
+                return cls
+        return None
+
+    def _form_of(self, template: Instance, form: Instance) -> bool:
+        """Whether ``form`` is ``template`` without the modules it lacks: the same
+        modules in the same order, made alike, and the same forward once those
+        modules are left out of the template's body."""
+        if form is template:
+            return True
+        left = _names(template) - _names(form)
+        if not _optional(template, left):
+            return False
+        assert template.scope is not None and form.scope is not None
+        if _items_key([i for i in template.items if i[1] not in left]) != _items_key(form.items):
+            return False
+        return self.forward(_drop(template.scope.body, left), scope=template.scope) == form.forward
 
     # -- from instances to classes with parameters
     def holes(self, items):
@@ -393,29 +509,67 @@ class _Generator:
             for pname, v in zip(e.inst.of.params, e.inst.param_values, strict=True):
                 yield Hole(v, pname, e.inst.of.defaults.get(pname, _NO_DEFAULT), label)
 
+    def aligned_holes(self, cls: Class, inst: Instance):
+        """An instance's holes in the order of its class's template: where it lacks one
+        of the template's modules, that module's holes are _ABSENT."""
+        own = {name: e for _, name, e in inst.items}
+        for _, name, e in cls.template.items:
+            if name in own:
+                yield from self._holes(own[name], name)
+            else:
+                for h in self._holes(e, name):
+                    yield Hole(_ABSENT, h.hint, h.default, h.label)
+
     def resolve(self, cls: Class) -> None:
         if cls.resolved:
             return
-        per_instance = [list(self.holes(i.items)) for i in cls.instances]
-        vectors: dict[tuple, str] = {}
+        per_instance = [list(self.aligned_holes(cls, i)) for i in cls.instances]
+        # The block's input channels where each instance has them: a parameter that is
+        # them is named so (`in_channels`, not a batch norm's `num_features`).
+        inputs = [i.scope.in_shape[0] if i.scope is not None and i.scope.in_shape else _ABSENT
+                  for i in cls.instances]
+        vectors: list[tuple[list, str]] = []  # each parameter's value per instance (_ABSENT: any)
         used: set = {"self"}
-        for pos in range(len(per_instance[0])):
-            column = tuple(holes[pos].value for holes in per_instance)
-            hole = per_instance[0][pos]
-            if all(v == column[0] and type(v) is type(column[0]) for v in column):
-                keep = hole.default is _NO_DEFAULT or not _equal(column[0], hole.default)
-                cls.codes.append(literal(column[0]) if keep else None)
+        codes: dict[int, str | None] = {}
+        columns = [[holes[pos].value for holes in per_instance] for pos in range(len(per_instance[0]))]
+        # The values every instance has first, so that they name the parameters; then
+        # those of the modules only some instances make.
+        for pos in sorted(range(len(columns)), key=lambda pos: _ABSENT in columns[pos]):
+            column, hole = columns[pos], per_instance[0][pos]
+            present = [v for v in column if v is not _ABSENT]
+            if all(v == present[0] and type(v) is type(present[0]) for v in present):
+                keep = hole.default is _NO_DEFAULT or not _equal(present[0], hole.default)
+                codes[pos] = literal(present[0]) if keep else None
                 continue
-            key = tuple((type(v), v) for v in column)
-            if key not in vectors:
-                vectors[key] = self._param_name(hole, used)
-                cls.params.append(vectors[key])
-                if hole.default is not _NO_DEFAULT and _literal_or_none(hole.default) is not None:
-                    # The layer's own default: a call may leave it out, as torch's would.
-                    cls.defaults[vectors[key]] = hole.default
-                for inst, v in zip(cls.instances, column, strict=True):
-                    inst.param_values.append(v)
-            cls.codes.append(vectors[key])
+            # A parameter already made where it agrees with this one (an instance without
+            # the module may give any value), else one of its own.
+            shared = next((v for v in vectors if _agree(v[0], column)), None)
+            if shared is not None:
+                shared[0][:] = [b if a is _ABSENT else a for a, b in zip(shared[0], column, strict=True)]
+                codes[pos] = shared[1]
+                continue
+            named = hole
+            if hole.hint in _FEATURES and _agree(column, inputs) and "in_channels" not in used:
+                named = Hole(hole.value, "in_channels", hole.default, "")
+            name = self._param_name(named, used)
+            vectors.append((list(column), name))
+            if _ABSENT in column:
+                cls.defaults[name] = None  # only some instances make its module: None in the others
+            elif hole.default is not _NO_DEFAULT and _literal_or_none(hole.default) is not None:
+                # The layer's own default: a call may leave it out, as torch's would.
+                cls.defaults[name] = hole.default
+            codes[pos] = name
+        cls.codes = [codes[pos] for pos in range(len(columns))]
+        cls.params = [name for _, name in vectors]
+        for i, inst in enumerate(cls.instances):
+            inst.param_values = [None if v[i] is _ABSENT else v[i] for v, _ in vectors]
+        for name in cls.optional:
+            # Whether an instance makes the optional module: a flag named after it.
+            flag = cls.optional[name] = self._param_name(Hole(True, name), used)
+            cls.params.append(flag)
+            cls.defaults[flag] = False
+            for inst in cls.instances:
+                inst.param_values.append(name in _names(inst))
         cls.resolved = True
         self.order.append(cls)
 
@@ -429,6 +583,17 @@ class _Generator:
             name, i = f"{base}_{i}", i + 1
         used.add(name)
         return name
+
+
+# Torch's names of a count of channels that a block's parameter is named after where
+# it is the block's input channels.
+_FEATURES = frozenset({"num_features", "num_channels"})
+
+
+def _agree(a: list, b: list) -> bool:
+    """Whether two parameters' values agree in each instance that has both (a value
+    and its type: 1 and 1.0, 1 and True, make different code)."""
+    return all(x is _ABSENT or y is _ABSENT or (type(x) is type(y) and x == y) for x, y in zip(a, b, strict=True))
 
 
 def _literal_or_none(v) -> str | None:
@@ -620,6 +785,11 @@ def _assign(path: tuple[str, ...], code: str) -> str:
     return f"{holder}[{path[-1]!r}] = {code}"
 
 
+def _signature(cls: Class) -> list[str]:
+    """The class's parameters in the order ``__init__`` takes them: defaults last."""
+    return [p for p in cls.params if p not in cls.defaults] + [p for p in cls.params if p in cls.defaults]
+
+
 def _render_class(cls: Class, outputs_name: str | None, first: Class | None) -> str:
     inst = cls.instances[0]
     w = _Writer(cls)
@@ -628,8 +798,7 @@ def _render_class(cls: Class, outputs_name: str | None, first: Class | None) -> 
     else:
         lines = [f"# Another form of {first.name}, with other modules (see its comment)."]
     lines.append(f"class {cls.name}({inst.base}):")
-    params = [p for p in cls.params if p not in cls.defaults] + [
-        f"{p}={literal(cls.defaults[p])}" for p in cls.params if p in cls.defaults]
+    params = [f"{p}={literal(cls.defaults[p])}" if p in cls.defaults else p for p in _signature(cls)]
     lines.append(f"    def __init__({', '.join(['self'] + params)}):")
     numbered = inst.base == "nn.Sequential" and [n for _, n, _ in inst.items] == [
         str(i) for i in range(len(inst.items))]
@@ -645,11 +814,16 @@ def _render_class(cls: Class, outputs_name: str | None, first: Class | None) -> 
                 if parts[:i] not in made:
                     made.add(parts[:i])
                     lines.append(f"        {_assign(parts[:i], 'nn.ModuleDict()')}")
-            lines.append(f"        {_assign(parts, w.expr(e, 2))}")
+            code = w.expr(e, 2)
+            if name in cls.optional:
+                # torchvision's `self.downsample = downsample`: None where not made.
+                code = f"{code} if {cls.optional[name]} else None"
+            lines.append(f"        {_assign(parts, code)}")
     lines.extend(inst.init)
-    if inst.forward is not None:
+    forward = cls.forward or inst.forward
+    if forward is not None:
         lines.append("")
-        lines.extend(line.replace("{outputs}", outputs_name or "") for line in inst.forward)
+        lines.extend(line.replace("{outputs}", outputs_name or "") for line in forward)
     return "\n".join(lines)
 
 

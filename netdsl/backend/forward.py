@@ -3,8 +3,11 @@
 This is the one implementation of what every construct does at run time. A
 built model runs this source (``lower`` compiles it into the block's class), and
 ``netdsl export --format python`` prints it: build and export agree by
-construction. The source reads as torchvision writes its forwards — ``identity
-= x``, ``out = self.conv1(x)``, ``out += identity`` — and each statement ends
+construction. (Where the export gives the forms of a block that differ only in
+optional modules one class, that class's forward is the fullest form's with each
+call of such a module under ``if self.NAME is not None``.) The source reads as
+torchvision writes its forwards — ``identity = x``, ``out = self.conv1(x)``,
+``out += identity`` — and each statement ends
 with a comment naming the spec line it comes from, so a traceback or a debugger
 stepping into a built model shows the spec::
 
@@ -81,8 +84,11 @@ class ForwardWriter(Visitor):
     of ``node`` on the variable ``src`` into ``dst`` and returns the variable that
     holds its result. One method per construct; a layer is one case."""
 
-    def __init__(self) -> None:
+    def __init__(self, optional: frozenset[str] = frozenset()) -> None:
         self.s = _State()
+        # Modules of the block that some of its instances lack (None there): each call
+        # of one is guarded, as torchvision's ``if self.downsample is not None``.
+        self.optional = optional
 
     # -- helpers
     def fresh(self, base: str) -> str:
@@ -138,8 +144,20 @@ class ForwardWriter(Visitor):
         if kind.bare_parameter:
             self.emit(f"{dst} = {self.ref(node.name)} * {src}", node.span)
             return dst
+        if node.name in self.optional and not node.reuse:
+            return self.call_optional(node, src, dst)
         # A `reuse` calls the module its label made again, as torchvision's self.relu.
         self.emit(f"{dst} = {self.ref(node.name)}({src})", node.span)
+        return dst
+
+    def call_optional(self, node: ir.Layer | ir.Scope, src: str, dst: str) -> str:
+        """``dst = src``, then the module's call where the instance has the module:
+        where it is None the statement passes its input on, as leaving it out would."""
+        ref = self.ref(node.name)
+        if dst != src:
+            self.emit(f"{dst} = {src}")
+        self.emit(f"if {ref} is not None:")
+        self.emit(f"    {dst} = {ref}({src if src.isidentifier() else dst})", node.span)
         return dst
 
     def visit_scope(self, node: ir.Scope, src: str, dst: str) -> str:
@@ -150,6 +168,8 @@ class ForwardWriter(Visitor):
             return out
         # A block of several tensors takes the named results given to it, and its outputs
         # are unpacked into the names they get: `y, z = self.tree(x1, skip)`.
+        if node.name in self.optional and not node.sources and not node.targets:
+            return self.call_optional(node, src, dst)
         args = ", ".join(self.s.names[n] for n in node.sources) if node.sources else src
         if node.targets:
             outs = [self.fresh(local_name(t)) for t in node.targets]
@@ -230,7 +250,9 @@ class ForwardWriter(Visitor):
             identity = src
         else:
             identity = self.seq(node.shortcut, src, self.fresh("identity"))
-        if add_in_place(node.body):
+        # A body whose modules may be None may give its input back: added into out of place.
+        if add_in_place(node.body) and not any(isinstance(n, (ir.Layer, ir.Scope)) and n.name in self.optional
+                                               for n in walk(node.body)):
             self.emit(f"{out} += {identity}", node.span)
             return out
         res = self.fresh("out")
@@ -271,11 +293,14 @@ class ForwardWriter(Visitor):
         return src
 
 
-def write(nodes: Sequence[ir.Node], net: ir.Network | None = None, scope: ir.Scope | None = None) -> Forward:
+def write(nodes: Sequence[ir.Node], net: ir.Network | None = None, scope: ir.Scope | None = None,
+          optional: frozenset[str] = frozenset()) -> Forward:
     """The ``forward`` of a module whose body is ``nodes``; ``net`` when it is the
     network's own (its inputs, side outputs and ``output`` shape the signature and
     the return), ``scope`` when it is a block's that takes or gives several tensors
-    (its inputs are its parameters, its outputs a tuple it returns).
+    (its inputs are its parameters, its outputs a tuple it returns). ``optional``
+    names the block's own modules that may be None (an exported class that several
+    forms of a block share): each call of one runs only where it is not.
 
     >>> import netdsl
     >>> net = netdsl.compile("network n() { input [3, 8, 8]\\n residual { c: conv2d(3, 1) }\\n relu }")
@@ -286,7 +311,7 @@ def write(nodes: Sequence[ir.Node], net: ir.Network | None = None, scope: ir.Sco
             out = self.relu(out)  # <spec>:3
             return out
     """
-    w = ForwardWriter()
+    w = ForwardWriter(optional)
     params = ["x"]
     if net is not None and net.inputs:
         # The inputs' own names (the checker allows only names a parameter can have), so

@@ -10,6 +10,7 @@ import py_compile
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -126,7 +127,7 @@ def check_equivalent(net, source: str, tmp_path: Path, seed_train: bool = True, 
         elif type(m).__module__.startswith("torch.") or type(m).__module__ == "netdsl.backend.runtime":
             assert type(g).__name__ == type(m).__name__, name
         else:
-            # A block used in several forms has a class per form: Bottleneck, Bottleneck2.
+            # Forms of a block the export cannot share a class between: Bottleneck, Bottleneck2.
             base, got = class_name(type(m).__name__), type(g).__name__
             assert got == base or got.startswith(base) and got[len(base):].isdigit(), name
         assert isinstance(g, torch.nn.Sequential) == isinstance(m, torch.nn.Sequential), name
@@ -202,11 +203,141 @@ def test_instances_that_differ_in_numbers_share_a_class_with_parameters():
     src = generate(str(ROOT / "specs" / "resnet34.net"))
     tree = ast.parse(src)
     classes = {c.name: c for c in tree.body if isinstance(c, ast.ClassDef)}
-    # 16 blocks, two forms (with and without the downsample shortcut).
+    # 16 blocks in two forms (with and without the downsample shortcut): one class.
     root = class_name(netdsl.compile(str(ROOT / "specs" / "resnet34.net")).cls)
-    assert set(classes) == {"BasicBlock", "BasicBlock2", root}
+    assert set(classes) == {"BasicBlock", root}
     init = next(f for f in classes["BasicBlock"].body if f.name == "__init__")
     assert [a.arg for a in init.args.args][:2] == ["self", "in_channels"]
+
+
+def _classes(src: str) -> dict:
+    return {c.name: c for c in ast.parse(src).body if isinstance(c, ast.ClassDef)}
+
+
+def _init_args(cls: ast.ClassDef) -> dict:
+    """An exported class's ``__init__`` parameters and their defaults (as source)."""
+    init = next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
+    args = [a.arg for a in init.args.args][1:]
+    defaults = [None] * (len(args) - len(init.args.defaults)) + [ast.unparse(d) for d in init.args.defaults]
+    return dict(zip(args, defaults, strict=True))
+
+
+def test_forms_that_differ_only_in_the_shortcut_share_one_class_as_torchvision_s(tmp_path):
+    # torchvision's Bottleneck: one class, `downsample` None where the block has none.
+    net = netdsl.compile(str(ROOT / "specs" / "resnet50.net"), input=(3, 64, 64))
+    src = generate(net)
+    classes = _classes(src)
+    assert set(classes) == {"Bottleneck", class_name(net.cls)}
+    assert src.count("class Bottleneck") == 1
+    assert _init_args(classes["Bottleneck"]) == {"in_channels": None, "out_channels": None,
+                                                 "conv3_out_channels": None, "stride": "1", "downsample": "False"}
+    text = ast.get_source_segment(src, classes["Bottleneck"])
+    assert ") if downsample else None" in text
+    forward = text[text.index("def forward"):]
+    assert "        identity = x\n        if self.downsample is not None:\n" \
+           "            identity = self.downsample(x)  # " in forward
+    assert "out += identity" in forward
+    # One call per stage makes the projection; the others leave the flag at its default.
+    assert src.count("downsample=True") == 4 and src.count("downsample=False") == 1  # the signature
+    check_equivalent(net, src, tmp_path)
+
+
+_FORMS = """
+block unit(c, stride = 1, mid = false) as Unit {
+    residual {
+        conv: conv2d(c, 3, stride = stride, padding = 1)
+        if mid {
+            mid: conv2d(c, 1)
+        }
+        bn: batchnorm2d
+    } shortcut proj if stride != 1 or in_channels != c {
+        conv2d(c, 1, stride = stride)
+    }
+    relu
+}
+
+block mix(c, kind = 0) as Mix {
+    residual {
+        if kind == 0 {
+            act: relu
+        } else {
+            act: sigmoid
+        }
+        conv: conv2d(c, 1)
+    }
+}
+
+network n() {
+    input [3, 16, 16]
+    unit(8)
+    unit(8, stride = 2, mid = true)
+    unit(8, mid = true)
+    unit(8)
+    mix(8)
+    mix(8, kind = 1)
+}
+"""
+
+
+def test_a_module_made_under_an_if_is_optional_and_other_differences_keep_their_class(tmp_path):
+    net = netdsl.compile(_FORMS)
+    src = generate(net)
+    classes = _classes(src)
+    # `unit`: every form is the second one less `mid`, `proj` or both; the second is met
+    # after a form without either. `mix`: its forms differ in a module's kind: two classes.
+    assert set(classes) == {"Unit", "Mix", "Mix2", "N"}
+    assert _init_args(classes["Unit"]) == {"in_channels": None, "stride": "1", "mid": "False", "proj": "False"}
+    text = ast.get_source_segment(src, classes["Unit"])
+    assert "self.mid = nn.Conv2d(8, 8, 1) if mid else None" in text
+    assert "        if self.mid is not None:\n            out = self.mid(out)" in text
+    # A body that may give its input back is added to out of place.
+    assert "out2 = out + identity" in text
+    assert "Unit(in_channels=3, proj=True)" in src and "Unit(in_channels=8)" in src
+    assert "Unit(in_channels=8, stride=2, mid=True, proj=True)" in src
+    check_equivalent(net, src, tmp_path)
+    module = load_source(src, tmp_path, "forms")
+    model = module.N().eval()
+    x = torch.randn(2, 3, 16, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export
+        scripted = torch.jit.script(model)  # as torchvision's Bottleneck: a None module is typed so
+    with torch.no_grad():
+        for other in (scripted, torch.fx.symbolic_trace(model), torch.export.export(model, (x,)).module()):
+            torch.testing.assert_close(other(x), model(x), rtol=0, atol=0)
+
+
+def test_a_module_named_by_position_or_called_again_is_never_optional():
+    # `conv2d` without a label is named by its position, which a missing one shifts;
+    # `reuse` calls the module again: the forms keep a class each.
+    spec = """
+    block b(c, extra = false) {
+        if extra {
+            conv2d(c, 1)
+        }
+        c1: conv2d(c, 1)
+        if extra {
+            r: relu
+        }
+        c2: conv2d(c, 1)
+        if extra {
+            reuse r
+        }
+    }
+    network n() {
+        input [4, 8, 8]
+        b(4)
+        b(4, extra = true)
+    }
+    """
+    assert set(_classes(generate(spec))) == {"B", "B2", "N"}
+
+
+def test_a_parameter_that_is_the_block_s_input_channels_is_named_so():
+    # A batch norm first: its `num_features` is the block's input, as a person names it.
+    src = generate(str(ROOT / "specs" / "densenet121.net"))
+    classes = _classes(src)
+    assert list(_init_args(classes["Block_DenseLayer"])) == ["in_channels"]
+    assert "num_features" not in src
 
 
 def test_spec_comments_go_above_their_module():
@@ -294,6 +425,8 @@ _ALLOWED_NODES = (
     ast.For, ast.Compare, ast.IsNot, ast.UnaryOp, ast.USub,
     # sub and div merges; resize's `b.shape[-2:]` and crop's window `a[..., top:top + h, ...]`
     ast.Sub, ast.Div, ast.FloorDiv, ast.Subscript, ast.Slice,
+    # an optional module: `nn.Sequential(...) if downsample else None`
+    ast.IfExp,
 )
 
 
@@ -331,6 +464,9 @@ def check_only_defines_a_model(source: str, granted=()) -> None:
             assert ast.unparse(node.iter) == "self.modules()", ast.unparse(node)
         if isinstance(node, ast.Compare):
             assert ast.unparse(node.comparators[0]) == "None", ast.unparse(node)
+        if isinstance(node, ast.IfExp):  # made where a flag parameter says, else None
+            assert isinstance(node.test, ast.Name) and node.test.id in local and \
+                ast.unparse(node.orelse) == "None", ast.unparse(node)
         if isinstance(node, ast.Subscript):  # a size, or a window of a tensor the forward holds
             value = node.value
             # or a dotted label's container, holding a module under a string key: self.convs['0']
