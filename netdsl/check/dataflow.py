@@ -56,9 +56,9 @@ class ValueScope:
     inputs: list = field(default_factory=list)
     used: bool = False            # any dataflow statement at all
     unsure: bool = False          # a layer read no input: which names it meant is not known
-    # Results that nothing read, dropped by a later statement: (place) → (result, statement);
+    # Results that nothing read, dropped by later statements: (place) → (result, statements);
     # and the places of `from` statements, whose result is a named one's.
-    dropped: dict[tuple, tuple[Span, Span]] = field(default_factory=dict)
+    dropped: dict[tuple, tuple[Span, list[Span]]] = field(default_factory=dict)
     froms: set[tuple] = field(default_factory=set)
     # The names that statements an error kept from being checked would have bound, and
     # read (lost.py): no read of the first is unknown, and none of the second unused.
@@ -123,7 +123,9 @@ def _fresh(values: ValueScope, span) -> None:
     at = values.dangling
     values.pack = values.several = None
     if at is not None:
-        values.dropped.setdefault(_place(at), (at, span))
+        # Each statement that dropped it: in a loop, one iteration's result may be dropped by
+        # the next iteration's first statement and the last one's by what follows the loop.
+        values.dropped.setdefault(_place(at), (at, []))[1].append(span)
         values.dangling = None
 
 
@@ -214,7 +216,8 @@ def _bind_several(cx: Context, st: ast.Bind, env: Env, flow, values: ValueScope)
                              f"block `{block}` returns {len(shapes_)} tensors",
                              "give one name per result, in the order of the block's `output tuple(...)`"))
         return
-    twice = next((r for i, (n, r) in enumerate(zip(names, refs, strict=True)) if n in names[:i]), None)
+    twice = next((r for i, (n, r) in enumerate(zip(names, refs, strict=True))
+                  if n is not POISON and n in names[:i]), None)
     if twice is not None:
         cx.report(Diagnostic("E0127", f"result `{cx.text(twice.span)}` is named twice", twice.span,
                              "named again here", "give each result its own name"))
@@ -931,14 +934,19 @@ def close(cx: Context, values: ValueScope) -> None:
                                  "the block, or move this part out of the block"))
             continue
         # A misspelling, most likely, of a result nothing else reads: not unused as well.
-        near = (closest(name, [n for n, v in values.bound.items() if not v.used])
-                or closest(name, list(values.bound)))
+        unread = closest(name, [n for n, v in values.bound.items() if not v.used])
+        near = unread or closest(name, list(values.bound))
         place = span.where() if span else None, span.column if span else None
         first = place not in places
         places.add(place)
         # Or the result dropped by this read's statement (or, where no name is near, before
         # it): the `-> NAME` after it is missing. Said here, not as a result never used too.
         meant = _dropped_before(values, span, near is None) if first else None
+        if meant is None and first and near is not None and (unread is None or
+                                                             _later(values.bound[near].span, span)):
+            # A name read elsewhere already, or given only further down (a later iteration's,
+            # in a loop), is a poor guess beside a result that an earlier statement left unread.
+            meant = _dropped_before(values, span, True)
         if meant is not None:
             near = None
         elif near is not None:
@@ -957,7 +965,7 @@ def close(cx: Context, values: ValueScope) -> None:
                              f"name the result of `{cx.text(meant)}` at {_where(span, meant)} with "
                              f"`-> {short(name)}`: nothing reads it" if meant else
                              f"name a result with `-> {short(name)}` first (named here: {known})", fixes=fixes))
-    for at, span in values.dropped.values():
+    for at, (span, *_) in values.dropped.values():
         cx.report(Diagnostic("E0128", "this result is never used", at,
                              f"the next statement, at {_where(at, span)}, reads named results instead",
                              "name it with `-> NAME` and read it later, or remove it"))
@@ -990,10 +998,15 @@ def _dropped_before(values: ValueScope, span: Span | None, earlier: bool) -> Spa
         return None
     before = [k for k, (at, by) in values.dropped.items()
               if at.file == span.file and (at.line, at.column) < (span.line, span.column)
-              and (earlier or _within(span, by)) and k not in values.froms]
+              and (earlier or any(_within(span, b) for b in by)) and k not in values.froms]
     if not before:
         return None
     return values.dropped.pop(max(before, key=lambda k: k[1:]))[0]
+
+
+def _later(a: Span | None, b: Span | None) -> bool:
+    """Whether ``a`` comes after ``b`` in one file."""
+    return a is not None and b is not None and a.file == b.file and (a.line, a.column) > (b.line, b.column)
 
 
 def _within(inner: Span, outer: Span) -> bool:
