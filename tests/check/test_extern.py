@@ -190,6 +190,11 @@ def test_an_open_keyword_must_be_one_python_can_pass_by_name(lab, tmp_path):
     model = netdsl.build(spec, grant=["plantlab"]).eval()
     source = generate(spec.replace("times = 0.5", "times = 0.5, note = 1"), grant=["plantlab"])
     assert "plantlab.layers.Open(channels=4, times=0.5, note=1)" in source
+    _agrees(source, model)
+
+
+def _agrees(source: str, model: nn.Module) -> None:
+    """The exported ``source``'s network loads ``model``'s weights and computes the same."""
     namespace: dict = {}
     exec(compile(source, "generated.py", "exec"), namespace)
     again = namespace["N"]()
@@ -226,13 +231,7 @@ def test_export_imports_the_same_class_and_computes_the_same(lab, tmp_path):
     source = generate(SPEC, grant=["plantlab"])
     assert "import plantlab.layers\n" in source
     assert "self.g = plantlab.layers.Gain(channels=4, times=0.5)" in source
-    namespace: dict = {}
-    exec(compile(source, "generated.py", "exec"), namespace)
-    again = namespace["N"]()
-    again.load_state_dict(model.state_dict(), strict=True)
-    x = torch.randn(2, 3, 8, 8)
-    with torch.no_grad():
-        torch.testing.assert_close(again.eval()(x), model(x), rtol=0, atol=0)
+    _agrees(source, model)
 
 
 def test_pytorch_habits_hold(lab):
