@@ -8,7 +8,9 @@ instances of a block that differ only in numbers share it, and those numbers
 become its ``__init__`` parameters. Forms of a block that differ only in modules
 some lack (a ``shortcut NAME if``, a labelled module under ``if``) share it too,
 as torchvision's ``Bottleneck`` with its ``downsample``: a flag makes each such
-module or leaves it None, and the forward calls it where it is not None. A
+module or leaves it None, and the forward calls it where it is not None. Which
+instances share a class is decided by :mod:`netdsl.backend.forms`, which lowering
+follows too, so a built model's classes are the file's. A
 parameter that is the block's input channels is ``in_channels``, whatever torch
 calls it where it is used first. A forward reads as written by hand: ``reuse``
 calls the same attribute again, ``apply`` is the torch function (``F.relu``),
@@ -30,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import ir
-from ..analysis.counts import _modules
-from ..ir.walk import bodies, walk
+from ..ir.walk import bodies
 from ..layers import KINDS
 from ..layers.extern import Extern, python_value
+from .forms import Form, Forms
+from .forms import modules_in_order as _modules_in_order
 from .forward import is_container
 from .forward import write as write_forward
 from .source import HELPER_NEEDS, HELPERS, TAKEN, class_name, comment, compact, is_attribute, literal
@@ -89,7 +92,7 @@ class Instance:
     forward: tuple[str, ...] | None
     outputs: tuple[str, ...] = ()
     key: tuple = ()  # its class's (where its form shares another form's class, that one's)
-    form: tuple = ()  # what it is made of: its modules, their calls, its forward
+    form: Form | None = None  # what decides its class (netdsl.backend.forms); None for the network
     cls: Class | None = None  # set by _Generator.register
     param_values: list = field(default_factory=list)
     init: tuple[str, ...] = ()  # lines after the modules in __init__ (the network's `init` rules)
@@ -121,68 +124,14 @@ class Class:
         return self.instances[0]
 
 
-def _key(expr) -> tuple:
-    if isinstance(expr, Hole):
-        return ("hole",)
-    if isinstance(expr, Call):
-        return ("call", expr.func, tuple((kw, _key(a)) for kw, a in expr.args))
-    if isinstance(expr, Seq):
-        return ("seq", _items_key(expr.items))
-    if isinstance(expr, ClassRef):
-        return ("class", expr.inst.key)
-    raise AssertionError(type(expr))
-
-
-def _items_key(items) -> tuple:
-    return tuple((c, n, _key(e)) for c, n, e in items)
+def _lines(text: str) -> tuple[str, ...]:
+    """A forward's lines, its ``def`` first."""
+    return tuple(text.rstrip("\n").split("\n"))
 
 
 def _names(inst: Instance) -> frozenset[str]:
     """The names of an instance's own modules."""
     return frozenset(n for _, n, _ in inst.items)
-
-
-def _optional(template: Instance, names) -> bool:
-    """Whether the modules ``names`` of ``template``'s block can be None in some of its
-    instances: each a module of the block itself under a plain attribute name (no
-    position, no dotted path), made by a layer or a block or group of one tensor in
-    and out, no parameter of the block itself (``scale``) and never called again
-    (``reuse``): a statement that calls it can then pass its input on instead."""
-    if not names:
-        return True
-    assert template.scope is not None
-    own = {n.name: n for n in _modules_in_order(template.scope.body)}
-    for name in names:
-        n = own.get(name)
-        if n is None or not is_attribute(name) or "." in name:
-            return False
-        if isinstance(n, ir.Layer) and KINDS[n.kind].bare_parameter:
-            return False
-        if isinstance(n, ir.Scope) and (is_container(n) or n.sources or n.targets):
-            return False
-    return not any(isinstance(n, ir.Layer) and n.reuse and n.name in names for n in walk(template.scope.body))
-
-
-def _drop(nodes, names) -> tuple:
-    """A body without the modules ``names``: what an instance that lacks them runs. A
-    shortcut left empty is the identity, as a false ``shortcut ... if`` gives."""
-    out = []
-    for n in nodes:
-        if isinstance(n, (ir.Layer, ir.Scope)) and n.name in names and not (isinstance(n, ir.Layer) and n.reuse):
-            continue
-        if not isinstance(n, (ir.Layer, ir.Scope)) and bodies(n):
-            update: dict[str, Any] = {}
-            for f in type(n).body_fields:
-                v = getattr(n, f)
-                if v and isinstance(v[0], tuple):
-                    update[f] = tuple(_drop(b, names) for b in v)
-                elif v:
-                    update[f] = _drop(v, names)
-            if isinstance(n, ir.Residual) and n.shortcut is not None and not update.get("shortcut", n.shortcut):
-                update["shortcut"] = None
-            n = n.model_copy(update=update)
-        out.append(n)
-    return tuple(out)
 
 
 # -- spec comments, recovered from the source text by line
@@ -343,12 +292,6 @@ def _remakes(m, t, args) -> bool:
 
 
 
-def _modules_in_order(nodes):
-    """The Layer and Scope nodes of a body in the order lowering registers them, but
-    those that register no module of their own (a reuse, an apply)."""
-    return [n for n in _modules(nodes) if not (isinstance(n, ir.Layer) and (n.reuse or n.functional))]
-
-
 def _combinator_spans(nodes, first: dict) -> None:
     """Map each module to the combinators it is the first module of (for their comments)."""
     for n in nodes:
@@ -363,13 +306,15 @@ def _combinator_spans(nodes, first: dict) -> None:
 class _Generator:
     def __init__(self, comments: _Comments):
         self.comments = comments
-        self.classes: dict[tuple, Class] = {}
+        # Which instances share a class: the decision a built model follows too.
+        self.forms = Forms()
+        self.classes: dict[int, Class] = {}  # id of a forms.FormClass -> the class written for it
+        self.instances: dict[int, Instance] = {}  # id of a forms.Form -> its instance
         self.order: list[Class] = []
         self.sides: list[str] = []
         self.uses_torch = False
         self.uses_f = False
         self.externs: set[str] = set()  # the modules of extern classes, imported by the file
-        self.by_name: dict[str, list[Class]] = {}  # classes by their instances' name
 
     def items(self, nodes, owner) -> list:
         """(comments, name, expression) of each module of a body, comments given once."""
@@ -417,10 +362,12 @@ class _Generator:
         if node.block is not None:
             files = [n.span.file for n in _modules_in_order(node.body) if n.span is not None]
             notes = self.comments.of_def(files[0] if files else None, "block", node.block)
-        inst = Instance("nn.Sequential" if pure else "nn.Module", class_name(name), notes,
-                        self.items(node.body, m),
-                        None if pure or is_container(node) else self.forward(node.body, scope=node),
-                        scope=node)
+        items = self.items(node.body, m)
+        fwd = None if pure or is_container(node) else self.write(node.body, scope=node)
+        inst = Instance("nn.Sequential" if pure else "nn.Module", class_name(name), notes, items,
+                        None if fwd is None else _lines(fwd.text()), scope=node)
+        # Registered once its modules are, as lowering registers the built model's.
+        inst.form = self.forms.register(node, m, None if fwd is None else fwd.text())
         return ClassRef(self.register(inst))
 
     def forward(self, nodes, net: ir.Network | None = None, scope: ir.Scope | None = None,
@@ -428,67 +375,35 @@ class _Generator:
         """The lines of ``forward``, its ``def`` first: what the built model runs
         (:mod:`netdsl.backend.forward`), each module in ``optional`` called only where
         it is not None. ``{outputs}`` stands for the name of the network's output type."""
+        return _lines(self.write(nodes, net, scope, optional).text())
+
+    def write(self, nodes, net: ir.Network | None = None, scope: ir.Scope | None = None,
+              optional: frozenset[str] = frozenset()):
         fwd = write_forward(nodes, net, scope, optional)
         self.uses_torch |= fwd.uses_torch
         self.uses_f |= fwd.uses_f
-        return tuple(fwd.text().rstrip("\n").split("\n"))
+        return fwd
 
     def register(self, inst: Instance) -> Instance:
-        inst.form = (inst.base, inst.name, inst.comments, inst.forward, _items_key(inst.items))
-        cls = self.classes.get(inst.form) or self.merge(inst)
-        if cls is None:
-            cls = Class(inst.form, [])
-            self.by_name.setdefault(inst.name, []).append(cls)
-        if cls.instances and _names(inst) > _names(cls.template):
-            cls.instances.insert(0, inst)  # a form with more modules: the new template
+        """Give ``inst`` its class: the network a class of its own, a block instance or
+        group the class its form has (:class:`netdsl.backend.forms.Forms`), with that
+        class's instances in the order it keeps them, the template first."""
+        if inst.form is None:
+            cls = Class((inst.base, inst.name, inst.comments, inst.forward), [inst])
         else:
-            cls.instances.append(inst)
-        self.classes[inst.form] = cls
+            of = inst.form.of
+            if id(of) not in self.classes:
+                self.classes[id(of)] = Class(of.key, [])
+            cls = self.classes[id(of)]
+            self.instances[id(inst.form)] = inst
+            cls.instances = [self.instances[id(f)] for f in of.forms]
+            if of.optional and tuple(cls.optional) != of.optional:
+                assert of.forward is not None
+                cls.optional = dict.fromkeys(of.optional)
+                cls.forward = _lines(of.forward)
         inst.key = cls.key  # what the instances' owners' keys hold: one class, one key
         inst.cls = cls
         return inst
-
-    # -- forms of a block that differ only in optional modules: one class
-    def merge(self, inst: Instance) -> Class | None:
-        """The class of another form of the same block that ``inst`` can share, where
-        one form among them has every module of the others and each other form is
-        that one without some of its modules (see :func:`_optional`); None where
-        there is none. The class's forward then calls those modules where not None."""
-        if inst.base != "nn.Module" or inst.forward is None or inst.scope is None:
-            return None
-        for cls in self.by_name.get(inst.name, ()):
-            t = cls.template
-            if t.base != inst.base or t.comments != inst.comments or t.forward is None or t.scope is None:
-                continue
-            forms = {i.form: i for i in cls.instances}  # one instance per form
-            forms[inst.form] = inst
-            template = max(forms.values(), key=lambda i: len(_names(i)))
-            optional = set().union(*(_names(template) - _names(f) for f in forms.values()))
-            if all(_names(f) <= _names(template) and self._form_of(template, f) for f in forms.values()) \
-                    and _optional(template, optional):
-                assert template.scope is not None
-                cls.optional = dict.fromkeys(i for _, i, _ in template.items if i in optional)
-                cls.forward = self.forward(template.scope.body, scope=template.scope,
-                                           optional=frozenset(optional))
-                if template is not cls.template and template is not inst:
-                    cls.instances.remove(template)
-                    cls.instances.insert(0, template)
-                return cls
-        return None
-
-    def _form_of(self, template: Instance, form: Instance) -> bool:
-        """Whether ``form`` is ``template`` without the modules it lacks: the same
-        modules in the same order, made alike, and the same forward once those
-        modules are left out of the template's body."""
-        if form is template:
-            return True
-        left = _names(template) - _names(form)
-        if not _optional(template, left):
-            return False
-        assert template.scope is not None and form.scope is not None
-        if _items_key([i for i in template.items if i[1] not in left]) != _items_key(form.items):
-            return False
-        return self.forward(_drop(template.scope.body, left), scope=template.scope) == form.forward
 
     # -- from instances to classes with parameters
     def holes(self, items):
