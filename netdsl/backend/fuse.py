@@ -41,7 +41,10 @@ without it, readable as before (``inspect.getsource``). A folded activation's
 statement goes too (in a ``nn.Sequential`` it becomes an ``nn.Identity``); its
 module stays, since a block may call it again elsewhere (ResNet's one
 ``relu``). Which activations fold, and as what post-op, is the layer
-catalogue's (``Kind.post_op``).
+catalogue's (``Kind.post_op``). A class that forms of a block share calls a
+module some of them lack under ``if self.NAME is not None``; a fused instance
+runs that forward as its own form would, the guard replaced by its call or
+dropped, so that a convolution and its batch norm are consecutive again.
 
 A fused model computes the eval-mode function only: batch statistics and
 running-statistics updates are gone. So it refuses to train: ``.train()``
@@ -354,6 +357,36 @@ def _only_reader(fn: ast.FunctionDef, writer: ast.stmt, reader: ast.stmt, var: s
     return True
 
 
+def _optional_test(test: ast.expr) -> str | None:
+    """NAME where ``test`` is ``self.NAME is not None``: the guard of a module some
+    instances of a class lack (netdsl.backend.forms)."""
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.IsNot) \
+            and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value is None \
+            and isinstance(test.left, ast.Attribute) and isinstance(test.left.value, ast.Name) \
+            and test.left.value.id == "self":
+        return test.left.attr
+    return None
+
+
+def _specialise(m: nn.Module, lines: list[str]) -> list[str]:
+    """A forward's lines as this instance runs them: each ``if self.NAME is not None:``
+    of a module some instances of its class lack replaced by its body where ``m`` has
+    the module, dropped where it is None. A convolution and the batch norm after it
+    are then consecutive statements again, and fold as in a class of their own."""
+    fn = ast.parse("\n".join(lines)).body[0]
+    assert isinstance(fn, ast.FunctionDef)
+    out = list(lines)
+    for st in reversed(_statements(fn)):
+        name = _optional_test(st.test) if isinstance(st, ast.If) and not st.orelse else None
+        if name is None or name not in m._modules and getattr(m, name, False) is not None:
+            continue
+        assert st.end_lineno is not None
+        body = [] if m._modules.get(name) is None else \
+            [line[4:] for line in out[st.body[0].lineno - 1:st.end_lineno]]
+        out[st.lineno - 1:st.end_lineno] = body
+    return out
+
+
 class _Source:
     """A generated forward being edited: its lines, and its syntax tree for finding
     what to edit. Every statement netdsl writes is one line, so an edit is a line
@@ -362,7 +395,7 @@ class _Source:
     def __init__(self, m: nn.Module):
         source = _forward_source(m)
         assert source is not None
-        self.lines = textwrap.dedent(source).split("\n")
+        self.lines = _specialise(m, textwrap.dedent(source).split("\n"))
         fn = ast.parse("\n".join(self.lines)).body[0]
         assert isinstance(fn, ast.FunctionDef)
         self.fn = fn

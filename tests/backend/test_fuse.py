@@ -349,3 +349,17 @@ def test_a_network_of_several_outputs_fuses_and_hands_each_back():
     for w, g in zip(want, got, strict=True):
         _assert_close(w, g)
         assert g.is_contiguous()
+
+
+@pytest.mark.parametrize("spec", ["ghostnet", "regnet_y_400mf"])
+def test_a_class_that_forms_share_folds_as_each_form_s_own_would(spec):
+    # GhostBottleneck's conv_dw and bn_dw are each called under `if self.NAME is not
+    # None`: the fused instance runs its forward without those guards, so they fold.
+    torch.manual_seed(0)
+    model = netdsl.build(str(SPECS / f"{spec}.net")).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        fused = fuse(model)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+        torch.testing.assert_close(fused(x), expected, rtol=1e-4, atol=1e-4)
