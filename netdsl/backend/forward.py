@@ -3,9 +3,10 @@
 This is the one implementation of what every construct does at run time. A
 built model runs this source (``lower`` compiles it into the block's class), and
 ``netdsl export --format python`` prints it: build and export agree by
-construction. (Where the export gives the forms of a block that differ only in
-optional modules one class, that class's forward is the fullest form's with each
-call of such a module under ``if self.NAME is not None``.) The source reads as
+construction. (The forms of a block that differ only in optional modules share
+one class, in a built model as in the export (:mod:`netdsl.backend.forms`): its
+forward is the fullest form's with each call of such a module under ``if
+self.NAME is not None``.) The source reads as
 torchvision writes its forwards — ``identity = x``, ``out = self.conv1(x)``,
 ``out += identity`` — and each statement ends
 with a comment naming the spec line it comes from, so a traceback or a debugger

@@ -1,8 +1,12 @@
 """Lowering: checked IR → ``torch.nn.Module``.
 
-Module names come from the IR, so ``state_dict`` keys are predictable. One
-module class per ``block`` definition, named after it. Lowering never sees an
-invalid IR: an exception here is a bug in netdsl, not in the spec.
+Module names come from the IR, so ``state_dict`` keys are predictable. Module
+classes are named after their ``block`` definition; which instances share one is
+:mod:`netdsl.backend.forms`'s decision, the export's: forms of a block that differ
+only in optional modules share a class whose forward calls each where it is not
+None, and an instance without one holds None under its name (torchvision's
+``downsample = None``). Lowering never sees an invalid IR: an exception here is
+a bug in netdsl, not in the spec.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from .. import ir
 from ..ir.walk import Visitor
 from ..layers import KINDS
 from . import forward
+from .forms import Form, Forms
 from .runtime import Block, Container, Group, LayerNorm2d, Network, SequentialBlock, outputs_variable, spec_class
 
 
@@ -219,6 +224,10 @@ class _Lowering(Visitor):
         # is set, which a constructor calls and a copy would not.
         self.made: dict[tuple, tuple[nn.Module, bool]] = {}
         self.copies = not any(getattr(_torch_module, h, True) for h in _HOOKS)
+        # Which block instances share a class, decided as the export decides it; each
+        # block's and group's module with its form, for the classes given at the end.
+        self.forms = Forms()
+        self.scoped: list[tuple[nn.Module, Form]] = []
 
     def leaf(self, node: ir.Layer) -> nn.Module:
         kind = KINDS[node.kind]
@@ -267,6 +276,7 @@ class _Lowering(Visitor):
             register(owner, node.name, c)
             for n in node.body:
                 self.visit(n, c)
+            self.forms.register(node, c, None)
             return
         register(owner, node.name, self.scope(node))
 
@@ -284,6 +294,8 @@ class _Lowering(Visitor):
             for child in node.body:
                 assert isinstance(child, (ir.Scope, ir.Layer))  # what is_sequential says
                 m.add_module(child.name, self.scope(child) if isinstance(child, ir.Scope) else self.leaf(child))
+            if node.cls is not None:
+                self.forms.register(node, m, None)
             return m
         source = forward.write(node.body, scope=node).text()
         cls = spec_class(Group, "Group", "netdsl.groups", None, source) if node.cls is None else \
@@ -291,7 +303,24 @@ class _Lowering(Visitor):
         m = cls()
         for n in node.body:
             self.visit(n, m)
+        # Its class's forward is known once every instance of its block is registered.
+        self.scoped.append((m, self.forms.register(node, m, source)))
         return m
+
+    def share_classes(self) -> None:
+        """Give the instances of a class that forms of a block share (the export's one
+        ``Bottleneck``) that class: its forward calls each module some forms lack
+        where it is not None, and an instance without one holds None under its name,
+        as torchvision's ``self.downsample = None``."""
+        for m, form in self.scoped:
+            of = form.of
+            if not of.optional:
+                continue
+            base, name, module, doc, _, outputs = type(m).__dict__["_recipe"]
+            m.__class__ = spec_class(base, name, module, doc, of.source(form), outputs)
+            for label in of.optional:
+                if label not in m._modules:
+                    setattr(m, label, None)
 
     def network(self, net: ir.Network) -> Network:
         """The root module: the network's class, with its forward, and its modules."""
@@ -311,6 +340,7 @@ class _Lowering(Visitor):
         root.input_names = fwd.params if net.inputs else ()
         for n in net.body:
             self.visit(n, root)
+        self.share_classes()
         return root
 
 

@@ -5,9 +5,11 @@ spec names, the classes themselves (one per block and form, with the forward
 A block's class is made when a spec is built: ``type(name, (Block,), {"forward":
 ...})``, its forward compiled from the source the writer gave, registered with
 :mod:`linecache` so that ``inspect.getsource``, tracebacks and debuggers show it.
-Instances of a block whose forwards read the same share one class; a block used
-in two forms (with a projection shortcut and without) has two classes of the
-same name. No module holds these classes, so pickling one records how to make
+Instances of a block whose forwards read the same share one class, and so do the
+forms of a block that differ only in optional modules (with a projection
+shortcut and without), whose one forward calls such a module where it is not
+None (:mod:`netdsl.backend.forms`, as the export decides). No module holds these
+classes, so pickling one records how to make
 it again (:class:`SpecModule`): a model saved with ``torch.save(model)`` loads
 in a process that never saw the spec.
 

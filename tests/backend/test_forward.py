@@ -2,11 +2,14 @@
 written from the spec, the same lines `netdsl export --format python` prints, and a
 failure inside it names the spec line it comes from."""
 
+import importlib.util
 import inspect
+import pickle
 import re
 import sys
 import textwrap
 import traceback
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from slow_cases import slow_except
 
 import netdsl
 from netdsl.backend.codegen import class_name, generate
+from netdsl.backend.fuse import fuse
 from netdsl.backend.runtime import InputShapeError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,34 +47,49 @@ def _exported_forwards(source: str) -> set[str]:
     return found
 
 
+def _exported_classes(source: str) -> dict[str, str]:
+    """Each class of a generated file with its dedented ``def forward``."""
+    found = {}
+    for m in re.finditer(r"^class (\w+)\(.*?(?=^\S|\Z)", source, re.M | re.S):
+        fwd = re.search(r"^    def forward\(.*?(?=^    def |\Z)", m.group(0), re.M | re.S)
+        if fwd is not None:
+            found[m.group(1)] = textwrap.dedent(fwd.group(0)).rstrip("\n") + "\n"
+    return found
+
+
+def _load(source: str, tmp_path: Path, name: str):
+    path = tmp_path / f"{name}.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize("path", slow_except(MEMBERS, FAST_SPECS), ids=lambda p: p.stem)
-def test_build_runs_the_forwards_export_writes(path):
-    # Every forward a built model runs is, line for line, one the exported file defines:
-    # the two come from one writer, so they cannot drift apart. But for the forms of a
-    # block that the export gives one class with optional modules (a built model has a
-    # class per forward): their forward is that class's, which calls each optional
-    # module where it is not None (test_pysource checks that it computes the same).
+def test_build_runs_the_forwards_export_writes(path, tmp_path):
+    # Every module of a built model runs, line for line, the forward of the class the
+    # exported file gives the module at its place: the two come from one writer and one
+    # decision of which instances share a class (netdsl/backend/forms.py), so they
+    # cannot drift apart. And the modules the export gives one class share one class
+    # object in the built model, as torchvision's Bottlenecks do.
     model = netdsl.build(str(path), device="meta", grant=grant_for(path))
     source = generate(str(path), grant=grant_for(path))
-    exported = _exported_forwards(source)
-    for m in model.modules():
+    classes = _exported_classes(source)
+    module = _load(source, tmp_path, path.stem)
+    with torch.device("meta"):
+        exported = getattr(module, class_name(type(model).__name__))()
+    shared: dict[type, set[type]] = {}
+    for name, m in model.named_modules():
         recipe = type(m).__dict__.get("_recipe")
-        if recipe is None or recipe[4] is None or textwrap.dedent(recipe[4]) in exported:
-            continue  # the export names the outputs type as its file does; the rest is the same text
-        cls = class_name(type(m).__name__)
-        if not any(_a_form_of(text, set(m._modules))
-                   for text in re.findall(rf"^class {cls}\d*\(nn\.Module\):\n.*?(?=^\S|\Z)", source, re.M | re.S)):
-            pytest.fail(f"{cls}'s forward is not in the exported file:\n{recipe[4]}")
-
-
-def _a_form_of(text: str, modules: set[str]) -> bool:
-    """Whether an exported class with optional modules makes ``modules`` where some
-    of those are None: each optional one made where its flag says, else None, and
-    called where it is not None."""
-    optional = set(re.findall(r"if self\.(\w+) is not None:", text))
-    made = set(re.findall(r"^        self\.(\w+) = ", text, re.M))
-    return bool(optional) and len(re.findall(r" if \w+ else None$", text, re.M)) == len(optional) and \
-        modules <= made and made - modules <= optional
+        if recipe is None or recipe[4] is None:
+            continue
+        theirs = type(exported.get_submodule(name))
+        assert textwrap.dedent(recipe[4]) == classes[theirs.__name__], \
+            f"{name or 'the network'} ({type(m).__name__}) does not run the forward of the export's {theirs.__name__}"
+        shared.setdefault(theirs, set()).add(type(m))
+    for theirs, ours in shared.items():
+        assert len(ours) == 1, f"the modules of the export's {theirs.__name__} have {len(ours)} classes"
 
 
 def test_inspect_shows_the_forward_with_its_spec_lines():
@@ -283,3 +302,75 @@ def test_a_block_of_several_tensors_is_called_and_unpacked_as_written_by_hand():
 
 def test_a_block_of_several_tensors_computes_what_its_ir_says():
     _differential(SEVERAL)
+
+
+# -- forms of a block that differ only in optional modules: one class, as torchvision's
+
+def _blocks(model, cls_name: str) -> list:
+    return [m for m in model.modules() if type(m).__name__ == cls_name]
+
+
+def test_resnet50_s_bottlenecks_share_one_class_whose_downsample_is_none_where_absent():
+    model = netdsl.build(str(ROOT / "specs" / "resnet50.net"), device="meta")
+    blocks = [b for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for b in layer]
+    assert len(blocks) == 16 and len({type(b) for b in blocks}) == 1  # as torchvision's Bottleneck
+    assert type(model.layer1[0]) is type(model.layer1[1])
+    first, other = model.layer1[0], model.layer1[1]
+    assert isinstance(first.downsample, torch.nn.Sequential)
+    assert other.downsample is None  # torchvision's `self.downsample = None`
+    # None is no submodule: no state_dict key, no named_modules entry, no line in print(model).
+    assert "downsample" not in dict(other.named_children())
+    assert not any(k.startswith("downsample.") for k in other.state_dict())
+    assert "downsample" not in repr(other) and "(downsample): Sequential(" in repr(first)
+    # Its forward is, word for word, the exported class's.
+    exported = _exported_classes(generate(str(ROOT / "specs" / "resnet50.net")))
+    assert textwrap.dedent(inspect.getsource(type(other).forward)) == exported["Bottleneck"]
+    assert "    if self.downsample is not None:\n        identity = self.downsample(x)" in exported["Bottleneck"]
+
+
+@pytest.mark.parametrize("spec, cls, optional", [
+    ("ghostnet", "GhostBottleneck", ("conv_dw", "bn_dw", "se", "shortcut")),
+    ("regnet_y_400mf", "ResBottleneckBlock", ("proj",)),
+    ("resnet34", "BasicBlock", ("downsample",)),
+])
+def test_the_forms_of_a_block_share_one_class_object(spec, cls, optional):
+    model = netdsl.build(str(ROOT / "specs" / f"{spec}.net"), device="meta")
+    blocks = _blocks(model, cls)
+    assert len(blocks) > 2 and len({type(b) for b in blocks}) == 1
+    for name in optional:
+        held = [b._modules.get(name) for b in blocks]
+        assert any(m is not None for m in held) and any(m is None for m in held), name
+        for b, m in zip(blocks, held, strict=True):
+            assert getattr(b, name) is m  # None where the form lacks it, not missing
+
+
+@pytest.mark.slow
+def test_a_shared_class_keeps_to_pytorch_s_habits():
+    # TorchScript, FX, dynamo without a graph break, hooks, pickle and fusing, each on a
+    # model whose Bottleneck runs `if self.downsample is not None`.
+    torch.manual_seed(0)
+    model = netdsl.build(str(ROOT / "specs" / "resnet50.net")).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export
+            scripted = torch.jit.script(model)
+        assert torch.equal(scripted(x), expected)
+        graph = torch.fx.symbolic_trace(model)
+        names = [n.name for n in graph.graph.nodes]
+        assert "layer1_0_downsample_0" in names and not any(n.startswith("layer1_1_downsample") for n in names)
+        assert torch.equal(graph(x), expected)
+        explained = torch._dynamo.explain(model)(x)
+        assert explained.graph_break_count == 0 and explained.graph_count == 1
+        calls = []
+        hook = model.layer1[0].downsample.register_forward_hook(lambda *a: calls.append(1))
+        model(x)
+        hook.remove()
+        assert calls == [1]
+        twin = pickle.loads(pickle.dumps(model))
+        assert len({type(b) for layer in (twin.layer1, twin.layer4) for b in layer}) == 1
+        assert twin.layer1[1].downsample is None and torch.equal(twin(x), expected)
+        fused = fuse(model)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+        torch.testing.assert_close(fused(x), expected, rtol=1e-4, atol=1e-4)
