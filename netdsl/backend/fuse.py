@@ -380,7 +380,7 @@ def _specialise(m: nn.Module, lines: list[str]) -> list[str]:
         name = _optional_test(st.test) if isinstance(st, ast.If) and not st.orelse else None
         if name is None or name not in m._modules and getattr(m, name, False) is not None:
             continue
-        assert st.end_lineno is not None
+        assert isinstance(st, ast.If) and st.end_lineno is not None
         body = [] if m._modules.get(name) is None else \
             [line[4:] for line in out[st.body[0].lineno - 1:st.end_lineno]]
         out[st.lineno - 1:st.end_lineno] = body
