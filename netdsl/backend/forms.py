@@ -83,6 +83,10 @@ class Forms:
     classes: dict = field(default_factory=dict)  # a form's key -> its class
     by_name: dict = field(default_factory=dict)  # class name -> its classes
     made: dict = field(default_factory=dict)  # id of a registered module -> its form
+    # The forward of a template less some modules, by (id of the template, those modules):
+    # a block of many forms (DPN's) compares each new one with the same templates again.
+    less: dict = field(default_factory=dict)
+    may_lack: dict = field(default_factory=dict)  # the same key -> optional(template, those)
 
     def register(self, node: ir.Scope, module: nn.Module, forward: str | None) -> Form:
         """The form of ``module``, the block instance or group ``node`` made, whose
@@ -146,8 +150,8 @@ class Forms:
             forms[form.key] = form
             template = max(forms.values(), key=lambda f: len(f.names))
             left = set().union(*(template.names - f.names for f in forms.values()))
-            if all(f.names <= template.names and _form_of(template, f) for f in forms.values()) \
-                    and optional(template.scope, left):
+            if all(f.names <= template.names and self.form_of(template, f) for f in forms.values()) \
+                    and self.optional(template, frozenset(left)):
                 assert template.scope is not None
                 cls.optional = tuple(n for n, _ in template.items if n in left)
                 cls.forward = write(template.scope.body, scope=template.scope, optional=frozenset(left)).text()
@@ -158,19 +162,32 @@ class Forms:
         return None
 
 
-def _form_of(template: Form, form: Form) -> bool:
-    """Whether ``form`` is ``template`` without the modules it lacks: the same
-    modules in the same order, made alike, and the same forward once those modules
-    are left out of the template's body."""
-    if form is template:
-        return True
-    left = template.names - form.names
-    assert template.scope is not None
-    if not optional(template.scope, left):
-        return False
-    if tuple(i for i in template.items if i[0] not in left) != form.items:
-        return False
-    return write(drop(template.scope.body, left), scope=template.scope).text() == form.forward
+    def optional(self, template: Form, left: frozenset[str]) -> bool:
+        """:func:`optional` of a template's block, once per template and modules."""
+        key = (id(template), left)
+        if key not in self.may_lack:
+            assert template.scope is not None
+            self.may_lack[key] = optional(template.scope, left)
+        return self.may_lack[key]
+
+    def form_of(self, template: Form, form: Form) -> bool:
+        """Whether ``form`` is ``template`` without the modules it lacks: the same
+        modules in the same order, made alike, and the same forward once those
+        modules are left out of the template's body."""
+        if form is template:
+            return True
+        left = template.names - form.names
+        assert template.scope is not None
+        if not self.optional(template, left):
+            return False
+        if tuple(i for i in template.items if i[0] not in left) != form.items:
+            return False
+        if not left:
+            return template.forward == form.forward  # what its body gives with nothing left out
+        key = (id(template), left)
+        if key not in self.less:
+            self.less[key] = write(drop(template.scope.body, left), scope=template.scope).text()
+        return self.less[key] == form.forward
 
 
 def optional(scope: ir.Scope, names) -> bool:
