@@ -60,6 +60,9 @@ class Form:
 
 @dataclass(eq=False)
 class FormClass:
+    """One class of a model's block instances: the forms that share it, the template
+    (the form with every module of the others) first."""
+
     key: tuple  # its first form's
     forms: list  # one per instance, in order of registration; the template first
     # Modules some instances lack, in the template's order, and the forward that calls
