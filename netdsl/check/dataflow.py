@@ -180,17 +180,37 @@ def _fresh_name(cx: Context, values: ValueScope, name: str, span) -> bool:
     return False
 
 
-def _bind_several(cx: Context, st: ast.Bind, env: Env, flow, values: ValueScope) -> None:
-    """``-> y, z``: the outputs of the block just used, one name each, in its `output`
-    order; the block's node says which names its outputs get."""
-    refs = (st.target,) + st.more
+def _names_given(cx: Context, values: ValueScope, refs: tuple[ast.Ref, ...], env: Env) -> list:
+    """The names ``-> y, z`` gives (POISON where one cannot be told), each lost until it is
+    bound: a read of one is no mistake where the statement fails."""
     names = [_name(cx, ref, env) for ref in refs]
-    several, values.several = values.several, None
     for ref, name in zip(refs, names, strict=True):
         if name is POISON:
             values.lost_binds.template(ref.name)
         else:
-            values.lost_binds.add(name)  # until bound below: a read of it is no mistake
+            values.lost_binds.add(name)
+    return names
+
+
+def _all_fresh(cx: Context, values: ValueScope, names: list, refs: tuple[ast.Ref, ...], what: str) -> bool:
+    """Whether the names given at once are all known and new: none twice among them, nor
+    named before (E0127, reported)."""
+    twice = next((r for i, (n, r) in enumerate(zip(names, refs, strict=True))
+                  if n is not POISON and n in names[:i]), None)
+    if twice is not None:
+        cx.report(Diagnostic("E0127", f"result `{cx.text(twice.span)}` is named twice", twice.span,
+                             "named again here", f"give each {what} its own name"))
+        return False
+    return not any(n is POISON for n in names) and all(_fresh_name(cx, values, n, r.span)
+                                                      for n, r in zip(names, refs, strict=True))
+
+
+def _bind_several(cx: Context, st: ast.Bind, env: Env, flow, values: ValueScope) -> None:
+    """``-> y, z``: the outputs of the block just used, one name each, in its `output`
+    order; the block's node says which names its outputs get."""
+    refs = (st.target,) + st.more
+    names = _names_given(cx, values, refs, env)
+    several, values.several = values.several, None
     if several is None:
         values.dangling = None  # named, if not rightly: not a result nothing reads as well
         if flow.shape is not None and not values.no_current:
@@ -216,14 +236,7 @@ def _bind_several(cx: Context, st: ast.Bind, env: Env, flow, values: ValueScope)
                              f"block `{block}` returns {len(shapes_)} tensors",
                              "give one name per result, in the order of the block's `output tuple(...)`"))
         return
-    twice = next((r for i, (n, r) in enumerate(zip(names, refs, strict=True))
-                  if n is not POISON and n in names[:i]), None)
-    if twice is not None:
-        cx.report(Diagnostic("E0127", f"result `{cx.text(twice.span)}` is named twice", twice.span,
-                             "named again here", "give each result its own name"))
-        return
-    if any(n is POISON for n in names) or not all(_fresh_name(cx, values, n, r.span)
-                                                   for n, r in zip(names, refs, strict=True)):
+    if not _all_fresh(cx, values, names, refs, "result"):
         return
     values.dangling = None
     for name, ref, shape in zip(names, refs, shapes_, strict=True):
@@ -369,12 +382,7 @@ def chunk(cx: Context, st: ast.Merge, refs: tuple[ast.Ref, ...], env: Env, flow)
     values = _values(cx, flow, st.span, "`chunk(...)`")
     if values is None:
         return
-    names = [_name(cx, ref, env) for ref in refs]
-    for ref, name in zip(refs, names, strict=True):
-        if name is POISON:
-            values.lost_binds.template(ref.name)
-        else:
-            values.lost_binds.add(name)  # until bound below: a read of it is no mistake
+    names = _names_given(cx, values, refs, env)
     read = [(_read(cx, values, ref, env), ref) for ref in st.sources]
     _fresh(values, st.span)
     values.dangling = None
@@ -415,12 +423,7 @@ def chunk(cx: Context, st: ast.Merge, refs: tuple[ast.Ref, ...], env: Env, flow)
                              f"name as many parts as divide {shape[d]}, or cut unequal parts with "
                              f"`narrow` (`from {source}`, `apply narrow({d}, start, length) -> a`)"))
         return
-    twice = next((r for i, (nm, r) in enumerate(zip(names, refs, strict=True)) if nm in names[:i]), None)
-    if twice is not None:
-        cx.report(Diagnostic("E0127", f"result `{cx.text(twice.span)}` is named twice", twice.span,
-                             "named again here", "give each part its own name"))
-        return
-    if not all(_fresh_name(cx, values, nm, r.span) for nm, r in zip(names, refs, strict=True)):
+    if not _all_fresh(cx, values, names, refs, "part"):
         return
     part = shape[:d] + (shape[d] // n,) + shape[d + 1:]
     for name, ref in zip(names, refs, strict=True):
