@@ -124,12 +124,16 @@ def test_undeclared_bias_uses_the_fan_in_bound():
 def test_without_init_statements_the_draws_are_torchvisions(spec_path):
     # AlexNet declares no init: its modules draw their defaults in module order, as
     # torchvision's constructor does, so one seed gives the same weights.
+    ours, theirs = _both_from_one_seed(torchvision.models.alexnet, spec_path("alexnet"))
+    assert all(torch.equal(t, theirs[k]) for k, t in ours.items())
+
+
+def _both_from_one_seed(reference, spec) -> tuple[dict, dict]:
+    """The state_dicts of the spec's model and of ``reference()``, each made after seed 0."""
     torch.manual_seed(0)
-    ref = torchvision.models.alexnet()
+    theirs = reference().state_dict()
     torch.manual_seed(0)
-    ours = netdsl.build(spec_path("alexnet"))
-    theirs = ref.state_dict()
-    assert all(torch.equal(t, theirs[k]) for k, t in ours.state_dict().items())
+    return netdsl.build(spec).state_dict(), theirs
 
 
 def test_build_follows_the_default_device():
@@ -212,13 +216,9 @@ def test_skipping_reset_on_meta_builds_the_same_modules(name, monkeypatch):
 def test_copies_of_a_leaf_draw_as_torchvisions_constructor(spec_path):
     # 148 of ShuffleNet's 169 leaves are copies of the first of their configuration
     # (lowering's `_copy`); it declares no init, so each draw must be torchvision's own.
-    torch.manual_seed(0)
-    ref = torchvision.models.shufflenet_v2_x0_5()
-    torch.manual_seed(0)
-    ours = netdsl.build(spec_path("shufflenet_v2_x0_5"))
-    theirs = ref.state_dict()
-    assert list(ours.state_dict()) == list(theirs)
-    assert all(torch.equal(t, theirs[k]) for k, t in ours.state_dict().items())
+    ours, theirs = _both_from_one_seed(torchvision.models.shufflenet_v2_x0_5, spec_path("shufflenet_v2_x0_5"))
+    assert list(ours) == list(theirs)
+    assert all(torch.equal(t, theirs[k]) for k, t in ours.items())
 
 
 def test_a_copied_leaf_shares_nothing_mutable_with_the_first():
